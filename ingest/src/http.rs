@@ -1,0 +1,192 @@
+//! OTLP/HTTP receiver: POST /v1/traces, /v1/metrics, /v1/logs with protobuf or JSON
+//! bodies, optionally gzip; the answer comes in the request's content type.
+
+use crate::decode::{content_decode, decode, DecodeError, Encoding, OtlpMessage, MAX_DECODED_BYTES};
+use crate::otlp::{logs_to_model, metrics_to_model, traces_to_model};
+use crate::pipeline::{Pipeline, Refusal, SignalKind};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use std::sync::atomic::Ordering;
+use tailscope_model::{Batch, Rejections};
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error answers.
+#[derive(Clone, PartialEq, Message, serde::Serialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn encoding_of(headers: &HeaderMap) -> Option<Encoding> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mime = ct.split(';').next()?.trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+fn body_response<T: Message + serde::Serialize>(status: StatusCode, enc: Encoding, msg: &T) -> Response {
+    let (ct, body) = match enc {
+        Encoding::Protobuf => (PROTOBUF, msg.encode_to_vec()),
+        Encoding::Json => (JSON, serde_json::to_vec(msg).unwrap_or_default()),
+    };
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(ct))], body).into_response()
+}
+
+fn error_response(status: StatusCode, grpc_code: i32, enc: Encoding, message: String) -> Response {
+    body_response(
+        status,
+        enc,
+        &RpcStatus {
+            code: grpc_code,
+            message,
+        },
+    )
+}
+
+fn decode_error_response(p: &Pipeline, enc: Encoding, e: &DecodeError) -> Response {
+    match e {
+        DecodeError::TooLarge { .. } => {
+            p.stats.too_large_requests.fetch_add(1, Ordering::Relaxed);
+            error_response(StatusCode::PAYLOAD_TOO_LARGE, 8, enc, e.to_string())
+        }
+        DecodeError::UnsupportedEncoding(_) => {
+            p.stats.malformed_requests.fetch_add(1, Ordering::Relaxed);
+            error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, enc, e.to_string())
+        }
+        _ => {
+            p.stats.malformed_requests.fetch_add(1, Ordering::Relaxed);
+            error_response(StatusCode::BAD_REQUEST, 3, enc, e.to_string())
+        }
+    }
+}
+
+async fn handle<T, R>(
+    p: &Pipeline,
+    signal: SignalKind,
+    headers: &HeaderMap,
+    body: &Bytes,
+    convert: impl FnOnce(&T) -> (Batch, Rejections),
+    respond: impl FnOnce(Rejections) -> R,
+) -> Response
+where
+    T: OtlpMessage,
+    R: Message + serde::Serialize,
+{
+    p.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let Some(enc) = encoding_of(headers) else {
+        p.stats.malformed_requests.fetch_add(1, Ordering::Relaxed);
+        let got = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            3,
+            Encoding::Json,
+            format!("unsupported Content-Type {got:?}: use application/x-protobuf or application/json"),
+        );
+    };
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let decoded = match content_decode(body, content_encoding) {
+        Ok(b) => b,
+        Err(e) => return decode_error_response(p, enc, &e),
+    };
+    let req: T = match decode(&decoded, enc) {
+        Ok(r) => r,
+        Err(e) => return decode_error_response(p, enc, &e),
+    };
+    drop(decoded);
+    let (batch, rejections) = convert(&req);
+    drop(req);
+    match p.store(signal, batch, rejections).await {
+        Ok(rej) => body_response(StatusCode::OK, enc, &respond(rej)),
+        Err(Refusal::Busy(b)) => {
+            let secs = b.retry_after.as_secs().max(1);
+            let mut r = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                14,
+                enc,
+                format!("tailscope's store writer is saturated; retry in {secs} s"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        Err(Refusal::WriteFailed(e)) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            13,
+            enc,
+            format!("storing the request failed: {e}"),
+        ),
+    }
+}
+
+async fn traces(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
+    handle::<ExportTraceServiceRequest, _>(&p, SignalKind::Traces, &headers, &body, traces_to_model, |rej| {
+        ExportTraceServiceResponse {
+            partial_success: (rej.count > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: rej.count as i64,
+                error_message: rej.summary(),
+            }),
+        }
+    })
+    .await
+}
+
+async fn metrics(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
+    handle::<ExportMetricsServiceRequest, _>(&p, SignalKind::Metrics, &headers, &body, metrics_to_model, |rej| {
+        ExportMetricsServiceResponse {
+            partial_success: (rej.count > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rej.count as i64,
+                error_message: rej.summary(),
+            }),
+        }
+    })
+    .await
+}
+
+async fn logs(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
+    handle::<ExportLogsServiceRequest, _>(&p, SignalKind::Logs, &headers, &body, logs_to_model, |rej| {
+        ExportLogsServiceResponse {
+            partial_success: (rej.count > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rej.count as i64,
+                error_message: rej.summary(),
+            }),
+        }
+    })
+    .await
+}
+
+/// The OTLP/HTTP routes over one pipeline.
+pub fn router(p: Pipeline) -> Router {
+    Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(metrics))
+        .route("/v1/logs", post(logs))
+        .layer(DefaultBodyLimit::max(MAX_DECODED_BYTES))
+        .with_state(p)
+}

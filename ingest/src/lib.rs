@@ -1,0 +1,47 @@
+//! tailscope's way in: OTLP receivers, file import and semconv normalisation.
+//!
+//! [`Collector`] runs the OTLP/gRPC ([`GrpcReceiver`], tonic) and OTLP/HTTP
+//! ([`http::router`], axum) receivers; both decode with `opentelemetry-proto`, turn
+//! requests into [`tailscope_model::Batch`]es in [`otlp`] (the only module that maps
+//! proto types to model types), promote semantic conventions in [`semconv`], and hand
+//! batches to a [`Sink`] that acknowledges only after commit. [`decode::read_file`]
+//! imports OTLP files (JSON, JSON lines, protobuf).
+
+pub mod decode;
+pub mod grpc;
+pub mod http;
+pub mod otlp;
+mod pipeline;
+pub mod semconv;
+mod server;
+
+pub use decode::{read_file, Chunk, ImportError, Signal, MAX_DECODED_BYTES};
+pub use grpc::GrpcReceiver;
+pub use pipeline::{Ack, Busy, IngestStats, Pipeline, SignalKind, Sink, StatsSnapshot};
+pub use server::{Collector, CollectorConfig, ServeError};
+
+/// Protobuf encodings of model batches, for load generators and sample files.
+pub mod encode {
+    use prost::Message;
+    use tailscope_model::Batch;
+
+    /// The spans of `batch` as an `ExportTraceServiceRequest` in protobuf.
+    pub fn traces_protobuf(batch: &Batch) -> Vec<u8> {
+        crate::otlp::traces_from_model(batch).encode_to_vec()
+    }
+
+    /// The spans of `batch` as OTLP/JSON.
+    pub fn traces_json(batch: &Batch) -> String {
+        serde_json::to_string(&crate::otlp::traces_from_model(batch)).unwrap_or_default()
+    }
+
+    /// The metric points of `batch` as an `ExportMetricsServiceRequest` in protobuf.
+    pub fn metrics_protobuf(batch: &Batch) -> Vec<u8> {
+        crate::otlp::metrics_from_model(batch).encode_to_vec()
+    }
+
+    /// The metric points of `batch` as OTLP/JSON.
+    pub fn metrics_json(batch: &Batch) -> String {
+        serde_json::to_string(&crate::otlp::metrics_from_model(batch)).unwrap_or_default()
+    }
+}

@@ -1,0 +1,740 @@
+//! The one place OTLP proto types become model types (and back, for the load
+//! generator and sample files). Invalid items are rejected one by one with a reason;
+//! the rest of the request is kept.
+
+use crate::semconv::promote;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::metrics::v1 as pm;
+use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+use opentelemetry_proto::tonic::trace::v1 as pt;
+use std::collections::BTreeMap;
+use tailscope_model::{
+    AttrValue, Attribute, Batch, Event, Exemplar, Link, LogRecord, MetricKind, MetricPoint,
+    Rejections, Resource, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
+};
+
+/// Prefix for instrumentation-scope attributes stored beside span attributes
+/// (the OpenTelemetry convention for exporters without scopes).
+pub const SCOPE_ATTR_PREFIX: &str = "otel.scope.";
+
+fn any_to_json(v: &AnyValue) -> serde_json::Value {
+    match &v.value {
+        None => serde_json::Value::Null,
+        Some(any_value::Value::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => serde_json::Value::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(*d)
+            .map_or_else(|| serde_json::Value::String(d.to_string()), Into::into),
+        Some(any_value::Value::BytesValue(b)) => serde_json::Value::String(hex::encode(b)),
+        // A profiles dictionary index: meaningless outside a profile.
+        Some(any_value::Value::StringValueStrindex(i)) => serde_json::Value::from(*i),
+        Some(any_value::Value::ArrayValue(a)) => {
+            serde_json::Value::Array(a.values.iter().map(any_to_json).collect())
+        }
+        Some(any_value::Value::KvlistValue(kv)) => serde_json::Value::Object(
+            kv.values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().map_or(serde_json::Value::Null, any_to_json),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn attr_value(v: Option<&AnyValue>) -> AttrValue {
+    let Some(v) = v else {
+        return AttrValue::Str(String::new());
+    };
+    match &v.value {
+        None => AttrValue::Str(String::new()),
+        Some(any_value::Value::StringValue(s)) => AttrValue::Str(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
+        Some(any_value::Value::DoubleValue(d)) => AttrValue::Double(*d),
+        Some(any_value::Value::BytesValue(b)) => AttrValue::Bytes(b.clone()),
+        Some(any_value::Value::StringValueStrindex(i)) => AttrValue::Int(i64::from(*i)),
+        Some(any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_)) => {
+            AttrValue::Json(any_to_json(v).to_string())
+        }
+    }
+}
+
+fn attrs(kvs: &[KeyValue]) -> Vec<Attribute> {
+    kvs.iter()
+        .map(|kv| Attribute::new(kv.key.clone(), attr_value(kv.value.as_ref())))
+        .collect()
+}
+
+fn body_text(v: Option<&AnyValue>) -> String {
+    match v.and_then(|v| v.value.as_ref()) {
+        None => String::new(),
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(_) => v.map(any_to_json).unwrap_or_default().to_string(),
+    }
+}
+
+fn nanos(what: &str, t: u64) -> Result<i64, String> {
+    i64::try_from(t).map_err(|_| format!("{what} {t} is past year 2262"))
+}
+
+/// A resource seen in a request; deduplicated by id within the batch.
+fn resource(batch: &mut Batch, r: Option<&ProtoResource>) -> (i64, String) {
+    let res = Resource::new(r.map(|r| attrs(&r.attributes)).unwrap_or_default());
+    let out = (res.id, res.service_name.clone());
+    if !batch.resources.iter().any(|x| x.id == res.id) {
+        batch.resources.push(res);
+    }
+    out
+}
+
+fn scope_parts(s: Option<&InstrumentationScope>) -> (String, String, Vec<Attribute>) {
+    s.map_or_else(
+        || (String::new(), String::new(), Vec::new()),
+        |s| {
+            (
+                s.name.clone(),
+                s.version.clone(),
+                s.attributes
+                    .iter()
+                    .map(|kv| {
+                        Attribute::new(
+                            format!("{SCOPE_ATTR_PREFIX}{}", kv.key),
+                            attr_value(kv.value.as_ref()),
+                        )
+                    })
+                    .collect(),
+            )
+        },
+    )
+}
+
+fn convert_span(
+    s: &pt::Span,
+    resource_id: i64,
+    service: &str,
+    scope: &(String, String, Vec<Attribute>),
+) -> Result<Span, String> {
+    if s.trace_id.is_empty() {
+        return Err("missing trace_id".into());
+    }
+    let trace_id = TraceId::from_bytes(&s.trace_id).map_err(|e| e.to_string())?;
+    let span_id = SpanId::from_bytes(&s.span_id).map_err(|e| e.to_string())?;
+    let parent_span_id = if s.parent_span_id.is_empty() {
+        None
+    } else {
+        Some(
+            SpanId::from_bytes(&s.parent_span_id)
+                .map_err(|e| format!("parent_{e}"))?,
+        )
+    };
+    let kind = SpanKind::from_otlp(s.kind).ok_or_else(|| format!("unknown span kind {}", s.kind))?;
+    let (status, status_message) = match &s.status {
+        None => (StatusCode::Unset, String::new()),
+        Some(st) => (
+            StatusCode::from_otlp(st.code)
+                .ok_or_else(|| format!("unknown status code {}", st.code))?,
+            st.message.clone(),
+        ),
+    };
+    if s.start_time_unix_nano == 0 {
+        return Err("start_time_unix_nano is 0".into());
+    }
+    let start_ns = nanos("start_time_unix_nano", s.start_time_unix_nano)?;
+    let end_ns = nanos("end_time_unix_nano", s.end_time_unix_nano)?;
+    if end_ns < start_ns {
+        return Err(format!(
+            "end_time_unix_nano {end_ns} is before start_time_unix_nano {start_ns}"
+        ));
+    }
+    let mut events = Vec::with_capacity(s.events.len());
+    for e in &s.events {
+        events.push(Event {
+            time_ns: nanos("event time_unix_nano", e.time_unix_nano)?,
+            name: e.name.clone(),
+            attributes: attrs(&e.attributes),
+        });
+    }
+    let mut links = Vec::with_capacity(s.links.len());
+    for l in &s.links {
+        links.push(Link {
+            trace_id: TraceId::from_bytes(&l.trace_id).map_err(|e| format!("link {e}"))?,
+            span_id: SpanId::from_bytes(&l.span_id).map_err(|e| format!("link {e}"))?,
+            trace_state: l.trace_state.clone(),
+            attributes: attrs(&l.attributes),
+        });
+    }
+    let mut attributes = attrs(&s.attributes);
+    attributes.extend(scope.2.iter().cloned());
+    let promoted = promote(&s.name, &attributes, &events);
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state: s.trace_state.clone(),
+        flags: s.flags,
+        name: s.name.clone(),
+        kind,
+        start_ns,
+        end_ns,
+        status,
+        status_message,
+        resource_id,
+        service_name: service.to_owned(),
+        scope_name: scope.0.clone(),
+        scope_version: scope.1.clone(),
+        attributes,
+        events,
+        links,
+        promoted,
+    })
+}
+
+/// Converts a trace export request; invalid spans are rejected with a reason.
+pub fn traces_to_model(req: &ExportTraceServiceRequest) -> (Batch, Rejections) {
+    let mut batch = Batch::default();
+    let mut rej = Rejections::default();
+    for rs in &req.resource_spans {
+        let (rid, service) = resource(&mut batch, rs.resource.as_ref());
+        for ss in &rs.scope_spans {
+            let scope = scope_parts(ss.scope.as_ref());
+            for (i, s) in ss.spans.iter().enumerate() {
+                match convert_span(s, rid, &service, &scope) {
+                    Ok(span) => batch.spans.push(span),
+                    Err(why) => rej.reject(format!(
+                        "span {i} ({:?}) of service '{service}': {why}",
+                        truncate(&s.name, 60)
+                    )),
+                }
+            }
+        }
+    }
+    (batch, rej)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn exemplars(ex: &[pm::Exemplar]) -> Vec<Exemplar> {
+    ex.iter()
+        .map(|e| Exemplar {
+            time_ns: i64::try_from(e.time_unix_nano).unwrap_or(0),
+            value: match e.value {
+                Some(pm::exemplar::Value::AsDouble(d)) => d,
+                Some(pm::exemplar::Value::AsInt(i)) => i as f64,
+                None => f64::NAN,
+            },
+            trace_id: TraceId::from_bytes(&e.trace_id).ok(),
+            span_id: SpanId::from_bytes(&e.span_id).ok(),
+            attributes: attrs(&e.filtered_attributes),
+        })
+        .collect()
+}
+
+struct MetricCtx<'a> {
+    resource_id: i64,
+    service: &'a str,
+    scope: &'a str,
+    m: &'a pm::Metric,
+}
+
+impl MetricCtx<'_> {
+    fn point(
+        &self,
+        kind: MetricKind,
+        temporality: Temporality,
+        monotonic: bool,
+        start: u64,
+        time: u64,
+        attributes: &[KeyValue],
+    ) -> Result<MetricPoint, String> {
+        if time == 0 {
+            return Err("time_unix_nano is 0".into());
+        }
+        Ok(MetricPoint {
+            resource_id: self.resource_id,
+            service_name: self.service.to_owned(),
+            scope_name: self.scope.to_owned(),
+            name: self.m.name.clone(),
+            description: self.m.description.clone(),
+            unit: self.m.unit.clone(),
+            kind,
+            temporality,
+            monotonic,
+            start_ns: nanos("start_time_unix_nano", start)?,
+            time_ns: nanos("time_unix_nano", time)?,
+            attributes: attrs(attributes),
+            value: None,
+            count: None,
+            sum: None,
+            min: None,
+            max: None,
+            bucket_counts: Vec::new(),
+            explicit_bounds: Vec::new(),
+            quantiles: Vec::new(),
+            exemplars: Vec::new(),
+        })
+    }
+
+    fn number(
+        &self,
+        kind: MetricKind,
+        temporality: Temporality,
+        monotonic: bool,
+        p: &pm::NumberDataPoint,
+    ) -> Result<MetricPoint, String> {
+        let mut out = self.point(kind, temporality, monotonic, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)?;
+        out.value = Some(match p.value {
+            Some(pm::number_data_point::Value::AsDouble(d)) => d,
+            Some(pm::number_data_point::Value::AsInt(i)) => i as f64,
+            None => return Err("data point has no value".into()),
+        });
+        out.exemplars = exemplars(&p.exemplars);
+        Ok(out)
+    }
+}
+
+fn temporality(n: i32) -> Result<Temporality, String> {
+    Temporality::from_otlp(n).ok_or_else(|| format!("unknown aggregation temporality {n}"))
+}
+
+fn metric_points(ctx: &MetricCtx<'_>, out: &mut Vec<MetricPoint>, rej: &mut Rejections) {
+    let m = ctx.m;
+    let mut push = |r: Result<MetricPoint, String>, i: usize| match r {
+        Ok(p) => out.push(p),
+        Err(why) => rej.reject(format!("point {i} of metric '{}': {why}", truncate(&m.name, 80))),
+    };
+    match &m.data {
+        None => rej.reject(format!("metric '{}' has no data", truncate(&m.name, 80))),
+        Some(pm::metric::Data::Gauge(g)) => {
+            for (i, p) in g.data_points.iter().enumerate() {
+                push(ctx.number(MetricKind::Gauge, Temporality::Unspecified, false, p), i);
+            }
+        }
+        Some(pm::metric::Data::Sum(s)) => {
+            for (i, p) in s.data_points.iter().enumerate() {
+                let r = temporality(s.aggregation_temporality)
+                    .and_then(|t| ctx.number(MetricKind::Sum, t, s.is_monotonic, p));
+                push(r, i);
+            }
+        }
+        Some(pm::metric::Data::Histogram(h)) => {
+            for (i, p) in h.data_points.iter().enumerate() {
+                let r = temporality(h.aggregation_temporality).and_then(|t| {
+                    if !p.bucket_counts.is_empty()
+                        && p.bucket_counts.len() != p.explicit_bounds.len() + 1
+                    {
+                        return Err(format!(
+                            "{} bucket counts for {} bounds, want bounds + 1",
+                            p.bucket_counts.len(),
+                            p.explicit_bounds.len()
+                        ));
+                    }
+                    let mut out = ctx.point(MetricKind::Histogram, t, false, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)?;
+                    out.count = Some(p.count);
+                    out.sum = p.sum;
+                    out.min = p.min;
+                    out.max = p.max;
+                    out.bucket_counts.clone_from(&p.bucket_counts);
+                    out.explicit_bounds.clone_from(&p.explicit_bounds);
+                    out.exemplars = exemplars(&p.exemplars);
+                    Ok(out)
+                });
+                push(r, i);
+            }
+        }
+        Some(pm::metric::Data::ExponentialHistogram(h)) => {
+            for (i, p) in h.data_points.iter().enumerate() {
+                let r = temporality(h.aggregation_temporality).and_then(|t| {
+                    let mut out = ctx.point(MetricKind::ExponentialHistogram, t, false, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)?;
+                    out.count = Some(p.count);
+                    out.sum = p.sum;
+                    out.min = p.min;
+                    out.max = p.max;
+                    // Exponential buckets as explicit bounds: base = 2^(2^-scale).
+                    if let Some(pos) = &p.positive {
+                        let base = 2f64.powf(2f64.powi(-p.scale));
+                        out.explicit_bounds = (0..pos.bucket_counts.len())
+                            .map(|k| base.powi(pos.offset + k as i32 + 1))
+                            .collect();
+                        out.bucket_counts.push(p.zero_count);
+                        out.bucket_counts.extend_from_slice(&pos.bucket_counts);
+                        if out.explicit_bounds.len() + 1 != out.bucket_counts.len() {
+                            out.explicit_bounds.clear();
+                            out.bucket_counts.clear();
+                        }
+                    }
+                    out.exemplars = exemplars(&p.exemplars);
+                    Ok(out)
+                });
+                push(r, i);
+            }
+        }
+        Some(pm::metric::Data::Summary(s)) => {
+            for (i, p) in s.data_points.iter().enumerate() {
+                let r = ctx
+                    .point(MetricKind::Summary, Temporality::Cumulative, false, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)
+                    .map(|mut out| {
+                        out.count = Some(p.count);
+                        out.sum = Some(p.sum);
+                        out.quantiles = p.quantile_values.iter().map(|q| (q.quantile, q.value)).collect();
+                        out
+                    });
+                push(r, i);
+            }
+        }
+    }
+}
+
+/// Converts a metrics export request; invalid data points are rejected with a reason.
+pub fn metrics_to_model(req: &ExportMetricsServiceRequest) -> (Batch, Rejections) {
+    let mut batch = Batch::default();
+    let mut rej = Rejections::default();
+    for rm in &req.resource_metrics {
+        let (rid, service) = resource(&mut batch, rm.resource.as_ref());
+        for sm in &rm.scope_metrics {
+            let scope = sm.scope.as_ref().map_or("", |s| s.name.as_str());
+            for m in &sm.metrics {
+                let ctx = MetricCtx {
+                    resource_id: rid,
+                    service: &service,
+                    scope,
+                    m,
+                };
+                metric_points(&ctx, &mut batch.metrics, &mut rej);
+            }
+        }
+    }
+    (batch, rej)
+}
+
+/// Converts a logs export request; invalid records are rejected with a reason.
+pub fn logs_to_model(req: &ExportLogsServiceRequest) -> (Batch, Rejections) {
+    let mut batch = Batch::default();
+    let mut rej = Rejections::default();
+    for rl in &req.resource_logs {
+        let (rid, service) = resource(&mut batch, rl.resource.as_ref());
+        for sl in &rl.scope_logs {
+            let scope = sl.scope.as_ref().map_or("", |s| s.name.as_str());
+            for (i, l) in sl.log_records.iter().enumerate() {
+                let conv = || -> Result<LogRecord, String> {
+                    let trace_id = if l.trace_id.is_empty() {
+                        None
+                    } else {
+                        Some(TraceId::from_bytes(&l.trace_id).map_err(|e| e.to_string())?)
+                    };
+                    let span_id = if l.span_id.is_empty() {
+                        None
+                    } else {
+                        Some(SpanId::from_bytes(&l.span_id).map_err(|e| e.to_string())?)
+                    };
+                    let observed_ns = nanos("observed_time_unix_nano", l.observed_time_unix_nano)?;
+                    let time_ns = match nanos("time_unix_nano", l.time_unix_nano)? {
+                        0 => observed_ns,
+                        t => t,
+                    };
+                    if !(0..=24).contains(&l.severity_number) {
+                        return Err(format!("unknown severity number {}", l.severity_number));
+                    }
+                    Ok(LogRecord {
+                        resource_id: rid,
+                        service_name: service.clone(),
+                        scope_name: scope.to_owned(),
+                        time_ns,
+                        observed_ns,
+                        severity_number: l.severity_number,
+                        severity_text: l.severity_text.clone(),
+                        body: body_text(l.body.as_ref()),
+                        trace_id,
+                        span_id,
+                        event_name: l.event_name.clone(),
+                        attributes: attrs(&l.attributes),
+                    })
+                };
+                match conv() {
+                    Ok(r) => batch.logs.push(r),
+                    Err(why) => rej.reject(format!("log record {i} of service '{service}': {why}")),
+                }
+            }
+        }
+    }
+    (batch, rej)
+}
+
+// ---------------------------------------------------------------------------
+// model -> proto (load generator, sample files)
+
+fn to_any(v: &AttrValue) -> AnyValue {
+    let value = match v {
+        AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+        AttrValue::Int(i) => any_value::Value::IntValue(*i),
+        AttrValue::Double(d) => any_value::Value::DoubleValue(*d),
+        AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+        AttrValue::Bytes(b) => any_value::Value::BytesValue(b.clone()),
+        AttrValue::Json(s) => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(j) => return json_to_any(&j),
+            Err(_) => any_value::Value::StringValue(s.clone()),
+        },
+    };
+    AnyValue { value: Some(value) }
+}
+
+fn json_to_any(j: &serde_json::Value) -> AnyValue {
+    let value = match j {
+        serde_json::Value::Null => None,
+        serde_json::Value::Bool(b) => Some(any_value::Value::BoolValue(*b)),
+        serde_json::Value::Number(n) => n.as_i64().map_or_else(
+            || Some(any_value::Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN))),
+            |i| Some(any_value::Value::IntValue(i)),
+        ),
+        serde_json::Value::String(s) => Some(any_value::Value::StringValue(s.clone())),
+        serde_json::Value::Array(a) => Some(any_value::Value::ArrayValue(ArrayValue {
+            values: a.iter().map(json_to_any).collect(),
+        })),
+        serde_json::Value::Object(o) => Some(any_value::Value::KvlistValue(KeyValueList {
+            values: o
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.clone(),
+                    value: Some(json_to_any(v)),
+                    ..KeyValue::default()
+                })
+                .collect(),
+        })),
+    };
+    AnyValue { value }
+}
+
+fn to_kvs(a: &[Attribute]) -> Vec<KeyValue> {
+    a.iter()
+        .map(|a| KeyValue {
+            key: a.key.clone(),
+            value: Some(to_any(&a.value)),
+            ..KeyValue::default()
+        })
+        .collect()
+}
+
+fn span_kind_num(k: SpanKind) -> i32 {
+    match k {
+        SpanKind::Unspecified => 0,
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+fn status_num(s: StatusCode) -> i32 {
+    match s {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
+    }
+}
+
+fn proto_resource(batch: &Batch, id: i64, service: &str) -> ProtoResource {
+    let attributes = batch.resources.iter().find(|r| r.id == id).map_or_else(
+        || {
+            to_kvs(&[Attribute::new(
+                "service.name",
+                AttrValue::Str(service.to_owned()),
+            )])
+        },
+        |r| to_kvs(&r.attributes),
+    );
+    ProtoResource {
+        attributes,
+        ..ProtoResource::default()
+    }
+}
+
+fn unsigned(ns: i64) -> u64 {
+    u64::try_from(ns).unwrap_or(0)
+}
+
+/// Encodes a batch's spans as one export request, grouped by resource and scope.
+pub fn traces_from_model(batch: &Batch) -> ExportTraceServiceRequest {
+    let mut groups: BTreeMap<(i64, String, String), Vec<&Span>> = BTreeMap::new();
+    for s in &batch.spans {
+        groups
+            .entry((s.resource_id, s.scope_name.clone(), s.scope_version.clone()))
+            .or_default()
+            .push(s);
+    }
+    let mut by_resource: BTreeMap<i64, pt::ResourceSpans> = BTreeMap::new();
+    for ((rid, scope_name, scope_version), spans) in groups {
+        let service = spans.first().map_or("", |s| s.service_name.as_str());
+        let rs = by_resource.entry(rid).or_insert_with(|| pt::ResourceSpans {
+            resource: Some(proto_resource(batch, rid, service)),
+            ..pt::ResourceSpans::default()
+        });
+        rs.scope_spans.push(pt::ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: scope_name,
+                version: scope_version,
+                ..InstrumentationScope::default()
+            }),
+            spans: spans.into_iter().map(span_to_proto).collect(),
+            ..pt::ScopeSpans::default()
+        });
+    }
+    ExportTraceServiceRequest {
+        resource_spans: by_resource.into_values().collect(),
+    }
+}
+
+fn span_to_proto(s: &Span) -> pt::Span {
+    pt::Span {
+        trace_id: s.trace_id.0.to_vec(),
+        span_id: s.span_id.0.to_vec(),
+        trace_state: s.trace_state.clone(),
+        parent_span_id: s.parent_span_id.map(|p| p.0.to_vec()).unwrap_or_default(),
+        flags: s.flags,
+        name: s.name.clone(),
+        kind: span_kind_num(s.kind),
+        start_time_unix_nano: unsigned(s.start_ns),
+        end_time_unix_nano: unsigned(s.end_ns),
+        attributes: to_kvs(
+            &s.attributes
+                .iter()
+                .filter(|a| !a.key.starts_with(SCOPE_ATTR_PREFIX))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
+        events: s
+            .events
+            .iter()
+            .map(|e| pt::span::Event {
+                time_unix_nano: unsigned(e.time_ns),
+                name: e.name.clone(),
+                attributes: to_kvs(&e.attributes),
+                dropped_attributes_count: 0,
+            })
+            .collect(),
+        links: s
+            .links
+            .iter()
+            .map(|l| pt::span::Link {
+                trace_id: l.trace_id.0.to_vec(),
+                span_id: l.span_id.0.to_vec(),
+                trace_state: l.trace_state.clone(),
+                attributes: to_kvs(&l.attributes),
+                ..pt::span::Link::default()
+            })
+            .collect(),
+        status: Some(pt::Status {
+            message: s.status_message.clone(),
+            code: status_num(s.status),
+        }),
+        ..pt::Span::default()
+    }
+}
+
+fn temporality_num(t: Temporality) -> i32 {
+    match t {
+        Temporality::Unspecified => 0,
+        Temporality::Delta => 1,
+        Temporality::Cumulative => 2,
+    }
+}
+
+fn exemplars_to_proto(ex: &[Exemplar]) -> Vec<pm::Exemplar> {
+    ex.iter()
+        .map(|e| pm::Exemplar {
+            filtered_attributes: to_kvs(&e.attributes),
+            time_unix_nano: unsigned(e.time_ns),
+            span_id: e.span_id.map(|s| s.0.to_vec()).unwrap_or_default(),
+            trace_id: e.trace_id.map(|t| t.0.to_vec()).unwrap_or_default(),
+            value: Some(pm::exemplar::Value::AsDouble(e.value)),
+        })
+        .collect()
+}
+
+/// Encodes a batch's metric points as one export request (one metric per point).
+pub fn metrics_from_model(batch: &Batch) -> ExportMetricsServiceRequest {
+    let mut by_resource: BTreeMap<i64, pm::ResourceMetrics> = BTreeMap::new();
+    for p in &batch.metrics {
+        let rm = by_resource.entry(p.resource_id).or_insert_with(|| pm::ResourceMetrics {
+            resource: Some(proto_resource(batch, p.resource_id, &p.service_name)),
+            scope_metrics: vec![pm::ScopeMetrics::default()],
+            ..pm::ResourceMetrics::default()
+        });
+        let number = || pm::NumberDataPoint {
+            attributes: to_kvs(&p.attributes),
+            start_time_unix_nano: unsigned(p.start_ns),
+            time_unix_nano: unsigned(p.time_ns),
+            exemplars: exemplars_to_proto(&p.exemplars),
+            flags: 0,
+            value: Some(pm::number_data_point::Value::AsDouble(p.value.unwrap_or(0.0))),
+        };
+        let data = match p.kind {
+            MetricKind::Gauge => pm::metric::Data::Gauge(pm::Gauge {
+                data_points: vec![number()],
+            }),
+            MetricKind::Sum => pm::metric::Data::Sum(pm::Sum {
+                data_points: vec![number()],
+                aggregation_temporality: temporality_num(p.temporality),
+                is_monotonic: p.monotonic,
+            }),
+            MetricKind::Histogram | MetricKind::ExponentialHistogram => {
+                pm::metric::Data::Histogram(pm::Histogram {
+                    data_points: vec![pm::HistogramDataPoint {
+                        attributes: to_kvs(&p.attributes),
+                        start_time_unix_nano: unsigned(p.start_ns),
+                        time_unix_nano: unsigned(p.time_ns),
+                        count: p.count.unwrap_or(0),
+                        sum: p.sum,
+                        bucket_counts: p.bucket_counts.clone(),
+                        explicit_bounds: p.explicit_bounds.clone(),
+                        exemplars: exemplars_to_proto(&p.exemplars),
+                        flags: 0,
+                        min: p.min,
+                        max: p.max,
+                    }],
+                    aggregation_temporality: temporality_num(p.temporality),
+                })
+            }
+            MetricKind::Summary => pm::metric::Data::Summary(pm::Summary {
+                data_points: vec![pm::SummaryDataPoint {
+                    attributes: to_kvs(&p.attributes),
+                    start_time_unix_nano: unsigned(p.start_ns),
+                    time_unix_nano: unsigned(p.time_ns),
+                    count: p.count.unwrap_or(0),
+                    sum: p.sum.unwrap_or(0.0),
+                    quantile_values: p
+                        .quantiles
+                        .iter()
+                        .map(|(q, v)| pm::summary_data_point::ValueAtQuantile {
+                            quantile: *q,
+                            value: *v,
+                        })
+                        .collect(),
+                    flags: 0,
+                }],
+            }),
+        };
+        if let Some(sm) = rm.scope_metrics.first_mut() {
+            sm.metrics.push(pm::Metric {
+                name: p.name.clone(),
+                description: p.description.clone(),
+                unit: p.unit.clone(),
+                data: Some(data),
+                ..pm::Metric::default()
+            });
+        }
+    }
+    ExportMetricsServiceRequest {
+        resource_metrics: by_resource.into_values().collect(),
+    }
+}

@@ -1,0 +1,345 @@
+//! Semantic-convention promotion: lifts the fields analysis needs out of span
+//! attributes, accepting every alias of design.md (GenAI current and deprecated names,
+//! vLLM, OpenInference, MCP, DB). Works on model attributes only.
+
+use tailscope_model::{AttrValue, Attribute, Event, OpClass, Promoted};
+
+fn secs_to_ns(s: f64) -> Option<i64> {
+    (s.is_finite() && s >= 0.0 && s < 1.0e9).then(|| (s * 1e9).round() as i64)
+}
+
+struct Attrs<'a>(&'a [Attribute]);
+
+impl<'a> Attrs<'a> {
+    fn get(&self, key: &str) -> Option<&'a AttrValue> {
+        self.0.iter().find(|a| a.key == key).map(|a| &a.value)
+    }
+    fn str(&self, keys: &[&str]) -> Option<String> {
+        keys.iter().find_map(|k| match self.get(k)? {
+            AttrValue::Str(s) if !s.is_empty() => Some(s.clone()),
+            AttrValue::Int(i) => Some(i.to_string()),
+            _ => None,
+        })
+    }
+    fn int(&self, keys: &[&str]) -> Option<i64> {
+        keys.iter().find_map(|k| self.get(k)?.as_i64())
+    }
+    fn secs_ns(&self, keys: &[&str]) -> Option<i64> {
+        keys.iter().find_map(|k| secs_to_ns(self.get(k)?.as_f64()?))
+    }
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
+/// Class of an operation from `gen_ai.operation.name`.
+fn class_of_genai_operation(op: &str) -> Option<OpClass> {
+    Some(match op {
+        "chat" | "text_completion" | "generate_content" | "completion" => OpClass::Llm,
+        "embeddings" | "embedding" => OpClass::Embedding,
+        "retrieval" => OpClass::Retrieval,
+        "execute_tool" => OpClass::Tool,
+        "invoke_agent" | "create_agent" | "invoke_workflow" => OpClass::Agent,
+        _ => return None,
+    })
+}
+
+/// Class of an OpenInference span kind.
+fn class_of_openinference(kind: &str) -> Option<OpClass> {
+    Some(match kind.to_ascii_uppercase().as_str() {
+        "LLM" => OpClass::Llm,
+        "EMBEDDING" => OpClass::Embedding,
+        "RETRIEVER" | "RERANKER" => OpClass::Retrieval,
+        "TOOL" => OpClass::Tool,
+        "AGENT" | "CHAIN" => OpClass::Agent,
+        _ => return None,
+    })
+}
+
+fn name_says_pool(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["acquire", "checkout", "connect", "pool"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// Promotes a span's attributes. `events` supply an exception type when `error.type` is absent.
+pub fn promote(name: &str, attributes: &[Attribute], events: &[Event]) -> Promoted {
+    let a = Attrs(attributes);
+    let operation = a.str(&["gen_ai.operation.name"]);
+    let oi_kind = a.str(&["openinference.span.kind"]);
+    let mcp_method = a.str(&["mcp.method.name"]);
+    let db_pool_name = a.str(&["db.client.connection.pool.name", "pool.name"]);
+    let pool_wait_ns = a.secs_ns(&["db.client.connection.wait_time"]);
+    let db_system = a.str(&["db.system.name", "db.system"]);
+    let vllm_latency = a.has("gen_ai.latency.time_in_queue")
+        || a.has("gen_ai.latency.e2e")
+        || a.has("gen_ai.latency.time_to_first_token");
+
+    let op_class = if mcp_method.is_some() {
+        OpClass::Mcp
+    } else if pool_wait_ns.is_some() || (db_pool_name.is_some() && name_says_pool(name)) {
+        OpClass::Pool
+    } else if let Some(c) = operation.as_deref().and_then(class_of_genai_operation) {
+        c
+    } else if let Some(c) = oi_kind.as_deref().and_then(class_of_openinference) {
+        c
+    } else if vllm_latency || name == "llm_request" {
+        OpClass::Llm
+    } else if db_system.is_some() {
+        OpClass::Db
+    } else if a.has("http.request.method") || a.has("http.method") {
+        OpClass::Http
+    } else if a.has("gen_ai.tool.name") || a.has("tool.name") {
+        OpClass::Tool
+    } else {
+        OpClass::Other
+    };
+
+    let error_type = a.str(&["error.type", "exception.type"]).or_else(|| {
+        events
+            .iter()
+            .filter(|e| e.name == "exception")
+            .find_map(|e| Attrs(&e.attributes).str(&["exception.type"]))
+    });
+
+    Promoted {
+        op_class,
+        operation: operation.or_else(|| oi_kind.map(|k| k.to_ascii_lowercase())),
+        model: a.str(&[
+            "gen_ai.response.model",
+            "gen_ai.request.model",
+            "llm.model_name",
+            "embedding.model_name",
+        ]),
+        provider: a.str(&["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"]),
+        conversation_id: a.str(&["gen_ai.conversation.id", "session.id", "conversation.id"]),
+        input_tokens: a.int(&[
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+        ]),
+        output_tokens: a.int(&[
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+        ]),
+        cache_read_tokens: a.int(&[
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_read_input_tokens",
+            "gen_ai.usage.cached_tokens",
+            "llm.token_count.prompt_details.cache_read",
+        ]),
+        cache_write_tokens: a.int(&[
+            "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_write.input_tokens",
+            "gen_ai.usage.cache_creation_input_tokens",
+            "llm.token_count.prompt_details.cache_write",
+        ]),
+        stream: a
+            .get("gen_ai.request.stream")
+            .or_else(|| a.get("llm.is_streaming"))
+            .and_then(AttrValue::as_bool),
+        time_to_first_chunk_ns: a.secs_ns(&[
+            "gen_ai.response.time_to_first_chunk",
+            "gen_ai.server.time_to_first_token",
+        ]),
+        queue_ns: a.secs_ns(&["gen_ai.latency.time_in_queue"]),
+        ttft_ns: a.secs_ns(&["gen_ai.latency.time_to_first_token"]),
+        prefill_ns: a.secs_ns(&["gen_ai.latency.time_in_model_prefill"]),
+        decode_ns: a.secs_ns(&["gen_ai.latency.time_in_model_decode"]),
+        inference_ns: a.secs_ns(&["gen_ai.latency.time_in_model_inference"]),
+        e2e_ns: a.secs_ns(&["gen_ai.latency.e2e"]),
+        tool_name: a.str(&["gen_ai.tool.name", "tool.name"]),
+        tool_call_id: a.str(&["gen_ai.tool.call.id", "tool_call.id"]),
+        agent_name: a.str(&["gen_ai.agent.name", "agent.name"]),
+        data_source_id: a.str(&["gen_ai.data_source.id"]),
+        mcp_method,
+        mcp_session_id: a.str(&["mcp.session.id"]),
+        db_system,
+        db_operation: a.str(&["db.operation.name", "db.operation"]),
+        db_query_summary: a.str(&["db.query.summary"]),
+        db_pool_name,
+        pool_wait_ns,
+        server_address: a.str(&["server.address", "net.peer.name"]),
+        error_type,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(k: &str, v: &str) -> Attribute {
+        Attribute::new(k, AttrValue::Str(v.into()))
+    }
+    fn i(k: &str, v: i64) -> Attribute {
+        Attribute::new(k, AttrValue::Int(v))
+    }
+    fn d(k: &str, v: f64) -> Attribute {
+        Attribute::new(k, AttrValue::Double(v))
+    }
+
+    #[test]
+    fn genai_current_names() {
+        let p = promote("chat gpt-4o",
+            &[
+                s("gen_ai.operation.name", "chat"),
+                s("gen_ai.request.model", "gpt-4o"),
+                s("gen_ai.provider.name", "openai"),
+                s("gen_ai.conversation.id", "c1"),
+                i("gen_ai.usage.input_tokens", 100),
+                i("gen_ai.usage.output_tokens", 20),
+                i("gen_ai.usage.cache_read.input_tokens", 64),
+                i("gen_ai.usage.cache_creation.input_tokens", 32),
+                Attribute::new("gen_ai.request.stream", AttrValue::Bool(true)),
+                d("gen_ai.response.time_to_first_chunk", 0.25),
+                s("server.address", "vllm-0"),
+            ],
+            &[],
+        );
+        assert_eq!(p.op_class, OpClass::Llm);
+        assert_eq!(p.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(p.provider.as_deref(), Some("openai"));
+        assert_eq!(p.conversation_id.as_deref(), Some("c1"));
+        assert_eq!((p.input_tokens, p.output_tokens), (Some(100), Some(20)));
+        assert_eq!((p.cache_read_tokens, p.cache_write_tokens), (Some(64), Some(32)));
+        assert_eq!(p.stream, Some(true));
+        assert_eq!(p.time_to_first_chunk_ns, Some(250_000_000));
+        assert_eq!(p.server_address.as_deref(), Some("vllm-0"));
+    }
+
+    #[test]
+    fn deprecated_aliases() {
+        let p = promote("chat",
+            &[
+                s("gen_ai.operation.name", "text_completion"),
+                s("gen_ai.system", "anthropic"),
+                i("gen_ai.usage.prompt_tokens", 7),
+                i("gen_ai.usage.completion_tokens", 3),
+                i("gen_ai.usage.cached_tokens", 5),
+                s("gen_ai.usage.cache_write.input_tokens", "2"),
+                s("db.system", "ignored-when-genai"),
+            ],
+            &[],
+        );
+        assert_eq!(p.op_class, OpClass::Llm);
+        assert_eq!(p.provider.as_deref(), Some("anthropic"));
+        assert_eq!((p.input_tokens, p.output_tokens, p.cache_read_tokens), (Some(7), Some(3), Some(5)));
+        assert_eq!(p.cache_write_tokens, Some(2));
+    }
+
+    #[test]
+    fn openinference_dialect() {
+        let p = promote("ChatOpenAI",
+            &[
+                s("openinference.span.kind", "LLM"),
+                s("llm.model_name", "llama-3-8b"),
+                i("llm.token_count.prompt", 900),
+                i("llm.token_count.completion", 50),
+                i("llm.token_count.prompt_details.cache_read", 800),
+                i("llm.token_count.prompt_details.cache_write", 100),
+                s("session.id", "sess-9"),
+            ],
+            &[],
+        );
+        assert_eq!(p.op_class, OpClass::Llm);
+        assert_eq!(p.operation.as_deref(), Some("llm"));
+        assert_eq!(p.model.as_deref(), Some("llama-3-8b"));
+        assert_eq!(p.conversation_id.as_deref(), Some("sess-9"));
+        assert_eq!((p.input_tokens, p.cache_read_tokens, p.cache_write_tokens), (Some(900), Some(800), Some(100)));
+        for (kind, class) in [
+            ("EMBEDDING", OpClass::Embedding),
+            ("RETRIEVER", OpClass::Retrieval),
+            ("RERANKER", OpClass::Retrieval),
+            ("TOOL", OpClass::Tool),
+            ("AGENT", OpClass::Agent),
+            ("CHAIN", OpClass::Agent),
+        ] {
+            let p = promote("x", &[s("openinference.span.kind", kind), s("tool.name", "t")], &[]);
+            assert_eq!(p.op_class, class, "{kind}");
+            assert_eq!(p.tool_name.as_deref(), Some("t"));
+        }
+    }
+
+    #[test]
+    fn vllm_server_span() {
+        let p = promote("llm_request",
+            &[
+                d("gen_ai.latency.time_in_queue", 0.5),
+                d("gen_ai.latency.time_to_first_token", 0.9),
+                d("gen_ai.latency.time_in_model_prefill", 0.3),
+                d("gen_ai.latency.time_in_model_decode", 1.5),
+                d("gen_ai.latency.time_in_model_inference", 1.8),
+                d("gen_ai.latency.e2e", 2.4),
+            ],
+            &[],
+        );
+        assert_eq!(p.op_class, OpClass::Llm);
+        assert_eq!(p.queue_ns, Some(500_000_000));
+        assert_eq!(p.ttft_ns, Some(900_000_000));
+        assert_eq!(p.prefill_ns, Some(300_000_000));
+        assert_eq!(p.decode_ns, Some(1_500_000_000));
+        assert_eq!(p.inference_ns, Some(1_800_000_000));
+        assert_eq!(p.e2e_ns, Some(2_400_000_000));
+    }
+
+    #[test]
+    fn mcp_db_pool_tool_http_and_errors() {
+        let p = promote("tools/call web_search",
+            &[
+                s("mcp.method.name", "tools/call"),
+                s("mcp.session.id", "m1"),
+                s("gen_ai.tool.name", "web_search"),
+                s("gen_ai.operation.name", "execute_tool"),
+                s("gen_ai.tool.call.id", "call_1"),
+            ],
+            &[],
+        );
+        assert_eq!(p.op_class, OpClass::Mcp);
+        assert_eq!(p.mcp_method.as_deref(), Some("tools/call"));
+        assert_eq!(p.mcp_session_id.as_deref(), Some("m1"));
+        assert_eq!(p.tool_name.as_deref(), Some("web_search"));
+        assert_eq!(p.tool_call_id.as_deref(), Some("call_1"));
+
+        let pool = promote("pool.acquire", &[s("db.client.connection.pool.name", "main")], &[]);
+        assert_eq!(pool.op_class, OpClass::Pool);
+        assert_eq!(pool.db_pool_name.as_deref(), Some("main"));
+        let waited = promote("get conn", &[d("db.client.connection.wait_time", 0.12)], &[]);
+        assert_eq!(waited.op_class, OpClass::Pool);
+        assert_eq!(waited.pool_wait_ns, Some(120_000_000));
+        let not_pool = promote("SELECT users", &[s("db.client.connection.pool.name", "main"), s("db.system.name", "postgresql")], &[]);
+        assert_eq!(not_pool.op_class, OpClass::Db);
+
+        let db = promote("SELECT orders",
+            &[s("db.system", "postgresql"), s("db.operation", "SELECT"), s("db.query.summary", "SELECT orders")],
+            &[],
+        );
+        assert_eq!(db.op_class, OpClass::Db);
+        assert_eq!(db.db_system.as_deref(), Some("postgresql"));
+        assert_eq!(db.db_operation.as_deref(), Some("SELECT"));
+        assert_eq!(db.db_query_summary.as_deref(), Some("SELECT orders"));
+
+        let http = promote("GET", &[s("http.request.method", "GET")], &[]);
+        assert_eq!(http.op_class, OpClass::Http);
+        let agent = promote("invoke_agent planner", &[s("gen_ai.operation.name", "invoke_agent"), s("gen_ai.agent.name", "planner")], &[]);
+        assert_eq!(agent.op_class, OpClass::Agent);
+        assert_eq!(agent.agent_name.as_deref(), Some("planner"));
+        let emb = promote("embeddings", &[s("gen_ai.operation.name", "embeddings")], &[]);
+        assert_eq!(emb.op_class, OpClass::Embedding);
+        let ret = promote("retrieval", &[s("gen_ai.operation.name", "retrieval"), s("gen_ai.data_source.id", "kb")], &[]);
+        assert_eq!(ret.op_class, OpClass::Retrieval);
+        assert_eq!(ret.data_source_id.as_deref(), Some("kb"));
+
+        let ev = Event {
+            time_ns: 1,
+            name: "exception".into(),
+            attributes: vec![s("exception.type", "TimeoutError")],
+        };
+        let err = promote("x", &[], &[ev]);
+        assert_eq!(err.error_type.as_deref(), Some("TimeoutError"));
+        assert_eq!(err.op_class, OpClass::Other);
+        let err2 = promote("x", &[s("error.type", "429")], &[]);
+        assert_eq!(err2.error_type.as_deref(), Some("429"));
+    }
+}

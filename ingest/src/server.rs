@@ -1,0 +1,140 @@
+//! Binding and running both receivers, loopback-only unless allowed otherwise.
+
+use crate::grpc::GrpcReceiver;
+use crate::http::router;
+use crate::pipeline::Pipeline;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Where the collector listens.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub grpc: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    /// Required to bind anything but a loopback address.
+    pub allow_remote: bool,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
+            allow_remote: false,
+        }
+    }
+}
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to listen on {0}: it is not a loopback address; pass --allow-remote to accept telemetry from other machines")]
+    RemoteNotAllowed(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running collector. Dropping it does not stop it; call [`Collector::shutdown`].
+pub struct Collector {
+    pub grpc_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr, allow_remote: bool) -> Result<TcpListener, ServeError> {
+    if !allow_remote && !addr.ip().is_loopback() {
+        return Err(ServeError::RemoteNotAllowed(addr));
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+impl Collector {
+    /// Binds both listeners (so port errors surface here) and starts serving.
+    pub async fn start(cfg: &CollectorConfig, pipeline: Pipeline) -> Result<Self, ServeError> {
+        let grpc_listener = match cfg.grpc {
+            Some(a) => Some(bind(a, cfg.allow_remote).await?),
+            None => None,
+        };
+        let http_listener = match cfg.http {
+            Some(a) => Some(bind(a, cfg.allow_remote).await?),
+            None => None,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut grpc_addr = None;
+        let mut http_addr = None;
+
+        if let Some(l) = grpc_listener {
+            grpc_addr = l.local_addr().ok();
+            let (t, m, lg) = GrpcReceiver(pipeline.clone()).services();
+            let mut rx = stop_rx.clone();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+            tasks.push(tokio::spawn(async move {
+                let served = tonic::transport::Server::builder()
+                    .layer(tower::util::MapResponseLayer::new(grpc_status_too_large))
+                    .add_service(t)
+                    .add_service(m)
+                    .add_service(lg)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("gRPC receiver stopped: {e}");
+                }
+            }));
+        }
+        if let Some(l) = http_listener {
+            http_addr = l.local_addr().ok();
+            let app = router(pipeline);
+            let mut rx = stop_rx;
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("HTTP receiver stopped: {e}");
+                }
+            }));
+        }
+        Ok(Self {
+            grpc_addr,
+            http_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for both servers.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// tonic answers an over-limit message with OUT_OF_RANGE; OTLP asks for
+/// RESOURCE_EXHAUSTED. The status of such an early error is in the headers.
+fn grpc_status_too_large<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let too_large = resp.headers().get("grpc-status").is_some_and(|v| v == "11")
+        && resp
+            .headers()
+            .get("grpc-message")
+            .is_some_and(|m| m.to_str().is_ok_and(|m| m.contains("too%20large") || m.contains("too large")));
+    if too_large {
+        resp.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
+}

@@ -1,0 +1,234 @@
+//! tailscope's domain types, shared by every other crate.
+//!
+//! Telemetry arrives as OTLP and leaves `ingest` as a [`Batch`]: [`Resource`]s,
+//! [`Span`]s (with [`Event`]s, [`Link`]s and the analysis fields promoted into
+//! [`Promoted`]), [`MetricPoint`]s and [`LogRecord`]s. [`Cause`] names the fixed
+//! latency causes of design.md and [`OpClass`] the operation classes. No IO, no async.
+
+mod ids;
+mod metric;
+mod span;
+
+pub use ids::{IdError, SpanId, TraceId};
+pub use metric::{Exemplar, LogRecord, MetricKind, MetricPoint, Temporality};
+pub use span::{AttrValue, Attribute, Event, Link, OpClass, Promoted, Span, SpanKind, StatusCode};
+
+use serde::{Deserialize, Serialize};
+
+/// An OTLP resource (the entity producing telemetry), identified by a hash of its attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Stable 63-bit hash of the attributes (see [`Resource::id_of`]).
+    pub id: i64,
+    pub service_name: String,
+    pub attributes: Vec<Attribute>,
+}
+
+impl Resource {
+    /// Builds a resource whose id is a stable FNV-1a hash of its sorted attributes.
+    pub fn new(mut attributes: Vec<Attribute>) -> Self {
+        attributes.sort_by(|a, b| a.key.cmp(&b.key));
+        let service_name = attributes
+            .iter()
+            .find(|a| a.key == "service.name")
+            .map_or_else(|| "unknown_service".to_owned(), |a| a.value.to_display());
+        let id = Self::id_of(&attributes);
+        Self {
+            id,
+            service_name,
+            attributes,
+        }
+    }
+
+    /// FNV-1a over `key=value` pairs, masked to a positive i64 so it fits BIGINT.
+    pub fn id_of(sorted: &[Attribute]) -> i64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for a in sorted {
+            for b in a
+                .key
+                .bytes()
+                .chain([0u8])
+                .chain(a.value.to_display().bytes())
+                .chain([1u8])
+            {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        (h & (i64::MAX as u64)) as i64
+    }
+}
+
+/// Everything one OTLP request (or one imported file chunk) turned into.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub resources: Vec<Resource>,
+    pub spans: Vec<Span>,
+    pub metrics: Vec<MetricPoint>,
+    pub logs: Vec<LogRecord>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.metrics.is_empty() && self.logs.is_empty()
+    }
+
+    /// Moves everything from `other` into `self`.
+    pub fn append(&mut self, other: &mut Batch) {
+        self.resources.append(&mut other.resources);
+        self.spans.append(&mut other.spans);
+        self.metrics.append(&mut other.metrics);
+        self.logs.append(&mut other.logs);
+    }
+}
+
+/// Items of a request that were rejected during normalisation, with readable reasons.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejections {
+    pub count: u64,
+    /// At most a few distinct messages, e.g. "span 3 of scope 'x': trace_id has 5 bytes, want 16".
+    pub messages: Vec<String>,
+}
+
+impl Rejections {
+    /// Most messages kept; the count keeps going.
+    pub const MAX_MESSAGES: usize = 8;
+
+    pub fn reject(&mut self, message: impl Into<String>) {
+        self.count += 1;
+        if self.messages.len() < Self::MAX_MESSAGES {
+            self.messages.push(message.into());
+        }
+    }
+
+    pub fn merge(&mut self, other: Rejections) {
+        self.count += other.count;
+        for m in other.messages {
+            if self.messages.len() < Self::MAX_MESSAGES {
+                self.messages.push(m);
+            }
+        }
+    }
+
+    /// One sentence for OTLP `partial_success.error_message`; empty when nothing was rejected.
+    pub fn summary(&self) -> String {
+        if self.count == 0 {
+            return String::new();
+        }
+        let shown = self.messages.join("; ");
+        let more = self.count.saturating_sub(self.messages.len() as u64);
+        if more > 0 {
+            format!("{} item(s) rejected: {shown}; and {more} more", self.count)
+        } else {
+            format!("{} item(s) rejected: {shown}", self.count)
+        }
+    }
+}
+
+/// The fixed latency causes of design.md. Each critical-path section gets exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    Preprocessing,
+    Retrieval,
+    PoolWait,
+    Db,
+    Queue,
+    KvEviction,
+    Prefill,
+    Decode,
+    Tool,
+    ToolColdStart,
+    Retry,
+    Network,
+    Uninstrumented,
+    Other,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 14] = [
+        Cause::Preprocessing,
+        Cause::Retrieval,
+        Cause::PoolWait,
+        Cause::Db,
+        Cause::Queue,
+        Cause::KvEviction,
+        Cause::Prefill,
+        Cause::Decode,
+        Cause::Tool,
+        Cause::ToolColdStart,
+        Cause::Retry,
+        Cause::Network,
+        Cause::Uninstrumented,
+        Cause::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Preprocessing => "preprocessing",
+            Cause::Retrieval => "retrieval",
+            Cause::PoolWait => "pool_wait",
+            Cause::Db => "db",
+            Cause::Queue => "queue",
+            Cause::KvEviction => "kv_eviction",
+            Cause::Prefill => "prefill",
+            Cause::Decode => "decode",
+            Cause::Tool => "tool",
+            Cause::ToolColdStart => "tool_cold_start",
+            Cause::Retry => "retry",
+            Cause::Network => "network",
+            Cause::Uninstrumented => "uninstrumented",
+            Cause::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Cause> {
+        Cause::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cause_names_round_trip() {
+        for c in Cause::ALL {
+            assert_eq!(Cause::parse(c.as_str()), Some(c));
+            let json = serde_json::to_string(&c).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+        assert_eq!(Cause::parse("nope"), None);
+    }
+
+    #[test]
+    fn resource_id_ignores_attribute_order() {
+        let a = Attribute::new("service.name", AttrValue::Str("api".into()));
+        let b = Attribute::new("host.name", AttrValue::Str("h1".into()));
+        let r1 = Resource::new(vec![a.clone(), b.clone()]);
+        let r2 = Resource::new(vec![b, a]);
+        assert_eq!(r1.id, r2.id);
+        assert!(r1.id >= 0);
+        assert_eq!(r1.service_name, "api");
+        let r3 = Resource::new(vec![Attribute::new("service.name", AttrValue::Str("other".into()))]);
+        assert_ne!(r1.id, r3.id);
+    }
+
+    #[test]
+    fn rejections_summarise_and_cap() {
+        let mut r = Rejections::default();
+        assert_eq!(r.summary(), "");
+        for i in 0..10 {
+            r.reject(format!("bad {i}"));
+        }
+        assert_eq!(r.count, 10);
+        assert_eq!(r.messages.len(), Rejections::MAX_MESSAGES);
+        assert!(r.summary().contains("and 2 more"), "{}", r.summary());
+    }
+}

@@ -1,0 +1,236 @@
+//! tailscope's embedded DuckDB store.
+//!
+//! [`Store`] opens (and migrates, see `schema.rs`) a DuckDB file; [`Writer`] is the
+//! single writer thread that appends [`tailscope_model::Batch`]es through DuckDB's
+//! Arrow appender and acknowledges each only after its transaction committed.
+//! Reads come back as Arrow [`RecordBatch`]es ([`Store::query_arrow`]); user SQL goes
+//! through [`Store::query_read_only`], which refuses statements that write.
+
+mod columns;
+mod readonly;
+mod schema;
+mod writer;
+
+pub use duckdb::arrow;
+pub use duckdb::arrow::record_batch::RecordBatch;
+pub use readonly::check_read_only;
+pub use schema::SCHEMA_VERSION;
+pub use writer::{Committed, Done, Saturated, Writer, WriterConfig, WriterStats};
+
+use duckdb::{AccessMode, Config, Connection};
+use std::path::{Path, PathBuf};
+
+/// Errors of the store. Messages name the file or statement at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: duckdb::Error,
+    },
+    #[error("no store at {0}: run `tailscope import` or `tailscope serve` first")]
+    Missing(PathBuf),
+    #[error("cannot create folder {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store was written by a newer tailscope (schema {found}, this build reads up to {supported})")]
+    NewerSchema { found: i32, supported: i32 },
+    #[error("migration to schema {version} failed: {source}")]
+    Migration { version: i32, source: duckdb::Error },
+    #[error("{0}")]
+    Duckdb(#[from] duckdb::Error),
+    #[error("arrow: {0}")]
+    Arrow(#[from] duckdb::arrow::error::ArrowError),
+    #[error("query refused: tailscope query is read-only and `{0}` statements write; use SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or SUMMARIZE")]
+    WriteRefused(String),
+    #[error("write failed: {0}")]
+    WriteFailed(String),
+    #[error("the store writer stopped")]
+    WriterGone,
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Row counts of the main tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub spans: u64,
+    pub traces: u64,
+    pub span_attributes: u64,
+    pub events: u64,
+    pub links: u64,
+    pub resources: u64,
+    pub metric_points: u64,
+    pub logs: u64,
+}
+
+/// An open store. Cheap to [`Store::reader`]-clone for other threads.
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+}
+
+impl Store {
+    /// Opens or creates the store at `path` (creating its folder) and migrates it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        schema::migrate(&conn)?;
+        Ok(Self {
+            conn,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// An in-memory store (tests, benchmarks).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        schema::migrate(&conn)?;
+        Ok(Self { conn, path: None })
+    }
+
+    /// Opens an existing store read-only, with access to other files disabled,
+    /// for `tailscope query` and other readers that must not change anything.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let config = Config::default()
+            .access_mode(AccessMode::ReadOnly)
+            .and_then(|c| c.enable_external_access(false))
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let conn = Connection::open_with_flags(path, config).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let version: i32 = conn
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Self {
+            conn,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Another connection to the same database, for a reader thread.
+    pub fn reader(&self) -> Result<Store, StoreError> {
+        Ok(Store {
+            conn: self.conn.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Starts the single writer on its own connection.
+    pub fn writer(&self, cfg: WriterConfig) -> Result<Writer, StoreError> {
+        Writer::spawn(self.conn.try_clone()?, cfg)
+    }
+
+    /// The applied schema version.
+    pub fn schema_version(&self) -> Result<i32, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Runs trusted SQL (our own queries) and returns the result as Arrow batches.
+    pub fn query_arrow(&self, sql: &str) -> Result<Vec<RecordBatch>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        Ok(stmt.query_arrow([])?.collect())
+    }
+
+    /// Runs user SQL after refusing anything that writes (see [`check_read_only`]).
+    pub fn query_read_only(&self, sql: &str) -> Result<Vec<RecordBatch>, StoreError> {
+        check_read_only(sql)?;
+        self.query_arrow(sql).map_err(|e| match e {
+            StoreError::Duckdb(d) if d.to_string().contains("read-only mode") => {
+                StoreError::WriteRefused(first_keyword(sql))
+            }
+            other => other,
+        })
+    }
+
+    /// Runs trusted SQL that changes the store (analysis tables, maintenance).
+    pub fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
+    /// Row counts of the main tables.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let n = |sql: &str| -> Result<u64, StoreError> {
+            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+        };
+        Ok(Counts {
+            spans: n("SELECT count(*) FROM spans")?,
+            traces: n("SELECT count(DISTINCT trace_id) FROM spans")?,
+            span_attributes: n("SELECT count(*) FROM span_attributes")?,
+            events: n("SELECT count(*) FROM events")?,
+            links: n("SELECT count(*) FROM links")?,
+            resources: n("SELECT count(*) FROM resources")?,
+            metric_points: n("SELECT count(*) FROM metric_points")?,
+            logs: n("SELECT count(*) FROM logs")?,
+        })
+    }
+
+    /// The (table, column, type) list of the writer's tables as migrated, for tests.
+    #[doc(hidden)]
+    pub fn describe_columns(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns
+             WHERE table_schema = 'main' ORDER BY table_name, ordinal_position",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The writer's expected (table, column, type) list, for tests.
+    #[doc(hidden)]
+    pub fn expected_columns() -> Vec<(String, String, String)> {
+        columns::TABLES
+            .iter()
+            .flat_map(|(table, spec)| {
+                spec.iter().map(move |(col, ty)| {
+                    ((*table).to_owned(), (*col).to_owned(), ty.duckdb_name().to_owned())
+                })
+            })
+            .collect()
+    }
+}
+
+fn first_keyword(sql: &str) -> String {
+    readonly::statements(sql)
+        .first()
+        .map(|s| readonly::leading_keyword(s))
+        .unwrap_or_default()
+}

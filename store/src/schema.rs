@@ -1,0 +1,189 @@
+//! Schema and migrations. Each migration is frozen SQL; the writer's column lists
+//! (`columns.rs`) are checked against the migrated schema by a test.
+
+use crate::StoreError;
+use duckdb::Connection;
+
+/// (version, description, SQL). Append new migrations; never edit an applied one.
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial schema", V1)];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+const V1: &str = r"
+CREATE TABLE resources (
+    resource_id BIGINT NOT NULL,
+    service_name VARCHAR NOT NULL,
+    attributes VARCHAR NOT NULL
+);
+CREATE TABLE resource_attributes (
+    resource_id BIGINT NOT NULL,
+    key VARCHAR NOT NULL,
+    value_type VARCHAR NOT NULL,
+    value VARCHAR,
+    int_value BIGINT,
+    double_value DOUBLE,
+    bool_value BOOLEAN
+);
+CREATE TABLE spans (
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    parent_span_id VARCHAR,
+    trace_state VARCHAR,
+    flags UINTEGER,
+    name VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    start_ns BIGINT NOT NULL,
+    end_ns BIGINT NOT NULL,
+    duration_ns BIGINT NOT NULL,
+    status_code VARCHAR NOT NULL,
+    status_message VARCHAR,
+    resource_id BIGINT NOT NULL,
+    service_name VARCHAR NOT NULL,
+    scope_name VARCHAR,
+    scope_version VARCHAR,
+    op_class VARCHAR NOT NULL,
+    operation VARCHAR,
+    model VARCHAR,
+    provider VARCHAR,
+    conversation_id VARCHAR,
+    input_tokens BIGINT,
+    output_tokens BIGINT,
+    cache_read_tokens BIGINT,
+    cache_write_tokens BIGINT,
+    stream BOOLEAN,
+    time_to_first_chunk_ns BIGINT,
+    queue_ns BIGINT,
+    ttft_ns BIGINT,
+    prefill_ns BIGINT,
+    decode_ns BIGINT,
+    inference_ns BIGINT,
+    e2e_ns BIGINT,
+    tool_name VARCHAR,
+    tool_call_id VARCHAR,
+    agent_name VARCHAR,
+    data_source_id VARCHAR,
+    mcp_method VARCHAR,
+    mcp_session_id VARCHAR,
+    db_system VARCHAR,
+    db_operation VARCHAR,
+    db_query_summary VARCHAR,
+    db_pool_name VARCHAR,
+    pool_wait_ns BIGINT,
+    server_address VARCHAR,
+    error_type VARCHAR,
+    event_count INTEGER NOT NULL,
+    link_count INTEGER NOT NULL,
+    ingested_ns BIGINT NOT NULL
+);
+CREATE TABLE span_attributes (
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    value_type VARCHAR NOT NULL,
+    value VARCHAR,
+    int_value BIGINT,
+    double_value DOUBLE,
+    bool_value BOOLEAN
+);
+CREATE TABLE events (
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    event_index INTEGER NOT NULL,
+    time_ns BIGINT NOT NULL,
+    name VARCHAR NOT NULL,
+    attributes VARCHAR NOT NULL
+);
+CREATE TABLE links (
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    linked_trace_id VARCHAR NOT NULL,
+    linked_span_id VARCHAR NOT NULL,
+    trace_state VARCHAR,
+    attributes VARCHAR NOT NULL
+);
+CREATE TABLE metric_points (
+    resource_id BIGINT NOT NULL,
+    service_name VARCHAR NOT NULL,
+    scope_name VARCHAR,
+    name VARCHAR NOT NULL,
+    description VARCHAR,
+    unit VARCHAR,
+    kind VARCHAR NOT NULL,
+    temporality VARCHAR NOT NULL,
+    monotonic BOOLEAN NOT NULL,
+    start_ns BIGINT,
+    time_ns BIGINT NOT NULL,
+    attributes VARCHAR NOT NULL,
+    value DOUBLE,
+    count UBIGINT,
+    sum DOUBLE,
+    min DOUBLE,
+    max DOUBLE,
+    bucket_counts UBIGINT[],
+    explicit_bounds DOUBLE[],
+    quantiles VARCHAR,
+    exemplars VARCHAR
+);
+CREATE TABLE logs (
+    resource_id BIGINT NOT NULL,
+    service_name VARCHAR NOT NULL,
+    scope_name VARCHAR,
+    time_ns BIGINT NOT NULL,
+    observed_ns BIGINT NOT NULL,
+    severity_number INTEGER NOT NULL,
+    severity_text VARCHAR,
+    body VARCHAR,
+    trace_id VARCHAR,
+    span_id VARCHAR,
+    event_name VARCHAR,
+    attributes VARCHAR NOT NULL
+);
+";
+
+/// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.
+/// Refuses a file written by a newer tailscope rather than guessing.
+pub(crate) fn migrate(conn: &Connection) -> Result<i32, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            version INTEGER NOT NULL,
+            description VARCHAR NOT NULL,
+            applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );",
+    )?;
+    let current: i32 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (version, description, sql) in MIGRATIONS {
+        if *version <= current {
+            continue;
+        }
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let applied = conn.execute_batch(sql).and_then(|()| {
+            conn.execute(
+                "INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                duckdb::params![version, description],
+            )
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                // The original error is what matters; a failed rollback adds nothing.
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(StoreError::Migration {
+                    version: *version,
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(SCHEMA_VERSION)
+}

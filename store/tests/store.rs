@@ -1,0 +1,245 @@
+//! Store integration tests: schema matches the writer, rows round-trip, acks follow
+//! commits, saturation is bounded, read-only queries refuse writes.
+
+use std::sync::mpsc;
+use tailscope_model::{
+    AttrValue, Attribute, Batch, Event, Exemplar, Link, LogRecord, MetricKind, MetricPoint,
+    Promoted, Resource, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
+};
+use tailscope_store::arrow::array::{Array, Int64Array, StringArray};
+use tailscope_store::{Store, StoreError, WriterConfig};
+
+fn resource() -> Resource {
+    Resource::new(vec![
+        Attribute::new("service.name", AttrValue::Str("agent-api".into())),
+        Attribute::new("host.name", AttrValue::Str("h1".into())),
+    ])
+}
+
+fn span(trace: u8, n: u8, res: &Resource) -> Span {
+    Span {
+        trace_id: TraceId([trace; 16]),
+        span_id: SpanId([n.max(1); 8]),
+        parent_span_id: (n > 1).then_some(SpanId([1; 8])),
+        trace_state: String::new(),
+        flags: 1,
+        name: format!("chat gpt-4o #{n}"),
+        kind: SpanKind::Client,
+        start_ns: 1_700_000_000_000_000_000 + i64::from(n) * 1000,
+        end_ns: 1_700_000_000_000_000_000 + i64::from(n) * 1000 + 5_000_000,
+        status: StatusCode::Ok,
+        status_message: String::new(),
+        resource_id: res.id,
+        service_name: res.service_name.clone(),
+        scope_name: "test".into(),
+        scope_version: "1".into(),
+        attributes: vec![
+            Attribute::new("gen_ai.request.model", AttrValue::Str("gpt-4o".into())),
+            Attribute::new("gen_ai.usage.input_tokens", AttrValue::Int(1200)),
+            Attribute::new("temperature", AttrValue::Double(0.5)),
+            Attribute::new("gen_ai.request.stream", AttrValue::Bool(true)),
+            Attribute::new("tags", AttrValue::Json("[\"a\",\"b\"]".into())),
+        ],
+        events: vec![Event {
+            time_ns: 1_700_000_000_000_000_500,
+            name: "gen_ai.chunk".into(),
+            attributes: vec![Attribute::new("tokens", AttrValue::Int(3))],
+        }],
+        links: vec![Link {
+            trace_id: TraceId([9; 16]),
+            span_id: SpanId([9; 8]),
+            trace_state: String::new(),
+            attributes: vec![],
+        }],
+        promoted: Promoted {
+            model: Some("gpt-4o".into()),
+            input_tokens: Some(1200),
+            ..Promoted::default()
+        },
+    }
+}
+
+fn histogram(res: &Resource) -> MetricPoint {
+    MetricPoint {
+        resource_id: res.id,
+        service_name: res.service_name.clone(),
+        scope_name: String::new(),
+        name: "db.client.connection.wait_time".into(),
+        description: String::new(),
+        unit: "s".into(),
+        kind: MetricKind::Histogram,
+        temporality: Temporality::Cumulative,
+        monotonic: false,
+        start_ns: 1,
+        time_ns: 2,
+        attributes: vec![],
+        value: None,
+        count: Some(6),
+        sum: Some(1.5),
+        min: Some(0.1),
+        max: Some(0.9),
+        bucket_counts: vec![1, 2, 3],
+        explicit_bounds: vec![0.1, 0.5],
+        quantiles: vec![],
+        exemplars: vec![Exemplar {
+            time_ns: 2,
+            value: 0.9,
+            trace_id: Some(TraceId([7; 16])),
+            span_id: Some(SpanId([7; 8])),
+            attributes: vec![],
+        }],
+    }
+}
+
+fn batch(trace: u8, spans: u8) -> Batch {
+    let res = resource();
+    Batch {
+        spans: (1..=spans).map(|n| span(trace, n, &res)).collect(),
+        metrics: vec![histogram(&res)],
+        logs: vec![LogRecord {
+            resource_id: res.id,
+            service_name: res.service_name.clone(),
+            scope_name: String::new(),
+            time_ns: 5,
+            observed_ns: 6,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: "hello".into(),
+            trace_id: Some(TraceId([trace; 16])),
+            span_id: None,
+            event_name: String::new(),
+            attributes: vec![],
+        }],
+        resources: vec![res],
+    }
+}
+
+fn scalar_i64(store: &Store, sql: &str) -> i64 {
+    let rb = store.query_arrow(sql).unwrap();
+    rb[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("BIGINT column")
+        .value(0)
+}
+
+#[test]
+fn migrated_schema_matches_writer_columns() {
+    let store = Store::open_in_memory().unwrap();
+    let actual: std::collections::BTreeSet<_> = store.describe_columns().unwrap().into_iter().collect();
+    for col in Store::expected_columns() {
+        assert!(actual.contains(&col), "schema lacks {col:?}");
+    }
+    // and the same order: the appender writes by position
+    let actual = store.describe_columns().unwrap();
+    for table in ["spans", "span_attributes", "metric_points", "logs", "events", "links"] {
+        let a: Vec<_> = actual.iter().filter(|c| c.0 == table).collect();
+        let e: Vec<_> = Store::expected_columns().into_iter().filter(|c| c.0 == table).collect();
+        assert_eq!(a.len(), e.len(), "{table}");
+        for (x, y) in a.iter().zip(&e) {
+            assert_eq!(*x, y);
+        }
+    }
+    assert_eq!(store.schema_version().unwrap(), tailscope_store::SCHEMA_VERSION);
+}
+
+#[test]
+fn rows_round_trip_through_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/t.duckdb");
+    {
+        let store = Store::open(&path).unwrap();
+        let writer = store.writer(WriterConfig::default()).unwrap();
+        let c = writer.write(batch(1, 3)).unwrap();
+        assert_eq!(c.spans, 3);
+        writer.write(batch(2, 2)).unwrap();
+        writer.close().unwrap();
+    }
+    // reopen (migrations are idempotent) and read back
+    let store = Store::open(&path).unwrap();
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.spans, 5);
+    assert_eq!(counts.traces, 2);
+    assert_eq!(counts.span_attributes, 25);
+    assert_eq!(counts.events, 5);
+    assert_eq!(counts.links, 5);
+    assert_eq!(counts.resources, 1, "resource deduplicated across batches");
+    assert_eq!(counts.metric_points, 2);
+    assert_eq!(counts.logs, 2);
+    assert_eq!(
+        scalar_i64(&store, "SELECT int_value FROM span_attributes WHERE key='gen_ai.usage.input_tokens' LIMIT 1"),
+        1200
+    );
+    assert_eq!(
+        scalar_i64(&store, "SELECT CAST(sum(list_sum(bucket_counts)) AS BIGINT) FROM metric_points"),
+        12
+    );
+    assert_eq!(
+        scalar_i64(&store, "SELECT count(*) FROM metric_points WHERE exemplars LIKE '%0707070707070707%'"),
+        2
+    );
+    let rb = store
+        .query_arrow("SELECT trace_id, parent_span_id, model FROM spans ORDER BY trace_id, span_id LIMIT 2")
+        .unwrap();
+    let ids = rb[0].column(0).as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(ids.value(0), "01010101010101010101010101010101");
+    let parents = rb[0].column(1).as_any().downcast_ref::<StringArray>().unwrap();
+    assert!(parents.is_null(0));
+    assert_eq!(parents.value(1), "0101010101010101");
+}
+
+#[test]
+fn saturated_writer_refuses_and_later_accepts() {
+    let store = Store::open_in_memory().unwrap();
+    let writer = store
+        .writer(WriterConfig {
+            max_pending_items: 10,
+            max_group_items: 10,
+        })
+        .unwrap();
+    // Fill beyond the bound without waiting: some submissions must be refused,
+    // every accepted one must be acknowledged, and nothing accepted is lost.
+    let (tx, rx) = mpsc::sync_channel(1000);
+    let mut accepted = 0u64;
+    let mut refused = 0u64;
+    for i in 0..200u8 {
+        let tx = tx.clone();
+        match writer.try_submit(batch(i.max(1), 4), Box::new(move |r| { let _ = tx.send(r.is_ok()); })) {
+            Ok(()) => accepted += 1,
+            Err(s) => {
+                assert_eq!(s.batch.spans.len(), 4, "refused batch is handed back");
+                refused += 1;
+            }
+        }
+    }
+    drop(tx);
+    assert!(refused > 0, "bound of 10 items never refused");
+    let acked = rx.iter().filter(|ok| *ok).count() as u64;
+    assert_eq!(acked, accepted);
+    assert_eq!(store.counts().unwrap().spans, accepted * 4);
+    assert_eq!(writer.stats().saturated.load(std::sync::atomic::Ordering::Relaxed), refused);
+}
+
+#[test]
+fn read_only_store_refuses_writes_and_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.duckdb");
+    match Store::open_read_only(&path) {
+        Err(StoreError::Missing(p)) => assert_eq!(p, path),
+        Err(e) => panic!("want Missing, got {e}"),
+        Ok(_) => panic!("opened a missing file"),
+    }
+    {
+        let store = Store::open(&path).unwrap();
+        store.writer(WriterConfig::default()).unwrap().write(batch(3, 2)).unwrap();
+    }
+    let ro = Store::open_read_only(&path).unwrap();
+    let rb = ro.query_read_only("SELECT count(*) FROM spans").unwrap();
+    assert_eq!(rb[0].num_rows(), 1);
+    for sql in ["DELETE FROM spans", "CREATE TABLE x(a int)", "select 1; drop table spans"] {
+        let e = ro.query_read_only(sql).unwrap_err();
+        assert!(e.to_string().contains("read-only"), "{sql}: {e}");
+    }
+    assert_eq!(ro.counts().unwrap().spans, 2);
+}
