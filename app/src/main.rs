@@ -1,1 +1,94 @@
-fn main() {}
+//! The `tailscope` binary: CLI, collector runtime, store wiring.
+//!
+//! Commands follow the CLI contract of design.md. Each runs in its own module:
+//! [`serve`] (headless collector), [`import`] (OTLP files), [`query`] (read-only SQL),
+//! [`demo`] (generated workload). Errors go to stderr as one sentence; exit codes are
+//! 0 ok, 1 runtime error, 2 usage error.
+
+mod demo;
+mod import;
+mod query;
+mod serve;
+mod sink;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "tailscope", version, about = "Latency profiler and trace explorer for LLM and agent applications: why is my p99 slow?")]
+struct Cli {
+    /// The DuckDB store to use (default: tailscope.duckdb in the platform data folder).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a realistic agent workload, ingest it, and show it.
+    Demo(demo::DemoArgs),
+    /// Run the OTLP collector headless (gRPC and HTTP).
+    Serve(serve::ServeArgs),
+    /// Open the desktop app (arrives with the GUI work).
+    Gui,
+    /// Import OTLP files: JSON, JSON lines (Collector file exporter) or protobuf.
+    Import(import::ImportArgs),
+    /// Run read-only SQL over the store.
+    Query(query::QueryArgs),
+}
+
+/// The default store: `<data dir>/tailscope/tailscope.duckdb`.
+pub fn default_db() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("tailscope")
+        .join("tailscope.duckdb")
+}
+
+/// Default collector addresses (loopback).
+pub fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4317))
+}
+
+pub fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4318))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::Demo(args)) = &cli.command {
+        return demo::run(cli.db.as_deref(), args);
+    }
+    let db = cli.db.unwrap_or_else(default_db);
+    match cli.command {
+        Some(Command::Demo(_)) => unreachable!("handled above"),
+        Some(Command::Serve(args)) => serve::run(&db, &args),
+        Some(Command::Import(args)) => import::run(&db, &args),
+        Some(Command::Query(args)) => query::run(&db, &args),
+        Some(Command::Gui) | None => anyhow::bail!(
+            "the desktop app is not built yet; use `tailscope serve`, `tailscope import` and `tailscope query` (store: {})",
+            db.display()
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tailscope=info")),
+        )
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -329,16 +329,9 @@ fn metric_points(ctx: &MetricCtx<'_>, out: &mut Vec<MetricPoint>, rej: &mut Reje
         }
         Some(pm::metric::Data::Histogram(h)) => {
             for (i, p) in h.data_points.iter().enumerate() {
+                // Bucket counts are stored as sent: the OTLP spec's own example has more
+                // counts than bounds + 1, so a receiver must not be stricter than that.
                 let r = temporality(h.aggregation_temporality).and_then(|t| {
-                    if !p.bucket_counts.is_empty()
-                        && p.bucket_counts.len() != p.explicit_bounds.len() + 1
-                    {
-                        return Err(format!(
-                            "{} bucket counts for {} bounds, want bounds + 1",
-                            p.bucket_counts.len(),
-                            p.explicit_bounds.len()
-                        ));
-                    }
                     let mut out = ctx.point(MetricKind::Histogram, t, false, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)?;
                     out.count = Some(p.count);
                     out.sum = p.sum;

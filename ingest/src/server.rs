@@ -79,7 +79,7 @@ impl Collector {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
             tasks.push(tokio::spawn(async move {
                 let served = tonic::transport::Server::builder()
-                    .layer(tower::util::MapResponseLayer::new(grpc_status_too_large))
+                    .layer(tower::util::MapResponseLayer::new(grpc_status_codes))
                     .add_service(t)
                     .add_service(m)
                     .add_service(lg)
@@ -124,17 +124,24 @@ impl Collector {
     }
 }
 
-/// tonic answers an over-limit message with OUT_OF_RANGE; OTLP asks for
-/// RESOURCE_EXHAUSTED. The status of such an early error is in the headers.
-fn grpc_status_too_large<B>(mut resp: http::Response<B>) -> http::Response<B> {
-    let too_large = resp.headers().get("grpc-status").is_some_and(|v| v == "11")
-        && resp
-            .headers()
-            .get("grpc-message")
-            .is_some_and(|m| m.to_str().is_ok_and(|m| m.contains("too%20large") || m.contains("too large")));
-    if too_large {
+/// tonic answers an over-limit message with OUT_OF_RANGE and a malformed one with
+/// INTERNAL; OTLP asks for RESOURCE_EXHAUSTED and INVALID_ARGUMENT. The status of
+/// such an early error (before our handler runs) is in the response headers.
+fn grpc_status_codes<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let h = resp.headers();
+    let message = h
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .unwrap_or("")
+        .replace("%20", " ");
+    let code = match h.get("grpc-status").and_then(|v| v.to_str().ok()) {
+        Some("11") if message.contains("too large") => Some("8"),
+        Some("13") if message.contains("failed to decode") => Some("3"),
+        _ => None,
+    };
+    if let Some(code) = code {
         resp.headers_mut()
-            .insert("grpc-status", http::HeaderValue::from_static("8"));
+            .insert("grpc-status", http::HeaderValue::from_static(code));
     }
     resp
 }

@@ -186,6 +186,18 @@ impl Store {
         Ok(self.conn.execute_batch(sql)?)
     }
 
+    /// Appends batches on the calling thread with DuckDB's appender, one transaction
+    /// per batch, with no queue: the ceiling the writer is benchmarked against.
+    pub fn append_direct(&self, batches: &[tailscope_model::Batch]) -> Result<(), StoreError> {
+        let mut known = std::collections::HashSet::new();
+        for b in batches {
+            let mut cols = columns::Columns::new();
+            cols.add(b, 0, |id| known.insert(id));
+            writer::append_all(&self.conn, &mut cols)?;
+        }
+        Ok(())
+    }
+
     /// Row counts of the main tables.
     pub fn counts(&self) -> Result<Counts, StoreError> {
         let n = |sql: &str| -> Result<u64, StoreError> {

@@ -307,7 +307,7 @@ impl Worker {
                 }
             });
         }
-        let result = self.append_all(&mut cols);
+        let result = append_all(&self.conn, &mut cols);
         if result.is_err() {
             for id in fresh {
                 self.known.remove(&id);
@@ -317,31 +317,32 @@ impl Worker {
         }
         result
     }
+}
 
-    fn append_all(&mut self, cols: &mut Columns) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let appended = (|| -> Result<(), StoreError> {
-            for t in &mut cols.tables {
-                if t.rows() == 0 {
-                    continue;
-                }
-                let rb = t.finish()?;
-                let mut app = self.conn.appender(t.table)?;
-                app.append_record_batch(rb)?;
-                app.flush()?;
+/// Appends every non-empty table of `cols` in one transaction.
+pub(crate) fn append_all(conn: &Connection, cols: &mut Columns) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let appended = (|| -> Result<(), StoreError> {
+        for t in &mut cols.tables {
+            if t.rows() == 0 {
+                continue;
             }
+            let rb = t.finish()?;
+            let mut app = conn.appender(t.table)?;
+            app.append_record_batch(rb)?;
+            app.flush()?;
+        }
+        Ok(())
+    })();
+    match appended {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
             Ok(())
-        })();
-        match appended {
-            Ok(()) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(())
-            }
-            Err(e) => {
-                // Report the append error; a failing rollback adds nothing to it.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
+        }
+        Err(e) => {
+            // Report the append error; a failing rollback adds nothing to it.
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
     }
 }

@@ -1,0 +1,132 @@
+//! `tailscope demo`: generate a realistic agent workload with planted causes, ingest it
+//! through the store writer into a demo store, and show what was stored.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tailscope_model::Batch;
+use tailscope_samples::{generate, WorkloadConfig};
+use tailscope_store::{Store, WriterConfig};
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Print a report instead of opening the GUI.
+    #[arg(long)]
+    headless: bool,
+    /// Conversations to generate.
+    #[arg(long, default_value_t = WorkloadConfig::default().conversations)]
+    conversations: usize,
+    /// Seed of the generator (same seed, same workload).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// The demo store: `<data dir>/tailscope/demo.duckdb`, recreated on each run.
+fn demo_db() -> PathBuf {
+    crate::default_db().with_file_name("demo.duckdb")
+}
+
+fn spinner(msg: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_message(msg);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
+pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
+    let db = db.map_or_else(demo_db, Path::to_path_buf);
+    let started = Instant::now();
+    let cfg = WorkloadConfig {
+        seed: args.seed,
+        conversations: args.conversations,
+        ..WorkloadConfig::default()
+    };
+    let bar = spinner("generating workload");
+    let workload = generate(&cfg);
+    bar.finish_and_clear();
+    let n_spans = workload.batch.spans.len();
+    println!(
+        "generated {} conversations: {} spans, {} metric points, {} planted causes (seed {})",
+        cfg.conversations,
+        n_spans,
+        workload.batch.metrics.len(),
+        workload.truth.len(),
+        cfg.seed
+    );
+
+    for p in [db.clone(), PathBuf::from(format!("{}.wal", db.display()))] {
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing old demo store {}", p.display()))?;
+        }
+    }
+    let store = Store::open(&db).with_context(|| format!("creating demo store {}", db.display()))?;
+    let writer = store.writer(WriterConfig::default())?;
+    let bar = ProgressBar::new(n_spans as u64);
+    bar.set_style(
+        ProgressStyle::with_template("ingesting [{bar:30}] {pos}/{len} spans {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let Batch { resources, spans, metrics, logs } = workload.batch;
+    let mut acks = Vec::new();
+    acks.push(writer.submit_waiting(Batch { resources, spans: Vec::new(), metrics, logs }));
+    let mut spans = spans.into_iter().peekable();
+    while spans.peek().is_some() {
+        let chunk: Vec<_> = spans.by_ref().take(4096).collect();
+        acks.push(writer.submit_waiting(Batch { spans: chunk, ..Batch::default() }));
+    }
+    for ack in acks {
+        let c = ack.recv().context("store writer stopped")??;
+        bar.inc(c.spans as u64);
+    }
+    writer.close()?;
+    bar.finish_and_clear();
+
+    let truth_path = db.with_extension("truth.json");
+    let truth: Vec<serde_json::Value> = workload
+        .truth
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "trace_id": t.trace_id.to_hex(), "cause": t.cause, "span_id": t.span_id.to_hex(),
+                "extra_ns": t.extra_ns, "conversation_id": t.conversation_id,
+            })
+        })
+        .collect();
+    std::fs::write(&truth_path, serde_json::to_vec_pretty(&truth)?)
+        .with_context(|| format!("writing ground truth {}", truth_path.display()))?;
+
+    let counts = store.counts()?;
+    println!(
+        "stored {} traces, {} spans, {} attributes, {} events, {} metric points in {} ({:.1} s)",
+        counts.traces,
+        counts.spans,
+        counts.span_attributes,
+        counts.events,
+        counts.metric_points,
+        db.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("ground truth: {}", truth_path.display());
+    let summary = store.query_arrow(
+        "WITH roots AS (SELECT duration_ns FROM spans WHERE parent_span_id IS NULL)
+         SELECT count(*) AS traces,
+                round(quantile_cont(duration_ns, 0.5) / 1e6, 1) AS p50_ms,
+                round(quantile_cont(duration_ns, 0.9) / 1e6, 1) AS p90_ms,
+                round(quantile_cont(duration_ns, 0.99) / 1e6, 1) AS p99_ms
+         FROM roots",
+    )?;
+    let by_class = store.query_arrow(
+        "SELECT op_class, count(*) AS spans, round(sum(duration_ns) / 1e9, 1) AS total_s
+         FROM spans GROUP BY op_class ORDER BY spans DESC",
+    )?;
+    println!("{}", tailscope_store::arrow::util::pretty::pretty_format_batches(&summary)?);
+    println!("{}", tailscope_store::arrow::util::pretty::pretty_format_batches(&by_class)?);
+    if !args.headless {
+        println!("(the desktop app is not built yet; explore with: tailscope --db {} query \"SELECT ...\")", db.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `tailscope import FILE...`: OTLP files into the store, with a progress bar and a
+//! summary of what was stored and rejected.
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use tailscope_ingest::{read_file, Signal};
+use tailscope_model::Rejections;
+use tailscope_store::{Committed, Store, StoreError, WriterConfig};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SignalArg {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Files to import (.json, .jsonl, .pb, optionally gzip-compressed).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Signal of protobuf files (default: from the file name, else traces). JSON says its own.
+    #[arg(long, value_enum)]
+    signal: Option<SignalArg>,
+}
+
+/// What an import stored and rejected.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub stored: Committed,
+    pub rejected: Rejections,
+    pub failed_files: Vec<String>,
+}
+
+impl Summary {
+    pub fn line(&self) -> String {
+        format!(
+            "stored {} spans, {} metric points, {} logs; rejected {} item(s)",
+            self.stored.spans, self.stored.metric_points, self.stored.logs, self.rejected.count
+        )
+    }
+}
+
+/// Imports files into an open store; used by `import` and `demo`.
+pub fn import_files(store: &Store, files: &[PathBuf], signal: Option<Signal>, progress: &ProgressBar) -> Result<Summary> {
+    let writer = store.writer(WriterConfig::default())?;
+    let mut summary = Summary::default();
+    let mut acks = Vec::new();
+    let mut base = 0u64;
+    for path in files {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        progress.set_message(short_name(path));
+        let read = read_file(path, signal, |chunk| {
+            progress.set_position(base + chunk.bytes_read.min(len));
+            summary.rejected.merge(chunk.rejections);
+            if !chunk.batch.is_empty() {
+                acks.push(writer.submit_waiting(chunk.batch));
+            }
+        });
+        if let Err(e) = read {
+            progress.suspend(|| eprintln!("error: {e}"));
+            summary.failed_files.push(e.to_string());
+        }
+        base += len;
+        progress.set_position(base);
+    }
+    for ack in acks {
+        let c = ack
+            .recv()
+            .map_err(|_| StoreError::WriterGone)
+            .and_then(|r| r)
+            .context("committing imported rows")?;
+        summary.stored.spans += c.spans;
+        summary.stored.metric_points += c.metric_points;
+        summary.stored.logs += c.logs;
+    }
+    writer.close()?;
+    Ok(summary)
+}
+
+fn short_name(p: &Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+pub fn bytes_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:24!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+pub fn run(db: &Path, args: &ImportArgs) -> Result<()> {
+    for f in &args.files {
+        if !f.is_file() {
+            anyhow::bail!("cannot import {}: no such file", f.display());
+        }
+    }
+    let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
+    let total: u64 = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bar = bytes_bar(total);
+    let signal = args.signal.map(|s| match s {
+        SignalArg::Traces => Signal::Traces,
+        SignalArg::Metrics => Signal::Metrics,
+        SignalArg::Logs => Signal::Logs,
+    });
+    let summary = import_files(&store, &args.files, signal, &bar)?;
+    bar.finish_and_clear();
+    println!("{} into {}", summary.line(), db.display());
+    for m in &summary.rejected.messages {
+        println!("  rejected: {m}");
+    }
+    if summary.rejected.count > summary.rejected.messages.len() as u64 {
+        println!(
+            "  ... and {} more rejected",
+            summary.rejected.count - summary.rejected.messages.len() as u64
+        );
+    }
+    if !summary.failed_files.is_empty() {
+        anyhow::bail!("{} of {} file(s) could not be read", summary.failed_files.len(), args.files.len());
+    }
+    Ok(())
+}

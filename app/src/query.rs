@@ -1,0 +1,130 @@
+//! `tailscope query "SQL"`: read-only SQL over the store, as a table, CSV or JSON.
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::path::Path;
+use tailscope_store::arrow::array::{Array, AsArray};
+use tailscope_store::arrow::datatypes::{DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use tailscope_store::arrow::util::display::{ArrayFormatter, FormatOptions};
+use tailscope_store::{RecordBatch, Store};
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum Format {
+    /// An aligned table for people.
+    #[default]
+    Table,
+    Csv,
+    /// One JSON array of objects.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The SQL (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, SUMMARIZE).
+    sql: String,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+pub fn run(db: &Path, args: &QueryArgs) -> Result<()> {
+    let store = Store::open_read_only(db).map_err(|e| {
+        let s = e.to_string();
+        if s.contains("lock") {
+            anyhow::anyhow!("cannot open {} for reading: it is held by another tailscope process (serve or gui); stop it first", db.display())
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
+    let batches = store.query_read_only(&args.sql)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Table => {
+            let text = tailscope_store::arrow::util::pretty::pretty_format_batches(&batches)
+                .context("formatting the result")?;
+            writeln!(out, "{text}")?;
+        }
+        Format::Csv => write_csv(&mut out, &batches)?,
+        Format::Json => write_json(&mut out, &batches)?,
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn write_csv(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let header: Vec<String> = first.schema().fields().iter().map(|f| csv_field(f.name())).collect();
+    writeln!(out, "{}", header.join(","))?;
+    let opts = FormatOptions::default().with_null("");
+    for b in batches {
+        let fmts = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..b.num_rows() {
+            let cells: Vec<String> = fmts.iter().map(|f| csv_field(&f.value(row).to_string())).collect();
+            writeln!(out, "{}", cells.join(","))?;
+        }
+    }
+    Ok(())
+}
+
+fn json_cell(col: &dyn Array, row: usize, fmt: &ArrayFormatter<'_>) -> serde_json::Value {
+    if col.is_null(row) {
+        return serde_json::Value::Null;
+    }
+    macro_rules! int {
+        ($t:ty) => {
+            serde_json::Value::from(col.as_primitive::<$t>().value(row))
+        };
+    }
+    match col.data_type() {
+        DataType::Boolean => serde_json::Value::Bool(col.as_boolean().value(row)),
+        DataType::Int8 => int!(Int8Type),
+        DataType::Int16 => int!(Int16Type),
+        DataType::Int32 => int!(Int32Type),
+        DataType::Int64 => int!(Int64Type),
+        DataType::UInt8 => int!(UInt8Type),
+        DataType::UInt16 => int!(UInt16Type),
+        DataType::UInt32 => int!(UInt32Type),
+        DataType::UInt64 => int!(UInt64Type),
+        DataType::Float32 => serde_json::Number::from_f64(f64::from(col.as_primitive::<Float32Type>().value(row)))
+            .map_or(serde_json::Value::Null, Into::into),
+        DataType::Float64 => serde_json::Number::from_f64(col.as_primitive::<Float64Type>().value(row))
+            .map_or(serde_json::Value::Null, Into::into),
+        _ => serde_json::Value::String(fmt.value(row).to_string()),
+    }
+}
+
+fn write_json(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
+    let opts = FormatOptions::default();
+    let mut rows = Vec::new();
+    for b in batches {
+        let schema = b.schema();
+        let fmts = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..b.num_rows() {
+            let mut obj = serde_json::Map::new();
+            for (i, field) in schema.fields().iter().enumerate() {
+                obj.insert(field.name().clone(), json_cell(b.column(i).as_ref(), row, &fmts[i]));
+            }
+            rows.push(serde_json::Value::Object(obj));
+        }
+    }
+    serde_json::to_writer(&mut *out, &rows)?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `tailscope serve`: the headless collector.
+
+use crate::sink::WriterSink;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tailscope_ingest::{Collector, CollectorConfig, IngestStats, Pipeline};
+use tailscope_store::{Store, WriterConfig};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// OTLP/gRPC listen address.
+    #[arg(long, default_value_t = crate::default_grpc())]
+    grpc: SocketAddr,
+    /// OTLP/HTTP listen address.
+    #[arg(long, default_value_t = crate::default_http())]
+    http: SocketAddr,
+    /// Allow listening on non-loopback addresses (accepts telemetry from other machines).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Seconds between status lines (0: none).
+    #[arg(long, default_value_t = 10)]
+    status_every: u64,
+    /// Items queued for the store before clients are told to retry.
+    #[arg(long, default_value_t = WriterConfig::default().max_pending_items)]
+    max_pending: usize,
+}
+
+pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
+    let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
+    let writer = Arc::new(store.writer(WriterConfig {
+        max_pending_items: args.max_pending,
+        ..WriterConfig::default()
+    })?);
+    let stats = Arc::new(IngestStats::default());
+    let pipeline = Pipeline::new(Arc::new(WriterSink(Arc::clone(&writer))), Arc::clone(&stats));
+    let cfg = CollectorConfig {
+        grpc: Some(args.grpc),
+        http: Some(args.http),
+        allow_remote: args.allow_remote,
+    };
+    for a in [args.grpc, args.http] {
+        if !a.ip().is_loopback() && args.allow_remote {
+            eprintln!("warning: listening on {a}, reachable from other machines; OTLP has no authentication here");
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tailscope-io")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let collector = Collector::start(&cfg, pipeline).await?;
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        println!(
+            "tailscope collector listening: OTLP/gRPC {} · OTLP/HTTP {} · store {}",
+            show(collector.grpc_addr),
+            show(collector.http_addr),
+            db.display()
+        );
+        println!("point your SDK at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://{}", show(collector.http_addr));
+        println!("tailscope: no NVIDIA GPU sampler in this build; serving traces, metrics and logs");
+        let status = status_loop(Arc::clone(&stats), args.status_every);
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = status => {}
+        }
+        eprintln!("shutting down: finishing in-flight requests and committing queued rows");
+        collector.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    drop(rt);
+    let writer = Arc::try_unwrap(writer).map_err(|_| anyhow::anyhow!("writer still in use at shutdown"))?;
+    writer.close()?;
+    let s = stats.snapshot();
+    println!(
+        "stored {} spans, {} metric points, {} logs; rejected {} spans, {} points, {} logs; {} malformed, {} too large, {} busy requests",
+        s.spans_accepted, s.metric_points_accepted, s.logs_accepted, s.spans_rejected,
+        s.metric_points_rejected, s.logs_rejected, s.malformed_requests, s.too_large_requests, s.busy_requests
+    );
+    Ok(())
+}
+
+async fn status_loop(stats: Arc<IngestStats>, every: u64) {
+    if every == 0 {
+        return std::future::pending().await;
+    }
+    let mut last = stats.snapshot();
+    let mut t = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(every)).await;
+        let now = stats.snapshot();
+        let dt = t.elapsed().as_secs_f64();
+        t = Instant::now();
+        if now != last {
+            eprintln!(
+                "status: {:.0} spans/s · {} spans stored · {} rejected · {} busy",
+                (now.spans_accepted - last.spans_accepted) as f64 / dt,
+                now.spans_accepted,
+                now.spans_rejected + now.metric_points_rejected + now.logs_rejected,
+                now.busy_requests
+            );
+        }
+        last = now;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
