@@ -41,8 +41,17 @@ elif protocol == "http/json":
     from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
     import urllib.request
 
+    failures = []
+
     def post(path, msg):
-        body = MessageToDict(msg)
+        try:
+            return _post(path, msg)
+        except Exception as e:  # the SDK's processors swallow exporter errors
+            failures.append(f"{path}: {e}")
+            raise
+
+    def _post(path, msg):
+        body = MessageToDict(msg, use_integers_for_enums=True)
         # OTLP/JSON: ids are hex, not base64.
         import base64
 
@@ -128,7 +137,7 @@ with tracer.start_as_current_span("invoke_agent planner", kind=SpanKind.INTERNAL
             hist.record(0.5 + turn, {"gen_ai.request.model": "llama-3"})
             ctx = span.get_span_context()
             sent.append({"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x"),
-                         "input_tokens": 1000 + 100 * turn})
+                         "input_tokens": 1000 + 100 * turn, "attr_count": len(span.attributes)})
     root_ctx = root.get_span_context()
     sent.append({"trace_id": format(root_ctx.trace_id, "032x"), "span_id": format(root_ctx.span_id, "016x")})
 
@@ -136,4 +145,6 @@ provider.force_flush()
 provider.shutdown()
 meter_provider.force_flush()
 meter_provider.shutdown()
+if protocol == "http/json" and failures:
+    raise SystemExit("OTLP/JSON export failed: " + "; ".join(failures))
 print(json.dumps({"spans": sent, "histogram_count": 3, "histogram_sum": 4.5}))

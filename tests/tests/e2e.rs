@@ -1,1 +1,396 @@
+//! End-to-end tests over the real `tailscope` binary: real OTLP clients (the
+//! OpenTelemetry Python SDK and the Rust `opentelemetry-otlp` exporter) export to a
+//! running `tailscope serve`, and what arrived is checked through `tailscope query`.
+//! Also: the crate dependency DAG of design.md, and a saturated real writer.
 
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `tailscope` binary cargo built beside this test (the app's own tests make
+/// cargo build it for `cargo test --workspace`).
+fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let b = dir.join("tailscope");
+    assert!(
+        b.exists(),
+        "{} missing: run `cargo test --workspace` (or `cargo build -p tailscope`) first",
+        b.display()
+    );
+    b
+}
+
+struct Server {
+    child: Child,
+    grpc: String,
+    http: String,
+}
+
+impl Server {
+    fn start(db: &Path) -> Result<Server> {
+        let mut child = Command::new(bin())
+            .args(["--db"])
+            .arg(db)
+            .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--status-every", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting tailscope serve")?;
+        let out = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(out).lines();
+        let first = lines.next().context("serve printed nothing")??;
+        // "tailscope collector listening: OTLP/gRPC 127.0.0.1:1 · OTLP/HTTP 127.0.0.1:2 · store ..."
+        let addr_after = |tag: &str| -> Result<String> {
+            let rest = first.split(tag).nth(1).with_context(|| format!("no {tag} in {first:?}"))?;
+            Ok(rest.split_whitespace().next().unwrap_or_default().to_owned())
+        };
+        let grpc = addr_after("OTLP/gRPC ")?;
+        let http = addr_after("OTLP/HTTP ")?;
+        std::thread::Builder::new()
+            .name("serve-stdout".into())
+            .spawn(move || for _ in lines {})?;
+        Ok(Server { child, grpc, http })
+    }
+
+    /// SIGINT, then wait: serve drains its queue and commits before exiting.
+    fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status()?;
+        let t = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("serve exited with {status}");
+                }
+                return Ok(());
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                self.child.kill()?;
+                bail!("serve did not stop within 30 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn query(db: &Path, sql: &str) -> Result<Vec<Value>> {
+    let out = Command::new(bin())
+        .arg("--db")
+        .arg(db)
+        .args(["query", "--format", "json", sql])
+        .output()?;
+    if !out.status.success() {
+        bail!("query failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+fn one(db: &Path, sql: &str) -> Result<Value> {
+    let rows = query(db, sql)?;
+    let row = rows.first().with_context(|| format!("no rows for {sql}"))?;
+    Ok(row.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(Value::Null))
+}
+
+#[test]
+fn dependency_edges_follow_design_dag() -> Result<()> {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(repo())
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_slice(&out.stdout)?;
+    let allowed: &[(&str, &[&str])] = &[
+        ("tailscope-model", &[]),
+        ("tailscope-ingest", &["tailscope-model"]),
+        ("tailscope-store", &["tailscope-model"]),
+        ("tailscope-analysis", &["tailscope-model", "tailscope-store"]),
+        ("tailscope-engine", &["tailscope-model"]),
+        ("tailscope-ui", &["tailscope-model", "tailscope-analysis"]),
+        ("tailscope-samples", &["tailscope-model"]),
+    ];
+    let forbidden_external: &[(&str, &[&str])] = &[
+        ("tailscope-ui", &["tokio", "tonic", "duckdb", "candle-core", "candle-nn"]),
+        ("tailscope-model", &["tokio", "duckdb", "egui", "eframe"]),
+    ];
+    let mut seen = 0;
+    let mut violations = Vec::new();
+    for pkg in meta["packages"].as_array().context("packages")? {
+        let name = pkg["name"].as_str().unwrap_or_default();
+        let deps: Vec<(&str, bool)> = pkg["dependencies"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .map(|d| (d["name"].as_str().unwrap_or_default(), d["kind"].is_null()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (dep, normal) in &deps {
+            if dep.starts_with("egui") || *dep == "eframe" {
+                if !matches!(name, "tailscope-ui" | "tailscope") {
+                    violations.push(format!("{name} -> {dep}: no backend crate depends on egui"));
+                }
+            }
+            if !normal {
+                continue;
+            }
+            if let Some((_, ok)) = allowed.iter().find(|(p, _)| *p == name) {
+                if dep.starts_with("tailscope") && !ok.contains(dep) {
+                    violations.push(format!("{name} -> {dep} is not in design.md's DAG"));
+                }
+            }
+            if let Some((_, bad)) = forbidden_external.iter().find(|(p, _)| *p == name) {
+                if bad.contains(dep) {
+                    violations.push(format!("{name} -> {dep} is forbidden"));
+                }
+            }
+        }
+        if allowed.iter().any(|(p, _)| *p == name) {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, allowed.len(), "every design.md crate is in the workspace");
+    assert!(violations.is_empty(), "{violations:#?}");
+    Ok(())
+}
+
+fn python() -> PathBuf {
+    let p = repo().join(".venv/bin/python");
+    assert!(p.exists(), "{} missing: run scripts/setup", p.display());
+    p
+}
+
+#[test]
+fn python_sdk_exports_arrive_intact() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("py.duckdb");
+    let server = Server::start(&db)?;
+    let mut sent = Vec::new();
+    for (proto, endpoint) in [
+        ("grpc", format!("http://{}", server.grpc)),
+        ("http/protobuf", format!("http://{}", server.http)),
+        ("http/json", format!("http://{}", server.http)),
+    ] {
+        let run_id = proto.replace('/', "-");
+        let out = Command::new(python())
+            .arg(repo().join("tests/python/export.py"))
+            .args([proto, &endpoint, &run_id])
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{proto}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        sent.push((run_id, v));
+    }
+    server.stop()?;
+
+    for (run_id, v) in &sent {
+        let service = format!("py-agent-{run_id}");
+        let spans = v["spans"].as_array().context("spans")?;
+        let n = one(&db, &format!("SELECT count(*) FROM spans WHERE service_name = '{service}'"))?;
+        assert_eq!(n, spans.len(), "{run_id}: span count");
+        for s in spans {
+            let (t, id) = (s["trace_id"].as_str().unwrap_or(""), s["span_id"].as_str().unwrap_or(""));
+            let rows = query(
+                &db,
+                &format!("SELECT * FROM spans WHERE trace_id = '{t}' AND span_id = '{id}'"),
+            )?;
+            assert_eq!(rows.len(), 1, "{run_id}: span {id} stored once");
+            let row = &rows[0];
+            if let Some(tokens) = s.get("input_tokens") {
+                assert_eq!(&row["input_tokens"], tokens, "{run_id}");
+                assert_eq!(row["op_class"], "llm");
+                assert_eq!(row["model"], "llama-3");
+                assert_eq!(row["provider"], "vllm");
+                assert_eq!(row["conversation_id"], format!("conv-{run_id}"));
+                assert_eq!(row["time_to_first_chunk_ns"], 125_000_000);
+                assert_eq!(row["stream"], true);
+                assert_eq!(row["event_count"], 1);
+                // every attribute the SDK set arrived, with its type
+                let attrs = query(
+                    &db,
+                    &format!("SELECT key, value_type, value FROM span_attributes WHERE span_id = '{id}' ORDER BY key"),
+                )?;
+                assert_eq!(Value::from(attrs.len()), s["attr_count"], "{run_id}: {attrs:?}");
+                let get = |k: &str| attrs.iter().find(|a| a["key"] == k).cloned().unwrap_or(Value::Null);
+                assert_eq!(get("gen_ai.request.temperature")["value_type"], "double");
+                assert_eq!(get("gen_ai.request.temperature")["value"], "0.5");
+                assert_eq!(get("gen_ai.usage.output_tokens")["value_type"], "int");
+                assert_eq!(get("gen_ai.request.stream")["value"], "true");
+                assert_eq!(get("tags")["value"], r#"["a","b"]"#);
+                assert_eq!(get("run.id")["value"], run_id.as_str());
+            } else {
+                assert_eq!(row["op_class"], "agent");
+                assert_eq!(row["parent_span_id"], Value::Null);
+            }
+        }
+        let err = query(
+            &db,
+            &format!("SELECT status_code, status_message, error_type FROM spans WHERE service_name = '{service}' AND status_code = 'error'"),
+        )?;
+        assert_eq!(err.len(), 1, "{run_id}");
+        assert_eq!(err[0]["error_type"], "429");
+        assert_eq!(err[0]["status_message"], "rate limited");
+        let res = one(
+            &db,
+            &format!("SELECT count(*) FROM resource_attributes ra JOIN resources r USING (resource_id) WHERE r.service_name = '{service}' AND key = 'deployment.environment' AND value = 'test'"),
+        )?;
+        assert_eq!(res, 1, "{run_id}: resource attributes");
+        let events = one(
+            &db,
+            &format!("SELECT count(*) FROM events e JOIN spans s USING (trace_id, span_id) WHERE s.service_name = '{service}' AND e.name = 'gen_ai.chunk' AND e.attributes LIKE '%\"tokens\":4%'"),
+        )?;
+        assert_eq!(events, 3, "{run_id}: events");
+        let hist = query(
+            &db,
+            &format!("SELECT kind, count, sum, list_sum(bucket_counts) AS buckets, unit FROM metric_points WHERE service_name = '{service}' AND name = 'gen_ai.client.operation.duration' ORDER BY time_ns DESC"),
+        )?;
+        // force_flush and shutdown may each export the cumulative point: take the last.
+        assert!(!hist.is_empty(), "{run_id}: histogram arrived");
+        assert_eq!(hist[0]["kind"], "histogram");
+        assert_eq!(hist[0]["count"], v["histogram_count"]);
+        assert_eq!(hist[0]["sum"], v["histogram_sum"]);
+        assert_eq!(hist[0]["unit"], "s");
+    }
+    Ok(())
+}
+
+mod rust_otlp {
+    use super::*;
+    use opentelemetry::trace::{Span as _, Status, TraceContextExt, Tracer, TracerProvider as _};
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    use opentelemetry_sdk::metrics::SdkMeterProvider;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use opentelemetry_sdk::Resource;
+
+    /// Emits one agent trace (root + 3 LLM calls) and 3 histogram records; returns the trace id.
+    fn emit(tp: &SdkTracerProvider, mp: &SdkMeterProvider, run: &str) -> String {
+        let tracer = tp.tracer("tailscope.rust-test");
+        let hist = mp.meter("tailscope.rust-test").f64_histogram("gen_ai.client.operation.duration").with_unit("s").build();
+        let mut trace_id = String::new();
+        tracer.in_span("invoke_agent planner", |cx| {
+            trace_id = cx.span().span_context().trace_id().to_string();
+            for turn in 0..3i64 {
+                let mut s = tracer
+                    .span_builder("chat llama-3")
+                    .with_kind(opentelemetry::trace::SpanKind::Client)
+                    .with_attributes(vec![
+                        KeyValue::new("gen_ai.operation.name", "chat"),
+                        KeyValue::new("gen_ai.request.model", "llama-3"),
+                        KeyValue::new("gen_ai.system", "vllm"),
+                        KeyValue::new("gen_ai.usage.prompt_tokens", 1000 + 100 * turn),
+                        KeyValue::new("gen_ai.usage.completion_tokens", 50),
+                        KeyValue::new("gen_ai.conversation.id", format!("conv-{run}")),
+                        KeyValue::new("run.id", run.to_owned()),
+                    ])
+                    .start_with_context(&tracer, &cx);
+                s.add_event("gen_ai.chunk", vec![KeyValue::new("tokens", 4)]);
+                if turn == 2 {
+                    s.set_status(Status::error("boom"));
+                }
+                s.end();
+                hist.record(0.5 + turn as f64, &[KeyValue::new("gen_ai.request.model", "llama-3")]);
+            }
+        });
+        trace_id
+    }
+
+    fn resource(run: &str) -> Resource {
+        Resource::builder().with_service_name(format!("rust-agent-{run}")).build()
+    }
+
+    fn check(db: &Path, run: &str, trace_id: &str) -> Result<()> {
+        let service = format!("rust-agent-{run}");
+        let rows = query(db, &format!("SELECT op_class, input_tokens, provider, conversation_id, status_code FROM spans WHERE trace_id = '{trace_id}' AND service_name = '{service}' ORDER BY input_tokens NULLS FIRST"))?;
+        assert_eq!(rows.len(), 4, "{run}: {rows:?}");
+        assert_eq!(rows[0]["op_class"], "other");
+        for (i, r) in rows[1..].iter().enumerate() {
+            assert_eq!(r["op_class"], "llm", "{run}");
+            assert_eq!(r["input_tokens"], 1000 + 100 * i as i64, "{run}");
+            assert_eq!(r["provider"], "vllm", "{run}: deprecated gen_ai.system alias");
+            assert_eq!(r["conversation_id"], format!("conv-{run}"));
+        }
+        assert_eq!(rows[3]["status_code"], "error");
+        let attrs = one(db, &format!("SELECT count(*) FROM span_attributes WHERE trace_id = '{trace_id}'"))?;
+        assert_eq!(attrs, 21, "{run}: 7 attributes on each of 3 spans");
+        let hist = query(db, &format!("SELECT count, sum FROM metric_points WHERE service_name = '{service}' AND name = 'gen_ai.client.operation.duration'"))?;
+        assert!(!hist.is_empty(), "{run}: histogram arrived");
+        assert_eq!(hist.last().map(|h| h["count"].clone()), Some(Value::from(3)), "{run}");
+        Ok(())
+    }
+
+    #[test]
+    fn rust_exporter_grpc_and_http() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("rust.duckdb");
+        let server = Server::start(&db)?;
+        let mut runs = Vec::new();
+
+        // gRPC (tonic) needs a Tokio runtime around the exporter.
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let grpc = format!("http://{}", server.grpc);
+        let trace_id = rt.block_on(async {
+            let tp = SdkTracerProvider::builder()
+                .with_resource(resource("grpc"))
+                .with_simple_exporter(opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(grpc.clone()).build()?)
+                .build();
+            let mp = SdkMeterProvider::builder()
+                .with_resource(resource("grpc"))
+                .with_periodic_exporter(opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(grpc.clone()).build()?)
+                .build();
+            let id = emit(&tp, &mp, "grpc");
+            let tp2 = tp.clone();
+            let mp2 = mp.clone();
+            tokio::task::spawn_blocking(move || {
+                tp2.force_flush()?;
+                mp2.force_flush()?;
+                tp2.shutdown()?;
+                mp2.shutdown()?;
+                anyhow::Ok(())
+            })
+            .await??;
+            anyhow::Ok(id)
+        })?;
+        runs.push(("grpc", trace_id));
+
+        // HTTP with the blocking reqwest client, outside any runtime.
+        for (run, protocol) in [("http-proto", Protocol::HttpBinary), ("http-json", Protocol::HttpJson)] {
+            let base = format!("http://{}", server.http);
+            let tp = SdkTracerProvider::builder()
+                .with_resource(resource(run))
+                .with_simple_exporter(
+                    opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(protocol).with_endpoint(format!("{base}/v1/traces")).build()?,
+                )
+                .build();
+            let mp = SdkMeterProvider::builder()
+                .with_resource(resource(run))
+                .with_periodic_exporter(
+                    opentelemetry_otlp::MetricExporter::builder().with_http().with_protocol(protocol).with_endpoint(format!("{base}/v1/metrics")).build()?,
+                )
+                .build();
+            let id = emit(&tp, &mp, run);
+            tp.force_flush()?;
+            mp.force_flush()?;
+            tp.shutdown()?;
+            mp.shutdown()?;
+            runs.push((run, id));
+        }
+        server.stop()?;
+        for (run, id) in runs {
+            check(&db, run, &id)?;
+        }
+        Ok(())
+    }
+}

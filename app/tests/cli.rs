@@ -1,0 +1,73 @@
+//! CLI contract tests of the `tailscope` binary: exit codes, errors that name their
+//! input, read-only query, import summaries.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tailscope(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tailscope"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run tailscope")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const TRACE_LINE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"cli"}}]},"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"chat m","kind":3,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":1544712661000000000,"attributes":[{"key":"gen_ai.operation.name","value":{"stringValue":"chat"}},{"key":"gen_ai.usage.input_tokens","value":{"intValue":"42"}}]},{"traceId":"5b8efff7","spanId":"eee19b7ec3c1b175","name":"bad","startTimeUnixNano":1,"endTimeUnixNano":2}]}]}]}"#;
+
+#[test]
+fn usage_errors_exit_2_and_runtime_errors_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.duckdb");
+    let o = tailscope(&db, &["no-such-command"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = tailscope(&db, &["import", "/nonexistent/file.json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/file.json"), "{}", stderr(&o));
+    let o = tailscope(&db, &["query", "select 1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no store at"), "{}", stderr(&o));
+    let o = tailscope(&db, &["serve", "--grpc", "0.0.0.0:0", "--http", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--allow-remote"), "{}", stderr(&o));
+}
+
+#[test]
+fn import_collector_file_then_query_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.duckdb");
+    let file = dir.path().join("otel-traces.jsonl");
+    std::fs::write(&file, format!("{TRACE_LINE}\n{TRACE_LINE}\n")).unwrap();
+    let o = tailscope(&db, &["import", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("stored 2 spans"), "{out}");
+    assert!(out.contains("rejected 2 item(s)"), "{out}");
+    assert!(out.contains("trace_id has 4 bytes, want 16"), "{out}");
+
+    let o = tailscope(&db, &["query", "--format", "json", "SELECT span_id, input_tokens, op_class FROM spans"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["input_tokens"], 42);
+    assert_eq!(v[0]["op_class"], "llm");
+
+    let o = tailscope(&db, &["query", "--format", "csv", "SELECT name, 'a,b' AS s FROM spans LIMIT 1"]);
+    assert_eq!(stdout(&o), "name,s\nchat m,\"a,b\"\n");
+
+    for sql in ["DELETE FROM spans", "INSERT INTO spans SELECT * FROM spans", "select 1; drop table spans"] {
+        let o = tailscope(&db, &["query", sql]);
+        assert_eq!(o.status.code(), Some(1), "{sql}");
+        assert!(stderr(&o).contains("read-only"), "{sql}: {}", stderr(&o));
+    }
+    let o = tailscope(&db, &["query", "--format", "json", "SELECT count(*) AS n FROM spans"]);
+    assert_eq!(stdout(&o).trim(), r#"[{"n":2}]"#, "nothing was deleted");
+}

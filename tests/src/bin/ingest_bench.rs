@@ -1,0 +1,667 @@
+//! `ingest-bench`: sustained OTLP/gRPC ingest into the DuckDB store, against the bare
+//! DuckDB appender as the ceiling.
+//!
+//! What is measured, in one process and one run:
+//!
+//! 1. **Load.** `tailscope_samples::load_spans` makes `--spans` realistic agent spans
+//!    (about 20 attributes each, grouped by trace). They are split into batches of
+//!    `--batch` spans and each batch is encoded **once, up front** into a protobuf
+//!    `ExportTraceServiceRequest` (`tailscope_ingest::otlp::traces_from_model`), so the
+//!    load generator's own encoding is not counted against the server. The client
+//!    sends these bytes as they are (a pass-through tonic codec), so retries cost no
+//!    re-encoding either.
+//! 2. **gRPC ingest.** The real pipeline runs in-process on a multi-thread tokio
+//!    runtime: `Store::open` → `Store::writer` → a `Sink` over the writer (the app's
+//!    `WriterSink`) → `Pipeline` → `Collector` with gRPC on `127.0.0.1:0`. A loopback
+//!    tonic client keeps `--concurrency` exports in flight over one HTTP/2 connection;
+//!    an export is acknowledged only after its transaction committed. Each export's
+//!    latency is measured; a `UNAVAILABLE` answer (writer saturated) is retried after a
+//!    short backoff, counted, and the wait counts in that export's latency. The rate is
+//!    spans acknowledged / time from the first send to the last acknowledgement.
+//! 3. **No loss.** The collector is shut down, the writer closed, the store reopened and
+//!    its spans counted: stored must equal sent (exit code 1 otherwise).
+//! 4. **Where the time goes.** The same requests are decoded and normalised
+//!    (`traces_to_model`, what the receiver does per request) on one thread, timed.
+//! 5. **Ceiling.** Those normalised batches (the very rows the collector stored) are
+//!    written to a second fresh store by `Store::append_direct`: DuckDB's appender on the
+//!    calling thread, one transaction per batch, no network, no queue. The gRPC rate is
+//!    reported as a share of this rate.
+//!
+//! Peak RSS is read from `VmHWM` in `/proc/self/status`; it is reset (via
+//! `/proc/self/clear_refs`) after the load is generated, so "during ingest" is the peak
+//! of the gRPC phase, which still includes the pre-encoded load held in memory.
+//!
+//! Targets (issue): at least 100,000 spans/s stored and at least 50% of the bare rate.
+//!
+//! Run it with
+//!
+//! ```text
+//! cargo run --release -p tailscope-tests --bin ingest-bench -- --spans 500000
+//! ```
+//!
+//! Options: `--spans N` (500000), `--batch N` (512), `--concurrency N` (4 exports in
+//! flight), `--seed N` (1), `--db PATH` (the gRPC store; kept, with the bare store next
+//! to it as `PATH.bare.duckdb`; by default both are temp files, removed at the end).
+
+use anyhow::{bail, ensure, Context, Result};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::bytes::BufMut;
+use prost::Message;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tailscope_ingest::otlp::{traces_from_model, traces_to_model};
+use tailscope_ingest::{
+    Ack, Busy, Collector, CollectorConfig, IngestStats, Pipeline, Sink, StatsSnapshot,
+};
+use tailscope_model::Batch;
+use tailscope_store::{Store, Writer, WriterConfig};
+use tokio::sync::oneshot;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+const TARGET_SPANS_PER_S: f64 = 100_000.0;
+const TARGET_SHARE_OF_BARE: f64 = 0.5;
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ingest-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Arguments
+// ---------------------------------------------------------------------------------
+
+struct Args {
+    spans: usize,
+    batch: usize,
+    concurrency: usize,
+    seed: u64,
+    db: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut a = Args {
+        spans: 500_000,
+        batch: 512,
+        concurrency: 4,
+        seed: 1,
+        db: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        let value = it
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = || -> Result<u64> {
+            value
+                .replace('_', "")
+                .parse()
+                .with_context(|| format!("{flag}: {value:?} is not a whole number"))
+        };
+        match flag.as_str() {
+            "--spans" => a.spans = usize::try_from(number()?)?,
+            "--batch" => a.batch = usize::try_from(number()?)?,
+            "--concurrency" => a.concurrency = usize::try_from(number()?)?,
+            "--seed" => a.seed = number()?,
+            "--db" => a.db = Some(PathBuf::from(&value)),
+            other => bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    ensure!(a.spans > 0, "--spans must be at least 1");
+    ensure!(a.batch > 0, "--batch must be at least 1");
+    ensure!(a.concurrency > 0, "--concurrency must be at least 1");
+    Ok(Some(a))
+}
+
+// ---------------------------------------------------------------------------------
+// The sink over the store writer (the same adapter as the app's `WriterSink`)
+// ---------------------------------------------------------------------------------
+
+struct WriterSink(Arc<Writer>);
+
+impl Sink for WriterSink {
+    fn submit(&self, batch: Batch) -> Result<Ack, Busy> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .try_submit(
+                batch,
+                Box::new(move |r| {
+                    // The request may have been cancelled by its client; nothing to tell then.
+                    let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                }),
+            )
+            .map_err(|s| Busy {
+                retry_after: s.retry_after,
+            })?;
+        Ok(rx)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// A pass-through codec: sends pre-encoded `ExportTraceServiceRequest` bytes
+// ---------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Default)]
+struct PreEncoded;
+
+impl Codec for PreEncoded {
+    type Encode = Arc<[u8]>;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl Encoder for PreEncoded {
+    type Item = Arc<[u8]>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.len());
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncoded {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("undecodable export response: {e}")))
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Load
+// ---------------------------------------------------------------------------------
+
+/// One export request, encoded once.
+struct Request {
+    bytes: Arc<[u8]>,
+    spans: u64,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Generates `n` spans and encodes them as requests of at most `batch` spans each.
+fn make_load(seed: u64, n: usize, batch: usize) -> Result<Vec<Request>> {
+    let all = tailscope_samples::load_spans(seed, n, now_ns());
+    ensure!(
+        all.spans.len() == n,
+        "load_spans made {} spans, asked for {n}",
+        all.spans.len()
+    );
+    let resources = all.resources;
+    let mut spans = all.spans.into_iter();
+    let mut out = Vec::with_capacity(n.div_ceil(batch));
+    loop {
+        let chunk: Vec<_> = spans.by_ref().take(batch).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let b = Batch {
+            // Every resource, so that each request carries its spans' resource attributes.
+            resources: resources.clone(),
+            spans: chunk,
+            ..Batch::default()
+        };
+        out.push(Request {
+            bytes: traces_from_model(&b).encode_to_vec().into(),
+            spans: b.spans.len() as u64,
+        });
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------
+// gRPC phase
+// ---------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct ClientTotals {
+    acked_spans: AtomicU64,
+    rejected_spans: AtomicU64,
+    retries: AtomicU64,
+    failed_exports: AtomicU64,
+}
+
+struct GrpcRun {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    acked_spans: u64,
+    rejected_spans: u64,
+    retries: u64,
+    failed_exports: u64,
+    first_error: Option<String>,
+    ingest: StatsSnapshot,
+    transactions: u64,
+    saturated: u64,
+    shutdown: Duration,
+}
+
+/// Sends requests from the shared queue until it is empty; returns the latencies and
+/// the first non-retryable error.
+async fn client_task(
+    mut grpc: tonic::client::Grpc<Channel>,
+    requests: Arc<Vec<Request>>,
+    next: Arc<AtomicUsize>,
+    totals: Arc<ClientTotals>,
+) -> (Vec<Duration>, Option<String>) {
+    let path = PathAndQuery::from_static(EXPORT_PATH);
+    let mut latencies = Vec::new();
+    let mut first_error = None;
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(req) = requests.get(i) else { break };
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let answer = match grpc.ready().await {
+                Ok(()) => {
+                    grpc.unary(
+                        tonic::Request::new(Arc::clone(&req.bytes)),
+                        path.clone(),
+                        PreEncoded,
+                    )
+                    .await
+                }
+                Err(e) => Err(Status::unavailable(format!("channel not ready: {e}"))),
+            };
+            match answer {
+                Ok(resp) => {
+                    let rejected = resp
+                        .into_inner()
+                        .partial_success
+                        .map_or(0, |p| p.rejected_spans.max(0) as u64);
+                    totals.rejected_spans.fetch_add(rejected, Ordering::Relaxed);
+                    totals
+                        .acked_spans
+                        .fetch_add(req.spans - rejected.min(req.spans), Ordering::Relaxed);
+                    break;
+                }
+                Err(s) if s.code() == Code::Unavailable => {
+                    totals.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(s) => {
+                    totals.failed_exports.fetch_add(1, Ordering::Relaxed);
+                    first_error.get_or_insert_with(|| format!("{:?}: {}", s.code(), s.message()));
+                    break;
+                }
+            }
+        }
+        latencies.push(started.elapsed());
+    }
+    (latencies, first_error)
+}
+
+async fn grpc_phase(db: &Path, requests: Arc<Vec<Request>>, concurrency: usize) -> Result<GrpcRun> {
+    let store = Store::open(db).with_context(|| format!("opening {}", db.display()))?;
+    let writer = Arc::new(store.writer(WriterConfig::default())?);
+    let writer_stats = Arc::clone(writer.stats());
+    let stats = Arc::new(IngestStats::default());
+    let pipeline = Pipeline::new(Arc::new(WriterSink(Arc::clone(&writer))), Arc::clone(&stats));
+    let cfg = CollectorConfig {
+        grpc: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        http: None,
+        allow_remote: false,
+    };
+    let collector = Collector::start(&cfg, pipeline).await?;
+    let addr = collector
+        .grpc_addr
+        .context("the collector reported no gRPC address")?;
+    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let totals = Arc::new(ClientTotals::default());
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let grpc = tonic::client::Grpc::new(channel.clone())
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES);
+            tokio::spawn(client_task(
+                grpc,
+                Arc::clone(&requests),
+                Arc::clone(&next),
+                Arc::clone(&totals),
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(requests.len());
+    let mut first_error = None;
+    for t in tasks {
+        let (l, e) = t.await.context("a client task panicked")?;
+        latencies.extend(l);
+        if first_error.is_none() {
+            first_error = e;
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let closing = Instant::now();
+    drop(channel);
+    collector.shutdown().await;
+    let ingest = stats.snapshot();
+    // The collector's services held the other references to the writer; once they are
+    // gone, closing drains the queue and joins the writer thread.
+    match Arc::try_unwrap(writer) {
+        Ok(w) => w.close()?,
+        Err(w) => {
+            eprintln!("ingest-bench: the writer is still shared after shutdown; dropping it without close");
+            drop(w);
+        }
+    }
+    drop(store);
+    let shutdown = closing.elapsed();
+
+    Ok(GrpcRun {
+        elapsed,
+        latencies,
+        acked_spans: totals.acked_spans.load(Ordering::Relaxed),
+        rejected_spans: totals.rejected_spans.load(Ordering::Relaxed),
+        retries: totals.retries.load(Ordering::Relaxed),
+        failed_exports: totals.failed_exports.load(Ordering::Relaxed),
+        first_error,
+        ingest,
+        transactions: writer_stats.transactions.load(Ordering::Relaxed),
+        saturated: writer_stats.saturated.load(Ordering::Relaxed),
+        shutdown,
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Measurement helpers
+// ---------------------------------------------------------------------------------
+
+/// Nearest-rank percentile of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+/// A `/proc/self/status` field in KiB (`VmHWM`, `VmRSS`), if readable.
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or_else(|| "n/a".to_owned(), |k| format!("{} MiB", k / 1024))
+}
+
+/// Resets `VmHWM` to the current RSS (Linux >= 4.0); false where not possible.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// Removes a DuckDB file and its WAL, if present.
+fn remove_store(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push(".wal");
+    let _ = std::fs::remove_file(PathBuf::from(wal));
+}
+
+// ---------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------
+
+fn run() -> Result<ExitCode> {
+    let Some(args) = parse_args()? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (db, bare_db, temporary) = match &args.db {
+        Some(p) => {
+            let mut bare = p.as_os_str().to_owned();
+            bare.push(".bare.duckdb");
+            (p.clone(), PathBuf::from(bare), false)
+        }
+        None => {
+            let dir = std::env::temp_dir();
+            let pid = std::process::id();
+            (
+                dir.join(format!("tailscope-ingest-bench-{pid}.duckdb")),
+                dir.join(format!("tailscope-ingest-bench-{pid}.bare.duckdb")),
+                true,
+            )
+        }
+    };
+    for p in [&db, &bare_db] {
+        ensure!(
+            !p.exists(),
+            "{} exists; the bench needs fresh stores to count what it wrote",
+            p.display()
+        );
+    }
+    let result = bench(&args, &db, &bare_db);
+    if temporary {
+        remove_store(&db);
+        remove_store(&bare_db);
+    } else {
+        println!("stores kept: {} and {}", db.display(), bare_db.display());
+    }
+    result
+}
+
+fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
+    // 1. The load, encoded once.
+    let t = Instant::now();
+    let requests = make_load(args.seed, args.spans, args.batch)?;
+    let load_time = t.elapsed();
+    let sent: u64 = requests.iter().map(|r| r.spans).sum();
+    let wire_bytes: usize = requests.iter().map(|r| r.bytes.len()).sum();
+    println!(
+        "ingest-bench: {sent} spans in {} batches of {}, {} in flight",
+        requests.len(),
+        args.batch,
+        args.concurrency
+    );
+    println!(
+        "load: generated and encoded in {:.2} s, {:.1} MiB of protobuf ({} bytes/span)",
+        load_time.as_secs_f64(),
+        wire_bytes as f64 / 1_048_576.0,
+        wire_bytes / usize::try_from(sent.max(1))?
+    );
+    let rss_before = proc_status_kib("VmRSS");
+    let hwm_reset = reset_peak_rss();
+
+    // 2. gRPC ingest through the real collector and writer.
+    let requests = Arc::new(requests);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ingest-bench-rt")
+        .build()
+        .context("starting the async runtime")?;
+    let g = rt.block_on(grpc_phase(db, Arc::clone(&requests), args.concurrency))?;
+    drop(rt);
+    let peak_ingest = proc_status_kib("VmHWM");
+
+    // 3. No loss: a fresh count from the reopened store.
+    let counts = Store::open(db)
+        .and_then(|s| s.counts())
+        .with_context(|| format!("counting {}", db.display()))?;
+    let stored = counts.spans;
+    let lost = sent.saturating_sub(stored);
+
+    let mut latencies = g.latencies;
+    latencies.sort_unstable();
+    let grpc_rate = rate(stored.min(g.acked_spans), g.elapsed);
+    println!(
+        "grpc ingest: {grpc_rate:.0} spans/s stored ({:.2} s)",
+        g.elapsed.as_secs_f64()
+    );
+    println!(
+        "export latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} exports)",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies.last().copied().unwrap_or_default()),
+        latencies.len()
+    );
+    println!("retries (UNAVAILABLE): {}", g.retries);
+    if g.failed_exports > 0 || g.rejected_spans > 0 {
+        println!(
+            "failed exports: {}, spans rejected: {}{}",
+            g.failed_exports,
+            g.rejected_spans,
+            g.first_error
+                .as_deref()
+                .map(|e| format!(" (first error: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    println!("spans lost: {lost}");
+    if stored > sent {
+        println!("spans stored twice: {}", stored - sent);
+    }
+    println!(
+        "writer: {} transactions, {:.0} spans per transaction, {} saturated submits; collector: {} requests, {} busy, {} spans accepted",
+        g.transactions,
+        stored as f64 / g.transactions.max(1) as f64,
+        g.saturated,
+        g.ingest.requests,
+        g.ingest.busy_requests,
+        g.ingest.spans_accepted
+    );
+    println!(
+        "shutdown + writer close: {:.0} ms",
+        ms(g.shutdown)
+    );
+
+    // 4. What the receiver does per request, on one thread: decode + normalise.
+    let t = Instant::now();
+    let mut batches = Vec::with_capacity(requests.len());
+    let mut rejected = 0;
+    for r in requests.iter() {
+        let req = ExportTraceServiceRequest::decode(&r.bytes[..]).context("decoding a request")?;
+        let (b, rej) = traces_to_model(&req);
+        rejected += rej.count;
+        batches.push(b);
+    }
+    let decode_time = t.elapsed();
+    drop(requests);
+    println!(
+        "decode + normalise (one thread): {:.0} spans/s ({:.2} s, {rejected} rejected)",
+        rate(sent, decode_time),
+        decode_time.as_secs_f64()
+    );
+
+    // 5. The ceiling: the same rows through the bare appender on this thread.
+    let bare = Store::open(bare_db).with_context(|| format!("opening {}", bare_db.display()))?;
+    let t = Instant::now();
+    bare.append_direct(&batches)?;
+    let bare_time = t.elapsed();
+    let bare_counts = bare.counts()?;
+    drop(bare);
+    drop(batches);
+    let bare_rate = rate(bare_counts.spans, bare_time);
+    println!(
+        "bare appender: {bare_rate:.0} spans/s ({:.2} s)",
+        bare_time.as_secs_f64()
+    );
+    if bare_counts.spans != counts.spans || bare_counts.span_attributes != counts.span_attributes {
+        println!(
+            "note: the stores differ: gRPC {} spans / {} attributes, bare {} spans / {} attributes",
+            counts.spans, counts.span_attributes, bare_counts.spans, bare_counts.span_attributes
+        );
+    }
+    let share = grpc_rate / bare_rate.max(1e-9);
+    println!("ratio: {:.1}% of bare appender", share * 100.0);
+
+    println!(
+        "peak RSS: {} overall; {} during gRPC ingest{} (load held in memory: {} before ingest)",
+        mib(proc_status_kib("VmHWM")),
+        mib(peak_ingest),
+        if hwm_reset { "" } else { " (peak not resettable: since start)" },
+        mib(rss_before)
+    );
+    println!(
+        "targets: >= {TARGET_SPANS_PER_S:.0} spans/s: {}, >= {:.0}% of bare: {}",
+        pass(grpc_rate >= TARGET_SPANS_PER_S),
+        TARGET_SHARE_OF_BARE * 100.0,
+        pass(share >= TARGET_SHARE_OF_BARE)
+    );
+    Ok(if lost > 0 || g.failed_exports > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&d, 0.50), Duration::from_millis(50));
+        assert_eq!(percentile(&d, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&d, 1.0), Duration::from_millis(100));
+        assert_eq!(percentile(&[], 0.99), Duration::ZERO);
+    }
+}
