@@ -30,7 +30,10 @@ fn demo_db() -> PathBuf {
 
 fn spinner(msg: &'static str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.set_message(msg);
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     bar
@@ -59,10 +62,12 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
 
     for p in [db.clone(), PathBuf::from(format!("{}.wal", db.display()))] {
         if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing old demo store {}", p.display()))?;
+            std::fs::remove_file(&p)
+                .with_context(|| format!("removing old demo store {}", p.display()))?;
         }
     }
-    let store = Store::open(&db).with_context(|| format!("creating demo store {}", db.display()))?;
+    let store =
+        Store::open(&db).with_context(|| format!("creating demo store {}", db.display()))?;
     let writer = store.writer(WriterConfig::default())?;
     let bar = ProgressBar::new(n_spans as u64);
     bar.set_style(
@@ -70,13 +75,26 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let Batch { resources, spans, metrics, logs } = workload.batch;
+    let Batch {
+        resources,
+        spans,
+        metrics,
+        logs,
+    } = workload.batch;
     let mut acks = Vec::new();
-    acks.push(writer.submit_waiting(Batch { resources, spans: Vec::new(), metrics, logs }));
+    acks.push(writer.submit_waiting(Batch {
+        resources,
+        spans: Vec::new(),
+        metrics,
+        logs,
+    }));
     let mut spans = spans.into_iter().peekable();
     while spans.peek().is_some() {
         let chunk: Vec<_> = spans.by_ref().take(4096).collect();
-        acks.push(writer.submit_waiting(Batch { spans: chunk, ..Batch::default() }));
+        acks.push(writer.submit_waiting(Batch {
+            spans: chunk,
+            ..Batch::default()
+        }));
     }
     for ack in acks {
         let c = ack.recv().context("store writer stopped")??;
@@ -123,8 +141,14 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
         "SELECT op_class, count(*) AS spans, round(sum(duration_ns) / 1e9, 1) AS total_s
          FROM spans GROUP BY op_class ORDER BY spans DESC",
     )?;
-    println!("{}", tailscope_store::arrow::util::pretty::pretty_format_batches(&summary)?);
-    println!("{}", tailscope_store::arrow::util::pretty::pretty_format_batches(&by_class)?);
+    println!(
+        "{}",
+        tailscope_store::arrow::util::pretty::pretty_format_batches(&summary)?
+    );
+    println!(
+        "{}",
+        tailscope_store::arrow::util::pretty::pretty_format_batches(&by_class)?
+    );
     if !args.headless {
         println!("(the desktop app is not built yet; explore with: tailscope --db {} query \"SELECT ...\")", db.display());
     }

@@ -44,13 +44,18 @@ impl Summary {
 }
 
 /// Imports files into an open store; used by `import` and `demo`.
-pub fn import_files(store: &Store, files: &[PathBuf], signal: Option<Signal>, progress: &ProgressBar) -> Result<Summary> {
+pub fn import_files(
+    store: &Store,
+    files: &[PathBuf],
+    signal: Option<Signal>,
+    progress: &ProgressBar,
+) -> Result<Summary> {
     let writer = store.writer(WriterConfig::default())?;
     let mut summary = Summary::default();
     let mut acks = Vec::new();
     let mut base = 0u64;
     for path in files {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let len = std::fs::metadata(path).map_or(0, |m| m.len());
         progress.set_message(short_name(path));
         let read = read_file(path, signal, |chunk| {
             progress.set_position(base + chunk.bytes_read.min(len));
@@ -81,15 +86,20 @@ pub fn import_files(store: &Store, files: &[PathBuf], signal: Option<Signal>, pr
 }
 
 fn short_name(p: &Path) -> String {
-    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 pub fn bytes_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:24!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg:24!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar
 }
@@ -101,7 +111,12 @@ pub fn run(db: &Path, args: &ImportArgs) -> Result<()> {
         }
     }
     let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
-    let total: u64 = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let total: u64 = args
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     let bar = bytes_bar(total);
     let signal = args.signal.map(|s| match s {
         SignalArg::Traces => Signal::Traces,
@@ -121,7 +136,11 @@ pub fn run(db: &Path, args: &ImportArgs) -> Result<()> {
         );
     }
     if !summary.failed_files.is_empty() {
-        anyhow::bail!("{} of {} file(s) could not be read", summary.failed_files.len(), args.files.len());
+        anyhow::bail!(
+            "{} of {} file(s) could not be read",
+            summary.failed_files.len(),
+            args.files.len()
+        );
     }
     Ok(())
 }

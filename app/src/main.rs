@@ -18,7 +18,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "tailscope", version, about = "Latency profiler and trace explorer for LLM and agent applications: why is my p99 slow?")]
+#[command(
+    name = "tailscope",
+    version,
+    about = "Latency profiler and trace explorer for LLM and agent applications: why is my p99 slow?"
+)]
 struct Cli {
     /// The DuckDB store to use (default: tailscope.duckdb in the platform data folder).
     #[arg(long, global = true, value_name = "PATH")]

@@ -5,7 +5,10 @@ use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::Path;
 use tailscope_store::arrow::array::{Array, AsArray};
-use tailscope_store::arrow::datatypes::{DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use tailscope_store::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
+};
 use tailscope_store::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tailscope_store::{RecordBatch, Store};
 
@@ -62,7 +65,12 @@ fn write_csv(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
     let Some(first) = batches.first() else {
         return Ok(());
     };
-    let header: Vec<String> = first.schema().fields().iter().map(|f| csv_field(f.name())).collect();
+    let header: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| csv_field(f.name()))
+        .collect();
     writeln!(out, "{}", header.join(","))?;
     let opts = FormatOptions::default().with_null("");
     for b in batches {
@@ -72,7 +80,10 @@ fn write_csv(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
             .collect::<Result<Vec<_>, _>>()?;
         for row in 0..b.num_rows() {
-            let cells: Vec<String> = fmts.iter().map(|f| csv_field(&f.value(row).to_string())).collect();
+            let cells: Vec<String> = fmts
+                .iter()
+                .map(|f| csv_field(&f.value(row).to_string()))
+                .collect();
             writeln!(out, "{}", cells.join(","))?;
         }
     }
@@ -98,10 +109,14 @@ fn json_cell(col: &dyn Array, row: usize, fmt: &ArrayFormatter<'_>) -> serde_jso
         DataType::UInt16 => int!(UInt16Type),
         DataType::UInt32 => int!(UInt32Type),
         DataType::UInt64 => int!(UInt64Type),
-        DataType::Float32 => serde_json::Number::from_f64(f64::from(col.as_primitive::<Float32Type>().value(row)))
-            .map_or(serde_json::Value::Null, Into::into),
-        DataType::Float64 => serde_json::Number::from_f64(col.as_primitive::<Float64Type>().value(row))
-            .map_or(serde_json::Value::Null, Into::into),
+        DataType::Float32 => {
+            serde_json::Number::from_f64(f64::from(col.as_primitive::<Float32Type>().value(row)))
+                .map_or(serde_json::Value::Null, Into::into)
+        }
+        DataType::Float64 => {
+            serde_json::Number::from_f64(col.as_primitive::<Float64Type>().value(row))
+                .map_or(serde_json::Value::Null, Into::into)
+        }
         _ => serde_json::Value::String(fmt.value(row).to_string()),
     }
 }
@@ -119,7 +134,10 @@ fn write_json(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
         for row in 0..b.num_rows() {
             let mut obj = serde_json::Map::new();
             for (i, field) in schema.fields().iter().enumerate() {
-                obj.insert(field.name().clone(), json_cell(b.column(i).as_ref(), row, &fmts[i]));
+                obj.insert(
+                    field.name().clone(),
+                    json_cell(b.column(i).as_ref(), row, &fmts[i]),
+                );
             }
             rows.push(serde_json::Value::Object(obj));
         }

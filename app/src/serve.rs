@@ -36,7 +36,10 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         ..WriterConfig::default()
     })?);
     let stats = Arc::new(IngestStats::default());
-    let pipeline = Pipeline::new(Arc::new(WriterSink(Arc::clone(&writer))), Arc::clone(&stats));
+    let pipeline = Pipeline::new(
+        Arc::new(WriterSink(Arc::clone(&writer))),
+        Arc::clone(&stats),
+    );
     let cfg = CollectorConfig {
         grpc: Some(args.grpc),
         http: Some(args.http),
@@ -61,8 +64,13 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
             show(collector.http_addr),
             db.display()
         );
-        println!("point your SDK at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://{}", show(collector.http_addr));
-        println!("tailscope: no NVIDIA GPU sampler in this build; serving traces, metrics and logs");
+        println!(
+            "point your SDK at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://{}",
+            show(collector.http_addr)
+        );
+        println!(
+            "tailscope: no NVIDIA GPU sampler in this build; serving traces, metrics and logs"
+        );
         let status = status_loop(Arc::clone(&stats), args.status_every);
         tokio::select! {
             () = shutdown_signal() => {}
@@ -73,7 +81,8 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         anyhow::Ok(())
     })?;
     drop(rt);
-    let writer = Arc::try_unwrap(writer).map_err(|_| anyhow::anyhow!("writer still in use at shutdown"))?;
+    let writer =
+        Arc::try_unwrap(writer).map_err(|_| anyhow::anyhow!("writer still in use at shutdown"))?;
     writer.close()?;
     let s = stats.snapshot();
     println!(

@@ -1,6 +1,8 @@
 //! CLI contract tests of the `tailscope` binary: exit codes, errors that name their
 //! input, read-only query, import summaries.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -31,11 +33,18 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = tailscope(&db, &["import", "/nonexistent/file.json"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent/file.json"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/file.json"),
+        "{}",
+        stderr(&o)
+    );
     let o = tailscope(&db, &["query", "select 1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no store at"), "{}", stderr(&o));
-    let o = tailscope(&db, &["serve", "--grpc", "0.0.0.0:0", "--http", "127.0.0.1:0"]);
+    let o = tailscope(
+        &db,
+        &["serve", "--grpc", "0.0.0.0:0", "--http", "127.0.0.1:0"],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--allow-remote"), "{}", stderr(&o));
 }
@@ -53,21 +62,49 @@ fn import_collector_file_then_query_read_only() {
     assert!(out.contains("rejected 2 item(s)"), "{out}");
     assert!(out.contains("trace_id has 4 bytes, want 16"), "{out}");
 
-    let o = tailscope(&db, &["query", "--format", "json", "SELECT span_id, input_tokens, op_class FROM spans"]);
+    let o = tailscope(
+        &db,
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT span_id, input_tokens, op_class FROM spans",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(v[0]["input_tokens"], 42);
     assert_eq!(v[0]["op_class"], "llm");
 
-    let o = tailscope(&db, &["query", "--format", "csv", "SELECT name, 'a,b' AS s FROM spans LIMIT 1"]);
+    let o = tailscope(
+        &db,
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT name, 'a,b' AS s FROM spans LIMIT 1",
+        ],
+    );
     assert_eq!(stdout(&o), "name,s\nchat m,\"a,b\"\n");
 
-    for sql in ["DELETE FROM spans", "INSERT INTO spans SELECT * FROM spans", "select 1; drop table spans"] {
+    for sql in [
+        "DELETE FROM spans",
+        "INSERT INTO spans SELECT * FROM spans",
+        "select 1; drop table spans",
+    ] {
         let o = tailscope(&db, &["query", sql]);
         assert_eq!(o.status.code(), Some(1), "{sql}");
         assert!(stderr(&o).contains("read-only"), "{sql}: {}", stderr(&o));
     }
-    let o = tailscope(&db, &["query", "--format", "json", "SELECT count(*) AS n FROM spans"]);
+    let o = tailscope(
+        &db,
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT count(*) AS n FROM spans",
+        ],
+    );
     assert_eq!(stdout(&o).trim(), r#"[{"n":2}]"#, "nothing was deleted");
 }

@@ -60,9 +60,10 @@ pub fn content_decode<'a>(
             }
             Ok(std::borrow::Cow::Borrowed(body))
         }
-        Some(e) if e.eq_ignore_ascii_case("gzip") => {
-            Ok(std::borrow::Cow::Owned(gunzip_limited(body, MAX_DECODED_BYTES)?))
-        }
+        Some(e) if e.eq_ignore_ascii_case("gzip") => Ok(std::borrow::Cow::Owned(gunzip_limited(
+            body,
+            MAX_DECODED_BYTES,
+        )?)),
         Some(other) => Err(DecodeError::UnsupportedEncoding(other.to_owned())),
     }
 }
@@ -130,10 +131,7 @@ pub enum ImportError {
         source: std::io::Error,
     },
     #[error("{path}: {source}")]
-    Decode {
-        path: PathBuf,
-        source: DecodeError,
-    },
+    Decode { path: PathBuf, source: DecodeError },
     #[error("{path}, line {line}: {detail}")]
     Line {
         path: PathBuf,
@@ -347,10 +345,11 @@ fn read_bytes(
         let mut read = 0u64;
         for c in chunks {
             read += c.len() as u64 + 4;
-            let (batch, rejections) = proto_to_batch(c, signal).map_err(|source| ImportError::Decode {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let (batch, rejections) =
+                proto_to_batch(c, signal).map_err(|source| ImportError::Decode {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             each(Chunk {
                 batch,
                 rejections,
@@ -404,17 +403,36 @@ mod tests {
         enc.write_all(&big).unwrap();
         let gz = enc.finish().unwrap();
         assert_eq!(gunzip_limited(&gz, 20_000).unwrap().len(), 10_000);
-        assert!(matches!(gunzip_limited(&gz, 9_999), Err(DecodeError::TooLarge { .. })));
-        assert!(matches!(gunzip_limited(b"not gzip", 100), Err(DecodeError::Gzip(_))));
-        assert!(matches!(content_decode(b"x", Some("br")), Err(DecodeError::UnsupportedEncoding(_))));
+        assert!(matches!(
+            gunzip_limited(&gz, 9_999),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            gunzip_limited(b"not gzip", 100),
+            Err(DecodeError::Gzip(_))
+        ));
+        assert!(matches!(
+            content_decode(b"x", Some("br")),
+            Err(DecodeError::UnsupportedEncoding(_))
+        ));
     }
 
     #[test]
     fn decode_errors_name_the_message() {
-        let e = decode::<ExportTraceServiceRequest>(b"{\"resourceSpans\": 5}", Encoding::Json).unwrap_err();
-        assert!(e.to_string().starts_with("malformed JSON ExportTraceServiceRequest"), "{e}");
-        let e = decode::<ExportTraceServiceRequest>(&[0x0a, 0xff, 0xff], Encoding::Protobuf).unwrap_err();
-        assert!(e.to_string().starts_with("malformed protobuf ExportTraceServiceRequest"), "{e}");
+        let e = decode::<ExportTraceServiceRequest>(b"{\"resourceSpans\": 5}", Encoding::Json)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("malformed JSON ExportTraceServiceRequest"),
+            "{e}"
+        );
+        let e = decode::<ExportTraceServiceRequest>(&[0x0a, 0xff, 0xff], Encoding::Protobuf)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("malformed protobuf ExportTraceServiceRequest"),
+            "{e}"
+        );
     }
 
     #[test]

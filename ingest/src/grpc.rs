@@ -52,7 +52,9 @@ impl Pipeline {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         // tonic limits the wire size; a gzip body can still expand past the limit.
         if req.encoded_len() > MAX_DECODED_BYTES {
-            self.stats.too_large_requests.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .too_large_requests
+                .fetch_add(1, Ordering::Relaxed);
             return Err(Status::resource_exhausted(format!(
                 "request is larger than {MAX_DECODED_BYTES} bytes once decoded"
             )));
@@ -75,7 +77,10 @@ impl TraceService for GrpcReceiver {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let req = request.into_inner();
-        let rej = self.0.grpc(SignalKind::Traces, &req, traces_to_model).await?;
+        let rej = self
+            .0
+            .grpc(SignalKind::Traces, &req, traces_to_model)
+            .await?;
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: (rej.count > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: rej.count as i64,
@@ -92,7 +97,10 @@ impl MetricsService for GrpcReceiver {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let req = request.into_inner();
-        let rej = self.0.grpc(SignalKind::Metrics, &req, metrics_to_model).await?;
+        let rej = self
+            .0
+            .grpc(SignalKind::Metrics, &req, metrics_to_model)
+            .await?;
         Ok(Response::new(ExportMetricsServiceResponse {
             partial_success: (rej.count > 0).then(|| ExportMetricsPartialSuccess {
                 rejected_data_points: rej.count as i64,

@@ -1,7 +1,9 @@
 //! OTLP/HTTP receiver: POST /v1/traces, /v1/metrics, /v1/logs with protobuf or JSON
 //! bodies, optionally gzip; the answer comes in the request's content type.
 
-use crate::decode::{content_decode, decode, DecodeError, Encoding, OtlpMessage, MAX_DECODED_BYTES};
+use crate::decode::{
+    content_decode, decode, DecodeError, Encoding, OtlpMessage, MAX_DECODED_BYTES,
+};
 use crate::otlp::{logs_to_model, metrics_to_model, traces_to_model};
 use crate::pipeline::{Pipeline, Refusal, SignalKind};
 use axum::body::Bytes;
@@ -45,12 +47,21 @@ fn encoding_of(headers: &HeaderMap) -> Option<Encoding> {
     }
 }
 
-fn body_response<T: Message + serde::Serialize>(status: StatusCode, enc: Encoding, msg: &T) -> Response {
+fn body_response<T: Message + serde::Serialize>(
+    status: StatusCode,
+    enc: Encoding,
+    msg: &T,
+) -> Response {
     let (ct, body) = match enc {
         Encoding::Protobuf => (PROTOBUF, msg.encode_to_vec()),
         Encoding::Json => (JSON, serde_json::to_vec(msg).unwrap_or_default()),
     };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(ct))], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(ct))],
+        body,
+    )
+        .into_response()
 }
 
 fn error_response(status: StatusCode, grpc_code: i32, enc: Encoding, message: String) -> Response {
@@ -104,7 +115,9 @@ where
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             3,
             Encoding::Json,
-            format!("unsupported Content-Type {got:?}: use application/x-protobuf or application/json"),
+            format!(
+                "unsupported Content-Type {got:?}: use application/x-protobuf or application/json"
+            ),
         );
     };
     let content_encoding = headers
@@ -146,38 +159,53 @@ where
 }
 
 async fn traces(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportTraceServiceRequest, _>(&p, SignalKind::Traces, &headers, &body, traces_to_model, |rej| {
-        ExportTraceServiceResponse {
+    handle::<ExportTraceServiceRequest, _>(
+        &p,
+        SignalKind::Traces,
+        &headers,
+        &body,
+        traces_to_model,
+        |rej| ExportTraceServiceResponse {
             partial_success: (rej.count > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: rej.count as i64,
                 error_message: rej.summary(),
             }),
-        }
-    })
+        },
+    )
     .await
 }
 
 async fn metrics(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportMetricsServiceRequest, _>(&p, SignalKind::Metrics, &headers, &body, metrics_to_model, |rej| {
-        ExportMetricsServiceResponse {
+    handle::<ExportMetricsServiceRequest, _>(
+        &p,
+        SignalKind::Metrics,
+        &headers,
+        &body,
+        metrics_to_model,
+        |rej| ExportMetricsServiceResponse {
             partial_success: (rej.count > 0).then(|| ExportMetricsPartialSuccess {
                 rejected_data_points: rej.count as i64,
                 error_message: rej.summary(),
             }),
-        }
-    })
+        },
+    )
     .await
 }
 
 async fn logs(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportLogsServiceRequest, _>(&p, SignalKind::Logs, &headers, &body, logs_to_model, |rej| {
-        ExportLogsServiceResponse {
+    handle::<ExportLogsServiceRequest, _>(
+        &p,
+        SignalKind::Logs,
+        &headers,
+        &body,
+        logs_to_model,
+        |rej| ExportLogsServiceResponse {
             partial_success: (rej.count > 0).then(|| ExportLogsPartialSuccess {
                 rejected_log_records: rej.count as i64,
                 error_message: rej.summary(),
             }),
-        }
-    })
+        },
+    )
     .await
 }
 

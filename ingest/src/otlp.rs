@@ -42,7 +42,9 @@ fn any_to_json(v: &AnyValue) -> serde_json::Value {
                 .map(|kv| {
                     (
                         kv.key.clone(),
-                        kv.value.as_ref().map_or(serde_json::Value::Null, any_to_json),
+                        kv.value
+                            .as_ref()
+                            .map_or(serde_json::Value::Null, any_to_json),
                     )
                 })
                 .collect(),
@@ -131,12 +133,10 @@ fn convert_span(
     let parent_span_id = if s.parent_span_id.is_empty() {
         None
     } else {
-        Some(
-            SpanId::from_bytes(&s.parent_span_id)
-                .map_err(|e| format!("parent_{e}"))?,
-        )
+        Some(SpanId::from_bytes(&s.parent_span_id).map_err(|e| format!("parent_{e}"))?)
     };
-    let kind = SpanKind::from_otlp(s.kind).ok_or_else(|| format!("unknown span kind {}", s.kind))?;
+    let kind =
+        SpanKind::from_otlp(s.kind).ok_or_else(|| format!("unknown span kind {}", s.kind))?;
     let (status, status_message) = match &s.status {
         None => (StatusCode::Unset, String::new()),
         Some(st) => (
@@ -292,7 +292,14 @@ impl MetricCtx<'_> {
         monotonic: bool,
         p: &pm::NumberDataPoint,
     ) -> Result<MetricPoint, String> {
-        let mut out = self.point(kind, temporality, monotonic, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)?;
+        let mut out = self.point(
+            kind,
+            temporality,
+            monotonic,
+            p.start_time_unix_nano,
+            p.time_unix_nano,
+            &p.attributes,
+        )?;
         out.value = Some(match p.value {
             Some(pm::number_data_point::Value::AsDouble(d)) => d,
             Some(pm::number_data_point::Value::AsInt(i)) => i as f64,
@@ -311,13 +318,19 @@ fn metric_points(ctx: &MetricCtx<'_>, out: &mut Vec<MetricPoint>, rej: &mut Reje
     let m = ctx.m;
     let mut push = |r: Result<MetricPoint, String>, i: usize| match r {
         Ok(p) => out.push(p),
-        Err(why) => rej.reject(format!("point {i} of metric '{}': {why}", truncate(&m.name, 80))),
+        Err(why) => rej.reject(format!(
+            "point {i} of metric '{}': {why}",
+            truncate(&m.name, 80)
+        )),
     };
     match &m.data {
         None => rej.reject(format!("metric '{}' has no data", truncate(&m.name, 80))),
         Some(pm::metric::Data::Gauge(g)) => {
             for (i, p) in g.data_points.iter().enumerate() {
-                push(ctx.number(MetricKind::Gauge, Temporality::Unspecified, false, p), i);
+                push(
+                    ctx.number(MetricKind::Gauge, Temporality::Unspecified, false, p),
+                    i,
+                );
             }
         }
         Some(pm::metric::Data::Sum(s)) => {
@@ -332,7 +345,14 @@ fn metric_points(ctx: &MetricCtx<'_>, out: &mut Vec<MetricPoint>, rej: &mut Reje
                 // Bucket counts are stored as sent: the OTLP spec's own example has more
                 // counts than bounds + 1, so a receiver must not be stricter than that.
                 let r = temporality(h.aggregation_temporality).and_then(|t| {
-                    let mut out = ctx.point(MetricKind::Histogram, t, false, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)?;
+                    let mut out = ctx.point(
+                        MetricKind::Histogram,
+                        t,
+                        false,
+                        p.start_time_unix_nano,
+                        p.time_unix_nano,
+                        &p.attributes,
+                    )?;
                     out.count = Some(p.count);
                     out.sum = p.sum;
                     out.min = p.min;
@@ -348,7 +368,14 @@ fn metric_points(ctx: &MetricCtx<'_>, out: &mut Vec<MetricPoint>, rej: &mut Reje
         Some(pm::metric::Data::ExponentialHistogram(h)) => {
             for (i, p) in h.data_points.iter().enumerate() {
                 let r = temporality(h.aggregation_temporality).and_then(|t| {
-                    let mut out = ctx.point(MetricKind::ExponentialHistogram, t, false, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)?;
+                    let mut out = ctx.point(
+                        MetricKind::ExponentialHistogram,
+                        t,
+                        false,
+                        p.start_time_unix_nano,
+                        p.time_unix_nano,
+                        &p.attributes,
+                    )?;
                     out.count = Some(p.count);
                     out.sum = p.sum;
                     out.min = p.min;
@@ -375,11 +402,22 @@ fn metric_points(ctx: &MetricCtx<'_>, out: &mut Vec<MetricPoint>, rej: &mut Reje
         Some(pm::metric::Data::Summary(s)) => {
             for (i, p) in s.data_points.iter().enumerate() {
                 let r = ctx
-                    .point(MetricKind::Summary, Temporality::Cumulative, false, p.start_time_unix_nano, p.time_unix_nano, &p.attributes)
+                    .point(
+                        MetricKind::Summary,
+                        Temporality::Cumulative,
+                        false,
+                        p.start_time_unix_nano,
+                        p.time_unix_nano,
+                        &p.attributes,
+                    )
                     .map(|mut out| {
                         out.count = Some(p.count);
                         out.sum = Some(p.sum);
-                        out.quantiles = p.quantile_values.iter().map(|q| (q.quantile, q.value)).collect();
+                        out.quantiles = p
+                            .quantile_values
+                            .iter()
+                            .map(|q| (q.quantile, q.value))
+                            .collect();
                         out
                     });
                 push(r, i);
@@ -486,7 +524,11 @@ fn json_to_any(j: &serde_json::Value) -> AnyValue {
         serde_json::Value::Null => None,
         serde_json::Value::Bool(b) => Some(any_value::Value::BoolValue(*b)),
         serde_json::Value::Number(n) => n.as_i64().map_or_else(
-            || Some(any_value::Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN))),
+            || {
+                Some(any_value::Value::DoubleValue(
+                    n.as_f64().unwrap_or(f64::NAN),
+                ))
+            },
             |i| Some(any_value::Value::IntValue(i)),
         ),
         serde_json::Value::String(s) => Some(any_value::Value::StringValue(s.clone())),
@@ -658,18 +700,22 @@ fn exemplars_to_proto(ex: &[Exemplar]) -> Vec<pm::Exemplar> {
 pub fn metrics_from_model(batch: &Batch) -> ExportMetricsServiceRequest {
     let mut by_resource: BTreeMap<i64, pm::ResourceMetrics> = BTreeMap::new();
     for p in &batch.metrics {
-        let rm = by_resource.entry(p.resource_id).or_insert_with(|| pm::ResourceMetrics {
-            resource: Some(proto_resource(batch, p.resource_id, &p.service_name)),
-            scope_metrics: vec![pm::ScopeMetrics::default()],
-            ..pm::ResourceMetrics::default()
-        });
+        let rm = by_resource
+            .entry(p.resource_id)
+            .or_insert_with(|| pm::ResourceMetrics {
+                resource: Some(proto_resource(batch, p.resource_id, &p.service_name)),
+                scope_metrics: vec![pm::ScopeMetrics::default()],
+                ..pm::ResourceMetrics::default()
+            });
         let number = || pm::NumberDataPoint {
             attributes: to_kvs(&p.attributes),
             start_time_unix_nano: unsigned(p.start_ns),
             time_unix_nano: unsigned(p.time_ns),
             exemplars: exemplars_to_proto(&p.exemplars),
             flags: 0,
-            value: Some(pm::number_data_point::Value::AsDouble(p.value.unwrap_or(0.0))),
+            value: Some(pm::number_data_point::Value::AsDouble(
+                p.value.unwrap_or(0.0),
+            )),
         };
         let data = match p.kind {
             MetricKind::Gauge => pm::metric::Data::Gauge(pm::Gauge {

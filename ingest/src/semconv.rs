@@ -5,7 +5,7 @@
 use tailscope_model::{AttrValue, Attribute, Event, OpClass, Promoted};
 
 fn secs_to_ns(s: f64) -> Option<i64> {
-    (s.is_finite() && s >= 0.0 && s < 1.0e9).then(|| (s * 1e9).round() as i64)
+    (0.0..1.0e9).contains(&s).then(|| (s * 1e9).round() as i64)
 }
 
 struct Attrs<'a>(&'a [Attribute]);
@@ -112,7 +112,12 @@ pub fn promote(name: &str, attributes: &[Attribute], events: &[Event]) -> Promot
             "llm.model_name",
             "embedding.model_name",
         ]),
-        provider: a.str(&["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"]),
+        provider: a.str(&[
+            "gen_ai.provider.name",
+            "gen_ai.system",
+            "llm.provider",
+            "llm.system",
+        ]),
         conversation_id: a.str(&["gen_ai.conversation.id", "session.id", "conversation.id"]),
         input_tokens: a.int(&[
             "gen_ai.usage.input_tokens",
@@ -182,7 +187,8 @@ mod tests {
 
     #[test]
     fn genai_current_names() {
-        let p = promote("chat gpt-4o",
+        let p = promote(
+            "chat gpt-4o",
             &[
                 s("gen_ai.operation.name", "chat"),
                 s("gen_ai.request.model", "gpt-4o"),
@@ -203,7 +209,10 @@ mod tests {
         assert_eq!(p.provider.as_deref(), Some("openai"));
         assert_eq!(p.conversation_id.as_deref(), Some("c1"));
         assert_eq!((p.input_tokens, p.output_tokens), (Some(100), Some(20)));
-        assert_eq!((p.cache_read_tokens, p.cache_write_tokens), (Some(64), Some(32)));
+        assert_eq!(
+            (p.cache_read_tokens, p.cache_write_tokens),
+            (Some(64), Some(32))
+        );
         assert_eq!(p.stream, Some(true));
         assert_eq!(p.time_to_first_chunk_ns, Some(250_000_000));
         assert_eq!(p.server_address.as_deref(), Some("vllm-0"));
@@ -211,7 +220,8 @@ mod tests {
 
     #[test]
     fn deprecated_aliases() {
-        let p = promote("chat",
+        let p = promote(
+            "chat",
             &[
                 s("gen_ai.operation.name", "text_completion"),
                 s("gen_ai.system", "anthropic"),
@@ -225,13 +235,17 @@ mod tests {
         );
         assert_eq!(p.op_class, OpClass::Llm);
         assert_eq!(p.provider.as_deref(), Some("anthropic"));
-        assert_eq!((p.input_tokens, p.output_tokens, p.cache_read_tokens), (Some(7), Some(3), Some(5)));
+        assert_eq!(
+            (p.input_tokens, p.output_tokens, p.cache_read_tokens),
+            (Some(7), Some(3), Some(5))
+        );
         assert_eq!(p.cache_write_tokens, Some(2));
     }
 
     #[test]
     fn openinference_dialect() {
-        let p = promote("ChatOpenAI",
+        let p = promote(
+            "ChatOpenAI",
             &[
                 s("openinference.span.kind", "LLM"),
                 s("llm.model_name", "llama-3-8b"),
@@ -247,7 +261,10 @@ mod tests {
         assert_eq!(p.operation.as_deref(), Some("llm"));
         assert_eq!(p.model.as_deref(), Some("llama-3-8b"));
         assert_eq!(p.conversation_id.as_deref(), Some("sess-9"));
-        assert_eq!((p.input_tokens, p.cache_read_tokens, p.cache_write_tokens), (Some(900), Some(800), Some(100)));
+        assert_eq!(
+            (p.input_tokens, p.cache_read_tokens, p.cache_write_tokens),
+            (Some(900), Some(800), Some(100))
+        );
         for (kind, class) in [
             ("EMBEDDING", OpClass::Embedding),
             ("RETRIEVER", OpClass::Retrieval),
@@ -256,7 +273,11 @@ mod tests {
             ("AGENT", OpClass::Agent),
             ("CHAIN", OpClass::Agent),
         ] {
-            let p = promote("x", &[s("openinference.span.kind", kind), s("tool.name", "t")], &[]);
+            let p = promote(
+                "x",
+                &[s("openinference.span.kind", kind), s("tool.name", "t")],
+                &[],
+            );
             assert_eq!(p.op_class, class, "{kind}");
             assert_eq!(p.tool_name.as_deref(), Some("t"));
         }
@@ -264,7 +285,8 @@ mod tests {
 
     #[test]
     fn vllm_server_span() {
-        let p = promote("llm_request",
+        let p = promote(
+            "llm_request",
             &[
                 d("gen_ai.latency.time_in_queue", 0.5),
                 d("gen_ai.latency.time_to_first_token", 0.9),
@@ -286,7 +308,8 @@ mod tests {
 
     #[test]
     fn mcp_db_pool_tool_http_and_errors() {
-        let p = promote("tools/call web_search",
+        let p = promote(
+            "tools/call web_search",
             &[
                 s("mcp.method.name", "tools/call"),
                 s("mcp.session.id", "m1"),
@@ -302,17 +325,37 @@ mod tests {
         assert_eq!(p.tool_name.as_deref(), Some("web_search"));
         assert_eq!(p.tool_call_id.as_deref(), Some("call_1"));
 
-        let pool = promote("pool.acquire", &[s("db.client.connection.pool.name", "main")], &[]);
+        let pool = promote(
+            "pool.acquire",
+            &[s("db.client.connection.pool.name", "main")],
+            &[],
+        );
         assert_eq!(pool.op_class, OpClass::Pool);
         assert_eq!(pool.db_pool_name.as_deref(), Some("main"));
-        let waited = promote("get conn", &[d("db.client.connection.wait_time", 0.12)], &[]);
+        let waited = promote(
+            "get conn",
+            &[d("db.client.connection.wait_time", 0.12)],
+            &[],
+        );
         assert_eq!(waited.op_class, OpClass::Pool);
         assert_eq!(waited.pool_wait_ns, Some(120_000_000));
-        let not_pool = promote("SELECT users", &[s("db.client.connection.pool.name", "main"), s("db.system.name", "postgresql")], &[]);
+        let not_pool = promote(
+            "SELECT users",
+            &[
+                s("db.client.connection.pool.name", "main"),
+                s("db.system.name", "postgresql"),
+            ],
+            &[],
+        );
         assert_eq!(not_pool.op_class, OpClass::Db);
 
-        let db = promote("SELECT orders",
-            &[s("db.system", "postgresql"), s("db.operation", "SELECT"), s("db.query.summary", "SELECT orders")],
+        let db = promote(
+            "SELECT orders",
+            &[
+                s("db.system", "postgresql"),
+                s("db.operation", "SELECT"),
+                s("db.query.summary", "SELECT orders"),
+            ],
             &[],
         );
         assert_eq!(db.op_class, OpClass::Db);
@@ -322,12 +365,30 @@ mod tests {
 
         let http = promote("GET", &[s("http.request.method", "GET")], &[]);
         assert_eq!(http.op_class, OpClass::Http);
-        let agent = promote("invoke_agent planner", &[s("gen_ai.operation.name", "invoke_agent"), s("gen_ai.agent.name", "planner")], &[]);
+        let agent = promote(
+            "invoke_agent planner",
+            &[
+                s("gen_ai.operation.name", "invoke_agent"),
+                s("gen_ai.agent.name", "planner"),
+            ],
+            &[],
+        );
         assert_eq!(agent.op_class, OpClass::Agent);
         assert_eq!(agent.agent_name.as_deref(), Some("planner"));
-        let emb = promote("embeddings", &[s("gen_ai.operation.name", "embeddings")], &[]);
+        let emb = promote(
+            "embeddings",
+            &[s("gen_ai.operation.name", "embeddings")],
+            &[],
+        );
         assert_eq!(emb.op_class, OpClass::Embedding);
-        let ret = promote("retrieval", &[s("gen_ai.operation.name", "retrieval"), s("gen_ai.data_source.id", "kb")], &[]);
+        let ret = promote(
+            "retrieval",
+            &[
+                s("gen_ai.operation.name", "retrieval"),
+                s("gen_ai.data_source.id", "kb"),
+            ],
+            &[],
+        );
         assert_eq!(ret.op_class, OpClass::Retrieval);
         assert_eq!(ret.data_source_id.as_deref(), Some("kb"));
 

@@ -1,6 +1,8 @@
 //! Ingest integration tests: the OTLP spec's JSON examples, item validation with
 //! partial success, both receivers' answers to bad input, and random/mutated bytes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -20,9 +22,12 @@ use tailscope_ingest::{
 };
 use tailscope_model::{AttrValue, Batch, MetricKind, OpClass};
 use tokio::sync::oneshot;
+use tonic_types::StatusExt;
 
 fn example(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp-examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/otlp-examples")
+        .join(name)
 }
 
 #[test]
@@ -34,12 +39,21 @@ fn spec_examples_decode() {
     let s = &b.spans[0];
     assert_eq!(s.trace_id.to_hex(), "5b8efff798038103d269b633813fc60c");
     assert_eq!(s.span_id.to_hex(), "eee19b7ec3c1b174");
-    assert_eq!(s.parent_span_id.map(|p| p.to_hex()).as_deref(), Some("eee19b7ec3c1b173"));
+    assert_eq!(
+        s.parent_span_id.map(|p| p.to_hex()).as_deref(),
+        Some("eee19b7ec3c1b173")
+    );
     assert_eq!(s.duration_ns(), 1_000_000_000);
     assert_eq!(s.kind, tailscope_model::SpanKind::Server);
     assert_eq!(s.service_name, "my.service");
-    assert_eq!((s.scope_name.as_str(), s.scope_version.as_str()), ("my.library", "1.0.0"));
-    assert_eq!(s.attr("my.span.attr"), Some(&AttrValue::Str("some value".into())));
+    assert_eq!(
+        (s.scope_name.as_str(), s.scope_version.as_str()),
+        ("my.library", "1.0.0")
+    );
+    assert_eq!(
+        s.attr("my.span.attr"),
+        Some(&AttrValue::Str("some value".into()))
+    );
     assert_eq!(
         s.attr("otel.scope.my.scope.attribute"),
         Some(&AttrValue::Str("some scope attribute".into()))
@@ -48,7 +62,11 @@ fn spec_examples_decode() {
     let metrics = std::fs::read(example("metrics.json")).unwrap();
     let (b, rej) = metrics_to_model(&decode(&metrics, Encoding::Json).unwrap());
     assert_eq!(rej.count, 0, "{}", rej.summary());
-    let kinds: Vec<_> = b.metrics.iter().map(|m| (m.name.as_str(), m.kind)).collect();
+    let kinds: Vec<_> = b
+        .metrics
+        .iter()
+        .map(|m| (m.name.as_str(), m.kind))
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -70,10 +88,18 @@ fn spec_examples_decode() {
     assert!(matches!(&l.attributes[4].value, AttrValue::Json(j) if j == r#"["many","values"]"#));
 
     // the same files through the file importer, which detects the signal from JSON
-    for (name, spans, points, logs) in [("trace.json", 1, 0, 0), ("metrics.json", 0, 3, 0), ("logs.json", 0, 0, 1)] {
+    for (name, spans, points, logs) in [
+        ("trace.json", 1, 0, 0),
+        ("metrics.json", 0, 3, 0),
+        ("logs.json", 0, 0, 1),
+    ] {
         let mut total = Batch::default();
         read_file(&example(name), None, |mut c| total.append(&mut c.batch)).unwrap();
-        assert_eq!((total.spans.len(), total.metrics.len(), total.logs.len()), (spans, points, logs), "{name}");
+        assert_eq!(
+            (total.spans.len(), total.metrics.len(), total.logs.len()),
+            (spans, points, logs),
+            "{name}"
+        );
     }
 }
 
@@ -95,7 +121,10 @@ fn good_span(n: u8) -> Span {
         kind: 3,
         start_time_unix_nano: 1_700_000_000_000_000_000,
         end_time_unix_nano: 1_700_000_000_500_000_000,
-        attributes: vec![kv("gen_ai.operation.name", "chat"), kv("gen_ai.request.model", "m")],
+        attributes: vec![
+            kv("gen_ai.operation.name", "chat"),
+            kv("gen_ai.request.model", "m"),
+        ],
         ..Span::default()
     }
 }
@@ -128,7 +157,15 @@ fn mixed_request() -> ExportTraceServiceRequest {
     kind.kind = 42;
     let mut parent = good_span(6);
     parent.parent_span_id = vec![1; 5];
-    request(vec![good_span(1), bad_len, missing, backwards, kind, parent, good_span(8)])
+    request(vec![
+        good_span(1),
+        bad_len,
+        missing,
+        backwards,
+        kind,
+        parent,
+        good_span(8),
+    ])
 }
 
 #[test]
@@ -174,7 +211,12 @@ impl Sink for MemorySink {
 
 impl MemorySink {
     fn spans(&self) -> usize {
-        self.batches.lock().unwrap().iter().map(|b| b.spans.len()).sum()
+        self.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.spans.len())
+            .sum()
     }
 }
 
@@ -205,7 +247,10 @@ async fn http_receiver_answers_in_kind() {
     let base = format!("http://{}", c.http_addr.unwrap());
     let http = reqwest::Client::new();
     let post = |path: &str, ct: &str, enc: Option<&str>, body: Vec<u8>| {
-        let mut r = http.post(format!("{base}{path}")).header("content-type", ct).body(body);
+        let mut r = http
+            .post(format!("{base}{path}"))
+            .header("content-type", ct)
+            .body(body);
         if let Some(e) = enc {
             r = r.header("content-encoding", e);
         }
@@ -213,53 +258,109 @@ async fn http_receiver_answers_in_kind() {
     };
 
     // protobuf, gzip: partial success in protobuf
-    let r = post("/v1/traces", "application/x-protobuf", Some("gzip"), gzip(&mixed_request().encode_to_vec()))
-        .await
-        .unwrap();
+    let r = post(
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("gzip"),
+        gzip(&mixed_request().encode_to_vec()),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/x-protobuf");
     let resp = ExportTraceServiceResponse::decode(r.bytes().await.unwrap()).unwrap();
     let ps = resp.partial_success.expect("partial_success");
     assert_eq!(ps.rejected_spans, 5);
-    assert!(ps.error_message.contains("unknown span kind 42"), "{}", ps.error_message);
+    assert!(
+        ps.error_message.contains("unknown span kind 42"),
+        "{}",
+        ps.error_message
+    );
     assert_eq!(sink.spans(), 2);
 
     // JSON: answer in JSON; all-good request has no partial_success
     let json = serde_json::to_vec(&request(vec![good_span(9)])).unwrap();
-    let r = post("/v1/traces", "application/json", None, json).await.unwrap();
+    let r = post("/v1/traces", "application/json", None, json)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(v.get("partialSuccess").is_none_or(serde_json::Value::is_null), "{v}");
+    assert!(
+        v.get("partialSuccess")
+            .is_none_or(serde_json::Value::is_null),
+        "{v}"
+    );
     assert_eq!(sink.spans(), 3);
 
     // malformed bodies: 400 with a message saying what is wrong
-    let r = post("/v1/traces", "application/json", None, b"{\"resourceSpans\": [{\"scopeSpans\": 7}]}".to_vec())
-        .await
-        .unwrap();
+    let r = post(
+        "/v1/traces",
+        "application/json",
+        None,
+        b"{\"resourceSpans\": [{\"scopeSpans\": 7}]}".to_vec(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(v["message"].as_str().unwrap().contains("malformed JSON ExportTraceServiceRequest"), "{v}");
-    let r = post("/v1/metrics", "application/x-protobuf", None, vec![0x0a, 0xff, 0xff, 0xff]).await.unwrap();
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON ExportTraceServiceRequest"),
+        "{v}"
+    );
+    let r = post(
+        "/v1/metrics",
+        "application/x-protobuf",
+        None,
+        vec![0x0a, 0xff, 0xff, 0xff],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
-    let r = post("/v1/logs", "application/x-protobuf", Some("gzip"), b"not gzip".to_vec()).await.unwrap();
+    let r = post(
+        "/v1/logs",
+        "application/x-protobuf",
+        Some("gzip"),
+        b"not gzip".to_vec(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
-    let r = post("/v1/traces", "text/plain", None, b"x".to_vec()).await.unwrap();
+    let r = post("/v1/traces", "text/plain", None, b"x".to_vec())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
 
     // over 64 MiB once decoded (a small gzip body that expands): 413
     let huge = gzip(&vec![b' '; (64 << 20) + 10]);
-    let r = post("/v1/traces", "application/json", Some("gzip"), huge).await.unwrap();
+    let r = post("/v1/traces", "application/json", Some("gzip"), huge)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     // and a raw body over the limit
-    let r = post("/v1/traces", "application/x-protobuf", None, vec![0u8; (64 << 20) + 1]).await.unwrap();
+    let r = post(
+        "/v1/traces",
+        "application/x-protobuf",
+        None,
+        vec![0u8; (64 << 20) + 1],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 413);
 
     // saturated sink: 503 with Retry-After, nothing stored
     sink.busy.store(true, Ordering::Relaxed);
-    let r = post("/v1/traces", "application/x-protobuf", None, request(vec![good_span(1)]).encode_to_vec())
-        .await
-        .unwrap();
+    let r = post(
+        "/v1/traces",
+        "application/x-protobuf",
+        None,
+        request(vec![good_span(1)]).encode_to_vec(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "2");
     sink.busy.store(false, Ordering::Relaxed);
@@ -268,7 +369,10 @@ async fn http_receiver_answers_in_kind() {
     assert_eq!(s.spans_accepted, 3);
     assert_eq!(s.spans_rejected, 5);
     assert_eq!(s.malformed_requests, 4);
-    assert_eq!(s.too_large_requests, 1, "axum's own body limit answers the raw one");
+    assert_eq!(
+        s.too_large_requests, 1,
+        "axum's own body limit answers the raw one"
+    );
     assert_eq!(s.busy_requests, 1);
     c.shutdown().await;
 }
@@ -310,9 +414,11 @@ async fn grpc_receiver_status_codes() {
 
     // Saturated: UNAVAILABLE with RetryInfo.
     sink.busy.store(true, Ordering::Relaxed);
-    let err = client.export(request(vec![good_span(3)])).await.unwrap_err();
+    let err = client
+        .export(request(vec![good_span(3)]))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
-    use tonic_types::StatusExt;
     let retry = err.get_details_retry_info().expect("RetryInfo detail");
     assert_eq!(retry.retry_delay, Some(Duration::from_secs(2)));
     sink.busy.store(false, Ordering::Relaxed);
@@ -357,7 +463,11 @@ impl tonic::codec::Codec for RawCodec {
 impl tonic::codec::Encoder for RawEnc {
     type Item = Vec<u8>;
     type Error = tonic::Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
         use bytes::BufMut;
         dst.put_slice(&item);
         Ok(())
@@ -367,7 +477,10 @@ impl tonic::codec::Encoder for RawEnc {
 impl tonic::codec::Decoder for RawDec {
     type Item = Vec<u8>;
     type Error = tonic::Status;
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
         use bytes::Buf;
         let mut v = vec![0; src.remaining()];
         src.copy_to_slice(&mut v);
@@ -409,7 +522,9 @@ fn random_and_mutated_bytes_never_panic() {
             _ => &metrics_json,
         };
         let mut b = if i % 10 == 0 {
-            (0..rng.random_range(0..300)).map(|_| rng.random()).collect::<Vec<u8>>()
+            (0..rng.random_range(0..300))
+                .map(|_| rng.random())
+                .collect::<Vec<u8>>()
         } else {
             base.to_vec()
         };
@@ -442,7 +557,10 @@ fn random_and_mutated_bytes_never_panic() {
         }
         let _ = tailscope_ingest::decode::gunzip_limited(&b, 1 << 20);
     }
-    assert!(decoded > 100, "mutations should often still decode ({decoded})");
+    assert!(
+        decoded > 100,
+        "mutations should often still decode ({decoded})"
+    );
 }
 
 #[test]
@@ -455,7 +573,7 @@ fn collector_file_exporter_jsonl_and_protobuf_import() {
     let jsonl = dir.path().join("otel-export.jsonl");
     std::fs::write(
         &jsonl,
-        format!("{trace_line}\n{}\nnot json\n{trace_line}\n", metrics_line),
+        format!("{trace_line}\n{metrics_line}\nnot json\n{trace_line}\n"),
     )
     .unwrap();
     let mut total = Batch::default();

@@ -136,10 +136,20 @@ mod tests {
         assert_eq!(TraceId::from_hex(&t.to_hex()).unwrap(), t);
         assert!(matches!(
             SpanId::from_bytes(&[1, 2, 3]),
-            Err(IdError::Length { got: 3, want: 8, .. })
+            Err(IdError::Length {
+                got: 3,
+                want: 8,
+                ..
+            })
         ));
-        assert!(matches!(SpanId::from_bytes(&[0; 8]), Err(IdError::Zero { .. })));
-        assert!(matches!(SpanId::from_hex("zz00000000000001"), Err(IdError::NotHex { .. })));
+        assert!(matches!(
+            SpanId::from_bytes(&[0; 8]),
+            Err(IdError::Zero { .. })
+        ));
+        assert!(matches!(
+            SpanId::from_hex("zz00000000000001"),
+            Err(IdError::NotHex { .. })
+        ));
         assert_eq!(
             SpanId::from_hex("00").unwrap_err().to_string(),
             "span_id has 1 bytes, want 8"

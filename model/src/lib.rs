@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(r1.id, r2.id);
         assert!(r1.id >= 0);
         assert_eq!(r1.service_name, "api");
-        let r3 = Resource::new(vec![Attribute::new("service.name", AttrValue::Str("other".into()))]);
+        let r3 = Resource::new(vec![Attribute::new(
+            "service.name",
+            AttrValue::Str("other".into()),
+        )]);
         assert_ne!(r1.id, r3.id);
     }
 

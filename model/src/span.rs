@@ -35,7 +35,13 @@ impl AttrValue {
             AttrValue::Int(i) => i.to_string(),
             AttrValue::Double(d) => d.to_string(),
             AttrValue::Bool(b) => b.to_string(),
-            AttrValue::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+            AttrValue::Bytes(b) => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                b.iter()
+                    .flat_map(|x| [DIGITS[usize::from(x >> 4)], DIGITS[usize::from(x & 0xf)]])
+                    .map(char::from)
+                    .collect()
+            }
         }
     }
 

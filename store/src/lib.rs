@@ -112,10 +112,11 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let conn = Connection::open_with_flags(path, config).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let conn =
+            Connection::open_with_flags(path, config).map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let version: i32 = conn
             .query_row(
                 "SELECT coalesce(max(version), 0) FROM schema_version",
@@ -233,7 +234,11 @@ impl Store {
             .iter()
             .flat_map(|(table, spec)| {
                 spec.iter().map(move |(col, ty)| {
-                    ((*table).to_owned(), (*col).to_owned(), ty.duckdb_name().to_owned())
+                    (
+                        (*table).to_owned(),
+                        (*col).to_owned(),
+                        ty.duckdb_name().to_owned(),
+                    )
                 })
             })
             .collect()

@@ -90,7 +90,9 @@ pub fn check_read_only(sql: &str) -> Result<(), StoreError> {
         }
         // `EXPLAIN ANALYZE INSERT ...` and `WITH ... INSERT` still write.
         let upper = s.to_ascii_uppercase();
-        for w in ["INSERT", "UPDATE", "DELETE", "COPY", "ATTACH", "CREATE", "DROP", "ALTER"] {
+        for w in [
+            "INSERT", "UPDATE", "DELETE", "COPY", "ATTACH", "CREATE", "DROP", "ALTER",
+        ] {
             if upper
                 .split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '\'')
                 .any(|tok| tok == w)
@@ -114,9 +116,15 @@ mod tests {
         assert!(check_read_only("select ';drop table spans'").is_ok());
         assert!(check_read_only("(select 1) union (select 2)").is_ok());
         let e = check_read_only("select 1; DELETE FROM spans").unwrap_err();
-        assert!(matches!(e, StoreError::WriteRefused(ref k) if k == "DELETE"), "{e}");
+        assert!(
+            matches!(e, StoreError::WriteRefused(ref k) if k == "DELETE"),
+            "{e}"
+        );
         let e = check_read_only("/* x */ insert into spans values (1)").unwrap_err();
-        assert!(matches!(e, StoreError::WriteRefused(ref k) if k == "INSERT"), "{e}");
+        assert!(
+            matches!(e, StoreError::WriteRefused(ref k) if k == "INSERT"),
+            "{e}"
+        );
         assert!(check_read_only("EXPLAIN ANALYZE INSERT INTO t SELECT 1").is_err());
         assert!(check_read_only("copy spans to 'x.csv'").is_err());
         assert!(check_read_only("  ;; ").is_err());

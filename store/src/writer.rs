@@ -250,23 +250,23 @@ impl Worker {
         let batches: Vec<&Batch> = group.iter().map(|j| &j.batch).collect();
         match self.commit(&batches) {
             Ok(()) => self.finish(group, None),
-            Err(e) if group.len() == 1 => self.finish(group, Some(e)),
+            Err(e) if group.len() == 1 => self.finish(group, Some(&e)),
             Err(_) => {
                 // Isolate the batch at fault: commit the rest one by one.
                 for job in group {
                     match self.commit(&[&job.batch]) {
                         Ok(()) => self.finish(vec![job], None),
-                        Err(e) => self.finish(vec![job], Some(e)),
+                        Err(e) => self.finish(vec![job], Some(&e)),
                     }
                 }
             }
         }
     }
 
-    fn finish(&mut self, group: Vec<Job>, err: Option<StoreError>) {
+    fn finish(&mut self, group: Vec<Job>, err: Option<&StoreError>) {
         for job in group {
             self.pending.fetch_sub(job.weight, Ordering::AcqRel);
-            let result = match &err {
+            let result = match err {
                 None => {
                     let c = Committed {
                         spans: job.batch.spans.len(),

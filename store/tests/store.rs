@@ -1,6 +1,8 @@
 //! Store integration tests: schema matches the writer, rows round-trip, acks follow
 //! commits, saturation is bounded, read-only queries refuse writes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 use std::sync::mpsc;
 use tailscope_model::{
     AttrValue, Attribute, Batch, Event, Exemplar, Link, LogRecord, MetricKind, MetricPoint,
@@ -127,21 +129,35 @@ fn scalar_i64(store: &Store, sql: &str) -> i64 {
 #[test]
 fn migrated_schema_matches_writer_columns() {
     let store = Store::open_in_memory().unwrap();
-    let actual: std::collections::BTreeSet<_> = store.describe_columns().unwrap().into_iter().collect();
+    let actual: std::collections::BTreeSet<_> =
+        store.describe_columns().unwrap().into_iter().collect();
     for col in Store::expected_columns() {
         assert!(actual.contains(&col), "schema lacks {col:?}");
     }
     // and the same order: the appender writes by position
     let actual = store.describe_columns().unwrap();
-    for table in ["spans", "span_attributes", "metric_points", "logs", "events", "links"] {
+    for table in [
+        "spans",
+        "span_attributes",
+        "metric_points",
+        "logs",
+        "events",
+        "links",
+    ] {
         let a: Vec<_> = actual.iter().filter(|c| c.0 == table).collect();
-        let e: Vec<_> = Store::expected_columns().into_iter().filter(|c| c.0 == table).collect();
+        let e: Vec<_> = Store::expected_columns()
+            .into_iter()
+            .filter(|c| c.0 == table)
+            .collect();
         assert_eq!(a.len(), e.len(), "{table}");
         for (x, y) in a.iter().zip(&e) {
             assert_eq!(*x, y);
         }
     }
-    assert_eq!(store.schema_version().unwrap(), tailscope_store::SCHEMA_VERSION);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        tailscope_store::SCHEMA_VERSION
+    );
 }
 
 #[test]
@@ -168,23 +184,42 @@ fn rows_round_trip_through_the_writer() {
     assert_eq!(counts.metric_points, 2);
     assert_eq!(counts.logs, 2);
     assert_eq!(
-        scalar_i64(&store, "SELECT int_value FROM span_attributes WHERE key='gen_ai.usage.input_tokens' LIMIT 1"),
+        scalar_i64(
+            &store,
+            "SELECT int_value FROM span_attributes WHERE key='gen_ai.usage.input_tokens' LIMIT 1"
+        ),
         1200
     );
     assert_eq!(
-        scalar_i64(&store, "SELECT CAST(sum(list_sum(bucket_counts)) AS BIGINT) FROM metric_points"),
+        scalar_i64(
+            &store,
+            "SELECT CAST(sum(list_sum(bucket_counts)) AS BIGINT) FROM metric_points"
+        ),
         12
     );
     assert_eq!(
-        scalar_i64(&store, "SELECT count(*) FROM metric_points WHERE exemplars LIKE '%0707070707070707%'"),
+        scalar_i64(
+            &store,
+            "SELECT count(*) FROM metric_points WHERE exemplars LIKE '%0707070707070707%'"
+        ),
         2
     );
     let rb = store
-        .query_arrow("SELECT trace_id, parent_span_id, model FROM spans ORDER BY trace_id, span_id LIMIT 2")
+        .query_arrow(
+            "SELECT trace_id, parent_span_id, model FROM spans ORDER BY trace_id, span_id LIMIT 2",
+        )
         .unwrap();
-    let ids = rb[0].column(0).as_any().downcast_ref::<StringArray>().unwrap();
+    let ids = rb[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
     assert_eq!(ids.value(0), "01010101010101010101010101010101");
-    let parents = rb[0].column(1).as_any().downcast_ref::<StringArray>().unwrap();
+    let parents = rb[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
     assert!(parents.is_null(0));
     assert_eq!(parents.value(1), "0101010101010101");
 }
@@ -205,7 +240,12 @@ fn saturated_writer_refuses_and_later_accepts() {
     let mut refused = 0u64;
     for i in 0..200u8 {
         let tx = tx.clone();
-        match writer.try_submit(batch(i.max(1), 4), Box::new(move |r| { let _ = tx.send(r.is_ok()); })) {
+        match writer.try_submit(
+            batch(i.max(1), 4),
+            Box::new(move |r| {
+                let _ = tx.send(r.is_ok());
+            }),
+        ) {
             Ok(()) => accepted += 1,
             Err(s) => {
                 assert_eq!(s.batch.spans.len(), 4, "refused batch is handed back");
@@ -218,7 +258,13 @@ fn saturated_writer_refuses_and_later_accepts() {
     let acked = rx.iter().filter(|ok| *ok).count() as u64;
     assert_eq!(acked, accepted);
     assert_eq!(store.counts().unwrap().spans, accepted * 4);
-    assert_eq!(writer.stats().saturated.load(std::sync::atomic::Ordering::Relaxed), refused);
+    assert_eq!(
+        writer
+            .stats()
+            .saturated
+            .load(std::sync::atomic::Ordering::Relaxed),
+        refused
+    );
 }
 
 #[test]
@@ -232,12 +278,20 @@ fn read_only_store_refuses_writes_and_missing_files() {
     }
     {
         let store = Store::open(&path).unwrap();
-        store.writer(WriterConfig::default()).unwrap().write(batch(3, 2)).unwrap();
+        store
+            .writer(WriterConfig::default())
+            .unwrap()
+            .write(batch(3, 2))
+            .unwrap();
     }
     let ro = Store::open_read_only(&path).unwrap();
     let rb = ro.query_read_only("SELECT count(*) FROM spans").unwrap();
     assert_eq!(rb[0].num_rows(), 1);
-    for sql in ["DELETE FROM spans", "CREATE TABLE x(a int)", "select 1; drop table spans"] {
+    for sql in [
+        "DELETE FROM spans",
+        "CREATE TABLE x(a int)",
+        "select 1; drop table spans",
+    ] {
         let e = ro.query_read_only(sql).unwrap_err();
         assert!(e.to_string().contains("read-only"), "{sql}: {e}");
     }

@@ -3,6 +3,8 @@
 //! running `tailscope serve`, and what arrived is checked through `tailscope query`.
 //! Also: the crate dependency DAG of design.md, and a saturated real writer.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -39,7 +41,15 @@ impl Server {
         let mut child = Command::new(bin())
             .args(["--db"])
             .arg(db)
-            .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--status-every", "0"])
+            .args([
+                "serve",
+                "--grpc",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--status-every",
+                "0",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -49,8 +59,15 @@ impl Server {
         let first = lines.next().context("serve printed nothing")??;
         // "tailscope collector listening: OTLP/gRPC 127.0.0.1:1 · OTLP/HTTP 127.0.0.1:2 · store ..."
         let addr_after = |tag: &str| -> Result<String> {
-            let rest = first.split(tag).nth(1).with_context(|| format!("no {tag} in {first:?}"))?;
-            Ok(rest.split_whitespace().next().unwrap_or_default().to_owned())
+            let rest = first
+                .split(tag)
+                .nth(1)
+                .with_context(|| format!("no {tag} in {first:?}"))?;
+            Ok(rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned())
         };
         let grpc = addr_after("OTLP/gRPC ")?;
         let http = addr_after("OTLP/HTTP ")?;
@@ -97,28 +114,47 @@ fn query(db: &Path, sql: &str) -> Result<Vec<Value>> {
 fn one(db: &Path, sql: &str) -> Result<Value> {
     let rows = query(db, sql)?;
     let row = rows.first().with_context(|| format!("no rows for {sql}"))?;
-    Ok(row.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(Value::Null))
+    Ok(row
+        .as_object()
+        .and_then(|o| o.values().next().cloned())
+        .unwrap_or(Value::Null))
 }
 
 #[test]
 fn dependency_edges_follow_design_dag() -> Result<()> {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(repo())
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: Value = serde_json::from_slice(&out.stdout)?;
     let allowed: &[(&str, &[&str])] = &[
         ("tailscope-model", &[]),
         ("tailscope-ingest", &["tailscope-model"]),
         ("tailscope-store", &["tailscope-model"]),
-        ("tailscope-analysis", &["tailscope-model", "tailscope-store"]),
+        (
+            "tailscope-analysis",
+            &["tailscope-model", "tailscope-store"],
+        ),
         ("tailscope-engine", &["tailscope-model"]),
         ("tailscope-ui", &["tailscope-model", "tailscope-analysis"]),
         ("tailscope-samples", &["tailscope-model"]),
     ];
     let forbidden_external: &[(&str, &[&str])] = &[
-        ("tailscope-ui", &["tokio", "tonic", "duckdb", "candle-core", "candle-nn"]),
+        (
+            "tailscope-ui",
+            &["tokio", "tonic", "duckdb", "candle-core", "candle-nn"],
+        ),
         ("tailscope-model", &["tokio", "duckdb", "egui", "eframe"]),
     ];
     let mut seen = 0;
@@ -157,7 +193,11 @@ fn dependency_edges_follow_design_dag() -> Result<()> {
             seen += 1;
         }
     }
-    assert_eq!(seen, allowed.len(), "every design.md crate is in the workspace");
+    assert_eq!(
+        seen,
+        allowed.len(),
+        "every design.md crate is in the workspace"
+    );
     assert!(violations.is_empty(), "{violations:#?}");
     Ok(())
 }
@@ -197,10 +237,16 @@ fn python_sdk_exports_arrive_intact() -> Result<()> {
     for (run_id, v) in &sent {
         let service = format!("py-agent-{run_id}");
         let spans = v["spans"].as_array().context("spans")?;
-        let n = one(&db, &format!("SELECT count(*) FROM spans WHERE service_name = '{service}'"))?;
+        let n = one(
+            &db,
+            &format!("SELECT count(*) FROM spans WHERE service_name = '{service}'"),
+        )?;
         assert_eq!(n, spans.len(), "{run_id}: span count");
         for s in spans {
-            let (t, id) = (s["trace_id"].as_str().unwrap_or(""), s["span_id"].as_str().unwrap_or(""));
+            let (t, id) = (
+                s["trace_id"].as_str().unwrap_or(""),
+                s["span_id"].as_str().unwrap_or(""),
+            );
             let rows = query(
                 &db,
                 &format!("SELECT * FROM spans WHERE trace_id = '{t}' AND span_id = '{id}'"),
@@ -221,8 +267,18 @@ fn python_sdk_exports_arrive_intact() -> Result<()> {
                     &db,
                     &format!("SELECT key, value_type, value FROM span_attributes WHERE span_id = '{id}' ORDER BY key"),
                 )?;
-                assert_eq!(Value::from(attrs.len()), s["attr_count"], "{run_id}: {attrs:?}");
-                let get = |k: &str| attrs.iter().find(|a| a["key"] == k).cloned().unwrap_or(Value::Null);
+                assert_eq!(
+                    Value::from(attrs.len()),
+                    s["attr_count"],
+                    "{run_id}: {attrs:?}"
+                );
+                let get = |k: &str| {
+                    attrs
+                        .iter()
+                        .find(|a| a["key"] == k)
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                };
                 assert_eq!(get("gen_ai.request.temperature")["value_type"], "double");
                 assert_eq!(get("gen_ai.request.temperature")["value"], "0.5");
                 assert_eq!(get("gen_ai.usage.output_tokens")["value_type"], "int");
@@ -267,9 +323,9 @@ fn python_sdk_exports_arrive_intact() -> Result<()> {
 
 mod rust_otlp {
     use super::*;
+    use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry::trace::{Span as _, Status, TraceContextExt, Tracer, TracerProvider as _};
     use opentelemetry::KeyValue;
-    use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry_otlp::{Protocol, WithExportConfig};
     use opentelemetry_sdk::metrics::SdkMeterProvider;
     use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -278,7 +334,11 @@ mod rust_otlp {
     /// Emits one agent trace (root + 3 LLM calls) and 3 histogram records; returns the trace id.
     fn emit(tp: &SdkTracerProvider, mp: &SdkMeterProvider, run: &str) -> String {
         let tracer = tp.tracer("tailscope.rust-test");
-        let hist = mp.meter("tailscope.rust-test").f64_histogram("gen_ai.client.operation.duration").with_unit("s").build();
+        let hist = mp
+            .meter("tailscope.rust-test")
+            .f64_histogram("gen_ai.client.operation.duration")
+            .with_unit("s")
+            .build();
         let mut trace_id = String::new();
         tracer.in_span("invoke_agent planner", |cx| {
             trace_id = cx.span().span_context().trace_id().to_string();
@@ -301,14 +361,19 @@ mod rust_otlp {
                     s.set_status(Status::error("boom"));
                 }
                 s.end();
-                hist.record(0.5 + turn as f64, &[KeyValue::new("gen_ai.request.model", "llama-3")]);
+                hist.record(
+                    0.5 + turn as f64,
+                    &[KeyValue::new("gen_ai.request.model", "llama-3")],
+                );
             }
         });
         trace_id
     }
 
     fn resource(run: &str) -> Resource {
-        Resource::builder().with_service_name(format!("rust-agent-{run}")).build()
+        Resource::builder()
+            .with_service_name(format!("rust-agent-{run}"))
+            .build()
     }
 
     fn check(db: &Path, run: &str, trace_id: &str) -> Result<()> {
@@ -319,15 +384,25 @@ mod rust_otlp {
         for (i, r) in rows[1..].iter().enumerate() {
             assert_eq!(r["op_class"], "llm", "{run}");
             assert_eq!(r["input_tokens"], 1000 + 100 * i as i64, "{run}");
-            assert_eq!(r["provider"], "vllm", "{run}: deprecated gen_ai.system alias");
+            assert_eq!(
+                r["provider"], "vllm",
+                "{run}: deprecated gen_ai.system alias"
+            );
             assert_eq!(r["conversation_id"], format!("conv-{run}"));
         }
         assert_eq!(rows[3]["status_code"], "error");
-        let attrs = one(db, &format!("SELECT count(*) FROM span_attributes WHERE trace_id = '{trace_id}'"))?;
+        let attrs = one(
+            db,
+            &format!("SELECT count(*) FROM span_attributes WHERE trace_id = '{trace_id}'"),
+        )?;
         assert_eq!(attrs, 21, "{run}: 7 attributes on each of 3 spans");
         let hist = query(db, &format!("SELECT count, sum FROM metric_points WHERE service_name = '{service}' AND name = 'gen_ai.client.operation.duration'"))?;
         assert!(!hist.is_empty(), "{run}: histogram arrived");
-        assert_eq!(hist.last().map(|h| h["count"].clone()), Some(Value::from(3)), "{run}");
+        assert_eq!(
+            hist.last().map(|h| h["count"].clone()),
+            Some(Value::from(3)),
+            "{run}"
+        );
         Ok(())
     }
 
@@ -339,16 +414,29 @@ mod rust_otlp {
         let mut runs = Vec::new();
 
         // gRPC (tonic) needs a Tokio runtime around the exporter.
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         let grpc = format!("http://{}", server.grpc);
         let trace_id = rt.block_on(async {
             let tp = SdkTracerProvider::builder()
                 .with_resource(resource("grpc"))
-                .with_simple_exporter(opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(grpc.clone()).build()?)
+                .with_simple_exporter(
+                    opentelemetry_otlp::SpanExporter::builder()
+                        .with_tonic()
+                        .with_endpoint(grpc.clone())
+                        .build()?,
+                )
                 .build();
             let mp = SdkMeterProvider::builder()
                 .with_resource(resource("grpc"))
-                .with_periodic_exporter(opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(grpc.clone()).build()?)
+                .with_periodic_exporter(
+                    opentelemetry_otlp::MetricExporter::builder()
+                        .with_tonic()
+                        .with_endpoint(grpc.clone())
+                        .build()?,
+                )
                 .build();
             let id = emit(&tp, &mp, "grpc");
             let tp2 = tp.clone();
@@ -366,18 +454,29 @@ mod rust_otlp {
         runs.push(("grpc", trace_id));
 
         // HTTP with the blocking reqwest client, outside any runtime.
-        for (run, protocol) in [("http-proto", Protocol::HttpBinary), ("http-json", Protocol::HttpJson)] {
+        for (run, protocol) in [
+            ("http-proto", Protocol::HttpBinary),
+            ("http-json", Protocol::HttpJson),
+        ] {
             let base = format!("http://{}", server.http);
             let tp = SdkTracerProvider::builder()
                 .with_resource(resource(run))
                 .with_simple_exporter(
-                    opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(protocol).with_endpoint(format!("{base}/v1/traces")).build()?,
+                    opentelemetry_otlp::SpanExporter::builder()
+                        .with_http()
+                        .with_protocol(protocol)
+                        .with_endpoint(format!("{base}/v1/traces"))
+                        .build()?,
                 )
                 .build();
             let mp = SdkMeterProvider::builder()
                 .with_resource(resource(run))
                 .with_periodic_exporter(
-                    opentelemetry_otlp::MetricExporter::builder().with_http().with_protocol(protocol).with_endpoint(format!("{base}/v1/metrics")).build()?,
+                    opentelemetry_otlp::MetricExporter::builder()
+                        .with_http()
+                        .with_protocol(protocol)
+                        .with_endpoint(format!("{base}/v1/metrics"))
+                        .build()?,
                 )
                 .build();
             let id = emit(&tp, &mp, run);
