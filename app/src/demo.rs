@@ -6,6 +6,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tailscope_ingest::otlp;
 use tailscope_model::Batch;
 use tailscope_samples::{generate, WorkloadConfig};
 use tailscope_store::{Store, WriterConfig};
@@ -75,6 +76,8 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    // Through the same OTLP conversion and normalisation a live client gets (no socket):
+    // each chunk is encoded as an OTLP request and normalised back by ingest.
     let Batch {
         resources,
         spans,
@@ -82,19 +85,29 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
         logs,
     } = workload.batch;
     let mut acks = Vec::new();
-    acks.push(writer.submit_waiting(Batch {
-        resources,
-        spans: Vec::new(),
+    let (mut first, rej) = otlp::metrics_to_model(&otlp::metrics_from_model(&Batch {
+        resources: resources.clone(),
         metrics,
-        logs,
+        ..Batch::default()
     }));
+    let mut rejected = rej.count;
+    first.logs = logs;
+    acks.push(writer.submit_waiting(first));
     let mut spans = spans.into_iter().peekable();
     while spans.peek().is_some() {
-        let chunk: Vec<_> = spans.by_ref().take(4096).collect();
-        acks.push(writer.submit_waiting(Batch {
-            spans: chunk,
+        let chunk = Batch {
+            resources: resources.clone(),
+            spans: spans.by_ref().take(2048).collect(),
             ..Batch::default()
-        }));
+        };
+        let (batch, rej) = otlp::traces_to_model(&otlp::traces_from_model(&chunk));
+        rejected += rej.count;
+        acks.push(writer.submit_waiting(batch));
+    }
+    if rejected > 0 {
+        bar.suspend(|| {
+            eprintln!("warning: {rejected} generated item(s) were rejected by normalisation")
+        });
     }
     for ack in acks {
         let c = ack.recv().context("store writer stopped")??;

@@ -126,7 +126,7 @@ impl App {
     /// Tool-calling steps before the final answer (min, max).
     pub(crate) fn tool_steps(self) -> (i64, i64) {
         match self {
-            App::Copilot => (0, 2),
+            App::Copilot => (0, 1),
             App::Support | App::Research => (1, 2),
         }
     }
@@ -134,9 +134,9 @@ impl App {
     /// Output tokens of the final answer (min, max).
     pub(crate) fn answer_tokens(self) -> (i64, i64) {
         match self {
-            App::Copilot => (120, 420),
-            App::Support => (80, 260),
-            App::Research => (200, 450),
+            App::Copilot => (150, 350),
+            App::Support => (100, 220),
+            App::Research => (220, 400),
         }
     }
 }

@@ -151,11 +151,20 @@ pub(crate) fn promote(name: &str, attrs: &[Attribute]) -> Promoted {
     }
     p.model = text(
         attrs,
-        &["gen_ai.request.model", "gen_ai.response.model", "llm.model_name"],
+        &[
+            "gen_ai.request.model",
+            "gen_ai.response.model",
+            "llm.model_name",
+        ],
     );
     p.provider = text(
         attrs,
-        &["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"],
+        &[
+            "gen_ai.provider.name",
+            "gen_ai.system",
+            "llm.provider",
+            "llm.system",
+        ],
     );
     p.conversation_id = text(attrs, K_CONVERSATION);
     p.input_tokens = int(attrs, K_INPUT);
@@ -176,8 +185,7 @@ pub(crate) fn promote(name: &str, attrs: &[Attribute]) -> Promoted {
     p.ttft_ns = find(attrs, &["gen_ai.latency.time_to_first_token"]).and_then(ns_of_secs);
     p.prefill_ns = find(attrs, &["gen_ai.latency.time_in_model_prefill"]).and_then(ns_of_secs);
     p.decode_ns = find(attrs, &["gen_ai.latency.time_in_model_decode"]).and_then(ns_of_secs);
-    p.inference_ns =
-        find(attrs, &["gen_ai.latency.time_in_model_inference"]).and_then(ns_of_secs);
+    p.inference_ns = find(attrs, &["gen_ai.latency.time_in_model_inference"]).and_then(ns_of_secs);
     p.e2e_ns = find(attrs, &["gen_ai.latency.e2e"]).and_then(ns_of_secs);
     p.tool_name = text(attrs, &["gen_ai.tool.name", "tool.name"]);
     p.tool_call_id = text(attrs, &["gen_ai.tool.call.id", "tool_call.id"]);

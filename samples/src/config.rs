@@ -115,7 +115,7 @@ impl Default for ServerConfig {
             max_num_seqs: 64,
             kv_capacity_tokens: 900_000,
             block_size: 16,
-            prefill_tokens_per_sec: 12_000.0,
+            prefill_tokens_per_sec: 6_000.0,
             decode_secs_per_token: 0.008,
             batch_slowdown: 0.8,
             model: "meta-llama/Llama-3.1-8B-Instruct".to_owned(),
@@ -174,6 +174,11 @@ impl WorkloadConfig {
             turns: (2, 5),
             span_secs: 20.0 + conversations as f64 * 0.5,
             cause_rate: 0.3,
+            // A server sized to the traffic, so the prefix cache is under pressure here too.
+            server: ServerConfig {
+                kv_capacity_tokens: 100_000 + 5_000 * conversations as i64,
+                ..ServerConfig::default()
+            },
             ..Self::default()
         }
     }
@@ -183,9 +188,21 @@ impl WorkloadConfig {
         let mut c = self.clone();
         c.turns.0 = c.turns.0.max(1);
         c.turns.1 = c.turns.1.max(c.turns.0);
-        c.span_secs = if c.span_secs.is_finite() { c.span_secs.max(1.0) } else { 60.0 };
-        c.cause_rate = if c.cause_rate.is_finite() { c.cause_rate.clamp(0.0, 1.0) } else { 0.0 };
-        c.magnitude = if c.magnitude.is_finite() { c.magnitude.clamp(0.05, 20.0) } else { 1.0 };
+        c.span_secs = if c.span_secs.is_finite() {
+            c.span_secs.max(1.0)
+        } else {
+            60.0
+        };
+        c.cause_rate = if c.cause_rate.is_finite() {
+            c.cause_rate.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        c.magnitude = if c.magnitude.is_finite() {
+            c.magnitude.clamp(0.05, 20.0)
+        } else {
+            1.0
+        };
         c.metric_interval_secs = if c.metric_interval_secs.is_finite() {
             c.metric_interval_secs.clamp(0.1, 60.0)
         } else {
@@ -194,9 +211,9 @@ impl WorkloadConfig {
         let s = &mut c.server;
         s.max_num_seqs = s.max_num_seqs.max(1);
         s.block_size = s.block_size.max(1);
-        s.kv_capacity_tokens = s.kv_capacity_tokens.max(200_000);
+        s.kv_capacity_tokens = s.kv_capacity_tokens.max(100_000);
         if !(s.prefill_tokens_per_sec.is_finite() && s.prefill_tokens_per_sec > 0.0) {
-            s.prefill_tokens_per_sec = 12_000.0;
+            s.prefill_tokens_per_sec = 6_000.0;
         }
         if !(s.decode_secs_per_token.is_finite() && s.decode_secs_per_token > 0.0) {
             s.decode_secs_per_token = 0.008;

@@ -5,7 +5,9 @@ use crate::resources::{Resources, Svc, VLLM_ADDRESS};
 use crate::util::{int, lognormal_ms, ms, pick, rng_for, secs, IdGen};
 use rand::rngs::StdRng;
 use rand::Rng;
-use tailscope_model::{AttrValue, Attribute, Batch, Event, Span, SpanId, SpanKind, StatusCode, TraceId};
+use tailscope_model::{
+    AttrValue, Attribute, Batch, Event, Span, SpanId, SpanKind, StatusCode, TraceId,
+};
 
 /// Attributes every load span has.
 pub const LOAD_ATTRS_PER_SPAN: usize = 20;
@@ -142,7 +144,11 @@ fn base_attrs(shape: Shape, cx: &TraceCx) -> (String, SpanKind, &'static str, Ve
             a.i("http.response.status_code", 200);
             a.s("server.address", "api.example.com");
             a.s("gen_ai.conversation.id", cx.conv.as_str());
-            ("POST /v1/chat".to_owned(), SpanKind::Server, "opentelemetry.instrumentation.fastapi")
+            (
+                "POST /v1/chat".to_owned(),
+                SpanKind::Server,
+                "opentelemetry.instrumentation.fastapi",
+            )
         }
         Shape::Preprocess => {
             a.i("app.message.tokens", cx.input[0] / 10);
@@ -164,28 +170,51 @@ fn base_attrs(shape: Shape, cx: &TraceCx) -> (String, SpanKind, &'static str, Ve
             a.s("gen_ai.operation.name", "retrieval");
             a.s("gen_ai.data_source.id", "kb-general");
             a.i("app.retrieval.top_k", 8);
-            ("retrieval kb-general".to_owned(), SpanKind::Client, "agent_app.rag")
+            (
+                "retrieval kb-general".to_owned(),
+                SpanKind::Client,
+                "agent_app.rag",
+            )
         }
         Shape::Acquire => {
             a.s("db.client.connection.pool.name", "pg-main");
-            a.f("db.client.connection.wait_time", secs(cx.times[4].1 - cx.times[4].0) * 0.99);
+            a.f(
+                "db.client.connection.wait_time",
+                secs(cx.times[4].1 - cx.times[4].0) * 0.99,
+            );
             a.s("db.system.name", "postgresql");
-            ("pool.acquire".to_owned(), SpanKind::Internal, "opentelemetry.instrumentation.asyncpg")
+            (
+                "pool.acquire".to_owned(),
+                SpanKind::Internal,
+                "opentelemetry.instrumentation.asyncpg",
+            )
         }
         Shape::Select | Shape::Insert => {
-            let op = if matches!(shape, Shape::Select) { "SELECT" } else { "INSERT" };
+            let op = if matches!(shape, Shape::Select) {
+                "SELECT"
+            } else {
+                "INSERT"
+            };
             a.s("db.system.name", "postgresql");
             a.s("db.operation.name", op);
             a.s("db.query.summary", format!("{op} messages"));
             a.s("db.collection.name", "messages");
             a.s("server.address", "pg-proxy.db.svc.cluster.local");
-            (format!("{op} messages"), SpanKind::Client, "opentelemetry.instrumentation.asyncpg")
+            (
+                format!("{op} messages"),
+                SpanKind::Client,
+                "opentelemetry.instrumentation.asyncpg",
+            )
         }
         Shape::Agent => {
             a.s("gen_ai.operation.name", "invoke_agent");
             a.s("gen_ai.agent.name", "copilot");
             a.s("gen_ai.conversation.id", cx.conv.as_str());
-            ("invoke_agent copilot".to_owned(), SpanKind::Internal, "agent_app")
+            (
+                "invoke_agent copilot".to_owned(),
+                SpanKind::Internal,
+                "agent_app",
+            )
         }
         Shape::Chat(k) => {
             let (chat_start, _) = cx.times[if k == 0 { 7 } else { 11 }];
@@ -201,9 +230,16 @@ fn base_attrs(shape: Shape, cx: &TraceCx) -> (String, SpanKind, &'static str, Ve
             // The second call re-reads the first call's prompt from the prefix cache.
             let cached = if k == 0 { 0 } else { cx.input[0] / 16 * 16 };
             a.i("gen_ai.usage.cache_read.input_tokens", cached);
-            a.f("gen_ai.response.time_to_first_chunk", secs(arrival - chat_start + queue + prefill + 1_000_000));
+            a.f(
+                "gen_ai.response.time_to_first_chunk",
+                secs(arrival - chat_start + queue + prefill + 1_000_000),
+            );
             a.s("server.address", VLLM_ADDRESS);
-            (format!("chat {MODEL}"), SpanKind::Client, "opentelemetry.instrumentation.openai_v2")
+            (
+                format!("chat {MODEL}"),
+                SpanKind::Client,
+                "opentelemetry.instrumentation.openai_v2",
+            )
         }
         Shape::Llm(k) => {
             let (queue, prefill, decode) = cx.llm[k];
@@ -214,9 +250,16 @@ fn base_attrs(shape: Shape, cx: &TraceCx) -> (String, SpanKind, &'static str, Ve
             a.f("gen_ai.latency.time_to_first_token", secs(queue + prefill));
             a.f("gen_ai.latency.time_in_model_prefill", secs(prefill));
             a.f("gen_ai.latency.time_in_model_decode", secs(decode));
-            a.f("gen_ai.latency.time_in_model_inference", secs(prefill + decode));
+            a.f(
+                "gen_ai.latency.time_in_model_inference",
+                secs(prefill + decode),
+            );
             a.f("gen_ai.latency.e2e", secs(queue + prefill + decode));
-            ("llm_request".to_owned(), SpanKind::Server, "vllm.llm_engine")
+            (
+                "llm_request".to_owned(),
+                SpanKind::Server,
+                "vllm.llm_engine",
+            )
         }
         Shape::Tool | Shape::ToolServer => {
             a.s("mcp.method.name", "tools/call");
@@ -225,7 +268,10 @@ fn base_attrs(shape: Shape, cx: &TraceCx) -> (String, SpanKind, &'static str, Ve
             a.s("gen_ai.tool.name", cx.tool);
             let kind = if matches!(shape, Shape::Tool) {
                 a.s("server.address", "mcp-search.tools.svc.cluster.local");
-                a.i("app.result_tokens", cx.input[1] - cx.input[0] - cx.output[0]);
+                a.i(
+                    "app.result_tokens",
+                    cx.input[1] - cx.input[0] - cx.output[0],
+                );
                 SpanKind::Client
             } else {
                 SpanKind::Server

@@ -12,7 +12,8 @@ use tailscope_model::{
 };
 
 /// Histogram bounds of `db.client.connection.wait_time` (seconds).
-pub(crate) const WAIT_BOUNDS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub(crate) const WAIT_BOUNDS: [f64; 10] =
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 const FB_TOTAL_MIB: f64 = 143_771.0;
 const FB_USED_MIB: f64 = 129_200.0;
@@ -29,7 +30,14 @@ struct Point<'a> {
 }
 
 impl Point<'_> {
-    fn value(&self, res: &Resources, start: i64, time: i64, attrs: &[Attribute], v: f64) -> MetricPoint {
+    fn value(
+        &self,
+        res: &Resources,
+        start: i64,
+        time: i64,
+        attrs: &[Attribute],
+        v: f64,
+    ) -> MetricPoint {
         let r = res.get(self.svc);
         MetricPoint {
             resource_id: r.id,
@@ -57,7 +65,13 @@ impl Point<'_> {
     }
 }
 
-fn gauge<'a>(svc: Svc, scope: &'a str, name: &'a str, description: &'a str, unit: &'a str) -> Point<'a> {
+fn gauge<'a>(
+    svc: Svc,
+    scope: &'a str,
+    name: &'a str,
+    description: &'a str,
+    unit: &'a str,
+) -> Point<'a> {
     Point {
         svc,
         scope,
@@ -70,7 +84,13 @@ fn gauge<'a>(svc: Svc, scope: &'a str, name: &'a str, description: &'a str, unit
     }
 }
 
-fn counter<'a>(svc: Svc, scope: &'a str, name: &'a str, description: &'a str, unit: &'a str) -> Point<'a> {
+fn counter<'a>(
+    svc: Svc,
+    scope: &'a str,
+    name: &'a str,
+    description: &'a str,
+    unit: &'a str,
+) -> Point<'a> {
     Point {
         svc,
         scope,
@@ -97,7 +117,12 @@ fn jitter(k: u64, salt: u64) -> f64 {
     (mix64(k ^ salt.rotate_left(17)) >> 11) as f64 / (1u64 << 52) as f64 - 1.0
 }
 
-pub(crate) fn build(cfg: &WorkloadConfig, server: &Server, spans: &[Span], res: &Resources) -> Vec<MetricPoint> {
+pub(crate) fn build(
+    cfg: &WorkloadConfig,
+    server: &Server,
+    spans: &[Span],
+    res: &Resources,
+) -> Vec<MetricPoint> {
     let interval = (cfg.metric_interval_secs * 1e9) as i64;
     let t0 = cfg.start_ns;
     let last = spans
@@ -124,16 +149,76 @@ pub(crate) fn build(cfg: &WorkloadConfig, server: &Server, spans: &[Span], res: 
     gattrs.s("modelName", GPU_MODEL);
     gattrs.s("Hostname", GPU_HOST);
 
-    let running_p = gauge(Svc::Vllm, "vllm", "vllm:num_requests_running", "Number of requests in model execution batches.", "1");
-    let waiting_p = gauge(Svc::Vllm, "vllm", "vllm:num_requests_waiting", "Number of requests waiting to be processed.", "1");
-    let kv_p = gauge(Svc::Vllm, "vllm", "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "1");
-    let preempt_p = counter(Svc::Vllm, "vllm", "vllm:num_preemptions", "Cumulative number of preemptions from the engine.", "1");
-    let queries_p = counter(Svc::Vllm, "vllm", "vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", "1");
-    let hits_p = counter(Svc::Vllm, "vllm", "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", "1");
-    let util_p = gauge(Svc::Dcgm, "dcgm", "DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", "%");
-    let fb_used_p = gauge(Svc::Dcgm, "dcgm", "DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "MiB");
-    let fb_free_p = gauge(Svc::Dcgm, "dcgm", "DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", "MiB");
-    let power_p = gauge(Svc::Dcgm, "dcgm", "DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", "W");
+    let running_p = gauge(
+        Svc::Vllm,
+        "vllm",
+        "vllm:num_requests_running",
+        "Number of requests in model execution batches.",
+        "1",
+    );
+    let waiting_p = gauge(
+        Svc::Vllm,
+        "vllm",
+        "vllm:num_requests_waiting",
+        "Number of requests waiting to be processed.",
+        "1",
+    );
+    let kv_p = gauge(
+        Svc::Vllm,
+        "vllm",
+        "vllm:kv_cache_usage_perc",
+        "KV-cache usage. 1 means 100 percent usage.",
+        "1",
+    );
+    let preempt_p = counter(
+        Svc::Vllm,
+        "vllm",
+        "vllm:num_preemptions",
+        "Cumulative number of preemptions from the engine.",
+        "1",
+    );
+    let queries_p = counter(
+        Svc::Vllm,
+        "vllm",
+        "vllm:prefix_cache_queries",
+        "Prefix cache queries, in terms of number of queried tokens.",
+        "1",
+    );
+    let hits_p = counter(
+        Svc::Vllm,
+        "vllm",
+        "vllm:prefix_cache_hits",
+        "Prefix cache hits, in terms of number of cached tokens.",
+        "1",
+    );
+    let util_p = gauge(
+        Svc::Dcgm,
+        "dcgm",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "GPU utilization (in %).",
+        "%",
+    );
+    let fb_used_p = gauge(
+        Svc::Dcgm,
+        "dcgm",
+        "DCGM_FI_DEV_FB_USED",
+        "Framebuffer memory used (in MiB).",
+        "MiB",
+    );
+    let fb_free_p = gauge(
+        Svc::Dcgm,
+        "dcgm",
+        "DCGM_FI_DEV_FB_FREE",
+        "Framebuffer memory free (in MiB).",
+        "MiB",
+    );
+    let power_p = gauge(
+        Svc::Dcgm,
+        "dcgm",
+        "DCGM_FI_DEV_POWER_USAGE",
+        "Power draw (in W).",
+        "W",
+    );
 
     let mut out = Vec::with_capacity(samples as usize * 12);
     let mut cum_pre = 0.0;
@@ -179,7 +264,9 @@ pub(crate) fn build(cfg: &WorkloadConfig, server: &Server, spans: &[Span], res: 
         out.push(queries_p.value(res, t0, t, &vattrs, cum_q));
         out.push(hits_p.value(res, t0, t, &vattrs, cum_h));
         let util = if running > 0.0 {
-            (40.0 + 50.0 * (running / (max_seqs * 0.5)).min(1.0) + 4.0 * prefilling.min(2.5)
+            (40.0
+                + 50.0 * (running / (max_seqs * 0.5)).min(1.0)
+                + 4.0 * prefilling.min(2.5)
                 + 3.0 * jitter(k, 1))
             .clamp(0.0, 100.0)
         } else {
@@ -189,15 +276,20 @@ pub(crate) fn build(cfg: &WorkloadConfig, server: &Server, spans: &[Span], res: 
         let used = FB_USED_MIB + (4.0 * jitter(k, 3)).round();
         out.push(fb_used_p.value(res, from, t, &gattrs, used));
         out.push(fb_free_p.value(res, from, t, &gattrs, FB_TOTAL_MIB - used));
-        out.push(power_p.value(res, from, t, &gattrs, (95.0 + 5.9 * util + 8.0 * jitter(k, 4)).round()));
+        out.push(power_p.value(
+            res,
+            from,
+            t,
+            &gattrs,
+            (95.0 + 5.9 * util + 8.0 * jitter(k, 4)).round(),
+        ));
     }
 
-    pool_metrics(cfg, spans, res, t0, samples, interval, &mut out);
+    pool_metrics(spans, res, t0, samples, interval, &mut out);
     out
 }
 
 fn pool_metrics(
-    _cfg: &WorkloadConfig,
     spans: &[Span],
     res: &Resources,
     t0: i64,
@@ -211,14 +303,20 @@ fn pool_metrics(
         if s.name != "pool.acquire" {
             continue;
         }
-        let Some(pool) = s.attr("db.client.connection.pool.name").map(tailscope_model::AttrValue::to_display) else {
+        let Some(pool) = s
+            .attr("db.client.connection.pool.name")
+            .map(tailscope_model::AttrValue::to_display)
+        else {
             continue;
         };
         let wait_s = s
             .attr("db.client.connection.wait_time")
             .and_then(tailscope_model::AttrValue::as_f64)
             .unwrap_or(0.0);
-        let Some(svc) = Svc::ALL.iter().position(|v| res.get(*v).id == s.resource_id) else {
+        let Some(svc) = Svc::ALL
+            .iter()
+            .position(|v| res.get(*v).id == s.resource_id)
+        else {
             continue;
         };
         groups.entry((svc, pool)).or_default().push(Acquire {
@@ -264,7 +362,10 @@ fn pool_metrics(
                     break;
                 }
                 idx += 1;
-                let b = WAIT_BOUNDS.iter().position(|ub| a.wait_s <= *ub).unwrap_or(WAIT_BOUNDS.len());
+                let b = WAIT_BOUNDS
+                    .iter()
+                    .position(|ub| a.wait_s <= *ub)
+                    .unwrap_or(WAIT_BOUNDS.len());
                 if let Some(c) = buckets.get_mut(b) {
                     *c += 1;
                 }
@@ -291,7 +392,8 @@ fn pool_metrics(
                 service_name: r.service_name.clone(),
                 scope_name: "opentelemetry.instrumentation.asyncpg".to_owned(),
                 name: "db.client.connection.wait_time".to_owned(),
-                description: "The time it took to obtain an open connection from the pool.".to_owned(),
+                description: "The time it took to obtain an open connection from the pool."
+                    .to_owned(),
                 unit: "s".to_owned(),
                 kind: MetricKind::Histogram,
                 temporality: Temporality::Delta,

@@ -4,7 +4,9 @@ use crate::attrs::{promote, Dialect, Put};
 use crate::plan::{Body, LlmCall, Node, SpanSpec, Timing};
 use crate::resources::{Resources, Svc};
 use crate::util::secs;
-use tailscope_model::{AttrValue, Attribute, Event, Link, Span, SpanId, SpanKind, StatusCode, TraceId};
+use tailscope_model::{
+    AttrValue, Attribute, Event, Link, Span, SpanId, SpanKind, StatusCode, TraceId,
+};
 
 /// Rendering state for one run.
 pub(crate) struct RenderCx<'a> {
@@ -54,7 +56,13 @@ fn make_span(
     }
 }
 
-fn spec_span(cx: &RenderCx<'_>, spec: SpanSpec, parent: Option<SpanId>, start: i64, end: i64) -> Span {
+fn spec_span(
+    cx: &RenderCx<'_>,
+    spec: SpanSpec,
+    parent: Option<SpanId>,
+    start: i64,
+    end: i64,
+) -> Span {
     let mut events = Vec::new();
     if spec.status == StatusCode::Error {
         let etype = spec
@@ -67,7 +75,10 @@ fn spec_span(cx: &RenderCx<'_>, spec: SpanSpec, parent: Option<SpanId>, start: i
             name: "exception".to_owned(),
             attributes: vec![
                 Attribute::new("exception.type", AttrValue::Str(etype)),
-                Attribute::new("exception.message", AttrValue::Str(spec.status_message.clone())),
+                Attribute::new(
+                    "exception.message",
+                    AttrValue::Str(spec.status_message.clone()),
+                ),
             ],
         });
     }
@@ -88,7 +99,12 @@ fn spec_span(cx: &RenderCx<'_>, spec: SpanSpec, parent: Option<SpanId>, start: i
 }
 
 /// Renders a laid-out tree (after [`crate::plan::walk`]) into spans, parents before children.
-pub(crate) fn render(node: Node, parent: Option<SpanId>, cx: &mut RenderCx<'_>, out: &mut Vec<Span>) {
+pub(crate) fn render(
+    node: Node,
+    parent: Option<SpanId>,
+    cx: &mut RenderCx<'_>,
+    out: &mut Vec<Span>,
+) {
     let Node {
         spec,
         body,
@@ -141,7 +157,11 @@ pub(crate) fn chunk_times(call: &LlmCall, timing: &Timing, client_start: i64) ->
     let mut idx = 0usize;
     let mut next_token = 0i64;
     while next_token < out {
-        let last = if idx == 0 { 0 } else { (next_token + c - 1).min(out - 1) };
+        let last = if idx == 0 {
+            0
+        } else {
+            (next_token + c - 1).min(out - 1)
+        };
         while let Some((at, gap)) = stutter.peek() {
             if *at <= idx {
                 delay += gap;
@@ -180,7 +200,11 @@ fn render_llm(
             ],
         })
         .collect();
-    let finish = if call.tool_calls { "tool_calls" } else { "stop" };
+    let finish = if call.tool_calls {
+        "tool_calls"
+    } else {
+        "stop"
+    };
     let mut attrs = spec.attrs;
     match call.dialect {
         Dialect::Current => {
@@ -234,10 +258,16 @@ fn render_llm(
     a.i("gen_ai.usage.prompt_tokens", call.input);
     a.i("gen_ai.usage.completion_tokens", call.output);
     a.f("gen_ai.latency.time_in_queue", secs(t.queue_ns));
-    a.f("gen_ai.latency.time_to_first_token", secs(t.queue_ns + t.prefill_ns));
+    a.f(
+        "gen_ai.latency.time_to_first_token",
+        secs(t.queue_ns + t.prefill_ns),
+    );
     a.f("gen_ai.latency.time_in_model_prefill", secs(t.prefill_ns));
     a.f("gen_ai.latency.time_in_model_decode", secs(t.decode_ns));
-    a.f("gen_ai.latency.time_in_model_inference", secs(t.prefill_ns + t.decode_ns));
+    a.f(
+        "gen_ai.latency.time_in_model_inference",
+        secs(t.prefill_ns + t.decode_ns),
+    );
     a.f("gen_ai.latency.e2e", secs(e2e));
     out.push(make_span(
         cx,

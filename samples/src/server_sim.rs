@@ -143,7 +143,14 @@ impl Server {
     /// Admits a request arriving at `t` (calls must come in non-decreasing `t`). Requests
     /// that are not `cacheable` (one-off batch documents sent with a unique cache salt) free
     /// their blocks instead of leaving them in the prefix cache.
-    pub(crate) fn submit(&mut self, t: i64, owner: u64, input: i64, output: i64, cacheable: bool) -> Timing {
+    pub(crate) fn submit(
+        &mut self,
+        t: i64,
+        owner: u64,
+        input: i64,
+        output: i64,
+        cacheable: bool,
+    ) -> Timing {
         let input = input.max(1);
         let output = output.max(1);
         self.advance(t);

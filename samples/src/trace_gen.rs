@@ -194,7 +194,13 @@ impl Builder<'_> {
     }
 
     /// Request-side attributes of a chat client span.
-    fn chat_request_attrs(&self, conv_id: &str, agent: &str, max_tokens: i64, temp: f64) -> Vec<Attribute> {
+    fn chat_request_attrs(
+        &self,
+        conv_id: &str,
+        agent: &str,
+        max_tokens: i64,
+        temp: f64,
+    ) -> Vec<Attribute> {
         let model = self.cfg.server.model.as_str();
         let mut a = Vec::with_capacity(20);
         match self.dialect {
@@ -307,20 +313,29 @@ impl Builder<'_> {
         Node::new(spec, Body::Leaf(dur))
     }
 
-    fn preprocess(&mut self, msg_tokens: i64, prompt_tokens: i64, slow: bool) -> (Node, Option<Planted>) {
+    fn preprocess(
+        &mut self,
+        msg_tokens: i64,
+        prompt_tokens: i64,
+        slow: bool,
+    ) -> (Node, Option<Planted>) {
         let svc = self.svc;
         let mag = self.cfg.magnitude;
         let oi = self.dialect == Dialect::OpenInference;
         // chunking
         let mut a = Vec::new();
         a.i("app.chunk.count", int(self.rng, 1, 6));
-        a.i("app.document.bytes", msg_tokens * 4 + int(self.rng, 0, 4000));
+        a.i(
+            "app.document.bytes",
+            msg_tokens * 4 + int(self.rng, 0, 4000),
+        );
         a.s("app.chunker", "recursive_character");
         if oi {
             a.s("openinference.span.kind", "CHAIN");
         }
         let chunk_spec = self.spec("chunk_text", SpanKind::Internal, svc, SCOPE_APP, a);
-        let chunk = Node::new(chunk_spec, Body::Leaf(ms(self.rng, 1.5, 9.0))).lead(ms(self.rng, 0.05, 0.3));
+        let chunk =
+            Node::new(chunk_spec, Body::Leaf(ms(self.rng, 1.5, 9.0))).lead(ms(self.rng, 0.05, 0.3));
         // embeddings
         let mut a = Vec::new();
         match self.dialect {
@@ -372,7 +387,7 @@ impl Builder<'_> {
         let mut planted = None;
         if slow {
             let which = pick(self.rng, children.len());
-            let extra = (mag * uni(self.rng, 0.8, 2.5) * SEC as f64) as i64;
+            let extra = planted_ns(self.rng, mag, 1.0);
             if let Some(n) = children.get_mut(which) {
                 if let Body::Leaf(d) = &mut n.body {
                     *d += extra;
@@ -418,8 +433,11 @@ impl Builder<'_> {
         a.s("server.address", "qdrant.rag.svc.cluster.local");
         a.i("server.port", 6333);
         let spec = self.spec(name, SpanKind::Client, svc, "agent_app.rag", a);
-        Node::new(spec, Body::Leaf(lognormal_ms(self.rng, 45.0, 0.4, 12.0, 400.0)))
-            .lead(ms(self.rng, 0.1, 0.6))
+        Node::new(
+            spec,
+            Body::Leaf(lognormal_ms(self.rng, 45.0, 0.4, 12.0, 400.0)),
+        )
+        .lead(ms(self.rng, 0.1, 0.6))
     }
 
     fn pool_acquire(&mut self, pool: &str, wait: i64) -> Node {
@@ -455,8 +473,17 @@ impl Builder<'_> {
         sa.s("db.operation.name", op);
         sa.s("db.query.summary", summary.as_str());
         sa.s("db.namespace", "agent");
-        let sspec = self.spec(summary.as_str(), SpanKind::Server, Svc::PgProxy, SCOPE_PG, sa);
-        let server = Node::new(sspec, Body::Leaf(lognormal_ms(self.rng, 4.0, 0.5, 0.8, 60.0)));
+        let sspec = self.spec(
+            summary.as_str(),
+            SpanKind::Server,
+            Svc::PgProxy,
+            SCOPE_PG,
+            sa,
+        );
+        let server = Node::new(
+            sspec,
+            Body::Leaf(lognormal_ms(self.rng, 4.0, 0.5, 0.8, 60.0)),
+        );
         Node::new(
             spec,
             Body::Remote {
@@ -486,7 +513,13 @@ impl Builder<'_> {
         sa.s("mcp.method.name", "initialize");
         sa.s("mcp.session.id", session);
         sa.s("mcp.protocol.version", MCP_PROTOCOL);
-        let sspec = self.spec("initialize", SpanKind::Server, app.mcp(), SCOPE_MCP_SERVER, sa);
+        let sspec = self.spec(
+            "initialize",
+            SpanKind::Server,
+            app.mcp(),
+            SCOPE_MCP_SERVER,
+            sa,
+        );
         let server = Node::new(sspec, Body::Leaf(server_dur));
         Node::new(
             spec,
@@ -500,7 +533,13 @@ impl Builder<'_> {
     }
 
     /// One MCP `tools/call`; returns the node and the result tokens it adds.
-    fn tool_call(&mut self, app: App, session: &str, tool: ToolDef, server_dur: i64) -> (Node, i64) {
+    fn tool_call(
+        &mut self,
+        app: App,
+        session: &str,
+        tool: ToolDef,
+        server_dur: i64,
+    ) -> (Node, i64) {
         let svc = self.svc;
         let result = int(self.rng, tool.result.0, tool.result.1);
         let req = int(self.rng, 1, 9999);
@@ -571,6 +610,12 @@ impl Builder<'_> {
     }
 }
 
+/// A planted delay: `scale` × magnitude × uniform 1.5–3.5 s (large enough to stand out of the
+/// natural variation of a turn at magnitude 1).
+pub(crate) fn planted_ns(rng: &mut StdRng, magnitude: f64, scale: f64) -> i64 {
+    (scale * magnitude * uni(rng, 1.5, 3.5) * SEC as f64) as i64
+}
+
 /// How a tool step runs its calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ToolMode {
@@ -601,7 +646,7 @@ fn tool_phase(
     if cold || session.is_none() {
         let sid = format!("mcp-{:016x}", b.rng.random::<u64>());
         let dur = if cold {
-            (mag * uni(b.rng, 1.0, 2.5) * SEC as f64) as i64
+            planted_ns(b.rng, mag, 1.0)
         } else {
             ms(b.rng, 12.0, 45.0)
         };
@@ -644,8 +689,9 @@ fn tool_phase(
             }
             if mode == ToolMode::Straggler {
                 let which = pick(b.rng, calls.len());
-                let extra = (mag * uni(b.rng, 1.5, 3.0) * SEC as f64) as i64;
-                if let Some(Body::Remote { server, .. }) = calls.get_mut(which).map(|n| &mut n.body) {
+                let extra = planted_ns(b.rng, mag, 1.1);
+                if let Some(Body::Remote { server, .. }) = calls.get_mut(which).map(|n| &mut n.body)
+                {
                     if let Body::Leaf(d) = &mut server.body {
                         *d += extra;
                     }
@@ -679,7 +725,7 @@ fn tool_phase(
             let mut durs = Vec::with_capacity(k);
             for j in 0..k {
                 let tool = tools[(first + j) % tools.len()];
-                let dur = (mag * uni(b.rng, 0.25, 0.7) * SEC as f64) as i64;
+                let dur = (mag * uni(b.rng, 0.7, 1.3) * SEC as f64) as i64;
                 let (node, r) = b.tool_call(app, &sid, tool, dur);
                 result_tokens += r;
                 let node = node.lead(ms(b.rng, 0.2, 2.0));
@@ -695,11 +741,11 @@ fn tool_phase(
             });
         }
         ToolMode::NPlusOne => {
-            let n = (6.0 * mag).round().clamp(4.0, 24.0) as usize + pick(b.rng, 4);
+            let n = 8 + pick(b.rng, 5);
             let tool = app.item_tool();
             let mut durs = Vec::with_capacity(n);
             for _ in 0..n {
-                let dur = lognormal_ms(b.rng, tool.median_ms * mag.max(0.3), 0.3, 20.0, 2_000.0);
+                let dur = lognormal_ms(b.rng, 250.0 * mag, 0.25, 5.0, 20_000.0);
                 let (node, r) = b.tool_call(app, &sid, tool, dur);
                 result_tokens += r;
                 let node = node.lead(ms(b.rng, 0.2, 1.5));
@@ -723,22 +769,36 @@ fn tool_phase(
 }
 
 /// A synchronous sub-agent: two LLM calls around a tool call, its own prompt chain.
-fn sub_agent(b: &mut Builder<'_>, app: App, parent_conv: &str, session: &mut Option<String>) -> (Node, i64) {
+fn sub_agent(
+    b: &mut Builder<'_>,
+    app: App,
+    parent_conv: &str,
+    session: &mut Option<String>,
+) -> (Node, i64) {
     *b.next_owner += 1;
     let owner = *b.next_owner;
     let conv_id = format!("{parent_conv}/researcher-{}", owner - AUX_OWNER_BASE);
     let in1 = 600 + int(b.rng, 100, 300);
     let out1 = int(b.rng, 30, 80);
-    let mut chat1 = b.chat(owner, &conv_id, "researcher", in1, out1, 0).lead(ms(b.rng, 0.2, 1.0));
+    let mut chat1 = b
+        .chat(owner, &conv_id, "researcher", in1, out1, 0)
+        .lead(ms(b.rng, 0.2, 1.0));
     if let Body::Llm(call) = &mut chat1.body {
         call.tool_calls = true;
     }
-    let sub_id_placeholder = b.ids.span();
-    let phase = tool_phase(b, app, session, ToolMode::Normal, false, sub_id_placeholder);
+    let sub_id = b.ids.span();
+    let phase = tool_phase(b, app, session, ToolMode::Normal, false, sub_id);
     let in2 = in1 + out1 + phase.result_tokens;
     let out2 = int(b.rng, 150, 400);
     let chat2 = b
-        .chat(owner, &conv_id, "researcher", in2, out2, block_align(in1, b.cfg.server.block_size))
+        .chat(
+            owner,
+            &conv_id,
+            "researcher",
+            in2,
+            out2,
+            block_align(in1, b.cfg.server.block_size),
+        )
         .lead(ms(b.rng, 0.2, 1.0));
     let mut children = vec![chat1];
     children.extend(phase.nodes);
@@ -747,7 +807,7 @@ fn sub_agent(b: &mut Builder<'_>, app: App, parent_conv: &str, session: &mut Opt
     a.i("app.result_tokens", out2);
     let name = b.agent_name("researcher");
     let svc = b.svc;
-    let spec = SpanSpec::new(sub_id_placeholder, name, SpanKind::Internal, svc, SCOPE_APP, a);
+    let spec = SpanSpec::new(sub_id, name, SpanKind::Internal, svc, SCOPE_APP, a);
     let node = Node::new(spec, Body::Seq(children))
         .lead(ms(b.rng, 0.2, 1.0))
         .tail(ms(b.rng, 0.1, 0.5));
@@ -792,9 +852,13 @@ pub(crate) fn plan_turn(
     planted = planted.or(p);
     children.push(pre);
     children.push(b.retrieval(app, ctx));
-    let pool_name = if app == App::Support { "pg-support" } else { "pg-main" };
+    let pool_name = if app == App::Support {
+        "pg-support"
+    } else {
+        "pg-main"
+    };
     let wait = if cause == Some(PlantedCause::PoolWait) {
-        (mag * uni(b.rng, 0.8, 2.5) * SEC as f64) as i64
+        planted_ns(b.rng, mag, 1.0)
     } else {
         lognormal_ms(b.rng, 0.25, 0.8, 0.01, 4.0)
     };
@@ -824,7 +888,11 @@ pub(crate) fn plan_turn(
     let cause_step = pick(b.rng, tool_steps.max(1));
     let retry_step = pick(b.rng, tool_steps + 1);
     let mut input = first_input;
-    let mut expected = if turn == 0 { 0 } else { block_align(conv.last_input, block) };
+    let mut expected = if turn == 0 {
+        0
+    } else {
+        block_align(conv.last_input, block)
+    };
     let mut last_call = (input, 0);
     let mut session = conv.mcp_session.take();
     for s in 0..=tool_steps {
@@ -833,7 +901,7 @@ pub(crate) fn plan_turn(
         let mut step_children = Vec::new();
         let mut chat_lead = ms(b.rng, 0.2, 1.2);
         if cause == Some(PlantedCause::Retry) && s == retry_step {
-            let dur = (mag * uni(b.rng, 0.8, 2.0) * SEC as f64) as i64;
+            let dur = planted_ns(b.rng, mag, 0.9);
             let backoff = ms(b.rng, 100.0, 400.0);
             let failed = b.failed_chat(&conv_id, app.agent(), dur).lead(chat_lead);
             if let Some(id) = failed.id() {
@@ -862,7 +930,7 @@ pub(crate) fn plan_turn(
             if let Body::Llm(call) = &mut chat.body {
                 let chunks = 1 + (output - 1 + call.chunk_tokens - 1) / call.chunk_tokens;
                 let gaps = int(b.rng, 2, 4);
-                let total = (mag * uni(b.rng, 0.8, 2.0) * SEC as f64) as i64;
+                let total = planted_ns(b.rng, mag, 1.0);
                 let mut left = total;
                 for g in 0..gaps {
                     let at = int(b.rng, 1, (chunks - 1).max(1)) as usize;
@@ -938,13 +1006,22 @@ pub(crate) fn plan_turn(
         a.s("messaging.operation.type", "send");
         a.s("messaging.operation.name", "publish");
         a.s("messaging.destination.name", "agent-tasks");
-        a.s("messaging.message.id", format!("{:016x}", b.rng.random::<u64>()));
+        a.s(
+            "messaging.message.id",
+            format!("{:016x}", b.rng.random::<u64>()),
+        );
         a.s("app.task.name", "summarize_memory");
         let svc = b.svc;
         let spec = b.spec("publish agent-tasks", SpanKind::Producer, svc, SCOPE_MSG, a);
         let spawn_id = spec.id;
         children.push(Node::new(spec, Body::Leaf(ms(b.rng, 0.3, 1.5))).lead(ms(b.rng, 0.05, 0.4)));
-        job = Some(plan_job(&mut b, trace_id, spawn_id, &conv_id, last_call.0 + last_call.1));
+        job = Some(plan_job(
+            &mut b,
+            trace_id,
+            spawn_id,
+            &conv_id,
+            last_call.0 + last_call.1,
+        ));
     }
 
     let mut a = Vec::new();
@@ -987,7 +1064,13 @@ pub(crate) fn plan_turn(
 }
 
 /// An async memory-summariser job: its own trace, linked to the publishing span.
-fn plan_job(b: &mut Builder<'_>, parent: TraceId, spawn_id: SpanId, conv_id: &str, history: i64) -> JobPlan {
+fn plan_job(
+    b: &mut Builder<'_>,
+    parent: TraceId,
+    spawn_id: SpanId,
+    conv_id: &str,
+    history: i64,
+) -> JobPlan {
     *b.next_owner += 1;
     let owner = *b.next_owner;
     let job_conv = format!("{conv_id}/memory-{}", owner - AUX_OWNER_BASE);
@@ -997,7 +1080,9 @@ fn plan_job(b: &mut Builder<'_>, parent: TraceId, spawn_id: SpanId, conv_id: &st
     b.svc = Svc::AgentWorker;
     let input = 400 + history / 3;
     let output = int(b.rng, 60, 200);
-    let chat = b.chat(owner, &job_conv, "memory_summarizer", input, output, 0).lead(ms(b.rng, 0.2, 1.0));
+    let chat = b
+        .chat(owner, &job_conv, "memory_summarizer", input, output, 0)
+        .lead(ms(b.rng, 0.2, 1.0));
     let attrs = b.agent_attrs("memory_summarizer", &job_conv, 0);
     let name = b.agent_name("memory_summarizer");
     let spec = b.spec(name, SpanKind::Internal, Svc::AgentWorker, SCOPE_APP, attrs);
@@ -1017,7 +1102,13 @@ fn plan_job(b: &mut Builder<'_>, parent: TraceId, spawn_id: SpanId, conv_id: &st
     a.s("messaging.destination.name", "agent-tasks");
     a.s("app.task.name", "summarize_memory");
     a.s("gen_ai.conversation.id", job_conv.as_str());
-    let mut spec = b.spec("process agent-tasks", SpanKind::Consumer, Svc::AgentWorker, SCOPE_MSG, a);
+    let mut spec = b.spec(
+        "process agent-tasks",
+        SpanKind::Consumer,
+        Svc::AgentWorker,
+        SCOPE_MSG,
+        a,
+    );
     let mut la = Vec::new();
     la.s("app.link.reason", "spawned_by");
     spec.links.push(Link {
@@ -1068,7 +1159,13 @@ pub(crate) fn plan_batch_request(
     a.s("app.batch.id", batch_id);
     a.s("app.document.id", doc);
     a.i("app.document.tokens", input);
-    let spec = b.spec("summarize_document", SpanKind::Internal, Svc::BatchSummarizer, SCOPE_APP, a);
+    let spec = b.spec(
+        "summarize_document",
+        SpanKind::Internal,
+        Svc::BatchSummarizer,
+        SCOPE_APP,
+        a,
+    );
     let root = Node::new(spec, Body::Seq(vec![chat])).tail(ms(b.rng, 0.1, 0.8));
     (trace_id, root, conv_id)
 }

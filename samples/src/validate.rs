@@ -30,7 +30,9 @@ fn secs_attr(s: &Span, key: &str) -> Option<f64> {
 
 fn is_agent(s: &Span) -> bool {
     s.attr("gen_ai.operation.name").and_then(AttrValue::as_str) == Some("invoke_agent")
-        || s.attr("openinference.span.kind").and_then(AttrValue::as_str) == Some("AGENT")
+        || s.attr("openinference.span.kind")
+            .and_then(AttrValue::as_str)
+            == Some("AGENT")
 }
 
 /// Checks a workload:
@@ -63,10 +65,16 @@ pub fn validate(w: &Workload) -> Result<(), Vec<String>> {
             errs.push(format!("span id {} is used twice", s.span_id));
         }
         if s.end_ns < s.start_ns {
-            errs.push(format!("span {} ({}) ends before it starts", s.span_id, s.name));
+            errs.push(format!(
+                "span {} ({}) ends before it starts",
+                s.span_id, s.name
+            ));
         }
         match resources.get(&s.resource_id) {
-            None => errs.push(format!("span {} ({}) has an unknown resource", s.span_id, s.name)),
+            None => errs.push(format!(
+                "span {} ({}) has an unknown resource",
+                s.span_id, s.name
+            )),
             Some(svc) if *svc != s.service_name => errs.push(format!(
                 "span {} ({}) says service {} but its resource is {svc}",
                 s.span_id, s.name, s.service_name
@@ -75,7 +83,10 @@ pub fn validate(w: &Workload) -> Result<(), Vec<String>> {
         }
         for ev in &s.events {
             if ev.time_ns < s.start_ns || ev.time_ns > s.end_ns {
-                errs.push(format!("event {} of span {} ({}) lies outside the span", ev.name, s.span_id, s.name));
+                errs.push(format!(
+                    "event {} of span {} ({}) lies outside the span",
+                    ev.name, s.span_id, s.name
+                ));
             }
         }
         let dur = s.duration_ns() as f64;
@@ -84,7 +95,9 @@ pub fn validate(w: &Workload) -> Result<(), Vec<String>> {
                 if !(v.is_finite() && v >= 0.0 && v * 1e9 <= dur + SLACK_NS) {
                     errs.push(format!(
                         "span {} ({}): {key} = {v} s does not fit its duration {} ns",
-                        s.span_id, s.name, s.duration_ns()
+                        s.span_id,
+                        s.name,
+                        s.duration_ns()
                     ));
                 }
             }
@@ -118,16 +131,28 @@ pub fn validate(w: &Workload) -> Result<(), Vec<String>> {
                 *roots.entry(s.trace_id).or_insert(0) += 1;
             }
             Some(p) => match by_id.get(&p).and_then(|i| spans.get(*i)) {
-                None => errs.push(format!("span {} ({}) has a missing parent {p}", s.span_id, s.name)),
+                None => errs.push(format!(
+                    "span {} ({}) has a missing parent {p}",
+                    s.span_id, s.name
+                )),
                 Some(parent) => {
                     if parent.trace_id != s.trace_id {
-                        errs.push(format!("span {} ({}) has its parent in another trace", s.span_id, s.name));
+                        errs.push(format!(
+                            "span {} ({}) has its parent in another trace",
+                            s.span_id, s.name
+                        ));
                     }
                     if s.start_ns < parent.start_ns || s.end_ns > parent.end_ns {
                         errs.push(format!(
                             "span {} ({}) [{}, {}] is not inside its parent {} ({}) [{}, {}]",
-                            s.span_id, s.name, s.start_ns, s.end_ns, parent.span_id, parent.name,
-                            parent.start_ns, parent.end_ns
+                            s.span_id,
+                            s.name,
+                            s.start_ns,
+                            s.end_ns,
+                            parent.span_id,
+                            parent.name,
+                            parent.start_ns,
+                            parent.end_ns
                         ));
                     }
                 }
@@ -136,7 +161,10 @@ pub fn validate(w: &Workload) -> Result<(), Vec<String>> {
         for l in &s.links {
             match by_id.get(&l.span_id).and_then(|i| spans.get(*i)) {
                 Some(t) if t.trace_id == l.trace_id => {}
-                _ => errs.push(format!("span {} ({}) links to a missing span {}", s.span_id, s.name, l.span_id)),
+                _ => errs.push(format!(
+                    "span {} ({}) links to a missing span {}",
+                    s.span_id, s.name, l.span_id
+                )),
             }
         }
     }
@@ -202,7 +230,10 @@ fn check_tokens(
     for s in spans {
         if let Some(r) = s.attr("app.result_tokens").and_then(AttrValue::as_i64) {
             if let Some(a) = agent_ancestor(s, spans, by_id) {
-                results.entry(a).or_default().push((s.start_ns, s.end_ns, r));
+                results
+                    .entry(a)
+                    .or_default()
+                    .push((s.start_ns, s.end_ns, r));
             }
         }
         if s.kind != tailscope_model::SpanKind::Client || s.status == StatusCode::Error {
@@ -212,16 +243,25 @@ fn check_tokens(
             continue;
         }
         let (Some(input), Some(output)) = (int_attr(s, K_INPUT), int_attr(s, K_OUTPUT)) else {
-            errs.push(format!("LLM span {} ({}) has no token usage", s.span_id, s.name));
+            errs.push(format!(
+                "LLM span {} ({}) has no token usage",
+                s.span_id, s.name
+            ));
             continue;
         };
         let Some(conv) = find(&s.attributes, K_CONVERSATION).map(AttrValue::to_display) else {
-            errs.push(format!("LLM span {} ({}) has no conversation id", s.span_id, s.name));
+            errs.push(format!(
+                "LLM span {} ({}) has no conversation id",
+                s.span_id, s.name
+            ));
             continue;
         };
         let cache = int_attr(s, K_CACHE_READ).unwrap_or(0);
         if cache < 0 || cache > input || output <= 0 {
-            errs.push(format!("LLM span {}: tokens out of range (input {input}, output {output}, cache {cache})", s.span_id));
+            errs.push(format!(
+                "LLM span {}: tokens out of range (input {input}, output {output}, cache {cache})",
+                s.span_id
+            ));
         }
         let turn = root_of
             .get(&s.trace_id)
@@ -239,33 +279,40 @@ fn check_tokens(
     let mut keys: Vec<&String> = groups.keys().collect();
     keys.sort();
     for conv in keys {
-        let Some(calls) = groups.get(conv) else { continue };
+        let Some(calls) = groups.get(conv) else {
+            continue;
+        };
         let mut order: Vec<&Call<'_>> = calls.iter().collect();
         order.sort_by_key(|c| (c.turn, c.span.start_ns));
         if let Some(first) = order.first() {
             if first.cache != 0 {
-                errs.push(format!("conversation {conv}: first call {} reads {} cached tokens, want 0", first.span.span_id, first.cache));
+                errs.push(format!(
+                    "conversation {conv}: first call {} reads {} cached tokens, want 0",
+                    first.span.span_id, first.cache
+                ));
             }
         }
         for pair in order.windows(2) {
             let [a, b] = pair else { continue };
             let expect = if a.span.trace_id == b.span.trace_id {
-                let r: i64 = a
-                    .agent
-                    .and_then(|ag| results.get(&ag))
-                    .map_or(0, |v| {
-                        v.iter()
-                            .filter(|(s, en, _)| *s >= a.span.end_ns && *en <= b.span.start_ns)
-                            .map(|(_, _, t)| *t)
-                            .sum()
-                    });
+                let r: i64 = a.agent.and_then(|ag| results.get(&ag)).map_or(0, |v| {
+                    v.iter()
+                        .filter(|(s, en, _)| *s >= a.span.end_ns && *en <= b.span.start_ns)
+                        .map(|(_, _, t)| *t)
+                        .sum()
+                });
                 a.input + a.output + r
             } else {
-                let Some(root) = root_of.get(&b.span.trace_id) else { continue };
+                let Some(root) = root_of.get(&b.span.trace_id) else {
+                    continue;
+                };
                 let msg = int_attr(root, &["app.user_message.tokens"]).unwrap_or(0);
                 let ctx = int_attr(root, &["app.retrieval.context_tokens"]).unwrap_or(0);
                 if b.turn != a.turn + 1 {
-                    errs.push(format!("conversation {conv}: turn {} follows turn {}", b.turn, a.turn));
+                    errs.push(format!(
+                        "conversation {conv}: turn {} follows turn {}",
+                        b.turn, a.turn
+                    ));
                 }
                 a.input + a.output + msg + ctx
             };
@@ -295,18 +342,33 @@ fn check_truth(
     let mut seen = HashSet::new();
     for t in &w.truth {
         if PlantedCause::parse(&t.cause).is_none() && Cause::parse(&t.cause).is_none() {
-            errs.push(format!("truth for trace {}: unknown cause {:?}", t.trace_id, t.cause));
+            errs.push(format!(
+                "truth for trace {}: unknown cause {:?}",
+                t.trace_id, t.cause
+            ));
         }
         if !seen.insert(t.trace_id) {
-            errs.push(format!("trace {} has more than one ground truth", t.trace_id));
+            errs.push(format!(
+                "trace {} has more than one ground truth",
+                t.trace_id
+            ));
         }
         if t.extra_ns <= 0 {
-            errs.push(format!("truth for trace {}: extra_ns {} is not positive", t.trace_id, t.extra_ns));
+            errs.push(format!(
+                "truth for trace {}: extra_ns {} is not positive",
+                t.trace_id, t.extra_ns
+            ));
         }
         match by_id.get(&t.span_id).and_then(|i| w.batch.spans.get(*i)) {
             Some(s) if s.trace_id == t.trace_id => {}
-            Some(_) => errs.push(format!("truth span {} is not in trace {}", t.span_id, t.trace_id)),
-            None => errs.push(format!("truth span {} of trace {} does not exist", t.span_id, t.trace_id)),
+            Some(_) => errs.push(format!(
+                "truth span {} is not in trace {}",
+                t.span_id, t.trace_id
+            )),
+            None => errs.push(format!(
+                "truth span {} of trace {} does not exist",
+                t.span_id, t.trace_id
+            )),
         }
         match root_of.get(&t.trace_id) {
             None => errs.push(format!("truth trace {} does not exist", t.trace_id)),
@@ -329,7 +391,10 @@ fn check_metrics(w: &Workload, errs: &mut Errors) {
         if m.kind == MetricKind::Histogram {
             let total: u64 = m.bucket_counts.iter().sum();
             if m.bucket_counts.len() != m.explicit_bounds.len() + 1 || Some(total) != m.count {
-                errs.push(format!("histogram {} at {}: buckets do not add up", m.name, m.time_ns));
+                errs.push(format!(
+                    "histogram {} at {}: buckets do not add up",
+                    m.name, m.time_ns
+                ));
             }
             continue;
         }

@@ -119,7 +119,11 @@ impl Sim<'_> {
     /// workloads), skipping `exclude`.
     fn pick_cause(&self, exclude: Option<PlantedCause>) -> Option<PlantedCause> {
         // Queue bursts slow every request that arrives during them, so plant them less often.
-        let weight = |p: PlantedCause| if p == PlantedCause::Queue { 0.1 } else { 1.0 };
+        let weight = |p: PlantedCause| match p {
+            PlantedCause::Queue => 0.1,
+            PlantedCause::KvEviction => 0.4,
+            _ => 1.0,
+        };
         let mut best: Option<(f64, PlantedCause)> = None;
         for p in self.cfg.causes.iter().filter(|p| Some(**p) != exclude) {
             let done = self.planted_counts.get(p).copied().unwrap_or(0) as f64;
@@ -147,7 +151,8 @@ impl Sim<'_> {
         if let Some(p) = cause {
             *self.planted_counts.entry(p).or_insert(0) += 1;
         }
-        let in_trace = cause.filter(|c| !matches!(c, PlantedCause::Queue | PlantedCause::KvEviction));
+        let in_trace =
+            cause.filter(|c| !matches!(c, PlantedCause::Queue | PlantedCause::KvEviction));
         let Some(c) = self.convs.get_mut(conv) else {
             return;
         };
@@ -158,7 +163,10 @@ impl Sim<'_> {
         let first_arrival = t + run.leads.first().copied().unwrap_or(0);
         let job = plan.job.map(|j| {
             let offset = run.offset_after_last_call(j.spawn_id) + j.dispatch_ns;
-            (Run::new(j.trace_id, j.root, RunKind::Job, j.conversation_id), offset)
+            (
+                Run::new(j.trace_id, j.root, RunKind::Job, j.conversation_id),
+                offset,
+            )
         });
         let idx = self.add_run(run, t);
         if let Some((job_run, offset)) = job {
@@ -197,7 +205,7 @@ impl Sim<'_> {
         let batch_id = format!("batch-q{:04}", self.bursts);
         let s = &self.cfg.server;
         let n = s.max_num_seqs + int(&mut self.rng, 2, 6) as usize;
-        let hold = self.cfg.magnitude * uni(&mut self.rng, 1.0, 2.5);
+        let hold = self.cfg.magnitude * uni(&mut self.rng, 1.5, 3.5);
         let tpot = s.decode_secs_per_token * (1.0 + s.batch_slowdown);
         for _ in 0..n {
             let arrival = (victim_arrival - ms(&mut self.rng, 1.0, 25.0)).max(now);
@@ -211,9 +219,10 @@ impl Sim<'_> {
     fn kv_burst(&mut self, now: i64) -> bool {
         self.server.advance(now);
         let cap = self.server.config().kv_capacity_tokens;
-        // Big enough that the re-prefill clearly counts (1.5 × the ground-truth threshold).
-        let min_prefix =
-            (1.5 * truth_threshold_ns(self.cfg) as f64 * self.cfg.server.prefill_tokens_per_sec / 1e9) as i64;
+        // Big enough that the re-prefill counts as the turn's cause.
+        let min_prefix = (truth_threshold_ns(self.cfg) as f64
+            * self.cfg.server.prefill_tokens_per_sec
+            / 1e9) as i64;
         let mut cum = 0;
         let mut victim = None;
         for (owner, tokens) in self.server.lru_entries() {
@@ -222,7 +231,7 @@ impl Sim<'_> {
                 let live = self
                     .convs
                     .get(owner as usize)
-                    .is_some_and(|c| !c.active && c.has_more_turns());
+                    .is_some_and(|c| c.active || c.has_more_turns());
                 if live && tokens >= min_prefix {
                     victim = Some(owner);
                     break;
@@ -230,17 +239,18 @@ impl Sim<'_> {
             }
         }
         let need = self.server.free_tokens().max(0) + cum + 2 * self.server.config().block_size;
-        if victim.is_none() || need > cap {
+        if victim.is_none() || need > cap / 2 {
             return false;
         }
         self.bursts += 1;
         let batch_id = format!("batch-kv{:04}", self.bursts);
+        // Each request pins its prompt and its output; together they add up to `need`.
         let mut left = need;
         while left > 0 {
-            let input = left.clamp(2_000, 28_000);
-            left -= input;
-            let arrival = now + ms(&mut self.rng, 0.1, 2.0);
             let output = int(&mut self.rng, 24, 64);
+            let input = (left - output).clamp(2_000, 60_000);
+            left -= input + output;
+            let arrival = now + ms(&mut self.rng, 0.1, 2.0);
             self.batch_request(&batch_id, arrival, input, output);
         }
         true
@@ -300,7 +310,8 @@ impl Sim<'_> {
             self.next_owner += 1;
             let tokens = int(&mut self.rng, 2_000, 16_000) / 16 * 16;
             age -= ms(&mut self.rng, 100.0, 2_000.0);
-            self.server.warm(self.next_owner, tokens, start - age.max(SEC));
+            self.server
+                .warm(self.next_owner, tokens, start - age.max(SEC));
             filled += tokens;
         }
     }
@@ -308,7 +319,7 @@ impl Sim<'_> {
 
 /// Smallest simulated queueing / re-prefill delay that counts as a trace's cause.
 fn truth_threshold_ns(cfg: &WorkloadConfig) -> i64 {
-    ((0.25 * cfg.magnitude) * 1e9).max(50e6) as i64
+    ((0.5 * cfg.magnitude) * 1e9).max(50e6) as i64
 }
 
 /// Picks the ground truth of one turn: the planted cause or what the simulation did to it
@@ -361,7 +372,17 @@ fn turn_truth(run: &Run, block: i64, prefill_ns_per_token: f64, min_ns: i64) -> 
     best
 }
 
-/// Generates a workload: see the crate docs.
+/// Generates a workload, deterministically from `cfg.seed`.
+///
+/// Conversations start uniformly over `cfg.span_secs` and run their turns one after another
+/// (with a think time between turns); every LLM call goes through one shared simulated vLLM
+/// server in arrival order. A fraction `cfg.cause_rate` of turns gets a planted cause from
+/// `cfg.causes`: in-trace ones are drawn into the turn's plan, `queue` and `kv_eviction` are
+/// planted as bursts of a batch tenant (`batch-summarizer`) that fill the server's slots or
+/// evict the least recently used live conversation prefix. The ground truth is one entry per
+/// slowed turn: the planted cause, or the simulated queueing / re-prefill when that added more
+/// (at least half a second × magnitude), pointing at the span where the time went.
+/// Out-of-range config values are clamped.
 pub fn generate(cfg: &WorkloadConfig) -> Workload {
     let cfg = cfg.sanitized();
     let mut sim = Sim {
