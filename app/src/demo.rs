@@ -117,16 +117,7 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
     bar.finish_and_clear();
 
     let truth_path = db.with_extension("truth.json");
-    let truth: Vec<serde_json::Value> = workload
-        .truth
-        .iter()
-        .map(|t| {
-            serde_json::json!({
-                "trace_id": t.trace_id.to_hex(), "cause": t.cause, "span_id": t.span_id.to_hex(),
-                "extra_ns": t.extra_ns, "conversation_id": t.conversation_id,
-            })
-        })
-        .collect();
+    let truth = crate::generate::truth_json(&workload.truth);
     std::fs::write(&truth_path, serde_json::to_vec_pretty(&truth)?)
         .with_context(|| format!("writing ground truth {}", truth_path.display()))?;
 

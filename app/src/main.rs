@@ -6,6 +6,7 @@
 //! 0 ok, 1 runtime error, 2 usage error.
 
 mod demo;
+mod generate;
 mod import;
 mod query;
 mod serve;
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     /// Generate a realistic agent workload, ingest it, and show it.
     Demo(demo::DemoArgs),
+    /// Generate the agent workload as OTLP files, sample files, or live OTLP load.
+    Generate(generate::GenerateArgs),
     /// Run the OTLP collector headless (gRPC and HTTP).
     Serve(serve::ServeArgs),
     /// Open the desktop app (arrives with the GUI work).
@@ -69,6 +72,7 @@ fn run(cli: Cli) -> Result<()> {
     let db = cli.db.unwrap_or_else(default_db);
     match cli.command {
         Some(Command::Demo(_)) => unreachable!("handled above"),
+        Some(Command::Generate(args)) => generate::run(&args),
         Some(Command::Serve(args)) => serve::run(&db, &args),
         Some(Command::Import(args)) => import::run(&db, &args),
         Some(Command::Query(args)) => query::run(&db, &args),

@@ -108,3 +108,144 @@ fn import_collector_file_then_query_read_only() {
     );
     assert_eq!(stdout(&o).trim(), r#"[{"n":2}]"#, "nothing was deleted");
 }
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let o = tailscope(db, &["query", "--format", "json", sql]);
+    assert!(o.status.success(), "{sql}: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v[0].as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_i64()
+        .unwrap()
+}
+
+fn generated_spans(out: &str) -> i64 {
+    // "generated 12 conversations: 1588 spans, ..."
+    out.split(": ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn demo_headless_runs_and_stores_the_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.duckdb");
+    let o = tailscope(&db, &["demo", "--headless", "--conversations", "12"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let n = generated_spans(&out);
+    assert_eq!(count(&db, "SELECT count(*) FROM spans"), n, "{out}");
+    assert!(count(&db, "SELECT count(*) FROM metric_points") > 0);
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("demo.truth.json")).unwrap())
+            .unwrap();
+    for t in truth.as_array().unwrap() {
+        let sql = format!(
+            "SELECT count(*) FROM spans WHERE trace_id = '{}' AND span_id = '{}'",
+            t["trace_id"].as_str().unwrap(),
+            t["span_id"].as_str().unwrap()
+        );
+        assert_eq!(count(&db, &sql), 1, "truth points at a stored span: {t}");
+    }
+}
+
+#[test]
+fn generated_files_import_back_in_every_format() {
+    for format in ["json", "jsonl", "protobuf"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("out");
+        let db = dir.path().join("g.duckdb");
+        let o = tailscope(
+            &db,
+            &[
+                "generate",
+                "--conversations",
+                "6",
+                "--seed",
+                "3",
+                "--format",
+                format,
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        let n = generated_spans(&stdout(&o));
+        let mut files: Vec<String> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with("truth.json"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut args = vec!["import"];
+        args.extend(files.iter().map(String::as_str));
+        let o = tailscope(&db, &args);
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("rejected 0 item(s)"),
+            "{format}: {}",
+            stdout(&o)
+        );
+        assert_eq!(count(&db, "SELECT count(*) FROM spans"), n, "{format}");
+        assert!(
+            count(&db, "SELECT count(*) FROM metric_points") > 0,
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn committed_sample_files_import_with_their_dialects() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/data");
+    let dir = tempfile::tempdir().unwrap();
+    for (file, key) in [
+        ("genai-current.json", "gen_ai.provider.name"),
+        ("genai-deprecated.json", "gen_ai.system"),
+        ("openinference.json", "openinference.span.kind"),
+        ("collector-file-exporter.jsonl", "gen_ai.operation.name"),
+        ("planted-causes.json", "gen_ai.operation.name"),
+    ] {
+        let db = dir.path().join(format!("{file}.duckdb"));
+        let o = tailscope(&db, &["import", data.join(file).to_str().unwrap()]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("rejected 0 item(s)"),
+            "{file}: {}",
+            stdout(&o)
+        );
+        assert!(
+            count(
+                &db,
+                &format!("SELECT count(*) FROM span_attributes WHERE key = '{key}'")
+            ) > 0,
+            "{file} speaks {key}"
+        );
+        assert!(
+            count(
+                &db,
+                "SELECT count(*) FROM spans WHERE op_class = 'llm' AND input_tokens IS NOT NULL"
+            ) > 0,
+            "{file}: tokens promoted"
+        );
+    }
+    let db = dir.path().join("planted-causes.json.duckdb");
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("planted-causes.truth.json")).unwrap())
+            .unwrap();
+    let truth = truth.as_array().unwrap();
+    assert_eq!(truth.len(), 10, "one trace per planted cause");
+    for t in truth {
+        let sql = format!(
+            "SELECT count(*) FROM spans WHERE trace_id = '{}' AND span_id = '{}'",
+            t["trace_id"].as_str().unwrap(),
+            t["span_id"].as_str().unwrap()
+        );
+        assert_eq!(count(&db, &sql), 1, "{t}");
+    }
+}

@@ -7,6 +7,7 @@
 //! batches to a [`Sink`] that acknowledges only after commit. [`decode::read_file`]
 //! imports OTLP files (JSON, JSON lines, protobuf).
 
+pub mod client;
 pub mod decode;
 pub mod grpc;
 pub mod http;
