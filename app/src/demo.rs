@@ -106,7 +106,7 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
     }
     if rejected > 0 {
         bar.suspend(|| {
-            eprintln!("warning: {rejected} generated item(s) were rejected by normalisation")
+            eprintln!("warning: {rejected} generated item(s) were rejected by normalisation");
         });
     }
     for ack in acks {

@@ -41,7 +41,9 @@
 //!
 //! Options: `--spans N` (500000), `--batch N` (512), `--concurrency N` (4 exports in
 //! flight), `--seed N` (1), `--db PATH` (the gRPC store; kept, with the bare store next
-//! to it as `PATH.bare.duckdb`; by default both are temp files, removed at the end).
+//! to it as `PATH.bare.duckdb`; by default both are temp files, removed at the end),
+//! `--sql STMT` (repeatable: SQL run on both stores before writing, for experiments
+//! such as `--sql "SET checkpoint_threshold = '1GB'"`).
 
 use anyhow::{bail, ensure, Context, Result};
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -74,7 +76,7 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
-const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH]";
+const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH] [--sql STMT]...";
 
 fn main() -> ExitCode {
     match run() {
@@ -96,6 +98,8 @@ struct Args {
     concurrency: usize,
     seed: u64,
     db: Option<PathBuf>,
+    /// Extra SQL run on both stores before writing (experiments, e.g. DuckDB settings).
+    sql: Vec<String>,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -105,6 +109,7 @@ fn parse_args() -> Result<Option<Args>> {
         concurrency: 4,
         seed: 1,
         db: None,
+        sql: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -127,6 +132,7 @@ fn parse_args() -> Result<Option<Args>> {
             "--concurrency" => a.concurrency = usize::try_from(number()?)?,
             "--seed" => a.seed = number()?,
             "--db" => a.db = Some(PathBuf::from(&value)),
+            "--sql" => a.sql.push(value.clone()),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
@@ -333,12 +339,20 @@ async fn client_task(
     (latencies, first_error)
 }
 
-async fn grpc_phase(db: &Path, requests: Arc<Vec<Request>>, concurrency: usize) -> Result<GrpcRun> {
-    let store = Store::open(db).with_context(|| format!("opening {}", db.display()))?;
+async fn grpc_phase(
+    db: &Path,
+    sql: &[String],
+    requests: Arc<Vec<Request>>,
+    concurrency: usize,
+) -> Result<GrpcRun> {
+    let store = open_store(db, sql)?;
     let writer = Arc::new(store.writer(WriterConfig::default())?);
     let writer_stats = Arc::clone(writer.stats());
     let stats = Arc::new(IngestStats::default());
-    let pipeline = Pipeline::new(Arc::new(WriterSink(Arc::clone(&writer))), Arc::clone(&stats));
+    let pipeline = Pipeline::new(
+        Arc::new(WriterSink(Arc::clone(&writer))),
+        Arc::clone(&stats),
+    );
     let cfg = CollectorConfig {
         grpc: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         http: None,
@@ -459,6 +473,17 @@ fn pass(ok: bool) -> &'static str {
     }
 }
 
+/// Opens a fresh store and runs the `--sql` statements on it.
+fn open_store(path: &Path, sql: &[String]) -> Result<Store> {
+    let store = Store::open(path).with_context(|| format!("opening {}", path.display()))?;
+    for stmt in sql {
+        store
+            .execute_batch(stmt)
+            .with_context(|| format!("--sql {stmt:?}"))?;
+    }
+    Ok(store)
+}
+
 /// Removes a DuckDB file and its WAL, if present.
 fn remove_store(path: &Path) {
     let _ = std::fs::remove_file(path);
@@ -537,7 +562,12 @@ fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
         .thread_name("ingest-bench-rt")
         .build()
         .context("starting the async runtime")?;
-    let g = rt.block_on(grpc_phase(db, Arc::clone(&requests), args.concurrency))?;
+    let g = rt.block_on(grpc_phase(
+        db,
+        &args.sql,
+        Arc::clone(&requests),
+        args.concurrency,
+    ))?;
     drop(rt);
     let peak_ingest = proc_status_kib("VmHWM");
 
@@ -587,9 +617,10 @@ fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
         g.ingest.busy_requests,
         g.ingest.spans_accepted
     );
+    println!("shutdown + writer close: {:.0} ms", ms(g.shutdown));
     println!(
-        "shutdown + writer close: {:.0} ms",
-        ms(g.shutdown)
+        "rows stored: {} spans, {} span attributes, {} events, {} links, {} resources",
+        counts.spans, counts.span_attributes, counts.events, counts.links, counts.resources
     );
 
     // 4. What the receiver does per request, on one thread: decode + normalise.
@@ -611,7 +642,7 @@ fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
     );
 
     // 5. The ceiling: the same rows through the bare appender on this thread.
-    let bare = Store::open(bare_db).with_context(|| format!("opening {}", bare_db.display()))?;
+    let bare = open_store(bare_db, &args.sql)?;
     let t = Instant::now();
     bare.append_direct(&batches)?;
     let bare_time = t.elapsed();
@@ -636,7 +667,11 @@ fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
         "peak RSS: {} overall; {} during gRPC ingest{} (load held in memory: {} before ingest)",
         mib(proc_status_kib("VmHWM")),
         mib(peak_ingest),
-        if hwm_reset { "" } else { " (peak not resettable: since start)" },
+        if hwm_reset {
+            ""
+        } else {
+            " (peak not resettable: since start)"
+        },
         mib(rss_before)
     );
     println!(
