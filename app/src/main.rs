@@ -5,6 +5,7 @@
 //! [`demo`] (generated workload). Errors go to stderr as one sentence; exit codes are
 //! 0 ok, 1 runtime error, 2 usage error.
 
+mod analyze;
 mod demo;
 mod generate;
 mod import;
@@ -42,6 +43,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Open the desktop app (arrives with the GUI work).
     Gui,
+    /// Critical paths, causes, tail attribution and findings over the store.
+    Analyze(analyze::AnalyzeArgs),
     /// Import OTLP files: JSON, JSON lines (Collector file exporter) or protobuf.
     Import(import::ImportArgs),
     /// Run read-only SQL over the store.
@@ -74,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Demo(_)) => unreachable!("handled above"),
         Some(Command::Generate(args)) => generate::run(&args),
         Some(Command::Serve(args)) => serve::run(&db, &args),
+        Some(Command::Analyze(args)) => analyze::run(&db, &args),
         Some(Command::Import(args)) => import::run(&db, &args),
         Some(Command::Query(args)) => query::run(&db, &args),
         Some(Command::Gui) | None => anyhow::bail!(

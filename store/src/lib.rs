@@ -7,12 +7,14 @@
 //! through [`Store::query_read_only`], which refuses statements that write.
 
 mod columns;
+mod read;
 mod readonly;
 mod schema;
 mod writer;
 
 pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
+pub use read::SeriesPoint;
 pub use readonly::check_read_only;
 pub use schema::SCHEMA_VERSION;
 pub use writer::{Committed, Done, Saturated, Writer, WriterConfig, WriterStats};

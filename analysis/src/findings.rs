@@ -1,0 +1,381 @@
+//! Findings: named problems with evidence, a one-sentence summary and an estimated
+//! saving, found on each trace's tree and critical path.
+
+use crate::causes::{CausedSection, Eviction};
+use crate::tree::Tree;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashMap;
+use tailscope_model::{Cause, OpClass, SpanId, StatusCode};
+
+/// One finding (design.md JSON contract).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finding {
+    pub kind: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub conversation_id: Option<String>,
+    pub estimated_cost_ns: i64,
+    pub evidence: serde_json::Value,
+    pub summary: String,
+}
+
+/// Context shared by every trace: eviction estimates and metric lookups.
+pub struct Context<'a> {
+    pub evictions: &'a HashMap<SpanId, Eviction>,
+    /// Metric value at or before a time (name, service hint, time) -> value.
+    pub metric_at: &'a dyn Fn(&str, i64) -> Option<f64>,
+    /// Increase of a cumulative metric over a window.
+    pub metric_increase: &'a dyn Fn(&str, i64, i64) -> Option<f64>,
+}
+
+fn ms(ns: i64) -> String {
+    format!("{:.0} ms", ns as f64 / 1e6)
+}
+
+fn on_path(sections: &[CausedSection], node: usize) -> i64 {
+    sections
+        .iter()
+        .filter(|s| s.node == node)
+        .map(|s| s.end - s.start)
+        .sum()
+}
+
+fn conversation(tree: &Tree) -> Option<String> {
+    tree.nodes
+        .iter()
+        .find_map(|n| n.span.promoted.conversation_id.clone())
+}
+
+/// Model context windows by name fragment (tokens).
+fn context_window(model: &str) -> i64 {
+    let m = model.to_ascii_lowercase();
+    if m.contains("claude") {
+        200_000
+    } else if m.contains("llama-3.1")
+        || m.contains("llama-3.2")
+        || m.contains("llama-3.3")
+        || m.contains("gpt-4o")
+        || m.contains("gpt-4.1")
+    {
+        128_000
+    } else if m.contains("llama-3") {
+        8_192
+    } else {
+        32_768
+    }
+}
+
+/// All findings of one analysed trace.
+pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<Finding> {
+    let trace_id = tree.root_span().trace_id.to_hex();
+    let conv = conversation(tree);
+    let mut out = Vec::new();
+    let mut push =
+        |kind: &str, node: usize, cost: i64, evidence: serde_json::Value, summary: String| {
+            out.push(Finding {
+                kind: kind.into(),
+                trace_id: trace_id.clone(),
+                span_id: tree.nodes[node].span.span_id.to_hex(),
+                conversation_id: tree.nodes[node]
+                    .span
+                    .promoted
+                    .conversation_id
+                    .clone()
+                    .or_else(|| conv.clone()),
+                estimated_cost_ns: cost,
+                evidence,
+                summary,
+            });
+        };
+    let by_cause_on = |node: usize, cause: Cause| -> i64 {
+        sections
+            .iter()
+            .filter(|s| s.node == node && s.cause == cause)
+            .map(|s| s.end - s.start)
+            .sum()
+    };
+    let subtree_cause = |node: usize, cause: Cause| -> i64 {
+        sections
+            .iter()
+            .filter(|s| s.cause == cause && tree.is_within(s.node, node))
+            .map(|s| s.end - s.start)
+            .sum()
+    };
+
+    for (i, n) in tree.nodes.iter().enumerate() {
+        let s = &n.span;
+        let p = &s.promoted;
+        // kv_eviction: on the client span that paid the re-prefill
+        if let Some(e) = ctx.evictions.get(&s.span_id) {
+            let cost = subtree_cause(i, Cause::KvEviction);
+            if cost > 0 {
+                let usage = (ctx.metric_at)("vllm:kv_cache_usage_perc", s.start_ns);
+                let preempt = (ctx.metric_increase)(
+                    "vllm:num_preemptions",
+                    s.start_ns - 30_000_000_000,
+                    s.start_ns,
+                );
+                let running = (ctx.metric_at)("vllm:num_requests_running", s.start_ns);
+                let corroborated =
+                    usage.is_some_and(|u| u >= 0.9) || preempt.is_some_and(|p| p > 0.0);
+                push(
+                    "kv_eviction",
+                    i,
+                    cost,
+                    json!({
+                        "conversation_id": e.conversation_id,
+                        "previous_input_tokens": e.previous_input_tokens,
+                        "input_tokens": e.input_tokens,
+                        "cache_read_tokens": e.cache_read_tokens,
+                        "evicted_tokens": e.evicted_tokens,
+                        "prefill_ns_per_token": e.prefill_ns_per_token,
+                        "kv_cache_usage_perc": usage,
+                        "preemptions_last_30s": preempt,
+                        "requests_running": running,
+                        "corroborated_by_metrics": corroborated,
+                    }),
+                    format!(
+                        "The cached prefix of conversation {} was evicted: only {} of {} previous prompt tokens were read from cache, so {} tokens were prefilled again ({} on the critical path){}.",
+                        e.conversation_id,
+                        e.cache_read_tokens,
+                        e.previous_input_tokens,
+                        e.evicted_tokens,
+                        ms(cost),
+                        match (usage, preempt) {
+                            (Some(u), _) if u >= 0.9 => format!("; KV cache was {:.0}% full", u * 100.0),
+                            (_, Some(p)) if p > 0.0 => format!("; {p:.0} preemptions in the 30 s before"),
+                            _ => String::new(),
+                        }
+                    ),
+                );
+            }
+        }
+        let own = on_path(sections, i);
+        match p.op_class {
+            OpClass::Pool => {
+                let wait = by_cause_on(i, Cause::PoolWait);
+                if wait >= 100_000_000 {
+                    let pending =
+                        (ctx.metric_at)("db.client.connection.pending_requests", s.start_ns);
+                    push(
+                        "pool_exhaustion",
+                        i,
+                        wait,
+                        json!({"pool": p.db_pool_name, "wait_ns": p.pool_wait_ns.unwrap_or(s.duration_ns()), "pending_requests": pending}),
+                        format!(
+                            "Waited {} for a connection from pool {} on the critical path.",
+                            ms(wait),
+                            p.db_pool_name.as_deref().unwrap_or("?")
+                        ),
+                    );
+                }
+            }
+            OpClass::Mcp if p.mcp_method.as_deref() == Some("initialize") && own >= 500_000_000 => {
+                push(
+                    "tool_cold_start",
+                    i,
+                    own,
+                    json!({"mcp_session_id": p.mcp_session_id, "server": s.service_name, "duration_ns": s.duration_ns()}),
+                    format!(
+                        "MCP server {} cold-started (initialize took {}) before the tool call.",
+                        s.service_name,
+                        ms(s.duration_ns())
+                    ),
+                )
+            }
+            _ => {}
+        }
+        if s.status == StatusCode::Error
+            && sections
+                .iter()
+                .any(|x| x.node == i && x.cause == Cause::Retry)
+        {
+            let cost = subtree_cause(i, Cause::Retry);
+            push(
+                "retry_amplification",
+                i,
+                cost,
+                json!({"error_type": p.error_type, "failed_attempt_ns": s.duration_ns(), "name": s.name}),
+                format!(
+                    "A failed attempt of {} ({}) was retried, adding {} to the critical path.",
+                    s.name,
+                    p.error_type.as_deref().unwrap_or("error"),
+                    ms(cost)
+                ),
+            );
+        }
+        // stream stutter: inter-chunk gaps
+        if p.op_class == OpClass::Llm && s.events.len() >= 4 {
+            let mut times: Vec<i64> = s.events.iter().map(|e| e.time_ns).collect();
+            times.sort_unstable();
+            let mut gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+            gaps.sort_unstable();
+            let median = crate::tail::percentile(&gaps, 50.0);
+            let p99 = crate::tail::percentile(&gaps, 99.0);
+            let excess: i64 = gaps
+                .iter()
+                .filter(|g| **g > 5 * median.max(1))
+                .map(|g| g - median)
+                .sum();
+            if p99 > 10 * median.max(1) && excess >= 200_000_000 {
+                let tokens: Vec<i64> = s
+                    .events
+                    .iter()
+                    .filter_map(|e| {
+                        e.attributes
+                            .iter()
+                            .find(|a| a.key.ends_with("tokens"))
+                            .and_then(|a| a.value.as_i64())
+                    })
+                    .collect();
+                let tpc = if tokens.is_empty() {
+                    None
+                } else {
+                    Some(tokens.iter().sum::<i64>() as f64 / tokens.len() as f64)
+                };
+                push(
+                    "stream_stutter",
+                    i,
+                    excess,
+                    json!({"chunks": s.events.len(), "gap_p50_ns": median, "gap_p99_ns": p99, "tokens_per_chunk": tpc}),
+                    format!("The stream stalled: inter-chunk gap p99 {} against a median of {}, {} lost in stalls.", ms(p99), ms(median), ms(excess)),
+                );
+            }
+        }
+        // context growth
+        if p.op_class == OpClass::Llm && s.kind != tailscope_model::SpanKind::Server {
+            if let (Some(input), Some(model)) = (p.input_tokens, p.model.as_deref()) {
+                let window = context_window(model);
+                if input * 10 >= window * 8 {
+                    push(
+                        "context_growth",
+                        i,
+                        0,
+                        json!({"input_tokens": input, "context_window": window, "model": model}),
+                        format!("The prompt reached {input} tokens, {:.0}% of {model}'s {window}-token window.", input as f64 * 100.0 / window as f64),
+                    );
+                }
+            }
+        }
+        children_findings(tree, i, sections, &mut push);
+    }
+    // preprocessing bottleneck: a large share of the path
+    let pre: i64 = sections
+        .iter()
+        .filter(|s| s.cause == Cause::Preprocessing)
+        .map(|s| s.end - s.start)
+        .sum();
+    let total = tree.root_span().duration_ns().max(1);
+    if pre >= 1_000_000_000 && pre * 4 >= total {
+        let top = sections
+            .iter()
+            .filter(|s| s.cause == Cause::Preprocessing)
+            .max_by_key(|s| s.end - s.start)
+            .map_or(tree.root, |s| s.node);
+        push(
+            "preprocessing_bottleneck",
+            top,
+            pre,
+            json!({"preprocessing_ns": pre, "share": pre as f64 / total as f64, "slowest_step": tree.nodes[top].span.name}),
+            format!("Preprocessing (chunking, embedding, prompt assembly) took {} — {:.0}% of the request — before the model was called.", ms(pre), pre as f64 * 100.0 / total as f64),
+        );
+    }
+    out
+}
+
+/// Findings about a node's children: sequential waterfalls, N+1 calls, stragglers.
+fn children_findings(
+    tree: &Tree,
+    i: usize,
+    sections: &[CausedSection],
+    push: &mut impl FnMut(&str, usize, i64, serde_json::Value, String),
+) {
+    let is_tool = |c: usize| {
+        matches!(
+            tree.nodes[c].span.promoted.op_class,
+            OpClass::Tool | OpClass::Mcp
+        ) && tree.nodes[c].span.promoted.mcp_method.as_deref() != Some("initialize")
+    };
+    let tools: Vec<usize> = tree.nodes[i]
+        .children
+        .iter()
+        .copied()
+        .filter(|&c| is_tool(c))
+        .collect();
+    if tools.len() < 2 {
+        return;
+    }
+    let span = |c: usize| &tree.nodes[c].span;
+    let tool_name = |c: usize| {
+        span(c)
+            .promoted
+            .tool_name
+            .clone()
+            .unwrap_or_else(|| span(c).name.clone())
+    };
+    let sequential = tools
+        .windows(2)
+        .all(|w| span(w[1]).start_ns >= span(w[0]).end_ns);
+    let sum: i64 = tools.iter().map(|&c| span(c).duration_ns()).sum();
+    let max = tools
+        .iter()
+        .map(|&c| span(c).duration_ns())
+        .max()
+        .unwrap_or(0);
+    let on_path: i64 = sections
+        .iter()
+        .filter(|s| tools.iter().any(|&t| tree.is_within(s.node, t)))
+        .map(|s| s.end - s.start)
+        .sum();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for &t in &tools {
+        *names.entry(tool_name(t)).or_default() += 1;
+    }
+    let (top_name, top_count) = names
+        .iter()
+        .max_by_key(|(n, c)| (**c, std::cmp::Reverse((*n).clone())))
+        .map_or((String::new(), 0), |(n, c)| (n.clone(), *c));
+    if sequential && top_count >= 3 {
+        let cost = (sum - max).min(on_path);
+        push(
+            "n_plus_one",
+            i,
+            cost,
+            json!({"tool": top_name, "calls": top_count, "total_ns": sum}),
+            format!("{} called {top_name} {top_count} times one after another; one batched call would save about {}.", span(i).name, ms(cost)),
+        );
+    } else if sequential && names.len() >= 2 && on_path > 0 {
+        let cost = (sum - max).min(on_path);
+        if cost >= 200_000_000 {
+            push(
+                "sequential_waterfall",
+                i,
+                cost,
+                json!({"calls": tools.iter().map(|&c| json!({"span_id": span(c).span_id.to_hex(), "tool": tool_name(c), "duration_ns": span(c).duration_ns()})).collect::<Vec<_>>()}),
+                format!("{} ran {} independent tool calls one after another; run in parallel they would take {} instead of {}.", span(i).name, tools.len(), ms(max), ms(sum)),
+            );
+        }
+    } else if !sequential && tools.len() >= 3 {
+        let mut d: Vec<(i64, usize)> = tools.iter().map(|&c| (span(c).duration_ns(), c)).collect();
+        d.sort_unstable();
+        let (slowest, node) = d[d.len() - 1];
+        let second = d[d.len() - 2].0;
+        let median = d[d.len() / 2].0;
+        if slowest >= 2 * median.max(1) && slowest - second >= 200_000_000 && on_path > 0 {
+            push(
+                "fanout_straggler",
+                node,
+                slowest - second,
+                json!({"branches": tools.len(), "slowest_ns": slowest, "second_ns": second, "median_ns": median, "tool": tool_name(node)}),
+                format!(
+                    "A fan-out of {} waited on its slowest branch {} ({} against a median of {}).",
+                    tools.len(),
+                    tool_name(node),
+                    ms(slowest),
+                    ms(median)
+                ),
+            );
+        }
+    }
+}

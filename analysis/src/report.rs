@@ -1,0 +1,297 @@
+//! Analysis results and their two renderings: JSON exactly per design.md, and a text
+//! report a person acts on.
+
+use crate::causes::CausedSection;
+use crate::findings::Finding;
+use crate::tail::Tail;
+use crate::tree::Tree;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use tailscope_model::{Cause, SpanId};
+
+/// Per-span timing: total, self (not covered by children) and on-critical-path time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanStat {
+    pub span_id: SpanId,
+    pub total_ns: i64,
+    pub self_ns: i64,
+    pub critical_ns: i64,
+    pub skew_ns: i64,
+    pub orphan: bool,
+}
+
+/// One analysed trace.
+#[derive(Debug, Clone)]
+pub struct TraceResult {
+    pub trace_id: String,
+    pub root: String,
+    /// The root operation (service + root name): the group primary causes compare within.
+    pub group: String,
+    pub start_ns: i64,
+    pub duration_ns: i64,
+    pub conversation_id: Option<String>,
+    /// (span id, start, end, cause) in time order; covers the root with no overlap.
+    pub sections: Vec<(SpanId, i64, i64, Cause)>,
+    pub by_cause_ns: BTreeMap<Cause, i64>,
+    pub primary_cause: Option<Cause>,
+    pub spans: Vec<SpanStat>,
+    pub orphans: usize,
+}
+
+fn self_time(tree: &Tree, i: usize) -> i64 {
+    let s = &tree.nodes[i].span;
+    let mut iv: Vec<(i64, i64)> = tree.nodes[i]
+        .children
+        .iter()
+        .map(|&c| {
+            let cs = &tree.nodes[c].span;
+            (cs.start_ns.max(s.start_ns), cs.end_ns.min(s.end_ns))
+        })
+        .filter(|(a, b)| b > a)
+        .collect();
+    iv.sort_unstable();
+    let mut covered = 0;
+    let mut cur = i64::MIN;
+    for (a, b) in iv {
+        let a = a.max(cur);
+        if b > a {
+            covered += b - a;
+            cur = b;
+        }
+    }
+    s.duration_ns() - covered
+}
+
+impl TraceResult {
+    pub(crate) fn new(tree: &Tree, sections: &[CausedSection]) -> Self {
+        let root = tree.root_span();
+        let mut by_cause = BTreeMap::new();
+        let mut critical: BTreeMap<usize, i64> = BTreeMap::new();
+        for s in sections {
+            *by_cause.entry(s.cause).or_insert(0) += s.end - s.start;
+            *critical.entry(s.node).or_insert(0) += s.end - s.start;
+        }
+        let spans = tree
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(tree.synthetic_root && *i == tree.root))
+            .map(|(i, n)| SpanStat {
+                span_id: n.span.span_id,
+                total_ns: n.span.duration_ns(),
+                self_ns: self_time(tree, i),
+                critical_ns: critical.get(&i).copied().unwrap_or(0),
+                skew_ns: n.skew_ns,
+                orphan: n.orphan,
+            })
+            .collect();
+        let route = tree
+            .nodes
+            .iter()
+            .find(|n| n.parent.is_none() || (tree.synthetic_root && n.parent == Some(tree.root)))
+            .map_or_else(|| root.name.clone(), |n| n.span.name.clone());
+        Self {
+            trace_id: root.trace_id.to_hex(),
+            root: root.name.clone(),
+            group: format!(
+                "{} {}",
+                tree.nodes
+                    .iter()
+                    .find(|n| n.parent == Some(tree.root) || n.parent.is_none())
+                    .map_or("", |n| n.span.service_name.as_str()),
+                route
+            ),
+            start_ns: root.start_ns,
+            duration_ns: root.duration_ns(),
+            conversation_id: tree
+                .nodes
+                .iter()
+                .find_map(|n| n.span.promoted.conversation_id.clone()),
+            sections: sections
+                .iter()
+                .map(|s| (tree.nodes[s.node].span.span_id, s.start, s.end, s.cause))
+                .collect(),
+            by_cause_ns: by_cause,
+            primary_cause: None,
+            spans,
+            orphans: tree.orphans,
+        }
+    }
+}
+
+/// Everything `tailscope analyze` reports.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub traces: Vec<TraceResult>,
+    pub tail: Tail,
+    pub findings: Vec<Finding>,
+    pub evictions: usize,
+}
+
+fn causes_json(m: &BTreeMap<Cause, i64>) -> Value {
+    Value::Object(
+        m.iter()
+            .map(|(c, v)| (c.as_str().to_owned(), json!(v)))
+            .collect(),
+    )
+}
+
+fn secs(ns: i64) -> String {
+    if ns.abs() >= 1_000_000_000 {
+        format!("{:.1} s", ns as f64 / 1e9)
+    } else {
+        format!("{:.0} ms", ns as f64 / 1e6)
+    }
+}
+
+impl Report {
+    /// The JSON object of design.md's contract.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "traces": self.traces.iter().map(|t| json!({
+                "trace_id": t.trace_id,
+                "root": t.root,
+                "duration_ns": t.duration_ns,
+                "critical_path": t.sections.iter().map(|(id, s, e, c)| json!({"span_id": id.to_hex(), "start_ns": s, "end_ns": e, "cause": c.as_str()})).collect::<Vec<_>>(),
+                "by_cause_ns": causes_json(&t.by_cause_ns),
+                "primary_cause": t.primary_cause.map(Cause::as_str),
+            })).collect::<Vec<_>>(),
+            "tail": {
+                "percentile": self.tail.percentile,
+                "p50_ns": self.tail.p50_ns,
+                "p_ns": self.tail.p_ns,
+                "tail_traces": self.tail.tail_traces,
+                "gap_by_cause_ns": causes_json(&self.tail.gap_by_cause_ns),
+            },
+            "findings": self.findings,
+        })
+    }
+
+    /// Tail attribution of one grouping: (key, tail mean, median-band mean, traces in tail).
+    pub fn tail_by<'a>(
+        &'a self,
+        key: impl Fn(&'a TraceResult) -> Option<&'a str>,
+    ) -> Vec<(String, i64, usize)> {
+        let p = self.tail.p_ns;
+        let mut groups: BTreeMap<&str, (i64, usize)> = BTreeMap::new();
+        for t in &self.traces {
+            if t.duration_ns >= p {
+                if let Some(k) = key(t) {
+                    let e = groups.entry(k).or_insert((0, 0));
+                    e.0 += t.duration_ns;
+                    e.1 += 1;
+                }
+            }
+        }
+        let mut v: Vec<(String, i64, usize)> = groups
+            .into_iter()
+            .map(|(k, (sum, n))| (k.to_owned(), sum / n.max(1) as i64, n))
+            .collect();
+        v.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)));
+        v
+    }
+
+    /// The readable report.
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let t = &self.tail;
+        let gap = t.tail_mean_ns - t.median_mean_ns;
+        let _ = writeln!(
+            o,
+            "{} traces · p50 {} · p{} {} · {} traces in the tail",
+            self.traces.len(),
+            secs(t.p50_ns),
+            t.percentile,
+            secs(t.p_ns),
+            t.tail_traces
+        );
+        let mut parts: Vec<(Cause, i64)> = t
+            .gap_by_cause_ns
+            .iter()
+            .map(|(c, v)| (*c, *v))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        parts.sort_by(|a, b| b.1.cmp(&a.1));
+        let list: Vec<String> = parts
+            .iter()
+            .take(5)
+            .map(|(c, v)| format!("{} {c}", secs(*v)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "\nWhy the tail is slow: the p{} cohort averages {} against {} for the 40th–60th band; of the {} gap, {}.",
+            t.percentile,
+            secs(t.tail_mean_ns),
+            secs(t.median_mean_ns),
+            secs(gap),
+            if list.is_empty() { "nothing stands out".to_owned() } else { list.join(", ") }
+        );
+        let _ = writeln!(o, "\n  cause              gap (tail − median)");
+        for (c, v) in &parts {
+            let bar = "█".repeat(
+                ((*v as f64 / gap.max(1) as f64) * 30.0)
+                    .round()
+                    .clamp(0.0, 30.0) as usize,
+            );
+            let _ = writeln!(o, "  {:<18} {:>9}  {bar}", c.as_str(), secs(*v));
+        }
+        let mut prim: BTreeMap<Cause, usize> = BTreeMap::new();
+        for tr in self.traces.iter().filter(|x| x.duration_ns >= t.p_ns) {
+            if let Some(c) = tr.primary_cause {
+                *prim.entry(c).or_default() += 1;
+            }
+        }
+        if !prim.is_empty() {
+            let mut v: Vec<_> = prim.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1));
+            let s: Vec<String> = v.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            let _ = writeln!(o, "\nPrimary causes of tail traces: {}", s.join(", "));
+        }
+        let routes = self.tail_by(|x| Some(x.group.as_str()));
+        if !routes.is_empty() {
+            let _ = writeln!(o, "\nTail traces by route:");
+            for (k, mean, n) in routes.iter().take(6) {
+                let _ = writeln!(o, "  {k:<40} {n:>4} traces, mean {}", secs(*mean));
+            }
+        }
+        let convs = self.tail_by(|x| x.conversation_id.as_deref());
+        if !convs.is_empty() {
+            let _ = writeln!(o, "\nConversations with most tail traces:");
+            for (k, mean, n) in convs.iter().take(5) {
+                let _ = writeln!(o, "  {k:<40} {n:>4} traces, mean {}", secs(*mean));
+            }
+        }
+        let mut by_kind: BTreeMap<&str, (usize, i64)> = BTreeMap::new();
+        for f in &self.findings {
+            let e = by_kind.entry(f.kind.as_str()).or_default();
+            e.0 += 1;
+            e.1 += f.estimated_cost_ns;
+        }
+        if !by_kind.is_empty() {
+            let mut v: Vec<_> = by_kind.into_iter().collect();
+            v.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+            let _ = writeln!(
+                o,
+                "\nFindings ({} in all), by estimated saving:",
+                self.findings.len()
+            );
+            for (k, (n, cost)) in v {
+                let _ = writeln!(o, "  {k:<26} {n:>5} × · {} in all", secs(cost));
+            }
+            let _ = writeln!(o, "\nTop findings:");
+            for f in self.findings.iter().take(8) {
+                let _ = writeln!(
+                    o,
+                    "  [{}] save ~{} · trace {} span {}\n      {}",
+                    f.kind,
+                    secs(f.estimated_cost_ns),
+                    f.trace_id,
+                    f.span_id,
+                    f.summary
+                );
+            }
+        }
+        o
+    }
+}

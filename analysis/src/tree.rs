@@ -1,0 +1,224 @@
+//! Latency trees: rebuild a trace from parent ids whatever order spans arrived in,
+//! hang orphans under a synthetic root, and correct clock skew the way Jaeger's
+//! adjuster does (shift a child by the smallest amount that puts it inside its parent).
+
+use std::collections::HashMap;
+use tailscope_model::{Span, SpanId, SpanKind};
+
+/// One span in a tree.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub span: Span,
+    pub parent: Option<usize>,
+    pub children: Vec<usize>,
+    /// Parent id given but never arrived.
+    pub orphan: bool,
+    /// Shift applied by skew correction (already added to `span` times).
+    pub skew_ns: i64,
+}
+
+/// A rebuilt trace. `nodes[root]` is the real root, or a synthetic one when the trace
+/// has several parentless spans or orphans.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+    pub root: usize,
+    pub synthetic_root: bool,
+    pub orphans: usize,
+    /// (span, shift in ns) for every skew correction.
+    pub skew: Vec<(SpanId, i64)>,
+}
+
+/// Id used for the synthetic root.
+pub const SYNTHETIC_ROOT: SpanId = SpanId([0xff; 8]);
+
+impl Tree {
+    /// Builds the tree of one trace's spans (any order).
+    pub fn build(mut spans: Vec<Span>) -> Tree {
+        spans.sort_by_key(|s| (s.start_ns, s.span_id));
+        let index: HashMap<SpanId, usize> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span_id, i))
+            .collect();
+        let mut nodes: Vec<Node> = spans
+            .into_iter()
+            .map(|span| Node {
+                span,
+                parent: None,
+                children: Vec::new(),
+                orphan: false,
+                skew_ns: 0,
+            })
+            .collect();
+        let mut tops = Vec::new();
+        let mut orphans = 0;
+        for i in 0..nodes.len() {
+            match nodes[i].span.parent_span_id {
+                Some(p) => match index.get(&p) {
+                    Some(&pi) if pi != i => {
+                        nodes[i].parent = Some(pi);
+                        nodes[pi].children.push(i);
+                    }
+                    _ => {
+                        nodes[i].orphan = true;
+                        orphans += 1;
+                        tops.push(i);
+                    }
+                },
+                None => tops.push(i),
+            }
+        }
+        let (root, synthetic_root) = if tops.len() == 1 && orphans == 0 {
+            (tops[0], false)
+        } else {
+            let first = tops.first().map_or(0, |&t| t);
+            let template = nodes.get(first).map(|n| n.span.clone());
+            let start = nodes.iter().map(|n| n.span.start_ns).min().unwrap_or(0);
+            let end = nodes.iter().map(|n| n.span.end_ns).max().unwrap_or(0);
+            let mut span = template.unwrap_or_else(|| unreachable_empty());
+            span.span_id = SYNTHETIC_ROOT;
+            span.parent_span_id = None;
+            span.name = if orphans > 0 {
+                "(incomplete trace)".into()
+            } else {
+                "(trace)".into()
+            };
+            span.kind = SpanKind::Internal;
+            span.start_ns = start;
+            span.end_ns = end;
+            span.events.clear();
+            span.links.clear();
+            span.attributes.clear();
+            span.promoted = tailscope_model::Promoted::default();
+            let r = nodes.len();
+            for &t in &tops {
+                nodes[t].parent = Some(r);
+            }
+            nodes.push(Node {
+                span,
+                parent: None,
+                children: tops,
+                orphan: false,
+                skew_ns: 0,
+            });
+            (r, true)
+        };
+        let mut tree = Tree {
+            nodes,
+            root,
+            synthetic_root,
+            orphans,
+            skew: Vec::new(),
+        };
+        tree.correct_skew();
+        for n in &mut tree.nodes {
+            n.children.sort_by_key(|&c| c);
+        }
+        let nodes = &tree.nodes;
+        let mut order: Vec<Vec<usize>> = nodes.iter().map(|n| n.children.clone()).collect();
+        for ch in &mut order {
+            ch.sort_by_key(|&c| (nodes[c].span.start_ns, nodes[c].span.end_ns));
+        }
+        for (n, ch) in tree.nodes.iter_mut().zip(order) {
+            n.children = ch;
+        }
+        tree
+    }
+
+    /// Top-down: a child from another service that sticks out of its parent (and is not
+    /// longer than it) is shifted, with its subtree, by the smallest amount that puts it
+    /// inside. Same-service children are left alone (one clock).
+    fn correct_skew(&mut self) {
+        let mut stack = vec![self.root];
+        while let Some(p) = stack.pop() {
+            let (ps, pe, psvc) = {
+                let s = &self.nodes[p].span;
+                (s.start_ns, s.end_ns, s.resource_id)
+            };
+            for c in self.nodes[p].children.clone() {
+                let (cs, ce, csvc) = {
+                    let s = &self.nodes[c].span;
+                    (s.start_ns, s.end_ns, s.resource_id)
+                };
+                let fits = ce - cs <= pe - ps;
+                let shift = if p == self.root && self.synthetic_root || csvc == psvc || !fits {
+                    0
+                } else if cs < ps {
+                    ps - cs
+                } else if ce > pe {
+                    pe - ce
+                } else {
+                    0
+                };
+                if shift != 0 {
+                    self.shift_subtree(c, shift);
+                    self.skew.push((self.nodes[c].span.span_id, shift));
+                }
+                stack.push(c);
+            }
+        }
+    }
+
+    fn shift_subtree(&mut self, at: usize, by: i64) {
+        let mut stack = vec![at];
+        while let Some(i) = stack.pop() {
+            let n = &mut self.nodes[i];
+            n.span.start_ns += by;
+            n.span.end_ns += by;
+            for e in &mut n.span.events {
+                e.time_ns += by;
+            }
+            n.skew_ns += by;
+            stack.extend(n.children.iter().copied());
+        }
+    }
+
+    pub fn root_span(&self) -> &Span {
+        &self.nodes[self.root].span
+    }
+
+    /// Index of the node with this span id.
+    pub fn find(&self, id: SpanId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.span.span_id == id)
+    }
+
+    /// Is `node` inside the subtree of `ancestor` (inclusive)?
+    pub fn is_within(&self, mut node: usize, ancestor: usize) -> bool {
+        loop {
+            if node == ancestor {
+                return true;
+            }
+            match self.nodes[node].parent {
+                Some(p) => node = p,
+                None => return false,
+            }
+        }
+    }
+}
+
+#[cold]
+fn unreachable_empty() -> Span {
+    // Tree::build is never called with no spans (traces come from grouping spans).
+    Span {
+        trace_id: tailscope_model::TraceId([1; 16]),
+        span_id: SYNTHETIC_ROOT,
+        parent_span_id: None,
+        trace_state: String::new(),
+        flags: 0,
+        name: "(empty)".into(),
+        kind: SpanKind::Internal,
+        start_ns: 0,
+        end_ns: 0,
+        status: tailscope_model::StatusCode::Unset,
+        status_message: String::new(),
+        resource_id: 0,
+        service_name: String::new(),
+        scope_name: String::new(),
+        scope_version: String::new(),
+        attributes: Vec::new(),
+        events: Vec::new(),
+        links: Vec::new(),
+        promoted: tailscope_model::Promoted::default(),
+    }
+}
