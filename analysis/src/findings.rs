@@ -206,19 +206,21 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
             );
         }
         // stream stutter: inter-chunk gaps
-        if p.op_class == OpClass::Llm && s.events.len() >= 4 {
+        if p.op_class == OpClass::Llm && s.events.len() >= 3 {
             let mut times: Vec<i64> = s.events.iter().map(|e| e.time_ns).collect();
             times.sort_unstable();
             let mut gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
             gaps.sort_unstable();
             let median = crate::tail::percentile(&gaps, 50.0);
             let p99 = crate::tail::percentile(&gaps, 99.0);
+            // Baseline: the lower-quartile gap, since stalls can be half of a short stream.
+            let typical = crate::tail::percentile(&gaps, 25.0).max(1);
             let excess: i64 = gaps
                 .iter()
-                .filter(|g| **g > 5 * median.max(1))
-                .map(|g| g - median)
+                .filter(|g| **g > 4 * typical && **g >= 150_000_000)
+                .map(|g| g - typical)
                 .sum();
-            if p99 > 10 * median.max(1) && excess >= 200_000_000 {
+            if excess >= 300_000_000 {
                 let tokens: Vec<i64> = s
                     .events
                     .iter()
@@ -238,8 +240,8 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
                     "stream_stutter",
                     i,
                     excess,
-                    json!({"chunks": s.events.len(), "gap_p50_ns": median, "gap_p99_ns": p99, "tokens_per_chunk": tpc}),
-                    format!("The stream stalled: inter-chunk gap p99 {} against a median of {}, {} lost in stalls.", ms(p99), ms(median), ms(excess)),
+                    json!({"chunks": s.events.len(), "gap_p25_ns": typical, "gap_p50_ns": median, "gap_p99_ns": p99, "tokens_per_chunk": tpc}),
+                    format!("The stream stalled: inter-chunk gap p99 {} against a typical {}, {} lost in stalls.", ms(p99), ms(typical), ms(excess)),
                 );
             }
         }

@@ -493,3 +493,75 @@ mod rust_otlp {
         Ok(())
     }
 }
+
+/// Analysis against the generator's ground truth: each planted slow-down must be named.
+mod ground_truth {
+    use std::collections::BTreeMap;
+    use tailscope_analysis::{analyze_spans, Metrics, Options};
+    use tailscope_samples::{generate, WorkloadConfig};
+    use tailscope_store::{Store, WriterConfig};
+
+    #[test]
+    fn planted_causes_are_found() {
+        let w = generate(&WorkloadConfig {
+            seed: 11,
+            ..WorkloadConfig::default()
+        });
+        let store = Store::open_in_memory().unwrap();
+        let writer = store.writer(WriterConfig::default()).unwrap();
+        writer.write(w.batch.clone()).unwrap();
+        writer.close().unwrap();
+        let spans = store.load_spans(None).unwrap();
+        let metrics = Metrics::load(&store, i64::MIN / 2, i64::MAX / 2).unwrap();
+        let report = analyze_spans(spans, &metrics, Options::default()).unwrap();
+        let by_trace: BTreeMap<&str, &tailscope_analysis::TraceResult> = report
+            .traces
+            .iter()
+            .map(|t| (t.trace_id.as_str(), t))
+            .collect();
+        // by_cause sums to the critical path, which covers the root
+        for t in &report.traces {
+            assert_eq!(
+                tailscope_analysis::total(&t.by_cause_ns),
+                t.duration_ns,
+                "{}",
+                t.trace_id
+            );
+        }
+        let mut hits: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for truth in &w.truth {
+            let id = truth.trace_id.to_hex();
+            let cause = truth.cause.as_str();
+            let found = match cause {
+                // a design.md cause: the injected time is attributed to it on the critical path
+                "kv_eviction" | "pool_wait" | "preprocessing" | "queue" | "tool_cold_start"
+                | "retry" => by_trace
+                    .get(id.as_str())
+                    .and_then(|t| t.by_cause_ns.iter().find(|(c, _)| c.as_str() == cause))
+                    .is_some_and(|(_, ns)| *ns * 10 >= truth.extra_ns * 6),
+                finding => report
+                    .findings
+                    .iter()
+                    .any(|f| f.trace_id == id && f.kind == finding),
+            };
+            let e = hits.entry(cause).or_default();
+            e.1 += 1;
+            if found {
+                e.0 += 1;
+            }
+        }
+        let table: Vec<String> = hits
+            .iter()
+            .map(|(c, (h, n))| format!("{c}: {h}/{n}"))
+            .collect();
+        println!("{}", table.join("\n"));
+        for (c, (h, n)) in &hits {
+            assert!(*n > 0);
+            assert!(
+                *h * 10 >= *n * 7,
+                "{c}: only {h} of {n} planted traces named\n{}",
+                table.join("\n")
+            );
+        }
+    }
+}
