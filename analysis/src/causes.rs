@@ -108,10 +108,10 @@ pub fn server_child(tree: &Tree, i: usize) -> Option<usize> {
 }
 
 /// A span's own cause timeline: `(from, to, cause)` pieces in time order.
-fn timeline(
+fn timeline<S: std::hash::BuildHasher>(
     tree: &Tree,
     i: usize,
-    evictions: &HashMap<SpanId, Eviction>,
+    evictions: &HashMap<SpanId, Eviction, S>,
 ) -> Vec<(i64, i64, Cause)> {
     let s = &tree.nodes[i].span;
     let p = &s.promoted;
@@ -174,10 +174,10 @@ fn timeline(
 }
 
 /// Splits critical-path sections by their spans' cause timelines.
-pub fn assign(
+pub fn assign<S: std::hash::BuildHasher>(
     tree: &Tree,
     path: &[PathSection],
-    evictions: &HashMap<SpanId, Eviction>,
+    evictions: &HashMap<SpanId, Eviction, S>,
 ) -> Vec<CausedSection> {
     let retried = retried_nodes(tree);
     let mut cache: HashMap<usize, Vec<(i64, i64, Cause)>> = HashMap::new();

@@ -182,7 +182,7 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
                         s.service_name,
                         ms(s.duration_ns())
                     ),
-                )
+                );
             }
             _ => {}
         }

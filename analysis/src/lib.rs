@@ -12,6 +12,7 @@ pub mod causes;
 pub mod critical;
 pub mod evict;
 pub mod findings;
+mod persist;
 mod report;
 pub mod tail;
 pub mod tree;
@@ -20,6 +21,7 @@ pub mod tree;
 mod testutil;
 
 pub use findings::Finding;
+pub use persist::{analyze_and_store, RunStats};
 pub use report::{Report, SpanStat, TraceResult};
 pub use tree::Tree;
 
@@ -119,15 +121,12 @@ fn group_by_trace(spans: Vec<Span>) -> Vec<Vec<Span>> {
     map.into_values().collect()
 }
 
-/// Analyses spans of complete traces (any order) with optional metric evidence.
-pub fn analyze_spans(
+/// Per-trace analysis of complete traces (any order): results and findings, and how
+/// many evictions were detected.
+pub(crate) fn compute(
     spans: Vec<Span>,
     metrics: &Metrics,
-    opts: Options,
-) -> Result<Report, AnalysisError> {
-    if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
-        return Err(AnalysisError::Percentile(opts.percentile));
-    }
+) -> (Vec<TraceResult>, Vec<Finding>, usize) {
     let trees: Vec<Tree> = group_by_trace(spans).into_iter().map(Tree::build).collect();
     let calls: Vec<evict::LlmCall> = trees.iter().flat_map(evict::llm_calls).collect();
     let evictions: HashMap<SpanId, causes::Eviction> = evict::detect(&calls);
@@ -138,7 +137,6 @@ pub fn analyze_spans(
         metric_at: &at,
         metric_increase: &inc,
     };
-
     let mut results = Vec::with_capacity(trees.len());
     let mut all_findings = Vec::new();
     for tree in &trees {
@@ -146,6 +144,18 @@ pub fn analyze_spans(
         let sections = causes::assign(tree, &path, &evictions);
         all_findings.extend(findings::find(tree, &sections, &ctx));
         results.push(TraceResult::new(tree, &sections));
+    }
+    (results, all_findings, evictions.len())
+}
+
+/// Primary causes and the tail over all traces; findings by estimated saving.
+pub(crate) fn finish(
+    mut results: Vec<TraceResult>,
+    mut all_findings: Vec<Finding>,
+    opts: Options,
+) -> Result<Report, AnalysisError> {
+    if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
+        return Err(AnalysisError::Percentile(opts.percentile));
     }
     let times: Vec<tail::TraceTimes<'_>> = results
         .iter()
@@ -165,13 +175,33 @@ pub fn analyze_spans(
         b.estimated_cost_ns
             .cmp(&a.estimated_cost_ns)
             .then(a.trace_id.cmp(&b.trace_id))
+            .then(a.span_id.cmp(&b.span_id))
+            .then(a.kind.cmp(&b.kind))
     });
+    let evictions = all_findings
+        .iter()
+        .filter(|f| f.kind == "kv_eviction")
+        .count();
     Ok(Report {
         traces: results,
         tail,
         findings: all_findings,
-        evictions: evictions.len(),
+        evictions,
     })
+}
+
+/// Analyses spans of complete traces (any order) with optional metric evidence.
+pub fn analyze_spans(
+    spans: Vec<Span>,
+    metrics: &Metrics,
+    opts: Options,
+) -> Result<Report, AnalysisError> {
+    if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
+        return Err(AnalysisError::Percentile(opts.percentile));
+    }
+    let (mut results, findings, _) = compute(spans, metrics);
+    results.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
+    finish(results, findings, opts)
 }
 
 /// Loads every trace (and the metrics around them) from the store and analyses them.

@@ -212,7 +212,7 @@ impl Report {
             .map(|(c, v)| (*c, *v))
             .filter(|(_, v)| *v > 0)
             .collect();
-        parts.sort_by(|a, b| b.1.cmp(&a.1));
+        parts.sort_by_key(|p| std::cmp::Reverse(p.1));
         let list: Vec<String> = parts
             .iter()
             .take(5)
@@ -244,7 +244,7 @@ impl Report {
         }
         if !prim.is_empty() {
             let mut v: Vec<_> = prim.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1));
+            v.sort_by_key(|p| std::cmp::Reverse(p.1));
             let s: Vec<String> = v.iter().map(|(c, n)| format!("{c} {n}")).collect();
             let _ = writeln!(o, "\nPrimary causes of tail traces: {}", s.join(", "));
         }
@@ -270,7 +270,7 @@ impl Report {
         }
         if !by_kind.is_empty() {
             let mut v: Vec<_> = by_kind.into_iter().collect();
-            v.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+            v.sort_by_key(|p| std::cmp::Reverse(p.1 .1));
             let _ = writeln!(
                 o,
                 "\nFindings ({} in all), by estimated saving:",

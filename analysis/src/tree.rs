@@ -76,7 +76,7 @@ impl Tree {
             let template = nodes.get(first).map(|n| n.span.clone());
             let start = nodes.iter().map(|n| n.span.start_ns).min().unwrap_or(0);
             let end = nodes.iter().map(|n| n.span.end_ns).max().unwrap_or(0);
-            let mut span = template.unwrap_or_else(|| unreachable_empty());
+            let mut span = template.unwrap_or_else(unreachable_empty);
             span.span_id = SYNTHETIC_ROOT;
             span.parent_span_id = None;
             span.name = if orphans > 0 {

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::Path;
-use tailscope_analysis::{analyze_store, Options, Report};
+use tailscope_analysis::{analyze_and_store, Options, Report};
 use tailscope_store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -23,9 +23,16 @@ pub struct AnalyzeArgs {
     percentile: f64,
 }
 
-/// Analyses an open store.
+/// Analyses what is new in an open store, stores the results, returns the report.
 pub fn report(store: &Store, percentile: f64) -> Result<Report> {
-    Ok(analyze_store(store, Options { percentile }).context("analysing the store")?)
+    let (r, stats) =
+        analyze_and_store(store, Options { percentile }).context("analysing the store")?;
+    tracing::debug!(
+        "analysis: {} traces recomputed, {} reused",
+        stats.recomputed,
+        stats.reused
+    );
+    Ok(r)
 }
 
 pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {

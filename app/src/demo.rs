@@ -133,26 +133,10 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!("ground truth: {}", truth_path.display());
-    let summary = store.query_arrow(
-        "WITH roots AS (SELECT duration_ns FROM spans WHERE parent_span_id IS NULL)
-         SELECT count(*) AS traces,
-                round(quantile_cont(duration_ns, 0.5) / 1e6, 1) AS p50_ms,
-                round(quantile_cont(duration_ns, 0.9) / 1e6, 1) AS p90_ms,
-                round(quantile_cont(duration_ns, 0.99) / 1e6, 1) AS p99_ms
-         FROM roots",
-    )?;
-    let by_class = store.query_arrow(
-        "SELECT op_class, count(*) AS spans, round(sum(duration_ns) / 1e9, 1) AS total_s
-         FROM spans GROUP BY op_class ORDER BY spans DESC",
-    )?;
-    println!(
-        "{}",
-        tailscope_store::arrow::util::pretty::pretty_format_batches(&summary)?
-    );
-    println!(
-        "{}",
-        tailscope_store::arrow::util::pretty::pretty_format_batches(&by_class)?
-    );
+    let bar = spinner("analysing");
+    let report = crate::analyze::report(&store, 99.0)?;
+    bar.finish_and_clear();
+    println!("\n{}", report.to_text());
     if !args.headless {
         println!("(the desktop app is not built yet; explore with: tailscope --db {} query \"SELECT ...\")", db.display());
     }

@@ -9,6 +9,7 @@
 mod columns;
 mod read;
 mod readonly;
+mod results;
 mod schema;
 mod writer;
 
@@ -16,6 +17,7 @@ pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
 pub use read::SeriesPoint;
 pub use readonly::check_read_only;
+pub use results::{AnalysisRows, FindingRow, SectionRow, SpanRow, TraceRow, CAUSE_COLUMNS};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{Committed, Done, Saturated, Writer, WriterConfig, WriterStats};
 

@@ -5,10 +5,11 @@ use crate::StoreError;
 use duckdb::Connection;
 
 /// (version, description, SQL). Append new migrations; never edit an applied one.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial schema", V1)];
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "initial schema", V1), (2, "analysis results", V2)];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -138,6 +139,60 @@ CREATE TABLE logs (
     span_id VARCHAR,
     event_name VARCHAR,
     attributes VARCHAR NOT NULL
+);
+";
+
+/// Results of `tailscope analyze`, replaced per trace on each run.
+const V2: &str = r"
+CREATE TABLE trace_analysis (
+    trace_id VARCHAR NOT NULL,
+    root VARCHAR NOT NULL,
+    route VARCHAR NOT NULL,
+    conversation_id VARCHAR,
+    start_ns BIGINT NOT NULL,
+    duration_ns BIGINT NOT NULL,
+    primary_cause VARCHAR,
+    orphans INTEGER NOT NULL,
+    preprocessing_ns BIGINT NOT NULL,
+    retrieval_ns BIGINT NOT NULL,
+    pool_wait_ns BIGINT NOT NULL,
+    db_ns BIGINT NOT NULL,
+    queue_ns BIGINT NOT NULL,
+    kv_eviction_ns BIGINT NOT NULL,
+    prefill_ns BIGINT NOT NULL,
+    decode_ns BIGINT NOT NULL,
+    tool_ns BIGINT NOT NULL,
+    tool_cold_start_ns BIGINT NOT NULL,
+    retry_ns BIGINT NOT NULL,
+    network_ns BIGINT NOT NULL,
+    uninstrumented_ns BIGINT NOT NULL,
+    other_ns BIGINT NOT NULL,
+    analyzed_ns BIGINT NOT NULL
+);
+CREATE TABLE critical_path_sections (
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    start_ns BIGINT NOT NULL,
+    end_ns BIGINT NOT NULL,
+    cause VARCHAR NOT NULL
+);
+CREATE TABLE span_analysis (
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    total_ns BIGINT NOT NULL,
+    self_ns BIGINT NOT NULL,
+    critical_ns BIGINT NOT NULL,
+    skew_ns BIGINT NOT NULL,
+    orphan BOOLEAN NOT NULL
+);
+CREATE TABLE findings (
+    kind VARCHAR NOT NULL,
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    conversation_id VARCHAR,
+    estimated_cost_ns BIGINT NOT NULL,
+    summary VARCHAR NOT NULL,
+    evidence VARCHAR NOT NULL
 );
 ";
 

@@ -564,4 +564,59 @@ mod ground_truth {
             );
         }
     }
+
+    /// Re-running is idempotent, and a run after new traces arrive (recomputing only
+    /// those and their conversations) equals a full analysis of everything.
+    #[test]
+    fn incremental_analysis_equals_full_analysis() {
+        use tailscope_analysis::analyze_and_store;
+        let w = generate(&WorkloadConfig::small(5, 30));
+        let mut first = w.batch.clone();
+        let mut second = tailscope_model::Batch::default();
+        let cut = w.batch.spans.iter().map(|s| s.start_ns).min().unwrap() + 20_000_000_000;
+        let (a, b): (Vec<_>, Vec<_>) = w.batch.spans.iter().cloned().partition(|s| {
+            // whole traces by the trace's first span start
+            let t0 = w
+                .batch
+                .spans
+                .iter()
+                .filter(|x| x.trace_id == s.trace_id)
+                .map(|x| x.start_ns)
+                .min()
+                .unwrap();
+            t0 < cut
+        });
+        first.spans = a;
+        second.spans = b;
+        second.resources = w.batch.resources.clone();
+        assert!(!first.spans.is_empty() && !second.spans.is_empty());
+
+        let inc = Store::open_in_memory().unwrap();
+        let writer = inc.writer(WriterConfig::default()).unwrap();
+        writer.write(first).unwrap();
+        let (r1, s1) = analyze_and_store(&inc, Options::default()).unwrap();
+        assert_eq!(s1.reused, 0);
+        let (r1b, s1b) = analyze_and_store(&inc, Options::default()).unwrap();
+        assert_eq!(
+            (s1b.recomputed, s1b.reused),
+            (0, r1.traces.len()),
+            "nothing new: nothing recomputed"
+        );
+        assert_eq!(r1.to_json(), r1b.to_json(), "re-running is idempotent");
+        writer.write(second).unwrap();
+        writer.close().unwrap();
+        let (r2, s2) = analyze_and_store(&inc, Options::default()).unwrap();
+        assert!(s2.reused > 0 && s2.recomputed > 0, "{s2:?}");
+
+        let full = Store::open_in_memory().unwrap();
+        let writer = full.writer(WriterConfig::default()).unwrap();
+        writer.write(w.batch.clone()).unwrap();
+        writer.close().unwrap();
+        let (r3, _) = analyze_and_store(&full, Options::default()).unwrap();
+        assert_eq!(r2.to_json(), r3.to_json(), "incremental equals full");
+        let rows = inc
+            .query_arrow("SELECT count(*) FROM trace_analysis")
+            .unwrap();
+        assert_eq!(rows[0].num_rows(), 1);
+    }
 }
