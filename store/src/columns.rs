@@ -200,17 +200,6 @@ pub(crate) const RESOURCE_ATTRIBUTES: &[(&str, Ty)] = &[
     ATTRS[4],
 ];
 
-pub(crate) const SPAN_ATTRIBUTES: &[(&str, Ty)] = &[
-    ("trace_id", Ty::Str),
-    ("span_id", Ty::Str),
-    ("key", Ty::Str),
-    ATTRS[0],
-    ATTRS[1],
-    ATTRS[2],
-    ATTRS[3],
-    ATTRS[4],
-];
-
 pub(crate) const SPANS: &[(&str, Ty)] = &[
     ("trace_id", Ty::Str),
     ("span_id", Ty::Str),
@@ -261,6 +250,7 @@ pub(crate) const SPANS: &[(&str, Ty)] = &[
     ("event_count", Ty::I32),
     ("link_count", Ty::I32),
     ("ingested_ns", Ty::I64),
+    ("attributes", Ty::Str),
 ];
 
 pub(crate) const EVENTS: &[(&str, Ty)] = &[
@@ -325,7 +315,6 @@ pub(crate) const TABLES: &[(&str, &[(&str, Ty)])] = &[
     ("resources", RESOURCES),
     ("resource_attributes", RESOURCE_ATTRIBUTES),
     ("spans", SPANS),
-    ("span_attributes", SPAN_ATTRIBUTES),
     ("events", EVENTS),
     ("links", LINKS),
     ("metric_points", METRIC_POINTS),
@@ -382,11 +371,10 @@ pub(crate) struct Columns {
 const T_RESOURCES: usize = 0;
 const T_RESOURCE_ATTRIBUTES: usize = 1;
 const T_SPANS: usize = 2;
-const T_SPAN_ATTRIBUTES: usize = 3;
-const T_EVENTS: usize = 4;
-const T_LINKS: usize = 5;
-const T_METRICS: usize = 6;
-const T_LOGS: usize = 7;
+const T_EVENTS: usize = 3;
+const T_LINKS: usize = 4;
+const T_METRICS: usize = 5;
+const T_LOGS: usize = 6;
 
 impl Columns {
     pub(crate) fn new() -> Self {
@@ -490,16 +478,9 @@ impl Columns {
         t.i32(Some(i32::try_from(s.events.len()).unwrap_or(i32::MAX)));
         t.i32(Some(i32::try_from(s.links.len()).unwrap_or(i32::MAX)));
         t.i64(Some(ingested_ns));
+        t.str(Some(&attrs_json(&s.attributes)));
         t.end_row();
 
-        let t = &mut self.tables[T_SPAN_ATTRIBUTES];
-        for a in &s.attributes {
-            t.str(Some(&trace_id));
-            t.str(Some(&span_id));
-            t.str(Some(&a.key));
-            push_attr_value(t, &a.value);
-            t.end_row();
-        }
         let t = &mut self.tables[T_EVENTS];
         for (i, e) in s.events.iter().enumerate() {
             t.str(Some(&trace_id));

@@ -89,6 +89,10 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
+        // Checkpoints copy the WAL into the file; DuckDB's default 16 MiB threshold put
+        // one inside every few commits, on the path of acknowledged exports. The writer
+        // also checkpoints whenever its queue is idle.
+        conn.execute_batch("SET checkpoint_threshold = '256MB'")?;
         schema::migrate(&conn)?;
         Ok(Self {
             conn,

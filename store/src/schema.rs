@@ -5,11 +5,14 @@ use crate::StoreError;
 use duckdb::Connection;
 
 /// (version, description, SQL). Append new migrations; never edit an applied one.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial schema", V1), (2, "analysis results", V2)];
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial schema", V1),
+    (2, "analysis results", V2),
+    (3, "span attributes as JSON on spans", V3),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -194,6 +197,34 @@ CREATE TABLE findings (
     summary VARCHAR NOT NULL,
     evidence VARCHAR NOT NULL
 );
+";
+
+/// Span attributes move into one JSON column of `spans` (one value per span instead of
+/// one row per attribute: the long table capped ingest at a few thousand spans/s).
+/// `span_attributes` stays queryable as a view over that column, plus the rows that
+/// schema v1 and v2 wrote.
+const V3: &str = r"
+ALTER TABLE span_attributes RENAME TO span_attributes_v1;
+ALTER TABLE spans ADD COLUMN attributes VARCHAR;
+CREATE VIEW span_attributes AS
+SELECT trace_id, span_id, key, value_type, value, int_value, double_value, bool_value
+FROM span_attributes_v1
+UNION ALL
+SELECT s.trace_id, s.span_id, j.key,
+       CASE json_type(j.value)
+           WHEN 'VARCHAR' THEN 'string'
+           WHEN 'BIGINT' THEN 'int'
+           WHEN 'UBIGINT' THEN 'int'
+           WHEN 'DOUBLE' THEN 'double'
+           WHEN 'BOOLEAN' THEN 'bool'
+           ELSE 'json'
+       END AS value_type,
+       CASE WHEN json_type(j.value) = 'VARCHAR' THEN j.value ->> '$' ELSE CAST(j.value AS VARCHAR) END AS value,
+       CASE WHEN json_type(j.value) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(CAST(j.value AS VARCHAR) AS BIGINT) END AS int_value,
+       CASE WHEN json_type(j.value) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST(CAST(j.value AS VARCHAR) AS DOUBLE) END AS double_value,
+       CASE WHEN json_type(j.value) = 'BOOLEAN' THEN CAST(CAST(j.value AS VARCHAR) AS BOOLEAN) END AS bool_value
+FROM spans s, json_each(s.attributes) j
+WHERE s.attributes IS NOT NULL;
 ";
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.

@@ -77,6 +77,9 @@ pub struct Writer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Queue idle this long: checkpoint.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
+
 fn weight(b: &Batch) -> usize {
     let events: usize = b.spans.iter().map(|s| s.events.len()).sum();
     (b.spans.len() + events + b.metrics.len() + b.logs.len()).max(1)
@@ -230,7 +233,24 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self) {
-        while let Ok(first) = self.rx.recv() {
+        let mut dirty = false;
+        loop {
+            let first = match self.rx.recv_timeout(IDLE_CHECKPOINT) {
+                Ok(job) => job,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if dirty {
+                        // Idle: fold the WAL into the file now rather than in a commit
+                        // that a client is waiting on (see `Store::open`).
+                        if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
+                            tracing::warn!("idle checkpoint failed: {e}");
+                        }
+                        dirty = false;
+                    }
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
+            dirty = true;
             let mut items = first.weight;
             let mut group = vec![first];
             while items < self.cfg.max_group_items {

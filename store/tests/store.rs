@@ -138,7 +138,7 @@ fn migrated_schema_matches_writer_columns() {
     let actual = store.describe_columns().unwrap();
     for table in [
         "spans",
-        "span_attributes",
+        "resource_attributes",
         "metric_points",
         "logs",
         "events",
@@ -296,4 +296,53 @@ fn read_only_store_refuses_writes_and_missing_files() {
         assert!(e.to_string().contains("read-only"), "{sql}: {e}");
     }
     assert_eq!(ro.counts().unwrap().spans, 2);
+}
+
+/// Prints append throughput by table shape (run with --release --ignored --nocapture).
+#[test]
+#[ignore = "timing probe"]
+fn append_probe() {
+    let res = resource();
+    let mk = |n: usize, attrs: usize| -> Batch {
+        let mut spans = Vec::new();
+        for i in 0..n {
+            let mut s = span((i % 200) as u8 + 1, (i % 250) as u8 + 1, &res);
+            s.span_id = SpanId((i as u64 + 1).to_be_bytes());
+            s.events.clear();
+            s.links.clear();
+            s.attributes = (0..attrs)
+                .map(|k| {
+                    Attribute::new(
+                        format!("attr.{k}"),
+                        AttrValue::Str(format!("value {i} {k}")),
+                    )
+                })
+                .collect();
+            spans.push(s);
+        }
+        Batch {
+            resources: vec![res.clone()],
+            spans,
+            ..Batch::default()
+        }
+    };
+    for (label, attrs) in [("spans only", 0), ("20 attrs", 20)] {
+        for file in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = if file {
+                Store::open(&dir.path().join("p.duckdb")).unwrap()
+            } else {
+                Store::open_in_memory().unwrap()
+            };
+            let per: usize = std::env::var("PROBE_PER")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            let batches: Vec<Batch> = (0..20_000 / per).map(|_| mk(per, attrs)).collect();
+            let t = std::time::Instant::now();
+            store.append_direct(&batches).unwrap();
+            let dt = t.elapsed().as_secs_f64();
+            println!("{label:12} file={file}: {:.0} spans/s", 20_000.0 / dt);
+        }
+    }
 }

@@ -170,10 +170,10 @@ fn dependency_edges_follow_design_dag() -> Result<()> {
             })
             .unwrap_or_default();
         for (dep, normal) in &deps {
-            if dep.starts_with("egui") || *dep == "eframe" {
-                if !matches!(name, "tailscope-ui" | "tailscope") {
-                    violations.push(format!("{name} -> {dep}: no backend crate depends on egui"));
-                }
+            if (dep.starts_with("egui") || *dep == "eframe")
+                && !matches!(name, "tailscope-ui" | "tailscope")
+            {
+                violations.push(format!("{name} -> {dep}: no backend crate depends on egui"));
             }
             if !normal {
                 continue;

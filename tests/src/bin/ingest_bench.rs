@@ -4,7 +4,8 @@
 //! What is measured, in one process and one run:
 //!
 //! 1. **Load.** `tailscope_samples::load_spans` makes `--spans` realistic agent spans
-//!    (about 20 attributes each, grouped by trace). They are split into batches of
+//!    (about 20 attributes each, grouped by trace; generated 65,536 at a time so the
+//!    generator's own memory does not dominate peak RSS). They are split into batches of
 //!    `--batch` spans and each batch is encoded **once, up front** into a protobuf
 //!    `ExportTraceServiceRequest` (`tailscope_ingest::otlp::traces_from_model`), so the
 //!    load generator's own encoding is not counted against the server. The client
@@ -25,7 +26,9 @@
 //! 5. **Ceiling.** Those normalised batches (the very rows the collector stored) are
 //!    written to a second fresh store by `Store::append_direct`: DuckDB's appender on the
 //!    calling thread, one transaction per batch, no network, no queue. The gRPC rate is
-//!    reported as a share of this rate.
+//!    reported as a share of this rate. The writer groups queued requests into one
+//!    transaction (see the `writer:` line), so where commits dominate it can exceed
+//!    this "ceiling".
 //!
 //! Peak RSS is read from `VmHWM` in `/proc/self/status`; it is reset (via
 //! `/proc/self/clear_refs`) after the load is generated, so "during ingest" is the peak
@@ -226,32 +229,53 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// Spans generated per `load_spans` call (rounded up to whole batches), so that the
+/// generator's model spans never all sit in memory at once and peak RSS shows the
+/// collector rather than the load.
+const GENERATE_CHUNK: usize = 65_536;
+
 /// Generates `n` spans and encodes them as requests of at most `batch` spans each.
+/// Chunk `k` uses seed `seed + k·φ` and starts after the previous chunk's last trace;
+/// with `n` up to one chunk this is exactly `load_spans(seed, n, now)`.
 fn make_load(seed: u64, n: usize, batch: usize) -> Result<Vec<Request>> {
-    let all = tailscope_samples::load_spans(seed, n, now_ns());
-    ensure!(
-        all.spans.len() == n,
-        "load_spans made {} spans, asked for {n}",
-        all.spans.len()
-    );
-    let resources = all.resources;
-    let mut spans = all.spans.into_iter();
+    let chunk_spans = batch * GENERATE_CHUNK.div_ceil(batch);
     let mut out = Vec::with_capacity(n.div_ceil(batch));
-    loop {
-        let chunk: Vec<_> = spans.by_ref().take(batch).collect();
-        if chunk.is_empty() {
-            break;
+    let mut start_ns = now_ns();
+    let mut made = 0;
+    let mut k: u64 = 0;
+    while made < n {
+        let want = chunk_spans.min(n - made);
+        let all = tailscope_samples::load_spans(
+            seed.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            want,
+            start_ns,
+        );
+        ensure!(
+            all.spans.len() == want,
+            "load_spans made {} spans, asked for {want}",
+            all.spans.len()
+        );
+        start_ns = all.spans.iter().map(|s| s.end_ns).max().unwrap_or(start_ns) + 1_000_000;
+        made += want;
+        k += 1;
+        let resources = all.resources;
+        let mut spans = all.spans.into_iter();
+        loop {
+            let chunk: Vec<_> = spans.by_ref().take(batch).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let b = Batch {
+                // Every resource, so that each request carries its spans' resource attributes.
+                resources: resources.clone(),
+                spans: chunk,
+                ..Batch::default()
+            };
+            out.push(Request {
+                bytes: traces_from_model(&b).encode_to_vec().into(),
+                spans: b.spans.len() as u64,
+            });
         }
-        let b = Batch {
-            // Every resource, so that each request carries its spans' resource attributes.
-            resources: resources.clone(),
-            spans: chunk,
-            ..Batch::default()
-        };
-        out.push(Request {
-            bytes: traces_from_model(&b).encode_to_vec().into(),
-            spans: b.spans.len() as u64,
-        });
     }
     Ok(out)
 }
@@ -268,9 +292,20 @@ struct ClientTotals {
     failed_exports: AtomicU64,
 }
 
+/// One export as the client saw it.
+#[derive(Clone, Copy)]
+struct Export {
+    /// From the first send to the answer, retries included.
+    latency: Duration,
+    /// When the answer came, from the start of the run.
+    done_at: Duration,
+    /// Spans the answer acknowledged.
+    acked: u64,
+}
+
 struct GrpcRun {
     elapsed: Duration,
-    latencies: Vec<Duration>,
+    exports: Vec<Export>,
     acked_spans: u64,
     rejected_spans: u64,
     retries: u64,
@@ -282,22 +317,24 @@ struct GrpcRun {
     shutdown: Duration,
 }
 
-/// Sends requests from the shared queue until it is empty; returns the latencies and
+/// Sends requests from the shared queue until it is empty; returns its exports and
 /// the first non-retryable error.
 async fn client_task(
     mut grpc: tonic::client::Grpc<Channel>,
     requests: Arc<Vec<Request>>,
     next: Arc<AtomicUsize>,
     totals: Arc<ClientTotals>,
-) -> (Vec<Duration>, Option<String>) {
+    run_start: Instant,
+) -> (Vec<Export>, Option<String>) {
     let path = PathAndQuery::from_static(EXPORT_PATH);
-    let mut latencies = Vec::new();
+    let mut exports = Vec::new();
     let mut first_error = None;
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(req) = requests.get(i) else { break };
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
+        let mut acked = 0;
         loop {
             let answer = match grpc.ready().await {
                 Ok(()) => {
@@ -317,9 +354,8 @@ async fn client_task(
                         .partial_success
                         .map_or(0, |p| p.rejected_spans.max(0) as u64);
                     totals.rejected_spans.fetch_add(rejected, Ordering::Relaxed);
-                    totals
-                        .acked_spans
-                        .fetch_add(req.spans - rejected.min(req.spans), Ordering::Relaxed);
+                    acked = req.spans - rejected.min(req.spans);
+                    totals.acked_spans.fetch_add(acked, Ordering::Relaxed);
                     break;
                 }
                 Err(s) if s.code() == Code::Unavailable => {
@@ -334,9 +370,13 @@ async fn client_task(
                 }
             }
         }
-        latencies.push(started.elapsed());
+        exports.push(Export {
+            latency: started.elapsed(),
+            done_at: run_start.elapsed(),
+            acked,
+        });
     }
-    (latencies, first_error)
+    (exports, first_error)
 }
 
 async fn grpc_phase(
@@ -381,14 +421,15 @@ async fn grpc_phase(
                 Arc::clone(&requests),
                 Arc::clone(&next),
                 Arc::clone(&totals),
+                started,
             ))
         })
         .collect();
-    let mut latencies = Vec::with_capacity(requests.len());
+    let mut exports = Vec::with_capacity(requests.len());
     let mut first_error = None;
     for t in tasks {
-        let (l, e) = t.await.context("a client task panicked")?;
-        latencies.extend(l);
+        let (x, e) = t.await.context("a client task panicked")?;
+        exports.extend(x);
         if first_error.is_none() {
             first_error = e;
         }
@@ -413,7 +454,7 @@ async fn grpc_phase(
 
     Ok(GrpcRun {
         elapsed,
-        latencies,
+        exports,
         acked_spans: totals.acked_spans.load(Ordering::Relaxed),
         rejected_spans: totals.rejected_spans.load(Ordering::Relaxed),
         retries: totals.retries.load(Ordering::Relaxed),
@@ -437,6 +478,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let rank = (p * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Spans acknowledged per second in each of `n` equal windows of the run: shows whether
+/// the rate holds up as the store grows.
+fn rate_by_window(exports: &[Export], elapsed: Duration, n: u32) -> Vec<f64> {
+    let window = elapsed / n.max(1);
+    let mut acked = vec![0u64; n as usize];
+    for x in exports {
+        let i = (x.done_at.as_secs_f64() / window.as_secs_f64().max(1e-9)) as usize;
+        if let Some(a) = acked.get_mut(i.min(n as usize - 1)) {
+            *a += x.acked;
+        }
+    }
+    acked.into_iter().map(|a| rate(a, window)).collect()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -500,21 +555,18 @@ fn run() -> Result<ExitCode> {
     let Some(args) = parse_args()? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let (db, bare_db, temporary) = match &args.db {
-        Some(p) => {
-            let mut bare = p.as_os_str().to_owned();
-            bare.push(".bare.duckdb");
-            (p.clone(), PathBuf::from(bare), false)
-        }
-        None => {
-            let dir = std::env::temp_dir();
-            let pid = std::process::id();
-            (
-                dir.join(format!("tailscope-ingest-bench-{pid}.duckdb")),
-                dir.join(format!("tailscope-ingest-bench-{pid}.bare.duckdb")),
-                true,
-            )
-        }
+    let (db, bare_db, temporary) = if let Some(p) = &args.db {
+        let mut bare = p.as_os_str().to_owned();
+        bare.push(".bare.duckdb");
+        (p.clone(), PathBuf::from(bare), false)
+    } else {
+        let dir = std::env::temp_dir();
+        let pid = std::process::id();
+        (
+            dir.join(format!("tailscope-ingest-bench-{pid}.duckdb")),
+            dir.join(format!("tailscope-ingest-bench-{pid}.bare.duckdb")),
+            true,
+        )
     };
     for p in [&db, &bare_db] {
         ensure!(
@@ -578,7 +630,7 @@ fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
     let stored = counts.spans;
     let lost = sent.saturating_sub(stored);
 
-    let mut latencies = g.latencies;
+    let mut latencies: Vec<Duration> = g.exports.iter().map(|x| x.latency).collect();
     latencies.sort_unstable();
     let grpc_rate = rate(stored.min(g.acked_spans), g.elapsed);
     println!(
@@ -591,6 +643,14 @@ fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default()),
         latencies.len()
+    );
+    println!(
+        "rate by fifth of the run: {} spans/s",
+        rate_by_window(&g.exports, g.elapsed, 5)
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("retries (UNAVAILABLE): {}", g.retries);
     if g.failed_exports > 0 || g.rejected_spans > 0 {
@@ -641,7 +701,11 @@ fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
         decode_time.as_secs_f64()
     );
 
-    // 5. The ceiling: the same rows through the bare appender on this thread.
+    // 5. The ceiling: the same rows through the bare appender on this thread, grouped
+    //    into transactions of the same size the writer commits (so neither side gains
+    //    from a different commit size).
+    let per_tx = (stored / g.transactions.max(1)).max(1) as usize;
+    let batches = regroup(batches, per_tx);
     let bare = open_store(bare_db, &args.sql)?;
     let t = Instant::now();
     bare.append_direct(&batches)?;
@@ -685,6 +749,22 @@ fn bench(args: &Args, db: &Path, bare_db: &Path) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Merges batches into batches of about `per` spans (one transaction each).
+fn regroup(batches: Vec<Batch>, per: usize) -> Vec<Batch> {
+    let mut out: Vec<Batch> = Vec::new();
+    let mut cur = Batch::default();
+    for mut b in batches {
+        cur.append(&mut b);
+        if cur.spans.len() >= per {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 #[cfg(test)]
