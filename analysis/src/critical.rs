@@ -106,6 +106,13 @@ mod tests {
     use super::*;
     use crate::testutil::{span, trace};
 
+    /// (first id byte, start, end) of each section.
+    fn ids(t: &Tree, p: &[PathSection]) -> Vec<(u8, i64, i64)> {
+        p.iter()
+            .map(|s| (t.nodes[s.node].span.span_id.0[0], s.start, s.end))
+            .collect()
+    }
+
     #[test]
     fn jaeger_definition_on_a_fan_out() {
         // root 0..100; a 10..40; b 20..70 (last finishing); c 75..90
@@ -116,10 +123,7 @@ mod tests {
             span(4, Some(1), 75, 90),
         ]);
         let p = critical_path(&t);
-        let ids: Vec<(u8, i64, i64)> = p
-            .iter()
-            .map(|s| (t.nodes[s.node].span.span_id.0[0], s.start, s.end))
-            .collect();
+        let ids = ids(&t, &p);
         // a (10..40) overlaps b and ends before b's start? no: a ends at 40 > b's start 20,
         // so after b the walk continues at 20 and a (ending 40) is not before 20: skipped.
         assert_eq!(
@@ -145,10 +149,7 @@ mod tests {
             span(3, Some(1), 30, 60),
         ]);
         let p = critical_path(&t);
-        let ids: Vec<(u8, i64, i64)> = p
-            .iter()
-            .map(|s| (t.nodes[s.node].span.span_id.0[0], s.start, s.end))
-            .collect();
+        let ids = ids(&t, &p);
         assert_eq!(ids, vec![(1, 0, 10), (2, 10, 30), (3, 30, 50)]);
     }
 
@@ -185,10 +186,7 @@ mod tests {
         }];
         let t = trace(spans);
         let p = critical_path(&t);
-        let ids: Vec<(u8, i64, i64)> = p
-            .iter()
-            .map(|s| (t.nodes[s.node].span.span_id.0[0], s.start, s.end))
-            .collect();
+        let ids = ids(&t, &p);
         assert_eq!(
             ids,
             vec![

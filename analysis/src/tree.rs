@@ -222,3 +222,58 @@ fn unreachable_empty() -> Span {
         promoted: tailscope_model::Promoted::default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::span;
+
+    #[test]
+    fn orphans_hang_under_a_synthetic_root() {
+        // 3's parent (9) never arrived; order of arrival does not matter
+        let t = Tree::build(vec![
+            span(3, Some(9), 50, 60),
+            span(2, Some(1), 10, 20),
+            span(1, None, 0, 100),
+        ]);
+        assert!(t.synthetic_root);
+        assert_eq!(t.orphans, 1);
+        assert_eq!(t.root_span().span_id, SYNTHETIC_ROOT);
+        assert_eq!((t.root_span().start_ns, t.root_span().end_ns), (0, 100));
+        let orphan = t.find(SpanId([3; 8])).unwrap();
+        assert!(t.nodes[orphan].orphan);
+        assert_eq!(t.nodes[orphan].parent, Some(t.root));
+        let child = t.find(SpanId([2; 8])).unwrap();
+        assert_eq!(t.nodes[child].parent, t.find(SpanId([1; 8])));
+    }
+
+    #[test]
+    fn server_span_from_a_skewed_clock_is_shifted_inside_its_client() {
+        let mut client = span(2, Some(1), 100, 200);
+        client.kind = SpanKind::Client;
+        // the server's clock runs 80 ns ahead: it appears to end after its client
+        let mut server = span(3, Some(2), 150, 240);
+        server.kind = SpanKind::Server;
+        server.resource_id = 2;
+        let mut grandchild = span(4, Some(3), 160, 230);
+        grandchild.resource_id = 2;
+        let t = Tree::build(vec![span(1, None, 0, 300), client, server, grandchild]);
+        let s = t.find(SpanId([3; 8])).unwrap();
+        assert_eq!(
+            (t.nodes[s].span.start_ns, t.nodes[s].span.end_ns),
+            (110, 200),
+            "smallest shift: -40"
+        );
+        assert_eq!(t.nodes[s].skew_ns, -40);
+        let g = t.find(SpanId([4; 8])).unwrap();
+        assert_eq!(
+            (t.nodes[g].span.start_ns, t.nodes[g].span.end_ns),
+            (120, 190),
+            "subtree moves with it"
+        );
+        assert_eq!(t.skew, vec![(SpanId([3; 8]), -40)]);
+        // same service: one clock, no correction
+        let t = Tree::build(vec![span(1, None, 0, 100), span(2, Some(1), 90, 120)]);
+        assert!(t.skew.is_empty());
+    }
+}

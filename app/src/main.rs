@@ -11,7 +11,6 @@ mod generate;
 mod import;
 mod query;
 mod serve;
-mod sink;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

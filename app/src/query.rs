@@ -53,6 +53,16 @@ pub fn run(db: &Path, args: &QueryArgs) -> Result<()> {
     Ok(())
 }
 
+fn formatters<'a>(
+    b: &'a RecordBatch,
+    opts: &'a FormatOptions<'a>,
+) -> Result<Vec<ArrayFormatter<'a>>> {
+    Ok(b.columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), opts))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -74,11 +84,7 @@ fn write_csv(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
     writeln!(out, "{}", header.join(","))?;
     let opts = FormatOptions::default().with_null("");
     for b in batches {
-        let fmts = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<Result<Vec<_>, _>>()?;
+        let fmts = formatters(b, &opts)?;
         for row in 0..b.num_rows() {
             let cells: Vec<String> = fmts
                 .iter()
@@ -126,11 +132,7 @@ fn write_json(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
     let mut rows = Vec::new();
     for b in batches {
         let schema = b.schema();
-        let fmts = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<Result<Vec<_>, _>>()?;
+        let fmts = formatters(b, &opts)?;
         for row in 0..b.num_rows() {
             let mut obj = serde_json::Map::new();
             for (i, field) in schema.fields().iter().enumerate() {

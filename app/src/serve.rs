@@ -1,12 +1,12 @@
 //! `tailscope serve`: the headless collector.
 
-use crate::sink::WriterSink;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tailscope::sink::WriterSink;
 use tailscope_ingest::{Collector, CollectorConfig, IngestStats, Pipeline};
 use tailscope_store::{Store, WriterConfig};
 

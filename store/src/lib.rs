@@ -235,6 +235,20 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Creates a store at an older schema version (tests of migrations).
+    #[doc(hidden)]
+    pub fn create_at_version(path: &Path, version: i32) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        schema::migrate_to(&conn, version)?;
+        Ok(Self {
+            conn,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
     /// The writer's expected (table, column, type) list, for tests.
     #[doc(hidden)]
     pub fn expected_columns() -> Vec<(String, String, String)> {

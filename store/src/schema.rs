@@ -230,6 +230,11 @@ WHERE s.attributes IS NOT NULL;
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.
 /// Refuses a file written by a newer tailscope rather than guessing.
 pub(crate) fn migrate(conn: &Connection) -> Result<i32, StoreError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies migrations up to `target` (older targets only for tests).
+pub(crate) fn migrate_to(conn: &Connection, target: i32) -> Result<i32, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_version (
             version INTEGER NOT NULL,
@@ -249,7 +254,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<i32, StoreError> {
         });
     }
     for (version, description, sql) in MIGRATIONS {
-        if *version <= current {
+        if *version <= current || *version > target {
             continue;
         }
         conn.execute_batch("BEGIN TRANSACTION")?;
@@ -271,5 +276,5 @@ pub(crate) fn migrate(conn: &Connection) -> Result<i32, StoreError> {
             }
         }
     }
-    Ok(SCHEMA_VERSION)
+    Ok(target.min(SCHEMA_VERSION))
 }

@@ -346,3 +346,57 @@ fn append_probe() {
         }
     }
 }
+
+/// A file written at schema v1 (attributes in the long table) opens, migrates, and
+/// keeps its rows queryable beside rows written now.
+#[test]
+fn older_schema_files_are_migrated_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.duckdb");
+    {
+        let old = Store::create_at_version(&path, 1).unwrap();
+        assert_eq!(old.schema_version().unwrap(), 1);
+        old.execute_batch(
+            "INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, duration_ns, status_code,
+                                resource_id, service_name, op_class, event_count, link_count, ingested_ns)
+             VALUES ('0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a', '0b0b0b0b0b0b0b0b', 'old span', 'client', 1, 2, 1, 'ok',
+                     1, 'old-svc', 'llm', 0, 0, 0);
+             INSERT INTO span_attributes VALUES
+               ('0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a', '0b0b0b0b0b0b0b0b', 'gen_ai.request.model', 'string', 'm-old', NULL, NULL, NULL);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        tailscope_store::SCHEMA_VERSION
+    );
+    store
+        .writer(WriterConfig::default())
+        .unwrap()
+        .write(batch(4, 1))
+        .unwrap();
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.spans, 2);
+    assert_eq!(
+        counts.span_attributes,
+        1 + 5,
+        "old long-form rows and new JSON attributes"
+    );
+    assert_eq!(
+        scalar_i64(
+            &store,
+            "SELECT count(*) FROM span_attributes WHERE value = 'm-old'"
+        ),
+        1
+    );
+    assert_eq!(
+        scalar_i64(
+            &store,
+            "SELECT int_value FROM span_attributes WHERE key = 'gen_ai.usage.input_tokens'"
+        ),
+        1200
+    );
+    let spans = store.load_spans(None).unwrap();
+    assert_eq!(spans.len(), 2);
+}

@@ -60,13 +60,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tailscope::sink::WriterSink;
 use tailscope_ingest::otlp::{traces_from_model, traces_to_model};
-use tailscope_ingest::{
-    Ack, Busy, Collector, CollectorConfig, IngestStats, Pipeline, Sink, StatsSnapshot,
-};
+use tailscope_ingest::{Collector, CollectorConfig, IngestStats, Pipeline, StatsSnapshot};
 use tailscope_model::Batch;
-use tailscope_store::{Store, Writer, WriterConfig};
-use tokio::sync::oneshot;
+use tailscope_store::{Store, WriterConfig};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
@@ -148,26 +146,6 @@ fn parse_args() -> Result<Option<Args>> {
 // ---------------------------------------------------------------------------------
 // The sink over the store writer (the same adapter as the app's `WriterSink`)
 // ---------------------------------------------------------------------------------
-
-struct WriterSink(Arc<Writer>);
-
-impl Sink for WriterSink {
-    fn submit(&self, batch: Batch) -> Result<Ack, Busy> {
-        let (tx, rx) = oneshot::channel();
-        self.0
-            .try_submit(
-                batch,
-                Box::new(move |r| {
-                    // The request may have been cancelled by its client; nothing to tell then.
-                    let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
-                }),
-            )
-            .map_err(|s| Busy {
-                retry_after: s.retry_after,
-            })?;
-        Ok(rx)
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // A pass-through codec: sends pre-encoded `ExportTraceServiceRequest` bytes
