@@ -22,7 +22,7 @@ mod testutil;
 
 pub use findings::Finding;
 pub use persist::{analyze_and_store, RunStats};
-pub use report::{Report, SpanStat, TraceResult};
+pub use report::{OperationGap, Report, SpanStat, TraceResult};
 pub use tree::Tree;
 
 use std::collections::{BTreeMap, HashMap};
@@ -187,6 +187,7 @@ pub(crate) fn finish(
         tail,
         findings: all_findings,
         evictions,
+        by_operation: Vec::new(),
     })
 }
 

@@ -167,7 +167,7 @@ pub fn analyze_and_store(
     results.extend(fresh);
     findings.extend(fresh_findings);
     results.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
-    let report = finish(results, findings, opts)?;
+    let mut report = finish(results, findings, opts)?;
     new_rows.traces = report
         .traces
         .iter()
@@ -192,5 +192,6 @@ pub fn analyze_and_store(
         })
         .collect();
     store.replace_analysis(&new_rows)?;
+    report.attribute_operations(&store.critical_time_by_operation()?);
     Ok((report, RunStats { recomputed, reused }))
 }

@@ -127,6 +127,57 @@ pub struct Report {
     pub tail: Tail,
     pub findings: Vec<Finding>,
     pub evictions: usize,
+    /// Tail attribution per (service, operation): mean critical-path time in the tail
+    /// cohort and in the median band, largest gap first.
+    pub by_operation: Vec<OperationGap>,
+}
+
+/// One (service, operation)'s share of the tail gap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationGap {
+    pub service: String,
+    pub operation: String,
+    pub tail_mean_ns: i64,
+    pub median_mean_ns: i64,
+}
+
+impl Report {
+    /// Fills [`Report::by_operation`] from per-span critical time rows
+    /// `(trace id, service, operation, critical ns)`.
+    pub fn attribute_operations(&mut self, rows: &[(String, String, String, i64)]) {
+        let durations: Vec<i64> = self.traces.iter().map(|t| t.duration_ns).collect();
+        let (tail, mid, _, _) = crate::tail::cohorts(&durations, self.tail.percentile);
+        let tail: std::collections::HashSet<&str> = tail
+            .iter()
+            .map(|&i| self.traces[i].trace_id.as_str())
+            .collect();
+        let mid_set: std::collections::HashSet<&str> = mid
+            .iter()
+            .map(|&i| self.traces[i].trace_id.as_str())
+            .collect();
+        let mut sums: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+        for (trace, service, op, ns) in rows {
+            let e = sums.entry((service.as_str(), op.as_str())).or_default();
+            if tail.contains(trace.as_str()) {
+                e.0 += ns;
+            }
+            if mid_set.contains(trace.as_str()) {
+                e.1 += ns;
+            }
+        }
+        let (nt, nm) = (tail.len().max(1) as i64, mid_set.len().max(1) as i64);
+        let mut v: Vec<OperationGap> = sums
+            .into_iter()
+            .map(|((s, o), (t, m))| OperationGap {
+                service: s.to_owned(),
+                operation: o.to_owned(),
+                tail_mean_ns: t / nt,
+                median_mean_ns: m / nm,
+            })
+            .collect();
+        v.sort_by_key(|g| std::cmp::Reverse(g.tail_mean_ns - g.median_mean_ns));
+        self.by_operation = v;
+    }
 }
 
 fn causes_json(m: &BTreeMap<Cause, i64>) -> Value {
@@ -247,6 +298,19 @@ impl Report {
             v.sort_by_key(|p| std::cmp::Reverse(p.1));
             let s: Vec<String> = v.iter().map(|(c, n)| format!("{c} {n}")).collect();
             let _ = writeln!(o, "\nPrimary causes of tail traces: {}", s.join(", "));
+        }
+        if !self.by_operation.is_empty() {
+            let _ = writeln!(o, "\nOperations adding most critical-path time in the tail (tail mean vs median band):");
+            for g in self.by_operation.iter().take(8) {
+                let _ = writeln!(
+                    o,
+                    "  {:<44} {:>9} vs {:>9}  (+{})",
+                    format!("{} · {}", g.service, g.operation),
+                    secs(g.tail_mean_ns),
+                    secs(g.median_mean_ns),
+                    secs(g.tail_mean_ns - g.median_mean_ns)
+                );
+            }
         }
         let routes = self.tail_by(|x| Some(x.group.as_str()));
         if !routes.is_empty() {

@@ -147,6 +147,18 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// (trace id, service, span name, critical ns) of every span on a critical path.
+    pub fn critical_time_by_operation(
+        &self,
+    ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.trace_id, s.service_name, s.name, a.critical_ns
+             FROM span_analysis a JOIN spans s USING (trace_id, span_id) WHERE a.critical_ns > 0",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every stored critical-path section, ordered by trace and start.
     pub fn section_rows(&self) -> Result<Vec<SectionRow>, StoreError> {
         let mut stmt = self.conn.prepare("SELECT trace_id, span_id, start_ns, end_ns, cause FROM critical_path_sections ORDER BY trace_id, start_ns")?;

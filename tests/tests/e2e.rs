@@ -614,6 +614,11 @@ mod ground_truth {
         writer.close().unwrap();
         let (r3, _) = analyze_and_store(&full, Options::default()).unwrap();
         assert_eq!(r2.to_json(), r3.to_json(), "incremental equals full");
+        assert!(!r3.by_operation.is_empty());
+        assert_eq!(
+            r2.by_operation, r3.by_operation,
+            "per-operation attribution too"
+        );
         let rows = inc
             .query_arrow("SELECT count(*) FROM trace_analysis")
             .unwrap();
