@@ -67,6 +67,7 @@ fn from_row(row: &TraceRow, sections: &[SectionRow]) -> TraceResult {
         primary_cause: None,
         spans: Vec::new(),
         orphans: usize::try_from(row.orphans).unwrap_or(0),
+        caller: row.caller.clone(),
     }
 }
 
@@ -181,6 +182,7 @@ pub fn analyze_and_store(
             primary_cause: t.primary_cause.map(|c| c.as_str().to_owned()),
             orphans: i32::try_from(t.orphans).unwrap_or(i32::MAX),
             by_cause_ns: cause_array(&t.by_cause_ns),
+            caller: t.caller.clone(),
             analyzed_ns: if fresh_ids.contains(&t.trace_id) {
                 started
             } else {

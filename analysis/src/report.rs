@@ -37,6 +37,9 @@ pub struct TraceResult {
     pub primary_cause: Option<Cause>,
     pub spans: Vec<SpanStat>,
     pub orphans: usize,
+    /// (trace id, span id) of the span in another trace that started this one
+    /// asynchronously, from a link on the root (async sub-agents, background jobs).
+    pub caller: Option<(String, String)>,
 }
 
 fn self_time(tree: &Tree, i: usize) -> i64 {
@@ -116,6 +119,15 @@ impl TraceResult {
             primary_cause: None,
             spans,
             orphans: tree.orphans,
+            caller: tree
+                .nodes
+                .iter()
+                .filter(|n| {
+                    n.parent.is_none() || (tree.synthetic_root && n.parent == Some(tree.root))
+                })
+                .flat_map(|n| n.span.links.iter())
+                .find(|l| l.trace_id != root.trace_id)
+                .map(|l| (l.trace_id.to_hex(), l.span_id.to_hex())),
         }
     }
 }
@@ -311,6 +323,10 @@ impl Report {
                     secs(g.tail_mean_ns - g.median_mean_ns)
                 );
             }
+        }
+        let linked = self.traces.iter().filter(|t| t.caller.is_some()).count();
+        if linked > 0 {
+            let _ = writeln!(o, "\n{linked} traces were started asynchronously by a span of another trace (span links): they are analysed on their own and never block their caller's critical path.");
         }
         let routes = self.tail_by(|x| Some(x.group.as_str()));
         if !routes.is_empty() {

@@ -35,6 +35,8 @@ pub struct TraceRow {
     pub orphans: i32,
     pub by_cause_ns: [i64; 14],
     pub analyzed_ns: i64,
+    /// The span of another trace that started this one asynchronously (root link).
+    pub caller: Option<(String, String)>,
 }
 
 /// One row of `critical_path_sections`.
@@ -123,7 +125,8 @@ impl Store {
     pub fn trace_rows(&self) -> Result<Vec<TraceRow>, StoreError> {
         let cols = CAUSE_COLUMNS.map(|c| format!("{c}_ns")).join(", ");
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT trace_id, root, route, conversation_id, start_ns, duration_ns, primary_cause, orphans, {cols}, analyzed_ns
+            "SELECT trace_id, root, route, conversation_id, start_ns, duration_ns, primary_cause, orphans, {cols}, analyzed_ns,
+                    caller_trace_id, caller_span_id
              FROM trace_analysis ORDER BY trace_id"
         ))?;
         let rows = stmt.query_map([], |r| {
@@ -142,6 +145,13 @@ impl Store {
                 orphans: r.get(7)?,
                 by_cause_ns: by,
                 analyzed_ns: r.get(22)?,
+                caller: match (
+                    r.get::<_, Option<String>>(23)?,
+                    r.get::<_, Option<String>>(24)?,
+                ) {
+                    (Some(t), Some(s)) => Some((t, s)),
+                    _ => None,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -237,7 +247,9 @@ impl Store {
                     b[11],
                     b[12],
                     b[13],
-                    t.analyzed_ns
+                    t.analyzed_ns,
+                    t.caller.as_ref().map(|c| c.0.as_str()),
+                    t.caller.as_ref().map(|c| c.1.as_str())
                 ])?;
             }
             drop(app);

@@ -9,10 +9,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "initial schema", V1),
     (2, "analysis results", V2),
     (3, "span attributes as JSON on spans", V3),
+    (4, "async callers of traces", V4),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -225,6 +226,13 @@ SELECT s.trace_id, s.span_id, j.key,
        CASE WHEN json_type(j.value) = 'BOOLEAN' THEN CAST(CAST(j.value AS VARCHAR) AS BOOLEAN) END AS bool_value
 FROM spans s, json_each(s.attributes) j
 WHERE s.attributes IS NOT NULL;
+";
+
+/// The span (in another trace) that started a trace asynchronously, from a link on
+/// the trace's root: async sub-agents and background jobs tied to their caller.
+const V4: &str = r"
+ALTER TABLE trace_analysis ADD COLUMN caller_trace_id VARCHAR;
+ALTER TABLE trace_analysis ADD COLUMN caller_span_id VARCHAR;
 ";
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.

@@ -528,6 +528,25 @@ mod ground_truth {
                 t.trace_id
             );
         }
+        // async jobs started by a span of another trace are tied to that caller
+        let linked: Vec<_> = report
+            .traces
+            .iter()
+            .filter_map(|t| t.caller.as_ref())
+            .collect();
+        assert!(!linked.is_empty(), "the workload has linked async traces");
+        for (caller_trace, caller_span) in linked {
+            let caller = by_trace
+                .get(caller_trace.as_str())
+                .expect("caller trace analysed");
+            assert!(
+                caller
+                    .spans
+                    .iter()
+                    .any(|s| s.span_id.to_hex() == *caller_span),
+                "caller span exists"
+            );
+        }
         let mut hits: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for truth in &w.truth {
             let id = truth.trace_id.to_hex();
