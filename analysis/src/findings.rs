@@ -381,3 +381,47 @@ fn children_findings(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{span, trace};
+
+    fn none_at(_: &str, _: i64) -> Option<f64> {
+        None
+    }
+    fn none_inc(_: &str, _: i64, _: i64) -> Option<f64> {
+        None
+    }
+
+    #[test]
+    fn context_growth_and_cold_start_are_named() {
+        let mut llm = span(2, Some(1), 0, 50);
+        llm.kind = tailscope_model::SpanKind::Client;
+        llm.promoted.op_class = OpClass::Llm;
+        llm.promoted.model = Some("meta-llama/Llama-3.1-8B-Instruct".into());
+        llm.promoted.input_tokens = Some(110_000);
+        let mut init = span(3, Some(1), 50, 900_000_050);
+        init.promoted.op_class = OpClass::Mcp;
+        init.promoted.mcp_method = Some("initialize".into());
+        let t = trace(vec![span(1, None, 0, 1_000_000_000), llm, init]);
+        let path = crate::critical::critical_path(&t);
+        let ev = HashMap::new();
+        let sections = crate::causes::assign(&t, &path, &ev);
+        let ctx = Context { evictions: &ev, metric_at: &none_at, metric_increase: &none_inc };
+        let f = find(&t, &sections, &ctx);
+        let kinds: Vec<&str> = f.iter().map(|f| f.kind.as_str()).collect();
+        assert!(kinds.contains(&"context_growth"), "{kinds:?}");
+        let cold = f.iter().find(|f| f.kind == "tool_cold_start").expect("cold start");
+        assert_eq!(cold.estimated_cost_ns, 900_000_000);
+        // a prompt far from the window is not a finding
+        let mut small = span(2, Some(1), 0, 50);
+        small.promoted.op_class = OpClass::Llm;
+        small.promoted.model = Some("gpt-4o".into());
+        small.promoted.input_tokens = Some(2_000);
+        let t = trace(vec![span(1, None, 0, 100), small]);
+        let path = crate::critical::critical_path(&t);
+        let sections = crate::causes::assign(&t, &path, &ev);
+        assert!(find(&t, &sections, &ctx).is_empty());
+    }
+}

@@ -14,6 +14,7 @@ pub mod evict;
 pub mod findings;
 mod persist;
 mod report;
+pub mod tables;
 pub mod tail;
 pub mod tree;
 
@@ -34,6 +35,8 @@ use tailscope_store::{Store, StoreError};
 pub enum AnalysisError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("polars: {0}")]
+    Polars(String),
     #[error("the percentile must be between 1 and 100, got {0}")]
     Percentile(f64),
 }
@@ -188,6 +191,7 @@ pub(crate) fn finish(
         findings: all_findings,
         evictions,
         by_operation: Vec::new(),
+        tables: None,
     })
 }
 

@@ -195,5 +195,12 @@ pub fn analyze_and_store(
         .collect();
     store.replace_analysis(&new_rows)?;
     report.attribute_operations(&store.critical_time_by_operation()?);
+    // The cohort and group tables come from Polars over the stored rows.
+    let tables = crate::tables::tail_tables(store, opts.percentile)?;
+    report
+        .tail
+        .gap_by_cause_ns
+        .clone_from(&tables.gap_by_cause_ns);
+    report.tables = Some(tables);
     Ok((report, RunStats { recomputed, reused }))
 }

@@ -15,6 +15,7 @@ mod writer;
 
 pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
+pub use duckdb::polars;
 pub use read::SeriesPoint;
 pub use readonly::check_read_only;
 pub use results::{AnalysisRows, FindingRow, SectionRow, SpanRow, TraceRow, CAUSE_COLUMNS};
@@ -45,6 +46,8 @@ pub enum StoreError {
     Migration { version: i32, source: duckdb::Error },
     #[error("{0}")]
     Duckdb(#[from] duckdb::Error),
+    #[error("polars: {0}")]
+    Polars(String),
     #[error("arrow: {0}")]
     Arrow(#[from] duckdb::arrow::error::ArrowError),
     #[error("query refused: tailscope query is read-only and `{0}` statements write; use SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or SUMMARIZE")]
@@ -177,6 +180,20 @@ impl Store {
     pub fn query_arrow(&self, sql: &str) -> Result<Vec<RecordBatch>, StoreError> {
         let mut stmt = self.conn.prepare(sql)?;
         Ok(stmt.query_arrow([])?.collect())
+    }
+
+    /// Runs trusted SQL and returns the result as one Polars frame.
+    pub fn query_polars(&self, sql: &str) -> Result<polars::prelude::DataFrame, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut frames = stmt.query_polars([])?;
+        let Some(mut out) = frames.next() else {
+            return Ok(polars::prelude::DataFrame::empty());
+        };
+        for f in frames {
+            out.vstack_mut(&f)
+                .map_err(|e| StoreError::Polars(e.to_string()))?;
+        }
+        Ok(out)
     }
 
     /// Runs user SQL after refusing anything that writes (see [`check_read_only`]).

@@ -634,6 +634,28 @@ mod ground_truth {
         let (r3, _) = analyze_and_store(&full, Options::default()).unwrap();
         assert_eq!(r2.to_json(), r3.to_json(), "incremental equals full");
         assert!(!r3.by_operation.is_empty());
+        // Polars (over the stored rows) and the in-memory Rust cohorts agree
+        let rust = analyze_spans(
+            full.load_spans(None).unwrap(),
+            &Metrics::load(&full, i64::MIN / 2, i64::MAX / 2).unwrap(),
+            Options::default(),
+        )
+        .unwrap();
+        let polars = r3.tables.as_ref().expect("tables from polars");
+        assert_eq!(polars.tail_traces, rust.tail.tail_traces);
+        assert_eq!(polars.median_traces, rust.tail.median_traces);
+        assert_eq!(
+            polars.gap_by_cause_ns.keys().collect::<Vec<_>>(),
+            rust.tail.gap_by_cause_ns.keys().collect::<Vec<_>>()
+        );
+        for (c, v) in &rust.tail.gap_by_cause_ns {
+            assert!(
+                (polars.gap_by_cause_ns[c] - v).abs() <= 1,
+                "{c}: polars {} vs rust {v}",
+                polars.gap_by_cause_ns[c]
+            );
+        }
+        assert!(polars.by_route.height() > 0);
         assert_eq!(
             r2.by_operation, r3.by_operation,
             "per-operation attribution too"
