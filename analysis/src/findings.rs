@@ -408,11 +408,18 @@ mod tests {
         let path = crate::critical::critical_path(&t);
         let ev = HashMap::new();
         let sections = crate::causes::assign(&t, &path, &ev);
-        let ctx = Context { evictions: &ev, metric_at: &none_at, metric_increase: &none_inc };
+        let ctx = Context {
+            evictions: &ev,
+            metric_at: &none_at,
+            metric_increase: &none_inc,
+        };
         let f = find(&t, &sections, &ctx);
         let kinds: Vec<&str> = f.iter().map(|f| f.kind.as_str()).collect();
         assert!(kinds.contains(&"context_growth"), "{kinds:?}");
-        let cold = f.iter().find(|f| f.kind == "tool_cold_start").expect("cold start");
+        let cold = f
+            .iter()
+            .find(|f| f.kind == "tool_cold_start")
+            .expect("cold start");
         assert_eq!(cold.estimated_cost_ns, 900_000_000);
         // a prompt far from the window is not a finding
         let mut small = span(2, Some(1), 0, 50);

@@ -218,7 +218,7 @@ impl Report {
                 "trace_id": t.trace_id,
                 "root": t.root,
                 "duration_ns": t.duration_ns,
-                "critical_path": t.sections.iter().map(|(id, s, e, c)| json!({"span_id": id.to_hex(), "start_ns": s, "end_ns": e, "cause": c.as_str()})).collect::<Vec<_>>(),
+                "critical_path": t.sections.iter().map(|(id, s, e, _)| json!({"span_id": id.to_hex(), "start_ns": s, "end_ns": e})).collect::<Vec<_>>(),
                 "by_cause_ns": causes_json(&t.by_cause_ns),
                 "primary_cause": t.primary_cause.map(Cause::as_str),
             })).collect::<Vec<_>>(),

@@ -154,6 +154,83 @@ fn demo_headless_runs_and_stores_the_workload() {
     }
 }
 
+/// `analyze --format json` follows design.md's contract, and re-running is idempotent.
+#[test]
+fn analyze_json_follows_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.duckdb");
+    assert!(
+        tailscope(&db, &["demo", "--headless", "--conversations", "15"])
+            .status
+            .success()
+    );
+    let o = tailscope(&db, &["analyze", "--format", "json", "--percentile", "95"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["findings", "tail", "traces"]);
+    let traces = v["traces"].as_array().unwrap();
+    assert!(!traces.is_empty());
+    for t in traces {
+        assert_eq!(t["trace_id"].as_str().unwrap().len(), 32);
+        let path = t["critical_path"].as_array().unwrap();
+        let mut covered = 0;
+        let mut prev_end = None;
+        for s in path {
+            assert_eq!(s["span_id"].as_str().unwrap().len(), 16);
+            assert_eq!(s.as_object().unwrap().len(), 3, "span_id, start_ns, end_ns");
+            let (a, b) = (
+                s["start_ns"].as_i64().unwrap(),
+                s["end_ns"].as_i64().unwrap(),
+            );
+            assert!(b > a);
+            if let Some(p) = prev_end {
+                assert!(a >= p, "sections do not overlap");
+            }
+            prev_end = Some(b);
+            covered += b - a;
+        }
+        let by_cause: i64 = t["by_cause_ns"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|x| x.as_i64().unwrap())
+            .sum();
+        assert_eq!(by_cause, covered, "by_cause_ns sums to the critical path");
+        assert_eq!(
+            covered,
+            t["duration_ns"].as_i64().unwrap(),
+            "the path covers the root"
+        );
+        assert!(t["primary_cause"].is_null() || t["primary_cause"].is_string());
+    }
+    assert_eq!(v["tail"]["percentile"], 95.0);
+    for k in ["p50_ns", "p_ns", "tail_traces"] {
+        assert!(v["tail"][k].as_i64().is_some(), "{k}");
+    }
+    for f in v["findings"].as_array().unwrap() {
+        for k in ["kind", "trace_id", "span_id", "summary"] {
+            assert!(f[k].is_string(), "{k}");
+        }
+        assert!(f["estimated_cost_ns"].as_i64().is_some());
+        assert!(f["evidence"].is_object());
+    }
+    let again = tailscope(&db, &["analyze", "--format", "json", "--percentile", "95"]);
+    assert_eq!(again.stdout, o.stdout, "re-running is idempotent");
+    let text = tailscope(&db, &["analyze"]);
+    assert!(
+        stdout(&text).contains("Why the tail is slow"),
+        "{}",
+        stdout(&text)
+    );
+    assert_eq!(
+        tailscope(&db, &["analyze", "--percentile", "0"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
 #[test]
 fn generated_files_import_back_in_every_format() {
     for format in ["json", "jsonl", "protobuf"] {
