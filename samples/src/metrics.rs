@@ -65,6 +65,32 @@ impl Point<'_> {
     }
 }
 
+/// A metric of the given kind; gauges have no temporality, counters are cumulative sums.
+fn metric<'a>(
+    svc: Svc,
+    scope: &'a str,
+    name: &'a str,
+    description: &'a str,
+    unit: &'a str,
+    kind: MetricKind,
+) -> Point<'a> {
+    let sum = kind == MetricKind::Sum;
+    Point {
+        svc,
+        scope,
+        name,
+        description,
+        unit,
+        kind,
+        temporality: if sum {
+            Temporality::Cumulative
+        } else {
+            Temporality::Unspecified
+        },
+        monotonic: sum,
+    }
+}
+
 fn gauge<'a>(
     svc: Svc,
     scope: &'a str,
@@ -72,16 +98,7 @@ fn gauge<'a>(
     description: &'a str,
     unit: &'a str,
 ) -> Point<'a> {
-    Point {
-        svc,
-        scope,
-        name,
-        description,
-        unit,
-        kind: MetricKind::Gauge,
-        temporality: Temporality::Unspecified,
-        monotonic: false,
-    }
+    metric(svc, scope, name, description, unit, MetricKind::Gauge)
 }
 
 fn counter<'a>(
@@ -91,16 +108,7 @@ fn counter<'a>(
     description: &'a str,
     unit: &'a str,
 ) -> Point<'a> {
-    Point {
-        svc,
-        scope,
-        name,
-        description,
-        unit,
-        kind: MetricKind::Sum,
-        temporality: Temporality::Cumulative,
-        monotonic: true,
-    }
+    metric(svc, scope, name, description, unit, MetricKind::Sum)
 }
 
 /// A pool acquire seen in the traces.
