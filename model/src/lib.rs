@@ -7,10 +7,12 @@
 
 mod ids;
 mod metric;
+pub mod session;
 mod span;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use metric::{Exemplar, LogRecord, MetricKind, MetricPoint, Temporality};
+pub use session::{ReplayWorkload, Segment, Session, Turn};
 pub use span::{AttrValue, Attribute, Event, Link, OpClass, Promoted, Span, SpanKind, StatusCode};
 
 use serde::{Deserialize, Serialize};
