@@ -1,0 +1,266 @@
+//! Engine configuration (the A/B TOML files) and model shapes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// Which prefix-cache eviction policy the block pool uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Free queue in least-recently-freed order (vLLM).
+    #[default]
+    Lru,
+    /// Evict the block that was cached first, whatever its last use.
+    Fifo,
+    /// No prefix caching: every request recomputes its whole prompt.
+    None,
+}
+
+/// One engine configuration (side A or B of a replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Named shape: "tiny", "small-100m", "llama-3.2-1b", "llama-3.1-8b".
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Local Hugging Face Llama directory (config.json + *.safetensors); wins over `model`.
+    #[serde(default)]
+    pub model_path: Option<PathBuf>,
+    /// Seed of the random weights of a named shape.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// "cpu" or "cuda" (or "cuda:N").
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Only "f32" is supported.
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+    /// Tokens per KV block.
+    #[serde(default = "default_block_size")]
+    pub block_size: usize,
+    /// KV pool (and prefix cache) capacity in blocks.
+    #[serde(default = "default_capacity")]
+    pub cache_capacity_blocks: usize,
+    #[serde(default)]
+    pub policy: PolicyKind,
+    #[serde(default = "default_batched_tokens")]
+    pub max_num_batched_tokens: usize,
+    #[serde(default = "default_max_seqs")]
+    pub max_num_seqs: usize,
+    #[serde(default = "default_true")]
+    pub chunked_prefill: bool,
+}
+
+fn default_seed() -> u64 {
+    0
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_dtype() -> String {
+    "f32".into()
+}
+fn default_block_size() -> usize {
+    16
+}
+fn default_capacity() -> usize {
+    1024
+}
+fn default_batched_tokens() -> usize {
+    512
+}
+fn default_max_seqs() -> usize {
+    16
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            model: Some("tiny".into()),
+            model_path: None,
+            seed: default_seed(),
+            device: default_device(),
+            dtype: default_dtype(),
+            block_size: default_block_size(),
+            cache_capacity_blocks: default_capacity(),
+            policy: PolicyKind::Lru,
+            max_num_batched_tokens: default_batched_tokens(),
+            max_num_seqs: default_max_seqs(),
+            chunked_prefill: true,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Parses and validates a TOML configuration; `origin` names it in errors.
+    pub fn from_toml_str_named(text: &str, origin: &str) -> Result<Self, EngineError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| EngineError::Config {
+            origin: origin.to_string(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// Parses and validates a TOML configuration.
+    pub fn from_toml_str(text: &str) -> Result<Self, EngineError> {
+        Self::from_toml_str_named(text, "<string>")
+    }
+
+    /// Reads, parses and validates a TOML configuration file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, EngineError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| EngineError::ConfigIo {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str_named(&text, &path.display().to_string())
+    }
+
+    /// Checks field values; errors name the field.
+    pub fn validate(&self, origin: &str) -> Result<(), EngineError> {
+        let bad = |field: &str, why: String| EngineError::Config {
+            origin: origin.to_string(),
+            message: format!("field `{field}`: {why}"),
+        };
+        if self.model_path.is_none() {
+            let name = self.model.as_deref().unwrap_or("");
+            if ModelShape::named(name).is_none() {
+                return Err(bad(
+                    "model",
+                    format!(
+                        "unknown shape {name:?} (expected one of {:?}, or set model_path)",
+                        ModelShape::NAMES
+                    ),
+                ));
+            }
+        }
+        if self.dtype != "f32" {
+            return Err(bad(
+                "dtype",
+                format!("{:?} is not supported (only \"f32\")", self.dtype),
+            ));
+        }
+        if !(self.device == "cpu" || self.device.starts_with("cuda")) {
+            return Err(bad(
+                "device",
+                format!("{:?} (expected \"cpu\" or \"cuda\")", self.device),
+            ));
+        }
+        if self.block_size == 0 {
+            return Err(bad("block_size", "must be at least 1".into()));
+        }
+        if self.cache_capacity_blocks < 2 {
+            return Err(bad("cache_capacity_blocks", "must be at least 2".into()));
+        }
+        if self.max_num_batched_tokens == 0 {
+            return Err(bad("max_num_batched_tokens", "must be at least 1".into()));
+        }
+        if self.max_num_seqs == 0 {
+            return Err(bad("max_num_seqs", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// A one-line description for reports.
+    pub fn summary(&self) -> String {
+        let model = match &self.model_path {
+            Some(p) => p.display().to_string(),
+            None => self.model.clone().unwrap_or_default(),
+        };
+        format!(
+            "model={model} device={} block_size={} capacity={} blocks policy={:?} max_batched_tokens={} max_seqs={} chunked_prefill={}",
+            self.device,
+            self.block_size,
+            self.cache_capacity_blocks,
+            self.policy,
+            self.max_num_batched_tokens,
+            self.max_num_seqs,
+            self.chunked_prefill
+        )
+    }
+}
+
+/// The hyper-parameters of a Llama-architecture model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelShape {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+}
+
+fn default_rms_eps() -> f64 {
+    1e-5
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_max_pos() -> usize {
+    8192
+}
+
+impl ModelShape {
+    /// The named shapes.
+    pub const NAMES: [&'static str; 4] = ["tiny", "small-100m", "llama-3.2-1b", "llama-3.1-8b"];
+
+    /// A named shape, or `None`.
+    pub fn named(name: &str) -> Option<Self> {
+        let s = |vocab, hidden, inter, layers, heads, kv, tie| Self {
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: inter,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            num_key_value_heads: kv,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500_000.0,
+            max_position_embeddings: 16_384,
+            tie_word_embeddings: tie,
+        };
+        Some(match name {
+            // ~1.1M parameters.
+            "tiny" => s(2048, 128, 384, 4, 4, 2, true),
+            // ~105M parameters.
+            "small-100m" => s(32_000, 768, 2048, 12, 12, 4, true),
+            "llama-3.2-1b" => s(128_256, 2048, 8192, 16, 32, 8, true),
+            "llama-3.1-8b" => s(128_256, 4096, 14_336, 32, 32, 8, false),
+            _ => return None,
+        })
+    }
+
+    /// Dimension of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Parameter count.
+    pub fn params(&self) -> usize {
+        let h = self.hidden_size;
+        let kv = self.num_key_value_heads * self.head_dim();
+        let layer = h * h * 2 + h * kv * 2 + 3 * h * self.intermediate_size + 2 * h;
+        let emb = self.vocab_size * h;
+        emb + if self.tie_word_embeddings { 0 } else { emb } + self.num_hidden_layers * layer + h
+    }
+
+    /// KV bytes per token (all layers, K and V, f32).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim() * 4
+    }
+}

@@ -1,0 +1,470 @@
+//! The scheduler and run loop: admits requests at their arrival times, packs
+//! prefill chunks and decode steps into batches under `max_num_batched_tokens`
+//! and `max_num_seqs`, allocates KV blocks (prefix-cache hits first), preempts by
+//! recomputation when blocks run out, and records timestamped events.
+//!
+//! Time: the engine clock advances by the measured wall-clock time of each step
+//! (scheduling, the real forward pass, sampling) and jumps over idle gaps to the
+//! next arrival instead of sleeping, so an hour of recorded idle time costs nothing
+//! while every busy interval is real compute on this machine.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::Serialize;
+
+use crate::cache::{chain_hashes, make_policy, BlockId, BlockPool, Eviction};
+use crate::config::{EngineConfig, ModelShape};
+use crate::error::EngineError;
+use crate::model::{KvPool, Llama, SeqChunk};
+
+/// What happened, when (ns on the run's clock, from 0).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventKind {
+    Queued,
+    /// Part of a batch: `new_tokens` computed this step; `cached_tokens` prefix hits
+    /// (only on admission).
+    Scheduled {
+        new_tokens: usize,
+        cached_tokens: usize,
+    },
+    Preempted,
+    FirstToken,
+    Token,
+    Finished,
+    /// A cached block was evicted by this event's request; `owner` had cached it.
+    EvictedBlock {
+        block: BlockId,
+        owner: Option<usize>,
+    },
+}
+
+/// One timestamped engine event about request `request`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub t_ns: i64,
+    pub request: usize,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// A request to run: prompt tokens, tokens to generate, arrival time.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub prompt: Vec<u32>,
+    pub max_output: usize,
+    pub arrival_ns: i64,
+}
+
+/// Per-request outcome.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestOutcome {
+    pub arrival_ns: i64,
+    pub first_token_ns: Option<i64>,
+    pub finished_ns: Option<i64>,
+    pub token_ns: Vec<i64>,
+    pub output: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub prefix_hit_tokens: usize,
+    pub preemptions: u32,
+}
+
+struct Req {
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    max_output: usize,
+    computed: usize,
+    blocks: Vec<BlockId>,
+    hashes: Vec<u64>,
+    cached_blocks: usize,
+    admitted_once: bool,
+    out: RequestOutcome,
+}
+
+/// A loaded model with its KV pool and block pool, ready to serve requests.
+pub struct Engine {
+    cfg: EngineConfig,
+    model: Llama,
+    kv: KvPool,
+    pool: BlockPool,
+    reqs: Vec<Req>,
+    waiting: VecDeque<usize>,
+    running: Vec<usize>,
+    /// Events so far.
+    pub events: Vec<Event>,
+    /// Cached blocks evicted so far.
+    pub evictions: Vec<Eviction>,
+    /// When set, every sampled token's logits are checked against a naive full
+    /// recomputation; the largest absolute difference is kept here.
+    pub check_logits: Option<f32>,
+    clock_ns: i64,
+}
+
+/// Opens the configured device.
+pub fn open_device(name: &str) -> Result<Device, EngineError> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = name
+        .strip_prefix("cuda")
+        .map_or("", |s| s.trim_start_matches(':'));
+    let ordinal: usize = if ordinal.is_empty() {
+        0
+    } else {
+        ordinal
+            .parse()
+            .map_err(|_| EngineError::Device(name.into()))?
+    };
+    if !candle_core::utils::cuda_is_available() {
+        return Err(EngineError::Device(name.into()));
+    }
+    Device::new_cuda(ordinal).map_err(|_| EngineError::Device(name.into()))
+}
+
+/// Loads the configured model (named shape with seeded weights, or a directory).
+pub fn load_model(cfg: &EngineConfig) -> Result<Llama, EngineError> {
+    let device = open_device(&cfg.device)?;
+    if let Some(dir) = &cfg.model_path {
+        return Llama::from_dir(dir, &device);
+    }
+    let name = cfg.model.as_deref().unwrap_or("");
+    let shape = ModelShape::named(name).ok_or_else(|| EngineError::Config {
+        origin: "config".into(),
+        message: format!("field `model`: unknown shape {name:?}"),
+    })?;
+    Llama::random(&shape, cfg.seed, &device)
+}
+
+impl Engine {
+    /// Builds an engine around a loaded model.
+    pub fn new(cfg: &EngineConfig, model: Llama) -> Result<Self, EngineError> {
+        let kv = KvPool::new(&model, cfg.cache_capacity_blocks, cfg.block_size)?;
+        let pool = BlockPool::new(
+            cfg.cache_capacity_blocks,
+            cfg.block_size,
+            make_policy(cfg.policy),
+        );
+        Ok(Self {
+            cfg: cfg.clone(),
+            model,
+            kv,
+            pool,
+            reqs: Vec::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            events: Vec::new(),
+            evictions: Vec::new(),
+            check_logits: None,
+            clock_ns: 0,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// The block pool (for accounting checks).
+    pub fn pool(&self) -> &BlockPool {
+        &self.pool
+    }
+
+    /// The engine clock (ns).
+    pub fn clock_ns(&self) -> i64 {
+        self.clock_ns
+    }
+
+    /// Outcome of request `id` so far.
+    pub fn outcome(&self, id: usize) -> &RequestOutcome {
+        &self.reqs[id].out
+    }
+
+    /// Whether request `id` has finished.
+    pub fn is_finished(&self, id: usize) -> bool {
+        self.reqs[id].out.finished_ns.is_some()
+    }
+
+    /// Whether requests are queued or running.
+    pub fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || !self.running.is_empty()
+    }
+
+    /// Queues a request at `max(arrival, clock)`; returns its id.
+    pub fn add_request(&mut self, spec: RequestSpec) -> Result<usize, EngineError> {
+        if spec.prompt.is_empty() {
+            return Err(EngineError::Workload(
+                "a request has an empty prompt".into(),
+            ));
+        }
+        let total = spec.prompt.len() + spec.max_output.max(1);
+        let bs = self.cfg.block_size;
+        if total.div_ceil(bs) > self.pool.num_blocks() {
+            return Err(EngineError::Workload(format!(
+                "a request of {total} tokens needs {} blocks, more than cache_capacity_blocks = {}",
+                total.div_ceil(bs),
+                self.pool.num_blocks()
+            )));
+        }
+        if total > self.model.shape().max_position_embeddings {
+            return Err(EngineError::Workload(format!(
+                "a request of {total} tokens exceeds the model's {} positions",
+                self.model.shape().max_position_embeddings
+            )));
+        }
+        let id = self.reqs.len();
+        let hashes = if self.pool.caches() {
+            chain_hashes(&spec.prompt, bs)
+        } else {
+            Vec::new()
+        };
+        let t = spec.arrival_ns;
+        self.reqs.push(Req {
+            prompt_len: spec.prompt.len(),
+            tokens: spec.prompt,
+            max_output: spec.max_output.max(1),
+            computed: 0,
+            blocks: Vec::new(),
+            hashes,
+            cached_blocks: 0,
+            admitted_once: false,
+            out: RequestOutcome {
+                arrival_ns: t,
+                ..RequestOutcome::default()
+            },
+        });
+        self.reqs[id].out.prompt_tokens = self.reqs[id].prompt_len;
+        self.waiting.push_back(id);
+        self.events.push(Event {
+            t_ns: t,
+            request: id,
+            kind: EventKind::Queued,
+        });
+        Ok(id)
+    }
+
+    /// Moves the clock forward to `t_ns` (idle time).
+    pub fn advance_to(&mut self, t_ns: i64) {
+        self.clock_ns = self.clock_ns.max(t_ns);
+    }
+
+    fn preempt(&mut self, id: usize) {
+        let r = &mut self.reqs[id];
+        let blocks = std::mem::take(&mut r.blocks);
+        r.computed = 0;
+        r.cached_blocks = 0;
+        r.out.preemptions += 1;
+        self.pool.free(&blocks);
+        self.events.push(Event {
+            t_ns: self.clock_ns,
+            request: id,
+            kind: EventKind::Preempted,
+        });
+        self.waiting.push_front(id);
+    }
+
+    /// Runs one scheduling step and its forward pass; returns the finished request ids.
+    pub fn step(&mut self) -> Result<Vec<usize>, EngineError> {
+        let t0 = Instant::now();
+        let bs = self.cfg.block_size;
+        let chunked = self.cfg.chunked_prefill;
+        let mut budget = self.cfg.max_num_batched_tokens;
+        let mut sched: Vec<(usize, usize)> = Vec::new();
+        let mut preempted = false;
+        let mut evicted = Vec::new();
+        // Running requests first, in admission order.
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let id = self.running[i];
+            let need = self.reqs[id].tokens.len() - self.reqs[id].computed;
+            let n = if chunked { need.min(budget) } else { need };
+            if n > budget {
+                i += 1;
+                continue;
+            }
+            let mut ok = false;
+            loop {
+                let r = &self.reqs[id];
+                let want = (r.computed + n).div_ceil(bs).saturating_sub(r.blocks.len());
+                if let Some(new) = self.pool.allocate(want, id, &mut evicted) {
+                    self.reqs[id].blocks.extend(new);
+                    ok = true;
+                    break;
+                }
+                // Recompute preemption of the lowest-priority (last admitted) request.
+                let Some(victim) = self.running.pop() else {
+                    break;
+                };
+                self.preempt(victim);
+                preempted = true;
+                if victim == id {
+                    break;
+                }
+            }
+            if !ok {
+                break;
+            }
+            sched.push((id, n));
+            budget -= n;
+            i += 1;
+        }
+        // Then waiting requests, first come first served.
+        while !preempted && budget > 0 && self.running.len() < self.cfg.max_num_seqs {
+            let Some(&id) = self.waiting.front() else {
+                break;
+            };
+            let r = &self.reqs[id];
+            let max_hit_blocks = (r.tokens.len() - 1) / bs;
+            let hits = if self.pool.caches() {
+                self.pool
+                    .lookup(&r.hashes[..max_hit_blocks.min(r.hashes.len())])
+            } else {
+                Vec::new()
+            };
+            let hit_tokens = hits.len() * bs;
+            let need = r.tokens.len() - hit_tokens;
+            let n = if chunked { need.min(budget) } else { need };
+            if n > budget && !sched.is_empty() {
+                break;
+            }
+            let want = (hit_tokens + n).div_ceil(bs) - hits.len();
+            if self.pool.num_free() < want + self.pool.free_among(&hits) {
+                break;
+            }
+            self.pool.touch(&hits);
+            let Some(new) = self.pool.allocate(want, id, &mut evicted) else {
+                self.pool.free(&hits);
+                break;
+            };
+            self.waiting.pop_front();
+            let r = &mut self.reqs[id];
+            r.blocks = hits;
+            r.blocks.extend(new);
+            r.computed = hit_tokens;
+            r.cached_blocks = r.blocks.len().min(hit_tokens / bs);
+            if !r.admitted_once {
+                r.admitted_once = true;
+                r.out.prefix_hit_tokens = hit_tokens;
+            }
+            self.events.push(Event {
+                t_ns: self.clock_ns,
+                request: id,
+                kind: EventKind::Scheduled {
+                    new_tokens: n,
+                    cached_tokens: hit_tokens,
+                },
+            });
+            self.running.push(id);
+            sched.push((id, n));
+            budget = budget.saturating_sub(n);
+        }
+        for e in &evicted {
+            self.events.push(Event {
+                t_ns: self.clock_ns,
+                request: e.by,
+                kind: EventKind::EvictedBlock {
+                    block: e.block,
+                    owner: e.owner,
+                },
+            });
+        }
+        self.evictions.extend(evicted);
+        if sched.is_empty() {
+            if self.has_work() {
+                return Err(EngineError::Workload(
+                    "no request can be scheduled (cache too small for the running requests?)"
+                        .into(),
+                ));
+            }
+            return Ok(Vec::new());
+        }
+        // The forward pass over the packed batch.
+        let chunks: Vec<SeqChunk<'_>> = sched
+            .iter()
+            .map(|&(id, n)| {
+                let r = &self.reqs[id];
+                SeqChunk {
+                    tokens: &r.tokens[r.computed..r.computed + n],
+                    start: r.computed,
+                    block_table: &r.blocks,
+                }
+            })
+            .collect();
+        let logits = self.model.forward(&self.kv, &chunks, false)?;
+        drop(chunks);
+        let sampling: Vec<usize> = sched
+            .iter()
+            .enumerate()
+            .filter(|(_, &(id, n))| self.reqs[id].computed + n == self.reqs[id].tokens.len())
+            .map(|(row, _)| row)
+            .collect();
+        let next = Llama::greedy(&logits)?;
+        if let Some(worst) = self.check_logits {
+            let mut worst = worst;
+            for &row in &sampling {
+                let (id, _) = sched[row];
+                let naive = self.model.forward_naive(&self.reqs[id].tokens)?;
+                let last = Llama::row(&naive, self.reqs[id].tokens.len() - 1)?;
+                let got = Llama::row(&logits, row)?;
+                for (a, b) in last.iter().zip(&got) {
+                    worst = worst.max((a - b).abs());
+                }
+            }
+            self.check_logits = Some(worst);
+        }
+        let elapsed = i64::try_from(t0.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        self.clock_ns = self.clock_ns.saturating_add(elapsed);
+        let now = self.clock_ns;
+        let mut finished = Vec::new();
+        for (row, &(id, n)) in sched.iter().enumerate() {
+            let r = &mut self.reqs[id];
+            r.computed += n;
+            // Register newly full blocks in the prefix cache.
+            let full = r.computed / bs;
+            while r.cached_blocks < full {
+                let b = r.cached_blocks;
+                if b >= r.hashes.len() {
+                    if !self.pool.caches() {
+                        break;
+                    }
+                    let parent = r.hashes.last().copied();
+                    let h = crate::cache::block_hash(parent, &r.tokens[b * bs..(b + 1) * bs]);
+                    r.hashes.push(h);
+                }
+                self.pool.cache_block(r.blocks[b], r.hashes[b], id);
+                r.cached_blocks += 1;
+            }
+            if r.computed == r.tokens.len() {
+                let tok = next[row];
+                r.tokens.push(tok);
+                r.out.output.push(tok);
+                r.out.token_ns.push(now);
+                let kind = if r.out.first_token_ns.is_none() {
+                    r.out.first_token_ns = Some(now);
+                    EventKind::FirstToken
+                } else {
+                    EventKind::Token
+                };
+                self.events.push(Event {
+                    t_ns: now,
+                    request: id,
+                    kind,
+                });
+                if r.out.output.len() >= r.max_output {
+                    r.out.finished_ns = Some(now);
+                    let blocks = std::mem::take(&mut r.blocks);
+                    self.pool.free(&blocks);
+                    self.events.push(Event {
+                        t_ns: now,
+                        request: id,
+                        kind: EventKind::Finished,
+                    });
+                    finished.push(id);
+                }
+            }
+        }
+        self.running.retain(|id| !finished.contains(id));
+        Ok(finished)
+    }
+}

@@ -1,0 +1,471 @@
+//! Our Llama-architecture forward (RMSNorm, RoPE, grouped-query attention, SwiGLU)
+//! over packed batches of sequences at different positions, reading and writing
+//! K/V through a paged pool of blocks.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Tensor, D};
+
+use crate::config::ModelShape;
+use crate::error::EngineError;
+
+type CResult<T> = candle_core::Result<T>;
+
+/// One transformer layer's weights; projections are stored transposed (`[in, out]`).
+struct Layer {
+    attn_norm: Tensor,
+    wq: Tensor,
+    wk: Tensor,
+    wv: Tensor,
+    wo: Tensor,
+    mlp_norm: Tensor,
+    wgate: Tensor,
+    wup: Tensor,
+    wdown: Tensor,
+}
+
+/// A Llama-architecture model on one device.
+pub struct Llama {
+    shape: ModelShape,
+    device: Device,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    /// `[hidden, vocab]` (transposed).
+    lm_head_t: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// The paged KV pool: per layer, K and V as `[num_blocks * block_size, kv_dim]`.
+pub struct KvPool {
+    block_size: usize,
+    num_blocks: usize,
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl KvPool {
+    /// Allocates a zeroed pool of `num_blocks` blocks of `block_size` tokens.
+    pub fn new(model: &Llama, num_blocks: usize, block_size: usize) -> Result<Self, EngineError> {
+        let s = &model.shape;
+        let kv_dim = s.num_key_value_heads * s.head_dim();
+        let mut k = Vec::with_capacity(s.num_hidden_layers);
+        let mut v = Vec::with_capacity(s.num_hidden_layers);
+        for _ in 0..s.num_hidden_layers {
+            k.push(Tensor::zeros(
+                (num_blocks * block_size, kv_dim),
+                DType::F32,
+                &model.device,
+            )?);
+            v.push(Tensor::zeros(
+                (num_blocks * block_size, kv_dim),
+                DType::F32,
+                &model.device,
+            )?);
+        }
+        Ok(Self {
+            block_size,
+            num_blocks,
+            k,
+            v,
+        })
+    }
+
+    /// Tokens per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Blocks in the pool.
+    pub fn num_blocks(&self) -> usize {
+        self.num_blocks
+    }
+}
+
+/// One sequence's slice of a packed batch: `tokens` are at positions
+/// `start..start + tokens.len()`; `block_table` maps position / block_size to a block.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqChunk<'a> {
+    pub tokens: &'a [u32],
+    pub start: usize,
+    pub block_table: &'a [u32],
+}
+
+/// Deterministic pseudo-random numbers (splitmix64) for seeded weights.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn next_f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+impl Llama {
+    /// Seeded random weights of `shape` (uniform, scaled by 1/sqrt(fan_in); norms at 1).
+    pub fn random(shape: &ModelShape, seed: u64, device: &Device) -> Result<Self, EngineError> {
+        Ok(Self::from_tensors(
+            shape,
+            &random_tensors(shape, seed, device)?,
+            device,
+        )?)
+    }
+
+    /// Loads a Hugging Face Llama directory (config.json + *.safetensors).
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, EngineError> {
+        let werr = |message: String| EngineError::Weights {
+            path: dir.to_path_buf(),
+            message,
+        };
+        let cfg_text = std::fs::read_to_string(dir.join("config.json"))
+            .map_err(|e| werr(format!("config.json: {e}")))?;
+        let shape: ModelShape =
+            serde_json::from_str(&cfg_text).map_err(|e| werr(format!("config.json: {e}")))?;
+        let mut tensors = HashMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| werr(e.to_string()))?;
+        let mut files: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(werr("no *.safetensors file".into()));
+        }
+        for f in files {
+            let t = candle_core::safetensors::load(&f, device)
+                .map_err(|e| werr(format!("{}: {e}", f.display())))?;
+            tensors.extend(t);
+        }
+        let tensors = tensors
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?)))
+            .collect::<CResult<HashMap<_, _>>>()?;
+        Self::from_tensors(&shape, &tensors, device).map_err(|e| werr(e.to_string()))
+    }
+
+    /// Builds the model from tensors named as in Hugging Face's Llama layout.
+    pub fn from_tensors(
+        shape: &ModelShape,
+        t: &HashMap<String, Tensor>,
+        device: &Device,
+    ) -> CResult<Self> {
+        let get = |name: &str| -> CResult<Tensor> {
+            t.get(name)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))
+        };
+        let tr = |name: &str| -> CResult<Tensor> { get(name)?.t()?.contiguous() };
+        let mut layers = Vec::with_capacity(shape.num_hidden_layers);
+        for i in 0..shape.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Layer {
+                attn_norm: get(&format!("{p}.input_layernorm.weight"))?,
+                wq: tr(&format!("{p}.self_attn.q_proj.weight"))?,
+                wk: tr(&format!("{p}.self_attn.k_proj.weight"))?,
+                wv: tr(&format!("{p}.self_attn.v_proj.weight"))?,
+                wo: tr(&format!("{p}.self_attn.o_proj.weight"))?,
+                mlp_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
+                wgate: tr(&format!("{p}.mlp.gate_proj.weight"))?,
+                wup: tr(&format!("{p}.mlp.up_proj.weight"))?,
+                wdown: tr(&format!("{p}.mlp.down_proj.weight"))?,
+            });
+        }
+        let embed = get("model.embed_tokens.weight")?;
+        let lm_head_t = match t.get("lm_head.weight") {
+            Some(w) if !shape.tie_word_embeddings => w.t()?.contiguous()?,
+            _ => embed.t()?.contiguous()?,
+        };
+        let hd = shape.head_dim();
+        let max_pos = shape.max_position_embeddings;
+        let inv: Vec<f32> = (0..hd / 2)
+            .map(|i| 1.0 / shape.rope_theta.powf(2.0 * i as f64 / hd as f64) as f32)
+            .collect();
+        let inv = Tensor::from_vec(inv, (1, hd / 2), device)?;
+        let pos = Tensor::arange(0u32, max_pos as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_pos, 1))?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        Ok(Self {
+            shape: shape.clone(),
+            device: device.clone(),
+            embed,
+            layers,
+            norm: get("model.norm.weight")?,
+            lm_head_t,
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+        })
+    }
+
+    /// The model's shape.
+    pub fn shape(&self) -> &ModelShape {
+        &self.shape
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Forward over a packed batch. K/V of the new tokens are written to `pool`
+    /// at the slots their block tables give; attention reads every earlier position
+    /// of the sequence from the pool. Returns logits `[n_chunks, vocab]` of each
+    /// chunk's last token, or `[total_tokens, vocab]` when `all_logits`.
+    pub fn forward(
+        &self,
+        pool: &KvPool,
+        chunks: &[SeqChunk<'_>],
+        all_logits: bool,
+    ) -> CResult<Tensor> {
+        let bs = pool.block_size;
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        for c in chunks {
+            ids.extend_from_slice(c.tokens);
+            positions.extend((c.start..c.start + c.tokens.len()).map(|p| p as u32));
+            let needed = (c.start + c.tokens.len()).div_ceil(bs);
+            if c.block_table.len() < needed {
+                candle_core::bail!(
+                    "block table has {} blocks, {needed} needed",
+                    c.block_table.len()
+                );
+            }
+        }
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let pos_t = Tensor::from_vec(positions, total, &self.device)?;
+        let cos = self.cos.index_select(&pos_t, 0)?;
+        let sin = self.sin.index_select(&pos_t, 0)?;
+        // Context slots per chunk (positions 0..start+len), and where new tokens go.
+        let ctx_slots = chunks
+            .iter()
+            .map(|c| {
+                let slots: Vec<u32> = (0..c.start + c.tokens.len())
+                    .map(|p| c.block_table[p / bs] * bs as u32 + (p % bs) as u32)
+                    .collect();
+                let n = slots.len();
+                Tensor::from_vec(slots, n, &self.device)
+            })
+            .collect::<CResult<Vec<_>>>()?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let kc = &pool.k[li];
+            let vc = &pool.v[li];
+            let attn = self.attention(layer, &x, &cos, &sin, |k, v| {
+                // Write new K/V block-run by block-run, then gather each chunk's context.
+                let mut off = 0;
+                let mut outs = Vec::with_capacity(chunks.len());
+                for (c, slots) in chunks.iter().zip(&ctx_slots) {
+                    let n = c.tokens.len();
+                    let mut p = c.start;
+                    while p < c.start + n {
+                        let run = (bs - p % bs).min(c.start + n - p);
+                        let slot = c.block_table[p / bs] as usize * bs + p % bs;
+                        let row = off + p - c.start;
+                        kc.slice_set(&k.narrow(0, row, run)?.contiguous()?, 0, slot)?;
+                        vc.slice_set(&v.narrow(0, row, run)?.contiguous()?, 0, slot)?;
+                        p += run;
+                    }
+                    let kctx = kc.index_select(slots, 0)?;
+                    let vctx = vc.index_select(slots, 0)?;
+                    outs.push((off, n, c.start, kctx, vctx));
+                    off += n;
+                }
+                Ok(outs)
+            })?;
+            x = (x + attn)?;
+            x = (&x + self.mlp(layer, &x)?)?;
+        }
+        let x = if all_logits {
+            x
+        } else {
+            let mut last = Vec::with_capacity(chunks.len());
+            let mut off = 0u32;
+            for c in chunks {
+                off += c.tokens.len() as u32;
+                last.push(off - 1);
+            }
+            let n = last.len();
+            x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?
+        };
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
+        x.matmul(&self.lm_head_t)
+    }
+
+    /// Naive full recomputation of one sequence (no pool, no paging): logits `[len, vocab]`.
+    pub fn forward_naive(&self, tokens: &[u32]) -> CResult<Tensor> {
+        let n = tokens.len();
+        let ids = Tensor::from_vec(tokens.to_vec(), n, &self.device)?;
+        let cos = self.cos.narrow(0, 0, n)?;
+        let sin = self.sin.narrow(0, 0, n)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        for layer in &self.layers {
+            let attn = self.attention(layer, &x, &cos, &sin, |k, v| {
+                Ok(vec![(0, n, 0, k.clone(), v.clone())])
+            })?;
+            x = (x + attn)?;
+            x = (&x + self.mlp(layer, &x)?)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
+        x.matmul(&self.lm_head_t)
+    }
+
+    /// Attention of the packed tokens `x` (`[T, hidden]`); `kv` stores the new K/V
+    /// and returns, per sequence, (row offset, rows, start position, K ctx, V ctx).
+    #[allow(clippy::type_complexity, clippy::many_single_char_names)]
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        kv: impl FnOnce(&Tensor, &Tensor) -> CResult<Vec<(usize, usize, usize, Tensor, Tensor)>>,
+    ) -> CResult<Tensor> {
+        let s = &self.shape;
+        let (t, _) = x.dims2()?;
+        let (nh, nkv, hd) = (s.num_attention_heads, s.num_key_value_heads, s.head_dim());
+        let g = nh / nkv;
+        let h = candle_nn::ops::rms_norm(x, &layer.attn_norm, s.rms_norm_eps as f32)?;
+        let q = h.matmul(&layer.wq)?.reshape((1, t, nh, hd))?;
+        let k = h.matmul(&layer.wk)?.reshape((1, t, nkv, hd))?;
+        let v = h.matmul(&layer.wv)?;
+        let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?.reshape((t, nh * hd))?;
+        let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?.reshape((t, nkv * hd))?;
+        let seqs = kv(&k, &v)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut outs = Vec::with_capacity(seqs.len());
+        for (off, n, start, kctx, vctx) in seqs {
+            let ctx = kctx.dim(0)?;
+            let qs = q
+                .narrow(0, off, n)?
+                .reshape((n, nkv, g, hd))?
+                .permute((1, 2, 0, 3))?
+                .contiguous()?
+                .reshape((nkv, g * n, hd))?;
+            let ks = kctx
+                .reshape((ctx, nkv, hd))?
+                .transpose(0, 1)?
+                .contiguous()?;
+            let vs = vctx
+                .reshape((ctx, nkv, hd))?
+                .transpose(0, 1)?
+                .contiguous()?;
+            let mut att = (qs.matmul(&ks.t()?)? * scale)?;
+            if n > 1 {
+                let mask: Vec<f32> = (0..n)
+                    .flat_map(|i| {
+                        (0..ctx).map(move |j| {
+                            if j > start + i {
+                                f32::NEG_INFINITY
+                            } else {
+                                0.0
+                            }
+                        })
+                    })
+                    .collect();
+                let mask = Tensor::from_vec(mask, (1, 1, n, ctx), &self.device)?;
+                att = att
+                    .reshape((nkv, g, n, ctx))?
+                    .broadcast_add(&mask)?
+                    .reshape((nkv, g * n, ctx))?;
+            }
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let o = att
+                .matmul(&vs)?
+                .reshape((nkv, g, n, hd))?
+                .permute((2, 0, 1, 3))?
+                .contiguous()?
+                .reshape((n, nh * hd))?;
+            outs.push(o);
+        }
+        let o = if outs.len() == 1 {
+            outs.pop().unwrap_or_else(|| unreachable!())
+        } else {
+            Tensor::cat(&outs, 0)?
+        };
+        o.matmul(&layer.wo)
+    }
+
+    fn mlp(&self, layer: &Layer, x: &Tensor) -> CResult<Tensor> {
+        let h = candle_nn::ops::rms_norm(x, &layer.mlp_norm, self.shape.rms_norm_eps as f32)?;
+        let gate = candle_nn::ops::silu(&h.matmul(&layer.wgate)?)?;
+        let up = h.matmul(&layer.wup)?;
+        (gate * up)?.matmul(&layer.wdown)
+    }
+
+    /// Argmax of each row of `logits` (`[n, vocab]`).
+    pub fn greedy(logits: &Tensor) -> CResult<Vec<u32>> {
+        logits.argmax(D::Minus1)?.to_vec1::<u32>()
+    }
+
+    /// Row `i` of a logits matrix as a vector.
+    pub fn row(logits: &Tensor, i: usize) -> CResult<Vec<f32>> {
+        logits.i(i)?.to_vec1::<f32>()
+    }
+}
+
+/// Seeded random tensors of `shape`, named as in Hugging Face's Llama layout.
+pub fn random_tensors(
+    shape: &ModelShape,
+    seed: u64,
+    device: &Device,
+) -> CResult<HashMap<String, Tensor>> {
+    let mut rng = SplitMix(seed ^ 0x7461_696C_7363_6F70);
+    let mut t = HashMap::new();
+    let mut mat = |rows: usize, cols: usize, scale: f32| -> CResult<Tensor> {
+        let data: Vec<f32> = (0..rows * cols).map(|_| rng.next_f32() * scale).collect();
+        Tensor::from_vec(data, (rows, cols), device)
+    };
+    let h = shape.hidden_size;
+    let hd = shape.head_dim();
+    let kv = shape.num_key_value_heads * hd;
+    let inter = shape.intermediate_size;
+    // Uniform(-a, a) has std a/sqrt(3); pick a so that std = 1/sqrt(fan_in).
+    let sc = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
+    t.insert(
+        "model.embed_tokens.weight".to_string(),
+        mat(shape.vocab_size, h, 1.0)?,
+    );
+    for i in 0..shape.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        t.insert(format!("{p}.self_attn.q_proj.weight"), mat(h, h, sc(h))?);
+        t.insert(format!("{p}.self_attn.k_proj.weight"), mat(kv, h, sc(h))?);
+        t.insert(format!("{p}.self_attn.v_proj.weight"), mat(kv, h, sc(h))?);
+        t.insert(format!("{p}.self_attn.o_proj.weight"), mat(h, h, sc(h))?);
+        t.insert(format!("{p}.mlp.gate_proj.weight"), mat(inter, h, sc(h))?);
+        t.insert(format!("{p}.mlp.up_proj.weight"), mat(inter, h, sc(h))?);
+        t.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            mat(h, inter, sc(inter))?,
+        );
+        t.insert(
+            format!("{p}.input_layernorm.weight"),
+            Tensor::ones(h, DType::F32, device)?,
+        );
+        t.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            Tensor::ones(h, DType::F32, device)?,
+        );
+    }
+    t.insert(
+        "model.norm.weight".to_string(),
+        Tensor::ones(h, DType::F32, device)?,
+    );
+    if !shape.tie_word_embeddings {
+        t.insert(
+            "lm_head.weight".to_string(),
+            mat(shape.vocab_size, h, sc(h))?,
+        );
+    }
+    Ok(t)
+}

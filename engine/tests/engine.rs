@@ -1,0 +1,370 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Engine correctness: paged + prefix-cached + chunked logits against a naive
+//! recomputation (also across evictions and preemptions), block accounting, A/B
+//! determinism, the seed scenario, configuration errors.
+
+use candle_core::Device;
+use tailscope_engine::engine::{Engine, RequestSpec};
+use tailscope_engine::model::{KvPool, Llama, SeqChunk};
+use tailscope_engine::replay::run_with_model;
+use tailscope_engine::{run_ab, scenario, EngineConfig, ModelShape, PolicyKind, ReplayOptions};
+use tailscope_model::{ReplayWorkload, Segment, Session, Turn};
+
+fn tiny() -> Llama {
+    Llama::random(&ModelShape::named("tiny").unwrap(), 3, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn tokens(stream: u64, n: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    Segment { stream, len: n }.extend_tokens(2048, &mut v);
+    v
+}
+
+#[test]
+fn tiny_shape_has_about_a_million_parameters() {
+    let p = ModelShape::named("tiny").unwrap().params();
+    assert!((800_000..1_500_000).contains(&p), "{p}");
+    let p = ModelShape::named("small-100m").unwrap().params();
+    assert!((80_000_000..130_000_000).contains(&p), "{p}");
+    assert!(ModelShape::named("llama-3.1-8b").unwrap().params() > 7_000_000_000);
+}
+
+#[test]
+fn chunked_paged_logits_equal_naive_recomputation() {
+    let m = tiny();
+    let seq = tokens(11, 45);
+    let naive = m.forward_naive(&seq).unwrap().to_vec2::<f32>().unwrap();
+    // Scattered, out-of-order blocks; the sequence fed in chunks of 7, 13, 25.
+    let pool = KvPool::new(&m, 20, 4).unwrap();
+    let table: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 20).collect();
+    let mut start = 0;
+    for len in [7usize, 13, 25] {
+        let chunk = SeqChunk {
+            tokens: &seq[start..start + len],
+            start,
+            block_table: &table,
+        };
+        let got = m
+            .forward(&pool, &[chunk], true)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (i, row) in got.iter().enumerate() {
+            let d = max_diff(row, &naive[start + i]);
+            assert!(d < 1e-4, "position {}: {d}", start + i);
+        }
+        start += len;
+    }
+    // A packed batch of two sequences at different positions, one a decode step.
+    let other = tokens(12, 30);
+    let naive_other = m.forward_naive(&other).unwrap().to_vec2::<f32>().unwrap();
+    let table2: Vec<u32> = vec![1, 8, 15, 2, 9, 16, 19, 6];
+    let pool = KvPool::new(&m, 20, 4).unwrap();
+    let first = SeqChunk {
+        tokens: &seq[..44],
+        start: 0,
+        block_table: &table,
+    };
+    let o1 = SeqChunk {
+        tokens: &other[..20],
+        start: 0,
+        block_table: &table2,
+    };
+    m.forward(&pool, &[first, o1], false).unwrap();
+    let dec = SeqChunk {
+        tokens: &seq[44..45],
+        start: 44,
+        block_table: &table,
+    };
+    let o2 = SeqChunk {
+        tokens: &other[20..30],
+        start: 20,
+        block_table: &table2,
+    };
+    let got = m
+        .forward(&pool, &[dec, o2], false)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert!(max_diff(&got[0], &naive[44]) < 1e-4);
+    assert!(max_diff(&got[1], &naive_other[29]) < 1e-4);
+}
+
+fn cfg(capacity: usize, policy: PolicyKind, budget: usize, chunked: bool) -> EngineConfig {
+    EngineConfig {
+        block_size: 4,
+        cache_capacity_blocks: capacity,
+        policy,
+        max_num_batched_tokens: budget,
+        max_num_seqs: 4,
+        chunked_prefill: chunked,
+        ..EngineConfig::default()
+    }
+}
+
+/// Requests sharing a system prompt, arriving together, on a pool too small for all.
+fn run_engine(c: &EngineConfig) -> (Engine, Vec<usize>) {
+    let mut e = Engine::new(c, tiny()).unwrap();
+    e.check_logits = Some(0.0);
+    let mut ids = Vec::new();
+    for i in 0..6u64 {
+        let mut prompt = tokens(100, 24);
+        prompt.extend(tokens(200 + i % 3, 10 + i as u32));
+        ids.push(
+            e.add_request(RequestSpec {
+                prompt,
+                max_output: 6,
+                arrival_ns: 0,
+            })
+            .unwrap(),
+        );
+    }
+    let mut steps = 0;
+    while e.has_work() {
+        e.step().unwrap();
+        steps += 1;
+        assert!(steps < 10_000);
+        // Late arrivals hit a cache that has seen evictions.
+        if steps == 12 {
+            let mut prompt = tokens(100, 24);
+            prompt.extend(tokens(200, 13));
+            ids.push(
+                e.add_request(RequestSpec {
+                    prompt,
+                    max_output: 4,
+                    arrival_ns: e.clock_ns(),
+                })
+                .unwrap(),
+            );
+        }
+    }
+    (e, ids)
+}
+
+#[test]
+fn engine_logits_match_naive_through_evictions_and_preemptions() {
+    for (c, expect_preempt) in [
+        (cfg(16, PolicyKind::Lru, 16, true), true),
+        (cfg(16, PolicyKind::Fifo, 64, false), true),
+        (cfg(28, PolicyKind::Lru, 9, true), false),
+        (cfg(16, PolicyKind::None, 16, true), true),
+    ] {
+        let (e, ids) = run_engine(&c);
+        let worst = e.check_logits.unwrap();
+        assert!(worst < 1e-4, "{:?}: logits differ by {worst}", c.policy);
+        let preemptions: u32 = ids.iter().map(|&i| e.outcome(i).preemptions).sum();
+        if expect_preempt {
+            assert!(preemptions > 0, "{c:?} should preempt");
+        }
+        if c.policy == PolicyKind::None {
+            assert!(e.evictions.is_empty());
+            assert!(ids.iter().all(|&i| e.outcome(i).prefix_hit_tokens == 0));
+        } else {
+            // The tight pools also evict cached blocks.
+            assert!(
+                !expect_preempt || !e.evictions.is_empty(),
+                "{c:?} should evict"
+            );
+            assert!(
+                ids.iter().any(|&i| e.outcome(i).prefix_hit_tokens > 0),
+                "{c:?} should hit the prefix cache"
+            );
+        }
+        assert!(ids.iter().all(|&i| e.is_finished(i)));
+        assert_eq!(e.pool().total_refs(), 0, "ref counts return to zero");
+        assert_eq!(e.pool().num_free(), e.pool().num_blocks());
+    }
+}
+
+#[test]
+fn greedy_outputs_do_not_depend_on_the_configuration() {
+    let outputs = |c: &EngineConfig| {
+        let (e, ids) = run_engine(c);
+        ids.iter()
+            .map(|&i| e.outcome(i).output.clone())
+            .collect::<Vec<_>>()
+    };
+    let a = outputs(&cfg(24, PolicyKind::Lru, 16, true));
+    let b = outputs(&cfg(200, PolicyKind::Fifo, 512, false));
+    assert_eq!(a, b);
+    let naive = tiny();
+    // And they are the greedy continuation of a naive recomputation.
+    let mut prompt = tokens(100, 24);
+    prompt.extend(tokens(200, 10));
+    let mut seq = prompt.clone();
+    for _ in 0..6 {
+        let l = naive.forward_naive(&seq).unwrap();
+        let next = Llama::greedy(&l).unwrap();
+        seq.push(*next.last().unwrap());
+    }
+    assert_eq!(a[0], seq[prompt.len()..]);
+}
+
+#[test]
+fn seed_scenario_evicts_the_focus_prefix_under_a_only() {
+    let (w, a, b) = scenario::seed();
+    let opts = ReplayOptions {
+        repeats: 2,
+        ..ReplayOptions::default()
+    };
+    let mut ticks = 0;
+    let r = run_ab(&w, &a, &b, &opts, &mut |_| ticks += 1).unwrap();
+    assert!(ticks > 0);
+    assert!(r.outputs_identical);
+    assert_eq!(r.runs_a.len(), 2);
+    for run in r.runs_a.iter().chain(&r.runs_b) {
+        assert_eq!(run.leaked_refs, 0);
+    }
+    let t1 = &r.focus_turns[1];
+    let hits = t1
+        .metrics
+        .iter()
+        .find(|m| m.metric == "prefix_hit_tokens")
+        .unwrap();
+    assert!(hits.a_mean.abs() < 0.5, "A lost the whole cached prefix");
+    assert!((hits.b_mean - 1536.0).abs() < 0.5, "B kept it");
+    assert!(!t1.evicted_before_a.is_empty());
+    assert!(t1
+        .evicted_before_a
+        .iter()
+        .all(|e| e.by_session == "batch-burst"));
+    assert!(t1.evicted_before_b.is_empty());
+    assert!(t1.explanation.as_deref().unwrap().contains("batch-burst"));
+    // One run compares the two sides: re-prefilling 1600 tokens takes longer than 64.
+    let ttft = t1.metrics.iter().find(|m| m.metric == "ttft_ms").unwrap();
+    assert!(ttft.a_min > ttft.b_max, "{ttft:?}");
+    let text = r.to_text();
+    assert!(
+        text.contains("support-chat") && text.contains("batch-burst"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["runs_a"][0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "EVICTED_BLOCK"));
+}
+
+#[test]
+fn closed_loop_waits_for_the_previous_turn() {
+    let turn = |i: u32, len: u32| Turn {
+        index: i,
+        trace_id: None,
+        arrival_ns: 0,
+        think_ns: 5_000_000_000,
+        prompt: vec![Segment { stream: 1, len }],
+        output_tokens: 3,
+        recorded_ttft_ns: None,
+        recorded_e2e_ns: None,
+    };
+    let w = ReplayWorkload {
+        focus: "c".into(),
+        sessions: vec![Session {
+            id: "c".into(),
+            turns: vec![turn(0, 40), turn(1, 50)],
+        }],
+    };
+    let c = cfg(64, PolicyKind::Lru, 64, true);
+    let opts = ReplayOptions {
+        arrival: tailscope_engine::Arrival::ClosedLoop,
+        ..ReplayOptions::default()
+    };
+    let (r, worst) = run_with_model(&w, &c, tiny(), &opts, "A", 0, true, &mut |_| {}).unwrap();
+    assert!(worst.unwrap() < 1e-4);
+    let end0 = r.turns[0].arrival_ns + r.turns[0].e2e_ns;
+    assert_eq!(r.turns[1].arrival_ns, end0 + 5_000_000_000);
+    assert_eq!(r.turns[1].prefix_hit_tokens, 40);
+}
+
+#[test]
+fn mooncake_trace_replays() {
+    let text = "{\"timestamp\": 0, \"input_length\": 600, \"output_length\": 2, \"hash_ids\": [1, 2]}\n\
+                {\"timestamp\": 10, \"input_length\": 700, \"output_length\": 2, \"hash_ids\": [1, 3]}\n";
+    let w = tailscope_engine::mooncake::parse(text).unwrap();
+    let c = EngineConfig {
+        block_size: 16,
+        cache_capacity_blocks: 128,
+        ..EngineConfig::default()
+    };
+    let opts = ReplayOptions::default();
+    let (r, _) = run_with_model(&w, &c, tiny(), &opts, "A", 0, false, &mut |_| {}).unwrap();
+    assert_eq!(r.turns.len(), 2);
+    assert_eq!(
+        r.turns[1].prefix_hit_tokens, 512,
+        "the shared 512-token hash block is reused"
+    );
+}
+
+#[test]
+fn config_errors_name_the_file_and_field() {
+    let dir = std::env::temp_dir().join(format!("tailscope-engine-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, "model = \"tiny\"\npolicy = \"random\"\n").unwrap();
+    let e = EngineConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("bad.toml") && e.contains("policy"), "{e}");
+    std::fs::write(&p, "model = \"huge\"\n").unwrap();
+    let e = EngineConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("bad.toml") && e.contains("`model`"), "{e}");
+    std::fs::write(&p, "model = \"tiny\"\nblock_size = 0\n").unwrap();
+    let e = EngineConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("block_size"), "{e}");
+    let e = EngineConfig::from_file(dir.join("missing.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.toml"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (_, a, b) = scenario::seed();
+    assert_eq!(
+        EngineConfig::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/seed-a.toml"))
+            .unwrap(),
+        a
+    );
+    assert_eq!(
+        EngineConfig::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/seed-b.toml"))
+            .unwrap(),
+        b
+    );
+}
+
+#[test]
+fn weights_round_trip_through_a_hugging_face_directory() {
+    let shape = ModelShape::named("tiny").unwrap();
+    let dir = std::env::temp_dir().join(format!("tailscope-engine-hf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = tailscope_engine::model::random_tensors(&shape, 3, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&shape).unwrap(),
+    )
+    .unwrap();
+    let c = EngineConfig {
+        model: None,
+        model_path: Some(dir.clone()),
+        ..EngineConfig::default()
+    };
+    let loaded = tailscope_engine::engine::load_model(&c).unwrap();
+    let seq = tokens(5, 9);
+    let a = loaded
+        .forward_naive(&seq)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let b = tiny()
+        .forward_naive(&seq)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
