@@ -13,6 +13,7 @@ use crate::error::EngineError;
 type CResult<T> = candle_core::Result<T>;
 
 /// One transformer layer's weights; projections are stored transposed (`[in, out]`).
+#[derive(Clone)]
 struct Layer {
     attn_norm: Tensor,
     wq: Tensor,
@@ -25,7 +26,8 @@ struct Layer {
     wdown: Tensor,
 }
 
-/// A Llama-architecture model on one device.
+/// A Llama-architecture model on one device (cloning shares the weights).
+#[derive(Clone)]
 pub struct Llama {
     shape: ModelShape,
     device: Device,
@@ -257,6 +259,10 @@ impl Llama {
                 Tensor::from_vec(slots, n, &self.device)
             })
             .collect::<CResult<Vec<_>>>()?;
+        let masks = chunks
+            .iter()
+            .map(|c| self.causal_mask(c.tokens.len(), c.start))
+            .collect::<CResult<Vec<_>>>()?;
         let mut x = self.embed.index_select(&ids, 0)?;
         for (li, layer) in self.layers.iter().enumerate() {
             let kc = &pool.k[li];
@@ -265,7 +271,7 @@ impl Llama {
                 // Write new K/V block-run by block-run, then gather each chunk's context.
                 let mut off = 0;
                 let mut outs = Vec::with_capacity(chunks.len());
-                for (c, slots) in chunks.iter().zip(&ctx_slots) {
+                for ((c, slots), mask) in chunks.iter().zip(&ctx_slots).zip(&masks) {
                     let n = c.tokens.len();
                     let mut p = c.start;
                     while p < c.start + n {
@@ -278,7 +284,7 @@ impl Llama {
                     }
                     let kctx = kc.index_select(slots, 0)?;
                     let vctx = vc.index_select(slots, 0)?;
-                    outs.push((off, n, c.start, kctx, vctx));
+                    outs.push((off, n, kctx, vctx, mask.clone()));
                     off += n;
                 }
                 Ok(outs)
@@ -308,10 +314,11 @@ impl Llama {
         let ids = Tensor::from_vec(tokens.to_vec(), n, &self.device)?;
         let cos = self.cos.narrow(0, 0, n)?;
         let sin = self.sin.narrow(0, 0, n)?;
+        let mask = self.causal_mask(n, 0)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         for layer in &self.layers {
             let attn = self.attention(layer, &x, &cos, &sin, |k, v| {
-                Ok(vec![(0, n, 0, k.clone(), v.clone())])
+                Ok(vec![(0, n, k.clone(), v.clone(), mask.clone())])
             })?;
             x = (x + attn)?;
             x = (&x + self.mlp(layer, &x)?)?;
@@ -320,8 +327,29 @@ impl Llama {
         x.matmul(&self.lm_head_t)
     }
 
+    /// Additive causal mask `[1, 1, n, start + n]` for `n` queries at positions
+    /// `start..start + n`; `None` for a single query (it sees everything).
+    fn causal_mask(&self, n: usize, start: usize) -> CResult<Option<Tensor>> {
+        if n <= 1 {
+            return Ok(None);
+        }
+        let ctx = start + n;
+        let mask: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                (0..ctx).map(move |j| {
+                    if j > start + i {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        Tensor::from_vec(mask, (1, 1, n, ctx), &self.device).map(Some)
+    }
+
     /// Attention of the packed tokens `x` (`[T, hidden]`); `kv` stores the new K/V
-    /// and returns, per sequence, (row offset, rows, start position, K ctx, V ctx).
+    /// and returns, per sequence, (row offset, rows, K ctx, V ctx, causal mask).
     #[allow(clippy::type_complexity, clippy::many_single_char_names)]
     fn attention(
         &self,
@@ -329,7 +357,10 @@ impl Llama {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        kv: impl FnOnce(&Tensor, &Tensor) -> CResult<Vec<(usize, usize, usize, Tensor, Tensor)>>,
+        kv: impl FnOnce(
+            &Tensor,
+            &Tensor,
+        ) -> CResult<Vec<(usize, usize, Tensor, Tensor, Option<Tensor>)>>,
     ) -> CResult<Tensor> {
         let s = &self.shape;
         let (t, _) = x.dims2()?;
@@ -344,7 +375,7 @@ impl Llama {
         let seqs = kv(&k, &v)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut outs = Vec::with_capacity(seqs.len());
-        for (off, n, start, kctx, vctx) in seqs {
+        for (off, n, kctx, vctx, mask) in seqs {
             let ctx = kctx.dim(0)?;
             let qs = q
                 .narrow(0, off, n)?
@@ -361,19 +392,7 @@ impl Llama {
                 .transpose(0, 1)?
                 .contiguous()?;
             let mut att = (qs.matmul(&ks.t()?)? * scale)?;
-            if n > 1 {
-                let mask: Vec<f32> = (0..n)
-                    .flat_map(|i| {
-                        (0..ctx).map(move |j| {
-                            if j > start + i {
-                                f32::NEG_INFINITY
-                            } else {
-                                0.0
-                            }
-                        })
-                    })
-                    .collect();
-                let mask = Tensor::from_vec(mask, (1, 1, n, ctx), &self.device)?;
+            if let Some(mask) = mask {
                 att = att
                     .reshape((nkv, g, n, ctx))?
                     .broadcast_add(&mask)?

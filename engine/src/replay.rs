@@ -283,6 +283,8 @@ pub fn run_with_model(
     let evictions = eviction_notes(&engine.evictions, &engine.events, &turns);
     let summary = summarise(&turns, evictions.len(), opts);
     let leaked_refs = engine.pool().total_refs();
+    // Arrivals are logged when admitted, possibly after later events: order by time.
+    engine.events.sort_by_key(|e| e.t_ns);
     let worst = engine.check_logits;
     Ok((
         RunReport {
@@ -461,27 +463,36 @@ pub fn run_ab(
     let repeats = opts.repeats.max(1);
     let mut runs_a = Vec::new();
     let mut runs_b = Vec::new();
+    let model_a = load_model(a)?;
+    let model_b = load_model(b)?;
     // Warm-up (untimed): first-touch page faults and allocator growth would
     // otherwise land on whichever side runs first.
     let mut ignore = |_: ReplayProgress| {};
-    for (cfg, label) in [(a, "A"), (b, "B")] {
-        run_with_model(
-            workload,
-            cfg,
-            load_model(cfg)?,
-            opts,
-            label,
-            0,
-            false,
-            &mut ignore,
-        )?;
-    }
+    run_with_model(
+        workload,
+        a,
+        model_a.clone(),
+        opts,
+        "A",
+        0,
+        false,
+        &mut ignore,
+    )?;
+    run_with_model(
+        workload,
+        b,
+        model_b.clone(),
+        opts,
+        "B",
+        0,
+        false,
+        &mut ignore,
+    )?;
     for r in 0..repeats {
-        for (cfg, label, runs) in [(a, "A", &mut runs_a), (b, "B", &mut runs_b)] {
-            let model = load_model(cfg)?;
-            let (rep, _) = run_with_model(workload, cfg, model, opts, label, r, false, progress)?;
-            runs.push(rep);
-        }
+        let (rep, _) = run_with_model(workload, a, model_a.clone(), opts, "A", r, false, progress)?;
+        runs_a.push(rep);
+        let (rep, _) = run_with_model(workload, b, model_b.clone(), opts, "B", r, false, progress)?;
+        runs_b.push(rep);
     }
     Ok(build_ab(workload, a, b, opts, runs_a, runs_b))
 }

@@ -2,6 +2,7 @@
 //! candle-transformers' llama on the same shape and the same (seeded) weights.
 //!
 //! `cargo run --release -p tailscope-engine --features reference --bin engine-bench [-- --quick]`
+//! (`-- --seed-scenario` runs the seed scenario's A/B replay instead).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -116,6 +117,23 @@ fn machine() -> Result<(f64, f64)> {
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--seed-scenario") {
+        let (w, a, b) = tailscope_engine::scenario::seed();
+        let t = Instant::now();
+        let r = tailscope_engine::run_ab(
+            &w,
+            &a,
+            &b,
+            &tailscope_engine::ReplayOptions::default(),
+            &mut |_| {},
+        )?;
+        println!("{}", r.to_text());
+        println!(
+            "seed scenario A/B (3 repeats per side + warm-up) took {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let cases = [
         Case {
             shape: "tiny",
