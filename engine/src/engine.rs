@@ -68,6 +68,9 @@ pub struct RequestOutcome {
     pub output: Vec<u32>,
     pub prompt_tokens: usize,
     pub prefix_hit_tokens: usize,
+    /// Tokens computed before the first token (prompt minus prefix hits, plus any
+    /// recomputation after a preemption).
+    pub prefill_tokens: usize,
     pub preemptions: u32,
 }
 
@@ -420,6 +423,9 @@ impl Engine {
         for (row, &(id, n)) in sched.iter().enumerate() {
             let r = &mut self.reqs[id];
             r.computed += n;
+            if r.out.first_token_ns.is_none() {
+                r.out.prefill_tokens += n;
+            }
             // Register newly full blocks in the prefix cache.
             let full = r.computed / bs;
             while r.cached_blocks < full {

@@ -73,6 +73,8 @@ pub struct TurnMetrics {
     pub tpot_ns: i64,
     pub itl_ns: Vec<i64>,
     pub prefix_hit_tokens: usize,
+    /// Tokens computed before the first token (what the prefix cache did not save).
+    pub prefill_tokens: usize,
     pub preemptions: u32,
     pub recorded_ttft_ns: Option<i64>,
     pub recorded_e2e_ns: Option<i64>,
@@ -273,6 +275,7 @@ pub fn run_with_model(
                 },
                 itl_ns: o.token_ns.windows(2).map(|w| w[1] - w[0]).collect(),
                 prefix_hit_tokens: o.prefix_hit_tokens,
+                prefill_tokens: o.prefill_tokens,
                 preemptions: o.preemptions,
                 recorded_ttft_ns: t.recorded_ttft_ns,
                 recorded_e2e_ns: t.recorded_e2e_ns,
@@ -597,6 +600,7 @@ fn focus_rows(focus: &str, runs_a: &[RunReport], runs_b: &[RunReport]) -> Vec<Fo
             ("tpot_ms", |t| ms(t.tpot_ns)),
             ("e2e_ms", |t| ms(t.e2e_ns)),
             ("prefix_hit_tokens", |t| t.prefix_hit_tokens as f64),
+            ("prefill_tokens", |t| t.prefill_tokens as f64),
             ("preemptions", |t| f64::from(t.preemptions)),
         ]
         .iter()
@@ -725,6 +729,9 @@ impl AbReport {
             }
             if let Some(m) = g("prefix_hit_tokens") {
                 let _ = write!(s, "  hits {:.0} -> {:.0}", m.a_mean, m.b_mean);
+            }
+            if let Some(m) = g("prefill_tokens") {
+                let _ = write!(s, "  prefilled {:.0} -> {:.0}", m.a_mean, m.b_mean);
             }
             let _ = writeln!(s);
             if let Some(e) = &t.explanation {

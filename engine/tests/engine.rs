@@ -238,9 +238,16 @@ fn seed_scenario_evicts_the_focus_prefix_under_a_only() {
         .all(|e| e.by_session == "batch-burst"));
     assert!(t1.evicted_before_b.is_empty());
     assert!(t1.explanation.as_deref().unwrap().contains("batch-burst"));
-    // One run compares the two sides: re-prefilling 1600 tokens takes longer than 64.
-    let ttft = t1.metrics.iter().find(|m| m.metric == "ttft_ms").unwrap();
-    assert!(ttft.a_min > ttft.b_max, "{ttft:?}");
+    // The work behind the TTFT jump (timings themselves are not asserted here).
+    let pf = t1
+        .metrics
+        .iter()
+        .find(|m| m.metric == "prefill_tokens")
+        .unwrap();
+    assert!(
+        (pf.a_mean - 1600.0).abs() < 0.5 && (pf.b_mean - 64.0).abs() < 0.5,
+        "{pf:?}"
+    );
     let text = r.to_text();
     assert!(
         text.contains("support-chat") && text.contains("batch-burst"),
