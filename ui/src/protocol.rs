@@ -1,0 +1,524 @@
+//! The request/response protocol between the UI thread and the app's worker, and the
+//! view-model types the views draw. Nothing here touches a database: the worker fills
+//! these from the store, the UI only reads them.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use tailscope_model::Cause;
+
+/// Column the traces table sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SortColumn {
+    Start,
+    #[default]
+    Duration,
+    Ttft,
+    InputTokens,
+    OutputTokens,
+    Root,
+    PrimaryCause,
+    Spans,
+}
+
+impl SortColumn {
+    /// The column of the worker's trace list (see [`TraceQuery::where_sql`]).
+    pub fn sql(self) -> &'static str {
+        match self {
+            SortColumn::Start => "start_ns",
+            SortColumn::Duration => "duration_ns",
+            SortColumn::Ttft => "ttft_ns",
+            SortColumn::InputTokens => "input_tokens",
+            SortColumn::OutputTokens => "output_tokens",
+            SortColumn::Root => "root",
+            SortColumn::PrimaryCause => "primary_cause",
+            SortColumn::Spans => "spans",
+        }
+    }
+}
+
+/// One page of the traces table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TraceQuery {
+    pub offset: usize,
+    pub limit: usize,
+    pub sort: SortColumn,
+    pub descending: bool,
+    /// Case-insensitive text matched against trace id, root, cause and conversation.
+    pub text: String,
+    /// A SQL predicate over the trace list columns: trace_id, root, start_ns,
+    /// duration_ns, ttft_ns, input_tokens, output_tokens, primary_cause,
+    /// conversation_id, spans, pct (e.g. `duration_ns > 2e9 AND spans > 10`).
+    pub where_sql: String,
+    /// Echoed in the reply so stale pages are dropped.
+    pub generation: u64,
+}
+
+/// What the UI asks of the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Overview,
+    Traces(TraceQuery),
+    Trace {
+        trace_id: String,
+    },
+    Conversations,
+    Conversation {
+        conversation_id: String,
+    },
+    /// Metric series between two times (ns since the epoch).
+    Metrics {
+        from_ns: i64,
+        to_ns: i64,
+    },
+    Sql {
+        sql: String,
+    },
+    /// Import OTLP files (a job with progress).
+    Import {
+        files: Vec<PathBuf>,
+    },
+    /// Export Parquet tables and a notebook into a folder (a job with progress).
+    Export {
+        dir: PathBuf,
+    },
+    /// Open another store.
+    Open {
+        db: PathBuf,
+    },
+    /// Re-run the (incremental) analysis.
+    Analyze,
+}
+
+/// What the worker answers, or tells unprompted (progress, live updates).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Overview(Box<Overview>),
+    Traces(TracePage),
+    Trace(Box<TraceDetail>),
+    Conversations(Vec<ConversationSummary>),
+    Conversation(Conversation),
+    Metrics(MetricsWindow),
+    Sql(SqlResult),
+    /// Progress of the running job; `done` ends it.
+    Progress(JobProgress),
+    /// The store received or analysed new data: views reload.
+    StoreChanged,
+    Collector(CollectorStatus),
+    /// A request failed; one sentence.
+    Error(String),
+}
+
+impl Response {
+    /// Whether this answers one request (so the UI's pending count goes down).
+    pub fn is_reply(&self) -> bool {
+        match self {
+            Response::Progress(p) => p.done,
+            Response::StoreChanged | Response::Collector(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// The UI's ends of the two bounded channels, and the cancel flag of the running job.
+pub struct Link {
+    pub requests: SyncSender<Request>,
+    pub responses: Receiver<Response>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Link {
+    pub fn cancel_job(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The worker's ends.
+pub struct WorkerLink {
+    pub requests: Receiver<Request>,
+    pub responses: SyncSender<Response>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Two bounded channels (requests, responses) and a shared cancel flag.
+pub fn link(capacity: usize) -> (Link, WorkerLink) {
+    let (qtx, qrx) = std::sync::mpsc::sync_channel(capacity);
+    let (rtx, rrx) = std::sync::mpsc::sync_channel(capacity);
+    let cancel = Arc::new(AtomicBool::new(false));
+    (
+        Link {
+            requests: qtx,
+            responses: rrx,
+            cancel: Arc::clone(&cancel),
+        },
+        WorkerLink {
+            requests: qrx,
+            responses: rtx,
+            cancel,
+        },
+    )
+}
+
+/// Collector endpoints and throughput.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CollectorStatus {
+    pub grpc: String,
+    pub http: String,
+    pub spans_per_s: f64,
+    pub spans_accepted: u64,
+    pub rejected: u64,
+    pub gpu_sampler: Option<String>,
+}
+
+/// Mean per-cause critical time of one cohort of traces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cohort {
+    pub name: String,
+    pub traces: u64,
+    pub mean_by_cause_ns: Vec<(Cause, f64)>,
+}
+
+/// One finding, with the span it points at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingVm {
+    pub kind: String,
+    pub summary: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub conversation_id: Option<String>,
+    pub cost_ns: i64,
+}
+
+/// The overview: counts, percentiles, tail attribution, distribution, findings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Overview {
+    pub store: String,
+    pub spans: u64,
+    pub traces: u64,
+    pub metric_points: u64,
+    pub p50_ns: f64,
+    pub p90_ns: f64,
+    pub p99_ns: f64,
+    pub cohorts: Vec<Cohort>,
+    /// (low ms, high ms, traces).
+    pub histogram: Vec<(f64, f64, u64)>,
+    /// (ms, fraction of traces at or below).
+    pub cdf: Vec<[f64; 2]>,
+    pub findings: Vec<FindingVm>,
+    /// The slowest trace (an example of the tail).
+    pub slowest_trace: Option<String>,
+}
+
+/// One row of the traces table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRowVm {
+    pub trace_id: String,
+    pub root: String,
+    pub start_ns: i64,
+    pub duration_ns: i64,
+    pub ttft_ns: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub primary_cause: Option<Cause>,
+    pub conversation_id: Option<String>,
+    pub spans: i64,
+    /// Percentile rank of the duration among all traces (0..=100).
+    pub percentile: f64,
+}
+
+/// A page of the traces table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracePage {
+    pub query: TraceQuery,
+    /// Rows matching the filters.
+    pub total: usize,
+    pub rows: Vec<TraceRowVm>,
+}
+
+/// An event on a span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventVm {
+    pub time_ns: i64,
+    pub name: String,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// A span as the worker hands it over (any order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanInput {
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub service: String,
+    pub kind: String,
+    pub status: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub self_ns: i64,
+    pub critical_ns: i64,
+    /// The cause a span of this kind usually stands for (colour when off the path).
+    pub class_cause: Cause,
+    pub attributes: Vec<(String, String)>,
+    pub events: Vec<EventVm>,
+    /// (trace id, span id) of each link.
+    pub links: Vec<(String, String)>,
+}
+
+impl Default for SpanInput {
+    fn default() -> Self {
+        Self {
+            span_id: String::new(),
+            parent_span_id: None,
+            name: String::new(),
+            service: String::new(),
+            kind: String::new(),
+            status: String::new(),
+            start_ns: 0,
+            end_ns: 0,
+            self_ns: 0,
+            critical_ns: 0,
+            class_cause: Cause::Other,
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+}
+
+/// A span of a trace in tree pre-order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanVm {
+    pub input: SpanInput,
+    pub parent: Option<usize>,
+    pub depth: u32,
+    /// One past the last span of this span's subtree (pre-order).
+    pub subtree_end: usize,
+    pub has_children: bool,
+    /// The cause with the most critical time in this span, if it is on the path.
+    pub cause: Option<Cause>,
+}
+
+impl SpanVm {
+    pub fn duration_ns(&self) -> i64 {
+        self.input.end_ns - self.input.start_ns
+    }
+    /// The colour cause: its critical cause, else the kind's usual cause.
+    pub fn colour_cause(&self) -> Cause {
+        self.cause.unwrap_or(self.input.class_cause)
+    }
+}
+
+/// One critical-path section.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SectionVm {
+    pub span: usize,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub cause: Cause,
+}
+
+/// A whole trace: spans in pre-order, the critical path, per-cause totals.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TraceDetail {
+    pub trace_id: String,
+    pub root: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub conversation_id: Option<String>,
+    pub primary_cause: Option<Cause>,
+    pub spans: Vec<SpanVm>,
+    pub sections: Vec<SectionVm>,
+    pub by_cause_ns: Vec<(Cause, i64)>,
+}
+
+impl TraceDetail {
+    /// Builds the pre-order tree from spans in any order; `sections` are
+    /// (span id, start, end, cause). Spans whose parent is missing become roots.
+    pub fn build(
+        trace_id: String,
+        spans: Vec<SpanInput>,
+        sections: &[(String, i64, i64, Cause)],
+    ) -> TraceDetail {
+        use std::collections::HashMap;
+        let index: HashMap<&str, usize> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span_id.as_str(), i))
+            .collect();
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+        let mut roots = Vec::new();
+        for (i, s) in spans.iter().enumerate() {
+            match s.parent_span_id.as_deref().and_then(|p| index.get(p)) {
+                Some(&p) if p != i => children[p].push(i),
+                _ => roots.push(i),
+            }
+        }
+        let by_start = |v: &mut Vec<usize>| {
+            v.sort_by_key(|&i| (spans[i].start_ns, std::cmp::Reverse(spans[i].end_ns)));
+        };
+        by_start(&mut roots);
+        for c in &mut children {
+            by_start(c);
+        }
+        // Iterative pre-order (deep traces must not overflow the stack).
+        let mut order: Vec<(usize, Option<usize>, u32)> = Vec::with_capacity(spans.len());
+        let mut new_index = vec![usize::MAX; spans.len()];
+        let mut stack: Vec<(usize, Option<usize>, u32)> =
+            roots.iter().rev().map(|&r| (r, None, 0)).collect();
+        while let Some((i, parent, depth)) = stack.pop() {
+            if new_index[i] != usize::MAX {
+                continue; // a cycle in bad input
+            }
+            new_index[i] = order.len();
+            order.push((i, parent, depth));
+            for &c in children[i].iter().rev() {
+                stack.push((c, Some(new_index[i]), depth + 1));
+            }
+        }
+        let mut crit: HashMap<&str, HashMap<Cause, i64>> = HashMap::new();
+        for (id, s, e, c) in sections {
+            *crit.entry(id.as_str()).or_default().entry(*c).or_insert(0) += e - s;
+        }
+        let cause_of = |id: &str| {
+            crit.get(id).and_then(|m| {
+                m.iter()
+                    .max_by_key(|(c, v)| (**v, std::cmp::Reverse(**c)))
+                    .map(|(c, _)| *c)
+            })
+        };
+        let causes: Vec<Option<Cause>> = order
+            .iter()
+            .map(|(i, _, _)| cause_of(&spans[*i].span_id))
+            .collect();
+        let mut slots: Vec<Option<SpanInput>> = spans.into_iter().map(Some).collect();
+        let mut out: Vec<SpanVm> = order
+            .iter()
+            .zip(causes)
+            .map(|(&(i, parent, depth), cause)| SpanVm {
+                input: slots[i].take().unwrap_or_default(),
+                parent,
+                depth,
+                subtree_end: 0,
+                has_children: !children[i].is_empty(),
+                cause,
+            })
+            .collect();
+        // Subtree ends: walk backwards, a span's end is the max of its children's ends.
+        for k in (0..out.len()).rev() {
+            if out[k].subtree_end == 0 {
+                out[k].subtree_end = k + 1;
+            }
+            if let Some(p) = out[k].parent {
+                out[p].subtree_end = out[p].subtree_end.max(out[k].subtree_end);
+            }
+        }
+        let pos: HashMap<&str, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (s.input.span_id.as_str(), k))
+            .collect();
+        let secs: Vec<SectionVm> = sections
+            .iter()
+            .filter_map(|(id, s, e, c)| {
+                pos.get(id.as_str()).map(|&span| SectionVm {
+                    span,
+                    start_ns: *s,
+                    end_ns: *e,
+                    cause: *c,
+                })
+            })
+            .collect();
+        let mut by: HashMap<Cause, i64> = HashMap::new();
+        for s in &secs {
+            *by.entry(s.cause).or_insert(0) += s.end_ns - s.start_ns;
+        }
+        let mut by_cause_ns: Vec<(Cause, i64)> = by.into_iter().collect();
+        by_cause_ns.sort_by_key(|(c, v)| (std::cmp::Reverse(*v), *c));
+        let start_ns = out.iter().map(|s| s.input.start_ns).min().unwrap_or(0);
+        let end_ns = out.iter().map(|s| s.input.end_ns).max().unwrap_or(0);
+        TraceDetail {
+            trace_id,
+            root: out
+                .first()
+                .map(|s| s.input.name.clone())
+                .unwrap_or_default(),
+            start_ns,
+            end_ns,
+            conversation_id: None,
+            primary_cause: None,
+            spans: out,
+            sections: secs,
+            by_cause_ns,
+        }
+    }
+
+    pub fn find(&self, span_id: &str) -> Option<usize> {
+        self.spans.iter().position(|s| s.input.span_id == span_id)
+    }
+}
+
+/// One conversation in the picker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    pub turns: u64,
+    pub total_ns: i64,
+    pub evictions: u64,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnVm {
+    pub trace_id: String,
+    pub start_ns: i64,
+    pub duration_ns: i64,
+    pub ttft_ns: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub cache_read_tokens: Option<i64>,
+    pub evicted: bool,
+    pub primary_cause: Option<Cause>,
+}
+
+/// A conversation, turn by turn.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Conversation {
+    pub conversation_id: String,
+    pub turns: Vec<TurnVm>,
+}
+
+/// One metric series; x is seconds since [`MetricsWindow::from_ns`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesVm {
+    pub name: String,
+    pub service: String,
+    pub points: Vec<[f64; 2]>,
+}
+
+/// Metric series around a time window.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetricsWindow {
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub series: Vec<SeriesVm>,
+}
+
+/// A SQL console result (cells already formatted).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SqlResult {
+    pub sql: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub truncated: bool,
+    pub elapsed_ms: f64,
+}
+
+/// Progress of a long job.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobProgress {
+    pub job: String,
+    /// 0..=1, or `None` when unknown.
+    pub fraction: Option<f32>,
+    pub message: String,
+    pub done: bool,
+}
