@@ -204,6 +204,39 @@ pub struct ModelShape {
     pub max_position_embeddings: usize,
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// Llama 3 RoPE frequency scaling (`rope_type = "llama3"`), as in config.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
+}
+
+/// Llama 3 RoPE scaling parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: usize,
+    #[serde(default)]
+    pub rope_type: Option<String>,
+}
+
+impl RopeScaling {
+    /// Llama 3's adjustment of one inverse frequency.
+    pub fn adjust(&self, inv_freq: f64) -> f64 {
+        let old = self.original_max_position_embeddings as f64;
+        let low_wavelen = old / self.low_freq_factor;
+        let high_wavelen = old / self.high_freq_factor;
+        let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
+        if wavelen < high_wavelen {
+            inv_freq
+        } else if wavelen > low_wavelen {
+            inv_freq / self.factor
+        } else {
+            let smooth = (old / wavelen - self.low_freq_factor)
+                / (self.high_freq_factor - self.low_freq_factor);
+            (1.0 - smooth) * inv_freq / self.factor + smooth * inv_freq
+        }
+    }
 }
 
 fn default_rms_eps() -> f64 {
@@ -233,14 +266,26 @@ impl ModelShape {
             rope_theta: 500_000.0,
             max_position_embeddings: 16_384,
             tie_word_embeddings: tie,
+            rope_scaling: None,
+        };
+        let llama3 = |mut s: Self, factor: f64| {
+            s.rope_scaling = Some(RopeScaling {
+                factor,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192,
+                rope_type: Some("llama3".into()),
+            });
+            s.max_position_embeddings = 131_072;
+            s
         };
         Some(match name {
             // ~1.1M parameters.
             "tiny" => s(2048, 128, 384, 4, 4, 2, true),
             // ~105M parameters.
             "small-100m" => s(32_000, 768, 2048, 12, 12, 4, true),
-            "llama-3.2-1b" => s(128_256, 2048, 8192, 16, 32, 8, true),
-            "llama-3.1-8b" => s(128_256, 4096, 14_336, 32, 32, 8, false),
+            "llama-3.2-1b" => llama3(s(128_256, 2048, 8192, 16, 32, 8, true), 32.0),
+            "llama-3.1-8b" => llama3(s(128_256, 4096, 14_336, 32, 32, 8, false), 8.0),
             _ => return None,
         })
     }

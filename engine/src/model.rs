@@ -12,7 +12,7 @@ use crate::error::EngineError;
 
 type CResult<T> = candle_core::Result<T>;
 
-/// One transformer layer's weights; projections are stored transposed (`[in, out]`).
+/// One transformer layer's weights; projections are kept as transposed views (`[in, out]`) of the `[out, in]` weights.
 #[derive(Clone)]
 struct Layer {
     attn_norm: Tensor,
@@ -166,7 +166,7 @@ impl Llama {
                 .cloned()
                 .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))
         };
-        let tr = |name: &str| -> CResult<Tensor> { get(name)?.t()?.contiguous() };
+        let tr = |name: &str| -> CResult<Tensor> { get(name)?.t() };
         let mut layers = Vec::with_capacity(shape.num_hidden_layers);
         for i in 0..shape.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -184,13 +184,16 @@ impl Llama {
         }
         let embed = get("model.embed_tokens.weight")?;
         let lm_head_t = match t.get("lm_head.weight") {
-            Some(w) if !shape.tie_word_embeddings => w.t()?.contiguous()?,
-            _ => embed.t()?.contiguous()?,
+            Some(w) if !shape.tie_word_embeddings => w.t()?,
+            _ => embed.t()?,
         };
         let hd = shape.head_dim();
         let max_pos = shape.max_position_embeddings;
         let inv: Vec<f32> = (0..hd / 2)
-            .map(|i| 1.0 / shape.rope_theta.powf(2.0 * i as f64 / hd as f64) as f32)
+            .map(|i| {
+                let f = 1.0 / shape.rope_theta.powf(2.0 * i as f64 / hd as f64);
+                shape.rope_scaling.as_ref().map_or(f, |r| r.adjust(f)) as f32
+            })
             .collect();
         let inv = Tensor::from_vec(inv, (1, hd / 2), device)?;
         let pos = Tensor::arange(0u32, max_pos as u32, device)?
@@ -282,8 +285,12 @@ impl Llama {
                         vc.slice_set(&v.narrow(0, row, run)?.contiguous()?, 0, slot)?;
                         p += run;
                     }
-                    let kctx = kc.index_select(slots, 0)?;
-                    let vctx = vc.index_select(slots, 0)?;
+                    // A chunk from position 0 attends only to itself: no gather needed.
+                    let (kctx, vctx) = if c.start == 0 {
+                        (k.narrow(0, off, n)?, v.narrow(0, off, n)?)
+                    } else {
+                        (kc.index_select(slots, 0)?, vc.index_select(slots, 0)?)
+                    };
                     outs.push((off, n, kctx, vctx, mask.clone()));
                     off += n;
                 }

@@ -375,3 +375,20 @@ fn weights_round_trip_through_a_hugging_face_directory() {
     assert_eq!(a, b);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn llama3_rope_scaling_keeps_high_and_divides_low_frequencies() {
+    let s = ModelShape::named("llama-3.2-1b").unwrap();
+    let r = s.rope_scaling.as_ref().unwrap();
+    assert!(
+        (r.adjust(1.0) - 1.0).abs() < 1e-12,
+        "short wavelengths unchanged"
+    );
+    let low = 2.0 * std::f64::consts::PI / 100_000.0;
+    assert!(
+        (r.adjust(low) - low / 32.0).abs() < 1e-15,
+        "long wavelengths divided by the factor"
+    );
+    let mid = 2.0 * std::f64::consts::PI / 4096.0;
+    assert!(r.adjust(mid) < mid && r.adjust(mid) > mid / 32.0);
+}

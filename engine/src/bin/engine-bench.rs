@@ -118,19 +118,14 @@ fn machine() -> Result<(f64, f64)> {
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     if std::env::args().any(|a| a == "--seed-scenario") {
-        let (w, a, b) = tailscope_engine::scenario::seed();
-        let t = Instant::now();
-        let r = tailscope_engine::run_ab(
-            &w,
-            &a,
-            &b,
-            &tailscope_engine::ReplayOptions::default(),
-            &mut |_| {},
-        )?;
-        println!("{}", r.to_text());
+        let (workload, cfg_a, cfg_b) = tailscope_engine::scenario::seed();
+        let started = Instant::now();
+        let opts = tailscope_engine::ReplayOptions::default();
+        let report = tailscope_engine::run_ab(&workload, &cfg_a, &cfg_b, &opts, &mut |_| {})?;
+        println!("{}", report.to_text());
         println!(
             "seed scenario A/B (3 repeats per side + warm-up) took {:.1} s",
-            t.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64()
         );
         return Ok(());
     }
