@@ -392,3 +392,71 @@ fn llama3_rope_scaling_keeps_high_and_divides_low_frequencies() {
     let mid = 2.0 * std::f64::consts::PI / 4096.0;
     assert!(r.adjust(mid) < mid && r.adjust(mid) > mid / 32.0);
 }
+
+#[test]
+fn scheduler_respects_budgets_and_sequence_limit() {
+    use tailscope_engine::EventKind;
+    let run = |c: &EngineConfig| {
+        let mut e = Engine::new(c, tiny()).unwrap();
+        for i in 0..3u64 {
+            let prompt = tokens(300 + i, 30);
+            e.add_request(RequestSpec {
+                prompt,
+                max_output: 3,
+                arrival_ns: 0,
+            })
+            .unwrap();
+        }
+        while e.has_work() {
+            e.step().unwrap();
+        }
+        e.events.clone()
+    };
+    // Chunked: no step computes more than the token budget for one request.
+    let chunked = EngineConfig {
+        max_num_seqs: 1,
+        ..cfg(64, PolicyKind::Lru, 8, true)
+    };
+    let ev = run(&chunked);
+    let sched: Vec<usize> = ev
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Scheduled { new_tokens, .. } => Some(new_tokens),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sched,
+        vec![8, 8, 8],
+        "admission chunks are capped by the budget"
+    );
+    // One sequence at a time: each request is admitted after the previous finished.
+    let order: Vec<(usize, bool)> = ev
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Scheduled { .. } => Some((e.request, true)),
+            EventKind::Finished => Some((e.request, false)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (0, true),
+            (0, false),
+            (1, true),
+            (1, false),
+            (2, true),
+            (2, false)
+        ]
+    );
+    // Not chunked: the whole prompt in one step, even over the budget when alone.
+    let whole = cfg(64, PolicyKind::Lru, 8, false);
+    let ev = run(&whole);
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Scheduled { new_tokens: 30, .. })));
+    assert!(!ev
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Scheduled { new_tokens, .. } if new_tokens < 30)));
+}

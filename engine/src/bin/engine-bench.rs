@@ -2,7 +2,8 @@
 //! candle-transformers' llama on the same shape and the same (seeded) weights.
 //!
 //! `cargo run --release -p tailscope-engine --features reference --bin engine-bench [-- --quick]`
-//! (`-- --seed-scenario` runs the seed scenario's A/B replay instead).
+//! (`-- --seed-scenario` runs the seed scenario's A/B replay instead; with the
+//! `cuda` feature, `-- --device cuda --bandwidth-gbs 3350` measures on the GPU).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -69,21 +70,21 @@ fn ours(m: &Llama, prompt: &[u32], decode: usize) -> Result<(f64, f64)> {
 }
 
 fn theirs(
+    dev: &Device,
     m: &reference::Llama,
     cfg: &reference::Config,
     prompt: &[u32],
     decode: usize,
 ) -> Result<(f64, f64)> {
-    let dev = Device::Cpu;
-    let mut cache = reference::Cache::new(true, DType::F32, cfg, &dev)?;
+    let mut cache = reference::Cache::new(true, DType::F32, cfg, dev)?;
     let t0 = Instant::now();
-    let input = Tensor::new(prompt, &dev)?.unsqueeze(0)?;
+    let input = Tensor::new(prompt, dev)?.unsqueeze(0)?;
     let l = m.forward(&input, 0, &mut cache)?;
     let mut next = l.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
     let prefill = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     for i in 0..decode {
-        let input = Tensor::new(&[next], &dev)?.unsqueeze(0)?;
+        let input = Tensor::new(&[next], dev)?.unsqueeze(0)?;
         let l = m.forward(&input, prompt.len() + i, &mut cache)?;
         next = l.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
     }
@@ -92,7 +93,7 @@ fn theirs(
 
 /// Measured copy bandwidth (bytes/s) and f32 matmul rate (FLOP/s) of this CPU,
 /// the denominators of design.md's floors.
-fn machine() -> Result<(f64, f64)> {
+fn machine(dev: &Device) -> Result<(f64, f64)> {
     let n = 64 << 20;
     let src = vec![1.0f32; n / 4];
     let mut dst = vec![0.0f32; n / 4];
@@ -104,7 +105,7 @@ fn machine() -> Result<(f64, f64)> {
     }
     std::hint::black_box(&dst);
     let bw = 2.0 * n as f64 / best; // read + write
-    let a = Tensor::ones((1024, 1024), DType::F32, &Device::Cpu)?;
+    let a = Tensor::ones((1024, 1024), DType::F32, dev)?;
     let mut bestm = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
@@ -143,9 +144,23 @@ fn main() -> Result<()> {
             reps: if quick { 1 } else { 3 },
         },
     ];
-    let (bw, flops) = machine()?;
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let device_name = arg("--device").unwrap_or_else(|| "cpu".into());
+    let dev = tailscope_engine::engine::open_device(&device_name)?;
+    let (cpu_bw, flops) = machine(&dev)?;
+    // On a GPU the host copy bandwidth says nothing: take the card's (GB/s) from
+    // --bandwidth-gbs (H100 SXM: 3350).
+    let bw = arg("--bandwidth-gbs")
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(cpu_bw, |g| g * 1e9);
     println!(
-        "machine: copy bandwidth {:.1} GB/s, f32 matmul {:.1} GFLOP/s (1024^3), {} threads",
+        "device {device_name}: bandwidth {:.1} GB/s, f32 matmul {:.1} GFLOP/s (1024^3), {} CPU threads",
         bw / 1e9,
         flops / 1e9,
         candle_core::utils::get_num_threads()
@@ -175,9 +190,9 @@ fn main() -> Result<()> {
         candle_core::safetensors::save(&t, dir.join("model.safetensors"))?;
         std::fs::write(dir.join("config.json"), serde_json::to_string(&shape)?)?;
         // Both models load the same file.
-        let ours_m = Llama::from_dir(&dir, &Device::Cpu)?;
-        let loaded = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)?;
-        let vb = candle_nn::VarBuilder::from_tensors(loaded, DType::F32, &Device::Cpu);
+        let ours_m = Llama::from_dir(&dir, &dev)?;
+        let loaded = candle_core::safetensors::load(dir.join("model.safetensors"), &dev)?;
+        let vb = candle_nn::VarBuilder::from_tensors(loaded, DType::F32, &dev);
         let lcfg: reference::LlamaConfig =
             serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
         let rcfg = lcfg.into_config(false);
@@ -185,13 +200,13 @@ fn main() -> Result<()> {
         let prompt = tokens(c.prompt, shape.vocab_size);
         // Warm-up, then interleaved repetitions.
         ours(&ours_m, &prompt, 2)?;
-        theirs(&ref_m, &rcfg, &prompt, 2)?;
+        theirs(&dev, &ref_m, &rcfg, &prompt, 2)?;
         let (mut po, mut pr, mut d_o, mut dr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..c.reps {
             let (p, d) = ours(&ours_m, &prompt, c.decode)?;
             po.push(p);
             d_o.push(d);
-            let (p, d) = theirs(&ref_m, &rcfg, &prompt, c.decode)?;
+            let (p, d) = theirs(&dev, &ref_m, &rcfg, &prompt, c.decode)?;
             pr.push(p);
             dr.push(d);
         }
