@@ -49,7 +49,7 @@ impl Default for ReplayOptions {
 /// Progress of a replay, for a progress bar.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayProgress {
-    /// "A" or "B".
+    /// "A" or "B"; "A warm-up" / "B warm-up" for the untimed first run of each side.
     pub config: &'static str,
     /// From 0.
     pub repeat: u32,
@@ -470,26 +470,25 @@ pub fn run_ab(
     let model_b = load_model(b)?;
     // Warm-up (untimed): first-touch page faults and allocator growth would
     // otherwise land on whichever side runs first.
-    let mut ignore = |_: ReplayProgress| {};
     run_with_model(
         workload,
         a,
         model_a.clone(),
         opts,
-        "A",
+        "A warm-up",
         0,
         false,
-        &mut ignore,
+        progress,
     )?;
     run_with_model(
         workload,
         b,
         model_b.clone(),
         opts,
-        "B",
+        "B warm-up",
         0,
         false,
-        &mut ignore,
+        progress,
     )?;
     for r in 0..repeats {
         let (rep, _) = run_with_model(workload, a, model_a.clone(), opts, "A", r, false, progress)?;
