@@ -5,10 +5,12 @@
 //! requests into [`tailscope_model::Batch`]es in [`otlp`] (the only module that maps
 //! proto types to model types), promote semantic conventions in [`semconv`], and hand
 //! batches to a [`Sink`] that acknowledges only after commit. [`decode::read_file`]
-//! imports OTLP files (JSON, JSON lines, protobuf).
+//! imports OTLP files (JSON, JSON lines, protobuf). [`gpu`] samples local NVIDIA GPUs
+//! (NVML) into the same sink ([`gpu::spawn_sampler`]).
 
 pub mod client;
 pub mod decode;
+pub mod gpu;
 pub mod grpc;
 pub mod http;
 pub mod otlp;
