@@ -6,6 +6,7 @@ use crate::tree::Tree;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
+use tailscope_model::gpu_metrics as gm;
 use tailscope_model::{Cause, OpClass, SpanId, StatusCode};
 
 /// One finding (design.md JSON contract).
@@ -23,11 +24,17 @@ pub struct Finding {
 /// Context shared by every trace: eviction estimates and metric lookups.
 pub struct Context<'a> {
     pub evictions: &'a HashMap<SpanId, Eviction>,
-    /// Metric value at or before a time (name, service hint, time) -> value.
-    pub metric_at: &'a dyn Fn(&str, i64) -> Option<f64>,
-    /// Increase of a cumulative metric over a window.
-    pub metric_increase: &'a dyn Fn(&str, i64, i64) -> Option<f64>,
+    /// Metric value at or before a time: (canonical name, the span's `server.address`,
+    /// time) -> value, from the store's aligned series (see `Metrics`).
+    pub metric_at: &'a MetricAt<'a>,
+    /// Increase of a counter (canonical `*.rate` name) over a window.
+    pub metric_increase: &'a MetricIncrease<'a>,
 }
+
+/// (canonical name, the span's `server.address`, time) -> value at or before it.
+pub type MetricAt<'a> = dyn Fn(&str, Option<&str>, i64) -> Option<f64> + 'a;
+/// (canonical counter name, the span's `server.address`, from, to) -> increase.
+pub type MetricIncrease<'a> = dyn Fn(&str, Option<&str>, i64, i64) -> Option<f64> + 'a;
 
 fn ms(ns: i64) -> String {
     format!("{:.0} ms", ns as f64 / 1e6)
@@ -110,13 +117,15 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
         if let Some(e) = ctx.evictions.get(&s.span_id) {
             let cost = subtree_cause(i, Cause::KvEviction);
             if cost > 0 {
-                let usage = (ctx.metric_at)("vllm:kv_cache_usage_perc", s.start_ns);
+                let server = p.server_address.as_deref();
+                let usage = (ctx.metric_at)(gm::KV_CACHE_USAGE, server, s.start_ns);
                 let preempt = (ctx.metric_increase)(
-                    "vllm:num_preemptions",
+                    gm::PREEMPTIONS_RATE,
+                    server,
                     s.start_ns - 30_000_000_000,
                     s.start_ns,
                 );
-                let running = (ctx.metric_at)("vllm:num_requests_running", s.start_ns);
+                let running = (ctx.metric_at)(gm::REQUESTS_RUNNING, server, s.start_ns);
                 let corroborated =
                     usage.is_some_and(|u| u >= 0.9) || preempt.is_some_and(|p| p > 0.0);
                 push(
@@ -151,13 +160,48 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
                 );
             }
         }
+        // queue: inference-server queueing on the critical path, corroborated by the
+        // server's waiting-request gauge while the request waited
+        let queued = by_cause_on(i, Cause::Queue);
+        if queued >= 500_000_000 {
+            let server = p.server_address.as_deref();
+            let waiting = [s.start_ns, s.start_ns + queued]
+                .into_iter()
+                .filter_map(|t| (ctx.metric_at)(gm::REQUESTS_WAITING, server, t))
+                .reduce(f64::max);
+            let running = (ctx.metric_at)(gm::REQUESTS_RUNNING, server, s.start_ns);
+            let usage = (ctx.metric_at)(gm::KV_CACHE_USAGE, server, s.start_ns);
+            let corroborated = waiting.is_some_and(|w| w >= 1.0);
+            push(
+                "queueing",
+                i,
+                queued,
+                json!({
+                    "queue_ns": queued,
+                    "requests_waiting": waiting,
+                    "requests_running": running,
+                    "kv_cache_usage_perc": usage,
+                    "corroborated_by_metrics": corroborated,
+                }),
+                format!(
+                    "The request waited {} in the inference server's queue{}.",
+                    ms(queued),
+                    match (waiting, running) {
+                        (Some(w), Some(r)) if w >= 1.0 =>
+                            format!(" behind {w:.0} waiting and {r:.0} running requests"),
+                        (Some(w), None) if w >= 1.0 => format!(" with {w:.0} requests waiting"),
+                        _ => String::new(),
+                    }
+                ),
+            );
+        }
         let own = on_path(sections, i);
         match p.op_class {
             OpClass::Pool => {
                 let wait = by_cause_on(i, Cause::PoolWait);
                 if wait >= 100_000_000 {
                     let pending =
-                        (ctx.metric_at)("db.client.connection.pending_requests", s.start_ns);
+                        (ctx.metric_at)("db.client.connection.pending_requests", None, s.start_ns);
                     push(
                         "pool_exhaustion",
                         i,
@@ -387,10 +431,10 @@ mod tests {
     use super::*;
     use crate::testutil::{span, trace};
 
-    fn none_at(_: &str, _: i64) -> Option<f64> {
+    fn none_at(_: &str, _: Option<&str>, _: i64) -> Option<f64> {
         None
     }
-    fn none_inc(_: &str, _: i64, _: i64) -> Option<f64> {
+    fn none_inc(_: &str, _: Option<&str>, _: i64, _: i64) -> Option<f64> {
         None
     }
 

@@ -54,65 +54,104 @@ impl Default for Options {
     }
 }
 
-/// Metric series used as corroborating evidence, looked up by time.
+/// Metric series used as corroborating evidence, looked up by time: the store's
+/// canonical GPU / inference-server series (`inference.kv_cache.usage`,
+/// `inference.requests.waiting`, counters as `*.rate`, from any source name), matched
+/// to a span's `server.address` when it resolves to hosts, plus other named series.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    canonical: HashMap<String, Vec<tailscope_store::AlignedSeries>>,
     series: HashMap<String, Vec<(i64, f64)>>,
+    hosts: HashMap<String, Vec<String>>,
 }
 
-/// Names whose aliases are read as one series.
-const METRIC_ALIASES: &[(&str, &[&str])] = &[
-    (
-        "vllm:kv_cache_usage_perc",
-        &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
-    ),
-    (
-        "vllm:num_preemptions",
-        &["vllm:num_preemptions", "vllm:num_preemptions_total"],
-    ),
-    ("vllm:num_requests_running", &["vllm:num_requests_running"]),
-    ("vllm:num_requests_waiting", &["vllm:num_requests_waiting"]),
-    (
-        "db.client.connection.pending_requests",
-        &["db.client.connection.pending_requests"],
-    ),
-];
+/// Non-GPU series read by name.
+const OTHER_SERIES: &[&str] = &["db.client.connection.pending_requests"];
+
+/// How far back a value is carried forward.
+const STALE_NS: i64 = 15_000_000_000;
 
 impl Metrics {
     pub fn load(store: &Store, from_ns: i64, to_ns: i64) -> Result<Self, StoreError> {
+        let mut canonical: HashMap<String, Vec<tailscope_store::AlignedSeries>> = HashMap::new();
+        // Look back so values and counter rates are known at the window's start.
+        for s in store.canonical_series(from_ns.saturating_sub(60_000_000_000), to_ns, &[])? {
+            canonical.entry(s.canonical.clone()).or_default().push(s);
+        }
         let mut series = HashMap::new();
-        for (name, aliases) in METRIC_ALIASES {
-            let mut pts = Vec::new();
-            for a in *aliases {
-                pts.extend(
-                    store
-                        .metric_series(a, from_ns, to_ns)?
-                        .into_iter()
-                        .map(|p| (p.time_ns, p.value)),
-                );
-            }
-            pts.sort_by_key(|p| p.0);
+        for name in OTHER_SERIES {
+            let pts: Vec<(i64, f64)> = store
+                .metric_series(name, from_ns, to_ns)?
+                .into_iter()
+                .map(|p| (p.time_ns, p.value))
+                .collect();
             if !pts.is_empty() {
                 series.insert((*name).to_owned(), pts);
             }
         }
-        Ok(Self { series })
+        let hosts = store.address_hosts(from_ns, to_ns)?;
+        Ok(Self {
+            canonical,
+            series,
+            hosts,
+        })
     }
 
-    /// The last value at or before `t` (within 15 s).
-    pub fn at(&self, name: &str, t: i64) -> Option<f64> {
-        let s = self.series.get(name)?;
-        let i = s.partition_point(|p| p.0 <= t);
-        let p = s.get(i.checked_sub(1)?)?;
-        (t - p.0 <= 15_000_000_000).then_some(p.1)
+    /// Canonical series of `name` for a span's server: those of the hosts behind the
+    /// address when any match, else all of them.
+    fn matching(
+        &self,
+        name: &str,
+        server: Option<&str>,
+    ) -> Option<Vec<&tailscope_store::AlignedSeries>> {
+        let all = self.canonical.get(name)?;
+        let hosts = server
+            .and_then(|a| self.hosts.get(a))
+            .filter(|h| !h.is_empty());
+        let picked: Vec<_> = match hosts {
+            Some(h) => all
+                .iter()
+                .filter(|s| s.host.as_ref().is_some_and(|x| h.contains(x)))
+                .collect(),
+            None => Vec::new(),
+        };
+        Some(if picked.is_empty() {
+            all.iter().collect()
+        } else {
+            picked
+        })
     }
 
-    /// Increase of a cumulative series over `[from, to]`.
-    pub fn increase(&self, name: &str, from: i64, to: i64) -> Option<f64> {
-        let s = self.series.get(name)?;
-        let a = s.iter().find(|p| p.0 >= from)?;
-        let b = s.iter().rev().find(|p| p.0 <= to)?;
-        (b.0 >= a.0).then(|| (b.1 - a.1).max(0.0))
+    /// The last value at or before `t` (within 15 s); the largest over matching series.
+    pub fn at(&self, name: &str, server: Option<&str>, t: i64) -> Option<f64> {
+        let last = |s: &[(i64, f64)]| {
+            let i = s.partition_point(|p| p.0 <= t);
+            let p = s.get(i.checked_sub(1)?)?;
+            (t - p.0 <= STALE_NS).then_some(p.1)
+        };
+        if let Some(series) = self.matching(name, server) {
+            return series
+                .iter()
+                .filter_map(|s| last(&s.points))
+                .reduce(f64::max);
+        }
+        last(self.series.get(name)?)
+    }
+
+    /// Increase over `[from, to]` of a counter read as a per-second rate series (the
+    /// integral of the rate), summed over matching series.
+    pub fn increase(&self, name: &str, server: Option<&str>, from: i64, to: i64) -> Option<f64> {
+        let series = self.matching(name, server)?;
+        let mut total = None;
+        for s in series {
+            for w in s.points.windows(2) {
+                let (a, b) = (w[0].0.max(from), w[1].0.min(to));
+                if b > a {
+                    *total.get_or_insert(0.0) += w[1].1 * (b - a) as f64 / 1e9;
+                }
+            }
+        }
+        total
     }
 }
 
@@ -133,8 +172,8 @@ pub(crate) fn compute(
     let trees: Vec<Tree> = group_by_trace(spans).into_iter().map(Tree::build).collect();
     let calls: Vec<evict::LlmCall> = trees.iter().flat_map(evict::llm_calls).collect();
     let evictions: HashMap<SpanId, causes::Eviction> = evict::detect(&calls);
-    let at = |n: &str, t: i64| metrics.at(n, t);
-    let inc = |n: &str, a: i64, b: i64| metrics.increase(n, a, b);
+    let at = |n: &str, server: Option<&str>, t: i64| metrics.at(n, server, t);
+    let inc = |n: &str, server: Option<&str>, a: i64, b: i64| metrics.increase(n, server, a, b);
     let ctx = findings::Context {
         evictions: &evictions,
         metric_at: &at,

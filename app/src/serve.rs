@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tailscope::sink::WriterSink;
+use tailscope_ingest::gpu::{spawn_sampler, SamplerConfig};
 use tailscope_ingest::{Collector, CollectorConfig, IngestStats, Pipeline};
 use tailscope_store::{Store, WriterConfig};
 
@@ -27,6 +28,21 @@ pub struct ServeArgs {
     /// Items queued for the store before clients are told to retry.
     #[arg(long, default_value_t = WriterConfig::default().max_pending_items)]
     max_pending: usize,
+    /// Do not sample local NVIDIA GPUs (NVML).
+    #[arg(long)]
+    no_gpu: bool,
+    /// Seconds between GPU samples.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+    gpu_interval: f64,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.01..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0.01 and 3600"
+        )),
+    }
 }
 
 pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
@@ -68,9 +84,16 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
             "point your SDK at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://{}",
             show(collector.http_addr)
         );
-        println!(
-            "tailscope: no NVIDIA GPU sampler in this build; serving traces, metrics and logs"
-        );
+        // The sampler prints its one line (GPUs found, or why sampling is off) itself.
+        let sampler = (!args.no_gpu).then(|| {
+            spawn_sampler(
+                Arc::new(WriterSink(Arc::clone(&writer))),
+                SamplerConfig {
+                    interval: Duration::from_secs_f64(args.gpu_interval),
+                    ..SamplerConfig::default()
+                },
+            )
+        });
         let status = status_loop(Arc::clone(&stats), args.status_every);
         tokio::select! {
             () = shutdown_signal() => {}
@@ -78,6 +101,15 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         }
         eprintln!("shutting down: finishing in-flight requests and committing queued rows");
         collector.shutdown().await;
+        if let Some(s) = sampler {
+            let g = tokio::task::spawn_blocking(move || s.stop()).await?;
+            if g.samples > 0 {
+                eprintln!(
+                    "GPU sampler: {} samples, {} points stored, {} dropped while the store was busy",
+                    g.samples, g.points_committed, g.dropped_busy
+                );
+            }
+        }
         anyhow::Ok(())
     })?;
     drop(rt);

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
+mod gpu;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -5,12 +5,16 @@
 //! Arrow appender and acknowledges each only after its transaction committed.
 //! Reads come back as Arrow [`RecordBatch`]es ([`Store::query_arrow`]); user SQL goes
 //! through [`Store::query_read_only`], which refuses statements that write.
+//! [`Store::align_window`] / [`Store::align_span`] (and trace, conversation) return the
+//! GPU and inference-server series around a time window as [`AlignedSeries`] on one
+//! grid, with canonical names and units (`series.rs`).
 
 mod columns;
 mod read;
 mod readonly;
 mod results;
 mod schema;
+mod series;
 mod writer;
 
 pub use duckdb::arrow;
@@ -20,6 +24,7 @@ pub use read::SeriesPoint;
 pub use readonly::check_read_only;
 pub use results::{AnalysisRows, FindingRow, SectionRow, SpanRow, TraceRow, CAUSE_COLUMNS};
 pub use schema::SCHEMA_VERSION;
+pub use series::{as_of, AlignOptions, AlignedSeries, Alignment};
 pub use writer::{Committed, Done, Saturated, Writer, WriterConfig, WriterStats};
 
 use duckdb::{AccessMode, Config, Connection};

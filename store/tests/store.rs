@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
+mod series;
+
 use std::sync::mpsc;
 use tailscope_model::{
     AttrValue, Attribute, Batch, Event, Exemplar, Link, LogRecord, MetricKind, MetricPoint,
