@@ -6,12 +6,15 @@
 //! section one [`Cause`]; [`evict`] detects KV-cache evictions across a conversation's
 //! turns; [`tail`] compares the tail cohort with the median band; [`findings`] names
 //! problems with evidence. [`analyze_store`] runs it all and returns a [`Report`]
-//! (JSON per design.md, or text).
+//! (JSON per design.md, or text). [`export::export`] writes the results as Parquet
+//! with a README and a ready-to-run notebook.
 
 pub mod causes;
 pub mod critical;
 pub mod evict;
+pub mod export;
 pub mod findings;
+mod notebook;
 mod persist;
 mod report;
 pub mod tables;
