@@ -7,9 +7,11 @@
 
 mod analyze;
 mod demo;
+mod export;
 mod generate;
 mod import;
 mod query;
+mod replay;
 mod serve;
 
 use anyhow::Result;
@@ -17,6 +19,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tailscope::gui;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,14 +43,18 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Run the OTLP collector headless (gRPC and HTTP).
     Serve(serve::ServeArgs),
-    /// Open the desktop app (arrives with the GUI work).
-    Gui,
+    /// Open the desktop app (and the OTLP collector unless --no-collector).
+    Gui(gui::GuiArgs),
     /// Critical paths, causes, tail attribution and findings over the store.
     Analyze(analyze::AnalyzeArgs),
     /// Import OTLP files: JSON, JSON lines (Collector file exporter) or protobuf.
     Import(import::ImportArgs),
     /// Run read-only SQL over the store.
     Query(query::QueryArgs),
+    /// Replay a recorded conversation through the embedded engine under configurations A and B.
+    Replay(replay::ReplayArgs),
+    /// Write Parquet tables, a README and a ready-to-run analysis notebook.
+    Export(export::ExportArgs),
 }
 
 /// The default store: `<data dir>/tailscope/tailscope.duckdb`.
@@ -79,10 +86,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Analyze(args)) => analyze::run(&db, &args),
         Some(Command::Import(args)) => import::run(&db, &args),
         Some(Command::Query(args)) => query::run(&db, &args),
-        Some(Command::Gui) | None => anyhow::bail!(
-            "the desktop app is not built yet; use `tailscope serve`, `tailscope import` and `tailscope query` (store: {})",
-            db.display()
-        ),
+        Some(Command::Replay(args)) => replay::run(&db, &args),
+        Some(Command::Export(args)) => export::run(&db, &args),
+        Some(Command::Gui(args)) => gui::run(&db, &args),
+        None => gui::run(&db, &gui::GuiArgs::standard()),
     }
 }
 

@@ -5,6 +5,10 @@
 
 mod gpu;
 
+mod export;
+mod gui;
+mod replay;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -10,8 +10,10 @@
 //! grid, with canonical names and units (`series.rs`).
 
 mod columns;
+mod llm_calls;
 mod read;
 mod readonly;
+mod replay;
 mod results;
 mod schema;
 mod series;
@@ -20,8 +22,10 @@ mod writer;
 pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
 pub use duckdb::polars;
+pub use llm_calls::{LlmCallRow, ReplayCandidate};
 pub use read::SeriesPoint;
 pub use readonly::check_read_only;
+pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};
 pub use results::{AnalysisRows, FindingRow, SectionRow, SpanRow, TraceRow, CAUSE_COLUMNS};
 pub use schema::SCHEMA_VERSION;
 pub use series::{as_of, AlignOptions, AlignedSeries, Alignment};

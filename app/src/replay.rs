@@ -1,0 +1,293 @@
+//! `tailscope replay`: replays a recorded conversation (from the store, a Mooncake
+//! trace, or the built-in seed scenario) through the embedded engine under
+//! configurations A and B and compares them.
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use tailscope::replay_input::{self, InputOptions};
+use tailscope_engine::RunReport;
+use tailscope_engine::{run_ab, AbReport, Arrival, EngineConfig, ReplayOptions};
+use tailscope_model::ReplayWorkload;
+use tailscope_store::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow, Store};
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Scenario {
+    /// A long conversation whose cached prefix a burst evicts under A only.
+    Seed,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["conversation", "scenario", "mooncake", "list"])))]
+pub struct ReplayArgs {
+    /// Conversation id (gen_ai.conversation.id) to replay from the store.
+    #[arg(long)]
+    conversation: Option<String>,
+    /// Run a built-in scenario instead of a stored conversation.
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
+    /// Replay a Mooncake trace (JSON lines with timestamp, input_length, output_length, hash_ids).
+    #[arg(long, value_name = "FILE")]
+    mooncake: Option<PathBuf>,
+    /// List the stored conversations worth replaying (most KV evictions first).
+    #[arg(long)]
+    list: bool,
+    /// Configuration A (TOML). Defaults to the scenario's A with --scenario.
+    #[arg(long, value_name = "A.toml")]
+    a: Option<PathBuf>,
+    /// Configuration B (TOML).
+    #[arg(long, value_name = "B.toml")]
+    b: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Runs per side, interleaved, to measure run-to-run noise.
+    #[arg(long, default_value_t = 3)]
+    repeats: u32,
+    /// Closed loop: a turn arrives after the previous one completed plus its think time.
+    #[arg(long)]
+    closed_loop: bool,
+    /// Open loop: multiply recorded arrival times by this (0.5 = twice as fast).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Multiply recorded token counts by this (stored conversations only), so long
+    /// prompts replay in reasonable time on a small CPU model.
+    #[arg(long, default_value_t = 0.05)]
+    token_scale: f64,
+    /// At most this many competing conversations from the same window.
+    #[arg(long, default_value_t = 8)]
+    max_background: usize,
+    /// Cap on generated tokens per turn.
+    #[arg(long, default_value_t = 32)]
+    max_output_tokens: u32,
+    #[arg(long, default_value_t = 200.0)]
+    slo_ttft_ms: f64,
+    #[arg(long, default_value_t = 50.0)]
+    slo_tpot_ms: f64,
+}
+
+fn config(path: Option<&Path>, default: Option<&EngineConfig>, side: &str) -> Result<EngineConfig> {
+    match (path, default) {
+        (Some(p), _) => Ok(EngineConfig::from_file(p)?),
+        (None, Some(d)) => Ok(d.clone()),
+        (None, None) => anyhow::bail!("configuration {side} is missing: pass --{} FILE.toml (see engine/configs/seed-{}.toml for the fields)", side.to_lowercase(), side.to_lowercase()),
+    }
+}
+
+fn list(db: &Path) -> Result<()> {
+    let store = open(db)?;
+    let rows = store.replay_candidates(20)?;
+    if rows.is_empty() {
+        println!(
+            "no conversations with two or more LLM calls in {}",
+            db.display()
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:>6} {:>10} {:>12}",
+        "conversation", "calls", "evictions", "max input"
+    );
+    for r in rows {
+        println!(
+            "{:<40} {:>6} {:>10} {:>12}",
+            r.conversation_id, r.calls, r.kv_evictions, r.max_input_tokens
+        );
+    }
+    Ok(())
+}
+
+fn open(db: &Path) -> Result<Store> {
+    Store::open(db).with_context(|| format!("opening store {}", db.display()))
+}
+
+pub fn run(db: &Path, args: &ReplayArgs) -> Result<()> {
+    if args.list {
+        return list(db);
+    }
+    let (workload, a, b, store) = source(db, args)?;
+    let opts = ReplayOptions {
+        arrival: if args.closed_loop {
+            Arrival::ClosedLoop
+        } else {
+            Arrival::OpenLoop {
+                time_scale: args.time_scale,
+            }
+        },
+        repeats: args.repeats.max(1),
+        slo_ttft_ms: args.slo_ttft_ms,
+        slo_tpot_ms: args.slo_tpot_ms,
+        max_output_tokens: Some(args.max_output_tokens.max(1)),
+    };
+    let report = run_with_progress(
+        &workload,
+        &a,
+        &b,
+        &opts,
+        matches!(args.format, Format::Text),
+    )?;
+    let id = store
+        .save_replay(&rows(&report, &workload))
+        .context("saving the replay results in the store")?;
+    tracing::info!(
+        "replay {id} saved in {} (tables replay_runs, replay_turns, replay_evictions)",
+        db.display()
+    );
+    match args.format {
+        Format::Text => print!("{}", report.to_text()),
+        Format::Json => println!("{}", serde_json::to_string(&report)?),
+    }
+    Ok(())
+}
+
+type Source = (ReplayWorkload, EngineConfig, EngineConfig, Store);
+
+fn source(db: &Path, args: &ReplayArgs) -> Result<Source> {
+    if args.scenario.is_some() {
+        let (w, a, b) = tailscope_engine::scenario::seed();
+        return Ok((
+            w,
+            config(args.a.as_deref(), Some(&a), "A")?,
+            config(args.b.as_deref(), Some(&b), "B")?,
+            open(db)?,
+        ));
+    }
+    let a = config(args.a.as_deref(), None, "A")?;
+    let b = config(args.b.as_deref(), None, "B")?;
+    if let Some(path) = &args.mooncake {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading Mooncake trace {}", path.display()))?;
+        let w = tailscope_engine::mooncake::parse(&text)
+            .with_context(|| format!("parsing Mooncake trace {}", path.display()))?;
+        return Ok((w, a, b, open(db)?));
+    }
+    let conv = args.conversation.as_deref().unwrap_or_default();
+    let store = open(db)?;
+    let input = InputOptions {
+        token_scale: args.token_scale,
+        max_background: args.max_background,
+        max_prompt_tokens: 4096,
+    };
+    let w = replay_input::workload(&store, conv, &input)?;
+    Ok((w, a, b, store))
+}
+
+fn run_with_progress(
+    w: &ReplayWorkload,
+    a: &EngineConfig,
+    b: &EngineConfig,
+    opts: &ReplayOptions,
+    show: bool,
+) -> Result<AbReport> {
+    let turns: usize = w.sessions.iter().map(|s| s.turns.len()).sum();
+    let total = (turns as u64) * 2 * u64::from(opts.repeats);
+    let bar = if show {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} replay {msg} [{bar:30}] {pos}/{len} turns {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut progress = |p: tailscope_engine::ReplayProgress| {
+        let run = u64::from(p.repeat) * 2 + u64::from(p.config == "B");
+        bar.set_position(run * turns as u64 + p.turns_done as u64);
+        bar.set_message(format!("{} run {}/{}", p.config, p.repeat + 1, p.repeats));
+    };
+    let r = run_ab(w, a, b, opts, &mut progress).context("replaying")?;
+    bar.finish_and_clear();
+    Ok(r)
+}
+
+/// The store rows of a finished A/B replay.
+fn rows(report: &AbReport, workload: &ReplayWorkload) -> ReplayRows {
+    let traces: std::collections::HashMap<(&str, u32), &str> = workload
+        .sessions
+        .iter()
+        .flat_map(|s| {
+            s.turns
+                .iter()
+                .filter_map(move |t| Some(((s.id.as_str(), t.index), t.trace_id.as_deref()?)))
+        })
+        .collect();
+    let mut out = ReplayRows {
+        focus: report.focus.clone(),
+        ..ReplayRows::default()
+    };
+    let sides = [("A", &report.runs_a), ("B", &report.runs_b)];
+    for (side, runs) in sides {
+        for (repeat, run) in runs.iter().enumerate() {
+            add_run(&mut out, side, repeat as i32, run);
+        }
+    }
+    for t in &mut out.turns {
+        if let Some(id) = traces.get(&(t.session_id.as_str(), t.turn as u32)) {
+            t.trace_id = Some((*id).to_owned());
+        }
+    }
+    out
+}
+
+fn add_run(out: &mut ReplayRows, side: &str, repeat: i32, run: &RunReport) {
+    let s = &run.summary;
+    out.runs.push(ReplayRunRow {
+        side: side.to_owned(),
+        repeat,
+        config_json: serde_json::to_string(&run.config).unwrap_or_default(),
+        summary: [
+            s.ttft_p50_ms,
+            s.ttft_p99_ms,
+            s.tpot_p50_ms,
+            s.tpot_p99_ms,
+            s.itl_p50_ms,
+            s.itl_p99_ms,
+            s.e2e_p50_ms,
+            s.e2e_p99_ms,
+            s.throughput_tok_s,
+            s.goodput_req_s,
+            s.goodput_fraction,
+            s.prefix_hit_tokens,
+            s.evicted_blocks,
+            s.preemptions,
+            s.makespan_ms,
+        ],
+    });
+    out.turns.extend(run.turns.iter().map(|t| ReplayTurnRow {
+        side: side.to_owned(),
+        repeat,
+        session_id: t.session.clone(),
+        turn: t.turn as i32,
+        trace_id: None,
+        input_tokens: t.input_tokens as i64,
+        output_tokens: t.output_tokens as i64,
+        arrival_ns: t.arrival_ns,
+        ttft_ns: t.ttft_ns,
+        tpot_ns: t.tpot_ns,
+        e2e_ns: t.e2e_ns,
+        prefix_hit_tokens: t.prefix_hit_tokens as i64,
+        prefill_tokens: t.prefill_tokens as i64,
+        preemptions: t.preemptions as i32,
+        recorded_ttft_ns: t.recorded_ttft_ns,
+    }));
+    out.evictions
+        .extend(run.evictions.iter().map(|e| ReplayEvictionRow {
+            side: side.to_owned(),
+            repeat,
+            t_ns: e.t_ns,
+            block: e.block as i32,
+            owner_session: e.owner_session.clone(),
+            owner_turn: e.owner_turn.map(|t| t as i32),
+            by_session: e.by_session.clone(),
+            by_turn: e.by_turn as i32,
+        }));
+}
