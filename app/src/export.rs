@@ -1,0 +1,187 @@
+//! `tailscope export --out DIR`: Parquet tables, a README and a ready-to-run analysis
+//! notebook (see `tailscope_analysis::export`), with a progress bar and a time-window /
+//! trace filter.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use tailscope_analysis::export::{export, ExportOptions, ExportProgress};
+use tailscope_store::Store;
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The folder to write (created if missing; must be empty unless --force).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Only traces whose root starts at or after this time (ns since the Unix epoch, or
+    /// RFC 3339 such as 2026-11-23T10:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Only traces whose root starts before this time (ns or RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<i64>,
+    /// Only this trace (32 hex digits); repeat for several.
+    #[arg(long = "trace", value_name = "ID")]
+    traces: Vec<String>,
+    /// Write into a non-empty folder, overwriting the files export writes.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Nanoseconds since the Unix epoch, or an RFC 3339 timestamp.
+pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
+    let s = s.trim();
+    if let Ok(ns) = s.parse::<i64>() {
+        return Ok(ns);
+    }
+    rfc3339(s).ok_or_else(|| {
+        format!("`{s}` is neither nanoseconds since the Unix epoch nor an RFC 3339 time such as 2026-11-23T10:00:00Z")
+    })
+}
+
+fn rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ns = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = s.get(start..i)?;
+        if digits.is_empty() {
+            return None;
+        }
+        let mut padded: String = digits.chars().take(9).collect();
+        while padded.len() < 9 {
+            padded.push('0');
+        }
+        frac_ns = padded.parse().ok()?;
+    }
+    let offset_s = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6
+            && matches!(tz.as_bytes()[0], b'+' | b'-')
+            && tz.as_bytes()[3] == b':' =>
+        {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
+    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+}
+
+pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
+    let window = match (args.since, args.until) {
+        (None, None) => None,
+        (a, b) => Some((a.unwrap_or(i64::MIN), b.unwrap_or(i64::MAX))),
+    };
+    if let Some((a, b)) = window {
+        if b <= a {
+            bail!("--until ({b}) must be after --since ({a})");
+        }
+    }
+    let opts = ExportOptions {
+        window,
+        trace_ids: (!args.traces.is_empty()).then(|| args.traces.clone()),
+        force: args.force,
+    };
+    let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("exporting [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut on_progress = |p: ExportProgress| {
+        bar.set_length(p.steps as u64);
+        bar.set_position((p.step + usize::from(p.rows.is_some())) as u64);
+        bar.set_message(p.label);
+    };
+    let cancel = AtomicBool::new(false);
+    let summary = export(&store, &args.out, &opts, &mut on_progress, &cancel)
+        .with_context(|| format!("exporting to {}", args.out.display()))?;
+    bar.finish_and_clear();
+    let rows: usize = summary.tables.iter().map(|t| t.rows).sum();
+    let bytes: u64 = summary.tables.iter().map(|t| t.bytes).sum();
+    println!(
+        "exported {} traces: {} tables, {rows} rows, {:.1} MiB of Parquet in {:.2} s to {}",
+        summary.traces,
+        summary.tables.len(),
+        bytes as f64 / (1024.0 * 1024.0),
+        summary.elapsed.as_secs_f64(),
+        summary.dir.display()
+    );
+    for t in &summary.tables {
+        println!("  {:<24} {:>9} rows", format!("{}.parquet", t.name), t.rows);
+    }
+    println!(
+        "open {} in Jupyter (pip install polars duckdb pyarrow matplotlib); tables are described in {}",
+        summary.notebook.display(),
+        summary.readme.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse_as_ns_or_rfc3339() {
+        assert_eq!(
+            parse_time("1544712660000000000"),
+            Ok(1_544_712_660_000_000_000)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(
+            parse_time("2018-12-13T14:51:00Z"),
+            Ok(1_544_712_660_000_000_000)
+        );
+        assert_eq!(
+            parse_time("2018-12-13T15:51:00.5+01:00"),
+            Ok(1_544_712_660_500_000_000)
+        );
+        assert_eq!(
+            parse_time("2000-03-01T00:00:00.000000001Z"),
+            Ok(951_868_800_000_000_001)
+        );
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2018-13-13T14:51:00Z").is_err());
+    }
+}
