@@ -138,7 +138,8 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
     bar.finish_and_clear();
     println!("\n{}", report.to_text());
     if !args.headless {
-        println!("(the desktop app is not built yet; explore with: tailscope --db {} query \"SELECT ...\")", db.display());
+        drop(store);
+        tailscope::gui::run(&db, &tailscope::gui::GuiArgs::demo())?;
     }
     Ok(())
 }

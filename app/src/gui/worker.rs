@@ -1,0 +1,939 @@
+//! The GUI's worker thread: owns every DuckDB access and the long jobs. It answers the
+//! UI's [`Request`]s from the store with view-model [`Response`]s over a bounded
+//! channel, wakes the UI after each, polls the store for live data, and runs import and
+//! export on a job thread with progress and cancellation.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tailscope_analysis::{analyze_and_store, Options};
+use tailscope_ingest::IngestStats;
+use tailscope_model::{Cause, OpClass};
+use tailscope_store::arrow::array::{Array, AsArray};
+use tailscope_store::arrow::compute::cast;
+use tailscope_store::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use tailscope_store::arrow::util::display::{ArrayFormatter, FormatOptions};
+use tailscope_store::{check_read_only, RecordBatch, Store, CAUSE_COLUMNS};
+use tailscope_ui::protocol::{
+    Cohort, CollectorStatus, ConversationSummary, EventVm, FindingVm, JobProgress, SeriesVm,
+    SpanInput, TurnVm,
+};
+use tailscope_ui::{
+    Conversation, MetricsWindow, Overview, Request, Response, SqlResult, TraceDetail, TracePage,
+    TraceQuery, TraceRowVm, WorkerLink,
+};
+
+/// Wakes the UI (egui's `request_repaint`).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// One cell of a query result.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Cell {
+    fn i(&self) -> Option<i64> {
+        match self {
+            Cell::Int(v) => Some(*v),
+            Cell::Float(v) => Some(*v as i64),
+            Cell::Str(s) => s.parse().ok(),
+            Cell::Null => None,
+        }
+    }
+    fn f(&self) -> Option<f64> {
+        match self {
+            Cell::Int(v) => Some(*v as f64),
+            Cell::Float(v) => Some(*v),
+            Cell::Str(s) => s.parse().ok(),
+            Cell::Null => None,
+        }
+    }
+    fn s(&self) -> Option<String> {
+        match self {
+            Cell::Str(s) => Some(s.clone()),
+            Cell::Int(v) => Some(v.to_string()),
+            Cell::Float(v) => Some(v.to_string()),
+            Cell::Null => None,
+        }
+    }
+}
+
+/// Rows of cells from Arrow batches (integers and floats typed, the rest as text).
+fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<Cell>>> {
+    let opts = FormatOptions::default();
+    let mut out = Vec::new();
+    for b in batches {
+        let mut cols: Vec<Vec<Cell>> = Vec::with_capacity(b.num_columns());
+        for c in b.columns() {
+            let n = c.len();
+            let dt = c.data_type();
+            let col = if dt.is_integer() {
+                let a = cast(c, &DataType::Int64)?;
+                let a = a.as_primitive::<Int64Type>();
+                (0..n)
+                    .map(|i| {
+                        if a.is_null(i) {
+                            Cell::Null
+                        } else {
+                            Cell::Int(a.value(i))
+                        }
+                    })
+                    .collect()
+            } else if dt.is_floating() || matches!(dt, DataType::Decimal128(..)) {
+                let a = cast(c, &DataType::Float64)?;
+                let a = a.as_primitive::<Float64Type>();
+                (0..n)
+                    .map(|i| {
+                        if a.is_null(i) {
+                            Cell::Null
+                        } else {
+                            Cell::Float(a.value(i))
+                        }
+                    })
+                    .collect()
+            } else {
+                let f = ArrayFormatter::try_new(c.as_ref(), &opts)?;
+                (0..n)
+                    .map(|i| {
+                        if c.is_null(i) {
+                            Cell::Null
+                        } else {
+                            Cell::Str(f.value(i).to_string())
+                        }
+                    })
+                    .collect()
+            };
+            cols.push(col);
+        }
+        for r in 0..b.num_rows() {
+            out.push(cols.iter().map(|c| c[r].clone()).collect());
+        }
+    }
+    Ok(out)
+}
+
+fn rows(store: &Store, sql: &str) -> Result<Vec<Vec<Cell>>> {
+    cells(&store.query_arrow(sql)?)
+}
+
+/// A SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn hex_id(s: &str, len: usize) -> Result<&str> {
+    if s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s)
+    } else {
+        bail!("`{s}` is not a {len}-digit hex id")
+    }
+}
+
+/// The cause a span of this class usually stands for (its colour off the path).
+fn class_cause(op: OpClass) -> Cause {
+    match op {
+        OpClass::Llm => Cause::Decode,
+        OpClass::Embedding => Cause::Preprocessing,
+        OpClass::Retrieval => Cause::Retrieval,
+        OpClass::Tool | OpClass::Mcp => Cause::Tool,
+        OpClass::Db => Cause::Db,
+        OpClass::Pool => Cause::PoolWait,
+        OpClass::Http => Cause::Network,
+        OpClass::Agent | OpClass::Other => Cause::Other,
+    }
+}
+
+/// The worker's state: the store, and what the collector reports.
+pub struct Worker {
+    store: Store,
+    label: String,
+    link: WorkerLink,
+    wake: Wake,
+    stats: Option<(Arc<IngestStats>, String, String, Option<String>)>,
+    trace_list_ready: bool,
+    last_spans: i64,
+    last_stats: (Instant, u64),
+    job: Option<std::thread::JoinHandle<()>>,
+    job_changed: Arc<AtomicBool>,
+}
+
+impl Worker {
+    pub fn new(store: Store, label: String, link: WorkerLink, wake: Wake) -> Self {
+        Self {
+            store,
+            label,
+            link,
+            wake,
+            stats: None,
+            trace_list_ready: false,
+            last_spans: -1,
+            last_stats: (Instant::now(), 0),
+            job: None,
+            job_changed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Reports collector endpoints and throughput (live mode: the store is polled).
+    pub fn with_collector(
+        mut self,
+        stats: Arc<IngestStats>,
+        grpc: String,
+        http: String,
+        gpu: Option<String>,
+    ) -> Self {
+        self.stats = Some((stats, grpc, http, gpu));
+        self
+    }
+
+    fn send(&self, r: Response) -> bool {
+        let ok = self.link.responses.send(r).is_ok();
+        (self.wake)();
+        ok
+    }
+
+    /// Runs until the UI hangs up.
+    pub fn run(mut self) {
+        if let Err(e) = self.analyze() {
+            self.send(Response::Error(format!("analysis failed: {e:#}")));
+        }
+        self.last_spans = self.span_count().unwrap_or(0);
+        loop {
+            match self.link.requests.recv_timeout(Duration::from_millis(1000)) {
+                Ok(req) => {
+                    let r = self.answer(req);
+                    let r = r.unwrap_or_else(|e| Response::Error(format!("{e:#}")));
+                    if !self.send(r) {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.tick() {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn span_count(&self) -> Result<i64> {
+        Ok(rows(&self.store, "SELECT count(*) FROM spans")?
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Cell::i)
+            .unwrap_or(0))
+    }
+
+    /// Idle work: collector status; new spans (collector or a finished job) analysed
+    /// and announced.
+    fn tick(&mut self) -> bool {
+        if let Some((stats, grpc, http, gpu)) = &self.stats {
+            let s = stats.snapshot();
+            let (t, n) = self.last_stats;
+            let dt = t.elapsed().as_secs_f64().max(1e-3);
+            let status = CollectorStatus {
+                grpc: grpc.clone(),
+                http: http.clone(),
+                spans_per_s: (s.spans_accepted.saturating_sub(n)) as f64 / dt,
+                spans_accepted: s.spans_accepted,
+                rejected: s.spans_rejected + s.metric_points_rejected + s.logs_rejected,
+                gpu_sampler: gpu.clone(),
+            };
+            self.last_stats = (Instant::now(), s.spans_accepted);
+            if !self.send(Response::Collector(status)) {
+                return false;
+            }
+        }
+        if self
+            .job
+            .as_ref()
+            .is_some_and(std::thread::JoinHandle::is_finished)
+        {
+            if let Some(j) = self.job.take() {
+                let _ = j.join();
+            }
+        }
+        let changed = self.job_changed.swap(false, Ordering::Relaxed);
+        if self.stats.is_some() || changed {
+            let n = self.span_count().unwrap_or(self.last_spans);
+            if n != self.last_spans || changed {
+                self.last_spans = n;
+                match self.analyze() {
+                    Ok(()) => return self.send(Response::StoreChanged),
+                    Err(e) => {
+                        return self.send(Response::Error(format!("analysis failed: {e:#}")));
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn analyze(&mut self) -> Result<()> {
+        let has_spans = self.span_count()? > 0;
+        if has_spans {
+            analyze_and_store(&self.store, Options::default()).context("analysing the store")?;
+        }
+        self.trace_list_ready = false;
+        Ok(())
+    }
+
+    fn answer(&mut self, req: Request) -> Result<Response> {
+        Ok(match req {
+            Request::Overview => Response::Overview(Box::new(self.overview()?)),
+            Request::Traces(q) => Response::Traces(self.traces(q)?),
+            Request::Trace { trace_id } => Response::Trace(Box::new(self.trace(&trace_id)?)),
+            Request::Conversations => Response::Conversations(self.conversations()?),
+            Request::Conversation { conversation_id } => {
+                Response::Conversation(self.conversation(&conversation_id)?)
+            }
+            Request::Metrics { from_ns, to_ns } => Response::Metrics(self.metrics(from_ns, to_ns)?),
+            Request::Sql { sql } => Response::Sql(self.sql(&sql)?),
+            Request::Analyze => {
+                self.analyze()?;
+                Response::StoreChanged
+            }
+            Request::Open { db } => {
+                if self.stats.is_some() {
+                    bail!("cannot switch stores while the collector writes into {}; start with --no-collector to browse other stores", self.label);
+                }
+                let store =
+                    Store::open(&db).with_context(|| format!("opening store {}", db.display()))?;
+                self.store = store;
+                self.label = db.display().to_string();
+                self.analyze()?;
+                self.last_spans = self.span_count()?;
+                Response::StoreChanged
+            }
+            Request::Import { files } => self.start_import(files)?,
+            Request::Export { dir } => self.start_export(dir)?,
+        })
+    }
+
+    fn job_busy(&self) -> Result<()> {
+        if self.job.as_ref().is_some_and(|j| !j.is_finished()) {
+            bail!("another job is running; cancel it or wait for it to finish");
+        }
+        Ok(())
+    }
+
+    fn start_import(&mut self, files: Vec<PathBuf>) -> Result<Response> {
+        self.job_busy()?;
+        if files.is_empty() {
+            bail!("no files to import");
+        }
+        for f in &files {
+            if !f.is_file() {
+                bail!("cannot import {}: no such file", f.display());
+            }
+        }
+        let store = self.store.reader()?;
+        let tx = self.link.responses.clone();
+        let cancel = Arc::clone(&self.link.cancel);
+        let wake = Arc::clone(&self.wake);
+        let changed = Arc::clone(&self.job_changed);
+        self.job = Some(
+            std::thread::Builder::new()
+                .name("tailscope-import".into())
+                .spawn(move || import_job(&store, &files, &tx, &cancel, &wake, &changed))
+                .context("starting the import thread")?,
+        );
+        Ok(Response::Progress(JobProgress {
+            job: "import".into(),
+            fraction: Some(0.0),
+            message: "starting".into(),
+            done: false,
+        }))
+    }
+
+    fn start_export(&mut self, dir: PathBuf) -> Result<Response> {
+        self.job_busy()?;
+        let store = self.store.reader()?;
+        let tx = self.link.responses.clone();
+        let cancel = Arc::clone(&self.link.cancel);
+        let wake = Arc::clone(&self.wake);
+        self.job = Some(
+            std::thread::Builder::new()
+                .name("tailscope-export".into())
+                .spawn(move || export_job(&store, &dir, &tx, &cancel, &wake))
+                .context("starting the export thread")?,
+        );
+        Ok(Response::Progress(JobProgress {
+            job: "export".into(),
+            fraction: Some(0.0),
+            message: "starting".into(),
+            done: false,
+        }))
+    }
+
+    fn overview(&mut self) -> Result<Overview> {
+        let s = &self.store;
+        let one = |sql: &str| -> Result<i64> {
+            Ok(rows(s, sql)?
+                .first()
+                .and_then(|r| r.first())
+                .and_then(Cell::i)
+                .unwrap_or(0))
+        };
+        let mut o = Overview {
+            store: self.label.clone(),
+            spans: one("SELECT count(*) FROM spans")? as u64,
+            traces: one("SELECT count(*) FROM trace_analysis")? as u64,
+            metric_points: one("SELECT count(*) FROM metric_points")? as u64,
+            ..Overview::default()
+        };
+        if o.traces == 0 {
+            return Ok(o);
+        }
+        let q = rows(s, "SELECT quantile_cont(duration_ns, 0.5), quantile_cont(duration_ns, 0.9), quantile_cont(duration_ns, 0.99) FROM trace_analysis")?;
+        if let Some(r) = q.first() {
+            o.p50_ns = r[0].f().unwrap_or(0.0);
+            o.p90_ns = r[1].f().unwrap_or(0.0);
+            o.p99_ns = r[2].f().unwrap_or(0.0);
+        }
+        let avgs = CAUSE_COLUMNS
+            .iter()
+            .map(|c| format!("avg({c}_ns)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let cohorts = rows(s, &format!(
+            "WITH q AS (SELECT quantile_cont(duration_ns, 0.4) q40, quantile_cont(duration_ns, 0.6) q60,
+                               quantile_cont(duration_ns, 0.9) q90, quantile_cont(duration_ns, 0.99) q99 FROM trace_analysis),
+             c AS (SELECT CASE WHEN duration_ns >= q99 THEN 3 WHEN duration_ns >= q90 THEN 2
+                               WHEN duration_ns BETWEEN q40 AND q60 THEN 1 END AS cohort, t.*
+                   FROM trace_analysis t, q)
+             SELECT cohort, count(*), {avgs} FROM c WHERE cohort IS NOT NULL GROUP BY cohort ORDER BY cohort"
+        ))?;
+        for r in cohorts {
+            let name = match r[0].i() {
+                Some(1) => "median band (p40–p60)",
+                Some(2) => "p90–p99",
+                _ => "tail (≥ p99)",
+            };
+            let mean_by_cause_ns = CAUSE_COLUMNS
+                .iter()
+                .enumerate()
+                .filter_map(|(k, c)| Some((Cause::parse(c)?, r[2 + k].f().unwrap_or(0.0))))
+                .collect();
+            o.cohorts.push(Cohort {
+                name: name.to_owned(),
+                traces: r[1].i().unwrap_or(0) as u64,
+                mean_by_cause_ns,
+            });
+        }
+        let durations: Vec<f64> = rows(
+            s,
+            "SELECT duration_ns FROM trace_analysis ORDER BY duration_ns",
+        )?
+        .iter()
+        .filter_map(|r| r[0].f())
+        .collect();
+        let (hist, cdf) = distribution(&durations);
+        o.histogram = hist;
+        o.cdf = cdf;
+        o.slowest_trace = rows(
+            s,
+            "SELECT trace_id FROM trace_analysis ORDER BY duration_ns DESC, trace_id LIMIT 1",
+        )?
+        .first()
+        .and_then(|r| r[0].s());
+        o.findings = rows(s, "SELECT kind, summary, trace_id, span_id, conversation_id, estimated_cost_ns FROM findings ORDER BY estimated_cost_ns DESC, trace_id, span_id LIMIT 12")?
+            .into_iter()
+            .map(|r| FindingVm {
+                kind: r[0].s().unwrap_or_default(),
+                summary: r[1].s().unwrap_or_default(),
+                trace_id: r[2].s().unwrap_or_default(),
+                span_id: r[3].s().unwrap_or_default(),
+                conversation_id: r[4].s(),
+                cost_ns: r[5].i().unwrap_or(0),
+            })
+            .collect();
+        Ok(o)
+    }
+
+    /// Materialises the per-trace list the traces table pages over (one temp table,
+    /// rebuilt after each analysis), so a page is a filter + sort over traces, not spans.
+    fn ensure_trace_list(&mut self) -> Result<()> {
+        if self.trace_list_ready {
+            return Ok(());
+        }
+        self.store.execute_batch(
+            "CREATE OR REPLACE TEMP TABLE trace_list AS
+             WITH agg AS (
+                SELECT trace_id, min(coalesce(time_to_first_chunk_ns, ttft_ns)) AS ttft_ns,
+                       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                       count(*) AS spans
+                FROM spans GROUP BY trace_id)
+             SELECT t.trace_id, t.root, t.start_ns, t.duration_ns, a.ttft_ns, a.input_tokens,
+                    a.output_tokens, t.primary_cause, t.conversation_id, coalesce(a.spans, 0) AS spans,
+                    100 * percent_rank() OVER (ORDER BY t.duration_ns) AS pct
+             FROM trace_analysis t LEFT JOIN agg a USING (trace_id)",
+        )?;
+        self.trace_list_ready = true;
+        Ok(())
+    }
+
+    fn traces(&mut self, q: TraceQuery) -> Result<TracePage> {
+        self.ensure_trace_list()?;
+        let mut preds = Vec::new();
+        if !q.text.is_empty() {
+            let t = lit(&format!("%{}%", q.text));
+            preds.push(format!(
+                "(trace_id ILIKE {t} OR root ILIKE {t} OR primary_cause ILIKE {t} OR conversation_id ILIKE {t})"
+            ));
+        }
+        if !q.where_sql.is_empty() {
+            preds.push(format!("({})", q.where_sql));
+        }
+        let filter = if preds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", preds.join(" AND "))
+        };
+        let count_sql = format!("SELECT count(*) FROM trace_list {filter}");
+        check_read_only(&count_sql).context("the SQL WHERE filter")?;
+        let total = rows(&self.store, &count_sql)
+            .context("the SQL WHERE filter")?
+            .first()
+            .and_then(|r| r[0].i())
+            .unwrap_or(0) as usize;
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT trace_id, root, start_ns, duration_ns, ttft_ns, input_tokens, output_tokens, primary_cause,
+                    conversation_id, spans, pct
+             FROM trace_list {filter} ORDER BY {} {dir} NULLS LAST, trace_id LIMIT {} OFFSET {}",
+            q.sort.sql(),
+            q.limit,
+            q.offset
+        );
+        let rows = rows(&self.store, &sql)?
+            .into_iter()
+            .map(|r| TraceRowVm {
+                trace_id: r[0].s().unwrap_or_default(),
+                root: r[1].s().unwrap_or_default(),
+                start_ns: r[2].i().unwrap_or(0),
+                duration_ns: r[3].i().unwrap_or(0),
+                ttft_ns: r[4].i(),
+                input_tokens: r[5].i(),
+                output_tokens: r[6].i(),
+                primary_cause: r[7].s().and_then(|c| Cause::parse(&c)),
+                conversation_id: r[8].s(),
+                spans: r[9].i().unwrap_or(0),
+                percentile: r[10].f().unwrap_or(0.0),
+            })
+            .collect();
+        Ok(TracePage {
+            query: q,
+            total,
+            rows,
+        })
+    }
+
+    fn trace(&mut self, trace_id: &str) -> Result<TraceDetail> {
+        let id = hex_id(trace_id, 32)?;
+        let s = &self.store;
+        let spans = s.load_spans(Some(format!("trace_id = '{id}'").as_str()))?;
+        if spans.is_empty() {
+            bail!("trace {id} is not in the store");
+        }
+        let mut attrs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for r in rows(
+            s,
+            &format!("SELECT span_id, attributes FROM spans WHERE trace_id = '{id}'"),
+        )? {
+            let (Some(span), Some(json)) = (r[0].s(), r[1].s()) else {
+                continue;
+            };
+            if let Ok(serde_json::Value::Object(m)) =
+                serde_json::from_str::<serde_json::Value>(&json)
+            {
+                let mut v: Vec<(String, String)> = m
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (k, text)
+                    })
+                    .collect();
+                v.sort();
+                attrs.insert(span, v);
+            }
+        }
+        let mut stats: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for r in rows(
+            s,
+            &format!(
+                "SELECT span_id, self_ns, critical_ns FROM span_analysis WHERE trace_id = '{id}'"
+            ),
+        )? {
+            if let Some(span) = r[0].s() {
+                stats.insert(span, (r[1].i().unwrap_or(0), r[2].i().unwrap_or(0)));
+            }
+        }
+        let sections: Vec<(String, i64, i64, Cause)> = rows(s, &format!(
+            "SELECT span_id, start_ns, end_ns, cause FROM critical_path_sections WHERE trace_id = '{id}' ORDER BY start_ns"
+        ))?
+        .into_iter()
+        .filter_map(|r| {
+            Some((r[0].s()?, r[1].i()?, r[2].i()?, r[3].s().and_then(|c| Cause::parse(&c))?))
+        })
+        .collect();
+        let inputs: Vec<SpanInput> = spans
+            .into_iter()
+            .map(|sp| {
+                let span_id = sp.span_id.to_hex();
+                let (self_ns, critical_ns) = stats
+                    .get(&span_id)
+                    .copied()
+                    .unwrap_or((sp.duration_ns(), 0));
+                SpanInput {
+                    attributes: attrs.remove(&span_id).unwrap_or_default(),
+                    parent_span_id: sp.parent_span_id.map(|p| p.to_hex()),
+                    name: sp.name,
+                    service: sp.service_name,
+                    kind: sp.kind.as_str().to_owned(),
+                    status: if sp.status_message.is_empty() {
+                        sp.status.as_str().to_owned()
+                    } else {
+                        format!("{}: {}", sp.status.as_str(), sp.status_message)
+                    },
+                    start_ns: sp.start_ns,
+                    end_ns: sp.end_ns,
+                    self_ns,
+                    critical_ns,
+                    class_cause: class_cause(sp.promoted.op_class),
+                    events: sp
+                        .events
+                        .into_iter()
+                        .map(|e| EventVm {
+                            time_ns: e.time_ns,
+                            name: e.name,
+                            attributes: e
+                                .attributes
+                                .into_iter()
+                                .map(|a| (a.key, a.value.to_display()))
+                                .collect(),
+                        })
+                        .collect(),
+                    links: sp
+                        .links
+                        .into_iter()
+                        .map(|l| (l.trace_id.to_hex(), l.span_id.to_hex()))
+                        .collect(),
+                    span_id,
+                }
+            })
+            .collect();
+        let mut d = TraceDetail::build(id.to_owned(), inputs, &sections);
+        if let Some(r) = rows(s, &format!("SELECT conversation_id, primary_cause, root FROM trace_analysis WHERE trace_id = '{id}'"))?.first() {
+            d.conversation_id = r[0].s();
+            d.primary_cause = r[1].s().and_then(|c| Cause::parse(&c));
+            if let Some(root) = r[2].s() {
+                d.root = root;
+            }
+        } else {
+            d.conversation_id = d
+                .spans
+                .iter()
+                .find_map(|sp| sp.input.attributes.iter().find(|(k, _)| k == "gen_ai.conversation.id").map(|(_, v)| v.clone()));
+        }
+        Ok(d)
+    }
+
+    fn conversations(&self) -> Result<Vec<ConversationSummary>> {
+        Ok(rows(&self.store, "SELECT conversation_id, count(*), sum(duration_ns), count(*) FILTER (WHERE kv_eviction_ns > 0)
+             FROM trace_analysis WHERE conversation_id IS NOT NULL GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT 1000")?
+            .into_iter()
+            .map(|r| ConversationSummary {
+                conversation_id: r[0].s().unwrap_or_default(),
+                turns: r[1].i().unwrap_or(0) as u64,
+                total_ns: r[2].i().unwrap_or(0),
+                evictions: r[3].i().unwrap_or(0) as u64,
+            })
+            .collect())
+    }
+
+    fn conversation(&self, id: &str) -> Result<Conversation> {
+        let c = lit(id);
+        let turns: Vec<TurnVm> = rows(&self.store, &format!(
+            "SELECT t.trace_id, t.start_ns, t.duration_ns, a.ttft_ns, a.input_tokens, a.cache_read_tokens,
+                    t.kv_eviction_ns > 0 OR EXISTS (SELECT 1 FROM findings f WHERE f.trace_id = t.trace_id AND f.kind = 'kv_eviction'),
+                    t.primary_cause
+             FROM trace_analysis t LEFT JOIN (
+                SELECT trace_id, min(coalesce(time_to_first_chunk_ns, ttft_ns)) AS ttft_ns,
+                       sum(input_tokens) AS input_tokens, sum(cache_read_tokens) AS cache_read_tokens
+                FROM spans WHERE conversation_id = {c} AND op_class = 'llm' GROUP BY trace_id) a USING (trace_id)
+             WHERE t.conversation_id = {c} ORDER BY t.start_ns"
+        ))?
+        .into_iter()
+        .map(|r| TurnVm {
+            trace_id: r[0].s().unwrap_or_default(),
+            start_ns: r[1].i().unwrap_or(0),
+            duration_ns: r[2].i().unwrap_or(0),
+            ttft_ns: r[3].i(),
+            input_tokens: r[4].i(),
+            cache_read_tokens: r[5].i(),
+            evicted: matches!(r[6].s().as_deref(), Some("true")),
+            primary_cause: r[7].s().and_then(|c| Cause::parse(&c)),
+        })
+        .collect();
+        if turns.is_empty() {
+            bail!("conversation {id} has no analysed traces");
+        }
+        Ok(Conversation {
+            conversation_id: id.to_owned(),
+            turns,
+        })
+    }
+
+    fn metrics(&self, from_ns: i64, to_ns: i64) -> Result<MetricsWindow> {
+        let data = rows(&self.store, &format!(
+            "SELECT name, service_name, time_ns, value FROM metric_points
+             WHERE time_ns BETWEEN {from_ns} AND {to_ns} AND value IS NOT NULL AND (
+                name ILIKE '%gpu%' OR name ILIKE 'DCGM%' OR name ILIKE '%kv_cache%' OR name ILIKE '%cache_usage%'
+                OR name ILIKE '%waiting%' OR name ILIKE '%queue%' OR name ILIKE '%running%' OR name ILIKE '%pending%'
+                OR name ILIKE '%pool%' OR name ILIKE '%wait_time%' OR name ILIKE '%preemption%' OR name ILIKE 'hw.gpu%'
+                OR name ILIKE '%memory%')
+             ORDER BY name, service_name, time_ns LIMIT 200000"
+        ))?;
+        let mut series: Vec<SeriesVm> = Vec::new();
+        for r in data {
+            let (Some(name), Some(service), Some(t), Some(v)) =
+                (r[0].s(), r[1].s(), r[2].i(), r[3].f())
+            else {
+                continue;
+            };
+            let x = (t - from_ns) as f64 / 1e9;
+            match series.last_mut() {
+                Some(s) if s.name == name && s.service == service => s.points.push([x, v]),
+                _ => series.push(SeriesVm {
+                    name,
+                    service,
+                    points: vec![[x, v]],
+                }),
+            }
+        }
+        Ok(MetricsWindow {
+            from_ns,
+            to_ns,
+            series,
+        })
+    }
+
+    fn sql(&self, sql: &str) -> Result<SqlResult> {
+        const MAX: usize = 10_000;
+        let t = Instant::now();
+        let batches = self.store.query_read_only(sql)?;
+        let elapsed_ms = t.elapsed().as_secs_f64() * 1e3;
+        let columns = batches
+            .first()
+            .map(|b| {
+                b.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let opts = FormatOptions::default().with_null("NULL");
+        let mut out = Vec::new();
+        let mut truncated = false;
+        'outer: for b in &batches {
+            let fmts = b
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+                .collect::<Result<Vec<_>, _>>()?;
+            for r in 0..b.num_rows() {
+                if out.len() >= MAX {
+                    truncated = true;
+                    break 'outer;
+                }
+                out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
+            }
+        }
+        Ok(SqlResult {
+            sql: sql.to_owned(),
+            columns,
+            rows: out,
+            truncated,
+            elapsed_ms,
+        })
+    }
+}
+
+/// A histogram (linear bins up to p99.9, the rest in the last bin) and a CDF of at
+/// most ~500 points, in milliseconds, from sorted durations.
+pub(crate) fn distribution(sorted_ns: &[f64]) -> (Vec<(f64, f64, u64)>, Vec<[f64; 2]>) {
+    if sorted_ns.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let n = sorted_ns.len();
+    let hi_idx = ((n as f64 * 0.999) as usize).min(n - 1);
+    let hi = sorted_ns[hi_idx].max(sorted_ns[0] + 1.0) / 1e6;
+    let lo = 0.0;
+    let bins = 40usize;
+    let w = (hi - lo) / bins as f64;
+    let mut counts = vec![0u64; bins];
+    for d in sorted_ns {
+        let k = (((d / 1e6) - lo) / w) as usize;
+        counts[k.min(bins - 1)] += 1;
+    }
+    let hist = counts
+        .into_iter()
+        .enumerate()
+        .map(|(k, c)| (lo + k as f64 * w, lo + (k + 1) as f64 * w, c))
+        .collect();
+    let step = (n / 500).max(1);
+    let mut cdf: Vec<[f64; 2]> = (0..n)
+        .step_by(step)
+        .map(|i| [sorted_ns[i] / 1e6, (i + 1) as f64 / n as f64])
+        .collect();
+    cdf.push([sorted_ns[n - 1] / 1e6, 1.0]);
+    (hist, cdf)
+}
+
+fn progress(tx: &SyncSender<Response>, wake: &Wake, p: JobProgress) {
+    let _ = tx.send(Response::Progress(p));
+    wake();
+}
+
+/// Imports one OTLP file through the store writer; returns the spans stored.
+fn import_one(store: &Store, path: &Path) -> Result<u64> {
+    let writer = store.writer(tailscope_store::WriterConfig::default())?;
+    let mut acks = Vec::new();
+    let read = tailscope_ingest::read_file(path, None, |chunk| {
+        if !chunk.batch.is_empty() {
+            acks.push(writer.submit_waiting(chunk.batch));
+        }
+    });
+    let mut spans = 0u64;
+    for ack in acks {
+        let c = ack.recv().context("the store writer stopped")??;
+        spans += c.spans as u64;
+    }
+    writer.close()?;
+    read?;
+    Ok(spans)
+}
+
+fn import_job(
+    store: &Store,
+    files: &[PathBuf],
+    tx: &SyncSender<Response>,
+    cancel: &AtomicBool,
+    wake: &Wake,
+    changed: &AtomicBool,
+) {
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum::<u64>()
+        .max(1);
+    let mut done_bytes = 0u64;
+    let mut spans = 0u64;
+    let mut failed = Vec::new();
+    let mut cancelled = false;
+    for f in files {
+        if cancel.load(Ordering::Relaxed) {
+            cancelled = true;
+            break;
+        }
+        progress(
+            tx,
+            wake,
+            JobProgress {
+                job: "import".into(),
+                fraction: Some(done_bytes as f32 / total as f32),
+                message: f
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                done: false,
+            },
+        );
+        match import_one(store, f) {
+            Ok(n) => spans += n,
+            Err(e) => failed.push(format!("{}: {e:#}", f.display())),
+        }
+        done_bytes += std::fs::metadata(f).map_or(0, |m| m.len());
+    }
+    changed.store(true, Ordering::Relaxed);
+    let mut message = format!("imported {spans} spans from {} file(s)", files.len());
+    if cancelled {
+        message = format!("import cancelled after {spans} spans");
+    }
+    if !failed.is_empty() {
+        message = format!("{message}; failed: {}", failed.join("; "));
+    }
+    progress(
+        tx,
+        wake,
+        JobProgress {
+            job: "import".into(),
+            fraction: Some(1.0),
+            message,
+            done: true,
+        },
+    );
+}
+
+fn export_job(
+    store: &Store,
+    dir: &Path,
+    tx: &SyncSender<Response>,
+    cancel: &AtomicBool,
+    wake: &Wake,
+) {
+    use tailscope_analysis::export::{export, ExportOptions};
+    let mut report = |p: tailscope_analysis::export::ExportProgress| {
+        progress(
+            tx,
+            wake,
+            JobProgress {
+                job: "export".into(),
+                fraction: Some(p.fraction()),
+                message: p.label.clone(),
+                done: false,
+            },
+        );
+    };
+    let r = export(store, dir, &ExportOptions::default(), &mut report, cancel);
+    let message = match r {
+        Ok(s) => format!("exported {} traces to {}", s.traces, s.dir.display()),
+        Err(e) => format!("export to {} failed: {e}", dir.display()),
+    };
+    progress(
+        tx,
+        wake,
+        JobProgress {
+            job: "export".into(),
+            fraction: Some(1.0),
+            message,
+            done: true,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distribution_bins_every_trace() {
+        let d: Vec<f64> = (1..=1000).map(|i| f64::from(i) * 1e6).collect();
+        let (h, cdf) = distribution(&d);
+        assert_eq!(h.iter().map(|b| b.2).sum::<u64>(), 1000);
+        assert!((cdf.last().unwrap()[1] - 1.0).abs() < 1e-9);
+        assert!(cdf.windows(2).all(|w| w[0][0] <= w[1][0]));
+    }
+}

@@ -1,0 +1,297 @@
+//! GUI tests: egui_kittest drives the real views over a generated store answered by the
+//! real worker thread (store, analysis), and `tailscope gui --screenshot` renders every
+//! view in a real window under Xvfb.
+
+use eframe::egui;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tailscope::gui::worker::Worker;
+use tailscope_ingest::otlp;
+use tailscope_model::Batch;
+use tailscope_samples::{generate, WorkloadConfig};
+use tailscope_store::{Store, WriterConfig};
+use tailscope_ui::{App, View};
+
+/// A store with a small generated workload, ingested through OTLP normalisation and
+/// analysed, as `tailscope demo` does.
+fn generated_store(dir: &Path, conversations: usize) -> PathBuf {
+    let db = dir.join("gui.duckdb");
+    let w = generate(&WorkloadConfig::small(11, conversations));
+    let store = Store::open(&db).unwrap();
+    let writer = store.writer(WriterConfig::default()).unwrap();
+    let Batch {
+        resources,
+        spans,
+        metrics,
+        ..
+    } = w.batch;
+    let (m, _) = otlp::metrics_to_model(&otlp::metrics_from_model(&Batch {
+        resources: resources.clone(),
+        metrics,
+        ..Batch::default()
+    }));
+    let (t, _) = otlp::traces_to_model(&otlp::traces_from_model(&Batch {
+        resources,
+        spans,
+        ..Batch::default()
+    }));
+    writer.submit_waiting(m).recv().unwrap().unwrap();
+    writer.submit_waiting(t).recv().unwrap().unwrap();
+    writer.close().unwrap();
+    tailscope_analysis::analyze_and_store(&store, tailscope_analysis::Options::default()).unwrap();
+    db
+}
+
+fn harness(db: &Path) -> Harness<'static, App> {
+    let store = Store::open(db).unwrap();
+    let (ui_link, worker_link) = tailscope_ui::link(64);
+    let w = Worker::new(
+        store,
+        db.display().to_string(),
+        worker_link,
+        Arc::new(|| {}),
+    );
+    std::thread::Builder::new()
+        .name("test-worker".into())
+        .spawn(move || w.run())
+        .unwrap();
+    let app = App::new(ui_link, db.display().to_string());
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_state(|ctx, app: &mut App| app.ui(ctx), app)
+}
+
+/// Steps frames until every request is answered.
+fn settle(h: &mut Harness<'static, App>) {
+    for _ in 0..1500 {
+        h.step();
+        if h.state().pending() == 0 {
+            h.run_steps(3);
+            if h.state().pending() == 0 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the worker did not answer: {:?}", h.state().errors());
+}
+
+#[test]
+fn gui_overview_slowest_trace_tree_and_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = generated_store(dir.path(), 10);
+    let mut h = harness(&db);
+    settle(&mut h);
+    let o = h.state().overview().cloned().expect("overview loaded");
+    assert!(o.traces > 0 && o.spans > o.traces, "{o:?}");
+    assert!(o.p50_ns <= o.p90_ns && o.p90_ns <= o.p99_ns);
+    assert!(!o.cohorts.is_empty());
+    assert_eq!(o.histogram.iter().map(|b| b.2).sum::<u64>(), o.traces);
+    h.get_by_label("Why is the tail slow?");
+    h.get_by_label("Top findings");
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
+
+    // Select the slowest trace.
+    h.get_by_label("Open the slowest trace").click();
+    settle(&mut h);
+    assert_eq!(h.state().view(), View::Trace);
+    let d = h.state().trace_detail().cloned().expect("trace loaded");
+    assert_eq!(Some(&d.trace_id), o.slowest_trace.as_ref());
+    assert!(!d.sections.is_empty(), "the critical path is shown");
+    let crit: i64 = d.sections.iter().map(|s| s.end_ns - s.start_ns).sum();
+    assert_eq!(crit, d.by_cause_ns.iter().map(|c| c.1).sum::<i64>());
+
+    // Collapse and expand the latency tree.
+    let all = d.spans.len();
+    h.get_by_label("Collapse all").click();
+    h.run_steps(2);
+    let folded = h.state().visible_rows();
+    assert!(folded <= all);
+    if d.spans.iter().any(|s| s.depth >= 2) {
+        assert!(folded < all, "collapsing hides nested spans");
+    }
+    h.get_by_label("Expand all").click();
+    h.run_steps(2);
+    assert_eq!(h.state().visible_rows(), all);
+
+    // Follow the top finding to its span.
+    let f = o
+        .findings
+        .first()
+        .cloned()
+        .expect("the workload has findings");
+    h.get_by_label("Overview").click();
+    h.run_steps(2);
+    h.get_by_label("Open span #1").click();
+    settle(&mut h);
+    assert_eq!(h.state().view(), View::Trace);
+    assert_eq!(h.state().trace_detail().unwrap().trace_id, f.trace_id);
+    let sel = h
+        .state()
+        .selected_span()
+        .expect("the finding's span is selected");
+    assert_eq!(sel.input.span_id, f.span_id);
+    let heading = sel.input.name.clone();
+    assert!(h.get_all_by_label(&heading).count() >= 1);
+}
+
+#[test]
+fn gui_traces_table_conversation_metrics_and_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = generated_store(dir.path(), 10);
+    let mut h = harness(&db);
+    settle(&mut h);
+    let o = h.state().overview().cloned().unwrap();
+
+    // The traces table: every trace, slowest first, then sorted by start.
+    h.get_by_label("Traces").click();
+    settle(&mut h);
+    assert_eq!(h.state().traces_total(), Some(o.traces as usize));
+    let first = h.state().trace_row(0).cloned().expect("first page loaded");
+    assert_eq!(Some(&first.trace_id), o.slowest_trace.as_ref());
+    assert!(first.percentile >= 99.0);
+    h.get_by_label("start").click();
+    settle(&mut h);
+    let n = (o.traces as usize).min(20);
+    let starts: Vec<i64> = (0..n)
+        .map(|i| h.state().trace_row(i).unwrap().start_ns)
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by start, latest first"
+    );
+
+    // Open a trace with a conversation, then its conversation, then a turn.
+    let conv_trace = (0..n)
+        .filter_map(|i| h.state().trace_row(i).cloned())
+        .find(|r| r.conversation_id.is_some())
+        .expect("generated traces carry conversation ids");
+    h.get_by_label(&conv_trace.trace_id[..8]).click();
+    settle(&mut h);
+    assert_eq!(
+        h.state().trace_detail().unwrap().trace_id,
+        conv_trace.trace_id
+    );
+    h.get_by_label("Open conversation").click();
+    settle(&mut h);
+    assert_eq!(h.state().view(), View::Conversation);
+    let c = h.state().conversation().cloned().unwrap();
+    assert_eq!(
+        Some(&c.conversation_id),
+        conv_trace.conversation_id.as_ref()
+    );
+    assert!(!c.turns.is_empty());
+    assert!(c.turns.windows(2).all(|w| w[0].start_ns <= w[1].start_ns));
+    h.get_by_label(&format!("Conversation {}", c.conversation_id));
+    h.get_by_label("Open turn 1").click();
+    settle(&mut h);
+    assert_eq!(
+        h.state().trace_detail().unwrap().trace_id,
+        c.turns[0].trace_id
+    );
+
+    // Metrics on the trace's time axis.
+    h.get_by_label("Metrics").click();
+    settle(&mut h);
+    let m = h.state().metrics().cloned().expect("metrics window loaded");
+    let d = h.state().trace_detail().unwrap();
+    assert!(m.from_ns <= d.start_ns && m.to_ns >= d.end_ns);
+    if o.metric_points > 0 {
+        assert!(
+            !m.series.is_empty(),
+            "the workload's server metrics are shown"
+        );
+    }
+
+    // The SQL console.
+    h.get_by_label("SQL").click();
+    h.run_steps(2);
+    h.get_by_label("Run (Ctrl+Enter)").click();
+    settle(&mut h);
+    let r = h.state().sql_result().cloned().expect("a result");
+    assert_eq!(r.columns, ["root", "traces", "p99_ms"]);
+    assert!(!r.rows.is_empty());
+    let root = r.rows[0][0].clone();
+    assert!(h.get_all_by_label(&root).count() >= 1);
+
+    // A query that writes is refused, in one sentence.
+    h.state_mut().run_sql("DELETE FROM spans");
+    settle(&mut h);
+    assert!(
+        h.state().errors().iter().any(|e| e.contains("read-only")),
+        "{:?}",
+        h.state().errors()
+    );
+}
+
+#[test]
+fn gui_empty_store_says_where_to_send_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.duckdb");
+    let mut h = harness(&db);
+    settle(&mut h);
+    h.get_by_label("No traces yet");
+    assert!(h
+        .query_all_by_label_contains("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .next()
+        .is_some());
+}
+
+/// Decodes a PNG and counts its distinct colours.
+fn distinct_colours(path: &Path) -> (u32, u32, usize) {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let mut colours = std::collections::HashSet::new();
+    for p in buf[..info.buffer_size()].chunks(px).step_by(7) {
+        colours.insert(p.to_vec());
+    }
+    (info.width, info.height, colours.len())
+}
+
+#[test]
+fn gui_screenshot_renders_every_view_in_a_real_window() {
+    let have_xvfb = std::process::Command::new("sh")
+        .args(["-c", "command -v Xvfb && command -v xvfb-run"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_xvfb {
+        println!("skipped: Xvfb is not installed (scripts/setup installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = generated_store(dir.path(), 8);
+    let shots = dir.path().join("shots");
+    let out = std::process::Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1600x1000x24"])
+        .arg(env!("CARGO_BIN_EXE_tailscope"))
+        .arg("--db")
+        .arg(&db)
+        .args(["gui", "--screenshot"])
+        .arg(&shots)
+        .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for v in View::ALL {
+        let p = shots.join(format!("{}.png", v.slug()));
+        assert!(p.is_file(), "{} missing", p.display());
+        let (w, h, colours) = distinct_colours(&p);
+        assert!(w >= 800 && h >= 500, "{}: {w}x{h}", p.display());
+        assert!(
+            colours > 8,
+            "{} looks blank ({colours} colours)",
+            p.display()
+        );
+    }
+}
