@@ -52,6 +52,7 @@ pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
     })
 }
 
+#[allow(clippy::many_single_char_names)] // y, d, h: the fields of the timestamp
 fn rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
