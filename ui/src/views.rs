@@ -364,11 +364,10 @@ pub(crate) fn overview(app: &mut App, ui: &mut egui::Ui) {
         if o.findings.is_empty() {
             ui.weak("No findings: nothing stands out in these traces.");
         }
-        egui::Grid::new("findings").striped(true).num_columns(4).show(ui, |ui| {
-            for (k, f) in o.findings.iter().enumerate() {
+        for (k, f) in o.findings.iter().enumerate() {
+            ui.horizontal(|ui| {
                 ui.label(RichText::new(format!("saves ~{}", dur(f.cost_ns))).strong());
                 ui.monospace(&f.kind);
-                ui.add(egui::Label::new(&f.summary).wrap());
                 if ui
                     .add(egui::Button::new(format!("Open span #{}", k + 1)))
                     .on_hover_text(format!("trace {} span {}", f.trace_id, f.span_id))
@@ -376,9 +375,10 @@ pub(crate) fn overview(app: &mut App, ui: &mut egui::Ui) {
                 {
                     app.open_trace(&f.trace_id, Some(&f.span_id));
                 }
-                ui.end_row();
-            }
-        });
+            });
+            ui.add(egui::Label::new(&f.summary).wrap());
+            ui.separator();
+        }
     });
 }
 
@@ -767,37 +767,40 @@ fn latency_tree(ui: &mut egui::Ui, t: &mut crate::TraceState) {
                 let s = &d.spans[i];
                 row.set_selected(t.selected == Some(i));
                 row.col(|ui| {
-                    ui.add_space(s.depth as f32 * 14.0);
-                    if s.has_children {
-                        let icon = if t.collapsed[i] { "⏵" } else { "⏷" };
-                        if ui
-                            .add(egui::Button::new(icon).frame(false).small())
-                            .clicked()
-                        {
-                            toggle = Some(i);
-                        }
-                    } else {
-                        ui.add_space(16.0);
-                    }
-                    let (rect, _) = ui.allocate_exact_size(egui::vec2(8.0, 8.0), Sense::hover());
-                    let c = cause_colour(s.colour_cause());
-                    ui.painter().rect_filled(
-                        rect,
-                        2.0,
-                        if s.cause.is_some() {
-                            c
+                    ui.horizontal(|ui| {
+                        ui.add_space(s.depth as f32 * 14.0);
+                        if s.has_children {
+                            let icon = if t.collapsed[i] { "⏵" } else { "⏷" };
+                            if ui
+                                .add(egui::Button::new(icon).frame(false).small())
+                                .clicked()
+                            {
+                                toggle = Some(i);
+                            }
                         } else {
-                            palette::dimmed(c)
-                        },
-                    );
-                    let name = if s.cause.is_some() {
-                        RichText::new(&s.input.name).strong()
-                    } else {
-                        RichText::new(&s.input.name)
-                    };
-                    if ui.selectable_label(t.selected == Some(i), name).clicked() {
-                        select = Some(i);
-                    }
+                            ui.add_space(16.0);
+                        }
+                        let (rect, _) =
+                            ui.allocate_exact_size(egui::vec2(8.0, 8.0), Sense::hover());
+                        let c = cause_colour(s.colour_cause());
+                        ui.painter().rect_filled(
+                            rect,
+                            2.0,
+                            if s.cause.is_some() {
+                                c
+                            } else {
+                                palette::dimmed(c)
+                            },
+                        );
+                        let name = if s.cause.is_some() {
+                            RichText::new(&s.input.name).strong()
+                        } else {
+                            RichText::new(&s.input.name)
+                        };
+                        if ui.selectable_label(t.selected == Some(i), name).clicked() {
+                            select = Some(i);
+                        }
+                    });
                 });
                 row.col(|ui| {
                     ui.label(dur(s.duration_ns()));
