@@ -117,6 +117,21 @@ fn gui_overview_slowest_trace_tree_and_finding() {
     h.run_steps(2);
     assert_eq!(h.state().visible_rows(), all);
 
+    // Click a nested span's row in the latency tree: the span panel shows it.
+    let nested = d
+        .spans
+        .iter()
+        .take(5)
+        .filter(|s| s.depth >= 1 && s.input.name != d.root)
+        .max_by_key(|s| s.depth)
+        .expect("the slowest trace has child spans");
+    let name = nested.input.name.clone();
+    h.get_all_by_label(&name).next().unwrap().click();
+    h.run_steps(3);
+    let sel = h.state().selected_span().expect("a span is selected");
+    assert_eq!(sel.input.name, name);
+    h.get_by_label(&format!("Attributes ({})", sel.input.attributes.len()));
+
     // Follow the top finding to its span.
     let f = o
         .findings
