@@ -223,11 +223,13 @@ pub fn show(
 
     // Critical-path lane: every section in its cause colour.
     let lane_rect = Rect::from_min_size(pos2(left, rect.top() + RULER), vec2(rect.width(), LANE));
+    let mut last_px = f32::NEG_INFINITY;
     for s in &detail.sections {
         let (x0, x1) = (x_of(rel(s.start_ns)), x_of(rel(s.end_ns)));
-        if x1 < left || x0 > rect.right() {
+        if x1 < left || x0 > rect.right() || (x1 - x0 < 1.0 && x0.floor() <= last_px) {
             continue;
         }
+        last_px = x1.floor();
         let r = Rect::from_x_y_ranges(
             x0.max(left)..=x1.min(rect.right()).max(x0 + 1.0),
             lane_rect.y_range(),
@@ -324,6 +326,8 @@ pub fn show(
         Mode::Flame => {
             let mut i = 0;
             let n = detail.spans.len();
+            // Last pixel column drawn per depth: sub-pixel spans in one column merge.
+            let mut last_px: Vec<f32> = Vec::new();
             let bottom_lane = state.top + visible_lanes + 1.0;
             while i < n {
                 let s = &detail.spans[i];
@@ -337,8 +341,13 @@ pub fn show(
                 }
                 let y = body_top + (lane - state.top) * ROW;
                 if x1 - x0 < 1.0 {
-                    if lane >= state.top - 1.0 {
+                    let d = s.depth as usize;
+                    if last_px.len() <= d {
+                        last_px.resize(d + 1, f32::NEG_INFINITY);
+                    }
+                    if lane >= state.top - 1.0 && x0.floor() > last_px[d] {
                         draw_span(i, y, false, &mut out);
+                        last_px[d] = x0.floor();
                     }
                     i = s.subtree_end.max(i + 1);
                     continue;
