@@ -2,6 +2,7 @@
 //! input, read-only query, import summaries.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+#![allow(clippy::many_single_char_names)] // short locals for outputs and harnesses
 
 mod gpu;
 

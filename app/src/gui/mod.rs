@@ -149,13 +149,12 @@ impl Live {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        match Arc::try_unwrap(self.writer) {
-            Ok(w) => {
-                if let Err(e) = w.close() {
-                    eprintln!("error: closing the store writer: {e}");
-                }
+        if let Ok(w) = Arc::try_unwrap(self.writer) {
+            if let Err(e) = w.close() {
+                eprintln!("error: closing the store writer: {e}");
             }
-            Err(_) => tracing::warn!("store writer still shared at exit"),
+        } else {
+            tracing::warn!("store writer still shared at exit");
         }
     }
 }
@@ -403,7 +402,11 @@ fn save_png(path: &Path, img: &egui::ColorImage) -> Result<()> {
     let mut writer = enc
         .write_header()
         .with_context(|| format!("writing {}", path.display()))?;
-    let bytes: Vec<u8> = img.pixels.iter().flat_map(|p| p.to_array()).collect();
+    let bytes: Vec<u8> = img
+        .pixels
+        .iter()
+        .flat_map(eframe::egui::Color32::to_array)
+        .collect();
     writer
         .write_image_data(&bytes)
         .with_context(|| format!("writing {}", path.display()))?;

@@ -182,6 +182,7 @@ impl Worker {
     }
 
     /// Reports collector endpoints and throughput (live mode: the store is polled).
+    #[must_use]
     pub fn with_collector(
         mut self,
         stats: Arc<IngestStats>,
@@ -206,7 +207,7 @@ impl Worker {
         }
         self.last_spans = self.span_count().unwrap_or(0);
         loop {
-            match self.link.requests.recv_timeout(Duration::from_millis(1000)) {
+            match self.link.requests.recv_timeout(Duration::from_secs(1)) {
                 Ok(req) => {
                     let r = self.answer(req);
                     let r = r.unwrap_or_else(|e| Response::Error(format!("{e:#}")));
@@ -774,7 +775,10 @@ impl Worker {
 
 /// A histogram (linear bins up to p99.9, the rest in the last bin) and a CDF of at
 /// most ~500 points, in milliseconds, from sorted durations.
-pub(crate) fn distribution(sorted_ns: &[f64]) -> (Vec<(f64, f64, u64)>, Vec<[f64; 2]>) {
+/// Histogram bins `(from_ms, to_ms, count)` and CDF points `[ms, fraction]`.
+type Distribution = (Vec<(f64, f64, u64)>, Vec<[f64; 2]>);
+
+pub(crate) fn distribution(sorted_ns: &[f64]) -> Distribution {
     if sorted_ns.is_empty() {
         return (Vec::new(), Vec::new());
     }

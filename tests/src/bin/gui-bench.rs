@@ -5,6 +5,8 @@
 //!
 //! `cargo run --release -p tailscope-tests --bin gui-bench [-- FRAMES [SPANS_M]]`
 
+#![allow(clippy::many_single_char_names)] // short timing locals: t, w, h, r
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tailscope::gui::worker::Worker;
