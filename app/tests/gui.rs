@@ -219,6 +219,20 @@ fn gui_traces_table_conversation_metrics_and_sql() {
             !m.series.is_empty(),
             "the workload's server metrics are shown"
         );
+        // Canonical names from both sources of the workload: DCGM and vLLM.
+        let names: Vec<&str> = m.series.iter().map(|s| s.canonical.as_str()).collect();
+        for want in ["gpu.utilization", "inference.kv_cache.usage"] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        assert!(m.series.iter().any(|s| s.origin == "dcgm"));
+        assert!(m.series.iter().any(|s| s.origin == "vllm"));
+        let (a, b) = m.band.expect("the trace's extent is shaded");
+        assert_eq!((a, b), (d.start_ns, d.end_ns));
+        assert!(m
+            .series
+            .iter()
+            .all(|s| s.points.iter().all(|p| p[0] >= 0.0)));
+        h.get_by_label("gpu.utilization  (ratio 0–1)");
     }
 
     // The SQL console.
@@ -309,4 +323,74 @@ fn gui_screenshot_renders_every_view_in_a_real_window() {
             p.display()
         );
     }
+}
+
+/// The Replay view over a store that `tailscope replay --scenario seed` wrote: the focus
+/// conversation's turns under A and B, and its blocks evicted under A only.
+#[test]
+fn gui_replay_view_shows_a_vs_b_and_the_evictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("replay.duckdb");
+    // Before any replay: the empty state names the command.
+    {
+        let mut h = harness(&db);
+        settle(&mut h);
+        h.get_by_label("Replay").click();
+        settle(&mut h);
+        assert!(h
+            .query_all_by_label_contains("No replays yet — run `tailscope replay --scenario seed")
+            .next()
+            .is_some());
+    }
+    let o = super::tailscope(&db, &["replay", "--scenario", "seed", "--repeats", "1"]);
+    assert!(o.status.success(), "{}", super::stderr(&o));
+    let mut h = harness(&db);
+    settle(&mut h);
+    h.get_by_label("Replay").click();
+    settle(&mut h);
+    settle(&mut h);
+    let r = h
+        .state()
+        .replay()
+        .cloned()
+        .expect("the latest replay opens");
+    assert_eq!(r.focus, "support-chat");
+    assert_eq!(
+        r.sides.iter().map(|s| s.side.as_str()).collect::<Vec<_>>(),
+        ["A", "B"]
+    );
+    let focus = |side: &str| -> Vec<_> {
+        r.turns
+            .iter()
+            .filter(|t| t.side == side && t.session_id == r.focus)
+            .cloned()
+            .collect()
+    };
+    let (a, b) = (focus("A"), focus("B"));
+    assert!(a.len() >= 2 && a.len() == b.len(), "{a:?} {b:?}");
+    // Turn 1: A re-prefills (no prefix hits), B reuses the cached prefix.
+    let (a1, b1) = (
+        a.iter().find(|t| t.turn == 1).unwrap(),
+        b.iter().find(|t| t.turn == 1).unwrap(),
+    );
+    assert_eq!(a1.prefix_hit_tokens, 0);
+    assert!(b1.prefix_hit_tokens > 0);
+    assert!(a1.prefill_tokens > b1.prefill_tokens);
+    let evicted = |side: &str| {
+        r.evictions
+            .iter()
+            .filter(|e| e.side == side && e.owner_session == r.focus)
+            .count()
+    };
+    assert!(evicted("A") > 0, "A evicts the focus conversation's blocks");
+    assert_eq!(evicted("B"), 0, "B keeps them");
+    // The table rows and the eviction count are on screen.
+    for turn in &a {
+        h.get_by_label(&format!("turn {}", turn.turn));
+    }
+    h.get_by_label(&format!(
+        "evictions of the focus conversation's blocks: A {} · B 0",
+        evicted("A")
+    ));
+    h.get_by_label("TTFT CDF, all turns");
 }

@@ -1,5 +1,6 @@
 //! tailscope's desktop views (egui): overview, traces table, trace waterfall / flame
-//! graph with latency tree and span panel, conversation, metrics timeline, SQL console.
+//! graph with latency tree and span panel, conversation, metrics timeline, replay (A vs B),
+//! SQL console.
 //!
 //! The UI never touches the store. [`App`] sends [`Request`]s over a bounded channel
 //! ([`protocol::link`]) to the app's worker and drains its [`Response`]s for a fixed time
@@ -18,7 +19,7 @@ pub use protocol::{
     Response, SortColumn, SqlResult, TraceDetail, TracePage, TraceQuery, TraceRowVm, WorkerLink,
 };
 
-use protocol::CollectorStatus;
+use protocol::{CollectorStatus, MetricsScope, ReplayListItem, ReplayVm};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,16 +32,18 @@ pub enum View {
     Trace,
     Conversation,
     Metrics,
+    Replay,
     Sql,
 }
 
 impl View {
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 7] = [
         View::Overview,
         View::Traces,
         View::Trace,
         View::Conversation,
         View::Metrics,
+        View::Replay,
         View::Sql,
     ];
 
@@ -51,6 +54,7 @@ impl View {
             View::Trace => "Trace",
             View::Conversation => "Conversation",
             View::Metrics => "Metrics",
+            View::Replay => "Replay",
             View::Sql => "SQL",
         }
     }
@@ -63,6 +67,7 @@ impl View {
             View::Trace => "trace",
             View::Conversation => "conversation",
             View::Metrics => "metrics",
+            View::Replay => "replay",
             View::Sql => "sql",
         }
     }
@@ -210,7 +215,9 @@ pub struct App {
     pub(crate) metrics: Option<MetricsWindow>,
     /// What the metrics window is about (e.g. "trace 1a2b3c4d").
     pub(crate) metrics_label: String,
-    pub(crate) metrics_anchor: Option<(i64, i64)>,
+    /// Saved replays (latest first); `None` until the worker answers.
+    pub(crate) replays: Option<Vec<ReplayListItem>>,
+    pub(crate) replay: Option<ReplayVm>,
     pub(crate) sql: String,
     pub(crate) sql_result: Option<SqlResult>,
     pub(crate) job: Option<JobProgress>,
@@ -249,7 +256,8 @@ impl App {
             conversation: None,
             metrics: None,
             metrics_label: String::new(),
-            metrics_anchor: None,
+            replays: None,
+            replay: None,
             sql: "SELECT root, count(*) AS traces, round(quantile_cont(duration_ns, 0.99) / 1e6) AS p99_ms\nFROM trace_analysis GROUP BY root ORDER BY p99_ms DESC".to_owned(),
             sql_result: None,
             job: None,
@@ -312,6 +320,7 @@ impl App {
                 self.send(Request::Conversations);
             }
             View::Metrics if self.metrics.is_none() => self.request_metrics_for_selection(),
+            View::Replay if self.replays.is_none() => self.reload_replays(),
             _ => {}
         }
     }
@@ -350,32 +359,39 @@ impl App {
         });
     }
 
-    /// Shows the metrics around the open trace (or conversation).
+    /// Shows the metrics around the open trace (or conversation), else the whole store.
     pub fn request_metrics_for_selection(&mut self) {
-        let window = if let Some(t) = &self.trace {
+        let scope = if let Some(t) = &self.trace {
             self.metrics_label = format!("trace {}", palette::short(&t.detail.trace_id));
-            Some((t.detail.start_ns, t.detail.end_ns))
+            MetricsScope::Trace(t.detail.trace_id.clone())
         } else if let Some(c) = self.conversation.as_ref().filter(|c| !c.turns.is_empty()) {
             self.metrics_label = format!("conversation {}", c.conversation_id);
-            let a = c.turns.iter().map(|t| t.start_ns).min().unwrap_or(0);
-            let b = c
-                .turns
-                .iter()
-                .map(|t| t.start_ns + t.duration_ns)
-                .max()
-                .unwrap_or(a);
-            Some((a, b))
+            MetricsScope::Conversation(c.conversation_id.clone())
         } else {
-            None
+            "the whole store".clone_into(&mut self.metrics_label);
+            MetricsScope::All
         };
-        if let Some((a, b)) = window {
-            let pad = ((b - a) / 2).max(30_000_000_000);
-            self.metrics_anchor = Some((a, b));
-            self.send(Request::Metrics {
-                from_ns: a - pad,
-                to_ns: b + pad,
-            });
-        }
+        self.send(Request::Metrics { scope });
+    }
+
+    /// Reloads the list of saved replays (and then the latest one, if none is open).
+    pub fn reload_replays(&mut self) {
+        self.replays = None;
+        self.send(Request::Replays);
+    }
+
+    /// Opens a saved replay.
+    pub fn open_replay(&mut self, replay_id: &str) {
+        self.send(Request::Replay {
+            replay_id: replay_id.to_owned(),
+        });
+    }
+
+    pub fn replays(&self) -> Option<&[ReplayListItem]> {
+        self.replays.as_deref()
+    }
+    pub fn replay(&self) -> Option<&ReplayVm> {
+        self.replay.as_ref()
     }
 
     pub fn overview(&self) -> Option<&Overview> {
@@ -487,6 +503,20 @@ impl App {
             Response::Conversations(c) => self.conversations = Some(c),
             Response::Conversation(c) => self.conversation = Some(c),
             Response::Metrics(m) => self.metrics = Some(m),
+            Response::Replays(list) => {
+                let open = self
+                    .replay
+                    .as_ref()
+                    .is_none_or(|r| !list.iter().any(|l| l.replay_id == r.replay_id));
+                if open {
+                    if let Some(first) = list.first() {
+                        let id = first.replay_id.clone();
+                        self.open_replay(&id);
+                    }
+                }
+                self.replays = Some(list);
+            }
+            Response::Replay(r) => self.replay = Some(*r),
             Response::Sql(s) => self.sql_result = Some(s),
             Response::Progress(p) => {
                 if p.done {
@@ -506,6 +536,10 @@ impl App {
                 if self.view == View::Conversation {
                     self.conversations = Some(Vec::new());
                     self.send(Request::Conversations);
+                }
+                self.replays = None;
+                if self.view == View::Replay {
+                    self.reload_replays();
                 }
             }
             Response::Collector(c) => {
@@ -560,6 +594,7 @@ impl App {
             View::Trace => views::trace(self, ui),
             View::Conversation => views::conversation(self, ui),
             View::Metrics => views::metrics(self, ui),
+            View::Replay => views::replay(self, ui),
             View::Sql => views::sql(self, ui),
         });
         if self.pending > 0 || self.job.is_some() || !self.outbox.is_empty() {
@@ -583,6 +618,8 @@ impl App {
                 self.conversation = None;
                 self.conversations = None;
                 self.metrics = None;
+                self.replays = None;
+                self.replay = None;
                 self.send(Request::Open { db: p });
             }
             Dialog::Import(p) => {

@@ -67,10 +67,15 @@ pub enum Request {
     Conversation {
         conversation_id: String,
     },
-    /// Metric series between two times (ns since the epoch).
+    /// GPU and inference-server series (canonical names, on one grid) around a scope.
     Metrics {
-        from_ns: i64,
-        to_ns: i64,
+        scope: MetricsScope,
+    },
+    /// The saved replays (latest first).
+    Replays,
+    /// One saved replay: summaries, turns, evictions.
+    Replay {
+        replay_id: String,
     },
     Sql {
         sql: String,
@@ -100,6 +105,8 @@ pub enum Response {
     Conversations(Vec<ConversationSummary>),
     Conversation(Conversation),
     Metrics(MetricsWindow),
+    Replays(Vec<ReplayListItem>),
+    Replay(Box<ReplayVm>),
     Sql(SqlResult),
     /// Progress of the running job; `done` ends it.
     Progress(JobProgress),
@@ -487,20 +494,130 @@ pub struct Conversation {
     pub turns: Vec<TurnVm>,
 }
 
-/// One metric series; x is seconds since [`MetricsWindow::from_ns`].
+/// What the metrics timeline is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsScope {
+    /// A trace's extent (plus padding), limited to the hosts behind its server addresses.
+    Trace(String),
+    /// A conversation's extent (plus padding).
+    Conversation(String),
+    /// Everything in the store.
+    All,
+}
+
+/// One canonical series of one host / GPU / source; x is seconds since
+/// [`MetricsWindow::from_ns`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesVm {
-    pub name: String,
+    /// Canonical name, e.g. `gpu.utilization`, `inference.kv_cache.usage`.
+    pub canonical: String,
+    /// Canonical unit: `1`, `By`, `W`, `Hz`, `Cel`, `{request}`, `1/s`.
+    pub unit: String,
+    /// `dcgm`, `otel_hw`, `nvml` or `vllm`.
+    pub origin: String,
+    /// The metric name as stored, e.g. `DCGM_FI_DEV_GPU_UTIL`.
+    pub source: String,
     pub service: String,
+    pub host: Option<String>,
+    /// GPU index (or UUID) when the series is about one GPU.
+    pub gpu: Option<String>,
     pub points: Vec<[f64; 2]>,
 }
 
-/// Metric series around a time window.
+impl SeriesVm {
+    /// The legend entry: source, host and GPU.
+    pub fn legend(&self) -> String {
+        let origin = match self.origin.as_str() {
+            "otel_hw" => "otel hw.gpu",
+            o => o,
+        };
+        let mut s = format!(
+            "{origin} · {}",
+            self.host.as_deref().unwrap_or(&self.service)
+        );
+        if let Some(g) = &self.gpu {
+            s.push_str(" · gpu ");
+            s.push_str(g);
+        }
+        s
+    }
+}
+
+/// Canonical metric series on one time grid.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MetricsWindow {
     pub from_ns: i64,
     pub to_ns: i64,
+    /// The selection's own extent (shaded), if the window is about a trace or conversation.
+    pub band: Option<(i64, i64)>,
+    /// By canonical name, then host, GPU and source.
     pub series: Vec<SeriesVm>,
+}
+
+impl MetricsWindow {
+    /// The canonical names (with units) in plot order.
+    pub fn groups(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for s in &self.series {
+            if !out.iter().any(|(c, u)| *c == s.canonical && *u == s.unit) {
+                out.push((s.canonical.clone(), s.unit.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// One saved replay in the picker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayListItem {
+    pub replay_id: String,
+    pub created_ns: i64,
+    pub focus: String,
+}
+
+/// One side's summary (means over repeats).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplaySide {
+    pub side: String,
+    pub config_json: String,
+    pub repeats: u32,
+    /// (label, value, unit) in display order.
+    pub metrics: Vec<(String, f64, String)>,
+}
+
+/// One turn of one side (first repeat).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplayTurnVm {
+    pub side: String,
+    pub session_id: String,
+    pub turn: i64,
+    pub arrival_ns: i64,
+    pub ttft_ns: i64,
+    pub prefix_hit_tokens: i64,
+    pub prefill_tokens: i64,
+    pub input_tokens: i64,
+}
+
+/// One eviction of one side (first repeat).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplayEvictionVm {
+    pub side: String,
+    pub t_ns: i64,
+    pub owner_session: String,
+    pub owner_turn: i64,
+    pub by_session: String,
+    pub by_turn: i64,
+}
+
+/// A saved replay: A vs B summaries, turns and evictions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplayVm {
+    pub replay_id: String,
+    pub created_ns: i64,
+    pub focus: String,
+    pub sides: Vec<ReplaySide>,
+    pub turns: Vec<ReplayTurnVm>,
+    pub evictions: Vec<ReplayEvictionVm>,
 }
 
 /// A SQL console result (cells already formatted).

@@ -23,8 +23,8 @@ pub(crate) fn apply_theme(ctx: &egui::Context) {
 
 const SHORTCUTS: &[(&str, &str)] = &[
     (
-        "Ctrl+1 … Ctrl+6",
-        "Overview, Traces, Trace, Conversation, Metrics, SQL",
+        "Ctrl+1 … Ctrl+7",
+        "Overview, Traces, Trace, Conversation, Metrics, Replay, SQL",
     ),
     ("F1", "this help"),
     ("Ctrl+O / Ctrl+I", "open a store / import OTLP files"),
@@ -49,6 +49,7 @@ pub(crate) fn shortcuts(app: &mut App, ctx: &egui::Context) {
         Key::Num4,
         Key::Num5,
         Key::Num6,
+        Key::Num7,
     ];
     for (k, v) in keys.iter().zip(View::ALL) {
         if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, *k))) {
@@ -1096,6 +1097,35 @@ pub(crate) fn conversation(app: &mut App, ui: &mut egui::Ui) {
     }
 }
 
+/// Colours of the lines in one metrics plot.
+const SERIES_COLOURS: [Color32; 8] = [
+    Color32::from_rgb(0x4e, 0x9f, 0xd1),
+    Color32::from_rgb(0xe3, 0x7b, 0x40),
+    Color32::from_rgb(0x6a, 0xbf, 0x69),
+    Color32::from_rgb(0xc5, 0x6c, 0xd6),
+    Color32::from_rgb(0xd9, 0xc2, 0x4a),
+    Color32::from_rgb(0x4f, 0xc9, 0xb8),
+    Color32::from_rgb(0xe0, 0x5f, 0x7a),
+    Color32::from_rgb(0x9a, 0xa5, 0xb8),
+];
+const BAND: Color32 = Color32::from_rgb(0xe8, 0xb0, 0x30);
+const SIDE_A: Color32 = Color32::from_rgb(0xe3, 0x7b, 0x40);
+const SIDE_B: Color32 = Color32::from_rgb(0x4e, 0x9f, 0xd1);
+
+/// A canonical unit for an axis title.
+fn unit_label(unit: &str) -> &str {
+    match unit {
+        "1" => "ratio 0–1",
+        "By" => "bytes",
+        "W" => "watts",
+        "Hz" => "hertz",
+        "Cel" => "°C",
+        "{request}" => "requests",
+        "1/s" => "per second",
+        u => u,
+    }
+}
+
 pub(crate) fn metrics(app: &mut App, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.heading("Metrics timeline");
@@ -1108,45 +1138,366 @@ pub(crate) fn metrics(app: &mut App, ui: &mut egui::Ui) {
         }
     });
     let Some(m) = app.metrics.clone() else {
-        if app.trace.is_none() && app.conversation.is_none() {
-            ui.label("Open a trace or a conversation first: metrics are shown on its time axis.");
-        } else {
-            ui.spinner();
-        }
+        ui.spinner();
         return;
     };
-    let (a, b) = app.metrics_anchor.unwrap_or((m.from_ns, m.to_ns));
-    let x = |ns: i64| (ns - a) as f64 / 1e9;
-    ui.weak("x: seconds from the start of the selection; the yellow lines mark its start and end.");
+    let x = |ns: i64| (ns - m.from_ns) as f64 / 1e9;
+    if m.band.is_some() {
+        ui.weak("GPU and inference-server series by canonical name (DCGM, OTel hw.gpu, NVML and vLLM alike); x: seconds from the window's start; the shaded band is the selection.");
+    } else {
+        ui.weak("GPU and inference-server series by canonical name (DCGM, OTel hw.gpu, NVML and vLLM alike) over the whole store; open a trace or conversation to zoom in.");
+    }
     if m.series.is_empty() {
         ui.add_space(20.0);
-        ui.label("No GPU, KV-cache, queue or pool metrics in this window. vLLM (/metrics via the Collector), DCGM and db.client.connection.* metrics sent to the collector appear here.");
+        ui.label("No GPU or inference-server metrics in this window. DCGM exporter, OTel hw.gpu.*, vLLM /metrics (via the Collector) and `tailscope serve --gpu-sampler` series appear here.");
         return;
     }
     egui::ScrollArea::vertical().show(ui, |ui| {
-        for s in &m.series {
-            ui.label(RichText::new(format!("{} · {}", s.name, s.service)).strong());
-            let pts: Vec<[f64; 2]> = s
-                .points
+        for (canonical, unit) in m.groups() {
+            ui.label(
+                RichText::new(format!("{canonical}  ({})", unit_label(&unit)))
+                    .strong()
+                    .monospace(),
+            );
+            let group: Vec<&crate::protocol::SeriesVm> = m
+                .series
                 .iter()
-                .map(|p| [p[0] + x(m.from_ns), p[1]])
+                .filter(|s| s.canonical == canonical && s.unit == unit)
                 .collect();
-            Plot::new(("metric", &s.name, &s.service))
-                .height(110.0)
+            let (lo, hi) = group
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p[1]))
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                });
+            let (lo, hi) = if lo.is_finite() {
+                (lo.min(0.0), hi.max(lo + 1e-9))
+            } else {
+                (0.0, 1.0)
+            };
+            Plot::new(("metric", &canonical, &unit))
+                .height(130.0)
                 .allow_scroll(false)
                 .link_axis("metrics_x", [true, false])
-                .include_x(x(m.from_ns))
+                .link_cursor("metrics_x", [true, false])
+                .legend(egui_plot::Legend::default().position(egui_plot::Corner::LeftTop))
+                .include_x(0.0)
                 .include_x(x(m.to_ns))
+                .include_y(lo)
+                .include_y(hi)
                 .show(ui, |p| {
-                    p.line(
-                        Line::new(s.name.clone(), PlotPoints::from(pts))
-                            .color(Color32::from_rgb(0x4e, 0x9f, 0xd1)),
-                    );
-                    p.vline(VLine::new("start", 0.0).color(Color32::from_rgb(0xe8, 0xb0, 0x30)));
-                    p.vline(VLine::new("end", x(b)).color(Color32::from_rgb(0xe8, 0xb0, 0x30)));
+                    if let Some((a, b)) = m.band {
+                        let (a, b) = (x(a), x(b).max(x(a) + 1e-3));
+                        p.polygon(
+                            egui_plot::Polygon::new(
+                                "selection",
+                                PlotPoints::from(vec![[a, lo], [b, lo], [b, hi], [a, hi]]),
+                            )
+                            .fill_color(BAND.gamma_multiply(0.18))
+                            .stroke(egui::Stroke::new(1.0, BAND.gamma_multiply(0.6))),
+                        );
+                    }
+                    for (k, s) in group.iter().enumerate() {
+                        p.line(
+                            Line::new(s.legend(), PlotPoints::from(s.points.clone()))
+                                .color(SERIES_COLOURS[k % SERIES_COLOURS.len()]),
+                        );
+                    }
                 });
         }
     });
+}
+
+/// The focus conversation's session id (the replay's `focus`).
+fn focus_turns<'a>(
+    r: &'a crate::protocol::ReplayVm,
+    side: &'a str,
+) -> impl Iterator<Item = &'a crate::protocol::ReplayTurnVm> {
+    r.turns
+        .iter()
+        .filter(move |t| t.side == side && t.session_id == r.focus)
+}
+
+pub(crate) fn replay(app: &mut App, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        ui.heading("Replay");
+        ui.weak("what-if replays of recorded conversations on a simulated vLLM (A vs B)");
+        if ui.button("Reload").clicked() {
+            app.reload_replays();
+        }
+    });
+    let Some(list) = app.replays.clone() else {
+        ui.spinner();
+        return;
+    };
+    if list.is_empty() {
+        ui.add_space(20.0);
+        ui.label(format!(
+            "No replays yet — run `tailscope replay --scenario seed --db {}`",
+            app.store_label
+        ));
+        return;
+    }
+    let current = app.replay.as_ref().map(|r| r.replay_id.clone());
+    let mut open = None;
+    ui.horizontal(|ui| {
+        ui.label("Replay:");
+        egui::ComboBox::from_id_salt("replay_pick")
+            .selected_text(current.as_deref().map_or_else(String::new, |id| {
+                list.iter()
+                    .find(|l| l.replay_id == id)
+                    .map_or_else(|| id.to_owned(), replay_title)
+            }))
+            .width(420.0)
+            .show_ui(ui, |ui| {
+                for l in &list {
+                    if ui
+                        .selectable_label(current.as_deref() == Some(&l.replay_id), replay_title(l))
+                        .clicked()
+                    {
+                        open = Some(l.replay_id.clone());
+                    }
+                }
+            });
+    });
+    if let Some(id) = open {
+        app.open_replay(&id);
+    }
+    let Some(r) = app.replay.clone() else {
+        ui.spinner();
+        return;
+    };
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        replay_summary(ui, &r);
+        ui.add_space(8.0);
+        ui.columns(2, |cols| {
+            replay_cdf(&mut cols[0], &r);
+            replay_arrivals(&mut cols[1], &r);
+        });
+        ui.add_space(8.0);
+        replay_focus_table(ui, &r);
+    });
+}
+
+fn replay_title(l: &crate::protocol::ReplayListItem) -> String {
+    format!(
+        "#{} · {} · focus {}",
+        l.replay_id,
+        clock(l.created_ns),
+        l.focus
+    )
+}
+
+fn replay_summary(ui: &mut egui::Ui, r: &crate::protocol::ReplayVm) {
+    ui.label(RichText::new("Summary (mean over repeats)").strong());
+    let (Some(a), Some(b)) = (
+        r.sides.iter().find(|s| s.side == "A"),
+        r.sides.iter().find(|s| s.side == "B"),
+    ) else {
+        ui.weak("this replay lacks one of its sides");
+        return;
+    };
+    egui::Grid::new("replay_summary")
+        .striped(true)
+        .num_columns(4)
+        .spacing([24.0, 3.0])
+        .show(ui, |ui| {
+            ui.strong("metric");
+            ui.strong(RichText::new(format!("A ({}×)", a.repeats)).color(SIDE_A));
+            ui.strong(RichText::new(format!("B ({}×)", b.repeats)).color(SIDE_B));
+            ui.strong("B vs A");
+            ui.end_row();
+            for ((label, va, unit), (_, vb, _)) in a.metrics.iter().zip(&b.metrics) {
+                ui.label(label);
+                ui.monospace(fmt_metric(*va, unit));
+                ui.monospace(fmt_metric(*vb, unit));
+                if va.abs() > 1e-12 && va.is_finite() && vb.is_finite() {
+                    ui.monospace(format!("{:+.0}%", (vb / va - 1.0) * 100.0));
+                } else {
+                    ui.monospace("–");
+                }
+                ui.end_row();
+            }
+        });
+    for s in [a, b] {
+        ui.weak(format!("{}: {}", s.side, s.config_json))
+            .on_hover_text(&s.config_json);
+    }
+}
+
+fn fmt_metric(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        return "–".to_owned();
+    }
+    let n = if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    };
+    if unit.is_empty() {
+        n
+    } else {
+        format!("{n} {unit}")
+    }
+}
+
+fn replay_cdf(ui: &mut egui::Ui, r: &crate::protocol::ReplayVm) {
+    ui.label(RichText::new("TTFT CDF, all turns").strong());
+    Plot::new("replay_cdf")
+        .height(240.0)
+        .allow_scroll(false)
+        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightBottom))
+        .x_axis_label("TTFT (ms)")
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |p| {
+            for (side, colour) in [("A", SIDE_A), ("B", SIDE_B)] {
+                let mut v: Vec<f64> = r
+                    .turns
+                    .iter()
+                    .filter(|t| t.side == side)
+                    .map(|t| t.ttft_ns as f64 / 1e6)
+                    .collect();
+                if v.is_empty() {
+                    continue;
+                }
+                v.sort_by(f64::total_cmp);
+                let n = v.len() as f64;
+                let pts: Vec<[f64; 2]> = v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ms)| [*ms, (i + 1) as f64 / n])
+                    .collect();
+                p.line(Line::new(side, PlotPoints::from(pts)).color(colour));
+            }
+        });
+}
+
+fn replay_arrivals(ui: &mut egui::Ui, r: &crate::protocol::ReplayVm) {
+    ui.label(
+        RichText::new(format!(
+            "Focus conversation {}: TTFT by arrival, evictions of its blocks",
+            r.focus
+        ))
+        .strong(),
+    );
+    let t0 = r.turns.iter().map(|t| t.arrival_ns).min().unwrap_or(0);
+    let x = |ns: i64| (ns - t0) as f64 / 1e9;
+    let evictions: Vec<&crate::protocol::ReplayEvictionVm> = r
+        .evictions
+        .iter()
+        .filter(|e| e.owner_session == r.focus)
+        .collect();
+    let resp = Plot::new("replay_arrivals")
+        .height(240.0)
+        .allow_scroll(false)
+        .legend(egui_plot::Legend::default().position(egui_plot::Corner::LeftTop))
+        .x_axis_label("arrival (s from the first request)")
+        .y_axis_label("TTFT (ms)")
+        .include_y(0.0)
+        .show(ui, |p| {
+            for (side, colour) in [("A", SIDE_A), ("B", SIDE_B)] {
+                let pts: Vec<[f64; 2]> = focus_turns(r, side)
+                    .map(|t| [x(t.arrival_ns), t.ttft_ns as f64 / 1e6])
+                    .collect();
+                p.line(
+                    Line::new(format!("{side} TTFT"), PlotPoints::from(pts.clone())).color(colour),
+                );
+                p.points(
+                    Points::new(format!("{side} TTFT"), PlotPoints::from(pts))
+                        .color(colour)
+                        .radius(3.0),
+                );
+                for e in evictions.iter().filter(|e| e.side == side) {
+                    p.vline(
+                        VLine::new(format!("{side} eviction"), x(e.t_ns))
+                            .color(colour.gamma_multiply(0.7))
+                            .style(egui_plot::LineStyle::dashed_loose()),
+                    );
+                }
+            }
+            p.pointer_coordinate()
+        });
+    if let Some(ptr) = resp.inner {
+        if resp.response.hovered() {
+            let near = |e: &&&crate::protocol::ReplayEvictionVm| {
+                let d = (x(e.t_ns) - ptr.x).abs();
+                let w = (resp.transform.bounds().width() / 100.0).max(1e-6);
+                d <= w
+            };
+            let hits: Vec<String> = evictions
+                .iter()
+                .filter(near)
+                .take(6)
+                .map(|e| {
+                    format!(
+                        "{}: evicted by {} turn {} (block of turn {})",
+                        e.side, e.by_session, e.by_turn, e.owner_turn
+                    )
+                })
+                .collect();
+            if !hits.is_empty() {
+                resp.response.on_hover_text(hits.join("\n"));
+            }
+        }
+    }
+    let (na, nb) = (
+        evictions.iter().filter(|e| e.side == "A").count(),
+        evictions.iter().filter(|e| e.side == "B").count(),
+    );
+    ui.weak(format!(
+        "evictions of the focus conversation's blocks: A {na} · B {nb}"
+    ));
+}
+
+fn replay_focus_table(ui: &mut egui::Ui, r: &crate::protocol::ReplayVm) {
+    ui.label(
+        RichText::new(format!(
+            "Focus conversation {}, turn by turn (first repeat)",
+            r.focus
+        ))
+        .strong(),
+    );
+    let a: Vec<&crate::protocol::ReplayTurnVm> = focus_turns(r, "A").collect();
+    let b: Vec<&crate::protocol::ReplayTurnVm> = focus_turns(r, "B").collect();
+    let mut turns: Vec<i64> = a.iter().chain(&b).map(|t| t.turn).collect();
+    turns.sort_unstable();
+    turns.dedup();
+    egui::Grid::new("replay_turns")
+        .striped(true)
+        .num_columns(7)
+        .spacing([24.0, 3.0])
+        .show(ui, |ui| {
+            for h in [
+                "turn",
+                "TTFT A",
+                "TTFT B",
+                "prefix hits A",
+                "prefix hits B",
+                "prefill A",
+                "prefill B",
+            ] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for turn in turns {
+                let ta = a.iter().find(|t| t.turn == turn);
+                let tb = b.iter().find(|t| t.turn == turn);
+                ui.label(format!("turn {turn}"));
+                for t in [ta, tb] {
+                    ui.monospace(t.map_or_else(|| "–".to_owned(), |t| dur(t.ttft_ns)));
+                }
+                for t in [ta, tb] {
+                    ui.monospace(t.map_or_else(|| "–".to_owned(), |t| count(t.prefix_hit_tokens)));
+                }
+                for t in [ta, tb] {
+                    ui.monospace(t.map_or_else(|| "–".to_owned(), |t| count(t.prefill_tokens)));
+                }
+                ui.end_row();
+            }
+        });
 }
 
 const SQL_EXAMPLES: &[(&str, &str)] = &[

@@ -17,10 +17,11 @@ use tailscope_store::arrow::array::{Array, AsArray};
 use tailscope_store::arrow::compute::cast;
 use tailscope_store::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use tailscope_store::arrow::util::display::{ArrayFormatter, FormatOptions};
-use tailscope_store::{check_read_only, RecordBatch, Store, CAUSE_COLUMNS};
+use tailscope_store::{check_read_only, AlignOptions, RecordBatch, Store, CAUSE_COLUMNS};
 use tailscope_ui::protocol::{
-    Cohort, CollectorStatus, ConversationSummary, EventVm, FindingVm, JobProgress, SeriesVm,
-    SpanInput, TurnVm,
+    Cohort, CollectorStatus, ConversationSummary, EventVm, FindingVm, JobProgress, MetricsScope,
+    ReplayEvictionVm, ReplayListItem, ReplaySide, ReplayTurnVm, ReplayVm, SeriesVm, SpanInput,
+    TurnVm,
 };
 use tailscope_ui::{
     Conversation, MetricsWindow, Overview, Request, Response, SqlResult, TraceDetail, TracePage,
@@ -150,6 +151,25 @@ fn class_cause(op: OpClass) -> Cause {
         OpClass::Agent | OpClass::Other => Cause::Other,
     }
 }
+
+/// `replay_runs` summary columns: (label, column, unit).
+const REPLAY_METRICS: [(&str, &str, &str); 15] = [
+    ("TTFT p50", "ttft_p50_ms", "ms"),
+    ("TTFT p99", "ttft_p99_ms", "ms"),
+    ("TPOT p50", "tpot_p50_ms", "ms"),
+    ("TPOT p99", "tpot_p99_ms", "ms"),
+    ("ITL p50", "itl_p50_ms", "ms"),
+    ("ITL p99", "itl_p99_ms", "ms"),
+    ("E2E p50", "e2e_p50_ms", "ms"),
+    ("E2E p99", "e2e_p99_ms", "ms"),
+    ("throughput", "throughput_tok_s", "tok/s"),
+    ("goodput", "goodput_req_s", "req/s"),
+    ("goodput fraction", "goodput_fraction", ""),
+    ("prefix-hit tokens", "prefix_hit_tokens", "tok"),
+    ("evicted blocks", "evicted_blocks", ""),
+    ("preemptions", "preemptions", ""),
+    ("makespan", "makespan_ms", "ms"),
+];
 
 /// The worker's state: the store, and what the collector reports.
 pub struct Worker {
@@ -296,7 +316,9 @@ impl Worker {
             Request::Conversation { conversation_id } => {
                 Response::Conversation(self.conversation(&conversation_id)?)
             }
-            Request::Metrics { from_ns, to_ns } => Response::Metrics(self.metrics(from_ns, to_ns)?),
+            Request::Metrics { scope } => Response::Metrics(self.metrics(&scope)?),
+            Request::Replays => Response::Replays(self.replays()?),
+            Request::Replay { replay_id } => Response::Replay(Box::new(self.replay(&replay_id)?)),
             Request::Sql { sql } => Response::Sql(self.sql(&sql)?),
             Request::Analyze => {
                 self.analyze()?;
@@ -697,38 +719,187 @@ impl Worker {
         })
     }
 
-    fn metrics(&self, from_ns: i64, to_ns: i64) -> Result<MetricsWindow> {
-        let data = rows(&self.store, &format!(
-            "SELECT name, service_name, time_ns, value FROM metric_points
-             WHERE time_ns BETWEEN {from_ns} AND {to_ns} AND value IS NOT NULL AND (
-                name ILIKE '%gpu%' OR name ILIKE 'DCGM%' OR name ILIKE '%kv_cache%' OR name ILIKE '%cache_usage%'
-                OR name ILIKE '%waiting%' OR name ILIKE '%queue%' OR name ILIKE '%running%' OR name ILIKE '%pending%'
-                OR name ILIKE '%pool%' OR name ILIKE '%wait_time%' OR name ILIKE '%preemption%' OR name ILIKE 'hw.gpu%'
-                OR name ILIKE '%memory%')
-             ORDER BY name, service_name, time_ns LIMIT 200000"
-        ))?;
-        let mut series: Vec<SeriesVm> = Vec::new();
-        for r in data {
-            let (Some(name), Some(service), Some(t), Some(v)) =
-                (r[0].s(), r[1].s(), r[2].i(), r[3].f())
-            else {
-                continue;
-            };
-            let x = (t - from_ns) as f64 / 1e9;
-            match series.last_mut() {
-                Some(s) if s.name == name && s.service == service => s.points.push([x, v]),
-                _ => series.push(SeriesVm {
-                    name,
-                    service,
-                    points: vec![[x, v]],
-                }),
+    /// Canonical GPU / inference-server series on one grid (the store's alignment API),
+    /// around a trace or conversation (shaded band), or over the whole store.
+    fn metrics(&self, scope: &MetricsScope) -> Result<MetricsWindow> {
+        let opts = AlignOptions::default();
+        let (alignment, band) = match scope {
+            MetricsScope::Trace(id) => {
+                let id = hex_id(id, 32)?;
+                let a = self
+                    .store
+                    .align_trace(id, &opts)?
+                    .with_context(|| format!("trace {id} is not in the store"))?;
+                let band = (a.from_ns + opts.padding_ns, a.to_ns - opts.padding_ns);
+                (a, Some(band))
             }
-        }
+            MetricsScope::Conversation(id) => {
+                let a = self
+                    .store
+                    .align_conversation(id, &opts)?
+                    .with_context(|| format!("conversation {id} has no spans"))?;
+                let band = (a.from_ns + opts.padding_ns, a.to_ns - opts.padding_ns);
+                (a, Some(band))
+            }
+            MetricsScope::All => {
+                let r = rows(
+                    &self.store,
+                    "SELECT least(min(m), min(s)), greatest(max(m2), max(s2)) FROM
+                     (SELECT min(time_ns) m, max(time_ns) m2 FROM metric_points),
+                     (SELECT min(start_ns) s, max(end_ns) s2 FROM spans)",
+                )?;
+                let first = r.first();
+                let from = first.and_then(|r| r[0].i()).unwrap_or(0);
+                let to = first.and_then(|r| r[1].i()).unwrap_or(from);
+                (self.store.align_window(from, to, &[], &opts)?, None)
+            }
+        };
+        let from_ns = alignment.from_ns;
+        let series = alignment
+            .series
+            .into_iter()
+            .map(|s| SeriesVm {
+                points: s
+                    .points
+                    .iter()
+                    .map(|&(t, v)| [(t - from_ns) as f64 / 1e9, v])
+                    .collect(),
+                canonical: s.canonical,
+                unit: s.unit,
+                origin: s.origin,
+                source: s.source,
+                service: s.service,
+                host: s.host,
+                gpu: s.gpu_index.or(s.gpu),
+            })
+            .collect();
         Ok(MetricsWindow {
             from_ns,
-            to_ns,
+            to_ns: alignment.to_ns,
+            band,
             series,
         })
+    }
+
+    fn has_replays(&self) -> Result<bool> {
+        Ok(rows(
+            &self.store,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('replay_runs', 'replay_turns', 'replay_evictions')",
+        )?
+        .first()
+        .and_then(|r| r[0].i())
+            == Some(3))
+    }
+
+    /// Saved replays, latest first.
+    fn replays(&self) -> Result<Vec<ReplayListItem>> {
+        if !self.has_replays()? {
+            return Ok(Vec::new());
+        }
+        Ok(rows(
+            &self.store,
+            "SELECT replay_id, max(created_ns), any_value(focus) FROM replay_runs
+             GROUP BY replay_id ORDER BY 2 DESC, 1 DESC LIMIT 200",
+        )?
+        .into_iter()
+        .map(|r| ReplayListItem {
+            replay_id: r[0].s().unwrap_or_default(),
+            created_ns: r[1].i().unwrap_or(0),
+            focus: r[2].s().unwrap_or_default(),
+        })
+        .collect())
+    }
+
+    /// One replay: per-side summaries (mean over repeats), turns and evictions of the
+    /// first repeat.
+    fn replay(&self, replay_id: &str) -> Result<ReplayVm> {
+        let id: i64 = replay_id
+            .trim()
+            .parse()
+            .with_context(|| format!("`{replay_id}` is not a replay id"))?;
+        if !self.has_replays()? {
+            bail!("this store has no replays");
+        }
+        let avgs = REPLAY_METRICS
+            .iter()
+            .map(|(_, c, _)| format!("avg({c})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let runs = rows(
+            &self.store,
+            &format!(
+                "SELECT side, max(created_ns), any_value(focus), any_value(config_json), count(*), {avgs}
+                 FROM replay_runs WHERE replay_id = {id} GROUP BY side ORDER BY side"
+            ),
+        )?;
+        if runs.is_empty() {
+            bail!("replay {id} is not in the store");
+        }
+        let mut vm = ReplayVm {
+            replay_id: id.to_string(),
+            ..ReplayVm::default()
+        };
+        for r in runs {
+            vm.created_ns = r[1].i().unwrap_or(0);
+            vm.focus = r[2].s().unwrap_or_default();
+            vm.sides.push(ReplaySide {
+                side: r[0].s().unwrap_or_default(),
+                config_json: r[3].s().unwrap_or_default(),
+                repeats: u32::try_from(r[4].i().unwrap_or(0)).unwrap_or(0),
+                metrics: REPLAY_METRICS
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (label, _, unit))| {
+                        (
+                            (*label).to_owned(),
+                            r[5 + k].f().unwrap_or(f64::NAN),
+                            (*unit).to_owned(),
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        vm.turns = rows(
+            &self.store,
+            &format!(
+                "SELECT side, session_id, turn, arrival_ns, ttft_ns, prefix_hit_tokens, prefill_tokens, input_tokens
+                 FROM replay_turns WHERE replay_id = {id}
+                   AND repeat = (SELECT min(repeat) FROM replay_turns WHERE replay_id = {id})
+                 ORDER BY side, arrival_ns, session_id, turn"
+            ),
+        )?
+        .into_iter()
+        .map(|r| ReplayTurnVm {
+            side: r[0].s().unwrap_or_default(),
+            session_id: r[1].s().unwrap_or_default(),
+            turn: r[2].i().unwrap_or(0),
+            arrival_ns: r[3].i().unwrap_or(0),
+            ttft_ns: r[4].i().unwrap_or(0),
+            prefix_hit_tokens: r[5].i().unwrap_or(0),
+            prefill_tokens: r[6].i().unwrap_or(0),
+            input_tokens: r[7].i().unwrap_or(0),
+        })
+        .collect();
+        vm.evictions = rows(
+            &self.store,
+            &format!(
+                "SELECT side, t_ns, coalesce(owner_session, ''), coalesce(owner_turn, -1), by_session, by_turn
+                 FROM replay_evictions WHERE replay_id = {id}
+                   AND repeat = (SELECT min(repeat) FROM replay_runs WHERE replay_id = {id})
+                 ORDER BY side, t_ns LIMIT 100000"
+            ),
+        )?
+        .into_iter()
+        .map(|r| ReplayEvictionVm {
+            side: r[0].s().unwrap_or_default(),
+            t_ns: r[1].i().unwrap_or(0),
+            owner_session: r[2].s().unwrap_or_default(),
+            owner_turn: r[3].i().unwrap_or(-1),
+            by_session: r[4].s().unwrap_or_default(),
+            by_turn: r[5].i().unwrap_or(0),
+        })
+        .collect();
+        Ok(vm)
     }
 
     fn sql(&self, sql: &str) -> Result<SqlResult> {
