@@ -261,27 +261,20 @@ impl MetricCtx<'_> {
             return Err("time_unix_nano is 0".into());
         }
         Ok(MetricPoint {
-            resource_id: self.resource_id,
-            service_name: self.service.to_owned(),
             scope_name: self.scope.to_owned(),
-            name: self.m.name.clone(),
             description: self.m.description.clone(),
-            unit: self.m.unit.clone(),
-            kind,
             temporality,
             monotonic,
             start_ns: nanos("start_time_unix_nano", start)?,
-            time_ns: nanos("time_unix_nano", time)?,
             attributes: attrs(attributes),
-            value: None,
-            count: None,
-            sum: None,
-            min: None,
-            max: None,
-            bucket_counts: Vec::new(),
-            explicit_bounds: Vec::new(),
-            quantiles: Vec::new(),
-            exemplars: Vec::new(),
+            ..MetricPoint::at(
+                self.resource_id,
+                self.service,
+                &self.m.name,
+                &self.m.unit,
+                kind,
+                nanos("time_unix_nano", time)?,
+            )
         })
     }
 

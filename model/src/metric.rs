@@ -91,6 +91,43 @@ pub struct MetricPoint {
     pub exemplars: Vec<Exemplar>,
 }
 
+impl MetricPoint {
+    /// A point of metric `name` at `time_ns` with no value, no histogram or summary
+    /// parts and empty metadata; callers fill the rest with struct-update syntax.
+    pub fn at(
+        resource_id: i64,
+        service_name: &str,
+        name: &str,
+        unit: &str,
+        kind: MetricKind,
+        time_ns: i64,
+    ) -> Self {
+        Self {
+            resource_id,
+            service_name: service_name.to_owned(),
+            scope_name: String::new(),
+            name: name.to_owned(),
+            description: String::new(),
+            unit: unit.to_owned(),
+            kind,
+            temporality: Temporality::Unspecified,
+            monotonic: false,
+            start_ns: 0,
+            time_ns,
+            attributes: Vec::new(),
+            value: None,
+            count: None,
+            sum: None,
+            min: None,
+            max: None,
+            bucket_counts: Vec::new(),
+            explicit_bounds: Vec::new(),
+            quantiles: Vec::new(),
+            exemplars: Vec::new(),
+        }
+    }
+}
+
 /// One log record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {

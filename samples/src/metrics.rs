@@ -40,27 +40,14 @@ impl Point<'_> {
     ) -> MetricPoint {
         let r = res.get(self.svc);
         MetricPoint {
-            resource_id: r.id,
-            service_name: r.service_name.clone(),
             scope_name: self.scope.to_owned(),
-            name: self.name.to_owned(),
             description: self.description.to_owned(),
-            unit: self.unit.to_owned(),
-            kind: self.kind,
             temporality: self.temporality,
             monotonic: self.monotonic,
             start_ns: start,
-            time_ns: time,
             attributes: attrs.to_vec(),
             value: Some(v),
-            count: None,
-            sum: None,
-            min: None,
-            max: None,
-            bucket_counts: Vec::new(),
-            explicit_bounds: Vec::new(),
-            quantiles: Vec::new(),
-            exemplars: Vec::new(),
+            ..MetricPoint::at(r.id, &r.service_name, self.name, self.unit, self.kind, time)
         }
     }
 }

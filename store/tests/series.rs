@@ -32,27 +32,12 @@ fn point(
     attrs: Vec<Attribute>,
 ) -> MetricPoint {
     MetricPoint {
-        resource_id: r.id,
-        service_name: r.service_name.clone(),
-        scope_name: String::new(),
-        name: name.into(),
-        description: String::new(),
-        unit: unit.into(),
-        kind,
         temporality,
         monotonic: kind == MetricKind::Sum,
         start_ns: start,
-        time_ns: t,
         attributes: attrs,
         value: Some(v),
-        count: None,
-        sum: None,
-        min: None,
-        max: None,
-        bucket_counts: Vec::new(),
-        explicit_bounds: Vec::new(),
-        quantiles: Vec::new(),
-        exemplars: Vec::new(),
+        ..MetricPoint::at(r.id, &r.service_name, name, unit, kind, t)
     }
 }
 

@@ -22,9 +22,7 @@ use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tailscope_model::{
-    AttrValue, Attribute, Batch, MetricKind, MetricPoint, Resource, Temporality,
-};
+use tailscope_model::{AttrValue, Attribute, Batch, MetricKind, MetricPoint, Resource};
 
 /// Errors of a GPU source.
 #[derive(Debug, thiserror::Error)]
@@ -349,27 +347,17 @@ pub fn to_batch(host: &str, samples: &[GpuSample]) -> Batch {
     for g in samples {
         let r = gpu_resource(host, g);
         let point = |name: &str, unit: &str, v: f64, attributes: Vec<Attribute>| MetricPoint {
-            resource_id: r.id,
-            service_name: r.service_name.clone(),
             scope_name: SAMPLER_SCOPE.to_owned(),
-            name: name.to_owned(),
-            description: String::new(),
-            unit: unit.to_owned(),
-            kind: MetricKind::Gauge,
-            temporality: Temporality::Unspecified,
-            monotonic: false,
-            start_ns: 0,
-            time_ns: g.time_ns,
             attributes,
             value: Some(v),
-            count: None,
-            sum: None,
-            min: None,
-            max: None,
-            bucket_counts: Vec::new(),
-            explicit_bounds: Vec::new(),
-            quantiles: Vec::new(),
-            exemplars: Vec::new(),
+            ..MetricPoint::at(
+                r.id,
+                &r.service_name,
+                name,
+                unit,
+                MetricKind::Gauge,
+                g.time_ns,
+            )
         };
         let m = &mut batch.metrics;
         let mut push = |name: &str, unit: &str, v: Option<f64>| {
