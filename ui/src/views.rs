@@ -1116,7 +1116,7 @@ const SIDE_B: Color32 = Color32::from_rgb(0x4e, 0x9f, 0xd1);
 fn unit_label(unit: &str) -> &str {
     match unit {
         "1" => "ratio 0–1",
-        "By" => "bytes",
+        "By" => "GiB",
         "W" => "watts",
         "Hz" => "hertz",
         "Cel" => "°C",
@@ -1159,25 +1159,38 @@ pub(crate) fn metrics(app: &mut App, ui: &mut egui::Ui) {
                     .strong()
                     .monospace(),
             );
-            let group: Vec<&crate::protocol::SeriesVm> = m
+            // Bytes in GiB, so the axis reads.
+            let scale = if unit == "By" {
+                1.0 / f64::from(1u32 << 30)
+            } else {
+                1.0
+            };
+            let group: Vec<(String, Vec<[f64; 2]>)> = m
                 .series
                 .iter()
                 .filter(|s| s.canonical == canonical && s.unit == unit)
+                .map(|s| {
+                    let pts = s.points.iter().map(|p| [p[0], p[1] * scale]).collect();
+                    (s.legend(), pts)
+                })
                 .collect();
             let (lo, hi) = group
                 .iter()
-                .flat_map(|s| s.points.iter().map(|p| p[1]))
+                .flat_map(|(_, pts)| pts.iter().map(|p| p[1]))
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
                     (a.min(v), b.max(v))
                 });
             let (lo, hi) = if lo.is_finite() {
-                (lo.min(0.0), hi.max(lo + 1e-9))
+                let lo = lo.min(0.0);
+                let hi = if unit == "1" { hi.max(1.0) } else { hi };
+                (lo, if hi - lo < 1e-6 { lo + 1.0 } else { hi })
             } else {
                 (0.0, 1.0)
             };
             Plot::new(("metric", &canonical, &unit))
                 .height(130.0)
                 .allow_scroll(false)
+                .y_axis_min_width(56.0)
                 .link_axis("metrics_x", [true, false])
                 .link_cursor("metrics_x", [true, false])
                 .legend(egui_plot::Legend::default().position(egui_plot::Corner::LeftTop))
@@ -1190,16 +1203,16 @@ pub(crate) fn metrics(app: &mut App, ui: &mut egui::Ui) {
                         let (a, b) = (x(a), x(b).max(x(a) + 1e-3));
                         p.polygon(
                             egui_plot::Polygon::new(
-                                "selection",
+                                "",
                                 PlotPoints::from(vec![[a, lo], [b, lo], [b, hi], [a, hi]]),
                             )
                             .fill_color(BAND.gamma_multiply(0.18))
                             .stroke(egui::Stroke::new(1.0, BAND.gamma_multiply(0.6))),
                         );
                     }
-                    for (k, s) in group.iter().enumerate() {
+                    for (k, (legend, pts)) in group.iter().enumerate() {
                         p.line(
-                            Line::new(s.legend(), PlotPoints::from(s.points.clone()))
+                            Line::new(legend.clone(), PlotPoints::from(pts.clone()))
                                 .color(SERIES_COLOURS[k % SERIES_COLOURS.len()]),
                         );
                     }
@@ -1329,7 +1342,9 @@ fn fmt_metric(v: f64, unit: &str) -> String {
     if !v.is_finite() {
         return "–".to_owned();
     }
-    let n = if v.abs() >= 100.0 {
+    let n = if v == 0.0 {
+        "0".to_owned()
+    } else if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.1}")
@@ -1393,7 +1408,7 @@ fn replay_arrivals(ui: &mut egui::Ui, r: &crate::protocol::ReplayVm) {
     let resp = Plot::new("replay_arrivals")
         .height(240.0)
         .allow_scroll(false)
-        .legend(egui_plot::Legend::default().position(egui_plot::Corner::LeftTop))
+        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightTop))
         .x_axis_label("arrival (s from the first request)")
         .y_axis_label("TTFT (ms)")
         .include_y(0.0)
