@@ -8,14 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn run(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tailscope"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("run tailscope")
-}
+use super::tailscope as run;
 
 fn ok(o: &Output) -> String {
     assert!(
