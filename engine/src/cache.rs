@@ -89,6 +89,22 @@ impl KeyedQueue {
     }
 }
 
+/// `remove`, `pop_victim` and `len` of a policy that wraps a [`KeyedQueue`]; the
+/// built-in policies differ only in how `push_free` keys a block.
+macro_rules! keyed_queue_methods {
+    () => {
+        fn remove(&mut self, id: BlockId) {
+            self.0.remove(id);
+        }
+        fn pop_victim(&mut self) -> Option<BlockId> {
+            self.0.pop()
+        }
+        fn len(&self) -> usize {
+            self.0.order.len()
+        }
+    };
+}
+
 /// vLLM's order: least recently freed first.
 #[derive(Default)]
 pub struct Lru(KeyedQueue);
@@ -100,15 +116,7 @@ impl EvictionPolicy for Lru {
     fn push_free(&mut self, b: FreedBlock) {
         self.0.push(b.id, 0, None);
     }
-    fn remove(&mut self, id: BlockId) {
-        self.0.remove(id);
-    }
-    fn pop_victim(&mut self) -> Option<BlockId> {
-        self.0.pop()
-    }
-    fn len(&self) -> usize {
-        self.0.order.len()
-    }
+    keyed_queue_methods!();
 }
 
 /// Uncached free blocks first, then cached blocks in the order they were first cached.
@@ -126,15 +134,7 @@ impl EvictionPolicy for Fifo {
             self.0.push(b.id, 0, None);
         }
     }
-    fn remove(&mut self, id: BlockId) {
-        self.0.remove(id);
-    }
-    fn pop_victim(&mut self) -> Option<BlockId> {
-        self.0.pop()
-    }
-    fn len(&self) -> usize {
-        self.0.order.len()
-    }
+    keyed_queue_methods!();
 }
 
 /// No prefix caching: blocks are plain KV storage, reused in free order.
@@ -151,15 +151,7 @@ impl EvictionPolicy for NoCache {
     fn push_free(&mut self, b: FreedBlock) {
         self.0.push(b.id, 0, None);
     }
-    fn remove(&mut self, id: BlockId) {
-        self.0.remove(id);
-    }
-    fn pop_victim(&mut self) -> Option<BlockId> {
-        self.0.pop()
-    }
-    fn len(&self) -> usize {
-        self.0.order.len()
-    }
+    keyed_queue_methods!();
 }
 
 /// The policy object for a configured kind.
