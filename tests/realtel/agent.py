@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""A small multi-turn agent on the official `openai` client, run under one real,
+unmodified instrumentation package (chosen by --mode) and exported with the real
+OTel SDK (OTLPSpanExporter over HTTP/protobuf, BatchSpanProcessor).
+
+  openinference  openinference-instrumentation-openai
+  otel-genai     opentelemetry-instrumentation-openai-v2
+  openllmetry    opentelemetry-instrumentation-openai (Traceloop / OpenLLMetry)
+  langchain      langchain-openai ChatOpenAI + openinference-instrumentation-langchain
+                 (+ openinference-instrumentation-openai under it)
+  vllm-stack     openai-v2 + opentelemetry-instrumentation-httpx (httpx2 client) over a
+                 server that emits vLLM's `llm_request` span, plus an MCP tool step
+                 per turn through the real `mcp` SDK (which emits its own spans)
+
+Conversations run one after another, turns strictly sequential. Each turn opens
+an `invoke_agent` span (INTERNAL) with gen_ai.operation.name=invoke_agent,
+gen_ai.agent.name and gen_ai.conversation.id, as an application would.
+Writes the turn list (trace ids) as JSON to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+MODEL = "llama-3.1-8b-instruct"
+AGENT_NAME = "realtel-agent"
+MCP_INIT_BASE_S = 0.003      # a warm MCP initialize
+MCP_TOOL_S = 0.025           # get_weather's own work
+MCP_EVERY = 3                # vllm-stack: an MCP tool step on turns 1, 4, 7, ...; on the
+                             # other turns the report arrives without a tool call
+
+CITIES = ["Paris", "Lyon", "Oslo", "Porto", "Quito", "Perth", "Austin", "Kyoto", "Accra", "Lima"]
+FILLER = ("station report pressure hectopascal humidity percent wind knots gust visibility "
+          "kilometre dew point ceiling broken overcast scattered drizzle mist trend steady "
+          "rising falling outlook models ensemble spread confidence high moderate low").split()
+
+
+def h(*parts) -> int:
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def filler(n_chars: int, *seed) -> str:
+    s, out, i = h(*seed), [], 0
+    total = 0
+    while total < n_chars:
+        w = FILLER[(s >> (i % 48)) % len(FILLER) if i % 3 else (s + i) % len(FILLER)]
+        out.append(w)
+        total += len(w) + 1
+        i += 1
+    return " ".join(out)[:n_chars]
+
+
+SYSTEM_PROMPT = ("You are a careful weather assistant. Answer briefly using the tool reports. "
+                 "Reference handbook follows. " + filler(5500, "system"))
+
+
+def tool_report(conv: str, turn: int, city: str) -> str:
+    """The (long) result of get_weather: 1000-1800 characters."""
+    n = 1000 + h("report", conv, turn) % 801
+    return f"Weather report for {city}, day {turn}: " + filler(n, "report", conv, turn)
+
+
+def user_message(conv: str, turn: int, city: str, report: str) -> str:
+    return (f"Tool result (get_weather {city}):\n{report}\n\n"
+            f"Question {turn}: should I take an umbrella in {city} tomorrow?")
+
+
+def setup_tracing(mode: str, otlp: str):
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    provider = TracerProvider(resource=Resource.create({"service.name": f"realtel-agent-{mode}"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp)))
+    trace.set_tracer_provider(provider)
+
+    if mode == "openinference":
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+    elif mode in ("otel-genai", "vllm-stack"):
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        if mode == "vllm-stack":
+            import openai
+            if int(openai.__version__.split(".")[0]) >= 3:  # openai 3.x sends through httpx2
+                from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor as HI
+            else:
+                from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor as HI
+            HI().instrument(tracer_provider=provider)
+    elif mode == "openllmetry":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+    elif mode == "langchain":
+        from openinference.instrumentation.langchain import LangChainInstrumentor
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+        LangChainInstrumentor().instrument(tracer_provider=provider)
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    return provider, trace.get_tracer("realtel.agent")
+
+
+class McpStep:
+    """One MCP session per turn through the real `mcp` SDK (in-process server, legacy
+    initialize handshake). The SDK emits `MCP send <method> [<tool>]` CLIENT spans and
+    `<method> [<tool>]` SERVER spans itself. A planted cold start makes the server's
+    initialize sleep."""
+
+    def __init__(self):
+        import anyio
+        from mcp.server.mcpserver import MCPServer
+        self.anyio = anyio
+        self.cold_s = 0.0
+        self.server = MCPServer("weather-tools")
+
+        @self.server.tool()
+        def get_weather(city: str, conversation: str, day: int) -> str:
+            time.sleep(MCP_TOOL_S)
+            return tool_report(conversation, day, city)
+
+        step = self
+
+        class InitLatency:  # server-side middleware: the cold path of initialize
+            async def __call__(self, ctx, call_next):
+                if ctx.method == "initialize":
+                    await anyio.sleep(MCP_INIT_BASE_S + step.cold_s)
+                return await call_next(ctx)
+
+        self.server._lowlevel_server.middleware.append(InitLatency())
+
+    def run(self, conv: str, turn: int, city: str, cold_s: float) -> str:
+        from mcp import Client
+        self.cold_s = cold_s
+
+        async def go():
+            async with Client(self.server, mode="legacy") as c:
+                r = await c.call_tool("get_weather", {"city": city, "conversation": conv, "day": turn})
+                return r.content[0].text
+        return self.anyio.run(go)
+
+
+def chat_openai(client, messages, stream: bool) -> tuple[str, dict]:
+    kw = dict(model=MODEL, messages=messages, max_tokens=256, temperature=0.2)
+    if stream:
+        out, usage = [], {}
+        resp = client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw)
+        for c in resp:
+            if c.choices and c.choices[0].delta.content:
+                out.append(c.choices[0].delta.content)
+            if c.usage is not None:
+                usage = c.usage.model_dump()
+        return "".join(out), usage
+    r = client.chat.completions.create(**kw)
+    return r.choices[0].message.content, r.usage.model_dump()
+
+
+def chat_langchain(llm, messages, stream: bool) -> tuple[str, dict]:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    cls = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    lc = [cls[m["role"]](content=m["content"]) for m in messages]
+    if stream:
+        acc = None
+        for ch in llm.stream(lc):
+            acc = ch if acc is None else acc + ch
+        return acc.content, dict(acc.usage_metadata or {})
+    r = llm.invoke(lc)
+    return r.content, dict(r.usage_metadata or {})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", required=True)
+    ap.add_argument("--base-url", required=True)
+    ap.add_argument("--otlp", required=True)
+    ap.add_argument("--plan", required=True, help="plan JSON (conversations, turns, cold starts)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    plan = json.load(open(a.plan))
+    provider, tracer = setup_tracing(a.mode, a.otlp)
+    from opentelemetry.trace import SpanKind
+
+    using_session = None
+    if a.mode in ("openinference", "langchain"):
+        from openinference.instrumentation import using_session
+    mcp = McpStep() if a.mode == "vllm-stack" else None
+    cold = {(c, int(t)): float(s) for c, t, s in plan.get("tool_cold_start", [])}
+
+    turns_out = []
+    for ci, conv in enumerate(plan["conversations"]):
+        headers = {"X-Conversation-Id": conv}
+        if a.mode == "langchain":
+            from langchain_openai import ChatOpenAI
+            llm_s = ChatOpenAI(model=MODEL, base_url=a.base_url, api_key="sk-realtel", max_retries=0,
+                               temperature=0.2, max_tokens=256, default_headers=headers,
+                               stream_usage=True)
+        else:
+            from openai import OpenAI
+            client = OpenAI(base_url=a.base_url, api_key="sk-realtel", max_retries=0,
+                            default_headers=headers)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+        for turn in range(1, plan["turns"] + 1):
+            stream = (ci + turn) % 2 == 0
+            city = CITIES[h("city", conv, turn) % len(CITIES)]
+            attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT_NAME,
+                     "gen_ai.conversation.id": conv}
+            t0 = time.time_ns()
+            with tracer.start_as_current_span(f"invoke_agent {AGENT_NAME}", kind=SpanKind.INTERNAL,
+                                              attributes=attrs) as span:
+                trace_id = format(span.get_span_context().trace_id, "032x")
+                sess = using_session(conv) if using_session else None
+                if sess:
+                    sess.__enter__()
+                try:
+                    cold_s = cold.get((conv, turn), 0.0)
+                    if mcp is not None and turn % MCP_EVERY == 1 % MCP_EVERY:
+                        report = mcp.run(conv, turn, city, cold_s)
+                    else:
+                        report = tool_report(conv, turn, city)
+                    messages.append({"role": "user", "content": user_message(conv, turn, city, report)})
+                    if a.mode == "langchain":
+                        text, usage = chat_langchain(llm_s, messages, stream)
+                    else:
+                        text, usage = chat_openai(client, messages, stream)
+                    messages.append({"role": "assistant", "content": text})
+                finally:
+                    if sess:
+                        sess.__exit__(None, None, None)
+            turns_out.append({"trace_id": trace_id, "conversation_id": conv, "turn": turn,
+                              "stream": stream, "client_usage": usage,
+                              "tool_cold_start_s": cold_s if mcp is not None else 0.0,
+                              "duration_ns": time.time_ns() - t0})
+            print(f"{conv} turn {turn} stream={stream} {(time.time_ns() - t0) / 1e6:.0f} ms",
+                  file=sys.stderr)
+    provider.force_flush()
+    provider.shutdown()
+    with open(a.out, "w") as f:
+        json.dump(turns_out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
