@@ -86,7 +86,49 @@ def check(name: str) -> bool:
         if missing:
             print(f"  MISSING traces for {len(missing)} truth turns: {missing[:3]}")
             ok = False
+        ok = check_truth(spans, truth) and ok
     return ok
+
+
+PROMPT_KEYS = ("llm.token_count.prompt", "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+CACHED_KEYS = ("llm.token_count.prompt_details.cache_read", "gen_ai.usage.cache_read.input_tokens")
+
+
+def attr_value(v: dict):
+    for k in ("intValue", "doubleValue", "stringValue", "boolValue"):
+        if k in v:
+            return int(v[k]) if k == "intValue" else v[k]
+    return None
+
+
+def check_truth(spans, truth) -> bool:
+    """Every token count / cached count / vLLM latency an LLM span reports agrees with
+    the truth of its trace (so a recording that went wrong is caught)."""
+    turns = {t["trace_id"]: t for t in truth["turns"]}
+    bad, n = 0, Counter()
+    for _, _, s, _ in spans:
+        t = turns.get(s["traceId"])
+        if t is None:
+            continue
+        a = {x["key"]: attr_value(x["value"]) for x in s.get("attributes", [])}
+        for k in PROMPT_KEYS:
+            if k in a:
+                n["prompt_tokens"] += 1
+                bad += a[k] != t["prompt_tokens"]
+        for k in CACHED_KEYS:
+            if k in a:
+                n["cached_tokens"] += 1
+                bad += a[k] != t["cached_tokens"]
+        if s["name"] == "llm_request":
+            n["llm_request"] += 1
+            q = a["gen_ai.latency.time_in_queue"] * 1e9 - t["server"]["queue_ns"]
+            p = a["gen_ai.latency.time_in_model_prefill"] * 1e9 - t["server"]["prefill_ns"]
+            if abs(q) > 5e6 or abs(p) > 10e6:
+                print(f"  llm_request of turn {t['conversation_id']}/{t['turn']}: queue off by "
+                      f"{q / 1e6:.1f} ms, prefill off by {p / 1e6:.1f} ms")
+                bad += 1
+    print(f"  truth agreement: {dict(n)} checked, {bad} disagree")
+    return bad == 0
 
 
 def main() -> None:

@@ -214,9 +214,28 @@ class Handler(BaseHTTPRequestHandler):
         t_sched = t0 + queue_s
         t_first = t_sched + prefill_s
 
+        def finish(t_last: float) -> None:
+            """The request is done in the engine: emit the server span and the log line
+            before the last bytes go out (as vLLM does), so a client that exits right
+            after its response cannot race them."""
+            if st.tracer is not None:
+                self._vllm_span(st.tracer, arrival_wall_ns, t0, t_sched, t_first, t_last, req,
+                                req_id, model, prompt_tokens, completion_tokens)
+            st.write_log({
+                "conversation_id": conv, "turn": turn, "stream": stream,
+                "prompt_tokens": prompt_tokens, "cached_tokens": cached,
+                "completion_tokens": completion_tokens, "would_cache_tokens": would_cache,
+                "planted": planted, "extra_ns": int(round(extra_s * 1e9)),
+                "queue_ns": int(round(queue_s * 1e9)), "prefill_ns": int(round(prefill_s * 1e9)),
+                "decode_ns": int(round(decode_s * 1e9)),
+                "start_ns": arrival_wall_ns,
+                "end_ns": arrival_wall_ns + int((t_last - t0) * 1e9),
+                "request_id": req_id, "traceparent": self.headers.get("traceparent"),
+            })
+
         if not stream:
             sleep_until(t_first + decode_s)
-            t_last = time.perf_counter()
+            finish(time.perf_counter())
             self._json(200, {
                 "id": req_id, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -248,7 +267,7 @@ class Handler(BaseHTTPRequestHandler):
             for k, p in enumerate(pieces):
                 sleep_until(t_first + DECODE_S_PER_TOKEN * (k + 1))
                 chunk(delta({"content": p}))
-            t_last = time.perf_counter()
+            finish(time.perf_counter())
             chunk(delta({}, finish="stop"))
             if include_usage:
                 chunk({"id": req_id, "object": "chat.completion.chunk", "created": created,
@@ -256,21 +275,6 @@ class Handler(BaseHTTPRequestHandler):
             chunk("[DONE]")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-
-        end_wall_ns = arrival_wall_ns + int((time.perf_counter() - t0) * 1e9)
-        if st.tracer is not None:
-            self._vllm_span(st.tracer, arrival_wall_ns, t0, t_sched, t_first, t_last, req, req_id,
-                            model, prompt_tokens, completion_tokens)
-        st.write_log({
-            "conversation_id": conv, "turn": turn, "stream": stream,
-            "prompt_tokens": prompt_tokens, "cached_tokens": cached,
-            "completion_tokens": completion_tokens, "would_cache_tokens": would_cache,
-            "planted": planted, "extra_ns": int(round(extra_s * 1e9)),
-            "queue_ns": int(round(queue_s * 1e9)), "prefill_ns": int(round(prefill_s * 1e9)),
-            "decode_ns": int(round(decode_s * 1e9)),
-            "start_ns": arrival_wall_ns, "end_ns": end_wall_ns,
-            "request_id": req_id, "traceparent": self.headers.get("traceparent"),
-        })
 
     def _vllm_span(self, tracer, arrival_ns, t0, t_sched, t_first, t_last, req, req_id, model,
                    prompt_tokens, completion_tokens):
