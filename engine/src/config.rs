@@ -35,7 +35,8 @@ pub struct EngineConfig {
     /// "cpu" or "cuda" (or "cuda:N").
     #[serde(default = "default_device")]
     pub device: String,
-    /// Only "f32" is supported.
+    /// "f32", "bf16" or "f16": weights, activations and the KV pool (half precision
+    /// is meant for a GPU; on a CPU it is slower than f32).
     #[serde(default = "default_dtype")]
     pub dtype: String,
     /// Tokens per KV block.
@@ -52,6 +53,16 @@ pub struct EngineConfig {
     pub max_num_seqs: usize,
     #[serde(default = "default_true")]
     pub chunked_prefill: bool,
+}
+
+/// "f32", "bf16" or "f16" as a candle dtype.
+pub fn parse_dtype(name: &str) -> Option<candle_core::DType> {
+    match name {
+        "f32" => Some(candle_core::DType::F32),
+        "bf16" => Some(candle_core::DType::BF16),
+        "f16" => Some(candle_core::DType::F16),
+        _ => None,
+    }
 }
 
 fn default_seed() -> u64 {
@@ -141,10 +152,13 @@ impl EngineConfig {
                 ));
             }
         }
-        if self.dtype != "f32" {
+        if parse_dtype(&self.dtype).is_none() {
             return Err(bad(
                 "dtype",
-                format!("{:?} is not supported (only \"f32\")", self.dtype),
+                format!(
+                    "{:?} is not supported (expected \"f32\", \"bf16\" or \"f16\")",
+                    self.dtype
+                ),
             ));
         }
         if !(self.device == "cpu" || self.device.starts_with("cuda")) {
@@ -168,6 +182,11 @@ impl EngineConfig {
         Ok(())
     }
 
+    /// The configured dtype (f32 if the field was never validated and is unknown).
+    pub fn candle_dtype(&self) -> candle_core::DType {
+        parse_dtype(&self.dtype).unwrap_or(candle_core::DType::F32)
+    }
+
     /// A one-line description for reports.
     pub fn summary(&self) -> String {
         let model = match &self.model_path {
@@ -175,8 +194,9 @@ impl EngineConfig {
             None => self.model.clone().unwrap_or_default(),
         };
         format!(
-            "model={model} device={} block_size={} capacity={} blocks policy={:?} max_batched_tokens={} max_seqs={} chunked_prefill={}",
+            "model={model} device={} dtype={} block_size={} capacity={} blocks policy={:?} max_batched_tokens={} max_seqs={} chunked_prefill={}",
             self.device,
+            self.dtype,
             self.block_size,
             self.cache_capacity_blocks,
             self.policy,

@@ -105,9 +105,12 @@ pub struct Engine {
     clock_ns: i64,
 }
 
-/// Opens the configured device.
+/// Opens the configured device: "cpu", or "cuda" / "cuda:N" in a build with the
+/// `cuda` feature on a machine with an NVIDIA driver. Without a driver the error
+/// says so in one line (the CUDA libraries are loaded at run time, not at start).
 pub fn open_device(name: &str) -> Result<Device, EngineError> {
     if name == "cpu" {
+        pin_cpu_threads();
         return Ok(Device::Cpu);
     }
     let ordinal = name
@@ -123,21 +126,74 @@ pub fn open_device(name: &str) -> Result<Device, EngineError> {
     if !candle_core::utils::cuda_is_available() {
         return Err(EngineError::Device(name.into()));
     }
-    Device::new_cuda(ordinal).map_err(|_| EngineError::Device(name.into()))
+    new_cuda(name, ordinal)
+}
+
+/// candle sizes every CPU matrix product by the physical core count, which `num_cpus`
+/// finds by parsing /proc/cpuinfo, on every product, unless `RAYON_NUM_THREADS` is set:
+/// on the tiny shape that was a third of a decode step. Pin the variable once, to the
+/// count candle would find (a value the user set is kept).
+fn pin_cpu_threads() {
+    static PIN: std::sync::Once = std::sync::Once::new();
+    PIN.call_once(|| {
+        if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+            let n = candle_core::utils::get_num_threads();
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        }
+    });
+}
+
+/// `Device::new_cuda`, with cudarc's panic on a missing driver library turned into an
+/// error (the panic message is kept from the terminal; the error carries its gist).
+fn new_cuda(name: &str, ordinal: usize) -> Result<Device, EngineError> {
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
+    std::panic::set_hook(quiet);
+    let unavailable = |why: String| EngineError::NoGpu {
+        device: name.into(),
+        why,
+    };
+    match opened {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(unavailable(first_line(&e.to_string()))),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the CUDA driver could not be loaded");
+            // cudarc: `Unable to dynamically load the "cublas" shared library - ...`
+            let lib = msg
+                .strip_prefix("Unable to dynamically load the \"")
+                .and_then(|rest| rest.split('"').next());
+            Err(unavailable(match lib {
+                Some("cuda") => "no NVIDIA driver (libcuda.so.1) on this machine".into(),
+                Some(lib) => format!(
+                    "the CUDA library lib{lib}.so was not found (add its folder to LD_LIBRARY_PATH)"
+                ),
+                None => first_line(msg),
+            }))
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(200).collect()
 }
 
 /// Loads the configured model (named shape with seeded weights, or a directory).
 pub fn load_model(cfg: &EngineConfig) -> Result<Llama, EngineError> {
     let device = open_device(&cfg.device)?;
     if let Some(dir) = &cfg.model_path {
-        return Llama::from_dir(dir, &device);
+        return Llama::from_dir_as(dir, &device, cfg.candle_dtype());
     }
     let name = cfg.model.as_deref().unwrap_or("");
     let shape = ModelShape::named(name).ok_or_else(|| EngineError::Config {
         origin: "config".into(),
         message: format!("field `model`: unknown shape {name:?}"),
     })?;
-    Llama::random(&shape, cfg.seed, &device)
+    Llama::random_as(&shape, cfg.seed, &device, cfg.candle_dtype())
 }
 
 impl Engine {

@@ -23,6 +23,9 @@ pub enum EngineError {
         "device {0:?} is not available (build with the `cuda` feature and run on an NVIDIA GPU)"
     )]
     Device(String),
+    /// A CUDA build on a machine whose GPU or driver cannot be used.
+    #[error("device {device:?} is not available: {why}")]
+    NoGpu { device: String, why: String },
     /// A Mooncake trace line could not be parsed.
     #[error("invalid Mooncake trace at line {line}: {message}")]
     Mooncake { line: usize, message: String },

@@ -38,6 +38,8 @@ pub struct Llama {
     lm_head_t: Tensor,
     cos: Tensor,
     sin: Tensor,
+    /// Weights, activations and the KV pool are in this type; logits come back as f32.
+    dtype: DType,
 }
 
 /// The paged KV pool: per layer, K and V as `[num_blocks * block_size, kv_dim]`.
@@ -49,7 +51,8 @@ pub struct KvPool {
 }
 
 impl KvPool {
-    /// Allocates a zeroed pool of `num_blocks` blocks of `block_size` tokens.
+    /// Allocates a zeroed pool of `num_blocks` blocks of `block_size` tokens, in the
+    /// model's dtype.
     pub fn new(model: &Llama, num_blocks: usize, block_size: usize) -> Result<Self, EngineError> {
         let s = &model.shape;
         let kv_dim = s.num_key_value_heads * s.head_dim();
@@ -58,12 +61,12 @@ impl KvPool {
         for _ in 0..s.num_hidden_layers {
             k.push(Tensor::zeros(
                 (num_blocks * block_size, kv_dim),
-                DType::F32,
+                model.dtype,
                 &model.device,
             )?);
             v.push(Tensor::zeros(
                 (num_blocks * block_size, kv_dim),
-                DType::F32,
+                model.dtype,
                 &model.device,
             )?);
         }
@@ -115,15 +118,32 @@ impl SplitMix {
 impl Llama {
     /// Seeded random weights of `shape` (uniform, scaled by 1/sqrt(fan_in); norms at 1).
     pub fn random(shape: &ModelShape, seed: u64, device: &Device) -> Result<Self, EngineError> {
-        Ok(Self::from_tensors(
+        Self::random_as(shape, seed, device, DType::F32)
+    }
+
+    /// [`Llama::random`] with the weights (and activations, KV) in `dtype`: the same
+    /// seeded values, rounded.
+    pub fn random_as(
+        shape: &ModelShape,
+        seed: u64,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self, EngineError> {
+        Ok(Self::from_tensors_as(
             shape,
             &random_tensors(shape, seed, device)?,
             device,
+            dtype,
         )?)
     }
 
-    /// Loads a Hugging Face Llama directory (config.json + *.safetensors).
+    /// Loads a Hugging Face Llama directory (config.json + *.safetensors) in f32.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, EngineError> {
+        Self::from_dir_as(dir, device, DType::F32)
+    }
+
+    /// Loads a Hugging Face Llama directory, converting the weights to `dtype`.
+    pub fn from_dir_as(dir: &Path, device: &Device, dtype: DType) -> Result<Self, EngineError> {
         let werr = |message: String| EngineError::Weights {
             path: dir.to_path_buf(),
             message,
@@ -148,31 +168,45 @@ impl Llama {
                 .map_err(|e| werr(format!("{}: {e}", f.display())))?;
             tensors.extend(t);
         }
-        let tensors = tensors
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?)))
-            .collect::<CResult<HashMap<_, _>>>()?;
-        Self::from_tensors(&shape, &tensors, device).map_err(|e| werr(e.to_string()))
+        Self::from_tensors_as(&shape, &tensors, device, dtype).map_err(|e| werr(e.to_string()))
     }
 
-    /// Builds the model from tensors named as in Hugging Face's Llama layout.
+    /// Builds an f32 model from tensors named as in Hugging Face's Llama layout.
     pub fn from_tensors(
         shape: &ModelShape,
         t: &HashMap<String, Tensor>,
         device: &Device,
     ) -> CResult<Self> {
+        Self::from_tensors_as(shape, t, device, DType::F32)
+    }
+
+    /// Builds the model from tensors named as in Hugging Face's Llama layout,
+    /// converted to `dtype` (f32, bf16 or f16).
+    pub fn from_tensors_as(
+        shape: &ModelShape,
+        t: &HashMap<String, Tensor>,
+        device: &Device,
+        dtype: DType,
+    ) -> CResult<Self> {
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+            candle_core::bail!("dtype {dtype:?} is not supported (f32, bf16, f16)");
+        }
         let get = |name: &str| -> CResult<Tensor> {
             t.get(name)
-                .cloned()
-                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))?
+                .to_device(device)?
+                .to_dtype(dtype)
         };
         let tr = |name: &str| -> CResult<Tensor> { get(name)?.t() };
+        // Attention's 1/sqrt(head_dim) is folded into W_q (RoPE is linear): one
+        // operation less per layer and step.
+        let q_scale = 1.0 / (shape.head_dim() as f64).sqrt();
         let mut layers = Vec::with_capacity(shape.num_hidden_layers);
         for i in 0..shape.num_hidden_layers {
             let p = format!("model.layers.{i}");
             layers.push(Layer {
                 attn_norm: get(&format!("{p}.input_layernorm.weight"))?,
-                wq: tr(&format!("{p}.self_attn.q_proj.weight"))?,
+                wq: (get(&format!("{p}.self_attn.q_proj.weight"))? * q_scale)?.t()?,
                 wk: tr(&format!("{p}.self_attn.k_proj.weight"))?,
                 wv: tr(&format!("{p}.self_attn.v_proj.weight"))?,
                 wo: tr(&format!("{p}.self_attn.o_proj.weight"))?,
@@ -184,7 +218,7 @@ impl Llama {
         }
         let embed = get("model.embed_tokens.weight")?;
         let lm_head_t = match t.get("lm_head.weight") {
-            Some(w) if !shape.tie_word_embeddings => w.t()?,
+            Some(_) if !shape.tie_word_embeddings => get("lm_head.weight")?.t()?,
             _ => embed.t()?,
         };
         let hd = shape.head_dim();
@@ -207,9 +241,15 @@ impl Llama {
             layers,
             norm: get("model.norm.weight")?,
             lm_head_t,
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+            dtype,
         })
+    }
+
+    /// The type of the weights, activations and KV pool.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The model's shape.
@@ -225,7 +265,7 @@ impl Llama {
     /// Forward over a packed batch. K/V of the new tokens are written to `pool`
     /// at the slots their block tables give; attention reads every earlier position
     /// of the sequence from the pool. Returns logits `[n_chunks, vocab]` of each
-    /// chunk's last token, or `[total_tokens, vocab]` when `all_logits`.
+    /// chunk's last token, or `[total_tokens, vocab]` when `all_logits`, in f32.
     pub fn forward(
         &self,
         pool: &KvPool,
@@ -251,45 +291,53 @@ impl Llama {
         let pos_t = Tensor::from_vec(positions, total, &self.device)?;
         let cos = self.cos.index_select(&pos_t, 0)?;
         let sin = self.sin.index_select(&pos_t, 0)?;
-        // Context slots per chunk (positions 0..start+len), and where new tokens go.
+        // Context slots (positions 0..start+len) of each chunk that continues a sequence.
         let ctx_slots = chunks
             .iter()
             .map(|c| {
+                if c.start == 0 {
+                    return Ok(None);
+                }
                 let slots: Vec<u32> = (0..c.start + c.tokens.len())
                     .map(|p| c.block_table[p / bs] * bs as u32 + (p % bs) as u32)
                     .collect();
                 let n = slots.len();
-                Tensor::from_vec(slots, n, &self.device)
+                Tensor::from_vec(slots, n, &self.device).map(Some)
             })
             .collect::<CResult<Vec<_>>>()?;
         let masks = chunks
             .iter()
             .map(|c| self.causal_mask(c.tokens.len(), c.start))
             .collect::<CResult<Vec<_>>>()?;
+        // The pool slot of every new token, in packed order, as a `[total, kv_dim]` index:
+        // each layer writes all new K (and V) rows with one scatter.
+        let kv_dim = self.shape.num_key_value_heads * self.shape.head_dim();
+        let new_slots: Vec<u32> = chunks
+            .iter()
+            .flat_map(|c| {
+                (c.start..c.start + c.tokens.len())
+                    .map(move |p| c.block_table[p / bs] * bs as u32 + (p % bs) as u32)
+            })
+            .collect();
+        let write_idx = Tensor::from_vec(new_slots, (total, 1), &self.device)?
+            .broadcast_as((total, kv_dim))?
+            .contiguous()?;
         let mut x = self.embed.index_select(&ids, 0)?;
         for (li, layer) in self.layers.iter().enumerate() {
             let kc = &pool.k[li];
             let vc = &pool.v[li];
             let attn = self.attention(layer, &x, &cos, &sin, |k, v| {
-                // Write new K/V block-run by block-run, then gather each chunk's context.
+                // Write the new K/V, then gather each chunk's context.
+                kc.scatter_set(&write_idx, &k.contiguous()?, 0)?;
+                vc.scatter_set(&write_idx, &v.contiguous()?, 0)?;
                 let mut off = 0;
                 let mut outs = Vec::with_capacity(chunks.len());
                 for ((c, slots), mask) in chunks.iter().zip(&ctx_slots).zip(&masks) {
                     let n = c.tokens.len();
-                    let mut p = c.start;
-                    while p < c.start + n {
-                        let run = (bs - p % bs).min(c.start + n - p);
-                        let slot = c.block_table[p / bs] as usize * bs + p % bs;
-                        let row = off + p - c.start;
-                        kc.slice_set(&k.narrow(0, row, run)?.contiguous()?, 0, slot)?;
-                        vc.slice_set(&v.narrow(0, row, run)?.contiguous()?, 0, slot)?;
-                        p += run;
-                    }
                     // A chunk from position 0 attends only to itself: no gather needed.
-                    let (kctx, vctx) = if c.start == 0 {
-                        (k.narrow(0, off, n)?, v.narrow(0, off, n)?)
-                    } else {
-                        (kc.index_select(slots, 0)?, vc.index_select(slots, 0)?)
+                    let (kctx, vctx) = match slots {
+                        None => (k.narrow(0, off, n)?, v.narrow(0, off, n)?),
+                        Some(slots) => (kc.index_select(slots, 0)?, vc.index_select(slots, 0)?),
                     };
                     outs.push((off, n, kctx, vctx, mask.clone()));
                     off += n;
@@ -312,10 +360,10 @@ impl Llama {
             x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
-        x.matmul(&self.lm_head_t)
+        x.matmul(&self.lm_head_t)?.to_dtype(DType::F32)
     }
 
-    /// Naive full recomputation of one sequence (no pool, no paging): logits `[len, vocab]`.
+    /// Naive full recomputation of one sequence (no pool, no paging): logits `[len, vocab]` (f32).
     pub fn forward_naive(&self, tokens: &[u32]) -> CResult<Tensor> {
         let n = tokens.len();
         let ids = Tensor::from_vec(tokens.to_vec(), n, &self.device)?;
@@ -331,7 +379,7 @@ impl Llama {
             x = (&x + self.mlp(layer, &x)?)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
-        x.matmul(&self.lm_head_t)
+        x.matmul(&self.lm_head_t)?.to_dtype(DType::F32)
     }
 
     /// Additive causal mask `[1, 1, n, start + n]` for `n` queries at positions
@@ -352,7 +400,9 @@ impl Llama {
                 })
             })
             .collect();
-        Tensor::from_vec(mask, (1, 1, n, ctx), &self.device).map(Some)
+        Tensor::from_vec(mask, (1, 1, n, ctx), &self.device)?
+            .to_dtype(self.dtype)
+            .map(Some)
     }
 
     /// Attention of the packed tokens `x` (`[T, hidden]`); `kv` stores the new K/V
@@ -380,7 +430,6 @@ impl Llama {
         let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?.reshape((t, nh * hd))?;
         let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?.reshape((t, nkv * hd))?;
         let seqs = kv(&k, &v)?;
-        let scale = 1.0 / (hd as f64).sqrt();
         let mut outs = Vec::with_capacity(seqs.len());
         for (off, n, kctx, vctx, mask) in seqs {
             let ctx = kctx.dim(0)?;
@@ -398,7 +447,8 @@ impl Llama {
                 .reshape((ctx, nkv, hd))?
                 .transpose(0, 1)?
                 .contiguous()?;
-            let mut att = (qs.matmul(&ks.t()?)? * scale)?;
+            // (Q is pre-scaled by 1/sqrt(head_dim) through W_q.)
+            let mut att = qs.matmul(&ks.t()?)?;
             if let Some(mask) = mask {
                 att = att
                     .reshape((nkv, g, n, ctx))?

@@ -3,15 +3,22 @@
 //! recomputation (also across evictions and preemptions), block accounting, A/B
 //! determinism, the seed scenario, configuration errors.
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 use tailscope_engine::engine::{Engine, RequestSpec};
 use tailscope_engine::model::{KvPool, Llama, SeqChunk};
 use tailscope_engine::replay::run_with_model;
 use tailscope_engine::{run_ab, scenario, EngineConfig, ModelShape, PolicyKind, ReplayOptions};
 use tailscope_model::{ReplayWorkload, Segment, Session, Turn};
 
+/// The device the model tests run on: `TAILSCOPE_TEST_DEVICE` ("cpu" unless set;
+/// scripts/gpu-check runs the logits tests with "cuda").
+fn device() -> Device {
+    let name = std::env::var("TAILSCOPE_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    tailscope_engine::engine::open_device(&name).unwrap()
+}
+
 fn tiny() -> Llama {
-    Llama::random(&ModelShape::named("tiny").unwrap(), 3, &Device::Cpu).unwrap()
+    Llama::random(&ModelShape::named("tiny").unwrap(), 3, &device()).unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -66,7 +73,9 @@ fn chunked_paged_logits_equal_naive_recomputation() {
     // A packed batch of two sequences at different positions, one a decode step.
     let other = tokens(12, 30);
     let naive_other = m.forward_naive(&other).unwrap().to_vec2::<f32>().unwrap();
-    let table2: Vec<u32> = vec![1, 8, 15, 2, 9, 16, 19, 6];
+    // Blocks of its own (the first table holds 3, 10, 17, 4, 11, 18, 5, 12, 19, 6, 13, 0):
+    // two sequences of a batch never share a block they write.
+    let table2: Vec<u32> = vec![1, 8, 15, 2, 9, 16, 7, 14];
     let pool = KvPool::new(&m, 20, 4).unwrap();
     let first = SeqChunk {
         tokens: &seq[..44],
@@ -96,6 +105,62 @@ fn chunked_paged_logits_equal_naive_recomputation() {
         .unwrap();
     assert!(max_diff(&got[0], &naive[44]) < 1e-4);
     assert!(max_diff(&got[1], &naive_other[29]) < 1e-4);
+}
+
+#[test]
+fn half_precision_paged_logits_track_naive_and_f32() {
+    let shape = ModelShape::named("tiny").unwrap();
+    let f32_model = tiny();
+    let seq = tokens(11, 45);
+    let reference = f32_model
+        .forward_naive(&seq)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let scale = reference
+        .iter()
+        .flatten()
+        .fold(0.0f32, |m, x| m.max(x.abs()));
+    for dtype in [DType::BF16, DType::F16] {
+        let m = Llama::random_as(&shape, 3, &device(), dtype).unwrap();
+        assert_eq!(m.dtype(), dtype);
+        let naive = m.forward_naive(&seq).unwrap().to_vec2::<f32>().unwrap();
+        let pool = KvPool::new(&m, 20, 4).unwrap();
+        let table: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 20).collect();
+        let mut start = 0;
+        let mut worst_paged = 0.0f32;
+        let mut worst_f32 = 0.0f32;
+        for len in [7usize, 13, 25] {
+            let chunk = SeqChunk {
+                tokens: &seq[start..start + len],
+                start,
+                block_table: &table,
+            };
+            let got = m
+                .forward(&pool, &[chunk], true)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            for (i, row) in got.iter().enumerate() {
+                worst_paged = worst_paged.max(max_diff(row, &naive[start + i]));
+                worst_f32 = worst_f32.max(max_diff(row, &reference[start + i]));
+            }
+            start += len;
+        }
+        println!(
+            "{dtype:?}: paged vs naive {worst_paged:.2e}, vs f32 {worst_f32:.2e} (logit scale {scale:.2})"
+        );
+        // Half precision rounds differently along the two paths: bounded, relative
+        // to the logits' range (about 3 significant bits for bf16).
+        assert!(
+            worst_paged < 0.05 * scale,
+            "{dtype:?}: paged vs naive {worst_paged} (scale {scale})"
+        );
+        assert!(
+            worst_f32 < 0.1 * scale,
+            "{dtype:?}: half vs f32 {worst_f32} (scale {scale})"
+        );
+    }
 }
 
 fn cfg(capacity: usize, policy: PolicyKind, budget: usize, chunked: bool) -> EngineConfig {
@@ -159,6 +224,7 @@ fn engine_logits_match_naive_through_evictions_and_preemptions() {
     ] {
         let (e, ids) = run_engine(&c);
         let worst = e.check_logits.unwrap();
+        println!("{:?}: largest logits difference {worst:.2e}", c.policy);
         assert!(worst < 1e-4, "{:?}: logits differ by {worst}", c.policy);
         let preemptions: u32 = ids.iter().map(|&i| e.outcome(i).preemptions).sum();
         if expect_preempt {

@@ -1,9 +1,13 @@
 //! engine-bench: prefill and decode tokens/s of our forward against
-//! candle-transformers' llama on the same shape and the same (seeded) weights.
+//! candle-transformers' llama on the same shape and the same (seeded) weights,
+//! beside design.md's floors.
 //!
 //! `cargo run --release -p tailscope-engine --features reference --bin engine-bench [-- --quick]`
-//! (`-- --seed-scenario` runs the seed scenario's A/B replay instead; with the
-//! `cuda` feature, `-- --device cuda --bandwidth-gbs 3350` measures on the GPU).
+//! Options: `--shapes tiny,small-100m,llama-3.2-1b,llama-3.1-8b`, `--dtype f32|bf16|f16`,
+//! `--no-ref` (ours only), `--prompt N --decode N --reps N`, `--device cuda` (a build
+//! with the `cuda` feature; scripts/build-cuda), `--bandwidth-gbs G` (floor denominator;
+//! measured when absent), `--seed-scenario` (the seed scenario's A/B replay instead, on
+//! `--device`/`--dtype`), `--steps` (one decode step's time on the tiny shape).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -16,13 +20,6 @@ use tailscope_engine::ModelShape;
 
 mod anyhow_free {
     pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-}
-
-struct Case {
-    shape: &'static str,
-    prompt: usize,
-    decode: usize,
-    reps: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -73,10 +70,11 @@ fn theirs(
     dev: &Device,
     m: &reference::Llama,
     cfg: &reference::Config,
+    dtype: DType,
     prompt: &[u32],
     decode: usize,
 ) -> Result<(f64, f64)> {
-    let mut cache = reference::Cache::new(true, DType::F32, cfg, dev)?;
+    let mut cache = reference::Cache::new(true, dtype, cfg, dev)?;
     let t0 = Instant::now();
     let input = Tensor::new(prompt, dev)?.unsqueeze(0)?;
     let l = m.forward(&input, 0, &mut cache)?;
@@ -91,9 +89,13 @@ fn theirs(
     Ok((prefill, t1.elapsed().as_secs_f64()))
 }
 
-/// Measured copy bandwidth (bytes/s) and f32 matmul rate (FLOP/s) of this CPU,
-/// the denominators of design.md's floors.
-fn machine(dev: &Device) -> Result<(f64, f64)> {
+/// This device's copy bandwidth (bytes/s, read + write) and matrix-product rate in
+/// `dtype` (FLOP/s): the denominators of design.md's floors. On a GPU, a device-to-device
+/// copy of 1 GiB and 8192^3 products; on a CPU, a host copy and 1024^3 products.
+fn machine(dev: &Device, dtype: DType) -> Result<(f64, f64)> {
+    if dev.is_cuda() {
+        return gpu_machine(dev, dtype);
+    }
     let n = 64 << 20;
     let src = vec![1.0f32; n / 4];
     let mut dst = vec![0.0f32; n / 4];
@@ -105,70 +107,217 @@ fn machine(dev: &Device) -> Result<(f64, f64)> {
     }
     std::hint::black_box(&dst);
     let bw = 2.0 * n as f64 / best; // read + write
-    let a = Tensor::ones((1024, 1024), DType::F32, dev)?;
+    let a = Tensor::ones((1024, 1024), dtype, dev)?;
     let mut bestm = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
         let c = a.matmul(&a)?;
-        std::hint::black_box(c.sum_all()?.to_scalar::<f32>()?);
+        std::hint::black_box(c.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?);
         bestm = bestm.min(t.elapsed().as_secs_f64());
     }
     Ok((bw, 2.0 * 1024f64.powi(3) / bestm))
 }
 
-fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    if std::env::args().any(|a| a == "--seed-scenario") {
-        let (workload, cfg_a, cfg_b) = tailscope_engine::scenario::seed();
+/// [`machine`] on a GPU: 1 GiB of f32, allocated before the clock starts, copied
+/// (read + write) by candle's copy kernel and read by a row sum (the better of the
+/// two), and 8192^3 products in `dtype`.
+fn gpu_machine(dev: &Device, dtype: DType) -> Result<(f64, f64)> {
+    let elems = 1usize << 28;
+    let src = Tensor::ones((elems / 1024, 1024), DType::F32, dev)?;
+    let dst = Tensor::zeros((elems / 1024, 1024), DType::F32, dev)?;
+    dst.slice_set(&src, 0, 0)?;
+    std::hint::black_box(src.sum_keepdim(1)?);
+    let timed = |reps: u32, f: &dyn Fn() -> candle_core::Result<()>| -> Result<f64> {
+        dev.synchronize()?;
+        let start = Instant::now();
+        for _ in 0..reps {
+            f()?;
+        }
+        dev.synchronize()?;
+        Ok(start.elapsed().as_secs_f64() / f64::from(reps))
+    };
+    let copy = timed(10, &|| dst.slice_set(&src, 0, 0))?;
+    let read = timed(10, &|| src.sum_keepdim(1).map(|_| ()))?;
+    let bytes = (elems * 4) as f64;
+    println!(
+        "device memory: copy {:.0} GB/s (read + write), row-sum read {:.0} GB/s",
+        2.0 * bytes / copy / 1e9,
+        bytes / read / 1e9
+    );
+    let bw = (2.0 * bytes / copy).max(bytes / read);
+    let side = 8192usize;
+    let mat = Tensor::ones((side, side), dtype, dev)?;
+    std::hint::black_box(mat.matmul(&mat)?);
+    let product = timed(8, &|| mat.matmul(&mat).map(|_| ()))?;
+    let flops = 2.0 * (side as f64).powi(3) / product;
+    Ok((bw, flops))
+}
+
+/// Random weights of `shape` made on the device itself (a GPU fills 16 GB in well
+/// under a second, where the seeded CPU generator takes minutes), already in `dtype`.
+fn device_random_tensors(
+    shape: &ModelShape,
+    dev: &Device,
+    dtype: DType,
+) -> Result<HashMap<String, Tensor>> {
+    let mat = |rows: usize, cols: usize, a: f64| -> Result<Tensor> {
+        Ok(Tensor::rand(-a as f32, a as f32, (rows, cols), dev)?.to_dtype(dtype)?)
+    };
+    let sc = |fan_in: usize| (3.0 / fan_in as f64).sqrt();
+    let (h, inter) = (shape.hidden_size, shape.intermediate_size);
+    let kv = shape.num_key_value_heads * shape.head_dim();
+    let mut t = HashMap::new();
+    t.insert(
+        "model.embed_tokens.weight".into(),
+        mat(shape.vocab_size, h, 1.0)?,
+    );
+    for i in 0..shape.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        t.insert(format!("{p}.self_attn.q_proj.weight"), mat(h, h, sc(h))?);
+        t.insert(format!("{p}.self_attn.k_proj.weight"), mat(kv, h, sc(h))?);
+        t.insert(format!("{p}.self_attn.v_proj.weight"), mat(kv, h, sc(h))?);
+        t.insert(format!("{p}.self_attn.o_proj.weight"), mat(h, h, sc(h))?);
+        t.insert(format!("{p}.mlp.gate_proj.weight"), mat(inter, h, sc(h))?);
+        t.insert(format!("{p}.mlp.up_proj.weight"), mat(inter, h, sc(h))?);
+        t.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            mat(h, inter, sc(inter))?,
+        );
+        for n in ["input_layernorm", "post_attention_layernorm"] {
+            t.insert(format!("{p}.{n}.weight"), Tensor::ones(h, dtype, dev)?);
+        }
+    }
+    t.insert("model.norm.weight".into(), Tensor::ones(h, dtype, dev)?);
+    if !shape.tie_word_embeddings {
+        t.insert("lm_head.weight".into(), mat(shape.vocab_size, h, sc(h))?);
+    }
+    Ok(t)
+}
+
+/// Both models over the same weights: ours from a safetensors file round trip on a CPU
+/// (as `tailscope replay` loads a directory), straight from device tensors on a GPU.
+fn load_models(
+    shape_name: &str,
+    shape: &ModelShape,
+    dev: &Device,
+    dtype: DType,
+    with_ref: bool,
+) -> Result<(Llama, Option<(reference::Llama, reference::Config)>)> {
+    let rcfg = || -> Result<reference::Config> {
+        let lcfg: reference::LlamaConfig = serde_json::from_str(&serde_json::to_string(shape)?)?;
+        Ok(lcfg.into_config(false))
+    };
+    if dev.is_cuda() {
+        let t = device_random_tensors(shape, dev, dtype)?;
+        let ours_m = Llama::from_tensors_as(shape, &t, dev, dtype)?;
+        let reference = if with_ref {
+            let cfg = rcfg()?;
+            let vb = candle_nn::VarBuilder::from_tensors(t, dtype, dev);
+            Some((reference::Llama::load(vb, &cfg)?, cfg))
+        } else {
+            None
+        };
+        return Ok((ours_m, reference));
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "tailscope-engine-bench-{shape_name}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let t: HashMap<String, Tensor> = random_tensors(shape, 1, &Device::Cpu)?;
+    candle_core::safetensors::save(&t, dir.join("model.safetensors"))?;
+    std::fs::write(dir.join("config.json"), serde_json::to_string(shape)?)?;
+    // Both models load the same file.
+    let ours_m = Llama::from_dir_as(&dir, dev, dtype)?;
+    let reference = if with_ref {
+        let loaded = candle_core::safetensors::load(dir.join("model.safetensors"), dev)?;
+        let vb = candle_nn::VarBuilder::from_tensors(loaded, dtype, dev);
+        let cfg = rcfg()?;
+        Some((reference::Llama::load(vb, &cfg)?, cfg))
+    } else {
+        None
+    };
+    std::fs::remove_dir_all(&dir)?;
+    Ok((ours_m, reference))
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn num(name: &str) -> Result<Option<usize>> {
+    arg(name)
+        .map(|v| {
+            v.parse::<usize>()
+                .map_err(|e| format!("{name} {v}: {e}").into())
+        })
+        .transpose()
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("engine-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let quick = flag("--quick");
+    let device_name = arg("--device").unwrap_or_else(|| "cpu".into());
+    let dtype_name = arg("--dtype").unwrap_or_else(|| "f32".into());
+    let dtype = tailscope_engine::config::parse_dtype(&dtype_name)
+        .ok_or_else(|| format!("--dtype {dtype_name}: expected f32, bf16 or f16"))?;
+    if flag("--seed-scenario") {
+        let (workload, mut cfg_a, mut cfg_b) = tailscope_engine::scenario::seed();
+        for c in [&mut cfg_a, &mut cfg_b] {
+            c.device.clone_from(&device_name);
+            c.dtype.clone_from(&dtype_name);
+        }
         let started = Instant::now();
         let opts = tailscope_engine::ReplayOptions::default();
         let report = tailscope_engine::run_ab(&workload, &cfg_a, &cfg_b, &opts, &mut |_| {})?;
         println!("{}", report.to_text());
         println!(
-            "seed scenario A/B (3 repeats per side + warm-up) took {:.1} s",
+            "seed scenario A/B on {device_name} {dtype_name} (3 repeats per side + warm-up) took {:.1} s",
             started.elapsed().as_secs_f64()
         );
         return Ok(());
     }
-    let cases = [
-        Case {
-            shape: "tiny",
-            prompt: 512,
-            decode: 64,
-            reps: if quick { 2 } else { 5 },
-        },
-        Case {
-            shape: "small-100m",
-            prompt: 256,
-            decode: 16,
-            reps: if quick { 1 } else { 3 },
-        },
-    ];
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let device_name = arg("--device").unwrap_or_else(|| "cpu".into());
     let dev = tailscope_engine::engine::open_device(&device_name)?;
-    let (cpu_bw, flops) = machine(&dev)?;
-    // On a GPU the host copy bandwidth says nothing: take the card's (GB/s) from
-    // --bandwidth-gbs (H100 SXM: 3350).
+    if flag("--steps") {
+        return steps(&dev, dtype);
+    }
+    let gpu = dev.is_cuda();
+    let shapes = arg("--shapes").unwrap_or_else(|| "tiny,small-100m".into());
+    let with_ref = !flag("--no-ref");
+    let (measured_bw, flops) = machine(&dev, dtype)?;
+    // --bandwidth-gbs: the card's datasheet figure (H100 SXM 3350, H200 4800), if the
+    // floor should use it rather than the measured copy bandwidth.
     let bw = arg("--bandwidth-gbs")
         .and_then(|v| v.parse::<f64>().ok())
-        .map_or(cpu_bw, |g| g * 1e9);
+        .map_or(measured_bw, |g| g * 1e9);
     println!(
-        "device {device_name}: bandwidth {:.1} GB/s, f32 matmul {:.1} GFLOP/s (1024^3), {} CPU threads",
+        "device {device_name} {dtype_name}: memory bandwidth {:.1} GB/s measured, floor uses {:.1} GB/s; {dtype_name} matmul {:.1} TFLOP/s; {} CPU threads",
+        measured_bw / 1e9,
         bw / 1e9,
-        flops / 1e9,
+        flops / 1e12,
         candle_core::utils::get_num_threads()
     );
     println!(
-        "{:<11} {:>7} {:>13} {:>13} {:>6} {:>12} {:>12} {:>6} {:>10} {:>10}",
+        "{:<12} {:>5} {:>7} {:>6}/{:<4} {:>13} {:>13} {:>6} {:>12} {:>12} {:>6} {:>9} {:>9} {:>10}",
         "shape",
+        "dtype",
         "params",
+        "prompt",
+        "dec",
         "prefill ours",
         "prefill ref",
         "ratio",
@@ -176,64 +325,127 @@ fn main() -> Result<()> {
         "decode ref",
         "ratio",
         "pf floor",
-        "dec floor"
+        "dec floor",
+        "floor/step"
     );
-    for c in cases {
-        let shape = ModelShape::named(c.shape).ok_or("unknown shape")?;
-        let dir = std::env::temp_dir().join(format!(
-            "tailscope-engine-bench-{}-{}",
-            c.shape,
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir)?;
-        let t: HashMap<String, Tensor> = random_tensors(&shape, 1, &Device::Cpu)?;
-        candle_core::safetensors::save(&t, dir.join("model.safetensors"))?;
-        std::fs::write(dir.join("config.json"), serde_json::to_string(&shape)?)?;
-        // Both models load the same file.
-        let ours_m = Llama::from_dir(&dir, &dev)?;
-        let loaded = candle_core::safetensors::load(dir.join("model.safetensors"), &dev)?;
-        let vb = candle_nn::VarBuilder::from_tensors(loaded, DType::F32, &dev);
-        let lcfg: reference::LlamaConfig =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
-        let rcfg = lcfg.into_config(false);
-        let ref_m = reference::Llama::load(vb, &rcfg)?;
-        let prompt = tokens(c.prompt, shape.vocab_size);
+    for name in shapes.split(',') {
+        let shape = ModelShape::named(name).ok_or_else(|| format!("unknown shape {name}"))?;
+        let big = shape.params() > 500_000_000;
+        let (d_prompt, d_decode, d_reps) = match (name, gpu) {
+            (_, true) => (512, 128, 3),
+            ("tiny", false) => (512, 64, if quick { 2 } else { 5 }),
+            _ => (256, 16, if quick || big { 1 } else { 3 }),
+        };
+        let prompt_len = num("--prompt")?.unwrap_or(d_prompt);
+        let decode = num("--decode")?.unwrap_or(d_decode);
+        let reps = num("--reps")?.unwrap_or(d_reps).max(1);
+        let (ours_m, ref_m) = load_models(name, &shape, &dev, dtype, with_ref)?;
+        let prompt = tokens(prompt_len, shape.vocab_size);
         // Warm-up, then interleaved repetitions.
         ours(&ours_m, &prompt, 2)?;
-        theirs(&dev, &ref_m, &rcfg, &prompt, 2)?;
+        if let Some((m, cfg)) = &ref_m {
+            theirs(&dev, m, cfg, dtype, &prompt, 2)?;
+        }
         let (mut po, mut pr, mut d_o, mut dr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..c.reps {
-            let (p, d) = ours(&ours_m, &prompt, c.decode)?;
+        for _ in 0..reps {
+            let (p, d) = ours(&ours_m, &prompt, decode)?;
             po.push(p);
             d_o.push(d);
-            let (p, d) = theirs(&dev, &ref_m, &rcfg, &prompt, c.decode)?;
-            pr.push(p);
-            dr.push(d);
+            if let Some((m, cfg)) = &ref_m {
+                let (p, d) = theirs(&dev, m, cfg, dtype, &prompt, decode)?;
+                pr.push(p);
+                dr.push(d);
+            }
         }
-        let pf = |s: f64| c.prompt as f64 / s;
-        let dc = |s: f64| c.decode as f64 / s;
-        let (po, pr, d_o, dr) = (median(po), median(pr), median(d_o), median(dr));
+        let pf = |s: f64| prompt_len as f64 / s;
+        let dc = |s: f64| decode as f64 / s;
+        let (po, d_o) = (median(po), median(d_o));
         // Floors: prefill >= 2 * params * tokens / FLOP/s; decode step >= bytes read / bandwidth.
         let params = shape.params() as f64;
-        let pf_floor = 2.0 * params * c.prompt as f64 / flops;
-        let kv_read = shape.kv_bytes_per_token() as f64 * (c.prompt as f64 + c.decode as f64 / 2.0);
-        let dec_floor = (params * 4.0 + kv_read) / bw * c.decode as f64;
+        let el = dtype.size_in_bytes() as f64;
+        let pf_floor = 2.0 * params * prompt_len as f64 / flops;
+        let kv_per_token = shape.kv_bytes_per_token() as f64 / 4.0 * el;
+        let kv_read = kv_per_token * (prompt_len as f64 + decode as f64 / 2.0);
+        let step_floor = (params * el + kv_read) / bw;
+        let dec_floor = step_floor * decode as f64;
+        let (pref, pratio, dref, dratio) = if pr.is_empty() {
+            (
+                "-".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+            )
+        } else {
+            let (pr, dr) = (median(pr), median(dr));
+            (
+                format!("{:.0} t/s", pf(pr)),
+                format!("{:.2}", pr / po),
+                format!("{:.1} t/s", dc(dr)),
+                format!("{:.2}", dr / d_o),
+            )
+        };
         println!(
-            "{:<11} {:>6.1}M {:>9.0} t/s {:>9.0} t/s {:>6.2} {:>8.1} t/s {:>8.1} t/s {:>6.2} {:>9.0}% {:>9.0}%",
-            c.shape,
+            "{:<12} {:>5} {:>6.1}M {:>6}/{:<4} {:>9.0} t/s {:>13} {:>6} {:>8.1} t/s {:>12} {:>6} {:>8.0}% {:>8.0}% {:>7.3} ms",
+            name,
+            dtype_name,
             params / 1e6,
+            prompt_len,
+            decode,
             pf(po),
-            pf(pr),
-            pr / po,
+            pref,
+            pratio,
             dc(d_o),
-            dc(dr),
-            dr / d_o,
+            dref,
+            dratio,
             100.0 * pf_floor / po,
             100.0 * dec_floor / d_o,
+            step_floor * 1e3,
         );
-        std::fs::remove_dir_all(&dir)?;
     }
     println!("ratio = ours / candle-transformers tokens/s (>= 1.0: ours is at least as fast);");
-    println!("floor % = design.md floor time / our measured time (100% = at the floor).");
+    println!("floor % = design.md floor time / our measured time (100% = at the floor);");
+    println!("decode floor = (weight bytes + KV bytes read) / bandwidth per step.");
+    Ok(())
+}
+
+/// The per-step cost of decoding on the tiny shape (forward + argmax + copy back),
+/// where per-step overhead, not arithmetic or bandwidth, sets the pace.
+fn steps(dev: &Device, dtype: DType) -> Result<()> {
+    let shape = ModelShape::named("tiny").ok_or("tiny")?;
+    let m = Llama::random_as(&shape, 1, dev, dtype)?;
+    let prompt = tokens(512, shape.vocab_size);
+    let n = 200;
+    let bs = 16;
+    let blocks = (prompt.len() + n + 8).div_ceil(bs) + 1;
+    let pool = KvPool::new(&m, blocks, bs)?;
+    let table: Vec<u32> = (0..blocks as u32).collect();
+    let chunk = |toks: &[u32], start: usize| -> Result<Tensor> {
+        Ok(m.forward(
+            &pool,
+            &[SeqChunk {
+                tokens: toks,
+                start,
+                block_table: &table,
+            }],
+            false,
+        )?)
+    };
+    let l = chunk(&prompt, 0)?;
+    let mut next = Llama::greedy(&l)?[0];
+    let mut pos = prompt.len();
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let t = Instant::now();
+        f()?;
+        Ok(t.elapsed().as_secs_f64() / n as f64 * 1e6)
+    };
+    let step = time(&mut || {
+        for _ in 0..n {
+            let l = chunk(&[next], pos)?;
+            next = Llama::greedy(&l)?[0];
+            pos += 1;
+        }
+        Ok(())
+    })?;
+    println!("tiny {dtype:?} decode step (forward + argmax + to host): {step:.1} us");
     Ok(())
 }
