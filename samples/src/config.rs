@@ -139,6 +139,11 @@ pub struct WorkloadConfig {
     pub cause_rate: f64,
     /// Scale of injected delays (1.0 = roughly one to three seconds).
     pub magnitude: f64,
+    /// Scale of the natural variation (1.0 = the default workload, 0 = every draw at its
+    /// typical value): widens the spread of output lengths, of user messages and retrieved
+    /// context (so prompt sizes), and of the durations of tools, DB queries, pool waits,
+    /// retrieval and preprocessing. Above 1 output lengths also get a heavy (log-normal) tail.
+    pub variance: f64,
     /// Which causes may be planted (default: all of [`PlantedCause::ALL`]).
     pub causes: Vec<PlantedCause>,
     /// Seconds between metric samples.
@@ -158,6 +163,7 @@ impl Default for WorkloadConfig {
             span_secs: 180.0,
             cause_rate: 0.15,
             magnitude: 1.0,
+            variance: 1.0,
             causes: PlantedCause::ALL.to_vec(),
             metric_interval_secs: 1.0,
             server: ServerConfig::default(),
@@ -183,6 +189,40 @@ impl WorkloadConfig {
         }
     }
 
+    /// A workload with nothing to find: no planted causes, and a server with room for
+    /// everyone (more sequence slots than requests in flight, a KV cache larger than every
+    /// prefix), so no request queues and no cached prefix of a live conversation is evicted.
+    /// The ground truth is empty. Conversations arrive at the default workload's rate.
+    pub fn clean(seed: u64, conversations: usize) -> Self {
+        Self {
+            seed,
+            conversations,
+            span_secs: default_span_secs(conversations),
+            cause_rate: 0.0,
+            causes: Vec::new(),
+            server: ServerConfig {
+                max_num_seqs: 4_096,
+                kv_capacity_tokens: 2_000_000 + 50_000 * conversations as i64,
+                ..ServerConfig::default()
+            },
+            ..Self::default()
+        }
+    }
+
+    /// A workload whose natural variation is large ([`WorkloadConfig::variance`] 2: output
+    /// lengths, prompt sizes and tool / DB / retrieval / preprocessing durations spread
+    /// widely), with causes planted at the default rate on the default server. Conversations
+    /// arrive at the default workload's rate.
+    pub fn noisy(seed: u64, conversations: usize) -> Self {
+        Self {
+            seed,
+            conversations,
+            span_secs: default_span_secs(conversations),
+            variance: 2.0,
+            ..Self::default()
+        }
+    }
+
     /// The same config with out-of-range values clamped (min ≤ max, rates in 0..=1, ...).
     pub(crate) fn sanitized(&self) -> Self {
         let mut c = self.clone();
@@ -200,6 +240,11 @@ impl WorkloadConfig {
         };
         c.magnitude = if c.magnitude.is_finite() {
             c.magnitude.clamp(0.05, 20.0)
+        } else {
+            1.0
+        };
+        c.variance = if c.variance.is_finite() {
+            c.variance.clamp(0.0, 5.0)
         } else {
             1.0
         };
@@ -223,6 +268,13 @@ impl WorkloadConfig {
         }
         c
     }
+}
+
+/// The window over which `conversations` conversations start at the default workload's
+/// rate (240 in 180 s), at least 20 s.
+fn default_span_secs(conversations: usize) -> f64 {
+    let d = WorkloadConfig::default();
+    (d.span_secs * conversations as f64 / d.conversations as f64).max(20.0)
 }
 
 /// One planted (or simulated) slow-down: which trace, why, where, and how much it added.

@@ -579,6 +579,7 @@ fn odd_configs_are_clamped_not_panicking() {
         turns: (5, 1),
         cause_rate: 7.0,
         magnitude: f64::NAN,
+        variance: f64::INFINITY,
         span_secs: -3.0,
         metric_interval_secs: 0.0,
         ..WorkloadConfig::default()
@@ -602,6 +603,138 @@ fn odd_configs_are_clamped_not_panicking() {
             .all(|t| t.cause == "kv_eviction" || t.cause == "queue"),
         "only simulated causes without planting"
     );
+}
+
+/// LLM client calls (not failed attempts) by conversation, in start order.
+fn calls_by_conversation(w: &Workload) -> BTreeMap<String, Vec<&Span>> {
+    let mut m: BTreeMap<String, Vec<&Span>> = BTreeMap::new();
+    for s in &w.batch.spans {
+        if s.kind == SpanKind::Client
+            && s.status != StatusCode::Error
+            && s.promoted.op_class == OpClass::Llm
+        {
+            if let Some(c) = &s.promoted.conversation_id {
+                m.entry(c.clone()).or_default().push(s);
+            }
+        }
+    }
+    for v in m.values_mut() {
+        v.sort_by_key(|s| s.start_ns);
+    }
+    m
+}
+
+#[test]
+fn clean_workload_has_nothing_to_find() {
+    let cfg = WorkloadConfig::clean(4, 80);
+    let w = generate(&cfg);
+    assert_valid(&w);
+    assert!(
+        w.truth.is_empty(),
+        "nothing planted, nothing simulated: {:?}",
+        causes_of(&w)
+    );
+    assert!(
+        !w.batch.spans.iter().any(|s| s.status == StatusCode::Error),
+        "no failed attempts"
+    );
+    // No request waited at the server.
+    let servers: Vec<&Span> = w
+        .batch
+        .spans
+        .iter()
+        .filter(|s| s.name == "llm_request")
+        .collect();
+    assert!(servers.len() > 500, "{} llm_request spans", servers.len());
+    for s in &servers {
+        assert!(
+            f64_attr(s, "gen_ai.latency.time_in_queue") <= 0.0,
+            "llm_request {} queued",
+            s.span_id
+        );
+    }
+    // No cached prefix was lost: every call after a conversation's first reads the whole
+    // previous prompt (block-aligned) from the cache.
+    let block = cfg.server.block_size;
+    let mut later_calls = 0;
+    for (conv, calls) in calls_by_conversation(&w) {
+        for pair in calls.windows(2) {
+            let [a, b] = pair else { continue };
+            let prev = a.promoted.input_tokens.unwrap_or(0);
+            later_calls += 1;
+            assert_eq!(
+                b.promoted.cache_read_tokens,
+                Some(prev / block * block),
+                "conversation {conv}: call {} lost its cached prefix",
+                b.span_id
+            );
+        }
+    }
+    assert!(later_calls > 300, "{later_calls} calls after a first one");
+    // MCP sessions start warm: no initialize slower than the natural 12-45 ms.
+    for s in w.batch.spans.iter().filter(|s| s.name == "initialize") {
+        assert!(s.duration_ns() < 60_000_000, "initialize {}", s.span_id);
+    }
+}
+
+/// The 10th and 90th percentile of `v` (sorted in place).
+fn p10_p90(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    (at(0.1), at(0.9))
+}
+
+#[test]
+fn noisy_workload_spreads_wider_and_still_plants_everything() {
+    let noisy_cfg = WorkloadConfig::noisy(3, 80);
+    let calm_cfg = WorkloadConfig {
+        variance: 1.0,
+        ..noisy_cfg.clone()
+    };
+    let noisy = generate(&noisy_cfg);
+    let calm = generate(&calm_cfg);
+    assert_valid(&noisy);
+    let by_id = index(&noisy);
+    for t in &noisy.truth {
+        check_truth_span(&noisy, &by_id, t);
+    }
+    let causes = causes_of(&noisy);
+    for p in PlantedCause::ALL {
+        assert!(causes.contains_key(p.as_str()), "{p} missing: {causes:?}");
+    }
+    // Spread (p90 / p10) of output lengths, tool durations and retrieved context.
+    let spread = |w: &Workload, what: &dyn Fn(&Span) -> Option<f64>| {
+        let mut v: Vec<f64> = w.batch.spans.iter().filter_map(what).collect();
+        assert!(v.len() > 50);
+        let (lo, hi) = p10_p90(&mut v);
+        hi / lo.max(1e-9)
+    };
+    let output = |s: &Span| {
+        (s.kind == SpanKind::Client && s.promoted.op_class == OpClass::Llm)
+            .then_some(s.promoted.output_tokens? as f64)
+    };
+    let tool = |s: &Span| {
+        (s.kind == SpanKind::Server && s.name.starts_with("tools/call "))
+            .then_some(s.duration_ns() as f64)
+    };
+    let context = |s: &Span| {
+        s.attr("app.retrieval.context_tokens")
+            .filter(|_| s.parent_span_id.is_none())
+            .and_then(AttrValue::as_f64)
+    };
+    let db = |s: &Span| {
+        (s.kind == SpanKind::Server && s.service_name == "pg-proxy")
+            .then_some(s.duration_ns() as f64)
+    };
+    for (name, f) in [
+        ("output tokens", &output as &dyn Fn(&Span) -> Option<f64>),
+        ("tool duration", &tool),
+        ("retrieved context", &context),
+        ("db query duration", &db),
+    ] {
+        let (n, c) = (spread(&noisy, f), spread(&calm, f));
+        assert!(n > c * 1.3, "{name}: noisy p90/p10 {n:.2}, calm {c:.2}");
+    }
 }
 
 /// `cargo test -p tailscope-samples --release -- --ignored --nocapture print_stats`

@@ -9,7 +9,8 @@ use crate::config::{PlantedCause, WorkloadConfig};
 use crate::plan::{Body, LlmCall, Node, SpanSpec};
 use crate::resources::{Svc, VLLM_ADDRESS};
 use crate::util::{
-    block_align, hex_id, int, lognormal_ms, mix64, ms, pick, rng_for, secs, uni, IdGen, SEC,
+    block_align, hex_id, int, int_spread, lognormal_ms, lognormal_spread, mix64, ms, ms_spread,
+    pick, rng_for, secs, uni, IdGen, SEC,
 };
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -27,6 +28,8 @@ const SCOPE_PG: &str = "pgbouncer";
 const SCOPE_MSG: &str = "opentelemetry.instrumentation.redis";
 const EMBED_MODEL: &str = "text-embedding-3-small";
 const MCP_PROTOCOL: &str = "2025-06-18";
+/// Most output tokens of one call when the variance widens output lengths.
+const MAX_OUTPUT: i64 = 4_000;
 
 /// A user conversation: a sequence of turns on one application.
 #[derive(Debug)]
@@ -322,6 +325,7 @@ impl Builder<'_> {
         let svc = self.svc;
         let mag = self.cfg.magnitude;
         let oi = self.dialect == Dialect::OpenInference;
+        let v = self.cfg.variance;
         // chunking
         let mut a = Vec::new();
         a.i("app.chunk.count", int(self.rng, 1, 6));
@@ -334,8 +338,8 @@ impl Builder<'_> {
             a.s("openinference.span.kind", "CHAIN");
         }
         let chunk_spec = self.spec("chunk_text", SpanKind::Internal, svc, SCOPE_APP, a);
-        let chunk =
-            Node::new(chunk_spec, Body::Leaf(ms(self.rng, 1.5, 9.0))).lead(ms(self.rng, 0.05, 0.3));
+        let chunk = Node::new(chunk_spec, Body::Leaf(ms_spread(self.rng, 1.5, 9.0, v)))
+            .lead(ms(self.rng, 0.05, 0.3));
         // embeddings
         let mut a = Vec::new();
         match self.dialect {
@@ -369,7 +373,7 @@ impl Builder<'_> {
         let embed_spec = self.spec(embed_name, SpanKind::Client, svc, embed_scope, a);
         let embed = Node::new(
             embed_spec,
-            Body::Leaf(lognormal_ms(self.rng, 55.0, 0.35, 20.0, 400.0)),
+            Body::Leaf(lognormal_spread(self.rng, 55.0, 0.35, 20.0, 400.0, v)),
         )
         .lead(ms(self.rng, 0.05, 0.3));
         // prompt assembly / tokenising
@@ -381,8 +385,11 @@ impl Builder<'_> {
         }
         let asm_spec = self.spec("prompt.assemble", SpanKind::Internal, svc, SCOPE_APP, a);
         let asm_ms = 1.0 + prompt_tokens as f64 / 4000.0;
-        let assemble = Node::new(asm_spec, Body::Leaf(ms(self.rng, asm_ms, asm_ms * 2.5)))
-            .lead(ms(self.rng, 0.05, 0.3));
+        let assemble = Node::new(
+            asm_spec,
+            Body::Leaf(ms_spread(self.rng, asm_ms, asm_ms * 2.5, v)),
+        )
+        .lead(ms(self.rng, 0.05, 0.3));
         let mut children = vec![chunk, embed, assemble];
         let mut planted = None;
         if slow {
@@ -435,7 +442,14 @@ impl Builder<'_> {
         let spec = self.spec(name, SpanKind::Client, svc, "agent_app.rag", a);
         Node::new(
             spec,
-            Body::Leaf(lognormal_ms(self.rng, 45.0, 0.4, 12.0, 400.0)),
+            Body::Leaf(lognormal_spread(
+                self.rng,
+                45.0,
+                0.4,
+                12.0,
+                400.0,
+                self.cfg.variance,
+            )),
         )
         .lead(ms(self.rng, 0.1, 0.6))
     }
@@ -482,7 +496,14 @@ impl Builder<'_> {
         );
         let server = Node::new(
             sspec,
-            Body::Leaf(lognormal_ms(self.rng, 4.0, 0.5, 0.8, 60.0)),
+            Body::Leaf(lognormal_spread(
+                self.rng,
+                4.0,
+                0.5,
+                0.8,
+                60.0,
+                self.cfg.variance,
+            )),
         );
         Node::new(
             spec,
@@ -581,7 +602,14 @@ impl Builder<'_> {
     }
 
     fn tool_dur(&mut self, tool: ToolDef) -> i64 {
-        lognormal_ms(self.rng, tool.median_ms, 0.45, 5.0, 8_000.0)
+        lognormal_spread(
+            self.rng,
+            tool.median_ms,
+            0.45,
+            5.0,
+            8_000.0,
+            self.cfg.variance,
+        )
     }
 
     fn agent_attrs(&self, agent: &str, conv_id: &str, step: usize) -> Vec<Attribute> {
@@ -789,7 +817,7 @@ fn sub_agent(
     let sub_id = b.ids.span();
     let phase = tool_phase(b, app, session, ToolMode::Normal, false, sub_id);
     let in2 = in1 + out1 + phase.result_tokens;
-    let out2 = int(b.rng, 150, 400);
+    let out2 = int_spread(b.rng, 150, 400, b.cfg.variance, 16, MAX_OUTPUT);
     let chat2 = b
         .chat(
             owner,
@@ -837,9 +865,10 @@ pub(crate) fn plan_turn(
         svc: conv.svc,
     };
     let trace_id = b.ids.trace();
-    let msg = int(b.rng, 20, 250);
+    let v = cfg.variance;
+    let msg = int_spread(b.rng, 20, 250, v, 5, 4_000);
     let (clo, chi) = app.context_tokens();
-    let ctx = int(b.rng, clo, chi);
+    let ctx = int_spread(b.rng, clo, chi, v, 50, 12_000);
     let first_input = if turn == 0 {
         conv.system_tokens + msg + ctx
     } else {
@@ -860,7 +889,7 @@ pub(crate) fn plan_turn(
     let wait = if cause == Some(PlantedCause::PoolWait) {
         planted_ns(b.rng, mag, 1.0)
     } else {
-        lognormal_ms(b.rng, 0.25, 0.8, 0.01, 4.0)
+        lognormal_spread(b.rng, 0.25, 0.8, 0.01, 4.0, v)
     };
     let acquire = b.pool_acquire(pool_name, wait);
     if cause == Some(PlantedCause::PoolWait) {
@@ -916,9 +945,9 @@ pub(crate) fn plan_turn(
         }
         let output = if is_final {
             let (lo, hi) = app.answer_tokens();
-            int(b.rng, lo, hi)
+            int_spread(b.rng, lo, hi, v, 16, MAX_OUTPUT)
         } else {
-            int(b.rng, 25, 90)
+            int_spread(b.rng, 25, 90, v, 8, MAX_OUTPUT)
         };
         let mut chat = b
             .chat(conv.owner, &conv_id, app.agent(), input, output, expected)
@@ -985,7 +1014,7 @@ pub(crate) fn plan_turn(
     conv.mcp_session = session;
 
     // Persist the exchange.
-    let wait = lognormal_ms(b.rng, 0.25, 0.8, 0.01, 4.0);
+    let wait = lognormal_spread(b.rng, 0.25, 0.8, 0.01, 4.0, v);
     children.push(b.pool_acquire(pool_name, wait));
     children.push(b.db_query(
         "INSERT",

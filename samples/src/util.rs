@@ -113,6 +113,59 @@ pub(crate) fn lognormal_ms(rng: &mut StdRng, median_ms: f64, sigma: f64, lo: f64
     (v.clamp(lo, hi) * 1e6) as i64
 }
 
+/// True when `v` is the default variance (1.0), where draws must stay as they always were.
+fn is_unit(v: f64) -> bool {
+    (v - 1.0).abs() < f64::EPSILON
+}
+
+/// `[lo, hi]` widened (or narrowed) around its middle by the variance `v`, not below `floor`.
+/// Exactly `[lo, hi]` at `v` = 1.
+pub(crate) fn widen(lo: f64, hi: f64, v: f64, floor: f64) -> (f64, f64) {
+    if is_unit(v) {
+        return (lo, hi);
+    }
+    let mid = f64::midpoint(lo, hi);
+    let half = (hi - lo) / 2.0 * v.max(0.0);
+    ((mid - half).max(floor), (mid + half).max(floor))
+}
+
+/// Uniform integer in `[lo, hi]` widened by the variance `v` (see [`widen`]), then, for
+/// `v` > 1, times a log-normal factor of shape 0.35 × (v − 1) for a heavy tail; at least
+/// `floor`, at most `cap`. Draws exactly as [`int`] at `v` = 1.
+pub(crate) fn int_spread(rng: &mut StdRng, lo: i64, hi: i64, v: f64, floor: i64, cap: i64) -> i64 {
+    if is_unit(v) {
+        return int(rng, lo, hi);
+    }
+    let (a, b) = widen(lo as f64, hi as f64, v, floor as f64);
+    let x = int(rng, a.round() as i64, b.round() as i64) as f64;
+    let factor = if v > 1.0 {
+        (0.35 * (v - 1.0) * normal(rng)).exp()
+    } else {
+        1.0
+    };
+    ((x * factor).round() as i64).clamp(floor, cap.max(floor))
+}
+
+/// Uniform duration in `[lo_ms, hi_ms)` widened by the variance `v` (not below a fifth of
+/// `lo_ms`). Draws exactly as [`ms`] at `v` = 1.
+pub(crate) fn ms_spread(rng: &mut StdRng, lo_ms: f64, hi_ms: f64, v: f64) -> i64 {
+    let (lo, hi) = widen(lo_ms, hi_ms, v, lo_ms * 0.2);
+    ms(rng, lo, hi)
+}
+
+/// Log-normal duration whose shape is scaled by the variance `v` (and its upper clamp too,
+/// for `v` > 1). Draws exactly as [`lognormal_ms`] at `v` = 1.
+pub(crate) fn lognormal_spread(
+    rng: &mut StdRng,
+    median_ms: f64,
+    sigma: f64,
+    lo: f64,
+    hi: f64,
+    v: f64,
+) -> i64 {
+    lognormal_ms(rng, median_ms, sigma * v.max(0.0), lo, hi * v.max(1.0))
+}
+
 /// Rounds `tokens` down to a whole number of `block`-token blocks.
 pub(crate) fn block_align(tokens: i64, block: i64) -> i64 {
     if block <= 1 {
