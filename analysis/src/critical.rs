@@ -5,6 +5,7 @@
 //! off at its last chunk, so the caller's path resumes there.
 
 use crate::tree::Tree;
+use tailscope_model::semconv::keys;
 use tailscope_model::{OpClass, SpanKind};
 
 /// A piece of the critical path: self time of `node` over `[start, end)`.
@@ -15,13 +16,18 @@ pub struct PathSection {
     pub end: i64,
 }
 
-/// When the caller may go on: a streaming LLM call's last chunk, else its end.
+/// When the caller may go on: a streaming LLM call's last chunk event, else its end.
+/// A first-token marker (OpenInference's `First Token Stream Event`) or an exception
+/// is not a chunk: the stream goes on after it.
 pub fn handoff(tree: &Tree, i: usize) -> i64 {
     let s = &tree.nodes[i].span;
     if s.promoted.op_class == OpClass::Llm && s.promoted.stream == Some(true) {
         if let Some(last) = s
             .events
             .iter()
+            .filter(|e| {
+                e.name != "exception" && !keys::FIRST_TOKEN_EVENTS.contains(&e.name.as_str())
+            })
             .map(|e| e.time_ns)
             .filter(|t| *t >= s.start_ns && *t <= s.end_ns)
             .max()

@@ -1,100 +1,214 @@
-//! KV-cache eviction detection: within a conversation, cache-read tokens collapse while
-//! the prompt prefix grew. The re-prefill cost is estimated from the call's own prefill
-//! rate (server prefill time, else time to first chunk) for the tokens that should
-//! have been cached.
+//! KV-cache (prompt-cache) eviction detection. Within one conversation and one model,
+//! between strictly sequential calls, the next call's expected cached prefix is the
+//! previous call's input plus output; when the cache reads collapse below half of it,
+//! and caching was seen earlier in that conversation (a provider that never caches is
+//! not evicting), the prefix was evicted. The re-prefill cost is the evicted tokens
+//! times a prefill rate, from the best source at hand: the server span's prefill time,
+//! the latency model fitted over the store's calls, or the call's own time to first
+//! token; the method is stated in the evidence.
 
-use crate::causes::{server_child, Eviction};
+use crate::calls::{cache_read, model_key, Call};
+use crate::latency::LatencyModel;
 use crate::tree::Tree;
 use std::collections::HashMap;
-use tailscope_model::{OpClass, SpanId, SpanKind};
+use tailscope_model::SpanId;
 
-/// One LLM client call as eviction detection needs it.
+/// Re-prefill cost of an evicted prefix, estimated per LLM call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eviction {
+    pub client_span: SpanId,
+    pub conversation_id: String,
+    pub model: String,
+    /// The previous call's input + output: what should have been cached.
+    pub previous_input_tokens: i64,
+    pub previous_output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub input_tokens: i64,
+    /// Tokens that should have been cached and were prefilled again.
+    pub evicted_tokens: i64,
+    pub prefill_ns_per_token: f64,
+    /// How the per-token prefill rate was obtained.
+    pub cost_method: &'static str,
+    pub cost_ns: i64,
+}
+
+/// One LLM call as eviction detection needs it.
 #[derive(Debug, Clone)]
 pub struct LlmCall {
     pub span_id: SpanId,
     pub conversation_id: String,
+    pub model: String,
     pub start_ns: i64,
+    pub end_ns: i64,
     pub input_tokens: i64,
+    pub output_tokens: i64,
     pub cache_read_tokens: Option<i64>,
-    /// Server prefill time, else the client's time to first chunk.
-    pub prefill_ns: Option<i64>,
+    /// ns per uncached prompt token and where it came from.
+    pub prefill_rate: Option<(f64, &'static str)>,
 }
 
-/// The LLM client calls of a tree that carry a conversation id and token counts.
-pub fn llm_calls(tree: &Tree) -> Vec<LlmCall> {
-    let mut out = Vec::new();
-    for (i, n) in tree.nodes.iter().enumerate() {
-        let s = &n.span;
-        let p = &s.promoted;
-        if p.op_class != OpClass::Llm || s.kind == SpanKind::Server {
-            continue;
+/// The prefill rate of a call, from the best source at hand.
+pub fn prefill_rate(
+    tree: &Tree,
+    call: &Call,
+    uncached: i64,
+    model: &LatencyModel,
+) -> Option<(f64, &'static str)> {
+    let s = &tree.nodes[call.node].span;
+    let server = call.server.map(|x| &tree.nodes[x].span.promoted);
+    if let Some(prefill) = server.and_then(|p| p.prefill_ns) {
+        if uncached > 0 && prefill > 0 {
+            return Some((
+                prefill as f64 / uncached as f64,
+                "server span prefill time per uncached token",
+            ));
         }
-        let (Some(conv), Some(input)) = (p.conversation_id.clone(), p.input_tokens) else {
+    }
+    let (m, addr) = model_key(tree, call);
+    if let Some(f) = model
+        .ttft_fit(&m, &addr)
+        .filter(|f| f.ns_per_uncached_token > 0.0)
+    {
+        return Some((
+            f.ns_per_uncached_token,
+            "time-to-first-token model fitted per (model, server.address)",
+        ));
+    }
+    if let Some(f) = model
+        .duration_fit(&m, &addr)
+        .filter(|f| f.ns_per_uncached_token > 0.0)
+    {
+        return Some((
+            f.ns_per_uncached_token,
+            "duration model fitted per (model, server.address)",
+        ));
+    }
+    let ttft = s.promoted.time_to_first_chunk_ns?;
+    (uncached > 0 && ttft > 0).then(|| {
+        (
+            ttft as f64 / uncached as f64,
+            "the call's own time to first token per uncached token",
+        )
+    })
+}
+
+/// The calls of a tree that carry a conversation id and token counts (prefill rates
+/// are filled in later, once the latency model is fitted).
+pub fn llm_calls(tree: &Tree, calls: &[Call]) -> Vec<LlmCall> {
+    let mut out = Vec::new();
+    for call in calls {
+        let s = &tree.nodes[call.node].span;
+        let p = &s.promoted;
+        let sp = call.server.map(|x| &tree.nodes[x].span.promoted);
+        let (Some(conv), Some(input)) = (
+            p.conversation_id.clone(),
+            p.input_tokens.or_else(|| sp.and_then(|x| x.input_tokens)),
+        ) else {
             continue;
         };
-        let server = server_child(tree, i).map(|c| &tree.nodes[c].span.promoted);
-        let prefill = server
-            .and_then(|sp| sp.prefill_ns)
-            .or(p.time_to_first_chunk_ns);
-        let cache_read = p
-            .cache_read_tokens
-            .or_else(|| server.and_then(|sp| sp.cache_read_tokens));
+        let read = cache_read(tree, call);
         out.push(LlmCall {
             span_id: s.span_id,
             conversation_id: conv,
+            model: model_key(tree, call).0,
             start_ns: s.start_ns,
+            end_ns: s.end_ns,
             input_tokens: input,
-            cache_read_tokens: cache_read,
-            prefill_ns: prefill,
+            output_tokens: p
+                .output_tokens
+                .or_else(|| sp.and_then(|x| x.output_tokens))
+                .unwrap_or(0),
+            cache_read_tokens: read,
+            prefill_rate: None,
         });
     }
     out
 }
 
-/// Below this many previous prompt tokens a miss is not worth calling an eviction.
-const MIN_PREFIX_TOKENS: i64 = 256;
-
-/// Detects evictions over every conversation's calls (any order).
-pub fn detect(calls: &[LlmCall]) -> HashMap<SpanId, Eviction> {
-    let mut by_conv: HashMap<&str, Vec<&LlmCall>> = HashMap::new();
+/// For calls that report no cache reads: the prefix a caching provider would have
+/// served, the previous sequential call's input + output in the same conversation and
+/// model (0 for a first call, or when the prompt did not extend the previous one).
+pub fn assumed_prefixes(calls: &[LlmCall]) -> HashMap<SpanId, i64> {
+    let mut by_conv: HashMap<(&str, &str), Vec<&LlmCall>> = HashMap::new();
     for c in calls {
         by_conv
-            .entry(c.conversation_id.as_str())
+            .entry((c.conversation_id.as_str(), c.model.as_str()))
             .or_default()
             .push(c);
     }
     let mut out = HashMap::new();
-    for (conv, mut cs) in by_conv {
-        cs.sort_by_key(|c| c.start_ns);
-        for w in cs.windows(2) {
-            let (prev, cur) = (w[0], w[1]);
-            let Some(read) = cur.cache_read_tokens else {
+    for cs in by_conv.values_mut() {
+        cs.sort_by_key(|c| (c.start_ns, c.span_id));
+        for (k, cur) in cs.iter().enumerate() {
+            if cur.cache_read_tokens.is_some() {
+                continue;
+            }
+            let prefix = k
+                .checked_sub(1)
+                .map(|j| cs[j])
+                .filter(|p| p.end_ns <= cur.start_ns && cur.input_tokens >= p.input_tokens)
+                .map_or(0, |p| {
+                    (p.input_tokens + p.output_tokens).min(cur.input_tokens)
+                });
+            out.insert(cur.span_id, prefix);
+        }
+    }
+    out
+}
+
+/// Below this many expected prefix tokens a miss is not worth calling an eviction.
+const MIN_PREFIX_TOKENS: i64 = 256;
+
+/// Detects evictions over every conversation's calls (any order).
+pub fn detect(calls: &[LlmCall]) -> HashMap<SpanId, Eviction> {
+    let mut by_conv: HashMap<(&str, &str), Vec<&LlmCall>> = HashMap::new();
+    for c in calls {
+        by_conv
+            .entry((c.conversation_id.as_str(), c.model.as_str()))
+            .or_default()
+            .push(c);
+    }
+    let mut out = HashMap::new();
+    for ((conv, model), mut cs) in by_conv {
+        cs.sort_by_key(|c| (c.start_ns, c.span_id));
+        let mut caching_seen = false;
+        for (k, cur) in cs.iter().enumerate() {
+            let seen_before = caching_seen;
+            caching_seen |= cur.cache_read_tokens.is_some_and(|r| r > 0);
+            let Some(prev) = k.checked_sub(1).map(|j| cs[j]) else {
                 continue;
             };
-            if prev.input_tokens < MIN_PREFIX_TOKENS || cur.input_tokens < prev.input_tokens {
-                continue; // the prefix did not grow: a new context, not an eviction
+            let Some(read) = cur.cache_read_tokens else {
+                continue; // no cache information: nothing to say
+            };
+            if !seen_before || prev.end_ns > cur.start_ns {
+                continue; // never cached here, or overlapping calls: not sequential
             }
-            let expected = prev.input_tokens;
+            let expected = prev.input_tokens + prev.output_tokens;
+            if expected < MIN_PREFIX_TOKENS || cur.input_tokens < prev.input_tokens {
+                continue; // the prompt did not extend the previous one: a new context
+            }
             if read * 2 >= expected {
                 continue; // most of the prefix was served from cache
             }
-            let evicted = expected - read;
-            let uncached = (cur.input_tokens - read).max(1);
-            let Some(prefill) = cur.prefill_ns else {
+            let Some((per_token, method)) = cur.prefill_rate else {
                 continue;
             };
-            let per_token = prefill as f64 / uncached as f64;
-            let cost = ((evicted as f64 * per_token) as i64).min(prefill);
+            let evicted = expected.min(cur.input_tokens) - read;
+            let cost = ((evicted as f64 * per_token) as i64).clamp(0, cur.end_ns - cur.start_ns);
             out.insert(
                 cur.span_id,
                 Eviction {
                     client_span: cur.span_id,
                     conversation_id: conv.to_owned(),
+                    model: model.to_owned(),
                     previous_input_tokens: prev.input_tokens,
+                    previous_output_tokens: prev.output_tokens,
                     cache_read_tokens: read,
                     input_tokens: cur.input_tokens,
                     evicted_tokens: evicted,
                     prefill_ns_per_token: per_token,
+                    cost_method: method,
                     cost_ns: cost,
                 },
             );
@@ -107,36 +221,71 @@ pub fn detect(calls: &[LlmCall]) -> HashMap<SpanId, Eviction> {
 mod tests {
     use super::*;
 
-    fn call(id: u8, t: i64, input: i64, read: i64, prefill: i64) -> LlmCall {
+    fn call(id: u8, t: i64, input: i64, read: Option<i64>) -> LlmCall {
         LlmCall {
             span_id: SpanId([id; 8]),
             conversation_id: "c".into(),
+            model: "m".into(),
             start_ns: t,
+            end_ns: t + 5,
             input_tokens: input,
-            cache_read_tokens: Some(read),
-            prefill_ns: Some(prefill),
+            output_tokens: 100,
+            cache_read_tokens: read,
+            prefill_rate: Some((100_000.0, "test")),
         }
     }
 
     #[test]
     fn collapse_after_growth_is_an_eviction_with_cost() {
         let calls = vec![
-            call(1, 0, 1000, 0, 100_000_000),
-            call(2, 10, 1500, 992, 50_000_000),
-            // prefix grew to 2100 but only 16 tokens came from cache: evicted
-            call(3, 20, 2100, 16, 208_400_000),
+            call(1, 0, 1000, Some(0)),
+            call(2, 10, 1500, Some(1088)),
+            // expected prefix 1500 + 100 = 1600, only 16 tokens read from cache
+            call(3, 20, 2100, Some(16)),
         ];
         let ev = detect(&calls);
         assert_eq!(ev.len(), 1);
         let e = &ev[&SpanId([3; 8])];
-        assert_eq!(e.evicted_tokens, 1500 - 16);
-        // 208.4 ms for 2084 uncached tokens = 100 us/token; 1484 tokens -> 148.4 ms
-        assert_eq!(e.cost_ns, 148_400_000);
+        assert_eq!(e.evicted_tokens, 1600 - 16);
+        // 100 us/token, capped at the call's duration (5 ns here)
+        assert_eq!(e.cost_ns, 5);
+        assert_eq!(e.cost_method, "test");
     }
 
     #[test]
-    fn new_short_context_is_not_an_eviction() {
-        let calls = vec![call(1, 0, 3000, 0, 1), call(2, 10, 500, 0, 1)];
-        assert!(detect(&calls).is_empty());
+    fn no_eviction_without_caching_seen_or_sequence_or_growth() {
+        // a provider that never caches is not evicting
+        let never = vec![call(1, 0, 1000, Some(0)), call(2, 10, 1500, Some(0))];
+        assert!(detect(&never).is_empty());
+        // no cache information at all
+        let unknown = vec![
+            call(1, 0, 1000, Some(500)),
+            call(2, 10, 1500, None),
+            call(3, 20, 2000, None),
+        ];
+        assert!(detect(&unknown).is_empty());
+        // a new short context is not an eviction
+        let short = vec![
+            call(1, 0, 3000, Some(2000)),
+            call(2, 10, 3500, Some(3000)),
+            call(3, 20, 500, Some(0)),
+        ];
+        assert!(detect(&short).is_empty());
+        // overlapping calls (a parallel fan-out) are not sequential
+        let mut par = vec![
+            call(1, 0, 1000, Some(512)),
+            call(2, 10, 1500, Some(1088)),
+            call(3, 12, 2100, Some(0)),
+        ];
+        par[1].end_ns = 15;
+        assert!(detect(&par).is_empty());
+        // another model in the same conversation has its own cache
+        let mut other = vec![
+            call(1, 0, 1000, Some(512)),
+            call(2, 10, 1500, Some(1088)),
+            call(3, 20, 2100, Some(0)),
+        ];
+        other[2].model = "m2".into();
+        assert!(detect(&other).is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! Findings: named problems with evidence, a one-sentence summary and an estimated
 //! saving, found on each trace's tree and critical path.
 
-use crate::causes::{CausedSection, Eviction};
+use crate::causes::{split_call, CausedSection, Shape};
+use crate::evict::Eviction;
 use crate::tree::Tree;
 use serde::Serialize;
 use serde_json::json;
@@ -74,7 +75,12 @@ fn context_window(model: &str) -> i64 {
 }
 
 /// All findings of one analysed trace.
-pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<Finding> {
+pub fn find(
+    tree: &Tree,
+    sections: &[CausedSection],
+    shape: &Shape<'_>,
+    ctx: &Context<'_>,
+) -> Vec<Finding> {
     let trace_id = tree.root_span().trace_id.to_hex();
     let conv = conversation(tree);
     let mut out = Vec::new();
@@ -137,20 +143,25 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
                         "previous_input_tokens": e.previous_input_tokens,
                         "input_tokens": e.input_tokens,
                         "cache_read_tokens": e.cache_read_tokens,
+                        "previous_output_tokens": e.previous_output_tokens,
+                        "expected_cached_tokens": e.previous_input_tokens + e.previous_output_tokens,
                         "evicted_tokens": e.evicted_tokens,
+                        "model": e.model,
                         "prefill_ns_per_token": e.prefill_ns_per_token,
+                        "cost_method": e.cost_method,
                         "kv_cache_usage_perc": usage,
                         "preemptions_last_30s": preempt,
                         "requests_running": running,
                         "corroborated_by_metrics": corroborated,
                     }),
                     format!(
-                        "The cached prefix of conversation {} was evicted: only {} of {} previous prompt tokens were read from cache, so {} tokens were prefilled again ({} on the critical path){}.",
+                        "The cached prefix of conversation {} was evicted: only {} of the {} tokens of the previous turn were read from cache, so {} tokens were prefilled again ({} on the critical path, costed from {}){}.",
                         e.conversation_id,
                         e.cache_read_tokens,
-                        e.previous_input_tokens,
+                        e.previous_input_tokens + e.previous_output_tokens,
                         e.evicted_tokens,
                         ms(cost),
+                        e.cost_method,
                         match (usage, preempt) {
                             (Some(u), _) if u >= 0.9 => format!("; KV cache was {:.0}% full", u * 100.0),
                             (_, Some(p)) if p > 0.0 => format!("; {p:.0} preemptions in the 30 s before"),
@@ -163,7 +174,7 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
         // queue: inference-server queueing on the critical path, corroborated by the
         // server's waiting-request gauge while the request waited
         let queued = by_cause_on(i, Cause::Queue);
-        if queued >= 500_000_000 {
+        if queued >= 200_000_000 {
             let server = p.server_address.as_deref();
             let waiting = [s.start_ns, s.start_ns + queued]
                 .into_iter()
@@ -172,12 +183,21 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
             let running = (ctx.metric_at)(gm::REQUESTS_RUNNING, server, s.start_ns);
             let usage = (ctx.metric_at)(gm::KV_CACHE_USAGE, server, s.start_ns);
             let corroborated = waiting.is_some_and(|w| w >= 1.0);
+            // without a server span the queue is the residual of the latency model
+            let estimated_by = shape
+                .call_of
+                .get(&i)
+                .map(|&k| &shape.calls[k])
+                .filter(|c| c.node == i && c.server.is_none())
+                .and_then(|c| split_call(tree, c, shape).fit)
+                .map(|(f, kind)| f.evidence(kind));
             push(
                 "queueing",
                 i,
                 queued,
                 json!({
                     "queue_ns": queued,
+                    "estimated_by": estimated_by,
                     "requests_waiting": waiting,
                     "requests_running": running,
                     "kv_cache_usage_perc": usage,
@@ -215,7 +235,20 @@ pub fn find(tree: &Tree, sections: &[CausedSection], ctx: &Context<'_>) -> Vec<F
                     );
                 }
             }
-            OpClass::Mcp if p.mcp_method.as_deref() == Some("initialize") && own >= 500_000_000 => {
+            _ if p.cold_start == Some(true) && own >= 200_000_000 => {
+                push(
+                    "tool_cold_start",
+                    i,
+                    own,
+                    json!({"faas.coldstart": true, "server": s.service_name, "duration_ns": s.duration_ns()}),
+                    format!(
+                        "{} started cold (faas.coldstart), adding {} to the critical path.",
+                        s.name,
+                        ms(own)
+                    ),
+                );
+            }
+            OpClass::Mcp if p.mcp_method.as_deref() == Some("initialize") && own >= 200_000_000 => {
                 push(
                     "tool_cold_start",
                     i,
@@ -451,13 +484,16 @@ mod tests {
         let t = trace(vec![span(1, None, 0, 1_000_000_000), llm, init]);
         let path = crate::critical::critical_path(&t);
         let ev = HashMap::new();
-        let sections = crate::causes::assign(&t, &path, &ev);
+        let model = crate::latency::LatencyModel::default();
+        let none = HashMap::new();
+        let shape = Shape::new(&t, &ev, &model, &none);
+        let sections = crate::causes::assign(&t, &path, &shape);
         let ctx = Context {
             evictions: &ev,
             metric_at: &none_at,
             metric_increase: &none_inc,
         };
-        let f = find(&t, &sections, &ctx);
+        let f = find(&t, &sections, &shape, &ctx);
         let kinds: Vec<&str> = f.iter().map(|f| f.kind.as_str()).collect();
         assert!(kinds.contains(&"context_growth"), "{kinds:?}");
         let cold = f
@@ -472,7 +508,8 @@ mod tests {
         small.promoted.input_tokens = Some(2_000);
         let t = trace(vec![span(1, None, 0, 100), small]);
         let path = crate::critical::critical_path(&t);
-        let sections = crate::causes::assign(&t, &path, &ev);
-        assert!(find(&t, &sections, &ctx).is_empty());
+        let shape = Shape::new(&t, &ev, &model, &none);
+        let sections = crate::causes::assign(&t, &path, &shape);
+        assert!(find(&t, &sections, &shape, &ctx).is_empty());
     }
 }

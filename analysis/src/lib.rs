@@ -9,11 +9,13 @@
 //! (JSON per design.md, or text). [`export::export`] writes the results as Parquet
 //! with a README and a ready-to-run notebook.
 
+pub mod calls;
 pub mod causes;
 pub mod critical;
 pub mod evict;
 pub mod export;
 pub mod findings;
+pub mod latency;
 mod notebook;
 mod persist;
 mod report;
@@ -166,15 +168,108 @@ fn group_by_trace(spans: Vec<Span>) -> Vec<Vec<Span>> {
     map.into_values().collect()
 }
 
+/// A conversation id reached through a span link applies to the linking span's
+/// subtree (async sub-agents linked to the span that started them).
+fn adopt_linked_conversations(trees: &mut [Tree]) {
+    let known: HashMap<SpanId, String> = trees
+        .iter()
+        .flat_map(|t| t.nodes.iter())
+        .filter_map(|n| Some((n.span.span_id, n.span.promoted.conversation_id.clone()?)))
+        .collect();
+    for tree in trees.iter_mut() {
+        let adopt: Vec<(usize, String)> = tree
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.span.promoted.conversation_id.is_none())
+            .filter_map(|(i, n)| {
+                n.span
+                    .links
+                    .iter()
+                    .find_map(|l| known.get(&l.span_id))
+                    .map(|c| (i, c.clone()))
+            })
+            .collect();
+        for (i, c) in adopt {
+            tree.adopt_conversation(i, &c);
+        }
+    }
+}
+
+/// Latency-model samples from call rows (the store's, or a batch's), with the cached
+/// prefix a caching provider would have served where calls report no cache reads.
+pub fn samples_of(rows: &[(evict::LlmCall, f64, Option<f64>, String)]) -> Vec<latency::Sample> {
+    let calls: Vec<evict::LlmCall> = rows.iter().map(|r| r.0.clone()).collect();
+    let assumed = evict::assumed_prefixes(&calls);
+    rows.iter()
+        .map(|(c, duration_ns, ttft_ns, server)| {
+            let read = c.cache_read_tokens;
+            latency::Sample {
+                model: c.model.clone(),
+                server: server.clone(),
+                uncached_tokens: calls::uncached_tokens(c.input_tokens, read) as f64,
+                assumed_uncached_tokens: read.is_none().then(|| {
+                    calls::uncached_tokens(c.input_tokens, assumed.get(&c.span_id).copied()) as f64
+                }),
+                output_tokens: c.output_tokens as f64,
+                ttft_ns: *ttft_ns,
+                duration_ns: *duration_ns,
+            }
+        })
+        .collect()
+}
+
 /// Per-trace analysis of complete traces (any order): results and findings, and how
-/// many evictions were detected.
+/// many evictions were detected. `model` is the latency model fitted over the store's
+/// calls; `None` fits it over these traces.
 pub(crate) fn compute(
     spans: Vec<Span>,
     metrics: &Metrics,
+    model: Option<&latency::LatencyModel>,
 ) -> (Vec<TraceResult>, Vec<Finding>, usize) {
-    let trees: Vec<Tree> = group_by_trace(spans).into_iter().map(Tree::build).collect();
-    let calls: Vec<evict::LlmCall> = trees.iter().flat_map(evict::llm_calls).collect();
-    let evictions: HashMap<SpanId, causes::Eviction> = evict::detect(&calls);
+    let mut trees: Vec<Tree> = group_by_trace(spans).into_iter().map(Tree::build).collect();
+    adopt_linked_conversations(&mut trees);
+    let call_lists: Vec<Vec<calls::Call>> = trees.iter().map(|t| calls::calls(t).0).collect();
+    let mut llm_calls: Vec<evict::LlmCall> = trees
+        .iter()
+        .zip(&call_lists)
+        .flat_map(|(t, cs)| evict::llm_calls(t, cs))
+        .collect();
+    let assumed = evict::assumed_prefixes(&llm_calls);
+    let own_model;
+    let model = if let Some(m) = model {
+        m
+    } else {
+        let samples: Vec<latency::Sample> = trees
+            .iter()
+            .zip(&call_lists)
+            .flat_map(|(t, cs)| {
+                cs.iter()
+                    .filter_map(|c| {
+                        calls::sample(t, c, assumed.get(&t.nodes[c.node].span.span_id).copied())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        own_model = latency::LatencyModel::fit(&samples);
+        &own_model
+    };
+    // prefill rates, now that the model is known
+    let index: HashMap<SpanId, usize> = llm_calls
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (c.span_id, k))
+        .collect();
+    for (t, cs) in trees.iter().zip(&call_lists) {
+        for c in cs {
+            if let Some(&k) = index.get(&t.nodes[c.node].span.span_id) {
+                let lc = &llm_calls[k];
+                let uncached = calls::uncached_tokens(lc.input_tokens, lc.cache_read_tokens);
+                llm_calls[k].prefill_rate = evict::prefill_rate(t, c, uncached, model);
+            }
+        }
+    }
+    let evictions: HashMap<SpanId, evict::Eviction> = evict::detect(&llm_calls);
     let at = |n: &str, server: Option<&str>, t: i64| metrics.at(n, server, t);
     let inc = |n: &str, server: Option<&str>, a: i64, b: i64| metrics.increase(n, server, a, b);
     let ctx = findings::Context {
@@ -185,10 +280,11 @@ pub(crate) fn compute(
     let mut results = Vec::with_capacity(trees.len());
     let mut all_findings = Vec::new();
     for tree in &trees {
+        let shape = causes::Shape::new(tree, &evictions, model, &assumed);
         let path = critical::critical_path(tree);
-        let sections = causes::assign(tree, &path, &evictions);
-        all_findings.extend(findings::find(tree, &sections, &ctx));
-        results.push(TraceResult::new(tree, &sections));
+        let sections = causes::assign(tree, &path, &shape);
+        all_findings.extend(findings::find(tree, &sections, &shape, &ctx));
+        results.push(TraceResult::new(tree, &sections, &shape));
     }
     (results, all_findings, evictions.len())
 }
@@ -208,6 +304,7 @@ pub(crate) fn finish(
             duration_ns: r.duration_ns,
             group: &r.group,
             by_cause: &r.by_cause_ns,
+            output_tokens: r.output_tokens,
         })
         .collect();
     let primary = tail::primary_causes(&times);
@@ -246,7 +343,7 @@ pub fn analyze_spans(
     if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
         return Err(AnalysisError::Percentile(opts.percentile));
     }
-    let (mut results, findings, _) = compute(spans, metrics);
+    let (mut results, findings, _) = compute(spans, metrics, None);
     results.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
     finish(results, findings, opts)
 }

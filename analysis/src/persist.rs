@@ -64,6 +64,7 @@ fn from_row(row: &TraceRow, sections: &[SectionRow]) -> TraceResult {
             })
             .collect(),
         by_cause_ns: by_cause,
+        output_tokens: row.output_tokens,
         primary_cause: None,
         spans: Vec::new(),
         orphans: usize::try_from(row.orphans).unwrap_or(0),
@@ -99,7 +100,31 @@ pub fn analyze_and_store(
         let from = spans.iter().map(|s| s.start_ns).min().unwrap_or(0) - 60_000_000_000;
         let to = spans.iter().map(|s| s.end_ns).max().unwrap_or(0) + 60_000_000_000;
         let metrics = Metrics::load(store, from, to)?;
-        let (r, f, _) = compute(spans, &metrics);
+        // the latency model is fitted over every call in the store, not only the new ones
+        let rows: Vec<_> = store
+            .llm_call_samples()?
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    crate::evict::LlmCall {
+                        span_id: SpanId::from_hex(&r.span_id).ok()?,
+                        conversation_id: r.conversation_id.unwrap_or_default(),
+                        model: r.model,
+                        start_ns: r.start_ns,
+                        end_ns: r.start_ns + r.duration_ns,
+                        input_tokens: r.input_tokens,
+                        output_tokens: r.output_tokens,
+                        cache_read_tokens: r.cache_read_tokens,
+                        prefill_rate: None,
+                    },
+                    r.duration_ns as f64,
+                    r.ttft_ns.map(|t| t as f64),
+                    r.server,
+                ))
+            })
+            .collect();
+        let model = crate::latency::LatencyModel::fit(&crate::samples_of(&rows));
+        let (r, f, _) = compute(spans, &metrics, Some(&model));
         (r, f)
     };
     // reuse the rest
@@ -151,6 +176,7 @@ pub fn analyze_and_store(
                 critical_ns: s.critical_ns,
                 skew_ns: s.skew_ns,
                 orphan: s.orphan,
+                conversation_id: s.conversation_id.clone(),
             });
         }
     }
@@ -183,6 +209,7 @@ pub fn analyze_and_store(
             orphans: i32::try_from(t.orphans).unwrap_or(i32::MAX),
             by_cause_ns: cause_array(&t.by_cause_ns),
             caller: t.caller.clone(),
+            output_tokens: t.output_tokens,
             analyzed_ns: if fresh_ids.contains(&t.trace_id) {
                 started
             } else {

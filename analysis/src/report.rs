@@ -1,7 +1,7 @@
 //! Analysis results and their two renderings: JSON exactly per design.md, and a text
 //! report a person acts on.
 
-use crate::causes::CausedSection;
+use crate::causes::{CausedSection, Shape};
 use crate::findings::Finding;
 use crate::tail::Tail;
 use crate::tree::Tree;
@@ -19,6 +19,8 @@ pub struct SpanStat {
     pub critical_ns: i64,
     pub skew_ns: i64,
     pub orphan: bool,
+    /// The span's conversation: its own, an ancestor's or a linked span's.
+    pub conversation_id: Option<String>,
 }
 
 /// One analysed trace.
@@ -34,6 +36,8 @@ pub struct TraceResult {
     /// (span id, start, end, cause) in time order; covers the root with no overlap.
     pub sections: Vec<(SpanId, i64, i64, Cause)>,
     pub by_cause_ns: BTreeMap<Cause, i64>,
+    /// Output tokens of the trace's LLM calls (decode is judged per token).
+    pub output_tokens: i64,
     pub primary_cause: Option<Cause>,
     pub spans: Vec<SpanStat>,
     pub orphans: usize,
@@ -67,7 +71,7 @@ fn self_time(tree: &Tree, i: usize) -> i64 {
 }
 
 impl TraceResult {
-    pub(crate) fn new(tree: &Tree, sections: &[CausedSection]) -> Self {
+    pub(crate) fn new(tree: &Tree, sections: &[CausedSection], shape: &Shape<'_>) -> Self {
         let root = tree.root_span();
         let mut by_cause = BTreeMap::new();
         let mut critical: BTreeMap<usize, i64> = BTreeMap::new();
@@ -87,6 +91,7 @@ impl TraceResult {
                 critical_ns: critical.get(&i).copied().unwrap_or(0),
                 skew_ns: n.skew_ns,
                 orphan: n.orphan,
+                conversation_id: n.span.promoted.conversation_id.clone(),
             })
             .collect();
         let route = tree
@@ -116,6 +121,17 @@ impl TraceResult {
                 .map(|s| (tree.nodes[s.node].span.span_id, s.start, s.end, s.cause))
                 .collect(),
             by_cause_ns: by_cause,
+            output_tokens: shape
+                .calls
+                .iter()
+                .filter_map(|c| {
+                    let p = &tree.nodes[c.node].span.promoted;
+                    p.output_tokens.or_else(|| {
+                        c.server
+                            .and_then(|x| tree.nodes[x].span.promoted.output_tokens)
+                    })
+                })
+                .sum(),
             primary_cause: None,
             spans,
             orphans: tree.orphans,

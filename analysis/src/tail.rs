@@ -20,6 +20,8 @@ pub struct TraceTimes<'a> {
     pub duration_ns: i64,
     pub group: &'a str,
     pub by_cause: &'a BTreeMap<Cause, i64>,
+    /// Output tokens of the trace's LLM calls (0 when unknown).
+    pub output_tokens: i64,
 }
 
 /// The tail versus the median band.
@@ -107,49 +109,85 @@ pub fn tail(traces: &[TraceTimes<'_>], p: f64) -> Tail {
     }
 }
 
-/// The cause with the largest excess over its group's median, or `None` when the trace
-/// is not slower than its group's median duration.
+/// Median of unsorted values (lower middle; 0 for none).
+fn median_of(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[(v.len() - 1) / 2]
+}
+
+/// Median and robust spread (1.4826 × MAD) of values.
+fn center_spread(v: Vec<f64>) -> (f64, f64) {
+    let m = median_of(v.clone());
+    let mad = median_of(v.into_iter().map(|x| (x - m).abs()).collect());
+    (m, 1.4826 * mad)
+}
+
+/// A cause must exceed its usual value by this many robust spreads to be "unusual".
+pub const MIN_SURPRISE: f64 = 3.0;
+
+/// What is unusual about each trace (design.md): for each cause, its excess is the
+/// trace's time on it minus the median among traces of the same root operation, and
+/// its surprise that excess over the cause's robust spread (1.4826 × MAD, floored at
+/// max(10 ms, 5% of the median root duration)). The primary cause is the most
+/// surprising cause whose excess is material (>= max(50 ms, 2% of the median root
+/// duration)) and at least [`MIN_SURPRISE`] spreads, whether or not the trace is slow.
+/// Decode that varies with output length is not surprising: decode qualifies only when
+/// its per-token time is unusual too. `None` when nothing qualifies.
 pub fn primary_causes(traces: &[TraceTimes<'_>]) -> Vec<Option<Cause>> {
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, t) in traces.iter().enumerate() {
         groups.entry(t.group).or_default().push(i);
     }
-    let mut medians: HashMap<&str, (i64, BTreeMap<Cause, i64>)> = HashMap::new();
-    for (g, idx) in &groups {
-        let mut d: Vec<i64> = idx.iter().map(|&i| traces[i].duration_ns).collect();
-        d.sort_unstable();
-        let mut per = BTreeMap::new();
-        for c in Cause::ALL {
-            let mut v: Vec<i64> = idx
+    let mut out = vec![None; traces.len()];
+    for idx in groups.values() {
+        let (median_dur, _) =
+            center_spread(idx.iter().map(|&i| traces[i].duration_ns as f64).collect());
+        let floor = (10e6f64).max(0.05 * median_dur);
+        let material = (50e6f64).max(0.02 * median_dur);
+        let stats: Vec<(Cause, f64, f64)> = Cause::ALL
+            .into_iter()
+            .map(|c| {
+                let (m, sd) = center_spread(
+                    idx.iter()
+                        .map(|&i| traces[i].by_cause.get(&c).copied().unwrap_or(0) as f64)
+                        .collect(),
+                );
+                (c, m, sd.max(floor))
+            })
+            .collect();
+        // decode per output token
+        let rates: Vec<f64> = idx
+            .iter()
+            .filter(|&&i| traces[i].output_tokens > 0)
+            .map(|&i| {
+                traces[i].by_cause.get(&Cause::Decode).copied().unwrap_or(0) as f64
+                    / traces[i].output_tokens as f64
+            })
+            .collect();
+        let (rate_median, rate_sd) = center_spread(rates);
+        let rate_sd = rate_sd.max(0.05 * rate_median).max(1.0);
+        for &i in idx {
+            let t = &traces[i];
+            out[i] = stats
                 .iter()
-                .map(|&i| traces[i].by_cause.get(&c).copied().unwrap_or(0))
-                .collect();
-            v.sort_unstable();
-            per.insert(c, percentile(&v, 50.0));
-        }
-        medians.insert(g, (percentile(&d, 50.0), per));
-    }
-    traces
-        .iter()
-        .map(|t| {
-            let (median_dur, per) = &medians[t.group];
-            if t.duration_ns <= *median_dur {
-                return None;
-            }
-            Cause::ALL
-                .into_iter()
-                .map(|c| {
-                    (
-                        t.by_cause.get(&c).copied().unwrap_or(0)
-                            - per.get(&c).copied().unwrap_or(0),
-                        c,
-                    )
+                .filter_map(|&(c, m, sd)| {
+                    let v = t.by_cause.get(&c).copied().unwrap_or(0) as f64;
+                    let excess = v - m;
+                    let mut surprise = excess / sd;
+                    if c == Cause::Decode && t.output_tokens > 0 {
+                        let rate = v / t.output_tokens as f64;
+                        surprise = surprise.min((rate - rate_median) / rate_sd);
+                    }
+                    (excess >= material && surprise >= MIN_SURPRISE).then_some((surprise, c))
                 })
-                .filter(|(excess, _)| *excess > 0)
-                .max_by_key(|(excess, c)| (*excess, std::cmp::Reverse(*c)))
-                .map(|(_, c)| c)
-        })
-        .collect()
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+                .map(|(_, c)| c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -165,33 +203,71 @@ mod tests {
         assert_eq!(percentile(&[7], 99.0), 7);
     }
 
+    const MS: i64 = 1_000_000;
+
     #[test]
     fn gap_and_primary() {
-        let fast: BTreeMap<Cause, i64> = [(Cause::Decode, 100)].into();
-        let slow: BTreeMap<Cause, i64> = [(Cause::Decode, 150), (Cause::PoolWait, 900)].into();
+        let fast: BTreeMap<Cause, i64> = [(Cause::Decode, 100 * MS)].into();
+        let slow: BTreeMap<Cause, i64> =
+            [(Cause::Decode, 150 * MS), (Cause::PoolWait, 900 * MS)].into();
         let mut ts = Vec::new();
         for _ in 0..99 {
             ts.push(TraceTimes {
-                duration_ns: 100,
+                duration_ns: 100 * MS,
                 group: "r",
                 by_cause: &fast,
+                output_tokens: 0,
             });
         }
         ts.push(TraceTimes {
-            duration_ns: 1050,
+            duration_ns: 1050 * MS,
             group: "r",
             by_cause: &slow,
+            output_tokens: 0,
         });
         let t = tail(&ts, 99.0);
         assert_eq!(t.tail_traces, 1);
-        assert_eq!(t.gap_by_cause_ns[&Cause::PoolWait], 900);
-        assert_eq!(t.gap_by_cause_ns[&Cause::Decode], 50);
+        assert_eq!(t.gap_by_cause_ns[&Cause::PoolWait], 900 * MS);
+        assert_eq!(t.gap_by_cause_ns[&Cause::Decode], 50 * MS);
         let p = primary_causes(&ts);
         assert_eq!(
             p[99],
             Some(Cause::PoolWait),
-            "largest excess, not largest share"
+            "most surprising, not largest share"
         );
         assert_eq!(p[0], None);
+    }
+
+    #[test]
+    fn surprise_not_slowness_and_decode_judged_per_token() {
+        // turns decode 20 ms per output token for 10-60 tokens; one turn paid a 3 s
+        // eviction but decoded very little, so it is not slower than usual
+        let mut maps = Vec::new();
+        for k in 0..40i64 {
+            let out = 10 + (k * 7) % 50;
+            let mut m: BTreeMap<Cause, i64> =
+                [(Cause::Decode, out * 20 * MS), (Cause::Prefill, 200 * MS)].into();
+            if k == 5 {
+                m.insert(Cause::KvEviction, 3000 * MS);
+                m.insert(Cause::Decode, 2 * 20 * MS);
+            }
+            maps.push((m, if k == 5 { 2 } else { out }));
+        }
+        let ts: Vec<TraceTimes<'_>> = maps
+            .iter()
+            .map(|(m, out)| TraceTimes {
+                duration_ns: m.values().sum(),
+                group: "chat",
+                by_cause: m,
+                output_tokens: *out,
+            })
+            .collect();
+        let p = primary_causes(&ts);
+        assert_eq!(p[5], Some(Cause::KvEviction));
+        // long answers decode longer at the usual rate: not a cause
+        assert!(
+            p.iter().enumerate().all(|(i, c)| i == 5 || c.is_none()),
+            "{p:?}"
+        );
     }
 }

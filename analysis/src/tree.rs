@@ -111,10 +111,12 @@ impl Tree {
             orphans,
             skew: Vec::new(),
         };
+        tree.nest_overlapping_llm_calls();
         tree.correct_skew();
         for n in &mut tree.nodes {
             n.children.sort_by_key(|&c| c);
         }
+        tree.inherit_conversations();
         let nodes = &tree.nodes;
         let mut order: Vec<Vec<usize>> = nodes.iter().map(|n| n.children.clone()).collect();
         for ch in &mut order {
@@ -157,6 +159,85 @@ impl Tree {
                 }
                 stack.push(c);
             }
+        }
+    }
+
+    /// Two instrumentations of one LLM call can be siblings rather than nested:
+    /// OpenInference's LangChain span (`ChatOpenAI`) is never made current, so the
+    /// OpenAI SDK span (`ChatCompletion`) it wraps is its sibling, inside it in time.
+    /// Such a contained sibling LLM call is hung under the one that contains it, so the
+    /// critical path goes through the real call and the outer span is a wrapper.
+    fn nest_overlapping_llm_calls(&mut self) {
+        const MAX_CALLS: usize = 256; // quadratic pairing; fan-outs beyond this stay flat
+        let is_call = |n: &Node| {
+            n.span.promoted.op_class == tailscope_model::OpClass::Llm
+                && n.span.kind != SpanKind::Server
+        };
+        for p in 0..self.nodes.len() {
+            let calls: Vec<usize> = self.nodes[p]
+                .children
+                .iter()
+                .copied()
+                .filter(|&c| is_call(&self.nodes[c]))
+                .collect();
+            if calls.len() < 2 || calls.len() > MAX_CALLS {
+                continue;
+            }
+            for &b in &calls {
+                let sb = &self.nodes[b].span;
+                // the tightest sibling call that contains b (strictly longer, or equal
+                // and earlier in order, so two identical spans do not swap)
+                let host = calls
+                    .iter()
+                    .copied()
+                    .filter(|&a| a != b)
+                    .filter(|&a| {
+                        let sa = &self.nodes[a].span;
+                        sa.start_ns <= sb.start_ns
+                            && sa.end_ns >= sb.end_ns
+                            && (sa.duration_ns() > sb.duration_ns() || a < b)
+                    })
+                    .min_by_key(|&a| (self.nodes[a].span.duration_ns(), a));
+                if let Some(a) = host {
+                    self.nodes[p].children.retain(|&c| c != b);
+                    self.nodes[a].children.push(b);
+                    self.nodes[b].parent = Some(a);
+                }
+            }
+        }
+    }
+
+    /// A conversation (or session) id applies to the subtree of the span that carries
+    /// it: spans without one take their nearest ancestor's (the OTel GenAI agent span
+    /// carries `gen_ai.conversation.id`, the chat spans below it do not). Iterative, so
+    /// deep traces cannot overflow the stack.
+    fn inherit_conversations(&mut self) {
+        let mut stack = vec![(self.root, None::<String>)];
+        while let Some((i, inherited)) = stack.pop() {
+            let p = &mut self.nodes[i].span.promoted;
+            if p.conversation_id.is_none() {
+                p.conversation_id = inherited;
+            }
+            let own = p.conversation_id.clone();
+            for &c in &self.nodes[i].children {
+                stack.push((c, own.clone()));
+            }
+        }
+    }
+
+    /// Applies a conversation id found through a span link (an async sub-agent linked
+    /// to the span that started it) to the subtree of `node`, where none is set.
+    pub fn adopt_conversation(&mut self, node: usize, conversation: &str) {
+        let mut stack = vec![node];
+        while let Some(i) = stack.pop() {
+            let p = &mut self.nodes[i].span.promoted;
+            if p.conversation_id.is_some() && i != node {
+                continue; // a subtree with its own id keeps it
+            }
+            if p.conversation_id.is_none() {
+                p.conversation_id = Some(conversation.to_owned());
+            }
+            stack.extend(self.nodes[i].children.iter().copied());
         }
     }
 
@@ -245,6 +326,55 @@ mod tests {
         assert_eq!(t.nodes[orphan].parent, Some(t.root));
         let child = t.find(SpanId([2; 8])).unwrap();
         assert_eq!(t.nodes[child].parent, t.find(SpanId([1; 8])));
+    }
+
+    #[test]
+    fn a_sibling_llm_call_inside_another_is_nested_under_it() {
+        use tailscope_model::OpClass;
+        // agent 1 > ChatOpenAI 2 (5..95) and its sibling ChatCompletion 3 (10..94)
+        let mut s = vec![
+            span(1, None, 0, 100),
+            span(2, Some(1), 5, 95),
+            span(3, Some(1), 10, 94),
+            span(4, Some(1), 96, 99),
+        ];
+        for x in &mut s[1..] {
+            x.promoted.op_class = OpClass::Llm;
+        }
+        let t = Tree::build(s);
+        let (a, b, c) = (
+            t.find(SpanId([2; 8])).unwrap(),
+            t.find(SpanId([3; 8])).unwrap(),
+            t.find(SpanId([4; 8])).unwrap(),
+        );
+        assert_eq!(t.nodes[b].parent, Some(a));
+        assert_eq!(
+            t.nodes[c].parent,
+            t.find(SpanId([1; 8])),
+            "a later call stays"
+        );
+        assert_eq!(t.nodes[a].children, vec![b]);
+    }
+
+    #[test]
+    fn conversation_ids_flow_down_to_descendants() {
+        let mut s = vec![
+            span(1, None, 0, 100),
+            span(2, Some(1), 5, 95),
+            span(3, Some(2), 10, 90),
+        ];
+        s[0].promoted.conversation_id = Some("c1".into());
+        s[2].promoted.conversation_id = Some("own".into());
+        let t = Tree::build(s);
+        let conv = |id: u8| {
+            t.nodes[t.find(SpanId([id; 8])).unwrap()]
+                .span
+                .promoted
+                .conversation_id
+                .clone()
+        };
+        assert_eq!(conv(2).as_deref(), Some("c1"));
+        assert_eq!(conv(3).as_deref(), Some("own"), "its own id wins");
     }
 
     #[test]

@@ -82,11 +82,12 @@ fn config(path: Option<&Path>, default: Option<&EngineConfig>, side: &str) -> Re
 }
 
 fn list(db: &Path) -> Result<()> {
-    let store = open(db)?;
+    let store = analysed(db)?;
     let rows = store.replay_candidates(20)?;
     if rows.is_empty() {
+        let census = store.llm_call_census(None)?;
         println!(
-            "no conversations with two or more LLM calls in {}",
+            "no conversation with two or more replayable LLM calls in {}: {census}",
             db.display()
         );
         return Ok(());
@@ -106,6 +107,19 @@ fn list(db: &Path) -> Result<()> {
 
 fn open(db: &Path) -> Result<Store> {
     Store::open(db).with_context(|| format!("opening store {}", db.display()))
+}
+
+/// Opens the store with its analysis up to date: a call's conversation may be inherited
+/// from an ancestor span, and analysis is what records that.
+fn analysed(db: &Path) -> Result<Store> {
+    let store = open(db)?;
+    let (_, stats) =
+        tailscope_analysis::analyze_and_store(&store, tailscope_analysis::Options::default())
+            .with_context(|| format!("bringing the analysis of {} up to date", db.display()))?;
+    if stats.recomputed > 0 {
+        eprintln!("analysed {} new traces", stats.recomputed);
+    }
+    Ok(store)
 }
 
 pub fn run(db: &Path, args: &ReplayArgs) -> Result<()> {
@@ -169,7 +183,7 @@ fn source(db: &Path, args: &ReplayArgs) -> Result<Source> {
         return Ok((w, a, b, open(db)?));
     }
     let conv = args.conversation.as_deref().unwrap_or_default();
-    let store = open(db)?;
+    let store = analysed(db)?;
     let input = InputOptions {
         token_scale: args.token_scale,
         max_background: args.max_background,

@@ -36,8 +36,8 @@ impl Default for InputOptions {
 /// Errors building replay input.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("conversation {0:?} has no LLM calls with token counts in this store (list candidates with `tailscope replay --list`)")]
-    NoCalls(String),
+    #[error("conversation {0:?} has nothing to replay in this store ({1}); list candidates with `tailscope replay --list`")]
+    NoCalls(String, tailscope_store::CallCensus),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -65,7 +65,10 @@ pub fn workload(
     let focus = store.llm_calls(Some(conversation), None)?;
     let (Some(first), Some(last_end)) = (focus.first(), focus.iter().map(|c| c.end_ns).max())
     else {
-        return Err(InputError::NoCalls(conversation.to_owned()));
+        return Err(InputError::NoCalls(
+            conversation.to_owned(),
+            store.llm_call_census(Some(conversation))?,
+        ));
     };
     let server = first.server_address.clone();
     let window = (first.start_ns, last_end);

@@ -1,9 +1,10 @@
-//! tailscope's way in: OTLP receivers, file import and semconv normalisation.
+//! tailscope's way in: OTLP receivers and file import.
 //!
 //! [`Collector`] runs the OTLP/gRPC ([`GrpcReceiver`], tonic) and OTLP/HTTP
 //! ([`http::router`], axum) receivers; both decode with `opentelemetry-proto`, turn
 //! requests into [`tailscope_model::Batch`]es in [`otlp`] (the only module that maps
-//! proto types to model types), promote semantic conventions in [`semconv`], and hand
+//! proto types to model types), promote semantic conventions with [`tailscope_model::semconv`] (the one
+//! normalisation, shared with the generator), and hand
 //! batches to a [`Sink`] that acknowledges only after commit. [`decode::read_file`]
 //! imports OTLP files (JSON, JSON lines, protobuf). [`gpu`] samples local NVIDIA GPUs
 //! (NVML) into the same sink ([`gpu::spawn_sampler`]).
@@ -15,7 +16,6 @@ pub mod grpc;
 pub mod http;
 pub mod otlp;
 mod pipeline;
-pub mod semconv;
 mod server;
 
 pub use decode::{read_file, Chunk, ImportError, Signal, MAX_DECODED_BYTES};

@@ -2,7 +2,6 @@
 //! generator and sample files). Invalid items are rejected one by one with a reason;
 //! the rest of the request is kept.
 
-use crate::semconv::promote;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -13,6 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1 as pm;
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 use opentelemetry_proto::tonic::trace::v1 as pt;
 use std::collections::BTreeMap;
+use tailscope_model::semconv::promote;
 use tailscope_model::{
     AttrValue, Attribute, Batch, Event, Exemplar, Link, LogRecord, MetricKind, MetricPoint,
     Rejections, Resource, Span, SpanId, SpanKind, StatusCode, Temporality, TraceId,
@@ -174,7 +174,7 @@ fn convert_span(
     }
     let mut attributes = attrs(&s.attributes);
     attributes.extend(scope.2.iter().cloned());
-    let promoted = promote(&s.name, &attributes, &events);
+    let promoted = promote(&s.name, start_ns, &attributes, &events);
     Ok(Span {
         trace_id,
         span_id,

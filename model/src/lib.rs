@@ -3,12 +3,14 @@
 //! Telemetry arrives as OTLP and leaves `ingest` as a [`Batch`]: [`Resource`]s,
 //! [`Span`]s (with [`Event`]s, [`Link`]s and the analysis fields promoted into
 //! [`Promoted`]), [`MetricPoint`]s and [`LogRecord`]s; [`gpu_metrics`] maps GPU and
-//! inference-server metric names to canonical names and units. [`Cause`] names the fixed
+//! inference-server metric names to canonical names and units; [`semconv::promote`] is the one
+//! attribute normalisation (ingest and the generator both use it). [`Cause`] names the fixed
 //! latency causes of design.md and [`OpClass`] the operation classes. No IO, no async.
 
 pub mod gpu_metrics;
 mod ids;
 mod metric;
+pub mod semconv;
 pub mod session;
 mod span;
 

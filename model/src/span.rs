@@ -252,6 +252,10 @@ pub struct Promoted {
     pub pool_wait_ns: Option<i64>,
     pub server_address: Option<String>,
     pub error_type: Option<String>,
+    /// `faas.coldstart`: the invocation started a new instance.
+    pub cold_start: Option<bool>,
+    /// `http.request.resend_count`: this request is the n-th resend (a retry or redirect).
+    pub resend_count: Option<i64>,
 }
 
 /// A timestamped event inside a span (streaming chunks, exceptions, ...).

@@ -1,10 +1,11 @@
 //! A fast, deterministic stream of realistic agent spans for load tests.
 
-use crate::attrs::{promote, Put};
+use crate::attrs::Put;
 use crate::resources::{Resources, Svc, VLLM_ADDRESS};
 use crate::util::{int, lognormal_ms, ms, pick, rng_for, secs, IdGen};
 use rand::rngs::StdRng;
 use rand::Rng;
+use tailscope_model::semconv::promote;
 use tailscope_model::{
     AttrValue, Attribute, Batch, Event, Span, SpanId, SpanKind, StatusCode, TraceId,
 };
@@ -345,7 +346,7 @@ pub fn load_spans(seed: u64, n: usize, start_ns: i64) -> Batch {
                 Vec::new()
             };
             let r = res.get(*svc);
-            let promoted = promote(&name, &attrs);
+            let promoted = promote(&name, s, &attrs, &events);
             spans.push(Span {
                 trace_id: cx.trace_id,
                 span_id: id,

@@ -1,9 +1,10 @@
 //! Turns laid-out plans into model [`Span`]s (with the vLLM server spans and chunk events).
 
-use crate::attrs::{promote, Dialect, Put};
+use crate::attrs::{Dialect, Put};
 use crate::plan::{Body, LlmCall, Node, SpanSpec, Timing};
 use crate::resources::{Resources, Svc};
 use crate::util::secs;
+use tailscope_model::semconv::promote;
 use tailscope_model::{
     AttrValue, Attribute, Event, Link, Span, SpanId, SpanKind, StatusCode, TraceId,
 };
@@ -32,7 +33,7 @@ fn make_span(
     links: Vec<Link>,
 ) -> Span {
     let r = cx.res.get(svc);
-    let promoted = promote(&name, &attributes);
+    let promoted = promote(&name, start, &attributes, &events);
     Span {
         trace_id: cx.trace_id,
         span_id: id,

@@ -1,8 +1,9 @@
 //! Structural and semantic checks of a generated [`Workload`].
 
-use crate::attrs::{find, promote, K_CACHE_READ, K_CONVERSATION, K_INPUT, K_OUTPUT, SECONDS_ATTRS};
+use crate::attrs::{find, SECONDS_ATTRS};
 use crate::config::{PlantedCause, Workload};
 use std::collections::{HashMap, HashSet};
+use tailscope_model::semconv::promote;
 use tailscope_model::{AttrValue, Cause, MetricKind, OpClass, Span, SpanId, StatusCode, TraceId};
 
 /// Most messages [`validate`] returns.
@@ -239,24 +240,25 @@ fn check_tokens(
         if s.kind != tailscope_model::SpanKind::Client || s.status == StatusCode::Error {
             continue;
         }
-        if promote(&s.name, &s.attributes).op_class != OpClass::Llm {
+        let p = promote(&s.name, s.start_ns, &s.attributes, &s.events);
+        if p.op_class != OpClass::Llm {
             continue;
         }
-        let (Some(input), Some(output)) = (int_attr(s, K_INPUT), int_attr(s, K_OUTPUT)) else {
+        let (Some(input), Some(output)) = (p.input_tokens, p.output_tokens) else {
             errs.push(format!(
                 "LLM span {} ({}) has no token usage",
                 s.span_id, s.name
             ));
             continue;
         };
-        let Some(conv) = find(&s.attributes, K_CONVERSATION).map(AttrValue::to_display) else {
+        let Some(conv) = p.conversation_id else {
             errs.push(format!(
                 "LLM span {} ({}) has no conversation id",
                 s.span_id, s.name
             ));
             continue;
         };
-        let cache = int_attr(s, K_CACHE_READ).unwrap_or(0);
+        let cache = p.cache_read_tokens.unwrap_or(0);
         if cache < 0 || cache > input || output <= 0 {
             errs.push(format!(
                 "LLM span {}: tokens out of range (input {input}, output {output}, cache {cache})",
@@ -373,7 +375,8 @@ fn check_truth(
         match root_of.get(&t.trace_id) {
             None => errs.push(format!("truth trace {} does not exist", t.trace_id)),
             Some(root) => {
-                let conv = find(&root.attributes, K_CONVERSATION).map(AttrValue::to_display);
+                let conv =
+                    promote(&root.name, root.start_ns, &root.attributes, &[]).conversation_id;
                 if conv.as_deref() != Some(t.conversation_id.as_str()) {
                     errs.push(format!(
                         "truth for trace {}: conversation {} but the root says {conv:?}",

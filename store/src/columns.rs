@@ -251,6 +251,8 @@ pub(crate) const SPANS: &[(&str, Ty)] = &[
     ("link_count", Ty::I32),
     ("ingested_ns", Ty::I64),
     ("attributes", Ty::Str),
+    ("cold_start", Ty::Bool),
+    ("resend_count", Ty::I64),
 ];
 
 pub(crate) const EVENTS: &[(&str, Ty)] = &[
@@ -479,6 +481,8 @@ impl Columns {
         t.i32(Some(i32::try_from(s.links.len()).unwrap_or(i32::MAX)));
         t.i64(Some(ingested_ns));
         t.str(Some(&attrs_json(&s.attributes)));
+        t.bool(p.cold_start);
+        t.i64(p.resend_count);
         t.end_row();
 
         let t = &mut self.tables[T_EVENTS];

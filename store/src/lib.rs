@@ -22,7 +22,7 @@ mod writer;
 pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
 pub use duckdb::polars;
-pub use llm_calls::{LlmCallRow, ReplayCandidate};
+pub use llm_calls::{CallCensus, CallSampleRow, LlmCallRow, ReplayCandidate};
 pub use read::SeriesPoint;
 pub use readonly::check_read_only;
 pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};

@@ -19,6 +19,36 @@ pub struct LlmCallRow {
     pub ttft_ns: Option<i64>,
 }
 
+/// One LLM call as the latency model sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSampleRow {
+    pub span_id: String,
+    /// Own, the parent's, or the one analysis recorded for the span.
+    pub conversation_id: Option<String>,
+    pub start_ns: i64,
+    pub model: String,
+    pub server: String,
+    pub input_tokens: i64,
+    pub cache_read_tokens: Option<i64>,
+    pub output_tokens: i64,
+    pub ttft_ns: Option<i64>,
+    pub duration_ns: i64,
+}
+
+/// Client-side LLM spans of any kind that wrap no other LLM call (the innermost call),
+/// with token counts.
+const SAMPLES_SQL: &str = "
+SELECT coalesce(c.model, ''), coalesce(c.server_address, ''), c.input_tokens, c.cache_read_tokens,
+       c.output_tokens, c.time_to_first_chunk_ns, c.duration_ns, c.span_id,
+       coalesce(c.conversation_id, p.conversation_id, sa.conversation_id), c.start_ns
+FROM spans c
+LEFT JOIN spans p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+LEFT JOIN span_analysis sa ON sa.trace_id = c.trace_id AND sa.span_id = c.span_id
+WHERE c.op_class = 'llm' AND c.kind <> 'server'
+  AND c.input_tokens IS NOT NULL AND c.output_tokens IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM spans k WHERE k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
+                  AND k.op_class = 'llm' AND k.kind <> 'server')";
+
 /// A conversation worth replaying, with how often its prefix was evicted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayCandidate {
@@ -30,21 +60,76 @@ pub struct ReplayCandidate {
     pub end_ns: i64,
 }
 
+/// LLM calls: client-side LLM spans of any kind (OpenInference's are INTERNAL) that
+/// wrap no other LLM call, with their conversation (own, else the one analysis
+/// inherited from an ancestor or a linked span), and the TTFT of the server span below
+/// them (directly, or under an HTTP client span) or their own time to first chunk.
+const CALL_ROWS: &str = "
+WITH calls AS (
+    SELECT c.*, coalesce(c.conversation_id, sa.conversation_id) AS conv
+    FROM spans c
+    LEFT JOIN span_analysis sa ON sa.trace_id = c.trace_id AND sa.span_id = c.span_id
+    WHERE c.op_class = 'llm' AND c.kind <> 'server'
+      AND NOT EXISTS (SELECT 1 FROM spans k WHERE k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
+                      AND k.op_class = 'llm' AND k.kind <> 'server')
+)";
+
 const CALLS_SQL: &str = "
-SELECT c.trace_id, c.span_id, c.conversation_id, c.start_ns, c.end_ns,
+SELECT c.trace_id, c.span_id, c.conv, c.start_ns, c.end_ns,
        c.input_tokens, coalesce(c.output_tokens, 1), c.cache_read_tokens, c.server_address,
        coalesce(max(s.ttft_ns), max(c.time_to_first_chunk_ns))
-FROM spans c
-LEFT JOIN spans s ON s.trace_id = c.trace_id AND s.parent_span_id = c.span_id
-                 AND s.op_class = 'llm' AND s.kind = 'server'
-WHERE c.op_class = 'llm' AND c.kind = 'client' AND c.conversation_id IS NOT NULL
+FROM calls c
+LEFT JOIN spans h ON h.trace_id = c.trace_id AND h.parent_span_id = c.span_id
+LEFT JOIN spans s ON s.trace_id = c.trace_id AND s.op_class = 'llm' AND s.kind = 'server'
+                 AND (s.parent_span_id = c.span_id OR s.parent_span_id = h.span_id)
+WHERE c.conv IS NOT NULL
   AND c.input_tokens IS NOT NULL AND c.input_tokens > 0
-  AND (?1 IS NULL OR c.conversation_id = ?1)
+  AND (?1 IS NULL OR c.conv = ?1)
   AND c.start_ns < ?3 AND c.end_ns > ?2
 GROUP BY ALL
 ORDER BY c.start_ns, c.span_id";
 
+/// Why a store (or a conversation) has nothing to replay: LLM calls, those with a
+/// conversation id (own or inherited), and those with input token counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCensus {
+    pub llm_calls: i64,
+    pub with_conversation: i64,
+    pub with_input_tokens: i64,
+    pub replayable: i64,
+}
+
+impl std::fmt::Display for CallCensus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} LLM calls, {} with a conversation or session id (own or inherited from an ancestor span), {} with input token counts, {} with both",
+            self.llm_calls, self.with_conversation, self.with_input_tokens, self.replayable
+        )
+    }
+}
+
 impl Store {
+    /// Every LLM call with token counts, for the latency model of analysis.
+    pub fn llm_call_samples(&self) -> Result<Vec<CallSampleRow>, StoreError> {
+        let mut stmt = self.conn.prepare(SAMPLES_SQL)?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CallSampleRow {
+                model: r.get(0)?,
+                server: r.get(1)?,
+                input_tokens: r.get(2)?,
+                cache_read_tokens: r.get(3)?,
+                output_tokens: r.get(4)?,
+                ttft_ns: r.get(5)?,
+                duration_ns: r.get(6)?,
+                span_id: r.get(7)?,
+                conversation_id: r.get(8)?,
+                start_ns: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// LLM client calls in start order, optionally of one conversation and/or
     /// overlapping the window `[from_ns, to_ns)`.
     pub fn llm_calls(
@@ -53,7 +138,7 @@ impl Store {
         window: Option<(i64, i64)>,
     ) -> Result<Vec<LlmCallRow>, StoreError> {
         let (from, to) = window.unwrap_or((i64::MIN, i64::MAX));
-        let mut stmt = self.conn.prepare(CALLS_SQL)?;
+        let mut stmt = self.conn.prepare(&format!("{CALL_ROWS} {CALLS_SQL}"))?;
         let rows = stmt.query_map(duckdb::params![conversation, from, to], |r| {
             Ok(LlmCallRow {
                 trace_id: r.get(0)?,
@@ -71,6 +156,26 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Counts behind an empty replay list, over the whole store or one conversation.
+    pub fn llm_call_census(&self, conversation: Option<&str>) -> Result<CallCensus, StoreError> {
+        let sql = format!(
+            "{CALL_ROWS}
+             SELECT count(*), count(conv), count(input_tokens),
+                    count(*) FILTER (WHERE conv IS NOT NULL AND input_tokens > 0)
+             FROM calls WHERE ?1 IS NULL OR conv = ?1"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, duckdb::params![conversation], |r| {
+                Ok(CallCensus {
+                    llm_calls: r.get(0)?,
+                    with_conversation: r.get(1)?,
+                    with_input_tokens: r.get(2)?,
+                    replayable: r.get(3)?,
+                })
+            })?)
+    }
+
     /// Conversations with at least two LLM calls, those with the most detected KV
     /// evictions first (needs `analyze` to have run for the eviction counts).
     pub fn replay_candidates(&self, limit: usize) -> Result<Vec<ReplayCandidate>, StoreError> {
@@ -84,14 +189,15 @@ impl Store {
         } else {
             "0"
         };
+        let evictions = evictions.replace("c.conversation_id", "c.conv");
         let sql = format!(
-            "SELECT c.conversation_id, count(*) AS calls, {evictions} AS ev, max(c.input_tokens),
+            "{CALL_ROWS}
+             SELECT c.conv, count(*) AS calls, {evictions} AS ev, max(c.input_tokens),
                     min(c.start_ns), max(c.end_ns)
-             FROM spans c
-             WHERE c.op_class = 'llm' AND c.kind = 'client' AND c.conversation_id IS NOT NULL
-               AND c.input_tokens > 0
-             GROUP BY c.conversation_id HAVING count(*) >= 2
-             ORDER BY ev DESC, calls DESC, c.conversation_id LIMIT {limit}"
+             FROM calls c
+             WHERE c.conv IS NOT NULL AND c.input_tokens > 0
+             GROUP BY c.conv HAVING count(*) >= 2
+             ORDER BY ev DESC, calls DESC, c.conv LIMIT {limit}"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([], |r| {

@@ -23,7 +23,8 @@ const SPAN_COLS: &str = "trace_id, span_id, parent_span_id, trace_state, flags, 
     model, provider, conversation_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
     stream, time_to_first_chunk_ns, queue_ns, ttft_ns, prefill_ns, decode_ns, inference_ns, e2e_ns,
     tool_name, tool_call_id, agent_name, data_source_id, mcp_method, mcp_session_id, db_system,
-    db_operation, db_query_summary, db_pool_name, pool_wait_ns, server_address, error_type, event_count, link_count";
+    db_operation, db_query_summary, db_pool_name, pool_wait_ns, server_address, error_type, event_count, link_count,
+    cold_start, resend_count";
 
 fn kind_of(s: &str) -> SpanKind {
     match s {
@@ -135,6 +136,8 @@ impl Store {
                         pool_wait_ns: i(42)?,
                         server_address: s(43)?,
                         error_type: s(44)?,
+                        cold_start: r.get(47)?,
+                        resend_count: i(48)?,
                     },
                 },
                 r.get::<_, i32>(45)?,

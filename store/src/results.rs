@@ -37,6 +37,8 @@ pub struct TraceRow {
     pub analyzed_ns: i64,
     /// The span of another trace that started this one asynchronously (root link).
     pub caller: Option<(String, String)>,
+    /// Output tokens of the trace's LLM calls.
+    pub output_tokens: i64,
 }
 
 /// One row of `critical_path_sections`.
@@ -58,6 +60,8 @@ pub struct SpanRow {
     pub self_ns: i64,
     pub critical_ns: i64,
     pub skew_ns: i64,
+    /// The span's conversation: its own, an ancestor's or a linked span's.
+    pub conversation_id: Option<String>,
     pub orphan: bool,
 }
 
@@ -126,7 +130,7 @@ impl Store {
         let cols = CAUSE_COLUMNS.map(|c| format!("{c}_ns")).join(", ");
         let mut stmt = self.conn.prepare(&format!(
             "SELECT trace_id, root, route, conversation_id, start_ns, duration_ns, primary_cause, orphans, {cols}, analyzed_ns,
-                    caller_trace_id, caller_span_id
+                    caller_trace_id, caller_span_id, coalesce(output_tokens, 0)
              FROM trace_analysis ORDER BY trace_id"
         ))?;
         let rows = stmt.query_map([], |r| {
@@ -152,6 +156,7 @@ impl Store {
                     (Some(t), Some(s)) => Some((t, s)),
                     _ => None,
                 },
+                output_tokens: r.get(25)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -249,7 +254,8 @@ impl Store {
                     b[13],
                     t.analyzed_ns,
                     t.caller.as_ref().map(|c| c.0.as_str()),
-                    t.caller.as_ref().map(|c| c.1.as_str())
+                    t.caller.as_ref().map(|c| c.1.as_str()),
+                    t.output_tokens
                 ])?;
             }
             drop(app);
@@ -269,7 +275,8 @@ impl Store {
                     s.self_ns,
                     s.critical_ns,
                     s.skew_ns,
-                    s.orphan
+                    s.orphan,
+                    s.conversation_id
                 ])?;
             }
             drop(app);

@@ -10,10 +10,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "analysis results", V2),
     (3, "span attributes as JSON on spans", V3),
     (4, "async callers of traces", V4),
+    (
+        5,
+        "cold starts, resends, output tokens and inherited conversations",
+        V5,
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -233,6 +238,16 @@ WHERE s.attributes IS NOT NULL;
 const V4: &str = r"
 ALTER TABLE trace_analysis ADD COLUMN caller_trace_id VARCHAR;
 ALTER TABLE trace_analysis ADD COLUMN caller_span_id VARCHAR;
+";
+
+/// `faas.coldstart` and `http.request.resend_count`, promoted for the cold-start and
+/// retry rules; a trace's output tokens (decode is judged per token); each span's
+/// conversation as analysis sees it (its own, an ancestor's or a linked span's).
+const V5: &str = r"
+ALTER TABLE spans ADD COLUMN cold_start BOOLEAN;
+ALTER TABLE spans ADD COLUMN resend_count BIGINT;
+ALTER TABLE trace_analysis ADD COLUMN output_tokens BIGINT;
+ALTER TABLE span_analysis ADD COLUMN conversation_id VARCHAR;
 ";
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.

@@ -137,8 +137,8 @@ def versions(py: str) -> dict:
 
 # ---------------------------------------------------------------- plan
 def make_plan(name: str, seed: int, n_conv: int, n_turns: int) -> dict:
-    """Seeded plan. Evictions only on turns >= 2 (caching was seen before in that
-    conversation); never two causes on one turn; in vllm-stack the first MCP
+    """Seeded plan. Evictions only on turns >= 3 (turn 1 has nothing cached, so a
+    cache read > 0 is first seen on turn 2: caching was seen before the eviction); never two causes on one turn; in vllm-stack the first MCP
     initialize of each conversation (turn 1) is a planted cold start."""
     rng = random.Random(seed)
     convs = [f"{name}-conv-{i + 1:02d}" for i in range(n_conv)]
@@ -147,7 +147,7 @@ def make_plan(name: str, seed: int, n_conv: int, n_turns: int) -> dict:
     queue_convs = set(rng.sample(range(n_conv), k))
     evict, queue, cold = [], [], []
     for i, c in enumerate(convs):
-        e = rng.randint(2, n_turns) if i in evict_convs else None
+        e = rng.randint(3, n_turns) if i in evict_convs else None
         if e:
             evict.append([c, e])
         if i in queue_convs:

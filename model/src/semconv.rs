@@ -1,9 +1,11 @@
-//! Semantic-convention promotion: lifts the fields analysis needs out of span
-//! attributes, accepting every alias of design.md (GenAI current and deprecated names,
-//! vLLM, OpenInference, MCP, DB). Works on model attributes only.
+//! The one semantic-convention normalisation, used by ingest and by the workload
+//! generator alike: lifts the fields analysis needs out of a span's attributes and
+//! events, accepting every alias of design.md (GenAI current and deprecated names, vLLM,
+//! OpenInference, OpenLLMetry, MCP, DB, FaaS, HTTP resends).
 
-use tailscope_model::{AttrValue, Attribute, Event, OpClass, Promoted};
+use crate::{AttrValue, Attribute, Event, OpClass, Promoted};
 
+/// Seconds (float) to nanoseconds; values outside `[0, 1e9)` s are not durations.
 fn secs_to_ns(s: f64) -> Option<i64> {
     (0.0..1.0e9).contains(&s).then(|| (s * 1e9).round() as i64)
 }
@@ -27,9 +29,74 @@ impl<'a> Attrs<'a> {
     fn secs_ns(&self, keys: &[&str]) -> Option<i64> {
         keys.iter().find_map(|k| secs_to_ns(self.get(k)?.as_f64()?))
     }
+    fn bool(&self, keys: &[&str]) -> Option<bool> {
+        keys.iter().find_map(|k| self.get(k)?.as_bool())
+    }
     fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
+}
+
+/// Attribute names (aliases, first match wins) of the promoted fields.
+pub mod keys {
+    pub const OPERATION: &[&str] = &["gen_ai.operation.name"];
+    pub const MODEL: &[&str] = &[
+        "gen_ai.response.model",
+        "gen_ai.request.model",
+        "llm.model_name",
+        "embedding.model_name",
+    ];
+    pub const PROVIDER: &[&str] = &[
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "llm.provider",
+        "llm.system",
+    ];
+    pub const CONVERSATION: &[&str] = &["gen_ai.conversation.id", "session.id", "conversation.id"];
+    pub const INPUT_TOKENS: &[&str] = &[
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+        "llm.usage.prompt_tokens",
+    ];
+    pub const OUTPUT_TOKENS: &[&str] = &[
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+        "llm.usage.completion_tokens",
+    ];
+    pub const CACHE_READ_TOKENS: &[&str] = &[
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+        "gen_ai.usage.cached_tokens",
+        "llm.token_count.prompt_details.cache_read",
+    ];
+    pub const CACHE_WRITE_TOKENS: &[&str] = &[
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_write.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+    ];
+    pub const STREAM: &[&str] = &[
+        "gen_ai.request.stream",
+        "gen_ai.is_streaming",
+        "llm.is_streaming",
+    ];
+    /// Time to first chunk / token as seconds on the client span.
+    pub const TIME_TO_FIRST_CHUNK: &[&str] = &[
+        "gen_ai.response.time_to_first_chunk",
+        "gen_ai.server.time_to_first_token",
+        "gen_ai.response.time_to_first_token",
+    ];
+    /// JSON text of the request's parameters (OpenInference), which holds `stream`.
+    pub const INVOCATION_PARAMETERS: &[&str] = &["llm.invocation_parameters"];
+    /// Span events that mark the first streamed token or chunk.
+    pub const FIRST_TOKEN_EVENTS: &[&str] = &[
+        "First Token Stream Event",
+        "gen_ai.first_token",
+        "gen_ai.response.first_chunk",
+        "first_token",
+    ];
 }
 
 /// Class of an operation from `gen_ai.operation.name`.
@@ -56,6 +123,16 @@ fn class_of_openinference(kind: &str) -> Option<OpClass> {
     })
 }
 
+/// Class of an OpenLLMetry `llm.request.type`.
+fn class_of_openllmetry(kind: &str) -> Option<OpClass> {
+    Some(match kind {
+        "chat" | "completion" => OpClass::Llm,
+        "embedding" => OpClass::Embedding,
+        "rerank" => OpClass::Retrieval,
+        _ => return None,
+    })
+}
+
 fn name_says_pool(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     ["acquire", "checkout", "connect", "pool"]
@@ -63,11 +140,41 @@ fn name_says_pool(name: &str) -> bool {
         .any(|w| n.contains(w))
 }
 
-/// Promotes a span's attributes. `events` supply an exception type when `error.type` is absent.
-pub fn promote(name: &str, attributes: &[Attribute], events: &[Event]) -> Promoted {
+/// `"stream": true` inside a JSON object of request parameters.
+fn stream_in_parameters(json: &str) -> Option<bool> {
+    match serde_json::from_str::<serde_json::Value>(json).ok()? {
+        serde_json::Value::Object(m) => m.get("stream").and_then(serde_json::Value::as_bool),
+        _ => None,
+    }
+}
+
+fn parameters_text(v: &AttrValue) -> Option<&str> {
+    match v {
+        AttrValue::Str(s) | AttrValue::Json(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The host of a URL such as `http://127.0.0.1:8000/v1` (OpenLLMetry's API base).
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split_once(']').map(|(h, _)| h)?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// Promotes a span's attributes and events. `start_ns` dates first-token events;
+/// `events` also supply an exception type when `error.type` is absent.
+pub fn promote(name: &str, start_ns: i64, attributes: &[Attribute], events: &[Event]) -> Promoted {
     let a = Attrs(attributes);
-    let operation = a.str(&["gen_ai.operation.name"]);
+    let operation = a.str(keys::OPERATION);
     let oi_kind = a.str(&["openinference.span.kind"]);
+    let ollm_kind = a.str(&["llm.request.type"]);
     let mcp_method = a.str(&["mcp.method.name"]);
     let db_pool_name = a.str(&["db.client.connection.pool.name", "pool.name"]);
     let pool_wait_ns = a.secs_ns(&["db.client.connection.wait_time"]);
@@ -86,6 +193,8 @@ pub fn promote(name: &str, attributes: &[Attribute], events: &[Event]) -> Promot
         c
     } else if vllm_latency || name == "llm_request" {
         OpClass::Llm
+    } else if let Some(c) = ollm_kind.as_deref().and_then(class_of_openllmetry) {
+        c
     } else if db_system.is_some() {
         OpClass::Db
     } else if a.has("http.request.method") || a.has("http.method") {
@@ -102,53 +211,38 @@ pub fn promote(name: &str, attributes: &[Attribute], events: &[Event]) -> Promot
             .filter(|e| e.name == "exception")
             .find_map(|e| Attrs(&e.attributes).str(&["exception.type"]))
     });
+    // an explicit first-token marker, else the first streamed chunk event
+    // (OpenLLMetry: `gen_ai.content.completion.chunk`, one per chunk)
+    let first_of = |pick: &dyn Fn(&str) -> bool| {
+        events
+            .iter()
+            .filter(|e| pick(&e.name))
+            .map(|e| e.time_ns - start_ns)
+            .filter(|d| *d >= 0)
+            .min()
+    };
+    let first_token_event = first_of(&|n| keys::FIRST_TOKEN_EVENTS.contains(&n))
+        .or_else(|| first_of(&|n| n.contains("chunk")));
+    let stream = a.bool(keys::STREAM).or_else(|| {
+        keys::INVOCATION_PARAMETERS
+            .iter()
+            .find_map(|k| stream_in_parameters(parameters_text(a.get(k)?)?))
+    });
 
     Promoted {
         op_class,
-        operation: operation.or_else(|| oi_kind.map(|k| k.to_ascii_lowercase())),
-        model: a.str(&[
-            "gen_ai.response.model",
-            "gen_ai.request.model",
-            "llm.model_name",
-            "embedding.model_name",
-        ]),
-        provider: a.str(&[
-            "gen_ai.provider.name",
-            "gen_ai.system",
-            "llm.provider",
-            "llm.system",
-        ]),
-        conversation_id: a.str(&["gen_ai.conversation.id", "session.id", "conversation.id"]),
-        input_tokens: a.int(&[
-            "gen_ai.usage.input_tokens",
-            "gen_ai.usage.prompt_tokens",
-            "llm.token_count.prompt",
-        ]),
-        output_tokens: a.int(&[
-            "gen_ai.usage.output_tokens",
-            "gen_ai.usage.completion_tokens",
-            "llm.token_count.completion",
-        ]),
-        cache_read_tokens: a.int(&[
-            "gen_ai.usage.cache_read.input_tokens",
-            "gen_ai.usage.cache_read_input_tokens",
-            "gen_ai.usage.cached_tokens",
-            "llm.token_count.prompt_details.cache_read",
-        ]),
-        cache_write_tokens: a.int(&[
-            "gen_ai.usage.cache_creation.input_tokens",
-            "gen_ai.usage.cache_write.input_tokens",
-            "gen_ai.usage.cache_creation_input_tokens",
-            "llm.token_count.prompt_details.cache_write",
-        ]),
-        stream: a
-            .get("gen_ai.request.stream")
-            .or_else(|| a.get("llm.is_streaming"))
-            .and_then(AttrValue::as_bool),
-        time_to_first_chunk_ns: a.secs_ns(&[
-            "gen_ai.response.time_to_first_chunk",
-            "gen_ai.server.time_to_first_token",
-        ]),
+        operation: operation
+            .or_else(|| oi_kind.map(|k| k.to_ascii_lowercase()))
+            .or(ollm_kind),
+        model: a.str(keys::MODEL),
+        provider: a.str(keys::PROVIDER),
+        conversation_id: a.str(keys::CONVERSATION),
+        input_tokens: a.int(keys::INPUT_TOKENS),
+        output_tokens: a.int(keys::OUTPUT_TOKENS),
+        cache_read_tokens: a.int(keys::CACHE_READ_TOKENS),
+        cache_write_tokens: a.int(keys::CACHE_WRITE_TOKENS),
+        stream,
+        time_to_first_chunk_ns: a.secs_ns(keys::TIME_TO_FIRST_CHUNK).or(first_token_event),
         queue_ns: a.secs_ns(&["gen_ai.latency.time_in_queue"]),
         ttft_ns: a.secs_ns(&["gen_ai.latency.time_to_first_token"]),
         prefill_ns: a.secs_ns(&["gen_ai.latency.time_in_model_prefill"]),
@@ -166,8 +260,12 @@ pub fn promote(name: &str, attributes: &[Attribute], events: &[Event]) -> Promot
         db_query_summary: a.str(&["db.query.summary"]),
         db_pool_name,
         pool_wait_ns,
-        server_address: a.str(&["server.address", "net.peer.name"]),
+        server_address: a
+            .str(&["server.address", "net.peer.name"])
+            .or_else(|| a.str(&["gen_ai.openai.api_base"]).and_then(|u| host_of(&u))),
         error_type,
+        cold_start: a.bool(&["faas.coldstart"]),
+        resend_count: a.int(&["http.request.resend_count"]),
     }
 }
 
@@ -184,10 +282,13 @@ mod tests {
     fn d(k: &str, v: f64) -> Attribute {
         Attribute::new(k, AttrValue::Double(v))
     }
+    fn p(name: &str, attrs: &[Attribute]) -> Promoted {
+        promote(name, 0, attrs, &[])
+    }
 
     #[test]
     fn genai_current_names() {
-        let p = promote(
+        let p = p(
             "chat gpt-4o",
             &[
                 s("gen_ai.operation.name", "chat"),
@@ -202,7 +303,6 @@ mod tests {
                 d("gen_ai.response.time_to_first_chunk", 0.25),
                 s("server.address", "vllm-0"),
             ],
-            &[],
         );
         assert_eq!(p.op_class, OpClass::Llm);
         assert_eq!(p.model.as_deref(), Some("gpt-4o"));
@@ -220,7 +320,7 @@ mod tests {
 
     #[test]
     fn deprecated_aliases() {
-        let p = promote(
+        let p = p(
             "chat",
             &[
                 s("gen_ai.operation.name", "text_completion"),
@@ -231,7 +331,6 @@ mod tests {
                 s("gen_ai.usage.cache_write.input_tokens", "2"),
                 s("db.system", "ignored-when-genai"),
             ],
-            &[],
         );
         assert_eq!(p.op_class, OpClass::Llm);
         assert_eq!(p.provider.as_deref(), Some("anthropic"));
@@ -244,19 +343,25 @@ mod tests {
 
     #[test]
     fn openinference_dialect() {
-        let p = promote(
-            "ChatOpenAI",
-            &[
-                s("openinference.span.kind", "LLM"),
-                s("llm.model_name", "llama-3-8b"),
-                i("llm.token_count.prompt", 900),
-                i("llm.token_count.completion", 50),
-                i("llm.token_count.prompt_details.cache_read", 800),
-                i("llm.token_count.prompt_details.cache_write", 100),
-                s("session.id", "sess-9"),
-            ],
-            &[],
-        );
+        let attrs = [
+            s("openinference.span.kind", "LLM"),
+            s("llm.model_name", "llama-3-8b"),
+            i("llm.token_count.prompt", 900),
+            i("llm.token_count.completion", 50),
+            i("llm.token_count.prompt_details.cache_read", 800),
+            i("llm.token_count.prompt_details.cache_write", 100),
+            s("session.id", "sess-9"),
+            s(
+                "llm.invocation_parameters",
+                r#"{"model": "llama-3-8b", "stream": true, "stream_options": {"include_usage": true}}"#,
+            ),
+        ];
+        let first = Event {
+            time_ns: 1_300_000_000,
+            name: "First Token Stream Event".into(),
+            attributes: vec![],
+        };
+        let p = promote("ChatCompletion", 1_000_000_000, &attrs, &[first]);
         assert_eq!(p.op_class, OpClass::Llm);
         assert_eq!(p.operation.as_deref(), Some("llm"));
         assert_eq!(p.model.as_deref(), Some("llama-3-8b"));
@@ -265,6 +370,25 @@ mod tests {
             (p.input_tokens, p.cache_read_tokens, p.cache_write_tokens),
             (Some(900), Some(800), Some(100))
         );
+        assert_eq!(
+            p.stream,
+            Some(true),
+            "stream flag from invocation parameters"
+        );
+        assert_eq!(
+            p.time_to_first_chunk_ns,
+            Some(300_000_000),
+            "TTFT from the first-token event"
+        );
+        let no_stream = promote(
+            "ChatCompletion",
+            0,
+            &[s("llm.invocation_parameters", r#"{"model": "m"}"#)],
+            &[],
+        );
+        assert_eq!(no_stream.stream, None);
+        let bad = promote("x", 0, &[s("llm.invocation_parameters", "{not json")], &[]);
+        assert_eq!(bad.stream, None, "bad JSON is ignored, not fatal");
         for (kind, class) in [
             ("EMBEDDING", OpClass::Embedding),
             ("RETRIEVER", OpClass::Retrieval),
@@ -275,6 +399,7 @@ mod tests {
         ] {
             let p = promote(
                 "x",
+                0,
                 &[s("openinference.span.kind", kind), s("tool.name", "t")],
                 &[],
             );
@@ -284,8 +409,52 @@ mod tests {
     }
 
     #[test]
+    fn openllmetry_dialect() {
+        let chunk = |t: i64| Event {
+            time_ns: t,
+            name: "gen_ai.content.completion.chunk".into(),
+            attributes: vec![],
+        };
+        let streamed = promote(
+            "openai.chat",
+            100,
+            &[
+                s("gen_ai.operation.name", "chat"),
+                Attribute::new("gen_ai.is_streaming", AttrValue::Bool(true)),
+                s("gen_ai.openai.api_base", "http://127.0.0.1:8000/v1"),
+            ],
+            &[chunk(400), chunk(350), chunk(500)],
+        );
+        assert_eq!(streamed.stream, Some(true));
+        assert_eq!(
+            streamed.time_to_first_chunk_ns,
+            Some(250),
+            "first chunk event"
+        );
+        assert_eq!(streamed.server_address.as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_of("https://user@[::1]:443/x").as_deref(), Some("::1"));
+        assert_eq!(host_of("api.openai.com").as_deref(), Some("api.openai.com"));
+        let p = p(
+            "openai.chat",
+            &[
+                s("llm.request.type", "chat"),
+                s("gen_ai.system", "openai"),
+                s("gen_ai.request.model", "gpt-4o-mini"),
+                i("gen_ai.usage.prompt_tokens", 1200),
+                i("gen_ai.usage.completion_tokens", 30),
+                i("gen_ai.usage.cache_read_input_tokens", 1024),
+                Attribute::new("llm.is_streaming", AttrValue::Bool(false)),
+            ],
+        );
+        assert_eq!(p.op_class, OpClass::Llm);
+        assert_eq!(p.operation.as_deref(), Some("chat"));
+        assert_eq!(p.cache_read_tokens, Some(1024));
+        assert_eq!(p.stream, Some(false));
+    }
+
+    #[test]
     fn vllm_server_span() {
-        let p = promote(
+        let p = p(
             "llm_request",
             &[
                 d("gen_ai.latency.time_in_queue", 0.5),
@@ -295,7 +464,6 @@ mod tests {
                 d("gen_ai.latency.time_in_model_inference", 1.8),
                 d("gen_ai.latency.e2e", 2.4),
             ],
-            &[],
         );
         assert_eq!(p.op_class, OpClass::Llm);
         assert_eq!(p.queue_ns, Some(500_000_000));
@@ -307,8 +475,26 @@ mod tests {
     }
 
     #[test]
+    fn cold_start_and_resends() {
+        let f = p(
+            "handler",
+            &[Attribute::new("faas.coldstart", AttrValue::Bool(true))],
+        );
+        assert_eq!(f.cold_start, Some(true));
+        let h = p(
+            "POST",
+            &[
+                s("http.request.method", "POST"),
+                i("http.request.resend_count", 2),
+            ],
+        );
+        assert_eq!(h.op_class, OpClass::Http);
+        assert_eq!(h.resend_count, Some(2));
+    }
+
+    #[test]
     fn mcp_db_pool_tool_http_and_errors() {
-        let p = promote(
+        let p1 = p(
             "tools/call web_search",
             &[
                 s("mcp.method.name", "tools/call"),
@@ -317,77 +503,63 @@ mod tests {
                 s("gen_ai.operation.name", "execute_tool"),
                 s("gen_ai.tool.call.id", "call_1"),
             ],
-            &[],
         );
-        assert_eq!(p.op_class, OpClass::Mcp);
-        assert_eq!(p.mcp_method.as_deref(), Some("tools/call"));
-        assert_eq!(p.mcp_session_id.as_deref(), Some("m1"));
-        assert_eq!(p.tool_name.as_deref(), Some("web_search"));
-        assert_eq!(p.tool_call_id.as_deref(), Some("call_1"));
+        assert_eq!(p1.op_class, OpClass::Mcp, "MCP tools/call is mcp");
+        assert_eq!(p1.mcp_method.as_deref(), Some("tools/call"));
+        assert_eq!(p1.mcp_session_id.as_deref(), Some("m1"));
+        assert_eq!(p1.tool_name.as_deref(), Some("web_search"));
+        assert_eq!(p1.tool_call_id.as_deref(), Some("call_1"));
 
-        let pool = promote(
+        let pool = p(
             "pool.acquire",
             &[s("db.client.connection.pool.name", "main")],
-            &[],
         );
         assert_eq!(pool.op_class, OpClass::Pool);
         assert_eq!(pool.db_pool_name.as_deref(), Some("main"));
-        let waited = promote(
-            "get conn",
-            &[d("db.client.connection.wait_time", 0.12)],
-            &[],
-        );
+        let waited = p("get conn", &[d("db.client.connection.wait_time", 0.12)]);
         assert_eq!(waited.op_class, OpClass::Pool);
         assert_eq!(waited.pool_wait_ns, Some(120_000_000));
-        let not_pool = promote(
+        let not_pool = p(
             "SELECT users",
             &[
                 s("db.client.connection.pool.name", "main"),
                 s("db.system.name", "postgresql"),
             ],
-            &[],
         );
         assert_eq!(not_pool.op_class, OpClass::Db);
 
-        let db = promote(
+        let db = p(
             "SELECT orders",
             &[
                 s("db.system", "postgresql"),
                 s("db.operation", "SELECT"),
                 s("db.query.summary", "SELECT orders"),
             ],
-            &[],
         );
         assert_eq!(db.op_class, OpClass::Db);
         assert_eq!(db.db_system.as_deref(), Some("postgresql"));
         assert_eq!(db.db_operation.as_deref(), Some("SELECT"));
         assert_eq!(db.db_query_summary.as_deref(), Some("SELECT orders"));
 
-        let http = promote("GET", &[s("http.request.method", "GET")], &[]);
+        let http = p("GET", &[s("http.request.method", "GET")]);
         assert_eq!(http.op_class, OpClass::Http);
-        let agent = promote(
+        let agent = p(
             "invoke_agent planner",
             &[
                 s("gen_ai.operation.name", "invoke_agent"),
                 s("gen_ai.agent.name", "planner"),
             ],
-            &[],
         );
         assert_eq!(agent.op_class, OpClass::Agent);
         assert_eq!(agent.agent_name.as_deref(), Some("planner"));
-        let emb = promote(
-            "embeddings",
-            &[s("gen_ai.operation.name", "embeddings")],
-            &[],
-        );
+        let emb = p("embeddings", &[s("gen_ai.operation.name", "embeddings")]);
         assert_eq!(emb.op_class, OpClass::Embedding);
-        let ret = promote(
+        let ret = p(
             "retrieval",
             &[
                 s("gen_ai.operation.name", "retrieval"),
                 s("gen_ai.data_source.id", "kb"),
             ],
-            &[],
         );
         assert_eq!(ret.op_class, OpClass::Retrieval);
         assert_eq!(ret.data_source_id.as_deref(), Some("kb"));
@@ -397,10 +569,10 @@ mod tests {
             name: "exception".into(),
             attributes: vec![s("exception.type", "TimeoutError")],
         };
-        let err = promote("x", &[], &[ev]);
+        let err = promote("x", 0, &[], &[ev]);
         assert_eq!(err.error_type.as_deref(), Some("TimeoutError"));
         assert_eq!(err.op_class, OpClass::Other);
-        let err2 = promote("x", &[s("error.type", "429")], &[]);
+        let err2 = p("x", &[s("error.type", "429")]);
         assert_eq!(err2.error_type.as_deref(), Some("429"));
     }
 }

@@ -1,0 +1,180 @@
+//! LLM calls as real instrumentation shapes them: a call is any span the normalisation
+//! classed `llm` that is not a server span, whatever its kind (OpenInference LLM spans
+//! are INTERNAL); a call that wraps another call (LangChain's `ChatOpenAI` over the
+//! OpenAI SDK span) is a wrapper, not a call of its own; the inference server's span
+//! (vLLM `llm_request`) may sit anywhere below the call, e.g. under an HTTP client span.
+
+use crate::latency::Sample;
+use crate::tree::Tree;
+use tailscope_model::{OpClass, SpanKind};
+
+/// One LLM call of a tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// The calling span (the innermost client-side LLM span).
+    pub node: usize,
+    /// The inference server's span below it, if any.
+    pub server: Option<usize>,
+}
+
+fn is_llm(tree: &Tree, i: usize) -> bool {
+    tree.nodes[i].span.promoted.op_class == OpClass::Llm
+}
+
+fn is_server(tree: &Tree, i: usize) -> bool {
+    tree.nodes[i].span.kind == SpanKind::Server
+}
+
+/// Is `i` a client-side LLM span (an LLM call or a wrapper of one)?
+pub fn is_llm_caller(tree: &Tree, i: usize) -> bool {
+    is_llm(tree, i) && !is_server(tree, i)
+}
+
+/// The first LLM server span below `i`, not looking inside other LLM calls.
+pub fn server_below(tree: &Tree, i: usize) -> Option<usize> {
+    let mut stack: Vec<usize> = tree.nodes[i].children.iter().rev().copied().collect();
+    while let Some(c) = stack.pop() {
+        if is_llm(tree, c) && is_server(tree, c) {
+            return Some(c);
+        }
+        if is_llm_caller(tree, c) {
+            continue;
+        }
+        stack.extend(tree.nodes[c].children.iter().rev().copied());
+    }
+    None
+}
+
+/// Per node: does its subtree (excluding itself) hold a client-side LLM span?
+fn has_caller_below(tree: &Tree) -> Vec<bool> {
+    // children come after parents in this order, so walk it backwards
+    let mut order = Vec::with_capacity(tree.nodes.len());
+    let mut stack = vec![tree.root];
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        stack.extend(tree.nodes[i].children.iter().copied());
+    }
+    let mut below = vec![false; tree.nodes.len()];
+    for &i in order.iter().rev() {
+        if let Some(p) = tree.nodes[i].parent {
+            if below[i] || is_llm_caller(tree, i) {
+                below[p] = true;
+            }
+        }
+    }
+    below
+}
+
+/// The calls of a tree (innermost client-side LLM spans) in start order, and the
+/// wrappers (client-side LLM spans with a call inside).
+pub fn calls(tree: &Tree) -> (Vec<Call>, Vec<usize>) {
+    let below = has_caller_below(tree);
+    let mut calls = Vec::new();
+    let mut wrappers = Vec::new();
+    for i in 0..tree.nodes.len() {
+        if !is_llm_caller(tree, i) {
+            continue;
+        }
+        if below[i] {
+            wrappers.push(i);
+        } else {
+            calls.push(Call {
+                node: i,
+                server: server_below(tree, i),
+            });
+        }
+    }
+    calls.sort_by_key(|c| (tree.nodes[c.node].span.start_ns, c.node));
+    (calls, wrappers)
+}
+
+/// Uncached input tokens of a call: input minus cache reads when known.
+pub fn uncached_tokens(input: i64, cache_read: Option<i64>) -> i64 {
+    (input - cache_read.unwrap_or(0).clamp(0, input)).max(0)
+}
+
+/// The key a call's latency model is fitted under.
+pub fn model_key(tree: &Tree, call: &Call) -> (String, String) {
+    let p = &tree.nodes[call.node].span.promoted;
+    let sp = call.server.map(|s| &tree.nodes[s].span.promoted);
+    (
+        p.model
+            .clone()
+            .or_else(|| sp.and_then(|s| s.model.clone()))
+            .unwrap_or_default(),
+        p.server_address.clone().unwrap_or_default(),
+    )
+}
+
+/// Cache reads of a call: its own, else its server span's.
+pub fn cache_read(tree: &Tree, call: &Call) -> Option<i64> {
+    tree.nodes[call.node]
+        .span
+        .promoted
+        .cache_read_tokens
+        .or_else(|| {
+            call.server
+                .and_then(|s| tree.nodes[s].span.promoted.cache_read_tokens)
+        })
+}
+
+/// The latency-model sample of a call, when it has token counts. `assumed_prefix`: the
+/// cached prefix a caching provider would have served (see `evict::assumed_prefixes`),
+/// for calls that report no cache reads.
+pub fn sample(tree: &Tree, call: &Call, assumed_prefix: Option<i64>) -> Option<Sample> {
+    let s = &tree.nodes[call.node].span;
+    let p = &s.promoted;
+    let sp = call.server.map(|x| &tree.nodes[x].span.promoted);
+    let input = p.input_tokens.or_else(|| sp.and_then(|x| x.input_tokens))?;
+    let output = p
+        .output_tokens
+        .or_else(|| sp.and_then(|x| x.output_tokens))?;
+    let (model, server) = model_key(tree, call);
+    let read = cache_read(tree, call);
+    Some(Sample {
+        model,
+        server,
+        uncached_tokens: uncached_tokens(input, read) as f64,
+        assumed_uncached_tokens: read
+            .is_none()
+            .then(|| uncached_tokens(input, Some(assumed_prefix.unwrap_or(0))) as f64),
+        output_tokens: output as f64,
+        ttft_ns: p.time_to_first_chunk_ns.map(|t| t as f64),
+        duration_ns: s.duration_ns() as f64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{span, trace};
+    use tailscope_model::SpanId;
+
+    #[test]
+    fn wrappers_internal_calls_and_deep_server_spans() {
+        // agent 1 > langchain LLM 2 (internal) > openai LLM 3 (internal) > http 4 > llm_request 5
+        let mut s = vec![
+            span(1, None, 0, 100),
+            span(2, Some(1), 5, 95),
+            span(3, Some(2), 10, 90),
+            span(4, Some(3), 12, 88),
+            span(5, Some(4), 15, 85),
+        ];
+        for i in [1, 2, 4] {
+            s[i].promoted.op_class = OpClass::Llm;
+        }
+        s[3].kind = SpanKind::Client;
+        s[3].promoted.op_class = OpClass::Http;
+        s[4].kind = SpanKind::Server;
+        let t = trace(s);
+        let (calls, wrappers) = calls(&t);
+        let id = |i: usize| t.nodes[i].span.span_id;
+        assert_eq!(calls.len(), 1);
+        assert_eq!(id(calls[0].node), SpanId([3; 8]), "the innermost call");
+        assert_eq!(calls[0].server.map(id), Some(SpanId([5; 8])));
+        assert_eq!(
+            wrappers.iter().map(|&w| id(w)).collect::<Vec<_>>(),
+            vec![SpanId([2; 8])]
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! A latency model of LLM calls, fitted per (model, `server.address`) over the calls in
+//! the store: time to first token against uncached input tokens, and (for calls with no
+//! first-token time) duration against uncached input and output tokens. Robust to
+//! outliers: least squares, then calls far above the fit (queueing, evictions of other
+//! kinds) are trimmed by a MAD rule and the fit is repeated. When calls carry no cache
+//! reads, two hypotheses are fitted: the provider caches the previous turn's prompt and
+//! answer (uncached = input minus that prefix), or it caches nothing (uncached = input);
+//! the one with the smaller residual spread is kept. Used to split a call that
+//! has neither a server span nor a first-token time into expected prefill, expected
+//! decode and the residual (`queue`), and to cost an eviction nothing else times.
+
+use std::collections::HashMap;
+
+/// One call as the model sees it (times in ns, counts in tokens).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub model: String,
+    pub server: String,
+    pub uncached_tokens: f64,
+    /// Uncached tokens if the provider cached the previous sequential call of the same
+    /// conversation (input − its input − its output); only for calls with no cache
+    /// reads.
+    pub assumed_uncached_tokens: Option<f64>,
+    pub output_tokens: f64,
+    pub ttft_ns: Option<f64>,
+    pub duration_ns: f64,
+}
+
+/// `y = intercept + per_uncached * uncached (+ per_output * output)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fit {
+    pub intercept_ns: f64,
+    pub ns_per_uncached_token: f64,
+    pub ns_per_output_token: f64,
+    /// Robust spread of the kept residuals (1.4826 × MAD).
+    pub sigma_ns: f64,
+    /// Calls the fit was made over, and those kept after trimming.
+    pub calls: usize,
+    pub kept: usize,
+    /// The fit assumes the previous turn was cached (calls without cache reads).
+    pub assumes_caching: bool,
+}
+
+impl Fit {
+    /// The uncached-token count this fit reads off a sample.
+    pub fn uncached(&self, s: &Sample) -> f64 {
+        if self.assumes_caching {
+            s.assumed_uncached_tokens.unwrap_or(s.uncached_tokens)
+        } else {
+            s.uncached_tokens
+        }
+    }
+    pub fn prefill_ns(&self, uncached: f64) -> f64 {
+        (self.intercept_ns + self.ns_per_uncached_token * uncached).max(0.0)
+    }
+    pub fn decode_ns(&self, output: f64) -> f64 {
+        (self.ns_per_output_token * output).max(0.0)
+    }
+    /// A residual above this is not noise: max(4σ, 50 ms).
+    pub fn material_residual_ns(&self) -> f64 {
+        (4.0 * self.sigma_ns).max(50e6)
+    }
+    pub fn evidence(&self, kind: &str) -> serde_json::Value {
+        serde_json::json!({
+            "fit": kind,
+            "intercept_ns": self.intercept_ns.round(),
+            "ns_per_uncached_token": self.ns_per_uncached_token,
+            "ns_per_output_token": self.ns_per_output_token,
+            "residual_sigma_ns": self.sigma_ns.round(),
+            "calls": self.calls,
+            "calls_kept": self.kept,
+            "assumes_previous_turn_cached": self.assumes_caching,
+        })
+    }
+}
+
+/// The fits of every (model, server) with enough calls.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyModel {
+    /// TTFT against uncached input tokens.
+    pub ttft: HashMap<(String, String), Fit>,
+    /// Duration against uncached input and output tokens.
+    pub duration: HashMap<(String, String), Fit>,
+}
+
+/// Fewest calls a fit is made from.
+const MIN_CALLS: usize = 6;
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Solves the normal equations of `y ~ 1 + x` columns (up to 3 unknowns); `None` when
+/// singular.
+fn least_squares(rows: &[(Vec<f64>, f64)], k: usize) -> Option<Vec<f64>> {
+    let mut a = vec![vec![0.0; k + 1]; k];
+    for (x, y) in rows {
+        for i in 0..k {
+            for j in 0..k {
+                a[i][j] += x[i] * x[j];
+            }
+            a[i][k] += x[i] * y;
+        }
+    }
+    // Gaussian elimination with partial pivoting
+    for col in 0..k {
+        let piv = (col..k).max_by(|&r1, &r2| a[r1][col].abs().total_cmp(&a[r2][col].abs()))?;
+        if a[piv][col].abs() < 1e-9 {
+            return None;
+        }
+        a.swap(col, piv);
+        for r in 0..k {
+            if r != col {
+                let f = a[r][col] / a[col][col];
+                for c in col..=k {
+                    a[r][c] -= f * a[col][c];
+                }
+            }
+        }
+    }
+    Some((0..k).map(|i| a[i][k] / a[i][i]).collect())
+}
+
+/// Robust non-negative fit of `y ~ intercept + Σ slope·x` over `(xs, y)` points.
+fn robust_fit(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Fit> {
+    if points.len() < MIN_CALLS {
+        return None;
+    }
+    let mut active: Vec<bool> = vec![true; slopes];
+    let mut keep: Vec<bool> = vec![true; points.len()];
+    let mut coef = vec![0.0; slopes + 1];
+    let mut sigma = 0.0;
+    for _ in 0..6 {
+        // columns: 1, then active slopes
+        let cols: Vec<usize> = (0..slopes).filter(|&j| active[j]).collect();
+        let rows: Vec<(Vec<f64>, f64)> = points
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|((x, y), _)| {
+                let mut r = vec![1.0];
+                r.extend(cols.iter().map(|&j| x[j]));
+                (r, *y)
+            })
+            .collect();
+        if rows.len() < MIN_CALLS.min(points.len()) / 2 + 2 {
+            break;
+        }
+        let sol = least_squares(&rows, cols.len() + 1).or_else(|| {
+            // degenerate x (all equal): intercept only
+            let mut ys: Vec<f64> = rows.iter().map(|r| r.1).collect();
+            Some(vec![median(&mut ys)])
+        })?;
+        coef = vec![0.0; slopes + 1];
+        coef[0] = sol[0];
+        for (k, &j) in cols.iter().enumerate() {
+            coef[j + 1] = sol.get(k + 1).copied().unwrap_or(0.0);
+        }
+        // a negative slope is not physical: drop that regressor and refit
+        if let Some(j) = (0..slopes).find(|&j| active[j] && coef[j + 1] < 0.0) {
+            active[j] = false;
+            continue;
+        }
+        let pred = |x: &[f64]| coef[0] + (0..slopes).map(|j| coef[j + 1] * x[j]).sum::<f64>();
+        let mut res: Vec<f64> = points
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|((x, y), _)| y - pred(x))
+            .collect();
+        let med = median(&mut res);
+        let mut dev: Vec<f64> = res.iter().map(|r| (r - med).abs()).collect();
+        sigma = 1.4826 * median(&mut dev);
+        // trim calls far above the fit (waiting, not work) and absurdly far below
+        let hi = med + 2.5 * sigma.max(1e6);
+        let lo = med - 5.0 * sigma.max(1e6);
+        let next: Vec<bool> = points
+            .iter()
+            .map(|(x, y)| {
+                let r = y - pred(x);
+                r <= hi && r >= lo
+            })
+            .collect();
+        if next == keep {
+            break;
+        }
+        keep = next;
+    }
+    Some(Fit {
+        intercept_ns: coef[0],
+        ns_per_uncached_token: coef.get(1).copied().unwrap_or(0.0),
+        ns_per_output_token: coef.get(2).copied().unwrap_or(0.0),
+        sigma_ns: sigma,
+        calls: points.len(),
+        kept: keep.iter().filter(|k| **k).count(),
+        assumes_caching: false,
+    })
+}
+
+impl LatencyModel {
+    /// Fits every (model, server) group of `samples`.
+    pub fn fit(samples: &[Sample]) -> Self {
+        let mut groups: HashMap<(String, String), Vec<&Sample>> = HashMap::new();
+        for s in samples {
+            groups
+                .entry((s.model.clone(), s.server.clone()))
+                .or_default()
+                .push(s);
+        }
+        let mut out = LatencyModel::default();
+        for (key, ss) in groups {
+            let hypotheses: &[bool] = if ss.iter().any(|s| s.assumed_uncached_tokens.is_some()) {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            let x = |s: &Sample, assume: bool| {
+                if assume {
+                    s.assumed_uncached_tokens.unwrap_or(s.uncached_tokens)
+                } else {
+                    s.uncached_tokens
+                }
+            };
+            let best = |fits: Vec<Fit>| {
+                fits.into_iter()
+                    .min_by(|a, b| a.sigma_ns.total_cmp(&b.sigma_ns))
+            };
+            let ttft = best(
+                hypotheses
+                    .iter()
+                    .filter_map(|&h| {
+                        let pts: Vec<(Vec<f64>, f64)> = ss
+                            .iter()
+                            .filter_map(|s| Some((vec![x(s, h)], s.ttft_ns?)))
+                            .collect();
+                        robust_fit(&pts, 1).map(|f| Fit {
+                            assumes_caching: h,
+                            ..f
+                        })
+                    })
+                    .collect(),
+            );
+            if let Some(f) = ttft {
+                out.ttft.insert(key.clone(), f);
+            }
+            let dur = best(
+                hypotheses
+                    .iter()
+                    .filter_map(|&h| {
+                        let pts: Vec<(Vec<f64>, f64)> = ss
+                            .iter()
+                            .map(|s| (vec![x(s, h), s.output_tokens], s.duration_ns))
+                            .collect();
+                        robust_fit(&pts, 2).map(|f| Fit {
+                            assumes_caching: h,
+                            ..f
+                        })
+                    })
+                    .collect(),
+            );
+            if let Some(f) = dur {
+                out.duration.insert(key, f);
+            }
+        }
+        out
+    }
+
+    pub fn ttft_fit(&self, model: &str, server: &str) -> Option<&Fit> {
+        self.ttft.get(&(model.to_owned(), server.to_owned()))
+    }
+
+    pub fn duration_fit(&self, model: &str, server: &str) -> Option<&Fit> {
+        self.duration.get(&(model.to_owned(), server.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(uncached: f64, output: f64, queue_ms: f64) -> Sample {
+        // 0.1 ms per uncached token, 4 ms per output token, 20 ms overhead
+        let prefill = 20e6 + 0.1e6 * uncached;
+        Sample {
+            model: "m".into(),
+            server: "s".into(),
+            uncached_tokens: uncached,
+            assumed_uncached_tokens: None,
+            output_tokens: output,
+            ttft_ns: Some(prefill + queue_ms * 1e6),
+            duration_ns: prefill + 4e6 * output + queue_ms * 1e6,
+        }
+    }
+
+    #[test]
+    fn recovers_rates_despite_queued_outliers() {
+        let mut ss = Vec::new();
+        for i in 0..40 {
+            let unc = 100.0 + f64::from(i * 97 % 3000);
+            let out = 10.0 + f64::from(i * 13 % 50);
+            // every fifth call waited 200-450 ms in a queue
+            let q = if i % 5 == 0 {
+                200.0 + f64::from(i * 7)
+            } else {
+                0.0
+            };
+            ss.push(sample(unc, out, q));
+        }
+        let m = LatencyModel::fit(&ss);
+        let t = m.ttft_fit("m", "s").unwrap();
+        assert!((t.ns_per_uncached_token - 0.1e6).abs() < 0.005e6, "{t:?}");
+        assert!((t.intercept_ns - 20e6).abs() < 2e6, "{t:?}");
+        assert_eq!(t.kept, 32, "the queued calls are trimmed");
+        let d = m.duration_fit("m", "s").unwrap();
+        assert!((d.ns_per_output_token - 4e6).abs() < 0.1e6, "{d:?}");
+        assert!((d.ns_per_uncached_token - 0.1e6).abs() < 0.01e6, "{d:?}");
+        // a queued call's residual is material, an ordinary one's is not
+        let q = sample(500.0, 20.0, 300.0);
+        assert!(!d.assumes_caching);
+        let resid = q.duration_ns - d.prefill_ns(500.0) - d.decode_ns(20.0);
+        assert!(resid > d.material_residual_ns(), "{resid} {d:?}");
+        let ok = sample(500.0, 20.0, 0.0);
+        let resid = ok.duration_ns - d.prefill_ns(500.0) - d.decode_ns(20.0);
+        assert!(resid.abs() < d.material_residual_ns());
+    }
+
+    #[test]
+    fn a_caching_provider_without_cache_reads_is_fitted_as_caching() {
+        // conversations of 6 turns: the prompt grows by 400 tokens a turn and the
+        // provider only prefills what is new; no cache reads are reported
+        let mut ss = Vec::new();
+        for conv in 0..6 {
+            let mut prev = 0.0;
+            for turn in 0..6 {
+                let input = 1500.0 + 400.0 * f64::from(turn) + f64::from(conv * 37);
+                let new = input - prev;
+                let out = 20.0 + f64::from((conv + turn) % 5) * 8.0;
+                ss.push(Sample {
+                    model: "m".into(),
+                    server: "s".into(),
+                    uncached_tokens: input,
+                    assumed_uncached_tokens: Some(new),
+                    output_tokens: out,
+                    ttft_ns: None,
+                    duration_ns: 5e6 + 0.1e6 * new + 4e6 * out,
+                });
+                prev = input + out;
+            }
+        }
+        let m = LatencyModel::fit(&ss);
+        let d = m.duration_fit("m", "s").unwrap();
+        assert!(d.assumes_caching, "{d:?}");
+        assert!((d.ns_per_uncached_token - 0.1e6).abs() < 0.01e6, "{d:?}");
+        // no call of it looks queued
+        for s in &ss {
+            let r = s.duration_ns - d.prefill_ns(d.uncached(s)) - d.decode_ns(s.output_tokens);
+            assert!(r < d.material_residual_ns(), "{r}");
+        }
+    }
+
+    #[test]
+    fn too_few_calls_give_no_fit_and_negative_slopes_are_dropped() {
+        let ss: Vec<Sample> = (0..4)
+            .map(|i| sample(f64::from(i) * 100.0, 10.0, 0.0))
+            .collect();
+        assert!(LatencyModel::fit(&ss).ttft.is_empty());
+        // duration falls with output tokens (nonsense): that slope is dropped, not negative
+        let ss: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                model: "m".into(),
+                server: "s".into(),
+                uncached_tokens: f64::from(i) * 100.0,
+                assumed_uncached_tokens: None,
+                output_tokens: f64::from(10 - i + (i % 3) * 2),
+                ttft_ns: None,
+                duration_ns: 1e6 * f64::from(i) * 10.0,
+            })
+            .collect();
+        let d = *LatencyModel::fit(&ss).duration_fit("m", "s").unwrap();
+        assert!(
+            d.ns_per_output_token >= 0.0 && d.ns_per_uncached_token > 0.0,
+            "{d:?}"
+        );
+    }
+}
