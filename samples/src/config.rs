@@ -295,4 +295,11 @@ pub struct GroundTruth {
 pub struct Workload {
     pub batch: Batch,
     pub truth: Vec<GroundTruth>,
+    /// Simulated slow-downs that are not a trace's truth: queueing at the server and
+    /// re-prefills after an eviction that stayed below the truth threshold (half a second ×
+    /// magnitude) or sat beside a larger cause, on any trace (turns, async jobs, the batch
+    /// tenant's requests). They are real, so a finding about one is not a false alarm, but
+    /// they are not the trace's cause. One entry per trace and cause: `extra_ns` summed over
+    /// the trace's calls, `span_id` the vLLM span of the call that lost the most.
+    pub incidental: Vec<GroundTruth>,
 }

@@ -486,6 +486,7 @@ fn load_spans_gives_exactly_n_spans_with_twenty_attributes() {
     let w = Workload {
         batch,
         truth: Vec::new(),
+        incidental: Vec::new(),
     };
     assert_valid(&w);
     assert_eq!(load_spans(11, 10_000, start), w.batch, "deterministic");
@@ -605,6 +606,53 @@ fn odd_configs_are_clamped_not_panicking() {
     );
 }
 
+#[test]
+fn every_simulated_queueing_is_truth_or_incidental() {
+    let w = default_workload();
+    let by_id = index(w);
+    let mut listed: HashMap<(tailscope_model::TraceId, &str), i64> = HashMap::new();
+    for t in &w.truth {
+        listed.insert((t.trace_id, t.cause.as_str()), t.extra_ns);
+    }
+    for t in &w.incidental {
+        assert!(t.cause == "queue" || t.cause == "kv_eviction", "{t:?}");
+        assert!(t.extra_ns > 0);
+        let s = by_id.get(&t.span_id).expect("incidental span exists");
+        assert_eq!(s.trace_id, t.trace_id);
+        assert_eq!(s.name, "llm_request");
+        assert!(
+            listed
+                .insert((t.trace_id, t.cause.as_str()), t.extra_ns)
+                .is_none(),
+            "{t:?} is also the truth or listed twice"
+        );
+    }
+    let mut queued: HashMap<tailscope_model::TraceId, i64> = HashMap::new();
+    for s in w.batch.spans.iter().filter(|s| s.name == "llm_request") {
+        let q = (f64_attr(s, "gen_ai.latency.time_in_queue") * 1e9).round() as i64;
+        if q > 0 {
+            *queued.entry(s.trace_id).or_default() += q;
+        }
+    }
+    assert!(!queued.is_empty());
+    for (trace, q) in &queued {
+        let listed = listed.get(&(*trace, "queue")).copied().unwrap_or(0);
+        assert!(
+            (listed - q).abs() <= 1_000 * 8,
+            "trace {trace} queued {q} ns, listed {listed}"
+        );
+    }
+    let small = w
+        .incidental
+        .iter()
+        .filter(|t| t.extra_ns < 500_000_000)
+        .count();
+    assert!(
+        small > 0,
+        "some simulated slow-downs are below the truth threshold"
+    );
+}
+
 /// LLM client calls (not failed attempts) by conversation, in start order.
 fn calls_by_conversation(w: &Workload) -> BTreeMap<String, Vec<&Span>> {
     let mut m: BTreeMap<String, Vec<&Span>> = BTreeMap::new();
@@ -634,6 +682,7 @@ fn clean_workload_has_nothing_to_find() {
         "nothing planted, nothing simulated: {:?}",
         causes_of(&w)
     );
+    assert!(w.incidental.is_empty(), "{:?}", w.incidental.first());
     assert!(
         !w.batch.spans.iter().any(|s| s.status == StatusCode::Error),
         "no failed attempts"

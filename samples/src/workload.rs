@@ -372,6 +372,46 @@ fn turn_truth(run: &Run, block: i64, prefill_ns_per_token: f64, min_ns: i64) -> 
     best
 }
 
+/// Every simulated queueing and re-prefill of a run that is not `truth`, one per cause:
+/// (cause, span of the call that lost most, time summed over the calls).
+fn incidental(
+    run: &Run,
+    block: i64,
+    prefill_ns_per_token: f64,
+    truth: Option<&Planted>,
+) -> Vec<Planted> {
+    let mut queue: Option<Planted> = None;
+    let mut evict: Option<Planted> = None;
+    let add = |slot: &mut Option<Planted>, cause, span_id, ns: i64| {
+        if ns <= 0 {
+            return;
+        }
+        let p = slot.get_or_insert(Planted {
+            cause,
+            span_id,
+            extra_ns: 0,
+        });
+        let biggest = p.extra_ns.max(0);
+        p.extra_ns += ns;
+        if ns > biggest {
+            p.span_id = span_id;
+        }
+    };
+    for (call, t) in run.calls.iter().zip(&run.timings) {
+        add(&mut queue, PlantedCause::Queue, call.server_id, t.queue_ns);
+        let lost = call.expected_cache - t.cache_read;
+        if lost >= block {
+            let extra = (lost as f64 * prefill_ns_per_token) as i64;
+            add(&mut evict, PlantedCause::KvEviction, call.server_id, extra);
+        }
+    }
+    [queue, evict]
+        .into_iter()
+        .flatten()
+        .filter(|p| truth.is_none_or(|t| t.cause != p.cause))
+        .collect()
+}
+
 /// Generates a workload, deterministically from `cfg.seed`.
 ///
 /// Conversations start uniformly over `cfg.span_secs` and run their turns one after another
@@ -381,8 +421,9 @@ fn turn_truth(run: &Run, block: i64, prefill_ns_per_token: f64, min_ns: i64) -> 
 /// planted as bursts of a batch tenant (`batch-summarizer`) that fill the server's slots or
 /// evict the least recently used live conversation prefix. The ground truth is one entry per
 /// slowed turn: the planted cause, or the simulated queueing / re-prefill when that added more
-/// (at least half a second × magnitude), pointing at the span where the time went.
-/// Out-of-range config values are clamped.
+/// (at least half a second × magnitude), pointing at the span where the time went. The
+/// other simulated queueing and re-prefills, of any size and on any trace, are listed in
+/// [`Workload::incidental`]. Out-of-range config values are clamped.
 pub fn generate(cfg: &WorkloadConfig) -> Workload {
     let cfg = cfg.sanitized();
     let mut sim = Sim {
@@ -421,19 +462,26 @@ pub fn generate(cfg: &WorkloadConfig) -> Workload {
     let per_token = 1e9 / cfg.server.prefill_tokens_per_sec;
     let min_ns = truth_threshold_ns(&cfg);
     let mut truth = Vec::new();
+    let mut incidentals = Vec::new();
     let mut spans = Vec::with_capacity(sim.runs.len() * 24);
     for run in sim.runs {
-        if let RunKind::Turn(_) = run.kind {
-            if let Some(p) = turn_truth(&run, block, per_token, min_ns) {
-                truth.push(GroundTruth {
-                    trace_id: run.trace_id,
-                    cause: p.cause.as_str().to_owned(),
-                    span_id: p.span_id,
-                    extra_ns: p.extra_ns,
-                    conversation_id: run.conversation_id.clone(),
-                });
-            }
-        }
+        let entry = |p: Planted| GroundTruth {
+            trace_id: run.trace_id,
+            cause: p.cause.as_str().to_owned(),
+            span_id: p.span_id,
+            extra_ns: p.extra_ns,
+            conversation_id: run.conversation_id.clone(),
+        };
+        let chosen = match run.kind {
+            RunKind::Turn(_) => turn_truth(&run, block, per_token, min_ns),
+            RunKind::Job | RunKind::Batch => None,
+        };
+        incidentals.extend(
+            incidental(&run, block, per_token, chosen.as_ref())
+                .into_iter()
+                .map(entry),
+        );
+        truth.extend(chosen.map(entry));
         if run.timings.len() != run.calls.len() {
             // A job whose parent never finished (cannot happen: every run runs to the end).
             continue;
@@ -462,5 +510,6 @@ pub fn generate(cfg: &WorkloadConfig) -> Workload {
             logs: Vec::new(),
         },
         truth,
+        incidental: incidentals,
     }
 }
