@@ -98,6 +98,29 @@ pub struct SeqChunk<'a> {
     pub block_table: &'a [u32],
 }
 
+/// Where a batch's new K/V rows go in a layer's pool tensor.
+enum KvWrite {
+    /// (first row of the batch, first pool slot, rows): contiguous copies.
+    Runs(Vec<(usize, usize, usize)>),
+    /// A `[rows, kv_dim]` index of pool slots for one scatter.
+    Scatter(Tensor),
+}
+
+impl KvWrite {
+    /// Writes the batch's rows `new` (`[rows, kv_dim]`, contiguous) into `pool`.
+    fn apply(&self, pool: &Tensor, new: &Tensor) -> CResult<()> {
+        match self {
+            Self::Runs(runs) => {
+                for &(row, slot, len) in runs {
+                    pool.slice_set(&new.narrow(0, row, len)?, 0, slot)?;
+                }
+                Ok(())
+            }
+            Self::Scatter(index) => pool.scatter_set(index, new, 0),
+        }
+    }
+}
+
 /// Deterministic pseudo-random numbers (splitmix64) for seeded weights.
 struct SplitMix(u64);
 
@@ -309,27 +332,15 @@ impl Llama {
             .iter()
             .map(|c| self.causal_mask(c.tokens.len(), c.start))
             .collect::<CResult<Vec<_>>>()?;
-        // The pool slot of every new token, in packed order, as a `[total, kv_dim]` index:
-        // each layer writes all new K (and V) rows with one scatter.
-        let kv_dim = self.shape.num_key_value_heads * self.shape.head_dim();
-        let new_slots: Vec<u32> = chunks
-            .iter()
-            .flat_map(|c| {
-                (c.start..c.start + c.tokens.len())
-                    .map(move |p| c.block_table[p / bs] * bs as u32 + (p % bs) as u32)
-            })
-            .collect();
-        let write_idx = Tensor::from_vec(new_slots, (total, 1), &self.device)?
-            .broadcast_as((total, kv_dim))?
-            .contiguous()?;
+        let kv_write = self.kv_write(chunks, bs, total)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         for (li, layer) in self.layers.iter().enumerate() {
             let kc = &pool.k[li];
             let vc = &pool.v[li];
             let attn = self.attention(layer, &x, &cos, &sin, |k, v| {
                 // Write the new K/V, then gather each chunk's context.
-                kc.scatter_set(&write_idx, &k.contiguous()?, 0)?;
-                vc.scatter_set(&write_idx, &v.contiguous()?, 0)?;
+                kv_write.apply(kc, &k.contiguous()?)?;
+                kv_write.apply(vc, &v.contiguous()?)?;
                 let mut off = 0;
                 let mut outs = Vec::with_capacity(chunks.len());
                 for ((c, slots), mask) in chunks.iter().zip(&ctx_slots).zip(&masks) {
@@ -361,6 +372,35 @@ impl Llama {
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
         x.matmul(&self.lm_head_t)?.to_dtype(DType::F32)
+    }
+
+    /// How this batch's new K/V rows reach their pool slots (the same for every layer).
+    /// Slots that follow each other are copied as runs (one copy per run); scattered
+    /// slots with one scatter. candle's CUDA scatter walks the rows in one thread per
+    /// column, so a long prefill on a GPU always goes by runs.
+    fn kv_write(&self, chunks: &[SeqChunk<'_>], bs: usize, total: usize) -> CResult<KvWrite> {
+        let slots: Vec<u32> = chunks
+            .iter()
+            .flat_map(|c| {
+                (c.start..c.start + c.tokens.len())
+                    .map(move |p| c.block_table[p / bs] * bs as u32 + (p % bs) as u32)
+            })
+            .collect();
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new(); // (row, slot, len)
+        for (row, &slot) in slots.iter().enumerate() {
+            match runs.last_mut() {
+                Some((_, s, len)) if *s + *len == slot as usize => *len += 1,
+                _ => runs.push((row, slot as usize, 1)),
+            }
+        }
+        if runs.len() <= 2 || (self.device.is_cuda() && total > 64) {
+            return Ok(KvWrite::Runs(runs));
+        }
+        let kv_dim = self.shape.num_key_value_heads * self.shape.head_dim();
+        let index = Tensor::from_vec(slots, (total, 1), &self.device)?
+            .broadcast_as((total, kv_dim))?
+            .contiguous()?;
+        Ok(KvWrite::Scatter(index))
     }
 
     /// Naive full recomputation of one sequence (no pool, no paging): logits `[len, vocab]` (f32).
