@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
-mod real_telemetry;
-
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -497,40 +495,543 @@ mod rust_otlp {
     }
 }
 
-/// Analysis against the generator's ground truth: each planted slow-down must be named.
+/// Analysis against the generator's ground truth, through the real path: each workload is
+/// written as OTLP protobuf (whole traces in length-prefixed messages, as `tailscope
+/// generate --format protobuf` writes it), read back with ingest's `read_file` (the OTLP
+/// decode and the one semconv normalisation the collector runs) into a store, and analysed
+/// there. Three workloads: the default one (planted causes), a clean one (nothing planted,
+/// nothing queued or evicted) and a noisy one (large natural variance, causes planted at
+/// the usual rate). Each prints its confusion matrix (planted cause x primary cause) and the
+/// precision of every finding kind:
+/// `cargo test -p tailscope-tests --test e2e ground_truth -- --nocapture`.
 mod ground_truth {
-    use std::collections::BTreeMap;
-    use tailscope_analysis::{analyze_spans, Metrics, Options};
-    use tailscope_samples::{generate, WorkloadConfig};
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::fmt::Write as _;
+    use std::sync::OnceLock;
+    use tailscope_analysis::{
+        analyze_spans, analyze_store, Finding, Metrics, Options, Report, TraceResult,
+    };
+    use tailscope_ingest::{encode, read_file, Signal};
+    use tailscope_model::{Batch, Cause, Span, TraceId};
+    use tailscope_samples::{generate, GroundTruth, Workload, WorkloadConfig};
     use tailscope_store::{Store, WriterConfig};
 
-    #[test]
-    fn planted_causes_are_found() {
-        let w = generate(&WorkloadConfig {
-            seed: 11,
-            ..WorkloadConfig::default()
-        });
+    /// The design.md causes the generator plants as latency causes: the rows of the
+    /// confusion matrix (besides `none`). Its finding plants (sequential_waterfall, ...) are
+    /// judged by findings, not by the primary cause.
+    const CAUSES: [&str; 6] = [
+        "kv_eviction",
+        "pool_wait",
+        "preprocessing",
+        "queue",
+        "tool_cold_start",
+        "retry",
+    ];
+
+    /// Finding kind -> the planted cause it names.
+    const FINDING_PLANT: [(&str, &str); 10] = [
+        ("kv_eviction", "kv_eviction"),
+        ("queueing", "queue"),
+        ("pool_exhaustion", "pool_wait"),
+        ("preprocessing_bottleneck", "preprocessing"),
+        ("tool_cold_start", "tool_cold_start"),
+        ("retry_amplification", "retry"),
+        ("sequential_waterfall", "sequential_waterfall"),
+        ("fanout_straggler", "fanout_straggler"),
+        ("n_plus_one", "n_plus_one"),
+        ("stream_stutter", "stream_stutter"),
+    ];
+
+    fn plant_of(kind: &str) -> Option<&'static str> {
+        FINDING_PLANT
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, p)| *p)
+    }
+
+    /// Length-prefixed messages (4-byte big-endian length), as `tailscope generate` frames them.
+    fn frame(out: &mut Vec<u8>, msg: &[u8]) {
+        out.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(msg);
+    }
+
+    /// Writes `w` as OTLP protobuf files, reads them back with ingest's `read_file` and
+    /// stores what it decodes, as `tailscope import` does.
+    fn ingest_through_otlp(w: &Workload) -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let traces_path = dir.path().join("traces.pb");
+        let metrics_path = dir.path().join("metrics.pb");
+        let mut by_trace: BTreeMap<TraceId, Vec<Span>> = BTreeMap::new();
+        for s in &w.batch.spans {
+            by_trace.entry(s.trace_id).or_default().push(s.clone());
+        }
+        let mut bytes = Vec::new();
+        let mut chunk: Vec<Span> = Vec::new();
+        let encode_chunk = |spans: Vec<Span>, bytes: &mut Vec<u8>| {
+            let batch = Batch {
+                resources: w.batch.resources.clone(),
+                spans,
+                ..Batch::default()
+            };
+            frame(bytes, &encode::traces_protobuf(&batch));
+        };
+        for spans in by_trace.into_values() {
+            if !chunk.is_empty() && chunk.len() + spans.len() > 2048 {
+                encode_chunk(std::mem::take(&mut chunk), &mut bytes);
+            }
+            chunk.extend(spans);
+        }
+        if !chunk.is_empty() {
+            encode_chunk(chunk, &mut bytes);
+        }
+        std::fs::write(&traces_path, &bytes).unwrap();
+        let mut bytes = Vec::new();
+        frame(
+            &mut bytes,
+            &encode::metrics_protobuf(&Batch {
+                resources: w.batch.resources.clone(),
+                metrics: w.batch.metrics.clone(),
+                ..Batch::default()
+            }),
+        );
+        std::fs::write(&metrics_path, &bytes).unwrap();
+
         let store = Store::open_in_memory().unwrap();
         let writer = store.writer(WriterConfig::default()).unwrap();
-        writer.write(w.batch.clone()).unwrap();
+        let (mut spans, mut points, mut rejected) = (0, 0, Vec::new());
+        for (path, signal) in [
+            (&traces_path, Signal::Traces),
+            (&metrics_path, Signal::Metrics),
+        ] {
+            read_file(path, Some(signal), |c| {
+                rejected.extend(c.rejections.messages);
+                spans += c.batch.spans.len();
+                points += c.batch.metrics.len();
+                if !c.batch.is_empty() {
+                    writer.write(c.batch).unwrap();
+                }
+            })
+            .unwrap();
+        }
         writer.close().unwrap();
-        let spans = store.load_spans(None).unwrap();
-        let metrics = Metrics::load(&store, i64::MIN / 2, i64::MAX / 2).unwrap();
-        let report = analyze_spans(spans, &metrics, Options::default()).unwrap();
-        let by_trace: BTreeMap<&str, &tailscope_analysis::TraceResult> = report
-            .traces
-            .iter()
-            .map(|t| (t.trace_id.as_str(), t))
-            .collect();
+        assert!(rejected.is_empty(), "ingest rejected: {rejected:?}");
+        assert_eq!(spans, w.batch.spans.len(), "every span decoded");
+        assert_eq!(points, w.batch.metrics.len(), "every metric point decoded");
+        store
+    }
+
+    /// A workload, stored through OTLP, and its analysis.
+    struct Run {
+        name: &'static str,
+        w: Workload,
+        report: Report,
+    }
+
+    fn run(name: &'static str, cfg: &WorkloadConfig) -> Run {
+        let w = generate(cfg);
+        let store = ingest_through_otlp(&w);
+        let report = analyze_store(&store, Options::default()).unwrap();
         // by_cause sums to the critical path, which covers the root
         for t in &report.traces {
             assert_eq!(
                 tailscope_analysis::total(&t.by_cause_ns),
                 t.duration_ns,
-                "{}",
+                "{name}: {}",
                 t.trace_id
             );
         }
+        // trace and span ids survive the round trip, so the truth can be matched
+        let by_trace: HashMap<&str, &TraceResult> = report
+            .traces
+            .iter()
+            .map(|t| (t.trace_id.as_str(), t))
+            .collect();
+        for truth in &w.truth {
+            let t = by_trace
+                .get(truth.trace_id.to_hex().as_str())
+                .unwrap_or_else(|| panic!("{name}: truth trace {} analysed", truth.trace_id));
+            assert!(
+                t.spans.iter().any(|s| s.span_id == truth.span_id),
+                "{name}: truth span {} in trace {}",
+                truth.span_id,
+                truth.trace_id
+            );
+        }
+        Run { name, w, report }
+    }
+
+    /// The default workload with seed 11, shared by the tests that read it.
+    fn default_run() -> &'static Run {
+        static RUN: OnceLock<Run> = OnceLock::new();
+        RUN.get_or_init(|| {
+            run(
+                "default",
+                &WorkloadConfig {
+                    seed: 11,
+                    ..WorkloadConfig::default()
+                },
+            )
+        })
+    }
+
+    fn ms(ns: i64) -> String {
+        format!("{:.0}ms", ns as f64 / 1e6)
+    }
+
+    /// What one run scored, with the printed tables.
+    struct Scores {
+        /// Turns planted with one of [`CAUSES`], and those whose primary cause is it.
+        planted: usize,
+        planted_hits: usize,
+        /// Turns without truth, and those with a finding of a planted kind that is not
+        /// about a real (incidental) slow-down of the trace.
+        unplanted: usize,
+        unplanted_flagged: usize,
+        text: String,
+    }
+
+    fn pct(n: usize, d: usize) -> String {
+        if d == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.0}%", 100.0 * n as f64 / d as f64)
+        }
+    }
+
+    fn score(run: &Run) -> Scores {
+        let Run { name, w, report } = run;
+        let mut out = String::new();
+        // Turn traces: the generator's truth covers turns only; async jobs and the batch
+        // tenant's requests are not rows (their findings still count in precision).
+        let turns: HashSet<String> = w
+            .batch
+            .spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_none() && s.attr("app.turn.index").is_some())
+            .map(|s| s.trace_id.to_hex())
+            .collect();
+        let truth: HashMap<String, &GroundTruth> =
+            w.truth.iter().map(|t| (t.trace_id.to_hex(), t)).collect();
+        let mut incidental: HashMap<String, HashSet<&str>> = HashMap::new();
+        for t in &w.incidental {
+            incidental
+                .entry(t.trace_id.to_hex())
+                .or_default()
+                .insert(t.cause.as_str());
+        }
+        let real = |id: &str, cause: &str| {
+            truth.get(id).is_some_and(|t| t.cause == cause)
+                || incidental.get(id).is_some_and(|c| c.contains(cause))
+        };
+        let row_of = |id: &str| match truth.get(id) {
+            Some(t) => t.cause.as_str(),
+            None if incidental.contains_key(id) => "incidental",
+            None => "none",
+        };
+        let mut findings_on: HashMap<&str, Vec<&Finding>> = HashMap::new();
+        for f in &report.findings {
+            findings_on.entry(f.trace_id.as_str()).or_default().push(f);
+        }
+        let primary = |t: &TraceResult| t.primary_cause.map_or("null", Cause::as_str);
+        let results: HashMap<&str, &TraceResult> = report
+            .traces
+            .iter()
+            .map(|t| (t.trace_id.as_str(), t))
+            .collect();
+
+        // Confusion matrix: planted cause (rows) x primary cause (columns).
+        let mut matrix: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+        // per primary cause: (turns, of them right by the truth, right counting incidental)
+        let mut column: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+        for t in report.traces.iter().filter(|t| turns.contains(&t.trace_id)) {
+            let (row, p) = (row_of(&t.trace_id), primary(t));
+            *matrix.entry(row).or_default().entry(p).or_default() += 1;
+            let c = column.entry(p).or_default();
+            c.0 += 1;
+            c.1 += usize::from(row == p);
+            c.2 += usize::from(real(&t.trace_id, p));
+        }
+        let mut cols: Vec<&str> = Cause::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .filter(|c| column.contains_key(c) || CAUSES.contains(c))
+            .collect();
+        cols.push("null");
+        let rows: Vec<&str> = CAUSES
+            .iter()
+            .copied()
+            .chain(["incidental", "none"])
+            .collect();
+        let finding_rows: Vec<&str> = matrix
+            .keys()
+            .copied()
+            .filter(|r| !rows.contains(r))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n===== {name} workload: {} traces ({} turns), {} planted, {} incidental, {} findings =====",
+            report.traces.len(),
+            turns.len(),
+            w.truth.len(),
+            w.incidental.len(),
+            report.findings.len()
+        );
+        let _ = writeln!(
+            out,
+            "confusion matrix: rows = planted cause of the turn (incidental: nothing planted, \
+             but a simulated queueing or re-prefill below the truth threshold; none: nothing \
+             at all), columns = primary_cause"
+        );
+        let mut header = format!("{:>22}", "planted \\ primary");
+        for c in &cols {
+            let _ = write!(header, " {:>8}", c.chars().take(8).collect::<String>());
+        }
+        let _ = writeln!(out, "{header} {:>6} {:>7}", "total", "recall");
+        let print_row = |out: &mut String, r: &str| {
+            let cells = matrix.get(r).cloned().unwrap_or_default();
+            let total: usize = cells.values().sum();
+            let mut line = format!("{r:>22}");
+            for c in &cols {
+                let _ = write!(line, " {:>8}", cells.get(c).copied().unwrap_or(0));
+            }
+            let hit = if CAUSES.contains(&r) { r } else { "null" };
+            let recall = pct(cells.get(hit).copied().unwrap_or(0), total);
+            let _ = writeln!(out, "{line} {total:>6} {recall:>7}");
+        };
+        for r in &rows {
+            print_row(&mut out, r);
+        }
+        if !finding_rows.is_empty() {
+            let _ = writeln!(out, "{:>22}", "(finding plants)");
+            for r in &finding_rows {
+                print_row(&mut out, r);
+            }
+        }
+        for (label, strict) in [("precision", false), ("strict precision", true)] {
+            let mut line = format!("{label:>22}");
+            for c in &cols {
+                let cell = match column.get(c) {
+                    Some(&(n, by_truth, real)) if CAUSES.contains(c) => {
+                        pct(if strict { by_truth } else { real }, n)
+                    }
+                    _ => "-".to_owned(),
+                };
+                let _ = write!(line, " {cell:>8}");
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(
+            out,
+            "(recall: share of the row's turns whose primary cause is the planted cause, for \
+             the other rows the share with a null primary cause; precision: share of the column's turns where that cause is real: \
+             planted, or an incidental slow-down of the trace; strict: planted only)"
+        );
+        let (planted, planted_hits) = CAUSES.iter().fold((0, 0), |(n, h), c| {
+            let cells = matrix.get(c);
+            (
+                n + cells.map_or(0, |m| m.values().sum::<usize>()),
+                h + cells.and_then(|m| m.get(c)).copied().unwrap_or(0),
+            )
+        });
+        let _ = writeln!(
+            out,
+            "primary cause = planted: {planted_hits}/{planted} = {:.1}%",
+            100.0 * planted_hits as f64 / planted.max(1) as f64
+        );
+
+        // Findings: precision and recall per kind.
+        let _ = writeln!(
+            out,
+            "\nfindings: matched = on a trace planted with the cause the kind names; incidental = \
+             on a trace where that cause happened below the truth threshold;\n\
+             precision = (matched + incidental) / all, strict = matched / all; \
+             recall = planted traces with a finding of the kind / planted traces"
+        );
+        let _ = writeln!(
+            out,
+            "{:>26} {:>16} {:>5} {:>7} {:>10} {:>8} {:>9} {:>6} {:>7}",
+            "kind",
+            "names plant",
+            "all",
+            "matched",
+            "incidental",
+            "not turn",
+            "precision",
+            "strict",
+            "recall"
+        );
+        let mut kinds: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
+        for f in &report.findings {
+            kinds.entry(f.kind.as_str()).or_default().push(f);
+        }
+        for (kind, fs) in &kinds {
+            let plant = plant_of(kind);
+            let by_truth = |f: &&&Finding| plant.is_some_and(|p| row_of(&f.trace_id) == p);
+            let matched = fs.iter().filter(by_truth).count();
+            let real_count = fs
+                .iter()
+                .filter(|f| plant.is_some_and(|p| real(&f.trace_id, p)))
+                .count();
+            let not_turn = fs.iter().filter(|f| !turns.contains(&f.trace_id)).count();
+            let recall = plant.map_or("-".to_owned(), |p| {
+                let planted: Vec<String> = w
+                    .truth
+                    .iter()
+                    .filter(|t| t.cause == p)
+                    .map(|t| t.trace_id.to_hex())
+                    .collect();
+                let found = planted
+                    .iter()
+                    .filter(|id| fs.iter().any(|f| f.trace_id == **id))
+                    .count();
+                if planted.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{found}/{}", planted.len())
+                }
+            });
+            let (precision, strict) = if plant.is_some() {
+                (pct(real_count, fs.len()), pct(matched, fs.len()))
+            } else {
+                ("-".to_owned(), "-".to_owned())
+            };
+            let _ = writeln!(
+                out,
+                "{kind:>26} {:>16} {:>5} {matched:>7} {:>10} {not_turn:>8} {precision:>9} {strict:>6} {recall:>7}",
+                plant.unwrap_or("(not planted)"),
+                fs.len(),
+                real_count - matched,
+            );
+        }
+
+        // Turns with nothing planted that still get a finding of a planted kind.
+        let mut unplanted: Vec<&str> = turns
+            .iter()
+            .filter(|id| !truth.contains_key(id.as_str()))
+            .map(String::as_str)
+            .collect();
+        unplanted.sort_unstable();
+        let mut flagged_by: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut flagged: Vec<Vec<&Finding>> = Vec::new();
+        let mut about_incidental = 0;
+        for id in &unplanted {
+            let of_planted_kind = findings_on.get(id).map_or(Vec::new(), |v| {
+                v.iter()
+                    .copied()
+                    .filter(|f| plant_of(&f.kind).is_some())
+                    .collect()
+            });
+            let false_alarms: Vec<&Finding> = of_planted_kind
+                .iter()
+                .copied()
+                .filter(|f| plant_of(&f.kind).is_some_and(|p| !real(id, p)))
+                .collect();
+            if false_alarms.is_empty() {
+                about_incidental += usize::from(!of_planted_kind.is_empty());
+            } else {
+                for f in &false_alarms {
+                    *flagged_by.entry(f.kind.as_str()).or_default() += 1;
+                }
+                flagged.push(false_alarms);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nturns with nothing planted that get a finding of a planted kind: {}/{} = {:.2}% {flagged_by:?}\n\
+             (not counted: {about_incidental} more whose findings are all about a real incidental slow-down)",
+            flagged.len(),
+            unplanted.len(),
+            100.0 * flagged.len() as f64 / unplanted.len().max(1) as f64
+        );
+
+        // A few concrete misses, for diagnosis.
+        let describe = |t: &TraceResult| -> String {
+            let mut by: Vec<(&Cause, &i64)> = t.by_cause_ns.iter().collect();
+            by.sort_by_key(|(_, ns)| -**ns);
+            let causes: Vec<String> = by
+                .iter()
+                .take(4)
+                .map(|(c, ns)| format!("{}={}", c.as_str(), ms(**ns)))
+                .collect();
+            let kinds: Vec<&str> = findings_on
+                .get(t.trace_id.as_str())
+                .map(|v| v.iter().map(|f| f.kind.as_str()).collect())
+                .unwrap_or_default();
+            format!(
+                "{} [{}] {} by_cause {{{}}} findings {kinds:?}",
+                t.trace_id,
+                t.root,
+                ms(t.duration_ns),
+                causes.join(", ")
+            )
+        };
+        let _ = writeln!(
+            out,
+            "\nexamples (planted -> primary: trace [root] duration, largest causes, findings):"
+        );
+        for r in CAUSES {
+            let misses = w.truth.iter().filter(|t| t.cause == r).filter_map(|t| {
+                let res = results.get(t.trace_id.to_hex().as_str())?;
+                (primary(res) != r).then_some((t, *res))
+            });
+            for (t, res) in misses.take(3) {
+                let _ = writeln!(
+                    out,
+                    "  {r} ({} on {}) -> {}: {}",
+                    ms(t.extra_ns),
+                    t.span_id,
+                    primary(res),
+                    describe(res)
+                );
+            }
+        }
+        let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
+        for id in &unplanted {
+            let Some(res) = results.get(id) else { continue };
+            let p = primary(res);
+            if p != "null" && !real(id, p) {
+                let n = shown.entry(p).or_default();
+                *n += 1;
+                if *n <= 2 {
+                    let _ = writeln!(out, "  {} -> {p}: {}", row_of(id), describe(res));
+                }
+            }
+        }
+        let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in flagged.iter().flatten() {
+            let n = shown.entry(f.kind.as_str()).or_default();
+            *n += 1;
+            if *n <= 3 {
+                let _ = writeln!(
+                    out,
+                    "  {}, finding {} on {} ({}): {}",
+                    row_of(&f.trace_id),
+                    f.kind,
+                    f.trace_id,
+                    ms(f.estimated_cost_ns),
+                    f.summary
+                );
+            }
+        }
+        Scores {
+            planted,
+            planted_hits,
+            unplanted: unplanted.len(),
+            unplanted_flagged: flagged.len(),
+            text: out,
+        }
+    }
+
+    /// Each planted slow-down is named: a latency cause gets at least 60% of its injected
+    /// time on the critical path, a finding plant gets a finding of its kind.
+    #[test]
+    fn planted_causes_are_found() {
+        let Run { w, report, .. } = default_run();
+        let by_trace: BTreeMap<&str, &TraceResult> = report
+            .traces
+            .iter()
+            .map(|t| (t.trace_id.as_str(), t))
+            .collect();
         // async jobs started by a span of another trace are tied to that caller
         let linked: Vec<_> = report
             .traces
@@ -554,17 +1055,17 @@ mod ground_truth {
         for truth in &w.truth {
             let id = truth.trace_id.to_hex();
             let cause = truth.cause.as_str();
-            let found = match cause {
+            let found = if CAUSES.contains(&cause) {
                 // a design.md cause: the injected time is attributed to it on the critical path
-                "kv_eviction" | "pool_wait" | "preprocessing" | "queue" | "tool_cold_start"
-                | "retry" => by_trace
+                by_trace
                     .get(id.as_str())
                     .and_then(|t| t.by_cause_ns.iter().find(|(c, _)| c.as_str() == cause))
-                    .is_some_and(|(_, ns)| *ns * 10 >= truth.extra_ns * 6),
-                finding => report
+                    .is_some_and(|(_, ns)| *ns * 10 >= truth.extra_ns * 6)
+            } else {
+                report
                     .findings
                     .iter()
-                    .any(|f| f.trace_id == id && f.kind == finding),
+                    .any(|f| f.trace_id == id && f.kind == cause)
             };
             let e = hits.entry(cause).or_default();
             e.1 += 1;
@@ -574,9 +1075,12 @@ mod ground_truth {
         }
         let table: Vec<String> = hits
             .iter()
-            .map(|(c, (h, n))| format!("{c}: {h}/{n}"))
+            .map(|(c, (h, n))| format!("  {c}: {h}/{n}"))
             .collect();
-        println!("{}", table.join("\n"));
+        println!(
+            "default workload, planted slow-downs named (recall):\n{}",
+            table.join("\n")
+        );
         for (c, (h, n)) in &hits {
             assert!(*n > 0);
             assert!(
@@ -585,6 +1089,50 @@ mod ground_truth {
                 table.join("\n")
             );
         }
+    }
+
+    /// The issue's bar on our generator: the primary cause is the planted cause for at
+    /// least 90% of the traces planted with a latency cause.
+    #[test]
+    fn primary_cause_is_the_planted_cause() {
+        let s = score(default_run());
+        println!("{}", s.text);
+        assert!(
+            s.planted_hits * 10 >= s.planted * 9,
+            "primary cause = planted for only {}/{} planted traces (want >= 90%)",
+            s.planted_hits,
+            s.planted
+        );
+    }
+
+    /// On a workload with nothing planted (and nothing queued or evicted), fewer than 2% of
+    /// the turns get a finding of a kind the generator plants.
+    #[test]
+    fn clean_turns_get_no_findings_of_planted_kinds() {
+        let run = run("clean", &WorkloadConfig::clean(11, 160));
+        assert!(
+            run.w.truth.is_empty() && run.w.incidental.is_empty(),
+            "the clean workload plants nothing and nothing queues or is evicted"
+        );
+        let s = score(&run);
+        println!("{}", s.text);
+        assert!(s.unplanted > 500, "{} clean turns", s.unplanted);
+        assert!(
+            s.unplanted_flagged * 50 < s.unplanted,
+            "{}/{} clean turns get a finding of a planted kind (want < 2%)",
+            s.unplanted_flagged,
+            s.unplanted
+        );
+    }
+
+    /// The same tables under large natural variance (printed; the bar is on the default
+    /// and the clean workloads).
+    #[test]
+    fn noisy_workload_scores() {
+        let run = run("noisy", &WorkloadConfig::noisy(11, 160));
+        let s = score(&run);
+        println!("{}", s.text);
+        assert!(s.planted > 0 && s.unplanted > 0);
     }
 
     /// Re-running is idempotent, and a run after new traces arrive (recomputing only
