@@ -30,6 +30,64 @@ pub struct Context<'a> {
     pub metric_at: &'a MetricAt<'a>,
     /// Increase of a counter (canonical `*.rate` name) over a window.
     pub metric_increase: &'a MetricIncrease<'a>,
+    /// How long each tool usually takes, over the store.
+    pub tools: &'a ToolBaseline,
+}
+
+/// The usual duration of each tool (by `gen_ai.tool.name`, else span name): median
+/// and robust spread of log durations, over every call in the store. A fan-out branch
+/// is a straggler only when it is unusually slow for its tool, not merely slower than
+/// its siblings (tool latencies have long tails by nature).
+#[derive(Debug, Clone, Default)]
+pub struct ToolBaseline(HashMap<String, (f64, f64, usize)>);
+
+impl ToolBaseline {
+    /// Fewest calls of a tool before its baseline is trusted.
+    const MIN_CALLS: usize = 20;
+
+    pub fn from_durations(calls: impl IntoIterator<Item = (String, i64)>) -> Self {
+        let mut by: HashMap<String, Vec<f64>> = HashMap::new();
+        for (name, d) in calls {
+            if d > 0 {
+                by.entry(name).or_default().push((d as f64).ln());
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[(v.len() - 1) / 2]
+        };
+        Self(
+            by.into_iter()
+                .map(|(k, mut v)| {
+                    let m = median(&mut v);
+                    let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+                    let sd = 1.4826 * median(&mut dev);
+                    (k, (m, sd.max(0.05), v.len()))
+                })
+                .collect(),
+        )
+    }
+
+    /// Robust z-score of a duration in log space, when the tool has a baseline.
+    pub fn surprise(&self, tool: &str, duration_ns: i64) -> Option<f64> {
+        let &(m, sd, n) = self.0.get(tool)?;
+        (n >= Self::MIN_CALLS && duration_ns > 0).then(|| ((duration_ns as f64).ln() - m) / sd)
+    }
+}
+
+/// The tool calls of a tree as the baseline counts them: (tool, duration).
+pub fn tool_durations(tree: &Tree) -> impl Iterator<Item = (String, i64)> + '_ {
+    tree.nodes.iter().filter_map(|n| {
+        let p = &n.span.promoted;
+        (matches!(p.op_class, OpClass::Tool | OpClass::Mcp)
+            && p.mcp_method.as_deref() != Some("initialize"))
+        .then(|| {
+            (
+                p.tool_name.clone().unwrap_or_else(|| n.span.name.clone()),
+                n.span.duration_ns(),
+            )
+        })
+    })
 }
 
 /// (canonical name, the span's `server.address`, time) -> value at or before it.
@@ -337,7 +395,7 @@ pub fn find(
                 }
             }
         }
-        children_findings(tree, i, sections, &mut push);
+        children_findings(tree, i, sections, ctx.tools, &mut push);
     }
     // preprocessing bottleneck: a large share of the path
     let pre: i64 = sections
@@ -368,6 +426,7 @@ fn children_findings(
     tree: &Tree,
     i: usize,
     sections: &[CausedSection],
+    tools_baseline: &ToolBaseline,
     push: &mut impl FnMut(&str, usize, i64, serde_json::Value, String),
 ) {
     let is_tool = |c: usize| {
@@ -441,7 +500,13 @@ fn children_findings(
         let (slowest, node) = d[d.len() - 1];
         let second = d[d.len() - 2].0;
         let median = d[d.len() / 2].0;
-        if slowest >= 2 * median.max(1) && slowest - second >= 200_000_000 && on_path > 0 {
+        // Branches of a fan-out vary by nature (tool latencies have long tails): the
+        // straggler must be unusually slow for its tool, where the store knows the tool.
+        let unusual = tools_baseline
+            .surprise(&tool_name(node), slowest)
+            .map_or(slowest - second >= second.max(500_000_000), |z| z >= 3.0);
+        if slowest >= 2 * median.max(1) && slowest - second >= 200_000_000 && unusual && on_path > 0
+        {
             push(
                 "fanout_straggler",
                 node,
@@ -488,10 +553,12 @@ mod tests {
         let none = HashMap::new();
         let shape = Shape::new(&t, &ev, &model, &none);
         let sections = crate::causes::assign(&t, &path, &shape);
+        let tools = ToolBaseline::default();
         let ctx = Context {
             evictions: &ev,
             metric_at: &none_at,
             metric_increase: &none_inc,
+            tools: &tools,
         };
         let f = find(&t, &sections, &shape, &ctx);
         let kinds: Vec<&str> = f.iter().map(|f| f.kind.as_str()).collect();

@@ -226,6 +226,7 @@ pub(crate) fn compute(
     spans: Vec<Span>,
     metrics: &Metrics,
     model: Option<&latency::LatencyModel>,
+    tools: Option<&findings::ToolBaseline>,
 ) -> (Vec<TraceResult>, Vec<Finding>, usize) {
     let mut trees: Vec<Tree> = group_by_trace(spans).into_iter().map(Tree::build).collect();
     adopt_linked_conversations(&mut trees);
@@ -272,10 +273,19 @@ pub(crate) fn compute(
     let evictions: HashMap<SpanId, evict::Eviction> = evict::detect(&llm_calls);
     let at = |n: &str, server: Option<&str>, t: i64| metrics.at(n, server, t);
     let inc = |n: &str, server: Option<&str>, a: i64, b: i64| metrics.increase(n, server, a, b);
+    let own_tools;
+    let tools = if let Some(t) = tools {
+        t
+    } else {
+        own_tools =
+            findings::ToolBaseline::from_durations(trees.iter().flat_map(findings::tool_durations));
+        &own_tools
+    };
     let ctx = findings::Context {
         evictions: &evictions,
         metric_at: &at,
         metric_increase: &inc,
+        tools,
     };
     let mut results = Vec::with_capacity(trees.len());
     let mut all_findings = Vec::new();
@@ -343,7 +353,7 @@ pub fn analyze_spans(
     if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
         return Err(AnalysisError::Percentile(opts.percentile));
     }
-    let (mut results, findings, _) = compute(spans, metrics, None);
+    let (mut results, findings, _) = compute(spans, metrics, None, None);
     results.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
     finish(results, findings, opts)
 }

@@ -124,7 +124,8 @@ pub fn analyze_and_store(
             })
             .collect();
         let model = crate::latency::LatencyModel::fit(&crate::samples_of(&rows));
-        let (r, f, _) = compute(spans, &metrics, Some(&model));
+        let tools = crate::findings::ToolBaseline::from_durations(store.tool_durations()?);
+        let (r, f, _) = compute(spans, &metrics, Some(&model), Some(&tools));
         (r, f)
     };
     // reuse the rest

@@ -168,3 +168,71 @@ fn replay_errors_name_their_input() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no-such-conv"), "{}", stderr(&o));
 }
+
+/// Real instrumentation: OpenInference's LLM spans are INTERNAL, and the OTel GenAI
+/// chat spans carry no conversation id (their agent span does). Both replay.
+#[test]
+fn conversations_of_real_instrumentation_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("real.duckdb");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/realtel/fixtures");
+    let files: Vec<String> = ["openinference.jsonl", "otel-genai.jsonl"]
+        .iter()
+        .map(|f| fixtures.join(f).to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let o = tailscope(&db, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = tailscope(&db, &["replay", "--list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = stdout(&o);
+    for conv in ["openinference-conv-01", "otel-genai-conv-01"] {
+        assert!(list.contains(conv), "{conv} missing from:\n{list}");
+    }
+    let (a, b) = (config("seed-a.toml"), config("seed-b.toml"));
+    let o = tailscope(
+        &db,
+        &[
+            "replay",
+            "--conversation",
+            "otel-genai-conv-02",
+            "--a",
+            &a,
+            "--b",
+            &b,
+            "--repeats",
+            "1",
+            "--token-scale",
+            "0.01",
+            "--max-background",
+            "0",
+            "--max-output-tokens",
+            "2",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let replayed = super::count(
+        &db,
+        "SELECT count(*) FROM replay_turns WHERE session_id = 'otel-genai-conv-02' AND side = 'A'",
+    );
+    assert_eq!(
+        replayed, 8,
+        "every chat call of the conversation is replayed"
+    );
+}
+
+/// An empty replay list says why: the counts behind it.
+#[test]
+fn empty_replay_list_gives_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("none.duckdb");
+    let file = dir.path().join("one.json");
+    std::fs::write(&file, super::TRACE_LINE).unwrap();
+    let o = tailscope(&db, &["import", file.to_str().unwrap()]);
+    assert!(o.status.code().is_some(), "{}", stderr(&o));
+    let o = tailscope(&db, &["replay", "--list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("1 LLM calls, 0 with a conversation"), "{out}");
+}

@@ -156,6 +156,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// (tool, duration) of every tool or MCP call but `initialize`, for the usual
+    /// duration of each tool.
+    pub fn tool_durations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT coalesce(tool_name, name), duration_ns FROM spans
+             WHERE op_class IN ('tool', 'mcp') AND coalesce(mcp_method, '') <> 'initialize'",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Counts behind an empty replay list, over the whole store or one conversation.
     pub fn llm_call_census(&self, conversation: Option<&str>) -> Result<CallCensus, StoreError> {
         let sql = format!(
