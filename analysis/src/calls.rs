@@ -71,11 +71,11 @@ pub fn calls(tree: &Tree) -> (Vec<Call>, Vec<usize>) {
     let below = has_caller_below(tree);
     let mut calls = Vec::new();
     let mut wrappers = Vec::new();
-    for i in 0..tree.nodes.len() {
+    for (i, &wraps) in below.iter().enumerate() {
         if !is_llm_caller(tree, i) {
             continue;
         }
-        if below[i] {
+        if wraps {
             wrappers.push(i);
         } else {
             calls.push(Call {

@@ -234,6 +234,7 @@ pub fn split_call(tree: &Tree, call: &Call, shape: &Shape<'_>) -> Split {
 }
 
 /// A span's own cause timeline: `(from, to, cause)` pieces in time order.
+#[allow(clippy::many_single_char_names)] // spans, phases and interval ends read best short
 fn timeline(tree: &Tree, i: usize, shape: &Shape<'_>) -> Vec<(i64, i64, Cause)> {
     let s = &tree.nodes[i].span;
     let p = &s.promoted;

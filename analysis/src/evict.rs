@@ -125,10 +125,8 @@ pub fn llm_calls(tree: &Tree, calls: &[Call]) -> Vec<LlmCall> {
     out
 }
 
-/// For calls that report no cache reads: the prefix a caching provider would have
-/// served, the previous sequential call's input + output in the same conversation and
-/// model (0 for a first call, or when the prompt did not extend the previous one).
-pub fn assumed_prefixes(calls: &[LlmCall]) -> HashMap<SpanId, i64> {
+/// Calls by (conversation, model), each list in start order.
+fn by_conversation(calls: &[LlmCall]) -> HashMap<(&str, &str), Vec<&LlmCall>> {
     let mut by_conv: HashMap<(&str, &str), Vec<&LlmCall>> = HashMap::new();
     for c in calls {
         by_conv
@@ -136,9 +134,19 @@ pub fn assumed_prefixes(calls: &[LlmCall]) -> HashMap<SpanId, i64> {
             .or_default()
             .push(c);
     }
-    let mut out = HashMap::new();
     for cs in by_conv.values_mut() {
         cs.sort_by_key(|c| (c.start_ns, c.span_id));
+    }
+    by_conv
+}
+
+/// For calls that report no cache reads: the prefix a caching provider would have
+/// served, the previous sequential call's input + output in the same conversation and
+/// model (0 for a first call, or when the prompt did not extend the previous one).
+pub fn assumed_prefixes(calls: &[LlmCall]) -> HashMap<SpanId, i64> {
+    let by_conv = by_conversation(calls);
+    let mut out = HashMap::new();
+    for cs in by_conv.values() {
         for (k, cur) in cs.iter().enumerate() {
             if cur.cache_read_tokens.is_some() {
                 continue;
@@ -161,16 +169,9 @@ const MIN_PREFIX_TOKENS: i64 = 256;
 
 /// Detects evictions over every conversation's calls (any order).
 pub fn detect(calls: &[LlmCall]) -> HashMap<SpanId, Eviction> {
-    let mut by_conv: HashMap<(&str, &str), Vec<&LlmCall>> = HashMap::new();
-    for c in calls {
-        by_conv
-            .entry((c.conversation_id.as_str(), c.model.as_str()))
-            .or_default()
-            .push(c);
-    }
+    let by_conv = by_conversation(calls);
     let mut out = HashMap::new();
-    for ((conv, model), mut cs) in by_conv {
-        cs.sort_by_key(|c| (c.start_ns, c.span_id));
+    for ((conv, model), cs) in by_conv {
         let mut caching_seen = false;
         for (k, cur) in cs.iter().enumerate() {
             let seen_before = caching_seen;

@@ -342,18 +342,10 @@ mod tests {
             x.promoted.op_class = OpClass::Llm;
         }
         let t = Tree::build(s);
-        let (a, b, c) = (
-            t.find(SpanId([2; 8])).unwrap(),
-            t.find(SpanId([3; 8])).unwrap(),
-            t.find(SpanId([4; 8])).unwrap(),
-        );
-        assert_eq!(t.nodes[b].parent, Some(a));
-        assert_eq!(
-            t.nodes[c].parent,
-            t.find(SpanId([1; 8])),
-            "a later call stays"
-        );
-        assert_eq!(t.nodes[a].children, vec![b]);
+        let node = |id: u8| t.find(SpanId([id; 8])).unwrap();
+        assert_eq!(t.nodes[node(3)].parent, Some(node(2)));
+        assert_eq!(t.nodes[node(4)].parent, Some(node(1)), "a later call stays");
+        assert_eq!(t.nodes[node(2)].children, vec![node(3)]);
     }
 
     #[test]
