@@ -345,11 +345,19 @@ pub fn find(
             let mut times: Vec<i64> = s.events.iter().map(|e| e.time_ns).collect();
             times.sort_unstable();
             let mut gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+            // Baseline: the lower-quartile gap, since stalls can be half of a short stream;
+            // but not counting the last gap, which ends with a short final chunk (a few
+            // tokens, or only the finish reason / usage) and so is short by nature.
+            let mut base: Vec<i64> = if gaps.len() >= 3 {
+                gaps[..gaps.len() - 1].to_vec()
+            } else {
+                gaps.clone()
+            };
+            base.sort_unstable();
             gaps.sort_unstable();
             let median = crate::tail::percentile(&gaps, 50.0);
             let p99 = crate::tail::percentile(&gaps, 99.0);
-            // Baseline: the lower-quartile gap, since stalls can be half of a short stream.
-            let typical = crate::tail::percentile(&gaps, 25.0).max(1);
+            let typical = crate::tail::percentile(&base, 25.0).max(1);
             let excess: i64 = gaps
                 .iter()
                 .filter(|g| **g > 4 * typical && **g >= 150_000_000)
