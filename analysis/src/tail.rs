@@ -135,7 +135,10 @@ pub const MIN_SURPRISE: f64 = 3.0;
 /// surprising cause whose excess is material (>= max(50 ms, 2% of the median root
 /// duration)) and at least [`MIN_SURPRISE`] spreads, whether or not the trace is slow.
 /// Decode that varies with output length is not surprising: decode qualifies only when
-/// its per-token time is unusual too. `None` when nothing qualifies.
+/// its per-token time is unusual too. A cause present in a quarter or more of the
+/// group's traces (but not all) is compared with its usual size when present, so a
+/// step that half the turns take is not surprising merely for being taken. `None` when
+/// nothing qualifies.
 pub fn primary_causes(traces: &[TraceTimes<'_>]) -> Vec<Option<Cause>> {
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, t) in traces.iter().enumerate() {
@@ -150,11 +153,18 @@ pub fn primary_causes(traces: &[TraceTimes<'_>]) -> Vec<Option<Cause>> {
         let stats: Vec<(Cause, f64, f64)> = Cause::ALL
             .into_iter()
             .map(|c| {
-                let (m, sd) = center_spread(
-                    idx.iter()
-                        .map(|&i| traces[i].by_cause.get(&c).copied().unwrap_or(0) as f64)
-                        .collect(),
-                );
+                let values: Vec<f64> = idx
+                    .iter()
+                    .map(|&i| traces[i].by_cause.get(&c).copied().unwrap_or(0) as f64)
+                    .collect();
+                let present: Vec<f64> = values.iter().copied().filter(|v| *v > 0.0).collect();
+                // A cause that many traces have and many do not (a tool step in half the
+                // turns) is judged by its usual size when present; a rare one against 0.
+                let (m, sd) = if present.len() * 4 >= values.len() {
+                    center_spread(present)
+                } else {
+                    center_spread(values)
+                };
                 (c, m, sd.max(floor))
             })
             .collect();
@@ -236,6 +246,40 @@ mod tests {
             "most surprising, not largest share"
         );
         assert_eq!(p[0], None);
+    }
+
+    #[test]
+    fn a_step_half_the_traces_take_is_not_surprising_for_being_taken() {
+        let mut maps = Vec::new();
+        for k in 0..40i64 {
+            let mut m: BTreeMap<Cause, i64> = [(Cause::Prefill, 200 * MS)].into();
+            if k % 2 == 0 {
+                m.insert(Cause::Tool, (400 + (k * 13) % 100) * MS);
+            }
+            if k == 7 {
+                m.insert(Cause::Tool, 3000 * MS);
+            }
+            maps.push(m);
+        }
+        let ts: Vec<TraceTimes<'_>> = maps
+            .iter()
+            .map(|m| TraceTimes {
+                duration_ns: m.values().sum(),
+                group: "turn",
+                by_cause: m,
+                output_tokens: 0,
+            })
+            .collect();
+        let p = primary_causes(&ts);
+        assert_eq!(
+            p[7],
+            Some(Cause::Tool),
+            "a tool step far beyond its usual size"
+        );
+        assert!(
+            p.iter().enumerate().all(|(i, c)| i == 7 || c.is_none()),
+            "{p:?}"
+        );
     }
 
     #[test]
