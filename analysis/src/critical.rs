@@ -62,48 +62,74 @@ pub fn critical_path(tree: &Tree) -> Vec<PathSection> {
     merged
 }
 
-/// Covers `[lo, until)` of node `i` (already clipped to its parent).
-fn walk(tree: &Tree, i: usize, lo: i64, until: i64, out: &mut Vec<PathSection>) {
-    let mut cur = until;
-    // children clipped to [lo, until], with their hand-off point as end
-    let mut kids: Vec<(usize, i64, i64)> = tree.nodes[i]
-        .children
-        .iter()
-        .filter(|&&c| blocking(tree, i, c))
-        .filter_map(|&c| {
-            let s = tree.nodes[c].span.start_ns.max(lo);
-            let e = handoff(tree, c).min(until);
-            (e > s).then_some((c, s, e))
-        })
-        .collect();
-    // last-finishing first
-    kids.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)));
-    let mut k = 0;
-    while cur > lo {
-        // the last-finishing child that ends at or before `cur`
-        while k < kids.len() && kids[k].2 > cur {
-            k += 1;
+/// One span being walked: its window, how far back the walk has come, and its
+/// blocking children (clipped, last-finishing first) with the next one to consider.
+struct Frame {
+    node: usize,
+    lo: i64,
+    cur: i64,
+    kids: Vec<(usize, i64, i64)>,
+    next: usize,
+}
+
+impl Frame {
+    fn new(tree: &Tree, i: usize, lo: i64, until: i64) -> Self {
+        // children clipped to [lo, until], with their hand-off point as end
+        let mut kids: Vec<(usize, i64, i64)> = tree.nodes[i]
+            .children
+            .iter()
+            .filter(|&&c| blocking(tree, i, c))
+            .filter_map(|&c| {
+                let s = tree.nodes[c].span.start_ns.max(lo);
+                let e = handoff(tree, c).min(until);
+                (e > s).then_some((c, s, e))
+            })
+            .collect();
+        // last-finishing first
+        kids.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)));
+        Self {
+            node: i,
+            lo,
+            cur: until,
+            kids,
+            next: 0,
         }
-        let Some(&(c, cs, ce)) = kids.get(k) else {
-            break;
+    }
+}
+
+/// Covers `[lo, until)` of node `i` (already clipped to its parent). An explicit stack
+/// instead of recursion, so a trace 10,000 spans deep cannot overflow the thread stack.
+fn walk(tree: &Tree, i: usize, lo: i64, until: i64, out: &mut Vec<PathSection>) {
+    let mut stack = vec![Frame::new(tree, i, lo, until)];
+    while let Some(f) = stack.last_mut() {
+        // the last-finishing child that ends at or before `cur`
+        while f.next < f.kids.len() && f.kids[f.next].2 > f.cur {
+            f.next += 1;
+        }
+        let child = (f.cur > f.lo)
+            .then(|| f.kids.get(f.next).copied())
+            .flatten();
+        let Some((c, cs, ce)) = child else {
+            if f.cur > f.lo {
+                out.push(PathSection {
+                    node: f.node,
+                    start: f.lo,
+                    end: f.cur,
+                });
+            }
+            stack.pop();
+            continue;
         };
-        k += 1;
-        if ce < cur {
+        f.next += 1;
+        if ce < f.cur {
             out.push(PathSection {
-                node: i,
+                node: f.node,
                 start: ce,
-                end: cur,
+                end: f.cur,
             });
         }
-        walk(tree, c, cs, ce, out);
-        cur = cs;
-    }
-    if cur > lo {
-        out.push(PathSection {
-            node: i,
-            start: lo,
-            end: cur,
-        });
+        f.cur = cs;
+        stack.push(Frame::new(tree, c, cs, ce));
     }
 }
 
@@ -174,6 +200,45 @@ mod tests {
             p.iter().all(|s| t.nodes[s.node].span.span_id.0[0] != 3),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_trace_ten_thousand_spans_deep_does_not_overflow() {
+        // 100,000 spans: a chain 10,000 deep, each link with 9 short leaf children
+        let depth: u32 = 10_000;
+        let mut spans = Vec::with_capacity(100_000);
+        let id = |k: u32| tailscope_model::SpanId((u64::from(k) + 1).to_be_bytes());
+        for d in 0..depth {
+            let mut s = span(
+                0,
+                None,
+                i64::from(d),
+                2 * i64::from(depth) * 10 - i64::from(d),
+            );
+            s.span_id = id(d);
+            s.parent_span_id = d.checked_sub(1).map(id);
+            spans.push(s);
+            for j in 0..9u32 {
+                let mut leaf = span(0, None, i64::from(d) + 1, i64::from(d) + 2);
+                leaf.span_id = id(depth + d * 9 + j);
+                leaf.parent_span_id = Some(id(d));
+                spans.push(leaf);
+            }
+        }
+        assert_eq!(spans.len(), 100_000);
+        // run on a thread with a small stack, as a worker thread might have
+        let handle = std::thread::Builder::new()
+            .name("deep-trace".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let t = trace(spans);
+                let p = critical_path(&t);
+                let total: i64 = p.iter().map(|s| s.end - s.start).sum();
+                (total, t.root_span().duration_ns())
+            })
+            .unwrap();
+        let (total, root) = handle.join().unwrap();
+        assert_eq!(total, root, "sections cover the root");
     }
 
     #[test]
