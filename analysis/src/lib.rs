@@ -46,6 +46,28 @@ pub enum AnalysisError {
     Percentile(f64),
 }
 
+/// Wall time per stage of an analysis run, in the order the stages ran (a stage that
+/// runs in pieces, such as the per-trace critical paths, is summed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stages(pub Vec<(&'static str, std::time::Duration)>);
+
+impl Stages {
+    /// Adds `d` to stage `name`.
+    pub fn add(&mut self, name: &'static str, d: std::time::Duration) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, t)) => *t += d,
+            None => self.0.push((name, d)),
+        }
+    }
+
+    /// Adds the time since `*since` to `name` and restarts the clock.
+    pub fn lap(&mut self, name: &'static str, since: &mut std::time::Instant) {
+        let now = std::time::Instant::now();
+        self.add(name, now - *since);
+        *since = now;
+    }
+}
+
 /// Options of an analysis run.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -227,9 +249,12 @@ pub(crate) fn compute(
     metrics: &Metrics,
     model: Option<&latency::LatencyModel>,
     tools: Option<&findings::ToolBaseline>,
+    stages: &mut Stages,
 ) -> (Vec<TraceResult>, Vec<Finding>, usize) {
+    let mut clock = std::time::Instant::now();
     let mut trees: Vec<Tree> = group_by_trace(spans).into_iter().map(Tree::build).collect();
     adopt_linked_conversations(&mut trees);
+    stages.lap("trees", &mut clock);
     let call_lists: Vec<Vec<calls::Call>> = trees.iter().map(|t| calls::calls(t).0).collect();
     let mut llm_calls: Vec<evict::LlmCall> = trees
         .iter()
@@ -270,7 +295,9 @@ pub(crate) fn compute(
             }
         }
     }
+    stages.lap("llm calls + latency model", &mut clock);
     let evictions: HashMap<SpanId, evict::Eviction> = evict::detect(&llm_calls);
+    stages.lap("evictions", &mut clock);
     let at = |n: &str, server: Option<&str>, t: i64| metrics.at(n, server, t);
     let inc = |n: &str, server: Option<&str>, a: i64, b: i64| metrics.increase(n, server, a, b);
     let own_tools;
@@ -291,10 +318,15 @@ pub(crate) fn compute(
     let mut all_findings = Vec::new();
     for tree in &trees {
         let shape = causes::Shape::new(tree, &evictions, model, &assumed);
+        stages.lap("causes", &mut clock);
         let path = critical::critical_path(tree);
+        stages.lap("critical paths", &mut clock);
         let sections = causes::assign(tree, &path, &shape);
+        stages.lap("causes", &mut clock);
         all_findings.extend(findings::find(tree, &sections, &shape, &ctx));
+        stages.lap("findings", &mut clock);
         results.push(TraceResult::new(tree, &sections, &shape));
+        stages.lap("trace results", &mut clock);
     }
     (results, all_findings, evictions.len())
 }
@@ -353,7 +385,7 @@ pub fn analyze_spans(
     if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
         return Err(AnalysisError::Percentile(opts.percentile));
     }
-    let (mut results, findings, _) = compute(spans, metrics, None, None);
+    let (mut results, findings, _) = compute(spans, metrics, None, None, &mut Stages::default());
     results.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
     finish(results, findings, opts)
 }

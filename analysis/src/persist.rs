@@ -5,7 +5,7 @@
 //! transaction.
 
 use crate::report::TraceResult;
-use crate::{compute, finish, AnalysisError, Finding, Metrics, Options, Report};
+use crate::{compute, finish, AnalysisError, Finding, Metrics, Options, Report, Stages};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tailscope_model::{Cause, SpanId};
@@ -13,11 +13,12 @@ use tailscope_store::{
     AnalysisRows, FindingRow, SectionRow, SpanRow, Store, TraceRow, CAUSE_COLUMNS,
 };
 
-/// How much of a run was recomputed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How much of a run was recomputed, and where its time went.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunStats {
     pub recomputed: usize,
     pub reused: usize,
+    pub stages: Stages,
 }
 
 fn now_ns() -> i64 {
@@ -90,7 +91,10 @@ pub fn analyze_and_store(
     opts: Options,
 ) -> Result<(Report, RunStats), AnalysisError> {
     let started = now_ns();
+    let mut stages = Stages::default();
+    let mut clock = std::time::Instant::now();
     let dirty = store.traces_to_analyze()?;
+    stages.lap("find new traces", &mut clock);
     let dirty_set: HashSet<&str> = dirty.iter().map(String::as_str).collect();
     let (fresh, fresh_findings) = if dirty.is_empty() {
         (Vec::new(), Vec::new())
@@ -125,7 +129,9 @@ pub fn analyze_and_store(
             .collect();
         let model = crate::latency::LatencyModel::fit(&crate::samples_of(&rows));
         let tools = crate::findings::ToolBaseline::from_durations(store.tool_durations()?);
-        let (r, f, _) = compute(spans, &metrics, Some(&model), Some(&tools));
+        stages.lap("load", &mut clock);
+        let (r, f, _) = compute(spans, &metrics, Some(&model), Some(&tools), &mut stages);
+        clock = std::time::Instant::now();
         (r, f)
     };
     // reuse the rest
@@ -195,7 +201,9 @@ pub fn analyze_and_store(
     results.extend(fresh);
     findings.extend(fresh_findings);
     results.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
+    stages.lap("read back stored results", &mut clock);
     let mut report = finish(results, findings, opts)?;
+    stages.lap("primary causes + tail", &mut clock);
     new_rows.traces = report
         .traces
         .iter()
@@ -222,6 +230,7 @@ pub fn analyze_and_store(
         })
         .collect();
     store.replace_analysis(&new_rows)?;
+    stages.lap("persist", &mut clock);
     report.attribute_operations(&store.critical_time_by_operation()?);
     // The cohort and group tables come from Polars over the stored rows.
     let tables = crate::tables::tail_tables(store, opts.percentile)?;
@@ -230,5 +239,13 @@ pub fn analyze_and_store(
         .gap_by_cause_ns
         .clone_from(&tables.gap_by_cause_ns);
     report.tables = Some(tables);
-    Ok((report, RunStats { recomputed, reused }))
+    stages.lap("tail tables", &mut clock);
+    Ok((
+        report,
+        RunStats {
+            recomputed,
+            reused,
+            stages,
+        },
+    ))
 }

@@ -65,6 +65,7 @@ use tailscope_ingest::otlp::{traces_from_model, traces_to_model};
 use tailscope_ingest::{Collector, CollectorConfig, IngestStats, Pipeline, StatsSnapshot};
 use tailscope_model::Batch;
 use tailscope_store::{Store, WriterConfig};
+use tailscope_tests::mem::{mib, proc_status_kib, reset_peak_rss};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
@@ -478,24 +479,6 @@ fn ms(d: Duration) -> f64 {
 
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
-}
-
-/// A `/proc/self/status` field in KiB (`VmHWM`, `VmRSS`), if readable.
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn mib(kib: Option<u64>) -> String {
-    kib.map_or_else(|| "n/a".to_owned(), |k| format!("{} MiB", k / 1024))
-}
-
-/// Resets `VmHWM` to the current RSS (Linux >= 4.0); false where not possible.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 fn pass(ok: bool) -> &'static str {

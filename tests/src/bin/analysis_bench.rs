@@ -1,0 +1,182 @@
+//! `analysis-bench`: the full analysis of a big store, stage by stage.
+//!
+//! Generates (or reuses) a store of about `--conversations` × 120 spans with the
+//! workload generator, written in chunks so the generator never holds it all, then
+//! runs `analyze_and_store` three times and prints, per run, the wall time of each
+//! stage (find new traces, load, trees, LLM calls + latency model, evictions, critical
+//! paths, causes, findings, trace results, read back stored results, primary causes +
+//! tail, persist, tail tables), spans/s and peak RSS:
+//!
+//! 1. the full analysis of every trace;
+//! 2. a re-run with nothing new;
+//! 3. a run after `--new-share` (default 1%) more traces arrived.
+//!
+//! Targets (issue 13): full analysis of 1M spans < 3 s and < 1 GB peak, nothing new
+//! < 100 ms, 1% new < 0.5 s. Each is printed as met or missed.
+//!
+//! ```sh
+//! cargo run --release -p tailscope-tests --bin analysis-bench -- --conversations 8500 --db /tmp/big.duckdb
+//! ```
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tailscope_analysis::{analyze_and_store, Options, RunStats};
+use tailscope_samples::{generate, WorkloadConfig};
+use tailscope_store::{Store, WriterConfig};
+use tailscope_tests::mem::{mib, proc_status_kib, reset_peak_rss};
+
+struct Args {
+    conversations: usize,
+    db: PathBuf,
+    new_share: f64,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        conversations: 8500,
+        db: std::env::temp_dir().join("tailscope-analysis-bench.duckdb"),
+        new_share: 0.01,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--conversations" => a.conversations = value()?.parse().context("--conversations")?,
+            "--db" => a.db = PathBuf::from(value()?),
+            "--new-share" => a.new_share = value()?.parse().context("--new-share")?,
+            "-h" | "--help" => {
+                println!("analysis-bench [--conversations N] [--db PATH] [--new-share F]");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(a)
+}
+
+/// Conversations generated per chunk (one seed each).
+const CHUNK: usize = 500;
+
+/// Writes `conversations` more conversations, `seed_base` onwards; returns spans written.
+fn fill(store: &Store, conversations: usize, seed_base: u64) -> Result<u64> {
+    let writer = store.writer(WriterConfig::default())?;
+    let mut spans = 0u64;
+    let mut left = conversations;
+    let mut k = 0u64;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        let cfg = WorkloadConfig {
+            seed: seed_base + k,
+            conversations: n,
+            span_secs: 180.0 * n as f64 / 240.0,
+            ..WorkloadConfig::default()
+        };
+        let w = generate(&cfg);
+        spans += w.batch.spans.len() as u64;
+        writer.write(w.batch)?;
+        left -= n;
+        k += 1;
+        eprint!(
+            "\rgenerated {} of {conversations} conversations",
+            conversations - left
+        );
+    }
+    eprintln!();
+    writer.close()?;
+    Ok(spans)
+}
+
+fn count(store: &Store, sql: &str) -> Result<u64> {
+    let b = store.query_arrow(sql)?;
+    let col = b
+        .first()
+        .context("no result")?
+        .column(0)
+        .as_any()
+        .downcast_ref::<tailscope_store::arrow::array::Int64Array>()
+        .context("count is not BIGINT")?
+        .value(0);
+    Ok(u64::try_from(col).unwrap_or(0))
+}
+
+fn run(store: &Store, label: &str) -> Result<(Duration, RunStats, Option<u64>)> {
+    reset_peak_rss();
+    let t = Instant::now();
+    let (_, stats) = analyze_and_store(store, Options::default())?;
+    let wall = t.elapsed();
+    let peak = proc_status_kib("VmHWM");
+    println!(
+        "\n{label}: {:.3} s wall, {} traces recomputed, {} reused, peak RSS {}",
+        wall.as_secs_f64(),
+        stats.recomputed,
+        stats.reused,
+        mib(peak)
+    );
+    for (name, d) in &stats.stages.0 {
+        println!("  {name:<28} {:>9.3} s", d.as_secs_f64());
+    }
+    Ok((wall, stats, peak))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn main() -> Result<()> {
+    let a = args()?;
+    let fresh = !a.db.exists();
+    let store = Store::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
+    if fresh {
+        fill(&store, a.conversations, 1)?;
+    }
+    let spans = count(&store, "SELECT count(*) FROM spans")?;
+    let traces = count(&store, "SELECT count(DISTINCT trace_id) FROM spans")?;
+    println!(
+        "store {}: {spans} spans in {traces} traces{}",
+        a.db.display(),
+        if fresh { " (generated)" } else { " (reused)" }
+    );
+    // a full analysis: forget earlier results
+    store.execute_batch("DELETE FROM trace_analysis")?;
+    let (full, _, full_peak) = run(&store, "full analysis")?;
+    println!(
+        "  {:.0} spans/s",
+        spans as f64 / full.as_secs_f64().max(1e-9)
+    );
+    let (again, _, _) = run(&store, "re-run, nothing new")?;
+    let extra = ((a.conversations as f64 * a.new_share).ceil() as usize).max(1);
+    let added = fill(&store, extra, 1_000_000)?;
+    let (inc, _, _) = run(
+        &store,
+        &format!("after {added} new spans ({extra} conversations)"),
+    )?;
+    let gb = 1024 * 1024;
+    println!("\ntargets (issue 13, for ~1M spans on 2 cores):");
+    println!(
+        "  full analysis < 3 s: {:.2} s {}",
+        full.as_secs_f64(),
+        verdict(full < Duration::from_secs(3))
+    );
+    println!(
+        "  full analysis < 1 GB peak: {} {}",
+        mib(full_peak),
+        verdict(full_peak.is_some_and(|k| k < gb))
+    );
+    println!(
+        "  nothing new < 100 ms: {:.3} s {}",
+        again.as_secs_f64(),
+        verdict(again < Duration::from_millis(100))
+    );
+    println!(
+        "  {:.0}% new < 0.5 s: {:.3} s {}",
+        a.new_share * 100.0,
+        inc.as_secs_f64(),
+        verdict(inc < Duration::from_millis(500))
+    );
+    Ok(())
+}
