@@ -223,7 +223,20 @@ impl WorkloadConfig {
         }
     }
 
-    /// The same config with out-of-range values clamped (min ≤ max, rates in 0..=1, ...).
+    /// Conversations per second the default server is sized for (240 over 180 s).
+    const SIZED_FOR_PER_SEC: f64 = 240.0 / 180.0;
+
+    /// How many default-rate servers this workload's arrival rate needs (at least 1).
+    /// A day of traffic is served by a fleet, not by one GPU: the simulated server gets
+    /// this many times the sequence slots and KV capacity, so a busy workload keeps
+    /// realistic latencies instead of queueing for minutes.
+    pub fn load_factor(&self) -> f64 {
+        let rate = self.conversations as f64 / self.span_secs.max(1.0);
+        (rate / Self::SIZED_FOR_PER_SEC).max(1.0)
+    }
+
+    /// The same config with out-of-range values clamped (min ≤ max, rates in 0..=1, ...)
+    /// and the server scaled by [`WorkloadConfig::load_factor`].
     pub(crate) fn sanitized(&self) -> Self {
         let mut c = self.clone();
         c.turns.0 = c.turns.0.max(1);
@@ -253,7 +266,12 @@ impl WorkloadConfig {
         } else {
             1.0
         };
+        let factor = c.load_factor();
         let s = &mut c.server;
+        if factor > 1.0 {
+            s.max_num_seqs = (s.max_num_seqs as f64 * factor).ceil() as usize;
+            s.kv_capacity_tokens = (s.kv_capacity_tokens as f64 * factor).ceil() as i64;
+        }
         s.max_num_seqs = s.max_num_seqs.max(1);
         s.block_size = s.block_size.max(1);
         s.kv_capacity_tokens = s.kv_capacity_tokens.max(100_000);

@@ -844,3 +844,39 @@ fn sweep_seeds() {
     }
     println!("missing causes over 80 workloads: {missing:?}");
 }
+
+/// A busier workload gets a proportionally bigger server (a fleet), so turn latency
+/// stays near the default workload's instead of queueing for minutes.
+#[test]
+fn server_capacity_scales_with_the_arrival_rate() {
+    let median_turn = |cfg: &WorkloadConfig| {
+        let w = generate(cfg);
+        let mut d: Vec<i64> = w
+            .batch
+            .spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_none() && s.name.starts_with("POST"))
+            .map(|s| s.end_ns - s.start_ns)
+            .collect();
+        d.sort_unstable();
+        assert!(!d.is_empty());
+        d[d.len() / 2]
+    };
+    let base = WorkloadConfig {
+        conversations: 240,
+        span_secs: 180.0,
+        ..WorkloadConfig::default()
+    };
+    // twenty times the arrival rate
+    let busy = WorkloadConfig {
+        span_secs: base.span_secs / 20.0,
+        ..base.clone()
+    };
+    assert!((busy.load_factor() - 20.0).abs() < 1e-9);
+    assert!((base.load_factor() - 1.0).abs() < 1e-9);
+    let (a, b) = (median_turn(&base), median_turn(&busy));
+    assert!(
+        (b as f64) < 2.0 * a as f64,
+        "median turn {b} ns at 20x the rate against {a} ns"
+    );
+}
