@@ -83,11 +83,21 @@ fn settle(h: &mut Harness<'static, App>) {
 fn gui_overview_slowest_trace_tree_and_finding() {
     let dir = tempfile::tempdir().unwrap();
     let db = generated_store(dir.path(), 10);
+    let tail = {
+        let store = Store::open(&db).unwrap();
+        let (report, _) =
+            tailscope_analysis::analyze_and_store(&store, tailscope_analysis::Options::default())
+                .unwrap();
+        report.tail
+    };
     let mut h = harness(&db);
     settle(&mut h);
     let o = h.state().overview().cloned().expect("overview loaded");
     assert!(o.traces > 0 && o.spans > o.traces, "{o:?}");
     assert!(o.p50_ns <= o.p90_ns && o.p90_ns <= o.p99_ns);
+    // one percentile definition: the overview's p50/p99 are analyze's
+    assert_eq!(o.p50_ns as i64, tail.p50_ns, "p50: overview vs analyze");
+    assert_eq!(o.p99_ns as i64, tail.p_ns, "p99: overview vs analyze");
     assert!(!o.cohorts.is_empty());
     assert_eq!(o.histogram.iter().map(|b| b.2).sum::<u64>(), o.traces);
     h.get_by_label("Why is the tail slow?");

@@ -258,7 +258,7 @@ impl App {
             metrics_label: String::new(),
             replays: None,
             replay: None,
-            sql: "SELECT root, count(*) AS traces, round(quantile_cont(duration_ns, 0.99) / 1e6) AS p99_ms\nFROM trace_analysis GROUP BY root ORDER BY p99_ms DESC".to_owned(),
+            sql: "SELECT root, count(*) AS traces, round(quantile_disc(duration_ns, 0.99) / 1e6) AS p99_ms\nFROM trace_analysis GROUP BY root ORDER BY p99_ms DESC".to_owned(),
             sql_result: None,
             job: None,
             errors: Vec::new(),

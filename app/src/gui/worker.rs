@@ -416,7 +416,9 @@ impl Worker {
         if o.traces == 0 {
             return Ok(o);
         }
-        let q = rows(s, "SELECT quantile_cont(duration_ns, 0.5), quantile_cont(duration_ns, 0.9), quantile_cont(duration_ns, 0.99) FROM trace_analysis")?;
+        // quantile_disc is the nearest-rank percentile, the one definition of the CLI,
+        // the notebook and replay (`tailscope_analysis::tail::percentile`)
+        let q = rows(s, "SELECT quantile_disc(duration_ns, 0.5), quantile_disc(duration_ns, 0.9), quantile_disc(duration_ns, 0.99) FROM trace_analysis")?;
         if let Some(r) = q.first() {
             o.p50_ns = r[0].f().unwrap_or(0.0);
             o.p90_ns = r[1].f().unwrap_or(0.0);
@@ -428,8 +430,8 @@ impl Worker {
             .collect::<Vec<_>>()
             .join(", ");
         let cohorts = rows(s, &format!(
-            "WITH q AS (SELECT quantile_cont(duration_ns, 0.4) q40, quantile_cont(duration_ns, 0.6) q60,
-                               quantile_cont(duration_ns, 0.9) q90, quantile_cont(duration_ns, 0.99) q99 FROM trace_analysis),
+            "WITH q AS (SELECT quantile_disc(duration_ns, 0.4) q40, quantile_disc(duration_ns, 0.6) q60,
+                               quantile_disc(duration_ns, 0.9) q90, quantile_disc(duration_ns, 0.99) q99 FROM trace_analysis),
              c AS (SELECT CASE WHEN duration_ns >= q99 THEN 3 WHEN duration_ns >= q90 THEN 2
                                WHEN duration_ns BETWEEN q40 AND q60 THEN 1 END AS cohort, t.*
                    FROM trace_analysis t, q)
