@@ -537,14 +537,24 @@ pub fn random_tensors(
     device: &Device,
 ) -> CResult<HashMap<String, Tensor>> {
     let mut rng = SplitMix(seed ^ 0x7461_696C_7363_6F70);
-    let mut t = HashMap::new();
-    let mut mat = |rows: usize, cols: usize, scale: f32| -> CResult<Tensor> {
+    llama_tensors(shape, DType::F32, device, |rows, cols, scale| {
         let data: Vec<f32> = (0..rows * cols).map(|_| rng.next_f32() * scale).collect();
         Tensor::from_vec(data, (rows, cols), device)
-    };
+    })
+}
+
+/// The tensors of a Llama `shape` in Hugging Face's layout: every matrix from
+/// `mat(rows, cols, a)` (uniform in (-a, a), with a chosen so the standard deviation is
+/// 1/sqrt(fan_in)), norms as ones in `dtype`.
+pub fn llama_tensors(
+    shape: &ModelShape,
+    dtype: DType,
+    device: &Device,
+    mut mat: impl FnMut(usize, usize, f32) -> CResult<Tensor>,
+) -> CResult<HashMap<String, Tensor>> {
+    let mut t = HashMap::new();
     let h = shape.hidden_size;
-    let hd = shape.head_dim();
-    let kv = shape.num_key_value_heads * hd;
+    let kv = shape.num_key_value_heads * shape.head_dim();
     let inter = shape.intermediate_size;
     // Uniform(-a, a) has std a/sqrt(3); pick a so that std = 1/sqrt(fan_in).
     let sc = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
@@ -564,18 +574,13 @@ pub fn random_tensors(
             format!("{p}.mlp.down_proj.weight"),
             mat(h, inter, sc(inter))?,
         );
-        t.insert(
-            format!("{p}.input_layernorm.weight"),
-            Tensor::ones(h, DType::F32, device)?,
-        );
-        t.insert(
-            format!("{p}.post_attention_layernorm.weight"),
-            Tensor::ones(h, DType::F32, device)?,
-        );
+        for n in ["input_layernorm", "post_attention_layernorm"] {
+            t.insert(format!("{p}.{n}.weight"), Tensor::ones(h, dtype, device)?);
+        }
     }
     t.insert(
         "model.norm.weight".to_string(),
-        Tensor::ones(h, DType::F32, device)?,
+        Tensor::ones(h, dtype, device)?,
     );
     if !shape.tie_word_embeddings {
         t.insert(

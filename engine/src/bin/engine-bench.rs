@@ -160,38 +160,12 @@ fn device_random_tensors(
     dev: &Device,
     dtype: DType,
 ) -> Result<HashMap<String, Tensor>> {
-    let mat = |rows: usize, cols: usize, a: f64| -> Result<Tensor> {
-        Ok(Tensor::rand(-a as f32, a as f32, (rows, cols), dev)?.to_dtype(dtype)?)
-    };
-    let sc = |fan_in: usize| (3.0 / fan_in as f64).sqrt();
-    let (h, inter) = (shape.hidden_size, shape.intermediate_size);
-    let kv = shape.num_key_value_heads * shape.head_dim();
-    let mut t = HashMap::new();
-    t.insert(
-        "model.embed_tokens.weight".into(),
-        mat(shape.vocab_size, h, 1.0)?,
-    );
-    for i in 0..shape.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        t.insert(format!("{p}.self_attn.q_proj.weight"), mat(h, h, sc(h))?);
-        t.insert(format!("{p}.self_attn.k_proj.weight"), mat(kv, h, sc(h))?);
-        t.insert(format!("{p}.self_attn.v_proj.weight"), mat(kv, h, sc(h))?);
-        t.insert(format!("{p}.self_attn.o_proj.weight"), mat(h, h, sc(h))?);
-        t.insert(format!("{p}.mlp.gate_proj.weight"), mat(inter, h, sc(h))?);
-        t.insert(format!("{p}.mlp.up_proj.weight"), mat(inter, h, sc(h))?);
-        t.insert(
-            format!("{p}.mlp.down_proj.weight"),
-            mat(h, inter, sc(inter))?,
-        );
-        for n in ["input_layernorm", "post_attention_layernorm"] {
-            t.insert(format!("{p}.{n}.weight"), Tensor::ones(h, dtype, dev)?);
-        }
-    }
-    t.insert("model.norm.weight".into(), Tensor::ones(h, dtype, dev)?);
-    if !shape.tie_word_embeddings {
-        t.insert("lm_head.weight".into(), mat(shape.vocab_size, h, sc(h))?);
-    }
-    Ok(t)
+    Ok(tailscope_engine::model::llama_tensors(
+        shape,
+        dtype,
+        dev,
+        |rows, cols, a| Tensor::rand(-a, a, (rows, cols), dev)?.to_dtype(dtype),
+    )?)
 }
 
 /// Both models over the same weights: ours from a safetensors file round trip on a CPU
