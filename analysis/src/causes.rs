@@ -43,6 +43,17 @@ impl<'a> Shape<'a> {
         assumed: &'a HashMap<SpanId, i64>,
     ) -> Self {
         let (calls, wrappers) = calls::calls(tree);
+        Self::from_calls(calls, wrappers, evictions, model, assumed)
+    }
+
+    /// As [`Shape::new`], from the tree's calls and wrappers found already.
+    pub fn from_calls(
+        calls: Vec<Call>,
+        wrappers: Vec<usize>,
+        evictions: &'a HashMap<SpanId, Eviction>,
+        model: &'a LatencyModel,
+        assumed: &'a HashMap<SpanId, i64>,
+    ) -> Self {
         let mut call_of = HashMap::new();
         for (k, c) in calls.iter().enumerate() {
             call_of.insert(c.node, k);

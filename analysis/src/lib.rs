@@ -255,7 +255,9 @@ pub(crate) fn compute(
     let mut trees: Vec<Tree> = group_by_trace(spans).into_iter().map(Tree::build).collect();
     adopt_linked_conversations(&mut trees);
     stages.lap("trees", &mut clock);
-    let call_lists: Vec<Vec<calls::Call>> = trees.iter().map(|t| calls::calls(t).0).collect();
+    // (calls, wrappers) of each tree, found once
+    let shapes: Vec<(Vec<calls::Call>, Vec<usize>)> = trees.iter().map(calls::calls).collect();
+    let call_lists: Vec<&Vec<calls::Call>> = shapes.iter().map(|s| &s.0).collect();
     let mut llm_calls: Vec<evict::LlmCall> = trees
         .iter()
         .zip(&call_lists)
@@ -287,7 +289,7 @@ pub(crate) fn compute(
         .map(|(k, c)| (c.span_id, k))
         .collect();
     for (t, cs) in trees.iter().zip(&call_lists) {
-        for c in cs {
+        for c in *cs {
             if let Some(&k) = index.get(&t.nodes[c.node].span.span_id) {
                 let lc = &llm_calls[k];
                 let uncached = calls::uncached_tokens(lc.input_tokens, lc.cache_read_tokens);
@@ -316,8 +318,8 @@ pub(crate) fn compute(
     };
     let mut results = Vec::with_capacity(trees.len());
     let mut all_findings = Vec::new();
-    for tree in &trees {
-        let shape = causes::Shape::new(tree, &evictions, model, &assumed);
+    for (tree, (cs, wrappers)) in trees.iter().zip(shapes) {
+        let shape = causes::Shape::from_calls(cs, wrappers, &evictions, model, &assumed);
         stages.lap("causes", &mut clock);
         let path = critical::critical_path(tree);
         stages.lap("critical paths", &mut clock);

@@ -231,12 +231,10 @@ impl Tree {
         let mut stack = vec![node];
         while let Some(i) = stack.pop() {
             let p = &mut self.nodes[i].span.promoted;
-            if p.conversation_id.is_some() && i != node {
+            if p.conversation_id.is_some() {
                 continue; // a subtree with its own id keeps it
             }
-            if p.conversation_id.is_none() {
-                p.conversation_id = Some(conversation.to_owned());
-            }
+            p.conversation_id = Some(conversation.to_owned());
             stack.extend(self.nodes[i].children.iter().copied());
         }
     }
