@@ -12,6 +12,37 @@ fn config(name: &str) -> String {
         .into_owned()
 }
 
+/// `tailscope replay` of a stored conversation under the seed A/B configs, one repeat.
+fn replay_stored(
+    db: &std::path::Path,
+    conversation: &str,
+    token_scale: &str,
+    max_background: &str,
+    max_output_tokens: &str,
+) -> std::process::Output {
+    let (a, b) = (config("seed-a.toml"), config("seed-b.toml"));
+    tailscope(
+        db,
+        &[
+            "replay",
+            "--conversation",
+            conversation,
+            "--a",
+            &a,
+            "--b",
+            &b,
+            "--repeats",
+            "1",
+            "--token-scale",
+            token_scale,
+            "--max-background",
+            max_background,
+            "--max-output-tokens",
+            max_output_tokens,
+        ],
+    )
+}
+
 fn turn<'a>(run: &'a serde_json::Value, session: &str, turn: u64) -> &'a serde_json::Value {
     run["turns"]
         .as_array()
@@ -93,27 +124,7 @@ fn stored_conversation_replays_with_its_competitors() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap_or_else(|| panic!("no candidate in:\n{list}"))
         .to_owned();
-    let (a, b) = (config("seed-a.toml"), config("seed-b.toml"));
-    let o = tailscope(
-        &db,
-        &[
-            "replay",
-            "--conversation",
-            &conv,
-            "--a",
-            &a,
-            "--b",
-            &b,
-            "--repeats",
-            "1",
-            "--token-scale",
-            "0.02",
-            "--max-background",
-            "2",
-            "--max-output-tokens",
-            "4",
-        ],
-    );
+    let o = replay_stored(&db, &conv, "0.02", "2", "4");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains(&conv), "{}", stdout(&o));
     let calls = super::count(
@@ -190,27 +201,7 @@ fn conversations_of_real_instrumentation_replay() {
     for conv in ["openinference-conv-01", "otel-genai-conv-01"] {
         assert!(list.contains(conv), "{conv} missing from:\n{list}");
     }
-    let (a, b) = (config("seed-a.toml"), config("seed-b.toml"));
-    let o = tailscope(
-        &db,
-        &[
-            "replay",
-            "--conversation",
-            "otel-genai-conv-02",
-            "--a",
-            &a,
-            "--b",
-            &b,
-            "--repeats",
-            "1",
-            "--token-scale",
-            "0.01",
-            "--max-background",
-            "0",
-            "--max-output-tokens",
-            "2",
-        ],
-    );
+    let o = replay_stored(&db, "otel-genai-conv-02", "0.01", "0", "2");
     assert!(o.status.success(), "{}", stderr(&o));
     let replayed = super::count(
         &db,
