@@ -405,3 +405,48 @@ pub fn analyze_store(store: &Store, opts: Options) -> Result<Report, AnalysisErr
 pub fn total(by_cause: &BTreeMap<Cause, i64>) -> i64 {
     by_cause.values().sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::span;
+    use tailscope_model::{Link, TraceId};
+
+    /// An async sub-agent's trace, linked to the span that started it, belongs to that
+    /// span's conversation (inherited there from the agent span above it).
+    #[test]
+    fn a_linked_trace_takes_the_conversation_of_the_span_it_links_to() {
+        let mut agent = span(1, None, 0, 100);
+        agent.promoted.conversation_id = Some("c-7".into());
+        let caller = span(2, Some(1), 10, 20);
+        let mut job = span(3, None, 30, 90);
+        job.trace_id = TraceId([2; 16]);
+        job.links.push(Link {
+            trace_id: TraceId([1; 16]),
+            span_id: caller.span_id,
+            trace_state: String::new(),
+            attributes: vec![],
+        });
+        let mut step = span(4, Some(3), 40, 80);
+        step.trace_id = TraceId([2; 16]);
+        let report = analyze_spans(
+            vec![agent, caller, job, step],
+            &Metrics::default(),
+            Options::default(),
+        )
+        .unwrap();
+        let job = report
+            .traces
+            .iter()
+            .find(|t| t.trace_id == TraceId([2; 16]).to_hex())
+            .unwrap();
+        assert_eq!(job.conversation_id.as_deref(), Some("c-7"));
+        assert!(
+            job.spans
+                .iter()
+                .all(|s| s.conversation_id.as_deref() == Some("c-7")),
+            "{:?}",
+            job.spans
+        );
+    }
+}
