@@ -1,23 +1,3 @@
 //! Integration tests live in tests/; this library holds what the bench binaries share.
 
-/// Process memory figures for the bench binaries (Linux `/proc`).
-pub mod mem {
-    /// A `/proc/self/status` field in KiB (`VmHWM`, `VmRSS`), if readable.
-    pub fn proc_status_kib(field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-    }
-
-    /// KiB as whole MiB, or `n/a`.
-    pub fn mib(kib: Option<u64>) -> String {
-        kib.map_or_else(|| "n/a".to_owned(), |k| format!("{} MiB", k / 1024))
-    }
-
-    /// Resets `VmHWM` to the current RSS (Linux >= 4.0); false where not possible.
-    pub fn reset_peak_rss() -> bool {
-        std::fs::write("/proc/self/clear_refs", "5").is_ok()
-    }
-}
+pub mod mem;

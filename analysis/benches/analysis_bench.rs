@@ -15,7 +15,7 @@
 //! < 100 ms, 1% new < 0.5 s. Each is printed as met or missed.
 //!
 //! ```sh
-//! cargo run --release -p tailscope-tests --bin analysis-bench -- --conversations 8500 --db /tmp/big.duckdb
+//! cargo bench -p tailscope-analysis --bench analysis-bench -- --conversations 8500 --db /tmp/big.duckdb
 //! ```
 
 use anyhow::{Context, Result};
@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use tailscope_analysis::{analyze_and_store, Options, RunStats};
 use tailscope_samples::{generate, WorkloadConfig};
 use tailscope_store::{Store, WriterConfig};
-use tailscope_tests::mem::{mib, proc_status_kib, reset_peak_rss};
+#[path = "../../tests/src/mem.rs"]
+mod mem;
+use mem::{mib, proc_status_kib, reset_peak_rss};
 
 struct Args {
     conversations: usize,
@@ -45,6 +47,8 @@ fn args() -> Result<Args> {
             "--conversations" => a.conversations = value()?.parse().context("--conversations")?,
             "--db" => a.db = PathBuf::from(value()?),
             "--new-share" => a.new_share = value()?.parse().context("--new-share")?,
+            // `cargo bench` passes `--bench` to harness-less benches
+            "--bench" => {}
             "-h" | "--help" => {
                 println!("analysis-bench [--conversations N] [--db PATH] [--new-share F]");
                 std::process::exit(0);
