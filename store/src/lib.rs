@@ -26,7 +26,10 @@ pub use llm_calls::{CallCensus, CallSampleRow, LlmCallRow, ReplayCandidate};
 pub use read::SeriesPoint;
 pub use readonly::check_read_only;
 pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};
-pub use results::{AnalysisRows, FindingRow, SectionRow, SpanRow, TraceRow, CAUSE_COLUMNS};
+pub use results::{
+    AnalysisRows, FindingRow, RunRow, SectionRow, SpanRow, TraceGraph, TraceRow, TraceSummaries,
+    CAUSE_COLUMNS,
+};
 pub use schema::SCHEMA_VERSION;
 pub use series::{as_of, AlignOptions, AlignedSeries, Alignment};
 pub use writer::{Committed, Done, Saturated, Writer, WriterConfig, WriterStats};
@@ -57,6 +60,8 @@ pub enum StoreError {
     Duckdb(#[from] duckdb::Error),
     #[error("polars: {0}")]
     Polars(String),
+    #[error("unexpected query result: {0}")]
+    Schema(String),
     #[error("arrow: {0}")]
     Arrow(#[from] duckdb::arrow::error::ArrowError),
     #[error("query refused: tailscope query is read-only and `{0}` statements write; use SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or SUMMARIZE")]
@@ -226,9 +231,11 @@ impl Store {
     pub fn append_direct(&self, batches: &[tailscope_model::Batch]) -> Result<(), StoreError> {
         let mut known = std::collections::HashSet::new();
         for b in batches {
-            let mut cols = columns::Columns::new();
-            cols.add(b, 0, |id| known.insert(id));
-            writer::append_all(&self.conn, &mut cols)?;
+            writer::stamped(|stamp| {
+                let mut cols = columns::Columns::new();
+                cols.add(b, stamp, |id| known.insert(id));
+                writer::append_all(&self.conn, &mut cols)
+            })?;
         }
         Ok(())
     }

@@ -2,6 +2,11 @@
 //! links; attributes on request) and metric series.
 
 use crate::{Store, StoreError};
+use duckdb::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, UInt32Array,
+};
+use duckdb::arrow::datatypes::{Int64Type, UInt32Type};
+use duckdb::arrow::record_batch::RecordBatch;
 use std::collections::HashMap;
 use tailscope_model::{
     AttrValue, Attribute, Event, Link, OpClass, Promoted, Span, SpanId, SpanKind, StatusCode,
@@ -65,162 +70,305 @@ fn json_attrs(text: &str) -> Vec<Attribute> {
         .collect()
 }
 
+/// Typed access to the columns of one Arrow batch by name; DuckDB's VARCHAR, BIGINT,
+/// INTEGER, UINTEGER and BOOLEAN come back as Utf8, Int64, Int32, UInt32 and Boolean.
+pub(crate) struct Columns<'a> {
+    batch: &'a RecordBatch,
+}
+
+impl<'a> Columns<'a> {
+    pub(crate) fn new(batch: &'a RecordBatch) -> Self {
+        Self { batch }
+    }
+
+    fn col(&self, name: &str) -> Result<&'a ArrayRef, StoreError> {
+        self.batch
+            .column_by_name(name)
+            .ok_or_else(|| StoreError::Schema(format!("result has no column {name}")))
+    }
+
+    pub(crate) fn str(&self, name: &str) -> Result<&'a StringArray, StoreError> {
+        self.col(name)?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| StoreError::Schema(format!("column {name} is not VARCHAR")))
+    }
+
+    pub(crate) fn i64(&self, name: &str) -> Result<&'a Int64Array, StoreError> {
+        self.col(name)?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| StoreError::Schema(format!("column {name} is not BIGINT")))
+    }
+
+    pub(crate) fn u32(&self, name: &str) -> Result<&'a UInt32Array, StoreError> {
+        self.col(name)?
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or_else(|| StoreError::Schema(format!("column {name} is not UINTEGER")))
+    }
+
+    pub(crate) fn bool(&self, name: &str) -> Result<&'a BooleanArray, StoreError> {
+        self.col(name)?
+            .as_boolean_opt()
+            .ok_or_else(|| StoreError::Schema(format!("column {name} is not BOOLEAN")))
+    }
+}
+
+/// `Some` value of a nullable Arrow array at `i`.
+pub(crate) fn opt<T>(a: &impl Array, i: usize, v: impl FnOnce(usize) -> T) -> Option<T> {
+    a.is_valid(i).then(|| v(i))
+}
+
+fn opt_string(a: &StringArray, i: usize) -> Option<String> {
+    opt(a, i, |i| a.value(i).to_owned())
+}
+
+fn string(a: &StringArray, i: usize) -> String {
+    if a.is_valid(i) {
+        a.value(i).to_owned()
+    } else {
+        String::new()
+    }
+}
+
+fn opt_i64(a: &Int64Array, i: usize) -> Option<i64> {
+    opt(a, i, |i| a.value(i))
+}
+
+/// Spans of one Arrow batch of `SPAN_COLS`; rows whose ids no longer parse are skipped.
+fn spans_of(b: &RecordBatch, out: &mut Vec<Span>) -> Result<(), StoreError> {
+    let c = Columns::new(b);
+    let (trace, span, parent) = (
+        c.str("trace_id")?,
+        c.str("span_id")?,
+        c.str("parent_span_id")?,
+    );
+    let (state, flags, name, kind) = (
+        c.str("trace_state")?,
+        c.u32("flags")?,
+        c.str("name")?,
+        c.str("kind")?,
+    );
+    let (start, end, status, message) = (
+        c.i64("start_ns")?,
+        c.i64("end_ns")?,
+        c.str("status_code")?,
+        c.str("status_message")?,
+    );
+    let (resource, service, scope, scope_version) = (
+        c.i64("resource_id")?,
+        c.str("service_name")?,
+        c.str("scope_name")?,
+        c.str("scope_version")?,
+    );
+    let strs: Vec<&StringArray> = [
+        "op_class",
+        "operation",
+        "model",
+        "provider",
+        "conversation_id",
+        "tool_name",
+        "tool_call_id",
+        "agent_name",
+        "data_source_id",
+        "mcp_method",
+        "mcp_session_id",
+        "db_system",
+        "db_operation",
+        "db_query_summary",
+        "db_pool_name",
+        "server_address",
+        "error_type",
+    ]
+    .iter()
+    .map(|n| c.str(n))
+    .collect::<Result<_, _>>()?;
+    let ints: Vec<&Int64Array> = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "time_to_first_chunk_ns",
+        "queue_ns",
+        "ttft_ns",
+        "prefill_ns",
+        "decode_ns",
+        "inference_ns",
+        "e2e_ns",
+        "pool_wait_ns",
+        "resend_count",
+    ]
+    .iter()
+    .map(|n| c.i64(n))
+    .collect::<Result<_, _>>()?;
+    let (stream, cold) = (c.bool("stream")?, c.bool("cold_start")?);
+    out.reserve(b.num_rows());
+    for r in 0..b.num_rows() {
+        // Ids were validated on the way in; a row that no longer parses is skipped.
+        let (Ok(trace_id), Ok(span_id)) = (
+            TraceId::from_hex(trace.value(r)),
+            SpanId::from_hex(span.value(r)),
+        ) else {
+            continue;
+        };
+        let s = |k: usize| opt_string(strs[k], r);
+        let i = |k: usize| opt_i64(ints[k], r);
+        out.push(Span {
+            trace_id,
+            span_id,
+            parent_span_id: opt(parent, r, |r| SpanId::from_hex(parent.value(r)).ok()).flatten(),
+            trace_state: string(state, r),
+            flags: opt(flags, r, |r| flags.value(r)).unwrap_or(0),
+            name: string(name, r),
+            kind: kind_of(kind.value(r)),
+            start_ns: start.value(r),
+            end_ns: end.value(r),
+            status: status_of(status.value(r)),
+            status_message: string(message, r),
+            resource_id: resource.value(r),
+            service_name: string(service, r),
+            scope_name: string(scope, r),
+            scope_version: string(scope_version, r),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            promoted: Promoted {
+                op_class: OpClass::parse(strs[0].value(r)).unwrap_or_default(),
+                operation: s(1),
+                model: s(2),
+                provider: s(3),
+                conversation_id: s(4),
+                input_tokens: i(0),
+                output_tokens: i(1),
+                cache_read_tokens: i(2),
+                cache_write_tokens: i(3),
+                stream: opt(stream, r, |r| stream.value(r)),
+                time_to_first_chunk_ns: i(4),
+                queue_ns: i(5),
+                ttft_ns: i(6),
+                prefill_ns: i(7),
+                decode_ns: i(8),
+                inference_ns: i(9),
+                e2e_ns: i(10),
+                tool_name: s(5),
+                tool_call_id: s(6),
+                agent_name: s(7),
+                data_source_id: s(8),
+                mcp_method: s(9),
+                mcp_session_id: s(10),
+                db_system: s(11),
+                db_operation: s(12),
+                db_query_summary: s(13),
+                db_pool_name: s(14),
+                pool_wait_ns: i(11),
+                server_address: s(15),
+                error_type: s(16),
+                cold_start: opt(cold, r, |r| cold.value(r)),
+                resend_count: i(12),
+            },
+        });
+    }
+    Ok(())
+}
+
 impl Store {
     /// Spans (with events and links, without attributes) of the traces selected by
     /// `trace_filter`, a SQL predicate over `spans` (e.g. `trace_id IN (...)`), or of
-    /// every trace when `None`. Ordered by trace, then start time.
+    /// every trace when `None`. Ordered by trace, then start time. Read as Arrow, only
+    /// the columns analysis uses.
     pub fn load_spans(&self, trace_filter: Option<&str>) -> Result<Vec<Span>, StoreError> {
         let filter = trace_filter.map_or_else(String::new, |f| format!("WHERE {f}"));
         let sql = format!("SELECT {SPAN_COLS} FROM spans {filter} ORDER BY trace_id, start_ns");
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], |r| {
-            let s = |i: usize| -> duckdb::Result<Option<String>> { r.get(i) };
-            let i = |i: usize| -> duckdb::Result<Option<i64>> { r.get(i) };
-            let trace: String = r.get(0)?;
-            let span: String = r.get(1)?;
-            let parent: Option<String> = r.get(2)?;
-            let kind: String = r.get(6)?;
-            let status: String = r.get(9)?;
-            let op: String = r.get(15)?;
-            Ok((
-                trace,
-                span,
-                parent,
-                Span {
-                    trace_id: TraceId([0; 16]),
-                    span_id: SpanId([0; 8]),
-                    parent_span_id: None,
-                    trace_state: s(3)?.unwrap_or_default(),
-                    flags: r.get::<_, Option<u32>>(4)?.unwrap_or(0),
-                    name: r.get(5)?,
-                    kind: kind_of(&kind),
-                    start_ns: r.get(7)?,
-                    end_ns: r.get(8)?,
-                    status: status_of(&status),
-                    status_message: s(10)?.unwrap_or_default(),
-                    resource_id: r.get(11)?,
-                    service_name: r.get(12)?,
-                    scope_name: s(13)?.unwrap_or_default(),
-                    scope_version: s(14)?.unwrap_or_default(),
-                    attributes: Vec::new(),
-                    events: Vec::new(),
-                    links: Vec::new(),
-                    promoted: Promoted {
-                        op_class: OpClass::parse(&op).unwrap_or_default(),
-                        operation: s(16)?,
-                        model: s(17)?,
-                        provider: s(18)?,
-                        conversation_id: s(19)?,
-                        input_tokens: i(20)?,
-                        output_tokens: i(21)?,
-                        cache_read_tokens: i(22)?,
-                        cache_write_tokens: i(23)?,
-                        stream: r.get(24)?,
-                        time_to_first_chunk_ns: i(25)?,
-                        queue_ns: i(26)?,
-                        ttft_ns: i(27)?,
-                        prefill_ns: i(28)?,
-                        decode_ns: i(29)?,
-                        inference_ns: i(30)?,
-                        e2e_ns: i(31)?,
-                        tool_name: s(32)?,
-                        tool_call_id: s(33)?,
-                        agent_name: s(34)?,
-                        data_source_id: s(35)?,
-                        mcp_method: s(36)?,
-                        mcp_session_id: s(37)?,
-                        db_system: s(38)?,
-                        db_operation: s(39)?,
-                        db_query_summary: s(40)?,
-                        db_pool_name: s(41)?,
-                        pool_wait_ns: i(42)?,
-                        server_address: s(43)?,
-                        error_type: s(44)?,
-                        cold_start: r.get(47)?,
-                        resend_count: i(48)?,
-                    },
-                },
-                r.get::<_, i32>(45)?,
-                r.get::<_, i32>(46)?,
-            ))
-        })?;
         let mut spans = Vec::new();
-        let mut index: HashMap<(String, String), usize> = HashMap::new();
-        let mut with_events = false;
-        let mut with_links = false;
-        for row in rows {
-            let (trace, span, parent, mut sp, events, links) = row?;
-            // Ids were validated on the way in; a row that no longer parses is skipped.
-            let (Ok(t), Ok(id)) = (TraceId::from_hex(&trace), SpanId::from_hex(&span)) else {
-                continue;
-            };
-            sp.trace_id = t;
-            sp.span_id = id;
-            sp.parent_span_id = parent.and_then(|p| SpanId::from_hex(&p).ok());
-            with_events |= events > 0;
-            with_links |= links > 0;
-            index.insert((trace, span), spans.len());
-            spans.push(sp);
+        for b in stmt.query_arrow([])? {
+            spans_of(&b, &mut spans)?;
         }
-        if with_events {
-            let sql = format!(
-                "SELECT e.trace_id, e.span_id, e.time_ns, e.name, e.attributes FROM events e
-                 WHERE e.trace_id IN (SELECT trace_id FROM spans {filter}) ORDER BY e.trace_id, e.span_id, e.event_index"
-            );
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?;
-            for row in rows {
-                let (t, s, time_ns, name, attrs) = row?;
-                if let Some(&k) = index.get(&(t, s)) {
-                    spans[k].events.push(Event {
-                        time_ns,
-                        name,
-                        attributes: json_attrs(&attrs),
-                    });
-                }
-            }
-        }
-        if with_links {
-            let sql = format!(
-                "SELECT l.trace_id, l.span_id, l.linked_trace_id, l.linked_span_id, l.trace_state, l.attributes FROM links l
-                 WHERE l.trace_id IN (SELECT trace_id FROM spans {filter})"
-            );
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            })?;
-            for row in rows {
-                let (t, s, lt, ls, state, attrs) = row?;
-                if let (Some(&k), Ok(trace_id), Ok(span_id)) = (
-                    index.get(&(t, s)),
-                    TraceId::from_hex(&lt),
-                    SpanId::from_hex(&ls),
-                ) {
-                    spans[k].links.push(Link {
-                        trace_id,
-                        span_id,
-                        trace_state: state.unwrap_or_default(),
-                        attributes: json_attrs(&attrs),
-                    });
-                }
-            }
-        }
+        self.attach_events_and_links(&mut spans, trace_filter)?;
         Ok(spans)
+    }
+
+    /// Events and links of `spans` (sorted by trace), read where `filter` selects them.
+    fn attach_events_and_links(
+        &self,
+        spans: &mut [Span],
+        trace_filter: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let only = |count: &str| match trace_filter {
+            Some(f) => format!("WHERE ({f}) AND {count} > 0"),
+            None => format!("WHERE {count} > 0"),
+        };
+        // (trace, span) -> index; spans are few per trace, so a map keyed by ids
+        let index: HashMap<(TraceId, SpanId), usize> = spans
+            .iter()
+            .enumerate()
+            .map(|(k, s)| ((s.trace_id, s.span_id), k))
+            .collect();
+        let sql = format!(
+            "SELECT e.trace_id, e.span_id, e.time_ns, e.name, e.attributes FROM events e
+             WHERE e.trace_id IN (SELECT trace_id FROM spans {})
+             ORDER BY e.trace_id, e.span_id, e.event_index",
+            only("event_count")
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        for b in stmt.query_arrow([])? {
+            let c = Columns::new(&b);
+            let (t, s, time, name, attrs) = (
+                c.str("trace_id")?,
+                c.str("span_id")?,
+                c.i64("time_ns")?,
+                c.str("name")?,
+                c.str("attributes")?,
+            );
+            for r in 0..b.num_rows() {
+                let (Ok(trace_id), Ok(span_id)) =
+                    (TraceId::from_hex(t.value(r)), SpanId::from_hex(s.value(r)))
+                else {
+                    continue;
+                };
+                if let Some(&k) = index.get(&(trace_id, span_id)) {
+                    spans[k].events.push(Event {
+                        time_ns: time.value(r),
+                        name: name.value(r).to_owned(),
+                        attributes: json_attrs(&string(attrs, r)),
+                    });
+                }
+            }
+        }
+        let sql = format!(
+            "SELECT l.trace_id, l.span_id, l.linked_trace_id, l.linked_span_id, l.trace_state, l.attributes FROM links l
+             WHERE l.trace_id IN (SELECT trace_id FROM spans {})",
+            only("link_count")
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        for b in stmt.query_arrow([])? {
+            let c = Columns::new(&b);
+            let (t, s, lt, ls, state, attrs) = (
+                c.str("trace_id")?,
+                c.str("span_id")?,
+                c.str("linked_trace_id")?,
+                c.str("linked_span_id")?,
+                c.str("trace_state")?,
+                c.str("attributes")?,
+            );
+            for r in 0..b.num_rows() {
+                let (Ok(trace_id), Ok(span_id), Ok(lt), Ok(ls)) = (
+                    TraceId::from_hex(t.value(r)),
+                    SpanId::from_hex(s.value(r)),
+                    TraceId::from_hex(lt.value(r)),
+                    SpanId::from_hex(ls.value(r)),
+                ) else {
+                    continue;
+                };
+                if let Some(&k) = index.get(&(trace_id, span_id)) {
+                    spans[k].links.push(Link {
+                        trace_id: lt,
+                        span_id: ls,
+                        trace_state: string(state, r),
+                        attributes: json_attrs(&string(attrs, r)),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Gauge and sum values of the metric `name` between `from_ns` and `to_ns`, by time.

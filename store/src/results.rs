@@ -2,7 +2,64 @@
 //! back so a later run only recomputes traces that changed.
 
 use crate::{Store, StoreError};
-use duckdb::params;
+use duckdb::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::{params, Connection};
+use std::sync::Arc;
+
+fn strs<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(v))
+}
+
+fn ints(v: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter(v))
+}
+
+/// A batch of `columns` in table order (the appender matches by position).
+fn batch(columns: Vec<ArrayRef>) -> Result<RecordBatch, StoreError> {
+    let named: Vec<(String, ArrayRef)> = columns
+        .into_iter()
+        .enumerate()
+        .map(|(k, a)| (format!("c{k}"), a))
+        .collect();
+    Ok(RecordBatch::try_from_iter(named)?)
+}
+
+/// Appends `b` to `table` with DuckDB's Arrow appender (nothing when it is empty).
+fn append(c: &Connection, table: &str, b: RecordBatch) -> Result<(), StoreError> {
+    if b.num_rows() > 0 {
+        let mut app = c.appender(table)?;
+        app.append_record_batch(b)?;
+        app.flush()?;
+    }
+    Ok(())
+}
+
+/// `trace_analysis` rows as one batch in table order.
+fn trace_batch(t: &[TraceRow]) -> Result<RecordBatch, StoreError> {
+    let mut cols = vec![
+        strs(t.iter().map(|r| Some(r.trace_id.as_str()))),
+        strs(t.iter().map(|r| Some(r.root.as_str()))),
+        strs(t.iter().map(|r| Some(r.route.as_str()))),
+        strs(t.iter().map(|r| r.conversation_id.as_deref())),
+        ints(t.iter().map(|r| Some(r.start_ns))),
+        ints(t.iter().map(|r| Some(r.duration_ns))),
+        strs(t.iter().map(|r| r.primary_cause.as_deref())),
+        Arc::new(Int32Array::from_iter(t.iter().map(|r| Some(r.orphans)))),
+    ];
+    for k in 0..CAUSE_COLUMNS.len() {
+        cols.push(ints(t.iter().map(|r| Some(r.by_cause_ns[k]))));
+    }
+    cols.push(ints(t.iter().map(|r| Some(r.analyzed_ns))));
+    cols.push(strs(
+        t.iter().map(|r| r.caller.as_ref().map(|c| c.0.as_str())),
+    ));
+    cols.push(strs(
+        t.iter().map(|r| r.caller.as_ref().map(|c| c.1.as_str())),
+    ));
+    cols.push(ints(t.iter().map(|r| Some(r.output_tokens))));
+    batch(cols)
+}
 
 /// The cause columns of `trace_analysis`, in table order (design.md cause names).
 pub const CAUSE_COLUMNS: [&str; 14] = [
@@ -89,7 +146,208 @@ pub struct AnalysisRows {
     pub findings: Vec<FindingRow>,
 }
 
+/// How the store's traces tie together for analysis, read in a few column scans.
+#[derive(Debug, Clone, Default)]
+pub struct TraceGraph {
+    /// (trace id, spans, earliest start, latest end) of every trace.
+    pub traces: Vec<(String, i64, i64, i64)>,
+    /// (trace id, conversation id) for each conversation a trace's spans name.
+    pub conversations: Vec<(String, String)>,
+    /// (trace id, linked trace id) for each span link to another trace.
+    pub links: Vec<(String, String)>,
+}
+
+/// A completed analysis run, for `analysis_runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub finished_ns: i64,
+    pub watermark_ns: i64,
+    pub recomputed: i64,
+    pub reused: i64,
+    pub seconds: f64,
+}
+
+/// The columns primary causes are judged on, for every analysed trace.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSummaries {
+    pub trace_id: Vec<String>,
+    pub route: Vec<String>,
+    pub duration_ns: Vec<i64>,
+    /// Per trace, following [`CAUSE_COLUMNS`].
+    pub by_cause_ns: Vec<[i64; 14]>,
+    pub output_tokens: Vec<i64>,
+    pub primary_cause: Vec<Option<String>>,
+}
+
 impl Store {
+    /// The largest `ingested_ns` in the store (`None` when it has no spans).
+    pub fn ingest_watermark(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT max(ingested_ns) FROM spans", [], |r| r.get(0))?)
+    }
+
+    /// The watermark of the last completed analysis run: every span stamped at or
+    /// below it is analysed. Stores analysed before schema v6 fall back to the newest
+    /// `analyzed_ns` (the wall clock when that run started, also a safe watermark).
+    pub fn analysis_watermark(&self) -> Result<Option<i64>, StoreError> {
+        // no stored trace: nothing is analysed, whatever the run log says
+        Ok(self.conn.query_row(
+            "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM trace_analysis) THEN NULL
+                    ELSE coalesce((SELECT max(watermark_ns) FROM analysis_runs),
+                                  (SELECT max(analyzed_ns) FROM trace_analysis)) END",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// How many traces have stored results.
+    pub fn analyzed_traces(&self) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM trace_analysis", [], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Traces with spans stamped after `since` (every trace when `None`).
+    pub fn changed_traces(&self, since: Option<i64>) -> Result<Vec<String>, StoreError> {
+        let sql = match since {
+            Some(w) => format!("SELECT DISTINCT trace_id FROM spans WHERE ingested_ns > {w}"),
+            None => "SELECT DISTINCT trace_id FROM spans".to_owned(),
+        };
+        let mut out = Vec::new();
+        for b in self.conn.prepare(&sql)?.query_arrow([])? {
+            let t = crate::read::Columns::new(&b).str("trace_id")?;
+            out.extend((0..b.num_rows()).map(|r| t.value(r).to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Every trace with its span count and time range, the conversations its spans
+    /// name, and its links to other traces.
+    pub fn trace_graph(&self) -> Result<TraceGraph, StoreError> {
+        let mut g = TraceGraph::default();
+        let mut stmt = self.conn.prepare(
+            "SELECT trace_id, count(*) AS n, min(start_ns) AS s, max(end_ns) AS e FROM spans GROUP BY trace_id",
+        )?;
+        for b in stmt.query_arrow([])? {
+            let c = crate::read::Columns::new(&b);
+            let (t, n, s, e) = (c.str("trace_id")?, c.i64("n")?, c.i64("s")?, c.i64("e")?);
+            g.traces.extend(
+                (0..b.num_rows())
+                    .map(|r| (t.value(r).to_owned(), n.value(r), s.value(r), e.value(r))),
+            );
+        }
+        let pairs = |sql: &str, a: &str, b: &str| -> Result<Vec<(String, String)>, StoreError> {
+            let mut out = Vec::new();
+            for batch in self.conn.prepare(sql)?.query_arrow([])? {
+                let c = crate::read::Columns::new(&batch);
+                let (x, y) = (c.str(a)?, c.str(b)?);
+                out.extend(
+                    (0..batch.num_rows()).map(|r| (x.value(r).to_owned(), y.value(r).to_owned())),
+                );
+            }
+            Ok(out)
+        };
+        g.conversations = pairs(
+            "SELECT DISTINCT trace_id, conversation_id FROM spans WHERE conversation_id IS NOT NULL",
+            "trace_id",
+            "conversation_id",
+        )?;
+        g.links = pairs(
+            "SELECT DISTINCT trace_id, linked_trace_id FROM links WHERE linked_trace_id <> trace_id",
+            "trace_id",
+            "linked_trace_id",
+        )?;
+        Ok(g)
+    }
+
+    /// Replaces the results of the traces in `rows.recomputed` (their trace rows,
+    /// sections, span rows and findings) in one transaction; other traces are kept.
+    pub fn write_analysis_chunk(&self, rows: &AnalysisRows) -> Result<(), StoreError> {
+        self.replace_rows(rows, false)
+    }
+
+    /// Sets `primary_cause` of the given traces (trace id, cause or NULL).
+    pub fn set_primary_causes(
+        &self,
+        changes: &[(String, Option<String>)],
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let c = &self.conn;
+        c.execute_batch(
+            "CREATE OR REPLACE TEMP TABLE primary_changes (trace_id VARCHAR, primary_cause VARCHAR)",
+        )?;
+        {
+            let mut app = c.appender("primary_changes")?;
+            for (t, p) in changes {
+                app.append_row(params![t, p])?;
+            }
+        }
+        c.execute_batch(
+            "UPDATE trace_analysis SET primary_cause = p.primary_cause FROM primary_changes p
+             WHERE trace_analysis.trace_id = p.trace_id;
+             DROP TABLE primary_changes;",
+        )?;
+        Ok(())
+    }
+
+    /// Records a completed run (its watermark is what the next run starts from).
+    pub fn record_run(&self, run: &RunRow) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO analysis_runs VALUES (?, ?, ?, ?, ?)",
+            params![
+                run.finished_ns,
+                run.watermark_ns,
+                run.recomputed,
+                run.reused,
+                run.seconds
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Route, duration, per-cause time, output tokens and primary cause of every
+    /// analysed trace, by trace id.
+    pub fn trace_summaries(&self) -> Result<TraceSummaries, StoreError> {
+        let cols = CAUSE_COLUMNS.map(|c| format!("{c}_ns")).join(", ");
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT trace_id, route, duration_ns, coalesce(output_tokens, 0) AS output_tokens, primary_cause, {cols}
+             FROM trace_analysis ORDER BY trace_id"
+        ))?;
+        let mut out = TraceSummaries::default();
+        for b in stmt.query_arrow([])? {
+            let c = crate::read::Columns::new(&b);
+            let (t, route, d, tokens, primary) = (
+                c.str("trace_id")?,
+                c.str("route")?,
+                c.i64("duration_ns")?,
+                c.i64("output_tokens")?,
+                c.str("primary_cause")?,
+            );
+            let causes: Vec<_> = CAUSE_COLUMNS
+                .iter()
+                .map(|n| c.i64(&format!("{n}_ns")))
+                .collect::<Result<_, _>>()?;
+            for r in 0..b.num_rows() {
+                out.trace_id.push(t.value(r).to_owned());
+                out.route.push(route.value(r).to_owned());
+                out.duration_ns.push(d.value(r));
+                out.output_tokens.push(tokens.value(r));
+                out.primary_cause
+                    .push(primary.is_valid(r).then(|| primary.value(r).to_owned()));
+                let mut a = [0i64; 14];
+                for (k, col) in causes.iter().enumerate() {
+                    a[k] = if col.is_valid(r) { col.value(r) } else { 0 };
+                }
+                out.by_cause_ns.push(a);
+            }
+        }
+        Ok(out)
+    }
+
     /// Traces that are new or received spans since they were last analysed, plus every
     /// trace sharing a conversation with one of them.
     pub fn traces_to_analyze(&self) -> Result<Vec<String>, StoreError> {
@@ -209,6 +467,12 @@ impl Store {
     /// Replaces analysis results in one transaction: all `trace_analysis` rows, and the
     /// sections, span rows and findings of the recomputed traces.
     pub fn replace_analysis(&self, rows: &AnalysisRows) -> Result<(), StoreError> {
+        self.replace_rows(rows, true)
+    }
+
+    /// `all`: every trace row is replaced by `rows.traces`; otherwise only those of
+    /// the recomputed traces.
+    fn replace_rows(&self, rows: &AnalysisRows, all: bool) -> Result<(), StoreError> {
         let c = &self.conn;
         c.execute_batch("BEGIN TRANSACTION")?;
         let result = (|| -> Result<(), StoreError> {
@@ -219,79 +483,58 @@ impl Store {
                     app.append_row(params![t])?;
                 }
             }
+            c.execute_batch(if all {
+                "DELETE FROM trace_analysis;"
+            } else {
+                "DELETE FROM trace_analysis WHERE trace_id IN (SELECT trace_id FROM recomputed);"
+            })?;
             c.execute_batch(
-                "DELETE FROM trace_analysis;
-                 DELETE FROM critical_path_sections WHERE trace_id IN (SELECT trace_id FROM recomputed);
+                "DELETE FROM critical_path_sections WHERE trace_id IN (SELECT trace_id FROM recomputed);
                  DELETE FROM span_analysis WHERE trace_id IN (SELECT trace_id FROM recomputed);
                  DELETE FROM findings WHERE trace_id IN (SELECT trace_id FROM recomputed);
                  DROP TABLE recomputed;",
             )?;
-            let mut app = c.appender("trace_analysis")?;
-            for t in &rows.traces {
-                let b = &t.by_cause_ns;
-                app.append_row(params![
-                    t.trace_id,
-                    t.root,
-                    t.route,
-                    t.conversation_id,
-                    t.start_ns,
-                    t.duration_ns,
-                    t.primary_cause,
-                    t.orphans,
-                    b[0],
-                    b[1],
-                    b[2],
-                    b[3],
-                    b[4],
-                    b[5],
-                    b[6],
-                    b[7],
-                    b[8],
-                    b[9],
-                    b[10],
-                    b[11],
-                    b[12],
-                    b[13],
-                    t.analyzed_ns,
-                    t.caller.as_ref().map(|c| c.0.as_str()),
-                    t.caller.as_ref().map(|c| c.1.as_str()),
-                    t.output_tokens
-                ])?;
-            }
-            drop(app);
-            let mut app = c.appender("critical_path_sections")?;
-            for s in &rows.sections {
-                app.append_row(params![
-                    s.trace_id, s.span_id, s.start_ns, s.end_ns, s.cause
-                ])?;
-            }
-            drop(app);
-            let mut app = c.appender("span_analysis")?;
-            for s in &rows.spans {
-                app.append_row(params![
-                    s.trace_id,
-                    s.span_id,
-                    s.total_ns,
-                    s.self_ns,
-                    s.critical_ns,
-                    s.skew_ns,
-                    s.orphan,
-                    s.conversation_id
-                ])?;
-            }
-            drop(app);
-            let mut app = c.appender("findings")?;
-            for f in &rows.findings {
-                app.append_row(params![
-                    f.kind,
-                    f.trace_id,
-                    f.span_id,
-                    f.conversation_id,
-                    f.estimated_cost_ns,
-                    f.summary,
-                    f.evidence
-                ])?;
-            }
+            append(c, "trace_analysis", trace_batch(&rows.traces)?)?;
+            append(
+                c,
+                "critical_path_sections",
+                batch(vec![
+                    strs(rows.sections.iter().map(|r| Some(r.trace_id.as_str()))),
+                    strs(rows.sections.iter().map(|r| Some(r.span_id.as_str()))),
+                    ints(rows.sections.iter().map(|r| Some(r.start_ns))),
+                    ints(rows.sections.iter().map(|r| Some(r.end_ns))),
+                    strs(rows.sections.iter().map(|r| Some(r.cause.as_str()))),
+                ])?,
+            )?;
+            append(
+                c,
+                "span_analysis",
+                batch(vec![
+                    strs(rows.spans.iter().map(|r| Some(r.trace_id.as_str()))),
+                    strs(rows.spans.iter().map(|r| Some(r.span_id.as_str()))),
+                    ints(rows.spans.iter().map(|r| Some(r.total_ns))),
+                    ints(rows.spans.iter().map(|r| Some(r.self_ns))),
+                    ints(rows.spans.iter().map(|r| Some(r.critical_ns))),
+                    ints(rows.spans.iter().map(|r| Some(r.skew_ns))),
+                    Arc::new(BooleanArray::from_iter(
+                        rows.spans.iter().map(|r| Some(r.orphan)),
+                    )),
+                    strs(rows.spans.iter().map(|r| r.conversation_id.as_deref())),
+                ])?,
+            )?;
+            append(
+                c,
+                "findings",
+                batch(vec![
+                    strs(rows.findings.iter().map(|r| Some(r.kind.as_str()))),
+                    strs(rows.findings.iter().map(|r| Some(r.trace_id.as_str()))),
+                    strs(rows.findings.iter().map(|r| Some(r.span_id.as_str()))),
+                    strs(rows.findings.iter().map(|r| r.conversation_id.as_deref())),
+                    ints(rows.findings.iter().map(|r| Some(r.estimated_cost_ns))),
+                    strs(rows.findings.iter().map(|r| Some(r.summary.as_str()))),
+                    strs(rows.findings.iter().map(|r| Some(r.evidence.as_str()))),
+                ])?,
+            )?;
             Ok(())
         })();
         match result {

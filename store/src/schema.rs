@@ -15,10 +15,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cold starts, resends, output tokens and inherited conversations",
         V5,
     ),
+    (6, "analysis runs and their ingest watermark", V6),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -248,6 +249,19 @@ ALTER TABLE spans ADD COLUMN cold_start BOOLEAN;
 ALTER TABLE spans ADD COLUMN resend_count BIGINT;
 ALTER TABLE trace_analysis ADD COLUMN output_tokens BIGINT;
 ALTER TABLE span_analysis ADD COLUMN conversation_id VARCHAR;
+";
+
+/// One row per completed analysis run. `watermark_ns` is the largest `ingested_ns`
+/// the run had seen: every span stamped at or below it is analysed (stamps rise in
+/// commit order), so the next run recomputes only traces with spans above it.
+const V6: &str = r"
+CREATE TABLE analysis_runs (
+    finished_ns BIGINT NOT NULL,
+    watermark_ns BIGINT NOT NULL,
+    recomputed BIGINT NOT NULL,
+    reused BIGINT NOT NULL,
+    seconds DOUBLE NOT NULL
+);
 ";
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.

@@ -91,6 +91,22 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// The last `ingested_ns` stamp given out in this process. Held from stamping until
+/// COMMIT, so stamps rise in commit order across every writer of the process, never
+/// repeat, and never go back with the wall clock: an analysis that has seen the
+/// stamp `w` has seen every row stamped `<= w` (its incremental watermark).
+static COMMIT_STAMP: std::sync::Mutex<i64> = std::sync::Mutex::new(0);
+
+/// Runs `commit` with the next stamp while holding the process-wide commit order.
+pub(crate) fn stamped<T>(commit: impl FnOnce(i64) -> T) -> T {
+    let mut last = COMMIT_STAMP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stamp = now_ns().max(*last + 1);
+    *last = stamp;
+    commit(stamp)
+}
+
 impl Writer {
     pub(crate) fn spawn(conn: Connection, cfg: WriterConfig) -> Result<Self, StoreError> {
         let known: HashSet<i64> = {
@@ -314,20 +330,21 @@ impl Worker {
     }
 
     fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
-        let mut cols = Columns::new();
         let mut fresh = Vec::new();
-        let ingested = now_ns();
-        for b in batches {
-            cols.add(b, ingested, |id| {
-                if self.known.insert(id) {
-                    fresh.push(id);
-                    true
-                } else {
-                    false
-                }
-            });
-        }
-        let result = append_all(&self.conn, &mut cols);
+        let result = stamped(|ingested| {
+            let mut cols = Columns::new();
+            for b in batches {
+                cols.add(b, ingested, |id| {
+                    if self.known.insert(id) {
+                        fresh.push(id);
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+            append_all(&self.conn, &mut cols)
+        });
         if result.is_err() {
             for id in fresh {
                 self.known.remove(&id);
