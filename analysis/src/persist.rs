@@ -4,10 +4,10 @@
 //! tail are recomputed over everything, and the result tables are replaced in one
 //! transaction.
 
-use crate::report::TraceResult;
-use crate::{compute, finish, AnalysisError, Finding, Metrics, Options, Report, Stages};
+use crate::{finish, AnalysisError, Finding, Metrics, Options, Report, Stages, TraceResult};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tailscope_analysis_core::compute;
 use tailscope_model::{Cause, SpanId};
 use tailscope_store::{
     AnalysisRows, FindingRow, SectionRow, SpanRow, Store, TraceRow, CAUSE_COLUMNS,

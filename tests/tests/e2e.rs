@@ -122,42 +122,115 @@ fn one(db: &Path, sql: &str) -> Result<Value> {
         .unwrap_or(Value::Null))
 }
 
-#[test]
-fn dependency_edges_follow_design_dag() -> Result<()> {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(repo())
-        .output()?;
+fn cargo_metadata(no_deps: bool) -> Result<Value> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["metadata", "--format-version", "1", "--offline"]);
+    if no_deps {
+        cmd.arg("--no-deps");
+    }
+    let out = cmd.current_dir(repo()).output()?;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Every package `root` reaches over normal (non-dev, non-build) dependencies in the
+/// resolved graph, each with the chain of package names that leads to it.
+fn normal_closure(meta: &Value, root: &str) -> Result<Vec<(String, Vec<String>)>> {
+    use std::collections::{HashMap, VecDeque};
+    let names: HashMap<&str, &str> = meta["packages"]
+        .as_array()
+        .context("packages")?
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap_or_default(),
+                p["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let nodes: HashMap<&str, &Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .context("resolve.nodes")?
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap_or_default(), n))
+        .collect();
+    let members = meta["workspace_members"]
+        .as_array()
+        .context("workspace_members")?;
+    let start = members
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|id| names.get(id) == Some(&root))
+        .with_context(|| format!("{root} is not a workspace member"))?;
+    let mut chain: HashMap<&str, Vec<String>> = HashMap::from([(start, vec![root.to_owned()])]);
+    let mut queue = VecDeque::from([start]);
+    let mut out = Vec::new();
+    while let Some(id) = queue.pop_front() {
+        let deps = nodes
+            .get(id)
+            .and_then(|n| n["deps"].as_array())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for d in deps {
+            let normal = d["dep_kinds"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k["kind"].is_null()));
+            let dep = d["pkg"].as_str().unwrap_or_default();
+            if !normal || chain.contains_key(dep) {
+                continue;
+            }
+            let mut c = chain[id].clone();
+            c.push(names.get(dep).copied().unwrap_or(dep).to_owned());
+            out.push((c.last().cloned().unwrap_or_default(), c.clone()));
+            chain.insert(dep, c);
+            queue.push_back(dep);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn dependency_edges_follow_design_dag() -> Result<()> {
+    let meta = cargo_metadata(true)?;
     let allowed: &[(&str, &[&str])] = &[
         ("tailscope-model", &[]),
         ("tailscope-ingest", &["tailscope-model"]),
         ("tailscope-store", &["tailscope-model"]),
+        ("tailscope-analysis-core", &["tailscope-model"]),
         (
             "tailscope-analysis",
-            &["tailscope-model", "tailscope-store"],
+            &[
+                "tailscope-model",
+                "tailscope-store",
+                "tailscope-analysis-core",
+            ],
         ),
         ("tailscope-engine", &["tailscope-model"]),
-        ("tailscope-ui", &["tailscope-model", "tailscope-analysis"]),
+        (
+            "tailscope-ui",
+            &["tailscope-model", "tailscope-analysis-core"],
+        ),
         ("tailscope-samples", &["tailscope-model"]),
     ];
+    // checked over the resolved graph: no path at all, direct or transitive
     let forbidden_external: &[(&str, &[&str])] = &[
         (
             "tailscope-ui",
-            &["tokio", "tonic", "duckdb", "candle-core", "candle-nn"],
+            &[
+                "tokio",
+                "tonic",
+                "duckdb",
+                "polars",
+                "candle-core",
+                "candle-nn",
+            ],
         ),
         ("tailscope-model", &["tokio", "duckdb", "egui", "eframe"]),
+        ("tailscope-analysis-core", &["duckdb", "polars", "tokio"]),
     ];
     let mut seen = 0;
     let mut violations = Vec::new();
@@ -186,11 +259,6 @@ fn dependency_edges_follow_design_dag() -> Result<()> {
                     violations.push(format!("{name} -> {dep} is not in design.md's DAG"));
                 }
             }
-            if let Some((_, bad)) = forbidden_external.iter().find(|(p, _)| *p == name) {
-                if bad.contains(dep) {
-                    violations.push(format!("{name} -> {dep} is forbidden"));
-                }
-            }
         }
         if allowed.iter().any(|(p, _)| *p == name) {
             seen += 1;
@@ -201,6 +269,17 @@ fn dependency_edges_follow_design_dag() -> Result<()> {
         allowed.len(),
         "every design.md crate is in the workspace"
     );
+    let resolved = cargo_metadata(false)?;
+    for (name, bad) in forbidden_external {
+        for (dep, chain) in normal_closure(&resolved, name)? {
+            if bad.contains(&dep.as_str()) {
+                violations.push(format!(
+                    "{} is forbidden ({name} must not depend on {dep}, even transitively)",
+                    chain.join(" -> ")
+                ));
+            }
+        }
+    }
     assert!(violations.is_empty(), "{violations:#?}");
     Ok(())
 }

@@ -26,7 +26,7 @@ pub struct Finding {
 pub struct Context<'a> {
     pub evictions: &'a HashMap<SpanId, Eviction>,
     /// Metric value at or before a time: (canonical name, the span's `server.address`,
-    /// time) -> value, from the store's aligned series (see `Metrics`).
+    /// time) -> value, from the store's aligned series (see [`crate::MetricSource`]).
     pub metric_at: &'a MetricAt<'a>,
     /// Increase of a counter (canonical `*.rate` name) over a window.
     pub metric_increase: &'a MetricIncrease<'a>,
