@@ -6,18 +6,30 @@ use eframe::egui;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+use tailscope::gui::analysis::Hook;
 use tailscope::gui::worker::Worker;
 use tailscope_ingest::otlp;
 use tailscope_model::Batch;
 use tailscope_samples::{generate, WorkloadConfig};
 use tailscope_store::{Store, WriterConfig};
-use tailscope_ui::{App, View};
+use tailscope_ui::protocol::ANALYSIS_JOB;
+use tailscope_ui::{App, Link, Request, Response, TraceQuery, View};
 
 /// A store with a small generated workload, ingested through OTLP normalisation and
 /// analysed, as `tailscope demo` does.
 fn generated_store(dir: &Path, conversations: usize) -> PathBuf {
+    let db = ingested_store(dir, conversations);
+    let store = Store::open(&db).unwrap();
+    tailscope_analysis::analyze_and_store(&store, tailscope_analysis::Options::default()).unwrap();
+    db
+}
+
+/// A store with a small generated workload, ingested through OTLP normalisation, not
+/// analysed.
+fn ingested_store(dir: &Path, conversations: usize) -> PathBuf {
     let db = dir.join("gui.duckdb");
     let w = generate(&WorkloadConfig::small(11, conversations));
     let store = Store::open(&db).unwrap();
@@ -41,11 +53,16 @@ fn generated_store(dir: &Path, conversations: usize) -> PathBuf {
     writer.submit_waiting(m).recv().unwrap().unwrap();
     writer.submit_waiting(t).recv().unwrap().unwrap();
     writer.close().unwrap();
-    tailscope_analysis::analyze_and_store(&store, tailscope_analysis::Options::default()).unwrap();
     db
 }
 
 fn harness(db: &Path) -> Harness<'static, App> {
+    harness_and_worker(db).0
+}
+
+/// The harness and its worker thread, which ends (closing the store) once the harness
+/// is dropped.
+fn harness_and_worker(db: &Path) -> (Harness<'static, App>, std::thread::JoinHandle<()>) {
     let store = Store::open(db).unwrap();
     let (ui_link, worker_link) = tailscope_ui::link(64);
     let w = Worker::new(
@@ -54,14 +71,15 @@ fn harness(db: &Path) -> Harness<'static, App> {
         worker_link,
         Arc::new(|| {}),
     );
-    std::thread::Builder::new()
+    let worker = std::thread::Builder::new()
         .name("test-worker".into())
         .spawn(move || w.run())
         .unwrap();
     let app = App::new(ui_link, db.display().to_string());
-    Harness::builder()
+    let h = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
-        .build_state(|ctx, app: &mut App| app.ui(ctx), app)
+        .build_state(|ctx, app: &mut App| app.ui(ctx), app);
+    (h, worker)
 }
 
 /// Steps frames until every request is answered.
@@ -343,7 +361,7 @@ fn gui_replay_view_shows_a_vs_b_and_the_evictions() {
     let db = dir.path().join("replay.duckdb");
     // Before any replay: the empty state names the command.
     {
-        let mut h = harness(&db);
+        let (mut h, worker) = harness_and_worker(&db);
         settle(&mut h);
         h.get_by_label("Replay").click();
         settle(&mut h);
@@ -351,6 +369,9 @@ fn gui_replay_view_shows_a_vs_b_and_the_evictions() {
             .query_all_by_label_contains("No replays yet — run `tailscope replay --scenario seed")
             .next()
             .is_some());
+        // the store is closed before `tailscope replay` opens it
+        drop(h);
+        worker.join().unwrap();
     }
     let o = super::tailscope(&db, &["replay", "--scenario", "seed", "--repeats", "1"]);
     assert!(o.status.success(), "{}", super::stderr(&o));
@@ -403,4 +424,214 @@ fn gui_replay_view_shows_a_vs_b_and_the_evictions() {
         evicted("A")
     ));
     h.get_by_label("TTFT CDF, all turns");
+}
+
+/// Holds each analysis run at its start until the test lets it through, and counts runs.
+#[derive(Default)]
+struct Gate {
+    runs: AtomicUsize,
+    /// How many runs may pass.
+    allowed: Mutex<usize>,
+    moved: Condvar,
+}
+
+impl Gate {
+    fn hook(self: &Arc<Self>) -> Hook {
+        let g = Arc::clone(self);
+        Arc::new(move || {
+            let run = g.runs.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut allowed = g.allowed.lock().unwrap();
+            while *allowed < run {
+                allowed = g.moved.wait(allowed).unwrap();
+            }
+        })
+    }
+
+    fn allow(&self, runs: usize) {
+        *self.allowed.lock().unwrap() = runs;
+        self.moved.notify_all();
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+/// The worker over `db` on its own thread, its analysis runs held at `gate`.
+fn gated_worker(db: &Path, gate: &Arc<Gate>) -> (Link, std::thread::JoinHandle<()>) {
+    let store = Store::open(db).unwrap();
+    let (link, worker_link) = tailscope_ui::link(64);
+    let w = Worker::new(
+        store,
+        db.display().to_string(),
+        worker_link,
+        Arc::new(|| {}),
+    )
+    .with_analysis_hook(gate.hook());
+    let t = std::thread::Builder::new()
+        .name("test-worker".into())
+        .spawn(move || w.run())
+        .unwrap();
+    (link, t)
+}
+
+/// The worker's next response. A failure guard, not a measure: a worker that says
+/// nothing for two minutes is blocked.
+fn next(link: &Link) -> Response {
+    link.responses
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the worker said nothing for two minutes: it is blocked")
+}
+
+fn analysis_progress(r: &Response) -> Option<bool> {
+    match r {
+        Response::Progress(p) if p.job == ANALYSIS_JOB => Some(p.done),
+        _ => None,
+    }
+}
+
+/// Waits for the start (`done` false) or the end of an analysis run.
+fn wait_analysis(link: &Link, done: bool) {
+    loop {
+        let r = next(link);
+        if let Response::Error(e) = &r {
+            panic!("{e}");
+        }
+        if analysis_progress(&r) == Some(done) {
+            return;
+        }
+    }
+}
+
+fn first_page() -> Request {
+    Request::Traces(TraceQuery {
+        limit: tailscope_ui::PAGE,
+        descending: true,
+        ..TraceQuery::default()
+    })
+}
+
+/// The analysis runs beside the worker: while a run is held open, the overview (from
+/// the stored results: spans but no traces yet) and a traces page are answered; the
+/// results land after. A worker that analyses on its own thread answers nothing until
+/// the run ends, which never happens while it is held.
+#[test]
+fn gui_worker_answers_while_the_analysis_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ingested_store(dir.path(), 6);
+    let gate = Arc::new(Gate::default());
+    let (link, worker) = gated_worker(&db, &gate);
+    // The start-up run begins and is held.
+    wait_analysis(&link, false);
+    link.requests.send(Request::Overview).unwrap();
+    link.requests.send(first_page()).unwrap();
+    let (mut overview, mut page) = (None, None);
+    while overview.is_none() || page.is_none() {
+        match next(&link) {
+            Response::Overview(o) => overview = Some(o),
+            Response::Traces(p) => page = Some(p),
+            other => panic!("expected the answers before the analysis ends, got {other:?}"),
+        }
+    }
+    let o = overview.unwrap();
+    assert!(o.spans > 0, "{o:?}");
+    assert_eq!(o.traces, 0, "nothing analysed yet: the overview says so");
+    assert_eq!(page.unwrap().total, 0);
+    // Let the run finish: the results land, then the progress ends.
+    gate.allow(1);
+    let mut landed = false;
+    loop {
+        let r = next(&link);
+        match (&r, analysis_progress(&r)) {
+            (Response::StoreChanged, _) => landed = true,
+            (_, Some(true)) => break,
+            (Response::Error(e), _) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    assert!(landed, "the results land before the analysis progress ends");
+    link.requests.send(Request::Overview).unwrap();
+    link.requests.send(first_page()).unwrap();
+    let Response::Overview(o) = next(&link) else {
+        panic!("expected the overview")
+    };
+    assert!(o.traces > 0, "{o:?}");
+    let Response::Traces(p) = next(&link) else {
+        panic!("expected a traces page")
+    };
+    assert_eq!(
+        p.total as u64, o.traces,
+        "the trace list follows the new results"
+    );
+    drop(link);
+    worker.join().unwrap();
+    assert_eq!(gate.runs(), 1);
+}
+
+/// Ten "analyse now" requests during a held run are answered at once (with the stored
+/// overview) and cause exactly one follow-up run. A worker that queues a run per
+/// trigger starts a third as soon as the second ends, before the hang-up reaches it
+/// (the analysis unit test checks the coalescing itself without this race).
+#[test]
+fn gui_worker_coalesces_analysis_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ingested_store(dir.path(), 4);
+    let gate = Arc::new(Gate::default());
+    let (link, worker) = gated_worker(&db, &gate);
+    wait_analysis(&link, false);
+    for _ in 0..10 {
+        link.requests.send(Request::Analyze).unwrap();
+    }
+    for _ in 0..10 {
+        match next(&link) {
+            Response::Overview(_) => {}
+            other => panic!("expected the stored overview during the run, got {other:?}"),
+        }
+    }
+    // The held run and its one follow-up pass.
+    gate.allow(2);
+    wait_analysis(&link, true);
+    wait_analysis(&link, false);
+    wait_analysis(&link, true);
+    // A round trip to the worker, so that a third run, were one pending, has started.
+    link.requests.send(Request::Overview).unwrap();
+    while !matches!(next(&link), Response::Overview(_)) {}
+    // The UI hangs up: the worker and its analysis thread end.
+    drop(link);
+    gate.allow(usize::MAX);
+    worker.join().unwrap();
+    assert_eq!(gate.runs(), 2, "runs for one start-up and ten requests");
+}
+
+/// Opening another store while a run is held answers with the new store's stored
+/// overview at once; the old store's run finishes and both threads end with the worker.
+#[test]
+fn gui_worker_opens_another_store_while_the_analysis_runs() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let db_a = ingested_store(a.path(), 4);
+    let db_b = generated_store(b.path(), 4);
+    let gate = Arc::new(Gate::default());
+    let (link, worker) = gated_worker(&db_a, &gate);
+    wait_analysis(&link, false);
+    link.requests
+        .send(Request::Open { db: db_b.clone() })
+        .unwrap();
+    let o = loop {
+        let r = next(&link);
+        match r {
+            Response::Overview(o) => break o,
+            // the switch, and the new store's run starting
+            Response::StoreChanged => {}
+            r if analysis_progress(&r) == Some(false) => {}
+            other => panic!("expected the new store's overview, got {other:?}"),
+        }
+    };
+    assert_eq!(o.store, db_b.display().to_string());
+    assert!(o.traces > 0, "the new store's stored results: {o:?}");
+    // The new store's start-up run begins (held too); let both through.
+    gate.allow(usize::MAX);
+    wait_analysis(&link, true);
+    drop(link);
+    worker.join().unwrap();
+    assert_eq!(gate.runs(), 2, "one run per store");
 }

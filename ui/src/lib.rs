@@ -518,6 +518,10 @@ impl App {
             }
             Response::Replay(r) => self.replay = Some(*r),
             Response::Sql(s) => self.sql_result = Some(s),
+            // The background analysis shows only when no other job does.
+            Response::Progress(p)
+                if p.job == protocol::ANALYSIS_JOB
+                    && self.job.as_ref().is_some_and(|j| j.job != p.job) => {}
             Response::Progress(p) => {
                 if p.done {
                     if !p.message.is_empty() {

@@ -117,11 +117,15 @@ pub enum Response {
     Error(String),
 }
 
+/// The job name of the worker's background analysis. Its progress answers no request:
+/// runs start on their own (new spans, a finished import) and coalesce.
+pub const ANALYSIS_JOB: &str = "analysis";
+
 impl Response {
     /// Whether this answers one request (so the UI's pending count goes down).
     pub fn is_reply(&self) -> bool {
         match self {
-            Response::Progress(p) => p.done,
+            Response::Progress(p) => p.done && p.job != ANALYSIS_JOB,
             Response::StoreChanged | Response::Collector(_) => false,
             _ => true,
         }

@@ -145,10 +145,12 @@ pub(crate) fn status_bar(app: &mut App, ctx: &egui::Context) {
             if let Some(job) = app.job.clone() {
                 ui.label(RichText::new(&job.job).strong());
                 let bar = egui::ProgressBar::new(job.fraction.unwrap_or(0.0))
+                    .animate(job.fraction.is_none())
                     .desired_width(160.0)
                     .text(job.message.clone());
                 ui.add(bar);
-                if ui.button("Cancel").clicked() {
+                // the analysis cannot be cancelled (it ends or is superseded)
+                if job.job != crate::protocol::ANALYSIS_JOB && ui.button("Cancel").clicked() {
                     app.cancel_job();
                 }
                 ui.separator();
@@ -262,8 +264,15 @@ pub(crate) fn help_window(app: &mut App, ctx: &egui::Context) {
 }
 
 fn empty_state(ui: &mut egui::Ui, app: &App) {
+    let spans = app.overview.as_ref().map_or(0, |o| o.spans);
     ui.vertical_centered(|ui| {
         ui.add_space(ui.available_height() / 4.0);
+        if spans > 0 {
+            ui.heading(format!("{spans} spans, not analysed yet"));
+            ui.add_space(8.0);
+            ui.label("The analysis runs in the background; the overview fills in when it lands.");
+            return;
+        }
         ui.heading("No traces yet");
         ui.add_space(8.0);
         ui.label(format!(

@@ -1,8 +1,10 @@
 //! `tailscope gui`: the eframe window (glow, x11) around [`tailscope_ui::App`], the
-//! worker thread that owns the store ([`worker`]), the optional collector (and GPU
-//! sampler) writing into the same store, and `--screenshot DIR`, which renders every
-//! view in the real window and saves one PNG per view.
+//! worker thread that owns the store ([`worker`]) and its background analysis thread
+//! ([`analysis`]), the optional collector (and GPU sampler) writing into the same
+//! store, and `--screenshot DIR`, which renders every view in the real window and
+//! saves one PNG per view.
 
+pub mod analysis;
 pub mod worker;
 
 use crate::sink::WriterSink;

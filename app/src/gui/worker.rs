@@ -1,8 +1,11 @@
 //! The GUI's worker thread: owns every DuckDB access and the long jobs. It answers the
 //! UI's [`Request`]s from the store with view-model [`Response`]s over a bounded
 //! channel, wakes the UI after each, polls the store for live data, and runs import and
-//! export on a job thread with progress and cancellation.
+//! export on a job thread with progress and cancellation. The analysis never runs here:
+//! the worker asks its [`super::analysis`] thread for runs and answers from the stored
+//! results meanwhile.
 
+use super::analysis::{Analysis, Hook, Trigger};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tailscope_analysis::{analyze_and_store, Options};
 use tailscope_ingest::IngestStats;
 use tailscope_model::{Cause, OpClass};
 use tailscope_store::arrow::array::{Array, AsArray};
@@ -65,6 +67,15 @@ impl Cell {
             Cell::Null => None,
         }
     }
+}
+
+/// Spans in the store.
+pub(crate) fn span_count(store: &Store) -> Result<i64> {
+    Ok(rows(store, "SELECT count(*) FROM spans")?
+        .first()
+        .and_then(|r| r.first())
+        .and_then(Cell::i)
+        .unwrap_or(0))
 }
 
 /// Rows of cells from Arrow batches (integers and floats typed, the rest as text).
@@ -183,6 +194,11 @@ pub struct Worker {
     last_stats: (Instant, u64),
     job: Option<std::thread::JoinHandle<()>>,
     job_changed: Arc<AtomicBool>,
+    /// The analysis thread of the open store (started by [`Worker::run`]).
+    analysis: Option<Analysis>,
+    /// Analysis threads of stores switched away from, finishing their last run.
+    retired: Vec<Analysis>,
+    hook: Option<Hook>,
 }
 
 impl Worker {
@@ -198,7 +214,18 @@ impl Worker {
             last_stats: (Instant::now(), 0),
             job: None,
             job_changed: Arc::new(AtomicBool::new(false)),
+            analysis: None,
+            retired: Vec::new(),
+            hook: None,
         }
+    }
+
+    /// Calls `hook` on the analysis thread as each run starts, after its first
+    /// progress report (tests count runs and hold one open with it).
+    #[must_use]
+    pub fn with_analysis_hook(mut self, hook: Hook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// Reports collector endpoints and throughput (live mode: the store is polled).
@@ -220,42 +247,85 @@ impl Worker {
         ok
     }
 
-    /// Runs until the UI hangs up.
+    /// Runs until the UI hangs up. The stored results are answered at once; the
+    /// analysis of what is new runs on the analysis thread, which is stopped when this
+    /// one ends (after its current run, if one is in progress).
     pub fn run(mut self) {
-        if let Err(e) = self.analyze() {
-            self.send(Response::Error(format!("analysis failed: {e:#}")));
+        match self.spawn_analysis(&self.store) {
+            Ok(a) => self.analysis = Some(a),
+            Err(e) => {
+                self.send(Response::Error(format!("analysis off: {e:#}")));
+            }
         }
+        self.trigger(Trigger::Now);
         self.last_spans = self.span_count().unwrap_or(0);
         loop {
             match self.link.requests.recv_timeout(Duration::from_secs(1)) {
                 Ok(req) => {
+                    self.note_landed();
                     let r = self.answer(req);
                     let r = r.unwrap_or_else(|e| Response::Error(format!("{e:#}")));
                     if !self.send(r) {
-                        return;
+                        break;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.tick() {
-                        return;
+                        break;
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => break,
             }
+        }
+        self.shutdown();
+    }
+
+    fn spawn_analysis(&self, store: &Store) -> Result<Analysis> {
+        Analysis::spawn(
+            store
+                .reader()
+                .context("a store connection for the analysis")?,
+            self.link.responses.clone(),
+            Arc::clone(&self.wake),
+            self.hook.clone(),
+        )
+    }
+
+    fn trigger(&self, t: Trigger) {
+        if let Some(a) = &self.analysis {
+            a.trigger(t);
+        }
+    }
+
+    /// Results landed since the last look: what was derived from them is rebuilt.
+    fn note_landed(&mut self) {
+        if self.analysis.as_ref().is_some_and(Analysis::take_landed) {
+            self.trace_list_ready = false;
+        }
+    }
+
+    /// Stops the analysis threads; waits for the idle ones (a run in progress is not
+    /// waited for: it ends on its own, or with the process).
+    fn shutdown(&mut self) {
+        for a in self
+            .analysis
+            .take()
+            .into_iter()
+            .chain(self.retired.drain(..))
+        {
+            a.close();
         }
     }
 
     fn span_count(&self) -> Result<i64> {
-        Ok(rows(&self.store, "SELECT count(*) FROM spans")?
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Cell::i)
-            .unwrap_or(0))
+        span_count(&self.store)
     }
 
-    /// Idle work: collector status; new spans (collector or a finished job) analysed
-    /// and announced.
+    /// Idle work: collector status; new spans (collector or a finished job) handed to
+    /// the analysis thread.
     fn tick(&mut self) -> bool {
+        self.note_landed();
+        self.retired.retain(|a| !a.is_finished());
         if let Some((stats, grpc, http, gpu)) = &self.stats {
             let s = stats.snapshot();
             let (t, n) = self.last_stats;
@@ -285,26 +355,14 @@ impl Worker {
         let changed = self.job_changed.swap(false, Ordering::Relaxed);
         if self.stats.is_some() || changed {
             let n = self.span_count().unwrap_or(self.last_spans);
-            if n != self.last_spans || changed {
-                self.last_spans = n;
-                match self.analyze() {
-                    Ok(()) => return self.send(Response::StoreChanged),
-                    Err(e) => {
-                        return self.send(Response::Error(format!("analysis failed: {e:#}")));
-                    }
-                }
+            if changed {
+                self.trigger(Trigger::Now);
+            } else if n != self.last_spans {
+                self.trigger(Trigger::SpansArrived);
             }
+            self.last_spans = n;
         }
         true
-    }
-
-    fn analyze(&mut self) -> Result<()> {
-        let has_spans = self.span_count()? > 0;
-        if has_spans {
-            analyze_and_store(&self.store, Options::default()).context("analysing the store")?;
-        }
-        self.trace_list_ready = false;
-        Ok(())
     }
 
     fn answer(&mut self, req: Request) -> Result<Response> {
@@ -320,21 +378,31 @@ impl Worker {
             Request::Replays => Response::Replays(self.replays()?),
             Request::Replay { replay_id } => Response::Replay(Box::new(self.replay(&replay_id)?)),
             Request::Sql { sql } => Response::Sql(self.sql(&sql)?),
+            // Answered with the stored overview; the run reports on its own.
             Request::Analyze => {
-                self.analyze()?;
-                Response::StoreChanged
+                self.trigger(Trigger::Now);
+                Response::Overview(Box::new(self.overview()?))
             }
+            // The new store's stored overview at once; its analysis thread replaces the
+            // old one, which finishes its run on the old store and reports nothing more.
             Request::Open { db } => {
                 if self.stats.is_some() {
                     bail!("cannot switch stores while the collector writes into {}; start with --no-collector to browse other stores", self.label);
                 }
                 let store =
                     Store::open(&db).with_context(|| format!("opening store {}", db.display()))?;
+                let analysis = self.spawn_analysis(&store)?;
+                if let Some(old) = self.analysis.replace(analysis) {
+                    old.retire();
+                    self.retired.push(old);
+                }
                 self.store = store;
                 self.label = db.display().to_string();
-                self.analyze()?;
+                self.trace_list_ready = false;
                 self.last_spans = self.span_count()?;
-                Response::StoreChanged
+                self.trigger(Trigger::Now);
+                self.send(Response::StoreChanged);
+                Response::Overview(Box::new(self.overview()?))
             }
             Request::Import { files } => self.start_import(files)?,
             Request::Export { dir } => self.start_export(dir)?,

@@ -1,19 +1,33 @@
-//! GUI benchmark: renders a 100,000-span trace's waterfall and flame graph headless
-//! (egui `Context::run` + tessellation, zoomed out and zoomed in) and prints median and
-//! p99 frame times; then fills a store with about 1M spans and times the traces-table
-//! page fetch through the GUI worker (the UI's real request path).
+//! GUI benchmark. Prints:
 //!
-//! `cargo run --release -p tailscope-tests --bin gui-bench [-- FRAMES [SPANS_M]]`
+//! - waterfall and flame-graph frame times (median, p99) of a 100,000-span trace,
+//!   rendered headless (egui `Context::run` + tessellation), zoomed out and zoomed in;
+//! - over a store of about `SPANS_M` million spans, through the GUI worker (the UI's
+//!   real request path): the first overview before any analysis, the time until the
+//!   background analysis has landed and the overview is loaded, the first traces page
+//!   (builds the per-trace list), traces page fetches (median, p99) at random offsets
+//!   and with a SQL WHERE filter;
+//! - (a) the time from opening the analysed store to its first overview (from the
+//!   stored results, not waiting for the analysis);
+//! - (b) traces page fetches (median, p99) while a writer thread appends spans into the
+//!   same store at `RATE` spans/s for `SECONDS` (the worker polls the store as with the
+//!   collector on), and how many analyses landed meanwhile;
+//! - (c) how long after the last span was committed it showed up analysed
+//!   (`StoreChanged`).
+//!
+//! `cargo run --release -p tailscope-tests --bin gui-bench [-- FRAMES [SPANS_M [SECONDS [RATE]]]]`
+//! (defaults 200 frames, 1.0 M spans, 10 s at 20,000 spans/s)
 
 #![allow(clippy::many_single_char_names)] // short timing locals: t, w, h, r
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tailscope::gui::worker::Worker;
+use tailscope_ingest::IngestStats;
 use tailscope_model::{Batch, Cause};
 use tailscope_samples::{generate, WorkloadConfig};
-use tailscope_store::{Store, WriterConfig};
-use tailscope_ui::protocol::SpanInput;
+use tailscope_store::{Store, Writer, WriterConfig};
+use tailscope_ui::protocol::{SpanInput, ANALYSIS_JOB};
 use tailscope_ui::timeline::{self, Mode, TimelineState};
 use tailscope_ui::{Request, Response, SortColumn, TraceDetail, TraceQuery};
 
@@ -136,21 +150,164 @@ fn render(detail: &TraceDetail, mode: Mode, zoom_in: bool, frames: usize) -> (f6
     (m, p, drawn)
 }
 
-fn ask(link: &tailscope_ui::Link, r: Request) -> (Response, Duration) {
-    let t = Instant::now();
-    link.requests.send(r).expect("worker alive");
-    loop {
-        match link.responses.recv().expect("worker alive") {
-            Response::Collector(_) | Response::StoreChanged | Response::Progress(_) => {}
-            other => return (other, t.elapsed()),
+const SORTS: [SortColumn; 4] = [
+    SortColumn::Duration,
+    SortColumn::Start,
+    SortColumn::Ttft,
+    SortColumn::Spans,
+];
+
+fn page(offset: usize, sort: SortColumn, where_sql: &str, generation: u64) -> Request {
+    Request::Traces(TraceQuery {
+        offset,
+        limit: tailscope_ui::PAGE,
+        sort,
+        descending: true,
+        text: String::new(),
+        where_sql: where_sql.to_owned(),
+        generation,
+    })
+}
+
+/// The GUI worker over `store` on its own thread; with `stats` it polls the store for
+/// new spans every second, as with the collector on.
+fn start_worker(
+    store: Store,
+    db: &std::path::Path,
+    stats: Option<Arc<IngestStats>>,
+) -> anyhow::Result<(tailscope_ui::Link, std::thread::JoinHandle<()>)> {
+    let (link, wl) = tailscope_ui::link(64);
+    let mut worker = Worker::new(store, db.display().to_string(), wl, Arc::new(|| {}));
+    if let Some(s) = stats {
+        worker = worker.with_collector(s, "-".into(), "-".into(), None);
+    }
+    let h = std::thread::Builder::new()
+        .name("bench-worker".into())
+        .spawn(move || worker.run())?;
+    Ok((link, h))
+}
+
+/// When the analysis thread's runs started (and over how many spans), ended and
+/// landed, as the UI sees them.
+#[derive(Default)]
+struct Log {
+    started: Vec<(Instant, u64)>,
+    ended: Vec<Instant>,
+    landed: Vec<Instant>,
+}
+
+impl Log {
+    /// Notes an unprompted response; returns the others.
+    fn note(&mut self, r: Response) -> Option<Response> {
+        let now = Instant::now();
+        match r {
+            Response::Progress(p) if p.job == ANALYSIS_JOB => {
+                if p.done {
+                    self.ended.push(now);
+                } else {
+                    // "analysing N spans"
+                    let spans = p
+                        .message
+                        .split_whitespace()
+                        .find_map(|w| w.parse().ok())
+                        .unwrap_or(0);
+                    self.started.push((now, spans));
+                }
+            }
+            Response::StoreChanged => self.landed.push(now),
+            Response::Error(e) => panic!("the worker failed: {e}"),
+            Response::Collector(_) | Response::Progress(_) => {}
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn recv(&mut self, link: &tailscope_ui::Link) -> anyhow::Result<Option<Response>> {
+        let r = link
+            .responses
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the worker stopped"))?;
+        Ok(self.note(r))
+    }
+
+    /// Sends a request and times its answer.
+    fn ask(&mut self, link: &tailscope_ui::Link, r: Request) -> (Response, Duration) {
+        let t = Instant::now();
+        link.requests.send(r).expect("worker alive");
+        loop {
+            if let Some(r) = self.recv(link).expect("worker alive") {
+                return (r, t.elapsed());
+            }
         }
     }
+
+    /// Waits for results landing after `since`.
+    fn wait_landed(&mut self, link: &tailscope_ui::Link, since: Instant) -> anyhow::Result<()> {
+        while !self.landed.iter().any(|&t| t >= since) {
+            self.recv(link)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until a run over at least `spans` spans has ended; returns when its
+    /// results landed (`StoreChanged` comes before the run's end).
+    fn wait_covering(&mut self, link: &tailscope_ui::Link, spans: u64) -> anyhow::Result<Instant> {
+        loop {
+            if let Some(&(s, _)) = self.started.iter().find(|(_, n)| *n >= spans) {
+                if self.ended.iter().any(|&e| e >= s) {
+                    let landed = self.landed.iter().rev().find(|&&l| l >= s);
+                    return landed.copied().ok_or_else(|| {
+                        anyhow::anyhow!("the run over the new spans found nothing new")
+                    });
+                }
+            }
+            self.recv(link)?;
+        }
+    }
+}
+
+/// Appends `batch`'s spans through `writer` at `rate` spans/s (a chunk every 50 ms);
+/// returns the spans stored, the seconds it took, and when the last was committed.
+fn append_live(writer: &Writer, batch: Batch, rate: f64) -> anyhow::Result<(usize, f64, Instant)> {
+    let Batch {
+        resources, spans, ..
+    } = batch;
+    let chunk = ((rate / 20.0) as usize).max(1);
+    let mut stored = 0usize;
+    let t = Instant::now();
+    let mut acks = std::collections::VecDeque::new();
+    let mut it = spans.into_iter().peekable();
+    let mut k = 0u32;
+    while it.peek().is_some() {
+        acks.push_back(writer.submit_waiting(Batch {
+            resources: resources.clone(),
+            spans: it.by_ref().take(chunk).collect(),
+            ..Batch::default()
+        }));
+        // Keep at most a second of chunks in flight.
+        while acks.len() > 20 {
+            if let Some(a) = acks.pop_front() {
+                stored += a.recv()??.spans;
+            }
+        }
+        k += 1;
+        let due = t + Duration::from_millis(50) * k;
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    for a in acks {
+        stored += a.recv()??.spans;
+    }
+    Ok((stored, t.elapsed().as_secs_f64(), Instant::now()))
 }
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let frames: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let target_m: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1.0);
+    let seconds: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10.0);
+    let rate: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000.0);
 
     let t = Instant::now();
     let detail = big_trace(100_000);
@@ -220,52 +377,40 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let (link, wl) = tailscope_ui::link(64);
-    let worker = Worker::new(store, db.display().to_string(), wl, Arc::new(|| {}));
+    // The worker starts on the unanalysed store: its overview is answered from the
+    // (empty) stored results while the analysis thread runs.
+    let (link, h) = start_worker(store, &db, None)?;
+    let mut log = Log::default();
     let t = Instant::now();
-    let h = std::thread::Builder::new()
-        .name("bench-worker".into())
-        .spawn(move || worker.run())?;
-    let (r, _) = ask(&link, Request::Overview);
+    let (r, first) = log.ask(&link, Request::Overview);
+    let Response::Overview(o) = r else {
+        anyhow::bail!("overview failed: {r:?}")
+    };
+    println!(
+        "first overview before any analysis (traces {}): {:.1} ms",
+        o.traces,
+        first.as_secs_f64() * 1e3
+    );
+    log.wait_landed(&link, t)?;
+    let (r, _) = log.ask(&link, Request::Overview);
     let traces = match r {
         Response::Overview(o) => o.traces,
         other => anyhow::bail!("overview failed: {other:?}"),
     };
     println!(
-        "analysed {traces} traces and loaded the overview in {:.1} s (worker thread)",
+        "analysed {traces} traces and loaded the overview in {:.1} s (analysis thread)",
         t.elapsed().as_secs_f64()
     );
-    let page = |offset, sort, where_sql: &str, generation| {
-        Request::Traces(TraceQuery {
-            offset,
-            limit: tailscope_ui::PAGE,
-            sort,
-            descending: true,
-            text: String::new(),
-            where_sql: where_sql.to_owned(),
-            generation,
-        })
-    };
-    let (_, first) = ask(&link, page(0, SortColumn::Duration, "", 0));
+    let (_, first) = log.ask(&link, page(0, SortColumn::Duration, "", 0));
     println!(
         "first traces page (builds the per-trace list over {n_spans} spans): {:.1} ms",
         first.as_secs_f64() * 1e3
     );
     let mut times = Vec::new();
     let n = traces as usize;
-    for (k, sort) in [
-        SortColumn::Duration,
-        SortColumn::Start,
-        SortColumn::Ttft,
-        SortColumn::Spans,
-    ]
-    .into_iter()
-    .cycle()
-    .take(40)
-    .enumerate()
-    {
+    for (k, sort) in SORTS.into_iter().cycle().take(40).enumerate() {
         let offset = (k * 7919 * tailscope_ui::PAGE) % n.max(1);
-        let (r, d) = ask(&link, page(offset, sort, "", k as u64 + 1));
+        let (r, d) = log.ask(&link, page(offset, sort, "", k as u64 + 1));
         assert!(matches!(r, Response::Traces(_)), "{r:?}");
         times.push(d.as_secs_f64() * 1e3);
     }
@@ -273,7 +418,7 @@ fn main() -> anyhow::Result<()> {
     println!("traces page fetch ({} rows, random offsets, 4 sorts, {n} traces / {n_spans} spans): median {m:.1} ms, p99 {p:.1} ms", tailscope_ui::PAGE);
     let mut times = Vec::new();
     for k in 0..10 {
-        let (r, d) = ask(
+        let (r, d) = log.ask(
             &link,
             page(
                 0,
@@ -287,6 +432,71 @@ fn main() -> anyhow::Result<()> {
     }
     let (m, p) = percentiles(times);
     println!("traces page with a SQL WHERE filter: median {m:.1} ms, p99 {p:.1} ms");
+    drop(link);
+    let _ = h.join();
+
+    // Spans to append live, generated up front (another seed, an hour later).
+    let live_spans = (rate * seconds) as usize;
+    let t = Instant::now();
+    let live = generate(&WorkloadConfig {
+        seed: 4242,
+        conversations: ((live_spans as f64) / per_conv).ceil() as usize,
+        start_ns: WorkloadConfig::default().start_ns + 3_600_000_000_000,
+        ..WorkloadConfig::default()
+    });
+    println!(
+        "generated {} spans to append live in {:.1} s",
+        live.batch.spans.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    // (a) Opening the analysed store: the first overview comes from the stored results.
+    let t = Instant::now();
+    let store = Store::open(&db)?;
+    let writer = store.writer(WriterConfig::default())?;
+    let (link, h) = start_worker(store, &db, Some(Arc::new(IngestStats::default())))?;
+    let mut log = Log::default();
+    let (r, _) = log.ask(&link, Request::Overview);
+    let Response::Overview(o) = r else {
+        anyhow::bail!("overview failed: {r:?}")
+    };
+    println!(
+        "opened the analysed store and got the first overview ({} traces) in {:.1} ms",
+        o.traces,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+
+    // (b) Traces pages while a writer appends spans at `rate` into the same store.
+    let appending = std::thread::Builder::new()
+        .name("bench-live-writer".into())
+        .spawn(move || append_live(&writer, live.batch, rate))?;
+    let mut times = Vec::new();
+    let mut k = 0usize;
+    while !appending.is_finished() {
+        let offset = (k * 7919 * tailscope_ui::PAGE) % n.max(1);
+        let (r, d) = log.ask(&link, page(offset, SORTS[k % 4], "", 1000 + k as u64));
+        assert!(matches!(r, Response::Traces(_)), "{r:?}");
+        times.push(d.as_secs_f64() * 1e3);
+        k += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (stored, secs, stopped) = appending
+        .join()
+        .map_err(|_| anyhow::anyhow!("the live writer panicked"))??;
+    let pages = times.len();
+    let (m, p) = percentiles(times);
+    println!(
+        "traces page fetch while {stored} spans arrive at {:.0} spans/s ({secs:.1} s): median {m:.1} ms, p99 {p:.1} ms ({pages} pages, {} analyses landed meanwhile)",
+        stored as f64 / secs,
+        log.landed.len()
+    );
+
+    // (c) From the last span committed to its analysis landing.
+    let landed = log.wait_covering(&link, o.spans + stored as u64)?;
+    println!(
+        "the last spans showed up analysed (StoreChanged) {:.1} s after they stopped arriving",
+        landed.saturating_duration_since(stopped).as_secs_f64()
+    );
     drop(link);
     let _ = h.join();
     let _ = std::fs::remove_dir_all(&dir);
