@@ -2,10 +2,12 @@
 //!
 //! Generates (or reuses) a store of about `--conversations` × 120 spans with the
 //! workload generator, written in chunks so the generator never holds it all, then
-//! runs `analyze_and_store` three times and prints, per run, the wall time of each
-//! stage (find new traces, load, trees, LLM calls + latency model, evictions, critical
-//! paths, causes, findings, trace results, read back stored results, primary causes +
-//! tail, persist, tail tables), spans/s and peak RSS:
+//! runs the incremental analysis (`tailscope_analysis::update`) three times and prints,
+//! per run, the wall time of each phase (find new traces; metrics, latency model and
+//! baselines; load, compute and persist the chunks; primary causes; record the run),
+//! the per-chunk stages summed over the worker threads (load spans, trees, LLM calls +
+//! latency model, evictions, critical paths, causes, findings, trace results, result
+//! rows, persist), spans/s and peak RSS, and the time to read the text report back:
 //!
 //! 1. the full analysis of every trace;
 //! 2. a re-run with nothing new;
@@ -21,7 +23,7 @@
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tailscope_analysis::{analyze_and_store, Options, RunStats};
+use tailscope_analysis::{load_report, update, Options, Progress, RunStats};
 use tailscope_samples::{generate, WorkloadConfig};
 use tailscope_store::{Store, WriterConfig};
 #[path = "../../tests/src/mem.rs"]
@@ -32,6 +34,8 @@ struct Args {
     conversations: usize,
     db: PathBuf,
     new_share: f64,
+    /// DuckDB's `memory_limit` for the run (its buffer cache counts in the RSS).
+    memory_limit: Option<String>,
 }
 
 fn args() -> Result<Args> {
@@ -39,6 +43,7 @@ fn args() -> Result<Args> {
         conversations: 8500,
         db: std::env::temp_dir().join("tailscope-analysis-bench.duckdb"),
         new_share: 0.01,
+        memory_limit: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,10 +52,11 @@ fn args() -> Result<Args> {
             "--conversations" => a.conversations = value()?.parse().context("--conversations")?,
             "--db" => a.db = PathBuf::from(value()?),
             "--new-share" => a.new_share = value()?.parse().context("--new-share")?,
+            "--memory-limit" => a.memory_limit = Some(value()?),
             // `cargo bench` passes `--bench` to harness-less benches
             "--bench" => {}
             "-h" | "--help" => {
-                println!("analysis-bench [--conversations N] [--db PATH] [--new-share F]");
+                println!("analysis-bench [--conversations N] [--db PATH] [--new-share F] [--memory-limit 512MB]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}"),
@@ -104,22 +110,45 @@ fn count(store: &Store, sql: &str) -> Result<u64> {
     Ok(u64::try_from(col).unwrap_or(0))
 }
 
+/// One analysis run ([`update`]), then the text report read back from the results.
 fn run(store: &Store, label: &str) -> Result<(Duration, RunStats, Option<u64>)> {
     reset_peak_rss();
     let t = Instant::now();
-    let (_, stats) = analyze_and_store(store, Options::default())?;
+    let stats = update(store, &|p: Progress| {
+        eprint!("\r  chunk {} of {}", p.chunks_done, p.chunks);
+    })?;
     let wall = t.elapsed();
     let peak = proc_status_kib("VmHWM");
+    eprint!("\r");
     println!(
-        "\n{label}: {:.3} s wall, {} traces recomputed, {} reused, peak RSS {}",
+        "\n{label}: {:.3} s wall, {} traces recomputed ({} spans, {} chunks, {} workers, fits {}), {} reused, peak RSS {}",
         wall.as_secs_f64(),
         stats.recomputed,
+        stats.spans,
+        stats.chunks,
+        stats.workers,
+        if stats.fits_reused { "reused" } else { "fitted" },
         stats.reused,
         mib(peak)
     );
     for (name, d) in &stats.stages.0 {
-        println!("  {name:<28} {:>9.3} s", d.as_secs_f64());
+        println!("  {name:<36} {:>9.3} s", d.as_secs_f64());
     }
+    if !stats.worker_stages.0.is_empty() {
+        println!("  per chunk, summed over workers:");
+        for (name, d) in &stats.worker_stages.0 {
+            println!("    {name:<34} {:>9.3} s", d.as_secs_f64());
+        }
+    }
+    let t = Instant::now();
+    let report = load_report(store, Options::default(), false)?;
+    println!(
+        "  then the text report from the stored results: {:.3} s ({} traces, p50 {:.2} s, p99 {:.2} s)",
+        t.elapsed().as_secs_f64(),
+        report.traces.len(),
+        report.tail.p50_ns as f64 / 1e9,
+        report.tail.p_ns as f64 / 1e9
+    );
     Ok((wall, stats, peak))
 }
 
@@ -138,6 +167,14 @@ fn main() -> Result<()> {
     if fresh {
         fill(&store, a.conversations, 1)?;
     }
+    if let Some(limit) = &a.memory_limit {
+        anyhow::ensure!(
+            limit.chars().all(|c| c.is_ascii_alphanumeric()),
+            "--memory-limit takes a size such as 512MB"
+        );
+        store.execute_batch(&format!("SET memory_limit = '{limit}'"))?;
+        println!("DuckDB memory_limit {limit}");
+    }
     let spans = count(&store, "SELECT count(*) FROM spans")?;
     let traces = count(&store, "SELECT count(DISTINCT trace_id) FROM spans")?;
     println!(
@@ -146,7 +183,7 @@ fn main() -> Result<()> {
         if fresh { " (generated)" } else { " (reused)" }
     );
     // a full analysis: forget earlier results
-    store.execute_batch("DELETE FROM trace_analysis")?;
+    store.clear_analysis()?;
     let (full, _, full_peak) = run(&store, "full analysis")?;
     println!(
         "  {:.0} spans/s",

@@ -12,14 +12,18 @@ pub mod export;
 mod notebook;
 mod persist;
 mod report;
+pub mod stored;
 pub mod tables;
+pub mod update;
 
-pub use persist::{analyze_and_store, RunStats};
+pub use persist::analyze_and_store;
 pub use report::{OperationGap, Report};
+pub use stored::load_report;
 pub use tailscope_analysis_core::{calls, causes, critical, evict, findings, latency, tail, tree};
 pub use tailscope_analysis_core::{
     samples_of, total, Finding, MetricSource, NoMetrics, SpanStat, Stages, TraceResult, Tree,
 };
+pub use update::{update, Progress, RunStats};
 
 use std::collections::HashMap;
 use tailscope_analysis_core::compute;

@@ -483,9 +483,13 @@ fn next(link: &Link) -> Response {
         .expect("the worker said nothing for two minutes: it is blocked")
 }
 
+/// Whether an analysis progress report starts (false) or ends (true) a run; per-chunk
+/// reports in between carry a fraction and are not either.
 fn analysis_progress(r: &Response) -> Option<bool> {
     match r {
-        Response::Progress(p) if p.job == ANALYSIS_JOB => Some(p.done),
+        Response::Progress(p) if p.job == ANALYSIS_JOB && (p.done || p.fraction.is_none()) => {
+            Some(p.done)
+        }
         _ => None,
     }
 }

@@ -27,8 +27,8 @@ pub use read::SeriesPoint;
 pub use readonly::check_read_only;
 pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};
 pub use results::{
-    AnalysisRows, FindingRow, RunRow, SectionRow, SpanRow, TraceGraph, TraceRow, TraceSummaries,
-    CAUSE_COLUMNS,
+    AnalysisRows, FindingRow, RunRow, SectionRow, SpanRow, TraceGraph, TraceInfo, TraceRow,
+    TraceSummaries, CAUSE_COLUMNS,
 };
 pub use schema::SCHEMA_VERSION;
 pub use series::{as_of, AlignOptions, AlignedSeries, Alignment};

@@ -8,11 +8,11 @@ use duckdb::{params, Connection};
 use std::sync::Arc;
 
 fn strs<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    Arc::new(StringArray::from_iter(v))
+    Arc::new(v.collect::<StringArray>())
 }
 
 fn ints(v: impl Iterator<Item = Option<i64>>) -> ArrayRef {
-    Arc::new(Int64Array::from_iter(v))
+    Arc::new(v.collect::<Int64Array>())
 }
 
 /// A batch of `columns` in table order (the appender matches by position).
@@ -45,7 +45,7 @@ fn trace_batch(t: &[TraceRow]) -> Result<RecordBatch, StoreError> {
         ints(t.iter().map(|r| Some(r.start_ns))),
         ints(t.iter().map(|r| Some(r.duration_ns))),
         strs(t.iter().map(|r| r.primary_cause.as_deref())),
-        Arc::new(Int32Array::from_iter(t.iter().map(|r| Some(r.orphans)))),
+        Arc::new(t.iter().map(|r| Some(r.orphans)).collect::<Int32Array>()),
     ];
     for k in 0..CAUSE_COLUMNS.len() {
         cols.push(ints(t.iter().map(|r| Some(r.by_cause_ns[k]))));
@@ -134,13 +134,16 @@ pub struct FindingRow {
     pub evidence: String,
 }
 
-/// What one analysis run writes.
+/// What one chunk of an analysis run writes.
 #[derive(Debug, Clone, Default)]
 pub struct AnalysisRows {
-    /// Every trace (primary causes can change for all when new traces arrive).
+    /// The recomputed traces' rows.
     pub traces: Vec<TraceRow>,
-    /// Traces whose sections, span rows and findings are replaced.
+    /// Traces whose rows, sections, span rows and findings are replaced.
     pub recomputed: Vec<String>,
+    /// Whether older rows of those traces may exist (false right after
+    /// [`Store::clear_analysis`]: nothing to delete, and the delete scans are skipped).
+    pub delete_old: bool,
     pub sections: Vec<SectionRow>,
     pub spans: Vec<SpanRow>,
     pub findings: Vec<FindingRow>,
@@ -149,12 +152,25 @@ pub struct AnalysisRows {
 /// How the store's traces tie together for analysis, read in a few column scans.
 #[derive(Debug, Clone, Default)]
 pub struct TraceGraph {
-    /// (trace id, spans, earliest start, latest end) of every trace.
-    pub traces: Vec<(String, i64, i64, i64)>,
+    /// Every trace.
+    pub traces: Vec<TraceInfo>,
     /// (trace id, conversation id) for each conversation a trace's spans name.
     pub conversations: Vec<(String, String)>,
     /// (trace id, linked trace id) for each span link to another trace.
     pub links: Vec<(String, String)>,
+}
+
+/// One trace of a [`TraceGraph`]: its spans, time range, and where its rows lie in
+/// the spans and events tables (rowids; appends keep a trace's rows close together).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceInfo {
+    pub trace_id: String,
+    pub spans: i64,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub span_rows: (i64, i64),
+    /// `None`: the trace has no events.
+    pub event_rows: Option<(i64, i64)>,
 }
 
 /// A completed analysis run, for `analysis_runs`.
@@ -165,6 +181,10 @@ pub struct RunRow {
     pub recomputed: i64,
     pub reused: i64,
     pub seconds: f64,
+    /// The fitted latency model and baselines the run used (JSON), and the LLM calls
+    /// they were fitted over.
+    pub fits: Option<String>,
+    pub fit_calls: i64,
 }
 
 /// The columns primary causes are judged on, for every analysed trace.
@@ -194,8 +214,7 @@ impl Store {
         // no stored trace: nothing is analysed, whatever the run log says
         Ok(self.conn.query_row(
             "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM trace_analysis) THEN NULL
-                    ELSE coalesce((SELECT max(watermark_ns) FROM analysis_runs),
-                                  (SELECT max(analyzed_ns) FROM trace_analysis)) END",
+                    ELSE (SELECT max(watermark_ns) FROM analysis_runs) END",
             [],
             |r| r.get(0),
         )?)
@@ -226,17 +245,27 @@ impl Store {
     /// Every trace with its span count and time range, the conversations its spans
     /// name, and its links to other traces.
     pub fn trace_graph(&self) -> Result<TraceGraph, StoreError> {
-        let mut g = TraceGraph::default();
+        let mut graph = TraceGraph::default();
         let mut stmt = self.conn.prepare(
-            "SELECT trace_id, count(*) AS n, min(start_ns) AS s, max(end_ns) AS e FROM spans GROUP BY trace_id",
+            "WITH s AS (SELECT trace_id, count(*) AS n, min(start_ns) AS s, max(end_ns) AS e,
+                               min(rowid) AS lo, max(rowid) AS hi FROM spans GROUP BY trace_id),
+                  ev AS (SELECT trace_id, min(rowid) AS elo, max(rowid) AS ehi FROM events GROUP BY trace_id)
+             SELECT s.*, ev.elo, ev.ehi FROM s LEFT JOIN ev USING (trace_id)",
         )?;
         for b in stmt.query_arrow([])? {
-            let c = crate::read::Columns::new(&b);
-            let (t, n, s, e) = (c.str("trace_id")?, c.i64("n")?, c.i64("s")?, c.i64("e")?);
-            g.traces.extend(
-                (0..b.num_rows())
-                    .map(|r| (t.value(r).to_owned(), n.value(r), s.value(r), e.value(r))),
-            );
+            let cols = crate::read::Columns::new(&b);
+            let (ids, spans) = (cols.str("trace_id")?, cols.i64("n")?);
+            let (starts, ends) = (cols.i64("s")?, cols.i64("e")?);
+            let (lo, hi) = (cols.i64("lo")?, cols.i64("hi")?);
+            let (elo, ehi) = (cols.i64("elo")?, cols.i64("ehi")?);
+            graph.traces.extend((0..b.num_rows()).map(|r| TraceInfo {
+                trace_id: ids.value(r).to_owned(),
+                spans: spans.value(r),
+                start_ns: starts.value(r),
+                end_ns: ends.value(r),
+                span_rows: (lo.value(r), hi.value(r)),
+                event_rows: elo.is_valid(r).then(|| (elo.value(r), ehi.value(r))),
+            }));
         }
         let pairs = |sql: &str, a: &str, b: &str| -> Result<Vec<(String, String)>, StoreError> {
             let mut out = Vec::new();
@@ -249,23 +278,23 @@ impl Store {
             }
             Ok(out)
         };
-        g.conversations = pairs(
+        graph.conversations = pairs(
             "SELECT DISTINCT trace_id, conversation_id FROM spans WHERE conversation_id IS NOT NULL",
             "trace_id",
             "conversation_id",
         )?;
-        g.links = pairs(
+        graph.links = pairs(
             "SELECT DISTINCT trace_id, linked_trace_id FROM links WHERE linked_trace_id <> trace_id",
             "trace_id",
             "linked_trace_id",
         )?;
-        Ok(g)
+        Ok(graph)
     }
 
     /// Replaces the results of the traces in `rows.recomputed` (their trace rows,
     /// sections, span rows and findings) in one transaction; other traces are kept.
     pub fn write_analysis_chunk(&self, rows: &AnalysisRows) -> Result<(), StoreError> {
-        self.replace_rows(rows, false)
+        self.replace_rows(rows)
     }
 
     /// Sets `primary_cause` of the given traces (trace id, cause or NULL).
@@ -297,16 +326,62 @@ impl Store {
     /// Records a completed run (its watermark is what the next run starts from).
     pub fn record_run(&self, run: &RunRow) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO analysis_runs VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO analysis_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
             params![
                 run.finished_ns,
                 run.watermark_ns,
                 run.recomputed,
                 run.reused,
-                run.seconds
+                run.seconds,
+                run.fits,
+                run.fit_calls
             ],
         )?;
         Ok(())
+    }
+
+    /// The fits of the newest run that kept them, and the calls they were fitted over.
+    pub fn last_fits(&self) -> Result<Option<(String, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT fits, fit_calls FROM analysis_runs WHERE fits IS NOT NULL
+             ORDER BY finished_ns DESC LIMIT 1",
+        )?;
+        let mut rows = stmt.query([])?;
+        Ok(match rows.next()? {
+            Some(r) => Some((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0))),
+            None => None,
+        })
+    }
+
+    /// Client-side LLM spans in the store (what the latency model is fitted over).
+    pub fn llm_call_count(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM spans WHERE op_class = 'llm' AND kind <> 'server'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Forgets every analysis result and the run log, in one transaction (a full run
+    /// starts here; if it stops part way, the next run is a full one again).
+    pub fn clear_analysis(&self) -> Result<(), StoreError> {
+        let c = &self.conn;
+        c.execute_batch("BEGIN TRANSACTION")?;
+        let cleared = c.execute_batch(
+            "DELETE FROM analysis_runs;
+             DELETE FROM trace_analysis;
+             DELETE FROM critical_path_sections;
+             DELETE FROM span_analysis;
+             DELETE FROM findings;",
+        );
+        match cleared {
+            Ok(()) => Ok(c.execute_batch("COMMIT")?),
+            Err(e) => {
+                // the delete's error is the one to report
+                let _ = c.execute_batch("ROLLBACK");
+                Err(e.into())
+            }
+        }
     }
 
     /// Route, duration, per-cause time, output tokens and primary cause of every
@@ -346,28 +421,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Traces that are new or received spans since they were last analysed, plus every
-    /// trace sharing a conversation with one of them.
-    pub fn traces_to_analyze(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "WITH dirty AS (
-                SELECT s.trace_id FROM spans s LEFT JOIN trace_analysis t USING (trace_id)
-                GROUP BY s.trace_id, t.analyzed_ns
-                HAVING t.analyzed_ns IS NULL OR max(s.ingested_ns) > t.analyzed_ns
-             ),
-             convs AS (
-                SELECT DISTINCT conversation_id FROM spans
-                WHERE trace_id IN (SELECT trace_id FROM dirty) AND conversation_id IS NOT NULL
-             )
-             SELECT trace_id FROM dirty
-             UNION
-             SELECT DISTINCT trace_id FROM spans WHERE conversation_id IN (SELECT conversation_id FROM convs)
-             ORDER BY 1",
-        )?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Puts `ids` in a temporary table and returns a predicate over `spans` selecting
@@ -464,36 +517,25 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Replaces analysis results in one transaction: all `trace_analysis` rows, and the
-    /// sections, span rows and findings of the recomputed traces.
-    pub fn replace_analysis(&self, rows: &AnalysisRows) -> Result<(), StoreError> {
-        self.replace_rows(rows, true)
-    }
-
-    /// `all`: every trace row is replaced by `rows.traces`; otherwise only those of
-    /// the recomputed traces.
-    fn replace_rows(&self, rows: &AnalysisRows, all: bool) -> Result<(), StoreError> {
+    fn replace_rows(&self, rows: &AnalysisRows) -> Result<(), StoreError> {
         let c = &self.conn;
         c.execute_batch("BEGIN TRANSACTION")?;
         let result = (|| -> Result<(), StoreError> {
-            c.execute_batch("CREATE OR REPLACE TEMP TABLE recomputed (trace_id VARCHAR)")?;
-            {
-                let mut app = c.appender("recomputed")?;
-                for t in &rows.recomputed {
-                    app.append_row(params![t])?;
-                }
+            if rows.delete_old {
+                c.execute_batch("CREATE OR REPLACE TEMP TABLE recomputed (trace_id VARCHAR)")?;
+                append(
+                    c,
+                    "recomputed",
+                    batch(vec![strs(rows.recomputed.iter().map(|t| Some(t.as_str())))])?,
+                )?;
+                c.execute_batch(
+                    "DELETE FROM trace_analysis WHERE trace_id IN (SELECT trace_id FROM recomputed);
+                     DELETE FROM critical_path_sections WHERE trace_id IN (SELECT trace_id FROM recomputed);
+                     DELETE FROM span_analysis WHERE trace_id IN (SELECT trace_id FROM recomputed);
+                     DELETE FROM findings WHERE trace_id IN (SELECT trace_id FROM recomputed);
+                     DROP TABLE recomputed;",
+                )?;
             }
-            c.execute_batch(if all {
-                "DELETE FROM trace_analysis;"
-            } else {
-                "DELETE FROM trace_analysis WHERE trace_id IN (SELECT trace_id FROM recomputed);"
-            })?;
-            c.execute_batch(
-                "DELETE FROM critical_path_sections WHERE trace_id IN (SELECT trace_id FROM recomputed);
-                 DELETE FROM span_analysis WHERE trace_id IN (SELECT trace_id FROM recomputed);
-                 DELETE FROM findings WHERE trace_id IN (SELECT trace_id FROM recomputed);
-                 DROP TABLE recomputed;",
-            )?;
             append(c, "trace_analysis", trace_batch(&rows.traces)?)?;
             append(
                 c,
@@ -516,9 +558,12 @@ impl Store {
                     ints(rows.spans.iter().map(|r| Some(r.self_ns))),
                     ints(rows.spans.iter().map(|r| Some(r.critical_ns))),
                     ints(rows.spans.iter().map(|r| Some(r.skew_ns))),
-                    Arc::new(BooleanArray::from_iter(
-                        rows.spans.iter().map(|r| Some(r.orphan)),
-                    )),
+                    Arc::new(
+                        rows.spans
+                            .iter()
+                            .map(|r| Some(r.orphan))
+                            .collect::<BooleanArray>(),
+                    ),
                     strs(rows.spans.iter().map(|r| r.conversation_id.as_deref())),
                 ])?,
             )?;

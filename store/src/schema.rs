@@ -254,14 +254,22 @@ ALTER TABLE span_analysis ADD COLUMN conversation_id VARCHAR;
 /// One row per completed analysis run. `watermark_ns` is the largest `ingested_ns`
 /// the run had seen: every span stamped at or below it is analysed (stamps rise in
 /// commit order), so the next run recomputes only traces with spans above it.
+/// `fits` is the latency model and tool baselines the run used (JSON) and
+/// `fit_calls` the LLM calls they were fitted over, so that a later run can reuse
+/// them while the store has not grown much. A store analysed before v6 starts from
+/// its newest `analyzed_ns` (the wall clock when that run started, a safe watermark).
 const V6: &str = r"
 CREATE TABLE analysis_runs (
     finished_ns BIGINT NOT NULL,
     watermark_ns BIGINT NOT NULL,
     recomputed BIGINT NOT NULL,
     reused BIGINT NOT NULL,
-    seconds DOUBLE NOT NULL
+    seconds DOUBLE NOT NULL,
+    fits VARCHAR,
+    fit_calls BIGINT
 );
+INSERT INTO analysis_runs
+SELECT max(analyzed_ns), max(analyzed_ns), 0, count(*), 0, NULL, NULL FROM trace_analysis HAVING count(*) > 0;
 ";
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.

@@ -1296,5 +1296,31 @@ mod ground_truth {
             .query_arrow("SELECT count(*) FROM trace_analysis")
             .unwrap();
         assert_eq!(rows[0].num_rows(), 1);
+
+        // Small chunks (many worker hand-offs, components never split) give the same
+        // answers, and progress reaches every chunk.
+        let chunked = Store::open_in_memory().unwrap();
+        let writer = chunked.writer(WriterConfig::default()).unwrap();
+        writer.write(w.batch.clone()).unwrap();
+        writer.close().unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let stats = tailscope_analysis::update::update_with(&chunked, 300, &|p| {
+            seen.lock().unwrap().push(p);
+        })
+        .unwrap();
+        assert!(stats.chunks > 3, "{stats:?}");
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.len(), stats.chunks);
+        let last = seen.last().unwrap();
+        assert_eq!(
+            (last.chunks_done, last.traces_done),
+            (stats.chunks, stats.recomputed)
+        );
+        let r4 = tailscope_analysis::load_report(&chunked, Options::default(), true).unwrap();
+        assert_eq!(r4.to_json(), r3.to_json(), "chunked equals one chunk");
+        // and nothing new after that: the watermark ends the run early
+        let again = tailscope_analysis::update(&chunked, &|_| {}).unwrap();
+        assert_eq!((again.recomputed, again.chunks), (0, 0), "{again:?}");
+        assert_eq!(again.reused, r3.traces.len());
     }
 }

@@ -38,7 +38,7 @@ pub struct Context<'a> {
 /// and robust spread of log durations, over every call in the store. A fan-out branch
 /// is a straggler only when it is unusually slow for its tool, not merely slower than
 /// its siblings (tool latencies have long tails by nature).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ToolBaseline(HashMap<String, (f64, f64, usize)>);
 
 impl ToolBaseline {

@@ -9,6 +9,7 @@
 //! has neither a server span nor a first-token time into expected prefill, expected
 //! decode and the residual (`queue`), and to cost an eviction nothing else times.
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// One call as the model sees it (times in ns, counts in tokens).
@@ -27,7 +28,7 @@ pub struct Sample {
 }
 
 /// `y = intercept + per_uncached * uncached (+ per_output * output)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Fit {
     pub intercept_ns: f64,
     pub ns_per_uncached_token: f64,
@@ -74,13 +75,39 @@ impl Fit {
     }
 }
 
-/// The fits of every (model, server) with enough calls.
-#[derive(Debug, Clone, Default)]
+/// The fits of every (model, server) with enough calls. Kept with an analysis run
+/// (as JSON) so that later incremental runs can reuse it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyModel {
     /// TTFT against uncached input tokens.
+    #[serde(with = "pairs")]
     pub ttft: HashMap<(String, String), Fit>,
     /// Duration against uncached input and output tokens.
+    #[serde(with = "pairs")]
     pub duration: HashMap<(String, String), Fit>,
+}
+
+/// A map keyed by (model, server) as a JSON list of `[model, server, fit]`, sorted.
+mod pairs {
+    use super::Fit;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+
+    pub fn serialize<S: Serializer>(
+        m: &HashMap<(String, String), Fit>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<(&String, &String, &Fit)> = m.iter().map(|(k, f)| (&k.0, &k.1, f)).collect();
+        v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<(String, String), Fit>, D::Error> {
+        let v: Vec<(String, String, Fit)> = Vec::deserialize(d)?;
+        Ok(v.into_iter().map(|(a, b, f)| ((a, b), f)).collect())
+    }
 }
 
 /// Fewest calls a fit is made from.

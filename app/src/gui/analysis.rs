@@ -1,12 +1,12 @@
 //! The GUI's background analysis: a named thread with its own store connection that
-//! runs the incremental analysis ([`analyze_and_store`]) when the worker asks, so the
+//! runs the incremental analysis ([`update`]) when the worker asks, so the
 //! worker keeps answering the UI from the stored results while it runs.
 //!
 //! One run at a time; triggers coalesce: any number of triggers during a run cause
 //! exactly one follow-up run. [`Trigger::SpansArrived`] (the worker saw the span count
 //! change) also waits until [`SPANS_GAP`] has passed since the previous run finished;
 //! [`Trigger::Now`] (start, Open, Re-run analysis, a finished import) does not. A run
-//! reports `Progress { job: "analysis" }` (indeterminate), then `StoreChanged` when new
+//! reports `Progress { job: "analysis" }` (indeterminate until the first chunk is written, then chunks written of all), then `StoreChanged` when new
 //! results landed, or an `Error`, then the progress `done`. The worker owns the
 //! [`Analysis`] handle; retiring it (store switch, UI gone) stops the thread after its
 //! current run, which sends nothing more. Closing it waits for an idle thread but not
@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tailscope_analysis::{analyze_and_store, Options};
+use tailscope_analysis::{update, Progress};
 use tailscope_store::Store;
 use tailscope_ui::protocol::{JobProgress, ANALYSIS_JOB};
 use tailscope_ui::Response;
@@ -226,10 +226,10 @@ impl Runner {
         ok
     }
 
-    fn progress(&self, message: String, done: bool) -> bool {
+    fn progress(&self, message: String, fraction: Option<f32>, done: bool) -> bool {
         self.send(Response::Progress(JobProgress {
             job: ANALYSIS_JOB.into(),
-            fraction: None,
+            fraction,
             message,
             done,
         }))
@@ -248,17 +248,23 @@ impl Runner {
         if spans == 0 {
             return true;
         }
-        if !self.progress(format!("analysing {spans} spans"), false) {
+        if !self.progress(format!("analysing new spans of {spans}"), None, false) {
             return false;
         }
         if let Some(h) = &self.hook {
             h();
         }
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            analyze_and_store(&self.store, Options::default())
+            update(&self.store, &|p: Progress| {
+                let _ = self.progress(
+                    format!("analysed {} of {} traces", p.traces_done, p.traces),
+                    Some(p.chunks_done as f32 / p.chunks.max(1) as f32),
+                    false,
+                );
+            })
         }));
         let outcome = match result {
-            Ok(Ok((_, stats))) => (stats.recomputed > 0).then(|| {
+            Ok(Ok(stats)) => (stats.recomputed > 0).then(|| {
                 self.shared.landed.store(true, Ordering::Release);
                 Response::StoreChanged
             }),
@@ -280,7 +286,7 @@ impl Runner {
         if outcome.is_some_and(|r| !self.send(r)) {
             return false;
         }
-        self.progress(String::new(), true)
+        self.progress(String::new(), None, true)
     }
 }
 
@@ -301,11 +307,12 @@ mod tests {
         store
     }
 
-    /// Whether the next analysis progress report ends a run.
+    /// Whether the next analysis progress report that starts or ends a run ends it
+    /// (per-chunk reports in between carry a fraction and are skipped).
     fn next_progress(rx: &Receiver<Response>) -> bool {
         loop {
             match rx.recv_timeout(Duration::from_secs(120)).unwrap() {
-                Response::Progress(p) => return p.done,
+                Response::Progress(p) if p.done || p.fraction.is_none() => return p.done,
                 Response::Error(e) => panic!("{e}"),
                 _ => {}
             }

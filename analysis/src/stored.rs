@@ -1,0 +1,121 @@
+//! The report read back from the result tables (what [`crate::update`] wrote): trace
+//! rows, optionally their critical-path sections, findings, the tail over every
+//! trace, critical time per operation and the Polars tail tables.
+
+use crate::report::TraceResult;
+use crate::{AnalysisError, Finding, Options, Report};
+use std::collections::BTreeMap;
+use tailscope_analysis_core::tail;
+use tailscope_model::{Cause, SpanId};
+use tailscope_store::{FindingRow, SectionRow, Store, TraceRow, CAUSE_COLUMNS};
+
+fn from_row(row: TraceRow, sections: &[SectionRow]) -> TraceResult {
+    let mut by_cause = BTreeMap::new();
+    for (k, name) in CAUSE_COLUMNS.iter().enumerate() {
+        if let (Some(c), v) = (Cause::parse(name), row.by_cause_ns[k]) {
+            if v != 0 {
+                by_cause.insert(c, v);
+            }
+        }
+    }
+    TraceResult {
+        primary_cause: row.primary_cause.as_deref().and_then(Cause::parse),
+        trace_id: row.trace_id,
+        root: row.root,
+        group: row.route,
+        start_ns: row.start_ns,
+        duration_ns: row.duration_ns,
+        conversation_id: row.conversation_id,
+        sections: sections
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    SpanId::from_hex(&s.span_id).ok()?,
+                    s.start_ns,
+                    s.end_ns,
+                    Cause::parse(&s.cause)?,
+                ))
+            })
+            .collect(),
+        by_cause_ns: by_cause,
+        output_tokens: row.output_tokens,
+        spans: Vec::new(),
+        orphans: usize::try_from(row.orphans).unwrap_or(0),
+        caller: row.caller,
+    }
+}
+
+fn finding_from_row(f: FindingRow) -> Finding {
+    Finding {
+        kind: f.kind,
+        trace_id: f.trace_id,
+        span_id: f.span_id,
+        conversation_id: f.conversation_id,
+        estimated_cost_ns: f.estimated_cost_ns,
+        evidence: serde_json::from_str(&f.evidence).unwrap_or(serde_json::Value::Null),
+        summary: f.summary,
+    }
+}
+
+/// The report of the stored results. `sections`: also read every trace's
+/// critical-path sections (the JSON report lists them; the text report does not).
+pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Report, AnalysisError> {
+    if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
+        return Err(AnalysisError::Percentile(opts.percentile));
+    }
+    let mut by_trace: BTreeMap<String, Vec<SectionRow>> = BTreeMap::new();
+    if sections {
+        for s in store.section_rows()? {
+            by_trace.entry(s.trace_id.clone()).or_default().push(s);
+        }
+    }
+    let traces: Vec<TraceResult> = store
+        .trace_rows()?
+        .into_iter()
+        .map(|r| {
+            let s = by_trace.remove(&r.trace_id).unwrap_or_default();
+            from_row(r, &s)
+        })
+        .collect();
+    let times: Vec<tail::TraceTimes<'_>> = traces
+        .iter()
+        .map(|r| tail::TraceTimes {
+            duration_ns: r.duration_ns,
+            group: &r.group,
+            by_cause: &r.by_cause_ns,
+            output_tokens: r.output_tokens,
+        })
+        .collect();
+    let tail = tail::tail(&times, opts.percentile);
+    drop(times);
+    let mut findings: Vec<Finding> = store
+        .finding_rows()?
+        .into_iter()
+        .map(finding_from_row)
+        .collect();
+    findings.sort_by(|a, b| {
+        b.estimated_cost_ns
+            .cmp(&a.estimated_cost_ns)
+            .then(a.trace_id.cmp(&b.trace_id))
+            .then(a.span_id.cmp(&b.span_id))
+            .then(a.kind.cmp(&b.kind))
+    });
+    let evictions = findings.iter().filter(|f| f.kind == "kv_eviction").count();
+    let mut report = Report {
+        traces,
+        tail,
+        findings,
+        evictions,
+        by_operation: Vec::new(),
+        tables: None,
+    };
+    report.attribute_operations(&store.critical_time_by_operation()?);
+    // The cohort and group tables come from Polars over the stored rows.
+    let tables = crate::tables::tail_tables(store, opts.percentile)?;
+    report
+        .tail
+        .gap_by_cause_ns
+        .clone_from(&tables.gap_by_cause_ns);
+    report.tables = Some(tables);
+    Ok(report)
+}

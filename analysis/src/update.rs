@@ -1,0 +1,579 @@
+//! Incremental, idempotent, bounded-memory analysis runs over the store.
+//!
+//! A run brings the result tables up to date with the spans in the store:
+//!
+//! 1. **What changed.** Every committed span carries an `ingested_ns` stamp that rises
+//!    in commit order; the last completed run recorded the largest stamp it had seen
+//!    (its watermark, `analysis_runs`). Nothing above it: the run ends after two
+//!    aggregate reads. Otherwise the traces with spans above it changed.
+//! 2. **What to recompute.** Traces are tied together by the conversations their
+//!    spans name and by span links (an async sub-agent and the span that started it):
+//!    evictions compare a conversation's turns, and a linked trace inherits its
+//!    caller's conversation. The connected components that hold a changed trace are
+//!    recomputed whole, so a trace's answer is the same whether it was analysed in a
+//!    full run or an incremental one.
+//! 3. **Chunks.** Components are packed into chunks of about [`CHUNK_SPANS`] spans.
+//!    Worker threads (one per core) each load a chunk's spans as Arrow (only the
+//!    columns analysis reads), compute it with the pure core, and hand back rows; the
+//!    calling thread writes each chunk in one transaction. At most a few chunks are in
+//!    memory at a time, so memory follows the chunk size, not the store.
+//! 4. **Primary causes** compare a trace with the others of its root operation, so
+//!    they are judged again over every stored trace (a few columns per trace) and
+//!    only the ones that changed are updated. Then the run and its watermark are
+//!    recorded.
+//!
+//! A run that fails part way leaves the finished chunks stored and records no
+//! watermark, so the next run recomputes what this one did not finish.
+
+use crate::{AnalysisError, Finding, Metrics, Stages, TraceResult};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tailscope_analysis_core::compute;
+use tailscope_analysis_core::{findings::ToolBaseline, latency::LatencyModel, tail};
+use tailscope_model::{Cause, SpanId};
+use tailscope_store::{
+    AnalysisRows, FindingRow, RunRow, SectionRow, SpanRow, Store, TraceGraph, TraceRow,
+    CAUSE_COLUMNS,
+};
+
+/// Spans per chunk: big enough that per-chunk reads amortise, small enough that a
+/// chunk's spans (about 1 KB each in memory) stay far below the memory budget.
+pub const CHUNK_SPANS: i64 = 60_000;
+
+/// A run refits the latency model and tool baselines when the store holds this many
+/// times the LLM calls they were fitted over (and on a full run); in between it
+/// reuses the last run's, so a few new traces do not re-read every call.
+pub const REFIT_GROWTH: f64 = 1.1;
+
+/// The store-wide fits a run judges traces by, kept with the run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Fits {
+    latency: LatencyModel,
+    tools: ToolBaseline,
+}
+
+/// How much of a run was recomputed, and where its time went.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunStats {
+    /// Traces recomputed in this run.
+    pub recomputed: usize,
+    /// Analysed traces kept as they were.
+    pub reused: usize,
+    /// Spans loaded and analysed.
+    pub spans: u64,
+    /// Whether the last run's latency model and tool baselines were reused.
+    pub fits_reused: bool,
+    /// Chunks and worker threads.
+    pub chunks: usize,
+    pub workers: usize,
+    /// Wall time of each phase on the calling thread.
+    pub stages: Stages,
+    /// Time of the per-chunk stages summed over the workers (CPU time, not wall).
+    pub worker_stages: Stages,
+}
+
+/// How far a run is: chunks written of all chunks, and traces written so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub chunks_done: usize,
+    pub chunks: usize,
+    pub traces_done: usize,
+    pub traces: usize,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Union-find over trace indexes.
+struct Components(Vec<usize>);
+
+impl Components {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.0[x] != x {
+            self.0[x] = self.0[self.0[x]];
+            x = self.0[x];
+        }
+        x
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.0[a.max(b)] = a.min(b);
+        }
+    }
+}
+
+/// The traces to recompute, packed into chunks of whole components (trace indexes
+/// into `graph.traces`). `changed = None`: every trace.
+fn chunks(graph: &TraceGraph, changed: Option<&[String]>, chunk_spans: i64) -> Vec<Vec<usize>> {
+    let index: HashMap<&str, usize> = graph
+        .traces
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (t.trace_id.as_str(), k))
+        .collect();
+    let mut uf = Components((0..graph.traces.len()).collect());
+    let mut by_conversation: HashMap<&str, usize> = HashMap::new();
+    for (t, c) in &graph.conversations {
+        if let Some(&k) = index.get(t.as_str()) {
+            match by_conversation.get(c.as_str()) {
+                Some(&first) => uf.union(first, k),
+                None => {
+                    by_conversation.insert(c, k);
+                }
+            }
+        }
+    }
+    for (a, b) in &graph.links {
+        if let (Some(&a), Some(&b)) = (index.get(a.as_str()), index.get(b.as_str())) {
+            uf.union(a, b);
+        }
+    }
+    let mut wanted = vec![changed.is_none(); graph.traces.len()];
+    if let Some(ids) = changed {
+        for id in ids {
+            if let Some(&k) = index.get(id.as_str()) {
+                let root = uf.find(k);
+                wanted[root] = true;
+            }
+        }
+    }
+    // components in storage order (of their first span row), so that a chunk's rows
+    // lie close together in the table and its reads scan only that stretch
+    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+    for k in 0..graph.traces.len() {
+        let root = uf.find(k);
+        if wanted[root] {
+            members.entry(root).or_default().push(k);
+        }
+    }
+    let mut members: Vec<(i64, Vec<usize>)> = members
+        .into_values()
+        .map(|m| {
+            let first = m.iter().map(|&k| graph.traces[k].span_rows.0).min();
+            (first.unwrap_or(0), m)
+        })
+        .collect();
+    members.sort_unstable();
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut size = 0;
+    for (_, traces) in members {
+        let n: i64 = traces.iter().map(|&k| graph.traces[k].spans).sum();
+        if out.is_empty() || size + n > chunk_spans {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        out.last_mut().expect("pushed above").extend(traces);
+    }
+    out
+}
+
+/// Rows closer than this are read as one stretch (DuckDB scans in vectors of 2,048).
+const ROW_GAP: i64 = 8_192;
+
+/// Row ranges merged into few stretches (a chunk's traces mostly lie together, but a
+/// conversation can come back much later in the table).
+fn row_ranges(mut rows: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    rows.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (lo, hi) in rows {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(ROW_GAP) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+fn cause_array(m: &BTreeMap<Cause, i64>) -> [i64; 14] {
+    let mut out = [0; 14];
+    for (k, name) in CAUSE_COLUMNS.iter().enumerate() {
+        if let Some(c) = Cause::parse(name) {
+            out[k] = m.get(&c).copied().unwrap_or(0);
+        }
+    }
+    out
+}
+
+/// The rows a chunk writes; trace rows carry no primary cause yet.
+fn rows_of(
+    ids: Vec<String>,
+    results: Vec<TraceResult>,
+    findings: Vec<Finding>,
+    watermark: i64,
+) -> AnalysisRows {
+    let mut rows = AnalysisRows {
+        recomputed: ids,
+        ..AnalysisRows::default()
+    };
+    for t in results {
+        for (id, s, e, c) in &t.sections {
+            rows.sections.push(SectionRow {
+                trace_id: t.trace_id.clone(),
+                span_id: id.to_hex(),
+                start_ns: *s,
+                end_ns: *e,
+                cause: c.as_str().to_owned(),
+            });
+        }
+        for s in &t.spans {
+            rows.spans.push(SpanRow {
+                trace_id: t.trace_id.clone(),
+                span_id: s.span_id.to_hex(),
+                total_ns: s.total_ns,
+                self_ns: s.self_ns,
+                critical_ns: s.critical_ns,
+                skew_ns: s.skew_ns,
+                orphan: s.orphan,
+                conversation_id: s.conversation_id.clone(),
+            });
+        }
+        rows.traces.push(TraceRow {
+            by_cause_ns: cause_array(&t.by_cause_ns),
+            trace_id: t.trace_id,
+            root: t.root,
+            route: t.group,
+            conversation_id: t.conversation_id,
+            start_ns: t.start_ns,
+            duration_ns: t.duration_ns,
+            primary_cause: None,
+            orphans: i32::try_from(t.orphans).unwrap_or(i32::MAX),
+            caller: t.caller,
+            output_tokens: t.output_tokens,
+            analyzed_ns: watermark,
+        });
+    }
+    rows.findings = findings
+        .into_iter()
+        .map(|f| FindingRow {
+            evidence: f.evidence.to_string(),
+            kind: f.kind,
+            trace_id: f.trace_id,
+            span_id: f.span_id,
+            conversation_id: f.conversation_id,
+            estimated_cost_ns: f.estimated_cost_ns,
+            summary: f.summary,
+        })
+        .collect();
+    rows
+}
+
+/// The latency model over every LLM call in the store (not only the new ones).
+fn latency_model(store: &Store) -> Result<LatencyModel, AnalysisError> {
+    let rows: Vec<_> = store
+        .llm_call_samples()?
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                tailscope_analysis_core::evict::LlmCall {
+                    span_id: SpanId::from_hex(&r.span_id).ok()?,
+                    conversation_id: r.conversation_id.unwrap_or_default(),
+                    model: r.model,
+                    start_ns: r.start_ns,
+                    end_ns: r.start_ns + r.duration_ns,
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    cache_read_tokens: r.cache_read_tokens,
+                    prefill_rate: None,
+                },
+                r.duration_ns as f64,
+                r.ttft_ns.map(|t| t as f64),
+                r.server,
+            ))
+        })
+        .collect();
+    Ok(LatencyModel::fit(&crate::samples_of(&rows)))
+}
+
+/// Span row ranges, event row ranges and spans of a chunk.
+type Ranges = (Vec<(i64, i64)>, Vec<(i64, i64)>, usize);
+
+/// What a worker sends back per chunk.
+type ChunkResult = Result<(AnalysisRows, u64, Stages), AnalysisError>;
+
+/// Brings the analysis tables up to date; see the module docs. `progress` is called
+/// on the calling thread after each chunk is written.
+pub fn update(store: &Store, progress: &dyn Fn(Progress)) -> Result<RunStats, AnalysisError> {
+    update_with(store, CHUNK_SPANS, progress)
+}
+
+/// [`update`] with a chosen chunk size (tests use small chunks to cross boundaries).
+pub fn update_with(
+    store: &Store,
+    chunk_spans: i64,
+    progress: &dyn Fn(Progress),
+) -> Result<RunStats, AnalysisError> {
+    let run_started = Instant::now();
+    let mut stats = RunStats::default();
+    let mut clock = Instant::now();
+    let since = store.analysis_watermark()?;
+    let upto = store.ingest_watermark()?;
+    let Some(upto) = upto.filter(|u| since.is_none_or(|s| *u > s)) else {
+        stats.reused = store.analyzed_traces()?;
+        stats.stages.lap("find new traces", &mut clock);
+        return Ok(stats);
+    };
+    let changed = match since {
+        Some(w) => Some(store.changed_traces(Some(w))?),
+        None => None,
+    };
+    let graph = store.trace_graph()?;
+    let plan = chunks(&graph, changed.as_deref(), chunk_spans.max(1));
+    if since.is_none() {
+        // a full run: start from nothing (and stay a full run until one completes)
+        store.clear_analysis()?;
+    }
+    stats.stages.lap("find new traces", &mut clock);
+    let traces: usize = plan.iter().map(Vec::len).sum();
+    let (from, to) = plan
+        .iter()
+        .flatten()
+        .map(|&k| (graph.traces[k].start_ns, graph.traces[k].end_ns))
+        .fold((i64::MAX, i64::MIN), |(a, b), (s, e)| (a.min(s), b.max(e)));
+    let metrics = if traces == 0 {
+        Metrics::default()
+    } else {
+        Metrics::load(store, from - 60_000_000_000, to + 60_000_000_000)?
+    };
+    let calls = store.llm_call_count()?;
+    let reuse = match since {
+        Some(_) => store
+            .last_fits()?
+            .filter(|(_, fitted)| calls as f64 <= *fitted as f64 * REFIT_GROWTH)
+            .and_then(|(json, fitted)| Some((serde_json::from_str::<Fits>(&json).ok()?, fitted))),
+        None => None,
+    };
+    let (fits, fit_calls) = match reuse {
+        Some(f) => {
+            stats.fits_reused = true;
+            f
+        }
+        None => (
+            Fits {
+                latency: latency_model(store)?,
+                tools: ToolBaseline::from_durations(store.tool_durations()?),
+            },
+            calls,
+        ),
+    };
+    let (model, tools) = (&fits.latency, &fits.tools);
+    stats
+        .stages
+        .lap("metrics, latency model, baselines", &mut clock);
+    let ids: Vec<Vec<String>> = plan
+        .iter()
+        .map(|c| {
+            c.iter()
+                .map(|&k| graph.traces[k].trace_id.clone())
+                .collect()
+        })
+        .collect();
+    // (span row ranges, event row ranges, spans) of each chunk
+    let ranges: Vec<Ranges> = plan
+        .iter()
+        .map(|c| {
+            let t = || c.iter().map(|&k| &graph.traces[k]);
+            let n = t().map(|x| usize::try_from(x.spans).unwrap_or(0)).sum();
+            (
+                row_ranges(t().map(|x| x.span_rows).collect()),
+                row_ranges(t().filter_map(|x| x.event_rows).collect()),
+                n,
+            )
+        })
+        .collect();
+    drop(graph);
+    stats.chunks = ids.len();
+    stats.workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(ids.len())
+        .max(1);
+    let readers: Vec<Store> = (0..stats.workers)
+        .map(|_| store.reader())
+        .collect::<Result<_, _>>()?;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut written = Duration::ZERO;
+    let mut first_error = None;
+    std::thread::scope(|scope| {
+        // bounded: a worker waits while the writer is a chunk behind
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ChunkResult>(stats.workers);
+        for reader in readers {
+            let tx = tx.clone();
+            let (ids, ranges, next, stop, metrics) = (&ids, &ranges, &next, &stop, &metrics);
+            scope.spawn(move || loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= ids.len() || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let work = || -> ChunkResult {
+                    let mut stages = Stages::default();
+                    let mut clock = Instant::now();
+                    let (rows, events, expected) = &ranges[k];
+                    let spans = reader.load_analysis_chunk(&ids[k], rows, events, *expected)?;
+                    let n = spans.len() as u64;
+                    stages.lap("load spans", &mut clock);
+                    let (results, findings, _) =
+                        compute(spans, metrics, Some(model), Some(tools), &mut stages);
+                    clock = Instant::now();
+                    let mut rows = rows_of(ids[k].clone(), results, findings, upto);
+                    rows.delete_old = since.is_some();
+                    stages.lap("result rows", &mut clock);
+                    Ok((rows, n, stages))
+                };
+                if tx.send(work()).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        let mut done = Progress {
+            chunks_done: 0,
+            chunks: ids.len(),
+            traces_done: 0,
+            traces,
+        };
+        for msg in rx {
+            let step = msg.and_then(|(rows, n, stages)| {
+                let t = Instant::now();
+                store.write_analysis_chunk(&rows)?;
+                written += t.elapsed();
+                for (name, d) in &stages.0 {
+                    stats.worker_stages.add(name, *d);
+                }
+                stats.spans += n;
+                Ok(rows.recomputed.len())
+            });
+            match step {
+                Ok(n) => {
+                    done.chunks_done += 1;
+                    done.traces_done += n;
+                    progress(done);
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    stats.worker_stages.add("persist (writer thread)", written);
+    stats
+        .stages
+        .lap("load, compute, persist chunks", &mut clock);
+    stats.recomputed = traces;
+    // primary causes over every stored trace; only the changes are written
+    let sums = store.trace_summaries()?;
+    let maps: Vec<BTreeMap<Cause, i64>> = sums
+        .by_cause_ns
+        .iter()
+        .map(|a| {
+            CAUSE_COLUMNS
+                .iter()
+                .zip(a)
+                .filter(|(_, v)| **v != 0)
+                .filter_map(|(n, v)| Some((Cause::parse(n)?, *v)))
+                .collect()
+        })
+        .collect();
+    let times: Vec<tail::TraceTimes<'_>> = (0..sums.trace_id.len())
+        .map(|k| tail::TraceTimes {
+            duration_ns: sums.duration_ns[k],
+            group: &sums.route[k],
+            by_cause: &maps[k],
+            output_tokens: sums.output_tokens[k],
+        })
+        .collect();
+    let primary = tail::primary_causes(&times);
+    let changes: Vec<(String, Option<String>)> = primary
+        .iter()
+        .enumerate()
+        .filter(|(k, p)| p.map(Cause::as_str) != sums.primary_cause[*k].as_deref())
+        .map(|(k, p)| (sums.trace_id[k].clone(), p.map(|c| c.as_str().to_owned())))
+        .collect();
+    store.set_primary_causes(&changes)?;
+    stats.reused = sums.trace_id.len().saturating_sub(traces);
+    stats.stages.lap("primary causes", &mut clock);
+    store.record_run(&RunRow {
+        finished_ns: now_ns(),
+        watermark_ns: upto,
+        recomputed: i64::try_from(traces).unwrap_or(i64::MAX),
+        reused: i64::try_from(stats.reused).unwrap_or(i64::MAX),
+        seconds: run_started.elapsed().as_secs_f64(),
+        fits: serde_json::to_string(&fits).ok(),
+        fit_calls,
+    })?;
+    stats.stages.lap("record run", &mut clock);
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(traces: &[(&str, i64)], convs: &[(&str, &str)], links: &[(&str, &str)]) -> TraceGraph {
+        let s = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        TraceGraph {
+            traces: traces
+                .iter()
+                .enumerate()
+                .map(|(k, (t, n))| tailscope_store::TraceInfo {
+                    trace_id: (*t).to_owned(),
+                    spans: *n,
+                    start_ns: 0,
+                    end_ns: 1,
+                    span_rows: (k as i64 * 10, k as i64 * 10 + 9),
+                    event_rows: None,
+                })
+                .collect(),
+            conversations: s(convs),
+            links: s(links),
+        }
+    }
+
+    /// A changed trace brings its whole component (same conversation, or linked)
+    /// and nothing else; components are never split across chunks.
+    #[test]
+    fn chunks_hold_whole_components_of_changed_traces() {
+        let g = graph(
+            &[("a", 5), ("b", 5), ("c", 5), ("d", 5), ("e", 5)],
+            &[("a", "conv-1"), ("b", "conv-1"), ("d", "conv-2")],
+            &[("c", "b")],
+        );
+        let changed = vec!["a".to_owned()];
+        let plan = chunks(&g, Some(&changed), 1);
+        let names: Vec<Vec<&str>> = plan
+            .iter()
+            .map(|c| c.iter().map(|&k| g.traces[k].trace_id.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["a", "b", "c"]]);
+        // every trace, components packed up to the chunk size
+        let all = chunks(&g, None, 10);
+        let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 5);
+        assert!(all.iter().any(|c| c.len() == 3), "{all:?}");
+        // unknown ids change nothing
+        assert!(chunks(&g, Some(&["zz".to_owned()]), 10).is_empty());
+    }
+
+    #[test]
+    fn row_ranges_merge_what_lies_close() {
+        assert_eq!(
+            row_ranges(vec![(50_000, 50_010), (0, 10), (20, 30), (8_000, 8_100)]),
+            vec![(0, 8_100), (50_000, 50_010)]
+        );
+        assert!(row_ranges(Vec::new()).is_empty());
+    }
+}
