@@ -4,7 +4,8 @@
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::Path;
-use tailscope_analysis::{analyze_and_store, Options, Report};
+use indicatif::{ProgressBar, ProgressStyle};
+use tailscope_analysis::{load_report, update, Options, Progress, Report};
 use tailscope_store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -23,21 +24,41 @@ pub struct AnalyzeArgs {
     percentile: f64,
 }
 
-/// Analyses what is new in an open store, stores the results, returns the report.
-pub fn report(store: &Store, percentile: f64) -> Result<Report> {
-    let (r, stats) =
-        analyze_and_store(store, Options { percentile }).context("analysing the store")?;
+/// Analyses what is new in an open store (a progress bar on stderr while chunks are
+/// written), stores the results, returns the report; `sections`: with every trace's
+/// critical path (the JSON report lists them).
+pub fn report(store: &Store, percentile: f64, sections: bool) -> Result<Report> {
+    let opts = Options { percentile };
+    if !(percentile > 0.0 && percentile <= 100.0) {
+        return Err(tailscope_analysis::AnalysisError::Percentile(percentile).into());
+    }
+    let bar = ProgressBar::hidden();
+    bar.set_style(
+        ProgressStyle::with_template("analysing [{bar:30}] {pos}/{len} chunks {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let stats = update(store, &|p: Progress| {
+        if bar.is_hidden() && p.chunks > 1 {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        bar.set_length(p.chunks as u64);
+        bar.set_position(p.chunks_done as u64);
+        bar.set_message(format!("({} of {} traces)", p.traces_done, p.traces));
+    })
+    .context("analysing the store")?;
+    bar.finish_and_clear();
     tracing::debug!(
         "analysis: {} traces recomputed, {} reused",
         stats.recomputed,
         stats.reused
     );
-    Ok(r)
+    load_report(store, opts, sections).context("reading the analysis results")
 }
 
 pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
     let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
-    let r = report(&store, args.percentile)?;
+    let r = report(&store, args.percentile, matches!(args.format, Format::Json))?;
     match args.format {
         Format::Text => print!("{}", r.to_text()),
         Format::Json => println!("{}", serde_json::to_string(&r.to_json())?),
