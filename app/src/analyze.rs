@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use std::path::Path;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
 use tailscope_analysis::{load_report, update, Options, Progress, Report};
 use tailscope_store::Store;
 
