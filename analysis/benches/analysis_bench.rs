@@ -191,7 +191,8 @@ fn main() -> Result<()> {
     );
     let (again, _, _) = run(&store, "re-run, nothing new")?;
     let extra = ((a.conversations as f64 * a.new_share).ceil() as usize).max(1);
-    let added = fill(&store, extra, 1_000_000)?;
+    // seeds not used before in this store (a reused store has had earlier additions)
+    let added = fill(&store, extra, 1_000_000 + spans)?;
     let (inc, _, _) = run(
         &store,
         &format!("after {added} new spans ({extra} conversations)"),

@@ -313,7 +313,7 @@ pub const TABLES: &[TableSpec] = &[
             c("other_ns", "critical-path time: anything else"),
             c("caller_trace_id", "trace of the span that started this trace asynchronously (root link)"),
             c("caller_span_id", "span that started this trace asynchronously"),
-            c("analyzed_ns", "when the trace was last analysed, ns since the Unix epoch"),
+            c("analyzed_ns", "the ingest watermark of the run that last analysed the trace: every span stamped at or below it (ns since the Unix epoch, spans.ingested_ns) was in that analysis"),
         ],
     },
     TableSpec {

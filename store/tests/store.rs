@@ -402,3 +402,66 @@ fn older_schema_files_are_migrated_and_read_back() {
     let spans = store.load_spans(None).unwrap();
     assert_eq!(spans.len(), 2);
 }
+
+/// The incremental analysis watermark: commit stamps rise across two writers of one
+/// process; a store analysed before v6 starts from its newest `analyzed_ns`; without
+/// stored results there is no watermark (the next run is a full one); a recorded run
+/// sets it; clearing the results takes it away again.
+#[test]
+fn analysis_watermark_follows_commits_and_runs() {
+    use tailscope_store::RunRow;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v5.duckdb");
+    {
+        let old = Store::create_at_version(&path, 5).unwrap();
+        old.execute_batch(
+            "INSERT INTO trace_analysis (trace_id, root, route, start_ns, duration_ns, orphans,
+                preprocessing_ns, retrieval_ns, pool_wait_ns, db_ns, queue_ns, kv_eviction_ns, prefill_ns,
+                decode_ns, tool_ns, tool_cold_start_ns, retry_ns, network_ns, uninstrumented_ns, other_ns,
+                analyzed_ns)
+             VALUES ('0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a', 'r', 'svc r', 1, 2, 0, 0,0,0,0,0,0,0,0,0,0,0,0,0,0, 777)",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.analysis_watermark().unwrap(),
+        Some(777),
+        "seeded by v6"
+    );
+    let (a, b) = (
+        store.writer(WriterConfig::default()).unwrap(),
+        store.writer(WriterConfig::default()).unwrap(),
+    );
+    a.write(batch(1, 2)).unwrap();
+    let first = store.ingest_watermark().unwrap().unwrap();
+    b.write(batch(2, 2)).unwrap();
+    a.write(batch(3, 2)).unwrap();
+    let last = store.ingest_watermark().unwrap().unwrap();
+    assert!(last > first && first > 777, "{first} {last}");
+    // the traces committed after `first`, whichever writer committed them
+    let mut changed = store.changed_traces(Some(first)).unwrap();
+    changed.sort();
+    assert_eq!(changed, vec!["02".repeat(16), "03".repeat(16)]);
+    let run = |w| RunRow {
+        finished_ns: w,
+        watermark_ns: w,
+        recomputed: 1,
+        reused: 0,
+        seconds: 0.1,
+        fits: Some("{}".into()),
+        fit_calls: 3,
+    };
+    store.record_run(&run(last)).unwrap();
+    assert_eq!(store.analysis_watermark().unwrap(), Some(last));
+    assert_eq!(store.last_fits().unwrap(), Some(("{}".to_owned(), 3)));
+    store.clear_analysis().unwrap();
+    assert_eq!(store.analysis_watermark().unwrap(), None, "a full run next");
+    // the graph: every trace with its span count and rows
+    let g = store.trace_graph().unwrap();
+    assert_eq!(g.traces.len(), 3);
+    assert!(g
+        .traces
+        .iter()
+        .all(|t| t.spans == 2 && t.span_rows.0 <= t.span_rows.1));
+}
