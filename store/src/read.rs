@@ -7,7 +7,7 @@ use duckdb::arrow::array::{
 };
 use duckdb::arrow::datatypes::{DataType, Int64Type, UInt32Type};
 use duckdb::arrow::record_batch::RecordBatch;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tailscope_model::{
     AttrValue, Attribute, Event, Link, OpClass, Promoted, Span, SpanId, SpanKind, StatusCode,
     TraceId,
@@ -167,8 +167,29 @@ fn opt_i64(a: &Int64Array, i: usize) -> Option<i64> {
     opt(a, i, |i| a.value(i))
 }
 
+/// The integer `*tokens` attributes of an event's JSON attributes, parsed without
+/// building the others (stream chunk events carry a token count and an index).
+fn token_attrs(text: &str) -> Vec<Attribute> {
+    match serde_json::from_str::<std::collections::BTreeMap<&str, serde_json::Value>>(text) {
+        Ok(map) => map
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("tokens"))
+            .filter_map(|(k, v)| Some(Attribute::new(k, AttrValue::Int(v.as_i64()?))))
+            .collect(),
+        // escaped keys do not borrow: the full parse
+        Err(_) => json_attrs(text)
+            .into_iter()
+            .filter(|a| a.key.ends_with("tokens"))
+            .collect(),
+    }
+}
+
 /// Spans of one Arrow batch of `SPAN_COLS`; rows whose ids no longer parse are skipped.
-fn spans_of(b: &RecordBatch, out: &mut Vec<Span>) -> Result<(), StoreError> {
+fn spans_of(
+    b: &RecordBatch,
+    out: &mut Vec<Span>,
+    keep: Option<&HashSet<TraceId>>,
+) -> Result<(), StoreError> {
     let c = Columns::new(b);
     let (trace, span, parent) = (
         c.str("trace_id")?,
@@ -243,6 +264,9 @@ fn spans_of(b: &RecordBatch, out: &mut Vec<Span>) -> Result<(), StoreError> {
         ) else {
             continue;
         };
+        if keep.is_some_and(|k| !k.contains(&trace_id)) {
+            continue;
+        }
         let s = |k: usize| opt_string(strs[k], r);
         let i = |k: usize| opt_i64(ints[k], r);
         out.push(Span {
@@ -334,7 +358,14 @@ impl Store {
         } else {
             analysis_cols()
         };
-        self.read_spans_where(&cols, &filter, Some(&filter), &filter, event_attributes)
+        self.read_spans_where(
+            &cols,
+            &filter,
+            Some(&filter),
+            &filter,
+            None,
+            event_attributes,
+        )
     }
 
     /// The spans of the traces `ids` for analysis, where the caller knows the rowid
@@ -350,18 +381,26 @@ impl Store {
         expected: usize,
     ) -> Result<Vec<Span>, StoreError> {
         let traces = self.trace_filter(ids)?;
+        // Rows in the stretches that belong to other traces are dropped here, by id,
+        // rather than by a semi-join in SQL (which hashes every trace id it scans);
+        // events and links attach to the chunk's spans only.
+        let keep: HashSet<TraceId> = ids
+            .iter()
+            .filter_map(|t| TraceId::from_hex(t).ok())
+            .collect();
         let within = |ranges: &[(i64, i64)]| {
             let any: Vec<String> = ranges
                 .iter()
                 .map(|(lo, hi)| format!("rowid BETWEEN {lo} AND {hi}"))
                 .collect();
-            format!("WHERE ({}) AND {traces}", any.join(" OR "))
+            format!("WHERE {}", any.join(" OR "))
         };
         let out = self.read_spans_where(
             &analysis_cols(),
             &within(spans),
             (!events.is_empty()).then(|| within(events)).as_deref(),
             &format!("WHERE {traces}"),
+            Some(&keep),
             false,
         )?;
         if out.len() == expected && !spans.is_empty() {
@@ -378,6 +417,7 @@ impl Store {
         filter: &str,
         events: Option<&str>,
         links: &str,
+        keep: Option<&HashSet<TraceId>>,
         event_attributes: bool,
     ) -> Result<Vec<Span>, StoreError> {
         // Sorted here, not by SQL: DuckDB sorting whole wide rows costs more than the
@@ -386,7 +426,7 @@ impl Store {
         let mut stmt = self.conn.prepare(&sql)?;
         let mut spans = Vec::new();
         for b in stmt.query_arrow([])? {
-            spans_of(&b, &mut spans)?;
+            spans_of(&b, &mut spans, keep)?;
         }
         spans.sort_unstable_by(|a, b| {
             (a.trace_id, a.start_ns, a.span_id).cmp(&(b.trace_id, b.start_ns, b.span_id))
@@ -442,8 +482,10 @@ impl Store {
                         } else {
                             ""
                         };
-                        let attributes = if event_attributes || text.contains("tokens") {
+                        let attributes = if event_attributes {
                             json_attrs(text)
+                        } else if text.contains("tokens") {
+                            token_attrs(text)
                         } else {
                             Vec::new()
                         };

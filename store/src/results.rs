@@ -160,6 +160,9 @@ pub struct TraceGraph {
     pub links: Vec<(String, String)>,
 }
 
+/// Completed runs kept in `analysis_runs`.
+pub const RUNS_KEPT: i64 = 1_000;
+
 /// One trace of a [`TraceGraph`]: its spans, time range, and where its rows lie in
 /// the spans and events tables (rowids; appends keep a trace's rows close together).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -336,6 +339,13 @@ impl Store {
                 run.fits,
                 run.fit_calls
             ],
+        )?;
+        // the log keeps the newest runs (a live GUI records one every few seconds)
+        self.conn.execute(
+            "DELETE FROM analysis_runs WHERE finished_ns <
+                 (SELECT min(finished_ns) FROM
+                     (SELECT finished_ns FROM analysis_runs ORDER BY finished_ns DESC LIMIT ?))",
+            params![RUNS_KEPT],
         )?;
         Ok(())
     }
