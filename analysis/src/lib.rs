@@ -167,14 +167,25 @@ impl MetricSource for Metrics {
 
 /// Primary causes and the tail over all traces; findings by estimated saving.
 pub(crate) fn finish(
-    mut results: Vec<TraceResult>,
-    mut all_findings: Vec<Finding>,
+    results: Vec<TraceResult>,
+    all_findings: Vec<Finding>,
     opts: Options,
 ) -> Result<Report, AnalysisError> {
     if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
         return Err(AnalysisError::Percentile(opts.percentile));
     }
-    let times: Vec<tail::TraceTimes<'_>> = results
+    Ok(report_of(results, all_findings, opts.percentile, true))
+}
+
+/// The report over `traces`: the tail at `percentile`, findings by estimated saving,
+/// and, when `judge_primary`, every trace's primary cause (else as given).
+pub(crate) fn report_of(
+    mut traces: Vec<TraceResult>,
+    mut findings: Vec<Finding>,
+    percentile: f64,
+    judge_primary: bool,
+) -> Report {
+    let times: Vec<tail::TraceTimes<'_>> = traces
         .iter()
         .map(|r| tail::TraceTimes {
             duration_ns: r.duration_ns,
@@ -183,31 +194,30 @@ pub(crate) fn finish(
             output_tokens: r.output_tokens,
         })
         .collect();
-    let primary = tail::primary_causes(&times);
-    let tail = tail::tail(&times, opts.percentile);
+    let primary = judge_primary.then(|| tail::primary_causes(&times));
+    let tail = tail::tail(&times, percentile);
     drop(times);
-    for (r, p) in results.iter_mut().zip(primary) {
-        r.primary_cause = p;
+    if let Some(primary) = primary {
+        for (r, p) in traces.iter_mut().zip(primary) {
+            r.primary_cause = p;
+        }
     }
-    all_findings.sort_by(|a, b| {
+    findings.sort_by(|a, b| {
         b.estimated_cost_ns
             .cmp(&a.estimated_cost_ns)
             .then(a.trace_id.cmp(&b.trace_id))
             .then(a.span_id.cmp(&b.span_id))
             .then(a.kind.cmp(&b.kind))
     });
-    let evictions = all_findings
-        .iter()
-        .filter(|f| f.kind == "kv_eviction")
-        .count();
-    Ok(Report {
-        traces: results,
+    let evictions = findings.iter().filter(|f| f.kind == "kv_eviction").count();
+    Report {
+        traces,
         tail,
-        findings: all_findings,
+        findings,
         evictions,
         by_operation: Vec::new(),
         tables: None,
-    })
+    }
 }
 
 /// Analyses spans of complete traces (any order) with optional metric evidence.

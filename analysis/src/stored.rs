@@ -5,7 +5,6 @@
 use crate::report::TraceResult;
 use crate::{AnalysisError, Finding, Options, Report};
 use std::collections::BTreeMap;
-use tailscope_analysis_core::tail;
 use tailscope_model::{Cause, SpanId};
 use tailscope_store::{FindingRow, SectionRow, Store, TraceRow, CAUSE_COLUMNS};
 
@@ -77,38 +76,13 @@ pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Repor
             from_row(r, &s)
         })
         .collect();
-    let times: Vec<tail::TraceTimes<'_>> = traces
-        .iter()
-        .map(|r| tail::TraceTimes {
-            duration_ns: r.duration_ns,
-            group: &r.group,
-            by_cause: &r.by_cause_ns,
-            output_tokens: r.output_tokens,
-        })
-        .collect();
-    let tail = tail::tail(&times, opts.percentile);
-    drop(times);
-    let mut findings: Vec<Finding> = store
+    let findings: Vec<Finding> = store
         .finding_rows()?
         .into_iter()
         .map(finding_from_row)
         .collect();
-    findings.sort_by(|a, b| {
-        b.estimated_cost_ns
-            .cmp(&a.estimated_cost_ns)
-            .then(a.trace_id.cmp(&b.trace_id))
-            .then(a.span_id.cmp(&b.span_id))
-            .then(a.kind.cmp(&b.kind))
-    });
-    let evictions = findings.iter().filter(|f| f.kind == "kv_eviction").count();
-    let mut report = Report {
-        traces,
-        tail,
-        findings,
-        evictions,
-        by_operation: Vec::new(),
-        tables: None,
-    };
+    // primary causes are stored by the run that judged them
+    let mut report = crate::report_of(traces, findings, opts.percentile, false);
     report.attribute_operations(&store.critical_time_by_operation()?);
     // The cohort and group tables come from Polars over the stored rows.
     let tables = crate::tables::tail_tables(store, opts.percentile)?;
