@@ -174,6 +174,9 @@ fn chunks(graph: &TraceGraph, changed: Option<&[String]>, chunk_spans: i64) -> V
     out
 }
 
+/// Span rows written per transaction, at least: one DuckDB row group.
+const WRITE_ROWS: usize = 122_880;
+
 /// Rows closer than this are read as one stretch (DuckDB scans in vectors of 2,048).
 const ROW_GAP: i64 = 8_192;
 
@@ -438,27 +441,52 @@ pub fn update_with(
             traces_done: 0,
             traces,
         };
+        // Chunks are written in groups of at least a DuckDB row group of span rows:
+        // a transaction that appends a whole row group writes it straight to the
+        // file instead of through the WAL (then again at the checkpoint).
+        let mut pending = AnalysisRows::default();
+        let mut pending_chunks = 0;
+        let mut flush =
+            |pending: &mut AnalysisRows, chunks: &mut usize| -> Result<(), AnalysisError> {
+                if *chunks == 0 {
+                    return Ok(());
+                }
+                let t = Instant::now();
+                store.write_analysis_chunk(pending)?;
+                written += t.elapsed();
+                done.chunks_done += *chunks;
+                done.traces_done += pending.recomputed.len();
+                *pending = AnalysisRows::default();
+                *chunks = 0;
+                progress(done);
+                Ok(())
+            };
         for msg in rx {
             let step = msg.and_then(|(rows, n, stages)| {
-                let t = Instant::now();
-                store.write_analysis_chunk(&rows)?;
-                written += t.elapsed();
                 for (name, d) in &stages.0 {
                     stats.worker_stages.add(name, *d);
                 }
                 stats.spans += n;
-                Ok(rows.recomputed.len())
+                pending.delete_old = rows.delete_old;
+                pending.traces.extend(rows.traces);
+                pending.recomputed.extend(rows.recomputed);
+                pending.sections.extend(rows.sections);
+                pending.spans.extend(rows.spans);
+                pending.findings.extend(rows.findings);
+                pending_chunks += 1;
+                if pending.spans.len() >= WRITE_ROWS {
+                    flush(&mut pending, &mut pending_chunks)?;
+                }
+                Ok(())
             });
-            match step {
-                Ok(n) => {
-                    done.chunks_done += 1;
-                    done.traces_done += n;
-                    progress(done);
-                }
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    first_error.get_or_insert(e);
-                }
+            if let Err(e) = step {
+                stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+        }
+        if first_error.is_none() {
+            if let Err(e) = flush(&mut pending, &mut pending_chunks) {
+                first_error = Some(e);
             }
         }
     });

@@ -1298,7 +1298,7 @@ mod ground_truth {
         assert_eq!(rows[0].num_rows(), 1);
 
         // Small chunks (many worker hand-offs, components never split) give the same
-        // answers, and progress reaches every chunk.
+        // answers, and progress rises to every chunk.
         let chunked = Store::open_in_memory().unwrap();
         let writer = chunked.writer(WriterConfig::default()).unwrap();
         writer.write(w.batch.clone()).unwrap();
@@ -1310,8 +1310,11 @@ mod ground_truth {
         .unwrap();
         assert!(stats.chunks > 3, "{stats:?}");
         let seen = seen.into_inner().unwrap();
-        assert_eq!(seen.len(), stats.chunks);
-        let last = seen.last().unwrap();
+        assert!(
+            seen.windows(2).all(|w| w[0].chunks_done < w[1].chunks_done),
+            "{seen:?}"
+        );
+        let last = seen.last().expect("progress reported");
         assert_eq!(
             (last.chunks_done, last.traces_done),
             (stats.chunks, stats.recomputed)
