@@ -344,6 +344,7 @@ pub fn update_with(
     } else {
         Metrics::load(store, from - 60_000_000_000, to + 60_000_000_000)?
     };
+    stats.stages.lap("metric evidence", &mut clock);
     let calls = store.llm_call_count()?;
     let reuse = match since {
         Some(_) => store
@@ -368,7 +369,7 @@ pub fn update_with(
     let (model, tools) = (&fits.latency, &fits.tools);
     stats
         .stages
-        .lap("metrics, latency model, baselines", &mut clock);
+        .lap("latency model, tool baselines", &mut clock);
     let ids: Vec<Vec<String>> = plan
         .iter()
         .map(|c| {
@@ -500,6 +501,7 @@ pub fn update_with(
     stats.recomputed = traces;
     // primary causes over every stored trace; only the changes are written
     let sums = store.trace_summaries()?;
+    stats.stages.lap("primary causes: read traces", &mut clock);
     let maps: Vec<BTreeMap<Cause, i64>> = sums
         .by_cause_ns
         .iter()
@@ -527,9 +529,12 @@ pub fn update_with(
         .filter(|(k, p)| p.map(Cause::as_str) != sums.primary_cause[*k].as_deref())
         .map(|(k, p)| (sums.trace_id[k].clone(), p.map(|c| c.as_str().to_owned())))
         .collect();
+    stats.stages.lap("primary causes: judge", &mut clock);
     store.set_primary_causes(&changes)?;
     stats.reused = sums.trace_id.len().saturating_sub(traces);
-    stats.stages.lap("primary causes", &mut clock);
+    stats
+        .stages
+        .lap("primary causes: write changes", &mut clock);
     store.record_run(&RunRow {
         finished_ns: now_ns(),
         watermark_ns: upto,

@@ -202,7 +202,8 @@ impl Sim<'_> {
     /// Enough long-decode requests to fill every slot just before `victim_arrival`.
     fn queue_burst(&mut self, now: i64, victim_arrival: i64) {
         self.bursts += 1;
-        let batch_id = format!("batch-q{:04}", self.bursts);
+        // the seed keeps batch ids of different workloads in one store apart
+        let batch_id = format!("batch-{:x}-q{:04}", self.cfg.seed, self.bursts);
         let s = &self.cfg.server;
         let n = s.max_num_seqs + int(&mut self.rng, 2, 6) as usize;
         let hold = self.cfg.magnitude * uni(&mut self.rng, 1.5, 3.5);
