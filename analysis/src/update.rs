@@ -502,15 +502,16 @@ pub fn update_with(
     // primary causes over every stored trace; only the changes are written
     let sums = store.trace_summaries()?;
     stats.stages.lap("primary causes: read traces", &mut clock);
+    let columns: Vec<Option<Cause>> = CAUSE_COLUMNS.iter().map(|n| Cause::parse(n)).collect();
     let maps: Vec<BTreeMap<Cause, i64>> = sums
         .by_cause_ns
         .iter()
         .map(|a| {
-            CAUSE_COLUMNS
+            columns
                 .iter()
                 .zip(a)
                 .filter(|(_, v)| **v != 0)
-                .filter_map(|(n, v)| Some((Cause::parse(n)?, *v)))
+                .filter_map(|(c, v)| Some(((*c)?, *v)))
                 .collect()
         })
         .collect();

@@ -3,9 +3,9 @@
 
 use crate::{Store, StoreError};
 use duckdb::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array,
 };
-use duckdb::arrow::datatypes::{DataType, Int64Type, UInt32Type};
+use duckdb::arrow::datatypes::{DataType, Float64Type, Int64Type, UInt32Type};
 use duckdb::arrow::record_batch::RecordBatch;
 use std::collections::{HashMap, HashSet};
 use tailscope_model::{
@@ -131,6 +131,12 @@ impl<'a> Columns<'a> {
         self.col(name)?
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| StoreError::Schema(format!("column {name} is not BIGINT")))
+    }
+
+    pub(crate) fn f64(&self, name: &str) -> Result<&'a Float64Array, StoreError> {
+        self.col(name)?
+            .as_primitive_opt::<Float64Type>()
+            .ok_or_else(|| StoreError::Schema(format!("column {name} is not DOUBLE")))
     }
 
     pub(crate) fn u32(&self, name: &str) -> Result<&'a UInt32Array, StoreError> {

@@ -395,12 +395,12 @@ impl Store {
     }
 
     /// Route, duration, per-cause time, output tokens and primary cause of every
-    /// analysed trace, by trace id.
+    /// analysed trace, in storage order.
     pub fn trace_summaries(&self) -> Result<TraceSummaries, StoreError> {
         let cols = CAUSE_COLUMNS.map(|c| format!("{c}_ns")).join(", ");
         let mut stmt = self.conn.prepare(&format!(
             "SELECT trace_id, route, duration_ns, coalesce(output_tokens, 0) AS output_tokens, primary_cause, {cols}
-             FROM trace_analysis ORDER BY trace_id"
+             FROM trace_analysis"
         ))?;
         let mut out = TraceSummaries::default();
         for b in stmt.query_arrow([])? {

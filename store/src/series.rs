@@ -10,6 +10,7 @@
 //! address are returned ([`Store::hosts_for_address`]).
 
 use crate::{Store, StoreError};
+use duckdb::arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use tailscope_model::gpu_metrics::{
@@ -122,17 +123,17 @@ fn address_host(address: &str) -> &str {
     }
 }
 
-struct Row {
-    name: String,
-    unit: String,
-    temporality: String,
+/// (metric name, resource id, point attributes): one series.
+type SeriesKey<'a> = (&'a str, i64, &'a str);
+
+struct Row<'a> {
+    unit: &'a str,
+    temporality: &'a str,
     start_ns: i64,
     time_ns: i64,
     value: f64,
-    attributes: String,
-    resource_id: i64,
-    service: String,
-    resource_attributes: String,
+    service: &'a str,
+    resource_attributes: &'a str,
 }
 
 impl Store {
@@ -182,8 +183,9 @@ impl Store {
         hosts: &[String],
     ) -> Result<Vec<AlignedSeries>, StoreError> {
         let sql = format!(
-            "SELECT m.name, coalesce(m.unit, ''), m.temporality, coalesce(m.start_ns, 0), m.time_ns,
-                    m.value, m.attributes, m.resource_id, m.service_name, coalesce(r.attributes, '{{}}')
+            "SELECT m.name, coalesce(m.unit, '') AS unit, m.temporality, coalesce(m.start_ns, 0) AS start_ns,
+                    m.time_ns, m.value, m.attributes, m.resource_id, m.service_name,
+                    coalesce(r.attributes, '{{}}') AS resource_attributes
              FROM metric_points m
              LEFT JOIN (SELECT resource_id, any_value(attributes) AS attributes
                         FROM resources GROUP BY resource_id) r ON r.resource_id = m.resource_id
@@ -192,31 +194,58 @@ impl Store {
             quoted_names()
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(duckdb::params![from_ns, to_ns], |r| {
-            Ok(Row {
-                name: r.get(0)?,
-                unit: r.get(1)?,
-                temporality: r.get(2)?,
-                start_ns: r.get(3)?,
-                time_ns: r.get(4)?,
-                value: r.get(5)?,
-                attributes: r.get(6)?,
-                resource_id: r.get(7)?,
-                service: r.get(8)?,
-                resource_attributes: r.get(9)?,
-            })
-        })?;
-        // (name, resource, attributes) -> rows by time
-        let mut groups: BTreeMap<(String, i64, String), Vec<Row>> = BTreeMap::new();
-        for row in rows {
-            let row = row?;
-            groups
-                .entry((row.name.clone(), row.resource_id, row.attributes.clone()))
-                .or_default()
-                .push(row);
+        let batches: Vec<RecordBatch> =
+            stmt.query_arrow(duckdb::params![from_ns, to_ns])?.collect();
+        // Columns borrowed from the batches: no strings are copied per point, only
+        // once per series below.
+        let mut cols = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let c = crate::read::Columns::new(b);
+            cols.push((
+                c.str("name")?,
+                c.str("unit")?,
+                c.str("temporality")?,
+                c.i64("start_ns")?,
+                c.i64("time_ns")?,
+                c.f64("value")?,
+                c.str("attributes")?,
+                c.i64("resource_id")?,
+                c.str("service_name")?,
+                c.str("resource_attributes")?,
+            ));
         }
+        // (name, resource, attributes) -> points by time, as (batch, row)
+        let mut by_series: BTreeMap<SeriesKey<'_>, Vec<(usize, usize)>> = BTreeMap::new();
+        for (k, c) in cols.iter().enumerate() {
+            for r in 0..batches[k].num_rows() {
+                by_series
+                    .entry((c.0.value(r), c.7.value(r), c.6.value(r)))
+                    .or_default()
+                    .push((k, r));
+            }
+        }
+        let groups = by_series
+            .into_iter()
+            .map(|((name, _, attributes), points)| {
+                let rows: Vec<Row> = points
+                    .into_iter()
+                    .map(|(k, r)| {
+                        let c = &cols[k];
+                        Row {
+                            unit: c.1.value(r),
+                            temporality: c.2.value(r),
+                            start_ns: c.3.value(r),
+                            time_ns: c.4.value(r),
+                            value: c.5.value(r),
+                            service: c.8.value(r),
+                            resource_attributes: c.9.value(r),
+                        }
+                    })
+                    .collect();
+                (name.to_owned(), attributes.to_owned(), rows)
+            });
         let mut out = Vec::new();
-        for ((name, _, attributes), rows) in groups {
+        for (name, attributes, rows) in groups {
             let Some((src, canon)) = gpu_metrics::lookup(&name) else {
                 continue;
             };
@@ -224,7 +253,7 @@ impl Store {
                 continue;
             };
             let pattrs = parse_obj(&attributes);
-            let rattrs = parse_obj(&first.resource_attributes);
+            let rattrs = parse_obj(first.resource_attributes);
             let host = first_of(HOST_KEYS, [&rattrs, &pattrs]);
             if !hosts.is_empty() && !host.as_ref().is_some_and(|h| hosts.contains(h)) {
                 continue;
@@ -233,7 +262,7 @@ impl Store {
                 Shape::Gauge => rows
                     .iter()
                     .filter_map(|r| {
-                        gpu_metrics::normalize(&name, &r.unit, r.value).map(|(_, v)| (r.time_ns, v))
+                        gpu_metrics::normalize(&name, r.unit, r.value).map(|(_, v)| (r.time_ns, v))
                     })
                     .collect(),
                 Shape::Counter => {
@@ -256,7 +285,7 @@ impl Store {
                 unit: canon.unit.to_owned(),
                 source: name.clone(),
                 origin: src.origin.as_str().to_owned(),
-                service: first.service.clone(),
+                service: first.service.to_owned(),
                 host,
                 gpu: first_of(GPU_KEYS, [&pattrs, &rattrs]),
                 gpu_index: first_of(GPU_INDEX_KEYS, [&pattrs, &rattrs]),
