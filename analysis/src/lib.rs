@@ -54,6 +54,17 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Refuses a percentile outside (0, 100].
+    pub fn check(&self) -> Result<(), AnalysisError> {
+        if self.percentile > 0.0 && self.percentile <= 100.0 {
+            Ok(())
+        } else {
+            Err(AnalysisError::Percentile(self.percentile))
+        }
+    }
+}
+
 /// Metric series used as corroborating evidence, looked up by time: the store's
 /// canonical GPU / inference-server series (`inference.kv_cache.usage`,
 /// `inference.requests.waiting`, counters as `*.rate`, from any source name), matched
@@ -171,9 +182,7 @@ pub(crate) fn finish(
     all_findings: Vec<Finding>,
     opts: Options,
 ) -> Result<Report, AnalysisError> {
-    if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
-        return Err(AnalysisError::Percentile(opts.percentile));
-    }
+    opts.check()?;
     Ok(report_of(results, all_findings, opts.percentile, true))
 }
 
@@ -226,9 +235,7 @@ pub fn analyze_spans(
     metrics: &Metrics,
     opts: Options,
 ) -> Result<Report, AnalysisError> {
-    if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
-        return Err(AnalysisError::Percentile(opts.percentile));
-    }
+    opts.check()?;
     let (mut results, findings, _) = compute(spans, metrics, None, None, &mut Stages::default());
     results.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
     finish(results, findings, opts)

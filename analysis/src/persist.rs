@@ -11,9 +11,7 @@ pub fn analyze_and_store(
     store: &Store,
     opts: Options,
 ) -> Result<(Report, RunStats), AnalysisError> {
-    if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
-        return Err(AnalysisError::Percentile(opts.percentile));
-    }
+    opts.check()?;
     let mut stats = update(store, &|_| {})?;
     let mut clock = std::time::Instant::now();
     let report = crate::stored::load_report(store, opts, true)?;

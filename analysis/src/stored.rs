@@ -59,9 +59,7 @@ fn finding_from_row(f: FindingRow) -> Finding {
 /// The report of the stored results. `sections`: also read every trace's
 /// critical-path sections (the JSON report lists them; the text report does not).
 pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Report, AnalysisError> {
-    if !(opts.percentile > 0.0 && opts.percentile <= 100.0) {
-        return Err(AnalysisError::Percentile(opts.percentile));
-    }
+    opts.check()?;
     let mut by_trace: BTreeMap<String, Vec<SectionRow>> = BTreeMap::new();
     if sections {
         for s in store.section_rows()? {

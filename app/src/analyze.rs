@@ -29,9 +29,8 @@ pub struct AnalyzeArgs {
 /// critical path (the JSON report lists them).
 pub fn report(store: &Store, percentile: f64, sections: bool) -> Result<Report> {
     let opts = Options { percentile };
-    if !(percentile > 0.0 && percentile <= 100.0) {
-        return Err(tailscope_analysis::AnalysisError::Percentile(percentile).into());
-    }
+    // before any work: a bad percentile is refused without analysing
+    opts.check()?;
     let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template("analysing [{bar:30}] {pos}/{len} chunks {msg}")
