@@ -25,9 +25,9 @@ pub use tailscope_analysis_core::{
 };
 pub use update::{update, Progress, RunStats};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use tailscope_analysis_core::compute;
-use tailscope_model::Span;
+use tailscope_model::{Cause, Span};
 use tailscope_store::{Store, StoreError};
 
 /// Errors of analysis.
@@ -39,6 +39,35 @@ pub enum AnalysisError {
     Polars(String),
     #[error("the percentile must be between 1 and 100, got {0}")]
     Percentile(f64),
+}
+
+/// The cause of each of the store's cause columns (`CAUSE_COLUMNS`), parsed once.
+static COLUMN_CAUSES: std::sync::LazyLock<Vec<Option<Cause>>> = std::sync::LazyLock::new(|| {
+    tailscope_store::CAUSE_COLUMNS
+        .iter()
+        .map(|n| Cause::parse(n))
+        .collect()
+});
+
+/// Per-cause time from the store's cause columns (the non-zero ones).
+pub(crate) fn cause_map(columns: &[i64; 14]) -> BTreeMap<Cause, i64> {
+    COLUMN_CAUSES
+        .iter()
+        .zip(columns)
+        .filter(|(_, v)| **v != 0)
+        .filter_map(|(c, v)| Some(((*c)?, *v)))
+        .collect()
+}
+
+/// Per-cause time as the store's cause columns.
+pub(crate) fn cause_columns(m: &BTreeMap<Cause, i64>) -> [i64; 14] {
+    let mut out = [0; 14];
+    for (slot, c) in out.iter_mut().zip(COLUMN_CAUSES.iter()) {
+        if let Some(c) = c {
+            *slot = m.get(c).copied().unwrap_or(0);
+        }
+    }
+    out
 }
 
 /// Options of an analysis run.

@@ -6,17 +6,10 @@ use crate::report::TraceResult;
 use crate::{AnalysisError, Finding, Options, Report};
 use std::collections::BTreeMap;
 use tailscope_model::{Cause, SpanId};
-use tailscope_store::{FindingRow, SectionRow, Store, TraceRow, CAUSE_COLUMNS};
+use tailscope_store::{FindingRow, SectionRow, Store, TraceRow};
 
 fn from_row(row: TraceRow, sections: &[SectionRow]) -> TraceResult {
-    let mut by_cause = BTreeMap::new();
-    for (k, name) in CAUSE_COLUMNS.iter().enumerate() {
-        if let (Some(c), v) = (Cause::parse(name), row.by_cause_ns[k]) {
-            if v != 0 {
-                by_cause.insert(c, v);
-            }
-        }
-    }
+    let by_cause = crate::cause_map(&row.by_cause_ns);
     TraceResult {
         primary_cause: row.primary_cause.as_deref().and_then(Cause::parse),
         trace_id: row.trace_id,

@@ -34,7 +34,6 @@ use tailscope_analysis_core::{findings::ToolBaseline, latency::LatencyModel, tai
 use tailscope_model::{Cause, SpanId};
 use tailscope_store::{
     AnalysisRows, FindingRow, RunRow, SectionRow, SpanRow, Store, TraceGraph, TraceRow,
-    CAUSE_COLUMNS,
 };
 
 /// Spans per chunk: big enough that per-chunk reads amortise, small enough that a
@@ -194,16 +193,6 @@ fn row_ranges(mut rows: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     out
 }
 
-fn cause_array(m: &BTreeMap<Cause, i64>) -> [i64; 14] {
-    let mut out = [0; 14];
-    for (k, name) in CAUSE_COLUMNS.iter().enumerate() {
-        if let Some(c) = Cause::parse(name) {
-            out[k] = m.get(&c).copied().unwrap_or(0);
-        }
-    }
-    out
-}
-
 /// The rows a chunk writes; trace rows carry no primary cause yet.
 fn rows_of(
     ids: Vec<String>,
@@ -238,7 +227,7 @@ fn rows_of(
             });
         }
         rows.traces.push(TraceRow {
-            by_cause_ns: cause_array(&t.by_cause_ns),
+            by_cause_ns: crate::cause_columns(&t.by_cause_ns),
             trace_id: t.trace_id,
             root: t.root,
             route: t.group,
@@ -502,19 +491,7 @@ pub fn update_with(
     // primary causes over every stored trace; only the changes are written
     let sums = store.trace_summaries()?;
     stats.stages.lap("primary causes: read traces", &mut clock);
-    let columns: Vec<Option<Cause>> = CAUSE_COLUMNS.iter().map(|n| Cause::parse(n)).collect();
-    let maps: Vec<BTreeMap<Cause, i64>> = sums
-        .by_cause_ns
-        .iter()
-        .map(|a| {
-            columns
-                .iter()
-                .zip(a)
-                .filter(|(_, v)| **v != 0)
-                .filter_map(|(c, v)| Some(((*c)?, *v)))
-                .collect()
-        })
-        .collect();
+    let maps: Vec<BTreeMap<Cause, i64>> = sums.by_cause_ns.iter().map(crate::cause_map).collect();
     let times: Vec<tail::TraceTimes<'_>> = (0..sums.trace_id.len())
         .map(|k| tail::TraceTimes {
             duration_ns: sums.duration_ns[k],
