@@ -109,7 +109,11 @@ impl Components {
 
 /// The traces to recompute, packed into chunks of whole components (trace indexes
 /// into `graph.traces`). `changed = None`: every trace.
-fn chunks(graph: &TraceGraph, changed: Option<&[String]>, chunk_spans: i64) -> Vec<Vec<usize>> {
+fn plan_chunks(
+    graph: &TraceGraph,
+    changed: Option<&[String]>,
+    chunk_spans: i64,
+) -> Vec<Vec<usize>> {
     let index: HashMap<&str, usize> = graph
         .traces
         .iter()
@@ -283,8 +287,14 @@ fn latency_model(store: &Store) -> Result<LatencyModel, AnalysisError> {
     Ok(LatencyModel::fit(&crate::samples_of(&rows)))
 }
 
-/// Span row ranges, event row ranges and spans of a chunk.
-type Ranges = (Vec<(i64, i64)>, Vec<(i64, i64)>, usize);
+/// One chunk to load: its traces, the row stretches their spans and events lie in,
+/// and how many spans it holds.
+struct Chunk {
+    ids: Vec<String>,
+    span_rows: Vec<(i64, i64)>,
+    event_rows: Vec<(i64, i64)>,
+    spans: usize,
+}
 
 /// What a worker sends back per chunk.
 type ChunkResult = Result<(AnalysisRows, u64, Stages), AnalysisError>;
@@ -311,12 +321,9 @@ pub fn update_with(
         stats.stages.lap("find new traces", &mut clock);
         return Ok(stats);
     };
-    let changed = match since {
-        Some(w) => Some(store.changed_traces(Some(w))?),
-        None => None,
-    };
+    let changed = since.map(|w| store.changed_traces(w)).transpose()?;
     let graph = store.trace_graph()?;
-    let plan = chunks(&graph, changed.as_deref(), chunk_spans.max(1));
+    let plan = plan_chunks(&graph, changed.as_deref(), chunk_spans.max(1));
     if since.is_none() {
         // a full run: start from nothing (and stay a full run until one completes)
         store.clear_analysis()?;
@@ -359,32 +366,23 @@ pub fn update_with(
     stats
         .stages
         .lap("latency model, tool baselines", &mut clock);
-    let ids: Vec<Vec<String>> = plan
-        .iter()
-        .map(|c| {
-            c.iter()
-                .map(|&k| graph.traces[k].trace_id.clone())
-                .collect()
-        })
-        .collect();
-    // (span row ranges, event row ranges, spans) of each chunk
-    let ranges: Vec<Ranges> = plan
+    let chunks: Vec<Chunk> = plan
         .iter()
         .map(|c| {
             let t = || c.iter().map(|&k| &graph.traces[k]);
-            let n = t().map(|x| usize::try_from(x.spans).unwrap_or(0)).sum();
-            (
-                row_ranges(t().map(|x| x.span_rows).collect()),
-                row_ranges(t().filter_map(|x| x.event_rows).collect()),
-                n,
-            )
+            Chunk {
+                ids: t().map(|x| x.trace_id.clone()).collect(),
+                span_rows: row_ranges(t().map(|x| x.span_rows).collect()),
+                event_rows: row_ranges(t().filter_map(|x| x.event_rows).collect()),
+                spans: t().map(|x| usize::try_from(x.spans).unwrap_or(0)).sum(),
+            }
         })
         .collect();
     drop(graph);
-    stats.chunks = ids.len();
+    stats.chunks = chunks.len();
     stats.workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
-        .min(ids.len())
+        .min(chunks.len())
         .max(1);
     let readers: Vec<Store> = (0..stats.workers)
         .map(|_| store.reader())
@@ -398,23 +396,24 @@ pub fn update_with(
         let (tx, rx) = std::sync::mpsc::sync_channel::<ChunkResult>(stats.workers);
         for reader in readers {
             let tx = tx.clone();
-            let (ids, ranges, next, stop, metrics) = (&ids, &ranges, &next, &stop, &metrics);
+            let (chunks, next, stop, metrics) = (&chunks, &next, &stop, &metrics);
             scope.spawn(move || loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= ids.len() || stop.load(Ordering::Relaxed) {
+                if k >= chunks.len() || stop.load(Ordering::Relaxed) {
                     return;
                 }
                 let work = || -> ChunkResult {
                     let mut stages = Stages::default();
                     let mut clock = Instant::now();
-                    let (rows, events, expected) = &ranges[k];
-                    let spans = reader.load_analysis_chunk(&ids[k], rows, events, *expected)?;
+                    let c = &chunks[k];
+                    let spans =
+                        reader.load_analysis_chunk(&c.ids, &c.span_rows, &c.event_rows, c.spans)?;
                     let n = spans.len() as u64;
                     stages.lap("load spans", &mut clock);
                     let (results, findings, _) =
                         compute(spans, metrics, Some(model), Some(tools), &mut stages);
                     clock = Instant::now();
-                    let mut rows = rows_of(ids[k].clone(), results, findings, upto);
+                    let mut rows = rows_of(c.ids.clone(), results, findings, upto);
                     rows.delete_old = since.is_some();
                     stages.lap("result rows", &mut clock);
                     Ok((rows, n, stages))
@@ -427,7 +426,7 @@ pub fn update_with(
         drop(tx);
         let mut done = Progress {
             chunks_done: 0,
-            chunks: ids.len(),
+            chunks: chunks.len(),
             traces_done: 0,
             traces,
         };
@@ -564,19 +563,19 @@ mod tests {
             &[("c", "b")],
         );
         let changed = vec!["a".to_owned()];
-        let plan = chunks(&g, Some(&changed), 1);
+        let plan = plan_chunks(&g, Some(&changed), 1);
         let names: Vec<Vec<&str>> = plan
             .iter()
             .map(|c| c.iter().map(|&k| g.traces[k].trace_id.as_str()).collect())
             .collect();
         assert_eq!(names, vec![vec!["a", "b", "c"]]);
         // every trace, components packed up to the chunk size
-        let all = chunks(&g, None, 10);
+        let all = plan_chunks(&g, None, 10);
         let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 5);
         assert!(all.iter().any(|c| c.len() == 3), "{all:?}");
         // unknown ids change nothing
-        assert!(chunks(&g, Some(&["zz".to_owned()]), 10).is_empty());
+        assert!(plan_chunks(&g, Some(&["zz".to_owned()]), 10).is_empty());
     }
 
     #[test]

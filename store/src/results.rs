@@ -231,12 +231,9 @@ impl Store {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
-    /// Traces with spans stamped after `since` (every trace when `None`).
-    pub fn changed_traces(&self, since: Option<i64>) -> Result<Vec<String>, StoreError> {
-        let sql = match since {
-            Some(w) => format!("SELECT DISTINCT trace_id FROM spans WHERE ingested_ns > {w}"),
-            None => "SELECT DISTINCT trace_id FROM spans".to_owned(),
-        };
+    /// Traces with spans stamped after `since`.
+    pub fn changed_traces(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        let sql = format!("SELECT DISTINCT trace_id FROM spans WHERE ingested_ns > {since}");
         let mut out = Vec::new();
         for b in self.conn.prepare(&sql)?.query_arrow([])? {
             let t = crate::read::Columns::new(&b).str("trace_id")?;

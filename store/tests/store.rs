@@ -440,7 +440,7 @@ fn analysis_watermark_follows_commits_and_runs() {
     let last = store.ingest_watermark().unwrap().unwrap();
     assert!(last > first && first > 777, "{first} {last}");
     // the traces committed after `first`, whichever writer committed them
-    let mut changed = store.changed_traces(Some(first)).unwrap();
+    let mut changed = store.changed_traces(first).unwrap();
     changed.sort();
     assert_eq!(changed, vec!["02".repeat(16), "03".repeat(16)]);
     let run = |w| RunRow {
