@@ -5,7 +5,7 @@ use crate::{Store, StoreError};
 use duckdb::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array,
 };
-use duckdb::arrow::datatypes::{DataType, Float64Type, Int64Type, UInt32Type};
+use duckdb::arrow::datatypes::{Float64Type, Int64Type, UInt32Type};
 use duckdb::arrow::record_batch::RecordBatch;
 use std::collections::{HashMap, HashSet};
 use tailscope_model::{
@@ -455,72 +455,59 @@ impl Store {
             .enumerate()
             .map(|(k, s)| ((s.trace_id, s.span_id), k))
             .collect();
-        let mut order: Vec<(usize, i64, usize)> = Vec::new();
+        // (span, event index, event): events go back in their recorded order
+        let mut found: Vec<(usize, i64, Event)> = Vec::new();
         if let Some(filter) = events {
             let sql = format!(
-            "SELECT trace_id, span_id, event_index, time_ns, name, attributes FROM events {filter}"
-        );
+                "SELECT trace_id, span_id, event_index::BIGINT AS event_index, time_ns, name, attributes
+                 FROM events {filter}"
+            );
             let mut stmt = self.conn.prepare(&sql)?;
-            // (span, event index, position): events go back in their recorded order
             for b in stmt.query_arrow([])? {
                 let c = Columns::new(&b);
-                let (t, s, index_col, time, name, attrs) = (
+                let (t, s, at, time, name, attrs) = (
                     c.str("trace_id")?,
                     c.str("span_id")?,
-                    c.col("event_index")?,
+                    c.i64("event_index")?,
                     c.i64("time_ns")?,
                     c.str("name")?,
                     c.str("attributes")?,
                 );
-                let index_col = duckdb::arrow::compute::cast(index_col, &DataType::Int64)?;
-                let index_col = index_col.as_primitive::<Int64Type>();
                 for r in 0..b.num_rows() {
                     let (Ok(trace_id), Ok(span_id)) =
                         (TraceId::from_hex(t.value(r)), SpanId::from_hex(s.value(r)))
                     else {
                         continue;
                     };
-                    if let Some(&k) = index.get(&(trace_id, span_id)) {
-                        // Analysis reads one kind of event attribute (token counts); for it
-                        // the rest are not parsed.
-                        let text = if attrs.is_valid(r) {
-                            attrs.value(r)
-                        } else {
-                            ""
-                        };
-                        let attributes = if event_attributes {
-                            json_attrs(text)
-                        } else if text.contains("tokens") {
-                            token_attrs(text)
-                        } else {
-                            Vec::new()
-                        };
-                        order.push((k, index_col.value(r), spans[k].events.len()));
-                        spans[k].events.push(Event {
-                            time_ns: time.value(r),
-                            name: name.value(r).to_owned(),
-                            attributes,
-                        });
-                    }
+                    let Some(&k) = index.get(&(trace_id, span_id)) else {
+                        continue;
+                    };
+                    // Analysis reads one kind of event attribute (token counts); for it
+                    // the rest are not parsed.
+                    let text = if attrs.is_valid(r) {
+                        attrs.value(r)
+                    } else {
+                        ""
+                    };
+                    let attributes = if event_attributes {
+                        json_attrs(text)
+                    } else if text.contains("tokens") {
+                        token_attrs(text)
+                    } else {
+                        Vec::new()
+                    };
+                    let event = Event {
+                        time_ns: time.value(r),
+                        name: name.value(r).to_owned(),
+                        attributes,
+                    };
+                    found.push((k, at.value(r), event));
                 }
             }
         }
-        order.sort_unstable_by_key(|&(k, i, _)| (k, i));
-        let mut j = 0;
-        while j < order.len() {
-            let k = order[j].0;
-            let end = j + order[j..].iter().take_while(|o| o.0 == k).count();
-            if order[j..end].windows(2).any(|w| w[0].2 > w[1].2) {
-                let mut old: Vec<Option<Event>> = std::mem::take(&mut spans[k].events)
-                    .into_iter()
-                    .map(Some)
-                    .collect();
-                spans[k].events = order[j..end]
-                    .iter()
-                    .filter_map(|o| old[o.2].take())
-                    .collect();
-            }
-            j = end;
+        found.sort_unstable_by_key(|e| (e.0, e.1));
+        for (k, _, event) in found {
+            spans[k].events.push(event);
         }
         let sql = format!(
             "SELECT trace_id, span_id, linked_trace_id, linked_span_id, trace_state, attributes
