@@ -7,7 +7,7 @@
 //! [`export`] is callable from any thread (the GUI's worker): it reports
 //! [`ExportProgress`] per table and stops between tables when `cancel` is set.
 
-use crate::{analyze_and_store, AnalysisError, Options};
+use crate::AnalysisError;
 use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -642,7 +642,8 @@ pub fn export(
         });
     };
     report(step, "analysing traces", None);
-    analyze_and_store(store, Options::default())?;
+    // the export reads the result tables; the report is not needed
+    crate::update(store, &|_| {})?;
     let (filter, traces) = select(store, opts)?;
     report(step, "analysing traces", Some(traces));
     let mut written: Vec<Written> = Vec::new();
