@@ -28,6 +28,15 @@ pub struct AnalyzeArgs {
 /// written), stores the results, returns the report; `sections`: with every trace's
 /// critical path (the JSON report lists them).
 pub fn report(store: &Store, percentile: f64, sections: bool) -> Result<Report> {
+    report_with(store, percentile, sections, true)
+}
+
+/// [`report`] with no progress bar (work done for another process).
+pub fn report_quietly(store: &Store, percentile: f64, sections: bool) -> Result<Report> {
+    report_with(store, percentile, sections, false)
+}
+
+fn report_with(store: &Store, percentile: f64, sections: bool, bar_shown: bool) -> Result<Report> {
     let opts = Options { percentile };
     // before any work: a bad percentile is refused without analysing
     opts.check()?;
@@ -38,7 +47,7 @@ pub fn report(store: &Store, percentile: f64, sections: bool) -> Result<Report> 
             .progress_chars("=> "),
     );
     let stats = update(store, &|p: Progress| {
-        if bar.is_hidden() && p.chunks > 1 {
+        if bar_shown && bar.is_hidden() && p.chunks > 1 {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }
         bar.set_length(p.chunks as u64);
@@ -56,7 +65,20 @@ pub fn report(store: &Store, percentile: f64, sections: bool) -> Result<Report> 
 }
 
 pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
-    let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
+    let store = match Store::open(db) {
+        Ok(s) => s,
+        Err(e) => {
+            let live = crate::live::held_by_other(db, e)?;
+            live.announce("analysing");
+            return live.run(
+                "/analyze",
+                &crate::live::AnalyzeRequest {
+                    percentile: args.percentile,
+                    json: matches!(args.format, Format::Json),
+                },
+            );
+        }
+    };
     let r = report(&store, args.percentile, matches!(args.format, Format::Json))?;
     match args.format {
         Format::Text => print!("{}", r.to_text()),

@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use tailscope_analysis::export::{export, ExportOptions, ExportProgress};
+use tailscope_analysis::export::{export, ExportOptions, ExportProgress, ExportSummary};
 use tailscope_store::Store;
 
 #[derive(Args, Debug)]
@@ -122,7 +122,24 @@ pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
         trace_ids: (!args.traces.is_empty()).then(|| args.traces.clone()),
         force: args.force,
     };
-    let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
+    let store = match Store::open(db) {
+        Ok(s) => s,
+        Err(e) => {
+            let live = crate::live::held_by_other(db, e)?;
+            live.announce("exporting");
+            let out = std::path::absolute(&args.out)
+                .with_context(|| format!("resolving {}", args.out.display()))?;
+            return live.run(
+                "/export",
+                &crate::live::ExportRequest {
+                    out,
+                    window: opts.window,
+                    trace_ids: opts.trace_ids,
+                    force: opts.force,
+                },
+            );
+        }
+    };
     let bar = ProgressBar::new(1);
     bar.set_style(
         ProgressStyle::with_template("exporting [{bar:30}] {pos}/{len} {msg}")
@@ -138,10 +155,17 @@ pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
     let summary = export(&store, &args.out, &opts, &mut on_progress, &cancel)
         .with_context(|| format!("exporting to {}", args.out.display()))?;
     bar.finish_and_clear();
+    print!("{}", summary_text(&summary));
+    Ok(())
+}
+
+/// What `export` prints when it is done.
+pub fn summary_text(summary: &ExportSummary) -> String {
+    use std::fmt::Write;
     let rows: usize = summary.tables.iter().map(|t| t.rows).sum();
     let bytes: u64 = summary.tables.iter().map(|t| t.bytes).sum();
-    println!(
-        "exported {} traces: {} tables, {rows} rows, {:.1} MiB of Parquet in {:.2} s to {}",
+    let mut out = format!(
+        "exported {} traces: {} tables, {rows} rows, {:.1} MiB of Parquet in {:.2} s to {}\n",
         summary.traces,
         summary.tables.len(),
         bytes as f64 / (1024.0 * 1024.0),
@@ -149,14 +173,20 @@ pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
         summary.dir.display()
     );
     for t in &summary.tables {
-        println!("  {:<24} {:>9} rows", format!("{}.parquet", t.name), t.rows);
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>9} rows",
+            format!("{}.parquet", t.name),
+            t.rows
+        );
     }
-    println!(
+    let _ = writeln!(
+        out,
         "open {} in Jupyter (pip install polars duckdb pyarrow matplotlib); tables are described in {}",
         summary.notebook.display(),
         summary.readme.display()
     );
-    Ok(())
+    out
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use tailscope_ingest::{read_file, Signal};
 use tailscope_model::Rejections;
-use tailscope_store::{Committed, Store, StoreError, WriterConfig};
+use tailscope_store::{Committed, Store, StoreError, Writer, WriterConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SignalArg {
@@ -36,21 +36,53 @@ pub struct Summary {
 
 impl Summary {
     pub fn line(&self) -> String {
+        let again = if self.stored.duplicate_spans > 0 {
+            format!(
+                " ({} spans already stored were skipped)",
+                self.stored.duplicate_spans
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "stored {} spans, {} metric points, {} logs; rejected {} item(s)",
+            "stored {} spans, {} metric points, {} logs; rejected {} item(s){again}",
             self.stored.spans, self.stored.metric_points, self.stored.logs, self.rejected.count
         )
     }
 }
 
-/// Imports files into an open store; used by `import` and `demo`.
+/// `--signal`'s value as text (the live service takes it so).
+pub fn parse_signal(s: &str) -> Result<Signal, String> {
+    match s {
+        "traces" => Ok(Signal::Traces),
+        "metrics" => Ok(Signal::Metrics),
+        "logs" => Ok(Signal::Logs),
+        other => Err(format!("unknown signal {other:?}: traces, metrics or logs")),
+    }
+}
+
+/// Imports files into an open store through its one writer (shared with a collector
+/// running in this process); used by `import` and `demo`.
 pub fn import_files(
     store: &Store,
     files: &[PathBuf],
     signal: Option<Signal>,
     progress: &ProgressBar,
 ) -> Result<Summary> {
-    let writer = store.writer(WriterConfig::default())?;
+    let writer = store.shared_writer(WriterConfig::default())?;
+    let summary = import_with(&writer, files, signal, progress)?;
+    // the last holder's drop commits what is queued and stops the writer
+    drop(writer);
+    Ok(summary)
+}
+
+/// Imports files through `writer`, waiting until every row is committed.
+pub fn import_with(
+    writer: &Writer,
+    files: &[PathBuf],
+    signal: Option<Signal>,
+    progress: &ProgressBar,
+) -> Result<Summary> {
     let mut summary = Summary::default();
     let mut acks = Vec::new();
     let mut base = 0u64;
@@ -80,9 +112,32 @@ pub fn import_files(
         summary.stored.spans += c.spans;
         summary.stored.metric_points += c.metric_points;
         summary.stored.logs += c.logs;
+        summary.stored.duplicate_spans += c.duplicate_spans;
     }
-    writer.close()?;
     Ok(summary)
+}
+
+/// What `import` prints, and its error when some files could not be read.
+pub fn finish_text(summary: &Summary, db: &Path, files: usize) -> (String, Option<String>) {
+    use std::fmt::Write;
+    let mut out = format!("{} into {}\n", summary.line(), db.display());
+    for m in &summary.rejected.messages {
+        let _ = writeln!(out, "  rejected: {m}");
+    }
+    if summary.rejected.count > summary.rejected.messages.len() as u64 {
+        let _ = writeln!(
+            out,
+            "  ... and {} more rejected",
+            summary.rejected.count - summary.rejected.messages.len() as u64
+        );
+    }
+    let error = (!summary.failed_files.is_empty()).then(|| {
+        format!(
+            "{} of {files} file(s) could not be read",
+            summary.failed_files.len()
+        )
+    });
+    (out, error)
 }
 
 fn short_name(p: &Path) -> String {
@@ -110,7 +165,31 @@ pub fn run(db: &Path, args: &ImportArgs) -> Result<()> {
             anyhow::bail!("cannot import {}: no such file", f.display());
         }
     }
-    let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
+    let signal = args.signal.map(|s| match s {
+        SignalArg::Traces => Signal::Traces,
+        SignalArg::Metrics => Signal::Metrics,
+        SignalArg::Logs => Signal::Logs,
+    });
+    let store = match Store::open(db) {
+        Ok(s) => s,
+        Err(e) => {
+            let live = crate::live::held_by_other(db, e)?;
+            live.announce("importing");
+            let files = args
+                .files
+                .iter()
+                .map(|f| {
+                    std::path::absolute(f).with_context(|| format!("resolving {}", f.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let signal = args.signal.map(|s| match s {
+                SignalArg::Traces => "traces".to_owned(),
+                SignalArg::Metrics => "metrics".to_owned(),
+                SignalArg::Logs => "logs".to_owned(),
+            });
+            return live.run("/import", &crate::live::ImportRequest { files, signal });
+        }
+    };
     let total: u64 = args
         .files
         .iter()
@@ -118,29 +197,12 @@ pub fn run(db: &Path, args: &ImportArgs) -> Result<()> {
         .map(|m| m.len())
         .sum();
     let bar = bytes_bar(total);
-    let signal = args.signal.map(|s| match s {
-        SignalArg::Traces => Signal::Traces,
-        SignalArg::Metrics => Signal::Metrics,
-        SignalArg::Logs => Signal::Logs,
-    });
     let summary = import_files(&store, &args.files, signal, &bar)?;
     bar.finish_and_clear();
-    println!("{} into {}", summary.line(), db.display());
-    for m in &summary.rejected.messages {
-        println!("  rejected: {m}");
+    let (text, error) = finish_text(&summary, db, args.files.len());
+    print!("{text}");
+    match error {
+        Some(e) => anyhow::bail!("{e}"),
+        None => Ok(()),
     }
-    if summary.rejected.count > summary.rejected.messages.len() as u64 {
-        println!(
-            "  ... and {} more rejected",
-            summary.rejected.count - summary.rejected.messages.len() as u64
-        );
-    }
-    if !summary.failed_files.is_empty() {
-        anyhow::bail!(
-            "{} of {} file(s) could not be read",
-            summary.failed_files.len(),
-            args.files.len()
-        );
-    }
-    Ok(())
 }

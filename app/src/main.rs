@@ -5,12 +5,8 @@
 //! [`demo`] (generated workload). Errors go to stderr as one sentence; exit codes are
 //! 0 ok, 1 runtime error, 2 usage error.
 
-mod analyze;
 mod demo;
-mod export;
 mod generate;
-mod import;
-mod query;
 mod replay;
 mod serve;
 
@@ -19,7 +15,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tailscope::gui;
+use tailscope::{analyze, export, gui, import, query};
 
 #[derive(Parser, Debug)]
 #[command(

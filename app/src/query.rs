@@ -31,15 +31,11 @@ pub struct QueryArgs {
 }
 
 pub fn run(db: &Path, args: &QueryArgs) -> Result<()> {
-    let store = Store::open_read_only(db).map_err(|e| {
-        let s = e.to_string();
-        if s.contains("lock") {
-            anyhow::anyhow!("cannot open {} for reading: it is held by another tailscope process (serve or gui); stop it first", db.display())
-        } else {
-            anyhow::Error::new(e)
-        }
-    })?;
-    let batches = store.query_read_only(&args.sql)?;
+    // A store a running serve or GUI holds is read through that process.
+    let batches = match Store::open_read_only(db) {
+        Ok(store) => store.query_read_only(&args.sql)?,
+        Err(e) => crate::live::held_by_other(db, e)?.query(&args.sql)?,
+    };
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Table => {

@@ -47,10 +47,13 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 
 pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
     let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
-    let writer = Arc::new(store.writer(WriterConfig {
+    // the store's one writer: the collector, the GPU sampler and imports sent here by
+    // `tailscope import` all go through it
+    let writer = store.shared_writer(WriterConfig {
         max_pending_items: args.max_pending,
         ..WriterConfig::default()
-    })?);
+    })?;
+    let reader = store.reader()?;
     let stats = Arc::new(IngestStats::default());
     let pipeline = Pipeline::new(
         Arc::new(WriterSink(Arc::clone(&writer))),
@@ -84,6 +87,13 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
             "point your SDK at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://{}",
             show(collector.http_addr)
         );
+        let live = tailscope::live::publish(db, reader, Arc::clone(&writer)).await?;
+        println!(
+            "live access: `tailscope query|analyze|export|import --db {}` work while this runs (service {}, described in {})",
+            db.display(),
+            live.info.url,
+            tailscope::live::info_path(db).display()
+        );
         // The sampler prints its one line (GPUs found, or why sampling is off) itself.
         let sampler = (!args.no_gpu).then(|| {
             spawn_sampler(
@@ -100,6 +110,7 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
             () = status => {}
         }
         eprintln!("shutting down: finishing in-flight requests and committing queued rows");
+        drop(live);
         collector.shutdown().await;
         if let Some(s) = sampler {
             let g = tokio::task::spawn_blocking(move || s.stop()).await?;
@@ -112,10 +123,18 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         }
         anyhow::Ok(())
     })?;
+    // dropping the runtime ends the live service's tasks, which hold the writer too
     drop(rt);
     let writer =
         Arc::try_unwrap(writer).map_err(|_| anyhow::anyhow!("writer still in use at shutdown"))?;
+    let dups = writer
+        .stats()
+        .duplicate_spans
+        .load(std::sync::atomic::Ordering::Relaxed);
     writer.close()?;
+    if dups > 0 {
+        println!("{dups} spans received again were not stored twice (exactly-once)");
+    }
     let s = stats.snapshot();
     println!(
         "stored {} spans, {} metric points, {} logs; rejected {} spans, {} points, {} logs; {} malformed, {} too large, {} busy requests",

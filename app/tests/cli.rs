@@ -6,6 +6,7 @@
 
 mod gpu;
 
+mod compare;
 mod export;
 mod gui;
 mod replay;
@@ -65,8 +66,10 @@ fn import_collector_file_then_query_read_only() {
     let o = tailscope(&db, &["import", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("stored 2 spans"), "{out}");
+    // the same span twice in one import is stored once (exactly-once)
+    assert!(out.contains("stored 1 spans"), "{out}");
     assert!(out.contains("rejected 2 item(s)"), "{out}");
+    assert!(out.contains("1 spans already stored were skipped"), "{out}");
     assert!(out.contains("trace_id has 4 bytes, want 16"), "{out}");
 
     let o = tailscope(
@@ -80,7 +83,7 @@ fn import_collector_file_then_query_read_only() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["input_tokens"], 42);
     assert_eq!(v[0]["op_class"], "llm");
 
@@ -113,7 +116,7 @@ fn import_collector_file_then_query_read_only() {
             "SELECT count(*) AS n FROM spans",
         ],
     );
-    assert_eq!(stdout(&o).trim(), r#"[{"n":2}]"#, "nothing was deleted");
+    assert_eq!(stdout(&o).trim(), r#"[{"n":1}]"#, "nothing was deleted");
 }
 
 fn count(db: &Path, sql: &str) -> i64 {

@@ -38,6 +38,11 @@ fn refusal_status(r: Refusal) -> Status {
             ),
             ErrorDetails::with_retry_info(Some(b.retry_after)),
         ),
+        Refusal::Unavailable(why) => Status::with_error_details(
+            Code::Unavailable,
+            format!("tailscope cannot store the request now: {why}"),
+            ErrorDetails::with_retry_info(Some(crate::pipeline::UNAVAILABLE_RETRY)),
+        ),
         Refusal::WriteFailed(e) => Status::internal(format!("storing the request failed: {e}")),
     }
 }

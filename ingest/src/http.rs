@@ -75,6 +75,15 @@ fn error_response(status: StatusCode, grpc_code: i32, enc: Encoding, message: St
     )
 }
 
+/// 503 with `Retry-After`.
+fn unavailable(enc: Encoding, retry_after: std::time::Duration, message: String) -> Response {
+    let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, 14, enc, message);
+    if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 fn decode_error_response(p: &Pipeline, enc: Encoding, e: &DecodeError) -> Response {
     match e {
         DecodeError::TooLarge { .. } => {
@@ -136,19 +145,19 @@ where
     drop(req);
     match p.store(signal, batch, rejections).await {
         Ok(rej) => body_response(StatusCode::OK, enc, &respond(rej)),
-        Err(Refusal::Busy(b)) => {
-            let secs = b.retry_after.as_secs().max(1);
-            let mut r = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                14,
-                enc,
-                format!("tailscope's store writer is saturated; retry in {secs} s"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
-        }
+        Err(Refusal::Busy(b)) => unavailable(
+            enc,
+            b.retry_after,
+            format!(
+                "tailscope's store writer is saturated; retry in {} s",
+                b.retry_after.as_secs().max(1)
+            ),
+        ),
+        Err(Refusal::Unavailable(why)) => unavailable(
+            enc,
+            crate::pipeline::UNAVAILABLE_RETRY,
+            format!("tailscope cannot store the request now: {why}"),
+        ),
         Err(Refusal::WriteFailed(e)) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             13,

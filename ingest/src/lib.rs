@@ -20,7 +20,7 @@ mod server;
 
 pub use decode::{read_file, Chunk, ImportError, Signal, MAX_DECODED_BYTES};
 pub use grpc::GrpcReceiver;
-pub use pipeline::{Ack, Busy, IngestStats, Pipeline, SignalKind, Sink, StatsSnapshot};
+pub use pipeline::{Ack, Busy, IngestStats, Pipeline, SignalKind, Sink, StatsSnapshot, WriteError};
 pub use server::{Collector, CollectorConfig, ServeError};
 
 /// Protobuf encodings of model batches, for load generators and sample files.

@@ -13,8 +13,18 @@ pub struct Busy {
     pub retry_after: Duration,
 }
 
-/// Resolves once the batch is committed (`Ok`) or failed to commit (`Err(reason)`).
-pub type Ack = oneshot::Receiver<Result<(), String>>;
+/// Why a submitted batch was not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The store cannot take writes for now (its disk is full): nothing of the batch
+    /// was stored and the client may retry later (503 / UNAVAILABLE).
+    Unavailable(String),
+    /// Storing failed, or the writer has stopped (500 / INTERNAL).
+    Failed(String),
+}
+
+/// Resolves once the batch is committed (`Ok`) or failed to commit.
+pub type Ack = oneshot::Receiver<Result<(), WriteError>>;
 
 /// Where normalised batches go. Implemented by the app over the store writer.
 pub trait Sink: Send + Sync + 'static {
@@ -85,8 +95,13 @@ pub enum SignalKind {
 #[derive(Debug)]
 pub(crate) enum Refusal {
     Busy(Busy),
+    /// The store cannot take writes for now; the reason is for the client.
+    Unavailable(String),
     WriteFailed(String),
 }
+
+/// How long a client is asked to wait when the store cannot take writes.
+pub(crate) const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
 /// Shared by the gRPC and HTTP receivers.
 #[derive(Clone)]
@@ -128,7 +143,10 @@ impl Pipeline {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     s.failed_writes.fetch_add(1, Ordering::Relaxed);
-                    return Err(Refusal::WriteFailed(e));
+                    return Err(match e {
+                        WriteError::Unavailable(why) => Refusal::Unavailable(why),
+                        WriteError::Failed(why) => Refusal::WriteFailed(why),
+                    });
                 }
                 Err(_) => {
                     s.failed_writes.fetch_add(1, Ordering::Relaxed);

@@ -393,6 +393,7 @@ impl Columns {
         &mut self,
         batch: &Batch,
         ingested_ns: i64,
+        keep: Option<&[bool]>,
         mut new_resource: impl FnMut(i64) -> bool,
     ) {
         for r in &batch.resources {
@@ -400,8 +401,10 @@ impl Columns {
                 self.resource(r);
             }
         }
-        for s in &batch.spans {
-            self.span(s, ingested_ns);
+        for (k, s) in batch.spans.iter().enumerate() {
+            if keep.is_none_or(|m| m[k]) {
+                self.span(s, ingested_ns);
+            }
         }
         for m in &batch.metrics {
             self.metric(m);

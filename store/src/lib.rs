@@ -10,6 +10,7 @@
 //! grid, with canonical names and units (`series.rs`).
 
 mod columns;
+mod dedupe;
 mod llm_calls;
 mod read;
 mod readonly;
@@ -32,10 +33,13 @@ pub use results::{
 };
 pub use schema::SCHEMA_VERSION;
 pub use series::{as_of, AlignOptions, AlignedSeries, Alignment};
-pub use writer::{Committed, Done, Saturated, Writer, WriterConfig, WriterStats};
+pub use writer::{
+    Committed, Done, Saturated, Writer, WriterConfig, WriterStats, DEFAULT_DEDUPE_WINDOW,
+};
 
 use duckdb::{AccessMode, Config, Connection};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Errors of the store. Messages name the file or statement at fault.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +74,52 @@ pub enum StoreError {
     WriteFailed(String),
     #[error("the store writer stopped")]
     WriterGone,
+    #[error("{0}")]
+    WriterStopped(String),
+    #[error("the disk is full (or the file size limit was reached): {0}; free space, then retry (nothing was stored from this request)")]
+    DiskFull(String),
+    #[error("a writer is already running for store {0} in this process; share it (Store::shared_writer) rather than starting a second")]
+    WriterExists(PathBuf),
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+}
+
+impl StoreError {
+    /// Whether this is the disk filling up (or a file size limit): nothing was
+    /// stored, and a retry can succeed once there is room.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull(_) => true,
+            StoreError::Duckdb(_) | StoreError::WriteFailed(_) => {
+                let t = self.to_string();
+                t.contains("No space left on device") || t.contains("File too large")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The one-writer-per-store rule, shared by every handle of one opened store
+/// ([`Store::reader`] clones it).
+#[derive(Default)]
+struct WriterSlot {
+    /// A writer is running (owned or shared).
+    claimed: std::sync::Mutex<bool>,
+    /// The shared writer, while someone holds it.
+    shared: std::sync::Mutex<std::sync::Weak<Writer>>,
+}
+
+/// Held by a running [`Writer`]; frees the store's writer slot when dropped.
+pub(crate) struct WriterGuard(Arc<WriterSlot>);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        *self
+            .0
+            .claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+    }
 }
 
 /// Row counts of the main tables.
@@ -91,6 +139,7 @@ pub struct Counts {
 pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
+    writers: Arc<WriterSlot>,
 }
 
 impl Store {
@@ -114,6 +163,7 @@ impl Store {
         Ok(Self {
             conn,
             path: Some(path.to_path_buf()),
+            writers: Arc::default(),
         })
     }
 
@@ -121,7 +171,11 @@ impl Store {
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory()?;
         schema::migrate(&conn)?;
-        Ok(Self { conn, path: None })
+        Ok(Self {
+            conn,
+            path: None,
+            writers: Arc::default(),
+        })
     }
 
     /// Opens an existing store read-only, with access to other files disabled,
@@ -161,6 +215,7 @@ impl Store {
         Ok(Self {
             conn,
             path: Some(path.to_path_buf()),
+            writers: Arc::default(),
         })
     }
 
@@ -173,12 +228,52 @@ impl Store {
         Ok(Store {
             conn: self.conn.try_clone()?,
             path: self.path.clone(),
+            writers: Arc::clone(&self.writers),
         })
     }
 
-    /// Starts the single writer on its own connection.
+    /// Claims the store's one writer slot.
+    fn claim_writer(&self) -> Result<WriterGuard, StoreError> {
+        let mut claimed = self
+            .writers
+            .claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *claimed {
+            return Err(StoreError::WriterExists(
+                self.path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(":memory:")),
+            ));
+        }
+        *claimed = true;
+        Ok(WriterGuard(Arc::clone(&self.writers)))
+    }
+
+    /// Starts the store's single writer on its own connection, owned by the caller.
+    /// A store has one writer at a time (so its exactly-once window and resource
+    /// de-duplication see every write): while one runs, this fails with
+    /// [`StoreError::WriterExists`]. Parts of one process that write side by side
+    /// (collector, GPU sampler, GUI import) use [`Store::shared_writer`].
     pub fn writer(&self, cfg: WriterConfig) -> Result<Writer, StoreError> {
-        Writer::spawn(self.conn.try_clone()?, cfg)
+        let guard = self.claim_writer()?;
+        Writer::spawn(self.conn.try_clone()?, cfg, Some(guard))
+    }
+
+    /// The store's single writer, shared: the running one if any part of this process
+    /// holds it, else a new one (with `cfg`). It stops when the last holder drops it.
+    pub fn shared_writer(&self, cfg: WriterConfig) -> Result<Arc<Writer>, StoreError> {
+        let mut shared = self
+            .writers
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(w) = shared.upgrade() {
+            return Ok(w);
+        }
+        let w = Arc::new(self.writer(cfg)?);
+        *shared = Arc::downgrade(&w);
+        Ok(w)
     }
 
     /// The applied schema version.
@@ -233,7 +328,7 @@ impl Store {
         for b in batches {
             writer::stamped(|stamp| {
                 let mut cols = columns::Columns::new();
-                cols.add(b, stamp, |id| known.insert(id));
+                cols.add(b, stamp, None, |id| known.insert(id));
                 writer::append_all(&self.conn, &mut cols)
             })?;
         }
@@ -279,6 +374,7 @@ impl Store {
         Ok(Self {
             conn,
             path: Some(path.to_path_buf()),
+            writers: Arc::default(),
         })
     }
 

@@ -4,12 +4,13 @@
 //! saturated writer answers at once instead of growing.
 
 use crate::columns::Columns;
+use crate::dedupe::{self, Window};
 use crate::StoreError;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use duckdb::Connection;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tailscope_model::Batch;
@@ -17,9 +18,13 @@ use tailscope_model::Batch;
 /// What one acknowledged batch put in the store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Committed {
+    /// Spans stored (those of the batch less `duplicate_spans`).
     pub spans: usize,
     pub metric_points: usize,
     pub logs: usize,
+    /// Spans of the batch not stored because the store already had them (same
+    /// trace and span id, within the writer's de-duplication window).
+    pub duplicate_spans: usize,
 }
 
 /// Called once per submitted batch, after its transaction committed or failed.
@@ -31,6 +36,8 @@ pub struct Saturated {
     pub batch: Batch,
     /// A hint for `Retry-After`.
     pub retry_after: Duration,
+    /// The writer has stopped, for this reason: retrying will not help.
+    pub stopped: Option<Box<str>>,
 }
 
 /// Limits of the writer.
@@ -40,13 +47,20 @@ pub struct WriterConfig {
     pub max_pending_items: usize,
     /// Items grouped into one transaction at most.
     pub max_group_items: usize,
+    /// Spans remembered for exactly-once: a span whose trace and span id are among
+    /// the last this many stored is not stored again (0: no de-duplication).
+    pub dedupe_window: usize,
 }
+
+/// The default de-duplication window: 2,097,152 spans (about 34 MiB).
+pub const DEFAULT_DEDUPE_WINDOW: usize = 1 << 21;
 
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             max_pending_items: 262_144,
             max_group_items: 65_536,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
         }
     }
 }
@@ -60,6 +74,8 @@ pub struct WriterStats {
     pub transactions: AtomicU64,
     pub failed_batches: AtomicU64,
     pub saturated: AtomicU64,
+    /// Spans received again and not stored (exactly-once).
+    pub duplicate_spans: AtomicU64,
 }
 
 struct Job {
@@ -75,6 +91,10 @@ pub struct Writer {
     stats: Arc<WriterStats>,
     cfg: WriterConfig,
     thread: Option<JoinHandle<()>>,
+    /// Why the writer thread stopped, once it has stopped on its own.
+    stopped: Arc<Mutex<Option<String>>>,
+    /// Held while this writer lives: the store's one-writer guard.
+    _guard: Option<crate::WriterGuard>,
 }
 
 /// Queue idle this long: checkpoint.
@@ -108,7 +128,11 @@ pub(crate) fn stamped<T>(commit: impl FnOnce(i64) -> T) -> T {
 }
 
 impl Writer {
-    pub(crate) fn spawn(conn: Connection, cfg: WriterConfig) -> Result<Self, StoreError> {
+    pub(crate) fn spawn(
+        conn: Connection,
+        cfg: WriterConfig,
+        guard: Option<crate::WriterGuard>,
+    ) -> Result<Self, StoreError> {
         let known: HashSet<i64> = {
             let mut stmt = conn.prepare("SELECT resource_id FROM resources")?;
             let ids = stmt.query_map([], |r| r.get::<_, i64>(0))?;
@@ -117,17 +141,38 @@ impl Writer {
         let (tx, rx) = bounded::<Job>(4096);
         let pending = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WriterStats::default());
+        let stopped: Arc<Mutex<Option<String>>> = Arc::default();
         let mut worker = Worker {
             conn,
             rx,
             known,
+            window: Window::new(cfg.dedupe_window),
             pending: Arc::clone(&pending),
             stats: Arc::clone(&stats),
             cfg,
         };
+        let why = Arc::clone(&stopped);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || worker.run())
+            .spawn(move || {
+                // A panic must not leave clients with an endless "busy": record why
+                // the writer stopped, so submissions are answered with it.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker.seed_window();
+                    worker.run();
+                }));
+                if let Err(p) = run {
+                    let text = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown cause".to_owned());
+                    tracing::error!("the store writer stopped: it panicked ({text})");
+                    *why.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(format!("the store writer stopped: it panicked ({text})"));
+                }
+            })
             .map_err(StoreError::Thread)?;
         Ok(Self {
             tx: Some(tx),
@@ -135,7 +180,18 @@ impl Writer {
             stats,
             cfg,
             thread: Some(thread),
+            stopped,
+            _guard: guard,
         })
+    }
+
+    /// Why the writer thread stopped, if it stopped on its own (a panic); `None` while
+    /// it runs.
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn stats(&self) -> &Arc<WriterStats> {
@@ -150,23 +206,35 @@ impl Writer {
     /// Queues a batch without blocking; `done` runs on the writer thread after commit.
     /// A batch larger than the whole queue is still accepted when the queue is empty,
     /// so no single request can be refused forever.
+    #[allow(clippy::result_large_err)] // the refused batch goes back to the caller, by value
     pub fn try_submit(&self, batch: Batch, done: Done) -> Result<(), Saturated> {
+        let refuse = |batch: Batch| {
+            let stopped = self
+                .stopped()
+                .or_else(|| {
+                    self.tx
+                        .is_none()
+                        .then(|| "the store writer is closed".to_owned())
+                })
+                .map(String::into_boxed_str);
+            if stopped.is_none() {
+                self.stats.saturated.fetch_add(1, Ordering::Relaxed);
+            }
+            Saturated {
+                batch,
+                retry_after: Duration::from_secs(1),
+                stopped,
+            }
+        };
         let w = weight(&batch);
         let prev = self.pending.fetch_add(w, Ordering::AcqRel);
         if prev > 0 && prev + w > self.cfg.max_pending_items {
             self.pending.fetch_sub(w, Ordering::AcqRel);
-            self.stats.saturated.fetch_add(1, Ordering::Relaxed);
-            return Err(Saturated {
-                batch,
-                retry_after: Duration::from_secs(1),
-            });
+            return Err(refuse(batch));
         }
         let Some(tx) = &self.tx else {
             self.pending.fetch_sub(w, Ordering::AcqRel);
-            return Err(Saturated {
-                batch,
-                retry_after: Duration::from_secs(1),
-            });
+            return Err(refuse(batch));
         };
         match tx.try_send(Job {
             batch,
@@ -174,19 +242,23 @@ impl Writer {
             done,
         }) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+            Err(TrySendError::Full(job)) => {
                 self.pending.fetch_sub(w, Ordering::AcqRel);
-                self.stats.saturated.fetch_add(1, Ordering::Relaxed);
-                Err(Saturated {
-                    batch: job.batch,
-                    retry_after: Duration::from_secs(1),
-                })
+                Err(refuse(job.batch))
+            }
+            Err(TrySendError::Disconnected(job)) => {
+                self.pending.fetch_sub(w, Ordering::AcqRel);
+                let mut s = refuse(job.batch);
+                s.stopped
+                    .get_or_insert_with(|| "the store writer stopped".into());
+                Err(s)
             }
         }
     }
 
     /// Queues a batch, waiting for room, and returns a receiver that yields the
     /// commit result. Used by file import, which has no client to push back on.
+    /// A writer that has stopped answers at once with [`StoreError::WriterStopped`].
     pub fn submit_waiting(
         &self,
         mut batch: Batch,
@@ -201,6 +273,13 @@ impl Writer {
             });
             match self.try_submit(batch, done) {
                 Ok(()) => return rx,
+                Err(Saturated {
+                    stopped: Some(why), ..
+                }) => {
+                    let (tx, rx) = bounded(1);
+                    let _ = tx.send(Err(StoreError::WriterStopped(why.into())));
+                    return rx;
+                }
                 Err(s) => {
                     batch = s.batch;
                     std::thread::sleep(backoff);
@@ -242,12 +321,51 @@ struct Worker {
     conn: Connection,
     rx: Receiver<Job>,
     known: HashSet<i64>,
+    window: Window,
     pending: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
     cfg: WriterConfig,
 }
 
 impl Worker {
+    /// Fills the exactly-once window with the newest stored spans, so a request sent
+    /// again after a restart (the collector died between COMMIT and its answer) is
+    /// still recognised. Spans are appended, never deleted, so the newest `cap` are the
+    /// rows from `count - cap` on.
+    fn seed_window(&mut self) {
+        let cap = self.cfg.dedupe_window;
+        if cap == 0 {
+            return;
+        }
+        let seeded = (|| -> Result<(), StoreError> {
+            let mut stmt = self.conn.prepare(
+                "SELECT trace_id, span_id, ingested_ns FROM spans
+                 WHERE rowid >= (SELECT count(*) FROM spans) - ?",
+            )?;
+            let mut rows: Vec<(i64, u64)> = Vec::new();
+            for b in stmt.query_arrow([i64::try_from(cap).unwrap_or(i64::MAX)])? {
+                let c = crate::read::Columns::new(&b);
+                let (t, sp, at) = (c.str("trace_id")?, c.str("span_id")?, c.i64("ingested_ns")?);
+                for r in 0..b.num_rows() {
+                    if let (Ok(t), Ok(sp)) = (
+                        tailscope_model::TraceId::from_hex(t.value(r)),
+                        tailscope_model::SpanId::from_hex(sp.value(r)),
+                    ) {
+                        rows.push((at.value(r), dedupe::fingerprint(&t, sp)));
+                    }
+                }
+            }
+            rows.sort_unstable_by_key(|r| r.0);
+            for chunk in rows.chunk_by(|a, b| a.0 == b.0) {
+                self.window.push(chunk[0].0, chunk.iter().map(|r| r.1));
+            }
+            Ok(())
+        })();
+        if let Err(e) = seeded {
+            tracing::warn!("exactly-once window not seeded from the store: {e}");
+        }
+    }
+
     fn run(&mut self) {
         let mut dirty = false;
         loop {
@@ -285,29 +403,33 @@ impl Worker {
     fn commit_group(&mut self, group: Vec<Job>) {
         let batches: Vec<&Batch> = group.iter().map(|j| &j.batch).collect();
         match self.commit(&batches) {
-            Ok(()) => self.finish(group, None),
-            Err(e) if group.len() == 1 => self.finish(group, Some(&e)),
+            Ok(dropped) => self.finish(group, Ok(&dropped)),
+            Err(e) if group.len() == 1 => self.finish(group, Err(&e)),
+            Err(e) if e.is_disk_full() => self.finish(group, Err(&e)),
             Err(_) => {
                 // Isolate the batch at fault: commit the rest one by one.
                 for job in group {
                     match self.commit(&[&job.batch]) {
-                        Ok(()) => self.finish(vec![job], None),
-                        Err(e) => self.finish(vec![job], Some(&e)),
+                        Ok(dropped) => self.finish(vec![job], Ok(&dropped)),
+                        Err(e) => self.finish(vec![job], Err(&e)),
                     }
                 }
             }
         }
     }
 
-    fn finish(&mut self, group: Vec<Job>, err: Option<&StoreError>) {
-        for job in group {
+    /// Answers each job of a group: `Ok` with the duplicate spans dropped per job.
+    fn finish(&mut self, group: Vec<Job>, result: Result<&[usize], &StoreError>) {
+        for (k, job) in group.into_iter().enumerate() {
             self.pending.fetch_sub(job.weight, Ordering::AcqRel);
-            let result = match err {
-                None => {
+            let result = match result {
+                Ok(dropped) => {
+                    let duplicate_spans = dropped.get(k).copied().unwrap_or(0);
                     let c = Committed {
-                        spans: job.batch.spans.len(),
+                        spans: job.batch.spans.len() - duplicate_spans,
                         metric_points: job.batch.metrics.len(),
                         logs: job.batch.logs.len(),
+                        duplicate_spans,
                     };
                     self.stats
                         .committed_spans
@@ -318,23 +440,72 @@ impl Worker {
                     self.stats
                         .committed_logs
                         .fetch_add(c.logs as u64, Ordering::Relaxed);
+                    self.stats
+                        .duplicate_spans
+                        .fetch_add(duplicate_spans as u64, Ordering::Relaxed);
                     Ok(c)
                 }
-                Some(e) => {
+                Err(e) => {
                     self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                    Err(StoreError::WriteFailed(e.to_string()))
+                    Err(if e.is_disk_full() {
+                        StoreError::DiskFull(e.to_string())
+                    } else {
+                        StoreError::WriteFailed(e.to_string())
+                    })
                 }
             };
             (job.done)(result);
         }
     }
 
-    fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
+    /// Which stored spans of the window are among `keys` (the suspects of a commit).
+    fn stored_among(
+        &self,
+        keys: &[(tailscope_model::TraceId, tailscope_model::SpanId)],
+    ) -> Result<HashSet<(tailscope_model::TraceId, tailscope_model::SpanId)>, StoreError> {
+        let since = self.window.oldest_stamp().unwrap_or(i64::MIN);
+        let mut traces: Vec<String> = keys.iter().map(|k| format!("'{}'", k.0)).collect();
+        traces.dedup();
+        let wanted: HashSet<_> = keys.iter().copied().collect();
+        let mut found = HashSet::new();
+        // hex ids only (from parsed ids): safe to inline
+        for part in traces.chunks(1000) {
+            let sql = format!(
+                "SELECT trace_id, span_id FROM spans WHERE ingested_ns >= {since} AND trace_id IN ({})",
+                part.join(",")
+            );
+            let mut stmt = self.conn.prepare(&sql)?;
+            for b in stmt.query_arrow([])? {
+                let c = crate::read::Columns::new(&b);
+                let (t, sp) = (c.str("trace_id")?, c.str("span_id")?);
+                for r in 0..b.num_rows() {
+                    if let (Ok(t), Ok(sp)) = (
+                        tailscope_model::TraceId::from_hex(t.value(r)),
+                        tailscope_model::SpanId::from_hex(sp.value(r)),
+                    ) {
+                        if wanted.contains(&(t, sp)) {
+                            found.insert((t, sp));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Commits `batches` in one transaction, less the spans already stored; returns the
+    /// spans dropped as duplicates per batch.
+    fn commit(&mut self, batches: &[&Batch]) -> Result<Vec<usize>, StoreError> {
+        let plan = dedupe::plan(&self.window, batches.iter().map(|b| &b.spans[..]), |k| {
+            self.stored_among(k)
+        })?;
         let mut fresh = Vec::new();
+        let mut stamp = 0;
         let result = stamped(|ingested| {
+            stamp = ingested;
             let mut cols = Columns::new();
-            for b in batches {
-                cols.add(b, ingested, |id| {
+            for (b, keep) in batches.iter().zip(&plan.keep) {
+                cols.add(b, ingested, keep.as_deref(), |id| {
                     if self.known.insert(id) {
                         fresh.push(id);
                         true
@@ -349,10 +520,24 @@ impl Worker {
             for id in fresh {
                 self.known.remove(&id);
             }
-        } else {
-            self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+            return Err(result.err().unwrap_or(StoreError::WriterGone));
         }
-        result
+        self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        let mut dropped = Vec::with_capacity(batches.len());
+        let mut fps = Vec::new();
+        for (b, keep) in batches.iter().zip(&plan.keep) {
+            let mut gone = 0;
+            for (k, s) in b.spans.iter().enumerate() {
+                if keep.as_ref().is_none_or(|m| m[k]) {
+                    fps.push(dedupe::fingerprint(&s.trace_id, s.span_id));
+                } else {
+                    gone += 1;
+                }
+            }
+            dropped.push(gone);
+        }
+        self.window.push(stamp, fps);
+        Ok(dropped)
     }
 }
 

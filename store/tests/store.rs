@@ -233,6 +233,7 @@ fn saturated_writer_refuses_and_later_accepts() {
         .writer(WriterConfig {
             max_pending_items: 10,
             max_group_items: 10,
+            ..WriterConfig::default()
         })
         .unwrap();
     // Fill beyond the bound without waiting: some submissions must be refused,
@@ -429,13 +430,11 @@ fn analysis_watermark_follows_commits_and_runs() {
         Some(777),
         "seeded by v6"
     );
-    let (a, b) = (
-        store.writer(WriterConfig::default()).unwrap(),
-        store.writer(WriterConfig::default()).unwrap(),
-    );
+    // the writer and the direct appender (the bench's ceiling) stamp from one order
+    let a = store.writer(WriterConfig::default()).unwrap();
     a.write(batch(1, 2)).unwrap();
     let first = store.ingest_watermark().unwrap().unwrap();
-    b.write(batch(2, 2)).unwrap();
+    store.append_direct(&[batch(2, 2)]).unwrap();
     a.write(batch(3, 2)).unwrap();
     let last = store.ingest_watermark().unwrap().unwrap();
     assert!(last > first && first > 777, "{first} {last}");
@@ -464,4 +463,140 @@ fn analysis_watermark_follows_commits_and_runs() {
         .traces
         .iter()
         .all(|t| t.spans == 2 && t.span_rows.0 <= t.span_rows.1));
+}
+
+#[test]
+fn a_resent_batch_stores_nothing_new_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("once.duckdb");
+    {
+        let store = Store::open(&path).unwrap();
+        let writer = store.writer(WriterConfig::default()).unwrap();
+        let c = writer.write(batch(1, 3)).unwrap();
+        assert_eq!((c.spans, c.duplicate_spans), (3, 0));
+        // the same request again (an SDK's retry): nothing new, acknowledged
+        let again = writer.write(batch(1, 3)).unwrap();
+        assert_eq!((again.spans, again.duplicate_spans), (0, 3));
+        assert_eq!(again.metric_points, 1, "metric points are not span-keyed");
+        // a batch that repeats spans within itself, and overlaps what is stored
+        let mut mixed = batch(2, 2);
+        let repeat = mixed.spans[0].clone();
+        mixed.spans.push(repeat);
+        mixed.spans.extend(batch(1, 3).spans.into_iter().take(1));
+        let c = writer.write(mixed).unwrap();
+        assert_eq!((c.spans, c.duplicate_spans), (2, 2));
+        assert_eq!(
+            writer
+                .stats()
+                .duplicate_spans
+                .load(std::sync::atomic::Ordering::Relaxed),
+            5
+        );
+        writer.close().unwrap();
+    }
+    // a new writer (a restarted collector) remembers the stored spans
+    let store = Store::open(&path).unwrap();
+    let writer = store.writer(WriterConfig::default()).unwrap();
+    let c = writer.write(batch(2, 2)).unwrap();
+    assert_eq!((c.spans, c.duplicate_spans), (0, 2));
+    // a span id reused in another trace is a different span
+    let c = writer.write(batch(3, 2)).unwrap();
+    assert_eq!((c.spans, c.duplicate_spans), (2, 0));
+    writer.close().unwrap();
+    assert_eq!(store.counts().unwrap().spans, 7);
+    assert_eq!(
+        scalar_i64(
+            &store,
+            "SELECT count(*) FROM (SELECT DISTINCT trace_id, span_id FROM spans)"
+        ),
+        7
+    );
+}
+
+#[test]
+fn without_a_window_every_copy_is_stored() {
+    let store = Store::open_in_memory().unwrap();
+    let writer = store
+        .writer(WriterConfig {
+            dedupe_window: 0,
+            ..WriterConfig::default()
+        })
+        .unwrap();
+    writer.write(batch(1, 2)).unwrap();
+    let c = writer.write(batch(1, 2)).unwrap();
+    assert_eq!((c.spans, c.duplicate_spans), (2, 0));
+    writer.close().unwrap();
+    assert_eq!(store.counts().unwrap().spans, 4);
+}
+
+#[test]
+fn a_window_forgets_the_oldest_spans() {
+    let store = Store::open_in_memory().unwrap();
+    let writer = store
+        .writer(WriterConfig {
+            dedupe_window: 4,
+            ..WriterConfig::default()
+        })
+        .unwrap();
+    writer.write(batch(1, 3)).unwrap();
+    writer.write(batch(2, 3)).unwrap();
+    // trace 1's spans left the 4-span window (only one of them remains in it)
+    let c = writer.write(batch(1, 3)).unwrap();
+    assert_eq!((c.spans, c.duplicate_spans), (2, 1));
+    writer.close().unwrap();
+}
+
+#[test]
+fn one_writer_per_store_and_a_shared_one() {
+    let store = Store::open_in_memory().unwrap();
+    let shared = store.shared_writer(WriterConfig::default()).unwrap();
+    let again = store
+        .reader()
+        .unwrap()
+        .shared_writer(WriterConfig::default())
+        .unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&shared, &again),
+        "one writer, shared"
+    );
+    let second = store.writer(WriterConfig::default());
+    assert!(
+        matches!(second, Err(StoreError::WriterExists(_))),
+        "a second writer is refused"
+    );
+    drop((shared, again));
+    // the slot is free once the shared writer is gone
+    let owned = store.writer(WriterConfig::default()).unwrap();
+    assert!(store.shared_writer(WriterConfig::default()).is_err());
+    owned.close().unwrap();
+    assert!(store.shared_writer(WriterConfig::default()).is_ok());
+}
+
+#[test]
+fn a_writer_that_died_says_why_instead_of_busy() {
+    let store = Store::open_in_memory().unwrap();
+    let writer = store.writer(WriterConfig::default()).unwrap();
+    // a completion callback that panics kills the writer thread
+    writer
+        .try_submit(batch(1, 1), Box::new(|_| panic!("boom in a callback")))
+        .unwrap();
+    let mut stopped = None;
+    for _ in 0..500 {
+        stopped = writer.stopped();
+        if stopped.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let why = stopped.expect("the writer reports that it stopped");
+    assert!(why.contains("boom in a callback"), "{why}");
+    let refused = writer
+        .try_submit(batch(2, 1), Box::new(|_| {}))
+        .expect_err("a dead writer takes nothing");
+    assert!(refused
+        .stopped
+        .as_deref()
+        .is_some_and(|w| w.contains("boom")));
+    let err = writer.write(batch(3, 1)).expect_err("write fails at once");
+    assert!(err.to_string().contains("boom"), "{err}");
 }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
+mod live;
 mod real_telemetry;
 
 use anyhow::{bail, Context, Result};

@@ -76,8 +76,9 @@ struct Live {
 }
 
 impl Live {
-    fn start(store: &Store, args: &GuiArgs) -> Result<Live> {
-        let writer = Arc::new(store.writer(WriterConfig::default())?);
+    fn start(db: &Path, store: &Store, args: &GuiArgs) -> Result<Live> {
+        // the store's one writer, shared with the GUI's file import
+        let writer = store.shared_writer(WriterConfig::default())?;
         let stats = Arc::new(IngestStats::default());
         let sink: Arc<dyn Sink> = Arc::new(WriterSink(Arc::clone(&writer)));
         let pipeline = Pipeline::new(Arc::clone(&sink), Arc::clone(&stats));
@@ -88,6 +89,10 @@ impl Live {
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // live access for `tailscope query|analyze|export|import` while the window is open
+        let reader = store.reader()?;
+        let live_writer = Arc::clone(&writer);
+        let db = db.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("tailscope-collector".into())
             .spawn(move || {
@@ -106,8 +111,17 @@ impl Live {
                 rt.block_on(async move {
                     match Collector::start(&cfg, pipeline).await {
                         Ok(c) => {
+                            let published =
+                                match crate::live::publish(&db, reader, live_writer).await {
+                                    Ok(p) => Some(p),
+                                    Err(e) => {
+                                        tracing::warn!("no live access to the store: {e:#}");
+                                        None
+                                    }
+                                };
                             let _ = ready_tx.send(Ok((c.grpc_addr, c.http_addr)));
                             let _ = stop_rx.await;
+                            drop(published);
                             c.shutdown().await;
                         }
                         Err(e) => {
@@ -174,7 +188,7 @@ pub fn run(db: &Path, args: &GuiArgs) -> Result<()> {
     let live = if args.no_collector || args.screenshot.is_some() {
         None
     } else {
-        match Live::start(&store, args) {
+        match Live::start(db, &store, args) {
             Ok(l) => Some(l),
             Err(e) => {
                 startup_error = Some(format!("collector off: {e:#}"));

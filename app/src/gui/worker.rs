@@ -1053,9 +1053,10 @@ fn progress(tx: &SyncSender<Response>, wake: &Wake, p: JobProgress) {
     wake();
 }
 
-/// Imports one OTLP file through the store writer; returns the spans stored.
+/// Imports one OTLP file through the store's one writer (the collector's, when it
+/// runs); returns the spans stored.
 fn import_one(store: &Store, path: &Path) -> Result<u64> {
-    let writer = store.writer(tailscope_store::WriterConfig::default())?;
+    let writer = store.shared_writer(tailscope_store::WriterConfig::default())?;
     let mut acks = Vec::new();
     let read = tailscope_ingest::read_file(path, None, |chunk| {
         if !chunk.batch.is_empty() {
@@ -1067,7 +1068,7 @@ fn import_one(store: &Store, path: &Path) -> Result<u64> {
         let c = ack.recv().context("the store writer stopped")??;
         spans += c.spans as u64;
     }
-    writer.close()?;
+    drop(writer);
     read?;
     Ok(spans)
 }

@@ -1,0 +1,203 @@
+//! A store while `tailscope serve` holds it: `query`, `analyze`, `import` and `export`
+//! from a second process go through the running one; requests sent again store
+//! nothing new; kill -9 mid-ingest and a restart lose no acknowledged span.
+
+use super::{bin, one, query, Server};
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tailscope_model::Batch;
+
+/// The workload's spans as OTLP/HTTP protobuf requests of about `per` spans, with the
+/// (trace, span) keys each carries.
+fn requests(seed: u64, conversations: usize, per: usize) -> Vec<(Vec<u8>, Vec<String>)> {
+    let w = tailscope_samples::generate(&tailscope_samples::WorkloadConfig::small(
+        seed,
+        conversations,
+    ));
+    w.batch
+        .spans
+        .chunks(per)
+        .map(|spans| {
+            let b = Batch {
+                spans: spans.to_vec(),
+                resources: w.batch.resources.clone(),
+                ..Batch::default()
+            };
+            let keys = spans
+                .iter()
+                .map(|s| format!("{}/{}", s.trace_id, s.span_id))
+                .collect();
+            (tailscope_ingest::encode::traces_protobuf(&b), keys)
+        })
+        .collect()
+}
+
+/// POSTs one protobuf request; the HTTP status.
+fn post(agent: &ureq::Agent, http: &str, body: &[u8]) -> Result<u16> {
+    let r = agent
+        .post(&format!("http://{http}/v1/traces"))
+        .header("Content-Type", "application/x-protobuf")
+        .send(body)?;
+    Ok(r.status().as_u16())
+}
+
+fn new_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+fn tailscope(db: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(bin())
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()?)
+}
+
+fn n(db: &Path, sql: &str) -> Result<i64> {
+    one(db, sql)?
+        .as_i64()
+        .with_context(|| format!("not a number: {sql}"))
+}
+
+#[test]
+fn a_live_store_is_readable_and_exactly_once_across_kill_9() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("live.duckdb");
+    let reqs = requests(41, 12, 64);
+    anyhow::ensure!(reqs.len() > 12, "too few requests: {}", reqs.len());
+    let unique: HashSet<&String> = reqs.iter().flat_map(|r| &r.1).collect();
+    let agent = new_agent();
+
+    let server = Server::start(&db)?;
+    let first = reqs.len() / 3;
+    for (body, _) in &reqs[..first] {
+        anyhow::ensure!(post(&agent, &server.http, body)? == 200);
+    }
+    let sent: usize = reqs[..first].iter().map(|r| r.1.len()).sum();
+
+    // a second process reads the live store through the running one
+    let stored = n(&db, "SELECT count(*) AS n FROM spans")?;
+    assert_eq!(stored, i64::try_from(sent)?, "query on the live store");
+    let o = tailscope(&db, &["analyze", "--format", "json"])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("held by a running tailscope process"),
+        "says where the work ran"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert!(!report["traces"].as_array().context("traces")?.is_empty());
+    // a statement that writes is refused there too
+    let o = tailscope(&db, &["query", "DELETE FROM spans"])?;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("read-only"));
+
+    // import through the running process's writer
+    let file = dir.path().join("more.pb");
+    std::fs::write(&file, &reqs[first].0)?;
+    let o = tailscope(&db, &["import", file.to_str().context("path")?])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("stored {} spans", reqs[first].1.len())),
+        "{out}"
+    );
+    // export writes where the caller asked
+    let out_dir = dir.path().join("export");
+    let o = tailscope(&db, &["export", "--out", out_dir.to_str().context("path")?])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out_dir.join("spans.parquet").exists());
+
+    // the same request again (an SDK's retry): acknowledged, stored once
+    anyhow::ensure!(post(&agent, &server.http, &reqs[0].0)? == 200);
+    assert_eq!(
+        n(&db, "SELECT count(*) AS n FROM spans")?,
+        i64::try_from(sent + reqs[first].1.len())?
+    );
+
+    // kill -9 while requests are in flight
+    let acked: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let reqs: Vec<(usize, Vec<u8>)> = reqs
+                .iter()
+                .enumerate()
+                .skip(first + 1 + t)
+                .step_by(4)
+                .map(|(k, r)| (k, r.0.clone()))
+                .collect();
+            let (http, acked, stop) = (server.http.clone(), Arc::clone(&acked), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let client = new_agent();
+                for (k, body) in reqs {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if matches!(post(&client, &http, &body), Ok(200)) {
+                        acked
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(k);
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked.lock().map_or(0, |a| a.len()) < 3 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut child = server.child;
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        let _ = s.join();
+    }
+    let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    // a stale <store>.live of the dead process must not stop the store from opening
+    assert!(tailscope::live::info_path(&db).exists());
+
+    let server = Server::start(&db)?;
+    let present: HashSet<String> = query(&db, "SELECT trace_id || '/' || span_id AS k FROM spans")?
+        .iter()
+        .filter_map(|r| r["k"].as_str().map(str::to_owned))
+        .collect();
+    for k in acked.iter().chain([0, first].iter()) {
+        for key in &reqs[*k].1 {
+            if !present.contains(key) {
+                bail!("acknowledged span {key} of request {k} is missing after kill -9");
+            }
+        }
+    }
+    // every client retries everything it sent: nothing is stored twice
+    for (body, _) in &reqs {
+        anyhow::ensure!(post(&agent, &server.http, body)? == 200);
+    }
+    let total = n(&db, "SELECT count(*) AS n FROM spans")?;
+    let distinct = n(
+        &db,
+        "SELECT count(*) AS n FROM (SELECT DISTINCT trace_id, span_id FROM spans)",
+    )?;
+    assert_eq!(total, distinct, "no span stored twice");
+    assert_eq!(total, i64::try_from(unique.len())?, "every span stored");
+    server.stop()?;
+    assert!(
+        !tailscope::live::info_path(&db).exists(),
+        "a clean stop removes <store>.live"
+    );
+    // with serve stopped, the store opens directly again
+    assert_eq!(
+        n(&db, "SELECT count(*) AS n FROM spans")?,
+        i64::try_from(unique.len())?
+    );
+    Ok(())
+}
