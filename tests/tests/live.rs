@@ -95,6 +95,23 @@ fn a_live_store_is_readable_and_exactly_once_across_kill_9() -> Result<()> {
     );
     let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     assert!(!report["traces"].as_array().context("traces")?.is_empty());
+    // a stock Python notebook reads the live store: one POST, an Arrow IPC stream
+    let script = r#"
+import json, sys, urllib.request
+import pyarrow.ipc as ipc
+info = json.load(open(sys.argv[1]))
+req = urllib.request.Request(info["url"] + "/query",
+    data=b"SELECT count(*) AS n FROM spans",
+    headers={"Authorization": "Bearer " + info["token"]})
+table = ipc.open_stream(urllib.request.urlopen(req).read()).read_all()
+print(table.column("n")[0].as_py())
+"#;
+    let py = Command::new(super::python())
+        .args(["-c", script])
+        .arg(tailscope::live::info_path(&db))
+        .output()?;
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), sent.to_string());
     // a statement that writes is refused there too
     let o = tailscope(&db, &["query", "DELETE FROM spans"])?;
     assert_eq!(o.status.code(), Some(1));
