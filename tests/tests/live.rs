@@ -218,3 +218,118 @@ print(table.column("n")[0].as_py())
     );
     Ok(())
 }
+
+/// `tailscope serve` on `db` under a file size limit of `kib` KiB (SIGXFSZ ignored, so
+/// writes past it fail with EFBIG as they would on a full disk); its OTLP/HTTP address.
+fn serve_limited(db: &Path, kib: u64) -> Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let cmd = format!(
+        "trap '' XFSZ; ulimit -f {kib}; exec \"$0\" --db \"$1\" serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 --status-every 0 --no-gpu"
+    );
+    let mut child = Command::new("bash")
+        .args(["-c", &cmd])
+        .arg(bin())
+        .arg(db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()?;
+    let out = child.stdout.take().context("stdout")?;
+    let mut lines = std::io::BufReader::new(out).lines();
+    let first = lines.next().context("serve printed nothing")??;
+    let http = first
+        .split("OTLP/HTTP ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .with_context(|| format!("no address in {first:?}"))?
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, http))
+}
+
+#[test]
+fn a_full_disk_answers_503_and_loses_nothing_acknowledged() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("full.duckdb");
+    let reqs = requests(43, 40, 256);
+    let (mut child, http) = serve_limited(&db, 2048)?;
+    let agent = new_agent();
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for (k, (body, _)) in reqs.iter().enumerate() {
+        let r = agent
+            .post(&format!("http://{http}/v1/traces"))
+            .header("Content-Type", "application/x-protobuf")
+            .send(&body[..])?;
+        match r.status().as_u16() {
+            200 => acked.push(k),
+            503 => {
+                let retry = r.headers().get("retry-after").is_some();
+                let mut r = r;
+                let text = String::from_utf8_lossy(&r.body_mut().read_to_vec()?).into_owned();
+                refused = Some((retry, text));
+                break;
+            }
+            other => bail!("request {k}: HTTP {other}"),
+        }
+    }
+    let (retry, text) = refused.context("the size limit was never reached")?;
+    assert!(retry, "503 carries Retry-After");
+    assert!(text.contains("disk is full"), "{text}");
+    assert!(!acked.is_empty(), "some requests fit before the limit");
+    child.kill()?;
+    child.wait()?;
+    // with room again, every acknowledged span is there
+    let present: HashSet<String> = query(&db, "SELECT trace_id || '/' || span_id AS k FROM spans")?
+        .iter()
+        .filter_map(|r| r["k"].as_str().map(str::to_owned))
+        .collect();
+    for k in &acked {
+        for key in &reqs[*k].1 {
+            assert!(present.contains(key), "acknowledged span {key} lost");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_writer_that_died_answers_500_with_its_reason() -> Result<()> {
+    use tailscope_ingest::{Collector, CollectorConfig, IngestStats, Pipeline};
+    let store = tailscope_store::Store::open_in_memory()?;
+    let writer = store.shared_writer(tailscope_store::WriterConfig::default())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let stats = Arc::new(IngestStats::default());
+    let pipeline = Pipeline::new(
+        Arc::new(tailscope::sink::WriterSink(Arc::clone(&writer))),
+        Arc::clone(&stats),
+    );
+    let collector = rt.block_on(Collector::start(
+        &CollectorConfig {
+            grpc: None,
+            http: Some("127.0.0.1:0".parse()?),
+            allow_remote: false,
+        },
+        pipeline,
+    ))?;
+    let http = collector.http_addr.context("http address")?;
+    let reqs = requests(44, 2, 64);
+    let agent = new_agent();
+    assert_eq!(post(&agent, &http.to_string(), &reqs[0].0)?, 200);
+    // the writer thread dies (a completion callback that panics)
+    writer
+        .try_submit(Batch::default(), Box::new(|_| panic!("disk controller on fire")))
+        .map_err(|_| anyhow::anyhow!("refused"))?;
+    while writer.stopped().is_none() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for _ in 0..3 {
+        let mut r = agent
+            .post(&format!("http://{http}/v1/traces"))
+            .header("Content-Type", "application/x-protobuf")
+            .send(&reqs[1].0[..])?;
+        assert_eq!(r.status().as_u16(), 500, "not an endless 503");
+        let text = String::from_utf8_lossy(&r.body_mut().read_to_vec()?).into_owned();
+        assert!(text.contains("disk controller on fire"), "{text}");
+    }
+    rt.block_on(collector.shutdown());
+    Ok(())
+}
