@@ -140,6 +140,98 @@ pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
     writers: Arc<WriterSlot>,
+    recovered: Option<Recovery>,
+}
+
+/// A damaged write-ahead log that [`Store::open`] cut back. DuckDB itself skips a torn
+/// tail (a commit cut short by a crash, never acknowledged); an entry whose checksum
+/// does not match stops it from opening at all. Then every entry before the damaged
+/// one is kept, the whole log is copied aside for inspection, and the repair is
+/// logged in `store_recoveries` and on stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub wal_bytes: u64,
+    pub kept_bytes: u64,
+    pub set_aside: PathBuf,
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the store's write-ahead log was damaged at byte {} of {}: kept the {} bytes before it, skipped {} bytes (a copy of the whole log is at {})",
+            self.kept_bytes,
+            self.wal_bytes,
+            self.kept_bytes,
+            self.wal_bytes - self.kept_bytes,
+            self.set_aside.display()
+        )
+    }
+}
+
+/// `<db>.wal`
+fn wal_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".wal");
+    PathBuf::from(s)
+}
+
+/// The byte position of the damaged entry in DuckDB's "Corrupt WAL file" error.
+fn damaged_at(message: &str) -> Option<u64> {
+    if !message.contains("Corrupt WAL") {
+        return None;
+    }
+    let rest = message.split("byte position ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Opens `path`; a write-ahead log with a damaged entry is cut back before that entry
+/// (after a copy of it is set aside) and the open retried once.
+fn open_recovering(path: &Path) -> Result<(Connection, Option<Recovery>), StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let e = match Connection::open(path) {
+        Ok(c) => return Ok((c, None)),
+        Err(e) => e,
+    };
+    let Some(at) = damaged_at(&e.to_string()) else {
+        return Err(open_error(e));
+    };
+    let wal = wal_path(path);
+    let io = |source: std::io::Error| StoreError::CreateDir {
+        path: wal.clone(),
+        source,
+    };
+    let wal_bytes = std::fs::metadata(&wal).map_err(io)?.len();
+    if at >= wal_bytes {
+        return Err(open_error(e));
+    }
+    let mut aside = wal.as_os_str().to_owned();
+    aside.push(format!(".damaged-{}", writer::now_ns()));
+    let set_aside = PathBuf::from(aside);
+    std::fs::copy(&wal, &set_aside).map_err(io)?;
+    {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&wal)
+            .map_err(io)?;
+        f.set_len(at).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    let r = Recovery {
+        wal_bytes,
+        kept_bytes: at,
+        set_aside,
+    };
+    tracing::warn!("{r}");
+    eprintln!("warning: {r}");
+    let conn = Connection::open(path).map_err(open_error)?;
+    Ok((conn, Some(r)))
 }
 
 impl Store {
@@ -151,30 +243,48 @@ impl Store {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let (conn, recovered) = open_recovering(path)?;
         // Checkpoints copy the WAL into the file; DuckDB's default 16 MiB threshold put
         // one inside every few commits, on the path of acknowledged exports. The writer
         // also checkpoints whenever its queue is idle.
         conn.execute_batch("SET checkpoint_threshold = '256MB'")?;
         schema::migrate(&conn)?;
+        schema::sync_metric_names(&conn)?;
+        if let Some(r) = &recovered {
+            conn.execute(
+                "INSERT INTO store_recoveries VALUES (?, 'damaged write-ahead log cut back', ?, ?, ?)",
+                duckdb::params![
+                    writer::now_ns(),
+                    i64::try_from(r.wal_bytes).unwrap_or(i64::MAX),
+                    i64::try_from(r.kept_bytes).unwrap_or(i64::MAX),
+                    r.set_aside.display().to_string()
+                ],
+            )?;
+        }
         Ok(Self {
             conn,
             path: Some(path.to_path_buf()),
             writers: Arc::default(),
+            recovered,
         })
+    }
+
+    /// What opening had to repair: a damaged write-ahead log cut back to its last
+    /// intact entry (`None` when the store opened as it was).
+    pub fn recovered(&self) -> Option<&Recovery> {
+        self.recovered.as_ref()
     }
 
     /// An in-memory store (tests, benchmarks).
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory()?;
         schema::migrate(&conn)?;
+        schema::sync_metric_names(&conn)?;
         Ok(Self {
             conn,
             path: None,
             writers: Arc::default(),
+            recovered: None,
         })
     }
 
@@ -216,6 +326,7 @@ impl Store {
             conn,
             path: Some(path.to_path_buf()),
             writers: Arc::default(),
+            recovered: None,
         })
     }
 
@@ -229,6 +340,7 @@ impl Store {
             conn: self.conn.try_clone()?,
             path: self.path.clone(),
             writers: Arc::clone(&self.writers),
+            recovered: self.recovered.clone(),
         })
     }
 
@@ -375,6 +487,7 @@ impl Store {
             conn,
             path: Some(path.to_path_buf()),
             writers: Arc::default(),
+            recovered: None,
         })
     }
 

@@ -16,10 +16,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         V5,
     ),
     (6, "analysis runs and their ingest watermark", V6),
+    (7, "canonical metric names for SQL, store recoveries", V7),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -271,6 +272,130 @@ CREATE TABLE analysis_runs (
 INSERT INTO analysis_runs
 SELECT max(analyzed_ns), max(analyzed_ns), 0, count(*), 0, NULL, NULL FROM trace_analysis HAVING count(*) > 0;
 ";
+
+/// The canonical GPU / inference-server metric names of `model::gpu_metrics`, visible
+/// to SQL. `metric_names` (every source name with its canonical metric) and
+/// `metric_units` (unit -> canonical unit factors) are filled from the Rust tables at
+/// every open (`sync_metric_names`), so a newer build's names reach an older file.
+/// `canonical_metric_points` reads every stored point of a known name under its
+/// canonical name: gauges in the canonical unit (`value`), counters as stored
+/// (`cumulative`; their rate is the difference over time, resets aside).
+/// `store_recoveries` logs each time a damaged write-ahead log was cut back on open.
+const V7: &str = r"
+CREATE TABLE metric_names (
+    name VARCHAR NOT NULL,
+    canonical VARCHAR NOT NULL,
+    canonical_unit VARCHAR NOT NULL,
+    default_unit VARCHAR NOT NULL,
+    origin VARCHAR NOT NULL,
+    shape VARCHAR NOT NULL
+);
+CREATE TABLE metric_units (
+    unit VARCHAR NOT NULL,
+    canonical_unit VARCHAR NOT NULL,
+    factor DOUBLE NOT NULL
+);
+CREATE VIEW canonical_metric_points AS
+SELECT n.canonical, n.canonical_unit AS unit, n.shape, n.origin, m.name AS source_name,
+       m.resource_id, m.service_name, m.start_ns, m.time_ns, m.attributes,
+       CASE WHEN n.shape = 'gauge' THEN m.value * u.factor END AS value,
+       CASE WHEN n.shape = 'counter' THEN m.value END AS cumulative
+FROM metric_points m
+JOIN metric_names n ON m.name = n.name
+LEFT JOIN metric_units u
+  ON u.canonical_unit = n.canonical_unit
+ AND u.unit = coalesce(nullif(trim(m.unit), ''), n.default_unit);
+CREATE TABLE store_recoveries (
+    at_ns BIGINT NOT NULL,
+    what VARCHAR NOT NULL,
+    wal_bytes BIGINT NOT NULL,
+    kept_bytes BIGINT NOT NULL,
+    set_aside VARCHAR
+);
+";
+
+/// Units a metric point may carry, tried against each canonical unit.
+const UNITS: &[&str] = &[
+    "",
+    "1",
+    "ratio",
+    "%",
+    "percent",
+    "By",
+    "B",
+    "bytes",
+    "KiB",
+    "MiB",
+    "GiB",
+    "kB",
+    "KB",
+    "MB",
+    "GB",
+    "W",
+    "mW",
+    "kW",
+    "Hz",
+    "kHz",
+    "MHz",
+    "GHz",
+    "Cel",
+    "C",
+    "°C",
+    "{request}",
+];
+
+/// Makes `metric_names` and `metric_units` match this build's tables (a no-op when
+/// they do).
+pub(crate) fn sync_metric_names(conn: &Connection) -> Result<(), StoreError> {
+    use tailscope_model::gpu_metrics::{convert, lookup, Shape, CANONICAL, SOURCES};
+    let mut names: Vec<String> = Vec::new();
+    for s in SOURCES {
+        if let Some((_, c)) = lookup(s.name) {
+            let shape = match c.shape {
+                Shape::Gauge => "gauge",
+                Shape::Counter => "counter",
+            };
+            names.push(format!(
+                "('{}', '{}', '{}', '{}', '{}', '{shape}')",
+                s.name.replace('\'', "''"),
+                c.name,
+                c.unit,
+                s.default_unit.replace('\'', "''"),
+                s.origin.as_str()
+            ));
+        }
+    }
+    let mut units: Vec<String> = Vec::new();
+    let mut canonical_units: Vec<&str> = CANONICAL.iter().map(|c| c.unit).collect();
+    canonical_units.sort_unstable();
+    canonical_units.dedup();
+    for cu in canonical_units {
+        for u in UNITS {
+            if let Some(f) = convert(1.0, u, cu) {
+                units.push(format!("('{}', '{cu}', {f:e})", u.replace('\'', "''")));
+            }
+        }
+    }
+    let have: (i64, i64) = conn.query_row(
+        "SELECT (SELECT count(*) FROM metric_names), (SELECT count(*) FROM metric_units)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let want = (names.len() as i64, units.len() as i64);
+    if have == want {
+        return Ok(());
+    }
+    conn.execute_batch(&format!(
+        "BEGIN TRANSACTION;
+         DELETE FROM metric_names; DELETE FROM metric_units;
+         INSERT INTO metric_names VALUES {};
+         INSERT INTO metric_units VALUES {};
+         COMMIT;",
+        names.join(", "),
+        units.join(", ")
+    ))?;
+    Ok(())
+}
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.
 /// Refuses a file written by a newer tailscope rather than guessing.

@@ -105,7 +105,7 @@ fn weight(b: &Batch) -> usize {
     (b.spans.len() + events + b.metrics.len() + b.logs.len()).max(1)
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -600,3 +600,121 @@ fn a_writer_that_died_says_why_instead_of_busy() {
     let err = writer.write(batch(3, 1)).expect_err("write fails at once");
     assert!(err.to_string().contains("boom"), "{err}");
 }
+
+fn gauge(res: &Resource, name: &str, unit: &str, value: f64) -> MetricPoint {
+    MetricPoint {
+        name: name.into(),
+        unit: unit.into(),
+        kind: MetricKind::Gauge,
+        value: Some(value),
+        count: None,
+        sum: None,
+        min: None,
+        max: None,
+        bucket_counts: vec![],
+        explicit_bounds: vec![],
+        exemplars: vec![],
+        ..histogram(res)
+    }
+}
+
+#[test]
+fn canonical_metric_names_are_visible_to_sql() {
+    let store = Store::open_in_memory().unwrap();
+    let res = resource();
+    let writer = store.writer(WriterConfig::default()).unwrap();
+    writer
+        .write(Batch {
+            metrics: vec![
+                // DCGM framebuffer in MiB (no unit on the point: the source's default)
+                gauge(&res, "DCGM_FI_DEV_FB_USED", "", 2.0),
+                // NVML power in mW, vLLM's old KV-cache name, an unknown metric
+                gauge(&res, "nvml.power.usage", "mW", 150_000.0),
+                gauge(&res, "vllm:gpu_cache_usage_perc", "", 0.25),
+                gauge(&res, "my.own.metric", "", 7.0),
+            ],
+            resources: vec![res],
+            ..Batch::default()
+        })
+        .unwrap();
+    writer.close().unwrap();
+    let rows = store
+        .query_arrow(
+            "SELECT canonical, unit, value FROM canonical_metric_points ORDER BY canonical",
+        )
+        .unwrap();
+    let b = &rows[0];
+    let names = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+    let units = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+    let values = b
+        .column(2)
+        .as_any()
+        .downcast_ref::<tailscope_store::arrow::array::Float64Array>()
+        .unwrap();
+    let got: Vec<(String, String, f64)> = (0..b.num_rows())
+        .map(|r| {
+            (
+                names.value(r).to_owned(),
+                units.value(r).to_owned(),
+                values.value(r),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("gpu.memory.used".into(), "By".into(), 2.0 * 1_048_576.0),
+            ("gpu.power".into(), "W".into(), 150.0),
+            ("inference.kv_cache.usage".into(), "1".into(), 0.25),
+        ]
+    );
+    // every source name of the Rust table is there
+    assert_eq!(
+        scalar_i64(&store, "SELECT count(*) FROM metric_names"),
+        tailscope_model::gpu_metrics::SOURCES.len() as i64
+    );
+}
+
+#[test]
+fn a_damaged_write_ahead_log_is_cut_back_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.duckdb");
+    let store = Store::open(&path).unwrap();
+    let writer = store.writer(WriterConfig::default()).unwrap();
+    writer.write(batch(1, 50)).unwrap();
+    writer.write(batch(2, 50)).unwrap();
+    // a crash: nothing checkpoints, the log stays (the process keeps its handles)
+    std::mem::forget(writer);
+    std::mem::forget(store);
+    let copy = dir.path().join("copy.duckdb");
+    std::fs::copy(&path, &copy).unwrap();
+    let wal = dir.path().join("crash.duckdb.wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    assert!(bytes.len() > 1000, "the commits are in the log");
+    // damage the last commit's bytes (the second batch)
+    let n = bytes.len();
+    for b in &mut bytes[n - 300..n - 200] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(dir.path().join("copy.duckdb.wal"), &bytes).unwrap();
+    let store = Store::open(&copy).expect("a damaged log does not stop the store from opening");
+    let r = store.recovered().expect("the repair is reported").clone();
+    assert!(r.kept_bytes < r.wal_bytes);
+    assert!(r.set_aside.exists(), "the whole log is kept aside");
+    assert_eq!(std::fs::read(&r.set_aside).unwrap(), bytes);
+    assert_eq!(
+        scalar_i64(&store, "SELECT count(*) FROM store_recoveries"),
+        1
+    );
+    // the first batch (before the damage) is there
+    assert_eq!(
+        scalar_i64(
+            &store,
+            &format!(
+                "SELECT count(*) FROM spans WHERE trace_id = '{}'",
+                "01".repeat(16)
+            )
+        ),
+        50
+    );
+}
