@@ -24,6 +24,16 @@ pub struct AnalyzeArgs {
     percentile: f64,
 }
 
+/// The store at `db`: a DuckDB file, or a folder of Parquet segments (rebuilt in
+/// memory, see `Store::open_segments`).
+fn open_store(db: &Path) -> Result<Store, tailscope_store::StoreError> {
+    if db.is_dir() {
+        Store::open_segments(db)
+    } else {
+        Store::open(db)
+    }
+}
+
 /// Analyses what is new in an open store (a progress bar on stderr while chunks are
 /// written), stores the results, returns the report; `sections`: with every trace's
 /// critical path (the JSON report lists them).
@@ -65,7 +75,7 @@ fn report_with(store: &Store, percentile: f64, sections: bool, bar_shown: bool) 
 }
 
 pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
-    let store = match Store::open(db) {
+    let store = match open_store(db) {
         Ok(s) => s,
         Err(e) => {
             let live = crate::live::held_by_other(db, e)?;

@@ -32,7 +32,12 @@ pub struct QueryArgs {
 
 pub fn run(db: &Path, args: &QueryArgs) -> Result<()> {
     // A store a running serve or GUI holds is read through that process.
-    let batches = match Store::open_read_only(db) {
+    let opened = if db.is_dir() {
+        Store::open_segments(db)
+    } else {
+        Store::open_read_only(db)
+    };
+    let batches = match opened {
         Ok(store) => store.query_read_only(&args.sql)?,
         Err(e) => crate::live::held_by_other(db, e)?.query(&args.sql)?,
     };

@@ -31,6 +31,13 @@ pub struct ServeArgs {
     /// Do not sample local NVIDIA GPUs (NVML).
     #[arg(long)]
     no_gpu: bool,
+    /// Also publish the store as immutable Parquet segments in this folder (the layout
+    /// other engines read in place; `tailscope analyze --db DIR` reads it back).
+    #[arg(long, value_name = "DIR")]
+    segments: Option<std::path::PathBuf>,
+    /// Seconds between segment publications.
+    #[arg(long, default_value_t = 10)]
+    segments_every: u64,
     /// Seconds between GPU samples.
     #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
     gpu_interval: f64,
@@ -54,6 +61,11 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         ..WriterConfig::default()
     })?;
     let reader = store.reader()?;
+    let publisher = args
+        .segments
+        .as_ref()
+        .map(|dir| Publisher::start(&store, dir, args.segments_every))
+        .transpose()?;
     let stats = Arc::new(IngestStats::default());
     let pipeline = Pipeline::new(
         Arc::new(WriterSink(Arc::clone(&writer))),
@@ -132,6 +144,9 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         .duplicate_spans
         .load(std::sync::atomic::Ordering::Relaxed);
     writer.close()?;
+    if let Some(p) = publisher {
+        p.stop(&store)?;
+    }
     if dups > 0 {
         println!("{dups} spans received again were not stored twice (exactly-once)");
     }
@@ -142,6 +157,63 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         s.metric_points_rejected, s.logs_rejected, s.malformed_requests, s.too_large_requests, s.busy_requests
     );
     Ok(())
+}
+
+/// Publishes the store's new rows as Parquet segments every few seconds, on its own
+/// connection and thread, and once more at shutdown.
+struct Publisher {
+    dir: std::path::PathBuf,
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Publisher {
+    fn start(store: &Store, dir: &Path, every: u64) -> Result<Publisher> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the segments folder {}", dir.display()))?;
+        let reader = store.reader()?;
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let d = dir.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("tailscope-segments".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(Duration::from_secs(every.max(1)))
+                {
+                    if let Err(e) = reader.publish_segments(&d) {
+                        tracing::warn!("publishing segments to {}: {e}", d.display());
+                    }
+                }
+            })
+            .context("starting the segments thread")?;
+        eprintln!(
+            "publishing Parquet segments to {} every {every} s",
+            dir.display()
+        );
+        Ok(Publisher {
+            dir: dir.to_path_buf(),
+            stop,
+            thread,
+        })
+    }
+
+    /// Stops the thread and publishes what the last commits added.
+    fn stop(self, store: &Store) -> Result<()> {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+        let p = store
+            .publish_segments(&self.dir)
+            .with_context(|| format!("publishing segments to {}", self.dir.display()))?;
+        if p.files > 0 {
+            println!(
+                "published {} rows in {} segment files to {}",
+                p.rows,
+                p.files,
+                self.dir.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 async fn status_loop(stats: Arc<IngestStats>, every: u64) {

@@ -17,6 +17,7 @@ mod readonly;
 mod replay;
 mod results;
 mod schema;
+mod segments;
 mod series;
 mod writer;
 
@@ -32,6 +33,7 @@ pub use results::{
     TraceSummaries, CAUSE_COLUMNS,
 };
 pub use schema::SCHEMA_VERSION;
+pub use segments::{Published, SEGMENT_TABLES};
 pub use series::{as_of, AlignOptions, AlignedSeries, Alignment};
 pub use writer::{
     Committed, Done, Saturated, Writer, WriterConfig, WriterStats, DEFAULT_DEDUPE_WINDOW,

@@ -110,7 +110,11 @@ print(table.column("n")[0].as_py())
         .args(["-c", script])
         .arg(tailscope::live::info_path(&db))
         .output()?;
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), sent.to_string());
     // a statement that writes is refused there too
     let o = tailscope(&db, &["query", "DELETE FROM spans"])?;
@@ -219,17 +223,18 @@ print(table.column("n")[0].as_py())
     Ok(())
 }
 
-/// `tailscope serve` on `db` under a file size limit of `kib` KiB (SIGXFSZ ignored, so
-/// writes past it fail with EFBIG as they would on a full disk); its OTLP/HTTP address.
-fn serve_limited(db: &Path, kib: u64) -> Result<(std::process::Child, String)> {
+/// `tailscope serve` on `db` with `extra` arguments, after the shell commands `prefix`;
+/// the child and its OTLP/HTTP address.
+fn spawn_serve(db: &Path, prefix: &str, extra: &[&str]) -> Result<(std::process::Child, String)> {
     use std::io::BufRead;
     let cmd = format!(
-        "trap '' XFSZ; ulimit -f {kib}; exec \"$0\" --db \"$1\" serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 --status-every 0 --no-gpu"
+        "{prefix} exec \"$0\" --db \"$1\" serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 --status-every 0 --no-gpu \"${{@:2}}\""
     );
     let mut child = Command::new("bash")
         .args(["-c", &cmd])
         .arg(bin())
         .arg(db)
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()?;
@@ -244,6 +249,74 @@ fn serve_limited(db: &Path, kib: u64) -> Result<(std::process::Child, String)> {
         .to_owned();
     std::thread::spawn(move || for _ in lines {});
     Ok((child, http))
+}
+
+/// `tailscope serve` on `db` under a file size limit of `kib` KiB (SIGXFSZ ignored, so
+/// writes past it fail with EFBIG as they would on a full disk).
+fn serve_limited(db: &Path, kib: u64) -> Result<(std::process::Child, String)> {
+    spawn_serve(db, &format!("trap '' XFSZ; ulimit -f {kib};"), &[])
+}
+
+#[test]
+fn serve_publishes_segments_that_other_engines_and_analyze_read() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("seg.duckdb");
+    let seg = dir.path().join("segments");
+    let seg_arg = seg.to_str().context("path")?;
+    let (child, http) = spawn_serve(&db, "", &["--segments", seg_arg, "--segments-every", "1"])?;
+    let reqs = requests(45, 6, 128);
+    let agent = new_agent();
+    for (body, _) in &reqs {
+        anyhow::ensure!(post(&agent, &http, body)? == 200);
+    }
+    let total: usize = reqs.iter().map(|r| r.1.len()).sum();
+    // a stock Python DuckDB reads the published segments while serve runs
+    let script = r#"
+import sys, time, duckdb
+glob = sys.argv[1] + "/spans/*/*.parquet"
+for _ in range(100):
+    try:
+        n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)").fetchone()[0]
+    except duckdb.IOException:
+        n = 0
+    if n >= int(sys.argv[2]):
+        break
+    time.sleep(0.1)
+print(n)
+"#;
+    let py = Command::new(super::python())
+        .args(["-c", script, seg_arg, &total.to_string()])
+        .output()?;
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        total.to_string()
+    );
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status()?;
+    let mut child = child;
+    assert!(child.wait()?.success());
+    // tailscope analyses the folder as it analyses the store
+    let json = |db: &Path| -> Result<serde_json::Value> {
+        let o = tailscope(db, &["analyze", "--format", "json"])?;
+        anyhow::ensure!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Ok(serde_json::from_slice(&o.stdout)?)
+    };
+    let (a, b) = (json(&db)?, json(&seg)?);
+    assert_eq!(
+        a["traces"].as_array().map(Vec::len),
+        b["traces"].as_array().map(Vec::len)
+    );
+    assert_eq!(a["tail"], b["tail"]);
+    assert_eq!(
+        n(&seg, "SELECT count(*) AS n FROM spans")?,
+        i64::try_from(total)?
+    );
+    Ok(())
 }
 
 #[test]
@@ -316,7 +389,10 @@ fn a_writer_that_died_answers_500_with_its_reason() -> Result<()> {
     assert_eq!(post(&agent, &http.to_string(), &reqs[0].0)?, 200);
     // the writer thread dies (a completion callback that panics)
     writer
-        .try_submit(Batch::default(), Box::new(|_| panic!("disk controller on fire")))
+        .try_submit(
+            Batch::default(),
+            Box::new(|_| panic!("disk controller on fire")),
+        )
         .map_err(|_| anyhow::anyhow!("refused"))?;
     while writer.stopped().is_none() {
         std::thread::sleep(Duration::from_millis(5));

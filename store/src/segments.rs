@@ -1,0 +1,192 @@
+//! The store as immutable Parquet segments: the layout other engines read in place.
+//!
+//! ```text
+//! DIR/
+//!   spans/ingest_date=2026-11-27/seg-000000000000-000000122879.parquet
+//!   spans/ingest_date=2026-11-27/seg-000000122880-000000130001.parquet
+//!   events/ingest_date=.../seg-....parquet
+//!   links/ resources/ resource_attributes/ metric_points/ logs/
+//! ```
+//!
+//! Each data table (append-only: rows are never updated or deleted) is cut into
+//! segments by DuckDB row id: a segment holds the rows `FROM..=TO` of its name,
+//! committed before it was written, in the table's own columns (schema.rs), zstd.
+//! Segments are written to a hidden temporary name, synced and renamed into place, so
+//! a reader never sees half a file, and publishing again continues after the highest
+//! `TO` found on disk (a crash between two tables only delays the second). The folder
+//! is Hive-partitioned by the UTC day the segment was written, so DuckDB, Polars,
+//! Spark, Trino or ClickHouse read it with a glob (`DIR/spans/*/*.parquet`,
+//! `hive_partitioning`) and prune by day; within a segment rows are in commit order.
+//! Analysis results are not published: [`Store::open_segments`] rebuilds a store from
+//! the segments, and analysis runs over it as over any store.
+
+use crate::{Store, StoreError};
+use std::path::{Path, PathBuf};
+
+/// The append-only tables published as segments.
+pub const SEGMENT_TABLES: &[&str] = &[
+    "resources",
+    "resource_attributes",
+    "spans",
+    "events",
+    "links",
+    "metric_points",
+    "logs",
+];
+
+/// What one publication wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    pub files: usize,
+    pub rows: u64,
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of nanoseconds since the Unix epoch.
+fn utc_day(ns: i64) -> String {
+    // Howard Hinnant's civil_from_days
+    let z = ns.div_euclid(86_400_000_000_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The `(from, to)` row ids of a segment file name.
+fn range_of(name: &str) -> Option<(i64, i64)> {
+    let rest = name.strip_prefix("seg-")?.strip_suffix(".parquet")?;
+    let (a, b) = rest.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// The segment files of one table's folder, and the highest row id they hold;
+/// leftover temporary files of an interrupted publication are removed.
+fn segment_files(table_dir: &Path) -> Result<(Vec<PathBuf>, Option<i64>), StoreError> {
+    let mut files = Vec::new();
+    let mut top = None;
+    let Ok(days) = std::fs::read_dir(table_dir) else {
+        return Ok((files, top));
+    };
+    for day in days.flatten() {
+        let Ok(entries) = std::fs::read_dir(day.path()) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
+            if let Some((_, to)) = range_of(&name) {
+                top = top.max(Some(to));
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    Ok((files, top))
+}
+
+fn sql_path(p: &Path) -> String {
+    p.display().to_string().replace('\'', "''")
+}
+
+impl Store {
+    /// Writes the rows committed since the last publication into `dir` as Parquet
+    /// segments (see the module docs). Safe to call again at any time; a call that
+    /// finds nothing new writes nothing.
+    pub fn publish_segments(&self, dir: &Path) -> Result<Published, StoreError> {
+        let mut out = Published::default();
+        let day = utc_day(crate::writer::now_ns());
+        for table in SEGMENT_TABLES {
+            let table_dir = dir.join(table);
+            let (_, done) = segment_files(&table_dir)?;
+            let top: Option<i64> =
+                self.conn
+                    .query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))?;
+            let (Some(top), from) = (top, done.map_or(0, |d| d + 1)) else {
+                continue;
+            };
+            if top < from {
+                continue;
+            }
+            let part = table_dir.join(format!("ingest_date={day}"));
+            std::fs::create_dir_all(&part).map_err(|e| io_error(&part, e))?;
+            let name = format!("seg-{from:012}-{top:012}.parquet");
+            let tmp = part.join(format!(".{name}.tmp"));
+            let rows: i64 = self.conn.query_row(
+                &format!(
+                    "COPY (SELECT * FROM {table} WHERE rowid BETWEEN {from} AND {top}) TO '{}' (FORMAT parquet, COMPRESSION zstd)",
+                    sql_path(&tmp)
+                ),
+                [],
+                |r| r.get(0),
+            )?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io_error(&tmp, e))?;
+            let target = part.join(&name);
+            std::fs::rename(&tmp, &target).map_err(|e| io_error(&target, e))?;
+            if let Ok(d) = std::fs::File::open(&part) {
+                let _ = d.sync_all();
+            }
+            out.files += 1;
+            out.rows += u64::try_from(rows).unwrap_or(0);
+        }
+        Ok(out)
+    }
+
+    /// A store rebuilt in memory from a folder of segments (written by
+    /// [`Store::publish_segments`], possibly by several machines into one folder
+    /// tree, or copied down from a bucket), to query and analyse as any store.
+    pub fn open_segments(dir: &Path) -> Result<Store, StoreError> {
+        if !dir.join("spans").is_dir() {
+            return Err(StoreError::Schema(format!(
+                "{} is not a folder of tailscope segments (it has no spans/ folder)",
+                dir.display()
+            )));
+        }
+        let store = Store::open_in_memory()?;
+        for table in SEGMENT_TABLES {
+            let (files, _) = segment_files(&dir.join(table))?;
+            if files.is_empty() {
+                continue;
+            }
+            let list: Vec<String> = files.iter().map(|f| format!("'{}'", sql_path(f))).collect();
+            store.conn.execute_batch(&format!(
+                "INSERT INTO {table} BY NAME
+                 SELECT * EXCLUDE (ingest_date) FROM read_parquet([{}], hive_partitioning = true, union_by_name = true)",
+                list.join(", ")
+            ))?;
+        }
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_names() {
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(1_795_737_600_000_000_000), "2026-11-27");
+        assert_eq!(utc_day(951_782_400_000_000_000), "2000-02-29");
+        assert_eq!(
+            range_of("seg-000000000010-000000000020.parquet"),
+            Some((10, 20))
+        );
+        assert_eq!(range_of(".seg-1-2.parquet.tmp"), None);
+    }
+}
