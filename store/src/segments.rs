@@ -72,11 +72,11 @@ fn range_of(name: &str) -> Option<(i64, i64)> {
 
 /// The segment files of one table's folder, and the highest row id they hold;
 /// leftover temporary files of an interrupted publication are removed.
-fn segment_files(table_dir: &Path) -> Result<(Vec<PathBuf>, Option<i64>), StoreError> {
+fn segment_files(table_dir: &Path) -> (Vec<PathBuf>, Option<i64>) {
     let mut files = Vec::new();
     let mut top = None;
     let Ok(days) = std::fs::read_dir(table_dir) else {
-        return Ok((files, top));
+        return (files, top);
     };
     for day in days.flatten() {
         let Ok(entries) = std::fs::read_dir(day.path()) else {
@@ -84,7 +84,10 @@ fn segment_files(table_dir: &Path) -> Result<(Vec<PathBuf>, Option<i64>), StoreE
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(".tmp") {
+            let tmp = Path::new(&name)
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("tmp"));
+            if name.starts_with('.') && tmp {
                 let _ = std::fs::remove_file(e.path());
                 continue;
             }
@@ -95,7 +98,7 @@ fn segment_files(table_dir: &Path) -> Result<(Vec<PathBuf>, Option<i64>), StoreE
         }
     }
     files.sort();
-    Ok((files, top))
+    (files, top)
 }
 
 fn sql_path(p: &Path) -> String {
@@ -111,7 +114,7 @@ impl Store {
         let day = utc_day(crate::writer::now_ns());
         for table in SEGMENT_TABLES {
             let table_dir = dir.join(table);
-            let (_, done) = segment_files(&table_dir)?;
+            let (_, done) = segment_files(&table_dir);
             let top: Option<i64> =
                 self.conn
                     .query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))?;
@@ -159,7 +162,7 @@ impl Store {
         }
         let store = Store::open_in_memory()?;
         for table in SEGMENT_TABLES {
-            let (files, _) = segment_files(&dir.join(table))?;
+            let (files, _) = segment_files(&dir.join(table));
             if files.is_empty() {
                 continue;
             }
