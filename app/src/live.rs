@@ -125,9 +125,12 @@ impl Drop for Published {
 fn token() -> String {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::from_os_rng();
-    (0..4)
-        .map(|_| format!("{:08x}", rng.random::<u32>()))
-        .collect()
+    let words: [u32; 4] = rng.random();
+    words.iter().fold(String::with_capacity(32), |mut s, w| {
+        use std::fmt::Write;
+        let _ = write!(s, "{w:08x}");
+        s
+    })
 }
 
 /// Writes `text` to `path` atomically (a temporary file renamed over it), readable by

@@ -163,7 +163,7 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
 /// connection and thread, and once more at shutdown.
 struct Publisher {
     dir: std::path::PathBuf,
-    stop: std::sync::mpsc::Sender<()>,
+    stop: std::sync::mpsc::SyncSender<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -172,7 +172,7 @@ impl Publisher {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the segments folder {}", dir.display()))?;
         let reader = store.reader()?;
-        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let (stop, rx) = std::sync::mpsc::sync_channel::<()>(1);
         let d = dir.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("tailscope-segments".into())

@@ -147,7 +147,7 @@ print(table.column("n")[0].as_py())
     // kill -9 while requests are in flight
     let acked: Arc<Mutex<Vec<usize>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let senders: Vec<_> = (0..4)
+    let senders = (0..4)
         .map(|t| {
             let reqs: Vec<(usize, Vec<u8>)> = reqs
                 .iter()
@@ -157,7 +157,8 @@ print(table.column("n")[0].as_py())
                 .map(|(k, r)| (k, r.0.clone()))
                 .collect();
             let (http, acked, stop) = (server.http.clone(), Arc::clone(&acked), Arc::clone(&stop));
-            std::thread::spawn(move || {
+            let name = format!("sender-{t}");
+            std::thread::Builder::new().name(name).spawn(move || {
                 let client = new_agent();
                 for (k, body) in reqs {
                     if stop.load(Ordering::Relaxed) {
@@ -172,7 +173,7 @@ print(table.column("n")[0].as_py())
                 }
             })
         })
-        .collect();
+        .collect::<std::io::Result<Vec<_>>>()?;
     while acked.lock().map_or(0, |a| a.len()) < 3 {
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -247,7 +248,9 @@ fn spawn_serve(db: &Path, prefix: &str, extra: &[&str]) -> Result<(std::process:
         .and_then(|r| r.split_whitespace().next())
         .with_context(|| format!("no address in {first:?}"))?
         .to_owned();
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::Builder::new()
+        .name("serve-stdout".into())
+        .spawn(move || for _ in lines {})?;
     Ok((child, http))
 }
 
