@@ -145,30 +145,88 @@ pub struct Store {
     recovered: Option<Recovery>,
 }
 
-/// A damaged write-ahead log that [`Store::open`] cut back. DuckDB itself skips a torn
-/// tail (a commit cut short by a crash, never acknowledged); an entry whose checksum
-/// does not match stops it from opening at all. Then every entry before the damaged
-/// one is kept, the whole log is copied aside for inspection, and the repair is
-/// logged in `store_recoveries` and on stderr.
+/// What [`Store::open`] found wrong with the write-ahead log of a store that was not
+/// closed cleanly, and did about it; logged in `store_recoveries` and on stderr.
+///
+/// A *torn tail* is a last entry cut short by a crash: a commit that never finished,
+/// so never acknowledged. DuckDB skips it; tailscope finds it by walking the log's
+/// entry frames before opening, and reports it. A *damaged entry* (its checksum does
+/// not match) stops DuckDB from opening the file at all: every entry before it is
+/// kept, the whole log is copied aside for inspection, and the rest is skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
+    /// A torn tail (true) or a damaged entry (false).
+    pub torn: bool,
     pub wal_bytes: u64,
     pub kept_bytes: u64,
-    pub set_aside: PathBuf,
+    /// The copy of the whole damaged log.
+    pub set_aside: Option<PathBuf>,
+}
+
+impl Recovery {
+    fn what(&self) -> &'static str {
+        if self.torn {
+            "torn write-ahead log tail skipped"
+        } else {
+            "damaged write-ahead log cut back"
+        }
+    }
 }
 
 impl std::fmt::Display for Recovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the store's write-ahead log was damaged at byte {} of {}: kept the {} bytes before it, skipped {} bytes (a copy of the whole log is at {})",
-            self.kept_bytes,
-            self.wal_bytes,
-            self.kept_bytes,
-            self.wal_bytes - self.kept_bytes,
-            self.set_aside.display()
-        )
+        let skipped = self.wal_bytes - self.kept_bytes;
+        if self.torn {
+            write!(
+                f,
+                "the store's write-ahead log ends in a torn entry (a commit cut short by a crash, never acknowledged): skipped its {skipped} bytes, kept the {} before it",
+                self.kept_bytes
+            )
+        } else {
+            write!(
+                f,
+                "the store's write-ahead log was damaged at byte {} of {}: kept the {} bytes before it, skipped {skipped} bytes (a copy of the whole log is at {})",
+                self.kept_bytes,
+                self.wal_bytes,
+                self.kept_bytes,
+                self.set_aside
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |p| p.display().to_string())
+            )
+        }
     }
+}
+
+/// The bytes of a torn last entry of the write-ahead log at `wal`, by its frames:
+/// a version header (one serialized object, ended by 0xFFFF), then entries of
+/// `[u64 size][u64 checksum][size bytes]`. `None` when there is no log, it ends on
+/// an entry boundary, or its frames do not read as expected (nothing is claimed then).
+fn torn_tail(wal: &Path) -> Option<u64> {
+    let b = std::fs::read(wal).ok()?;
+    // the header object ends at the first 0xFFFF within its first 32 bytes
+    let head = b
+        .get(..b.len().min(32))?
+        .windows(2)
+        .position(|w| w == [0xff, 0xff])?
+        + 2;
+    let mut p = head;
+    let mut entries = 0;
+    while p < b.len() {
+        let rest = b.len() - p;
+        if rest < 16 {
+            break;
+        }
+        let size = u64::from_le_bytes(b[p..p + 8].try_into().ok()?);
+        if size == 0 {
+            return None;
+        }
+        if size > (rest - 16) as u64 {
+            break;
+        }
+        p += 16 + usize::try_from(size).ok()?;
+        entries += 1;
+    }
+    (p < b.len() && entries > 0).then(|| (b.len() - p) as u64)
 }
 
 /// `<db>.wal`
@@ -197,14 +255,29 @@ fn open_recovering(path: &Path) -> Result<(Connection, Option<Recovery>), StoreE
         path: path.to_path_buf(),
         source,
     };
+    let wal = wal_path(path);
+    let torn = torn_tail(&wal).map(|n| {
+        let wal_bytes = std::fs::metadata(&wal).map_or(n, |m| m.len());
+        Recovery {
+            torn: true,
+            wal_bytes,
+            kept_bytes: wal_bytes - n,
+            set_aside: None,
+        }
+    });
     let e = match Connection::open(path) {
-        Ok(c) => return Ok((c, None)),
+        Ok(c) => {
+            if let Some(r) = &torn {
+                tracing::warn!("{r}");
+                eprintln!("warning: {r}");
+            }
+            return Ok((c, torn));
+        }
         Err(e) => e,
     };
     let Some(at) = damaged_at(&e.to_string()) else {
         return Err(open_error(e));
     };
-    let wal = wal_path(path);
     let io = |source: std::io::Error| StoreError::CreateDir {
         path: wal.clone(),
         source,
@@ -226,9 +299,10 @@ fn open_recovering(path: &Path) -> Result<(Connection, Option<Recovery>), StoreE
         f.sync_all().map_err(io)?;
     }
     let r = Recovery {
+        torn: false,
         wal_bytes,
         kept_bytes: at,
-        set_aside,
+        set_aside: Some(set_aside),
     };
     tracing::warn!("{r}");
     eprintln!("warning: {r}");
@@ -254,12 +328,13 @@ impl Store {
         schema::sync_metric_names(&conn)?;
         if let Some(r) = &recovered {
             conn.execute(
-                "INSERT INTO store_recoveries VALUES (?, 'damaged write-ahead log cut back', ?, ?, ?)",
+                "INSERT INTO store_recoveries VALUES (?, ?, ?, ?, ?)",
                 duckdb::params![
                     writer::now_ns(),
+                    r.what(),
                     i64::try_from(r.wal_bytes).unwrap_or(i64::MAX),
                     i64::try_from(r.kept_bytes).unwrap_or(i64::MAX),
-                    r.set_aside.display().to_string()
+                    r.set_aside.as_ref().map(|p| p.display().to_string())
                 ],
             )?;
         }

@@ -697,11 +697,49 @@ fn a_damaged_write_ahead_log_is_cut_back_and_counted() {
         *b ^= 0x5a;
     }
     std::fs::write(dir.path().join("copy.duckdb.wal"), &bytes).unwrap();
+    // a log cut short by a crash mid-commit: a torn tail, reported and counted
+    let torn = dir.path().join("torn.duckdb");
+    std::fs::copy(&path, &torn).unwrap();
+    let whole = std::fs::read(&wal).unwrap();
+    std::fs::write(
+        dir.path().join("torn.duckdb.wal"),
+        &whole[..whole.len() - 100],
+    )
+    .unwrap();
+    let t = Store::open(&torn).expect("a torn tail opens");
+    let r = t.recovered().expect("the torn tail is reported").clone();
+    assert!(r.torn && r.set_aside.is_none(), "{r:?}");
+    assert!(r.wal_bytes - r.kept_bytes >= 100, "{r}");
+    assert_eq!(
+        scalar_i64(
+            &t,
+            "SELECT count(*) FROM store_recoveries WHERE what LIKE 'torn%'"
+        ),
+        1
+    );
+    assert_eq!(
+        scalar_i64(
+            &t,
+            &format!(
+                "SELECT count(*) FROM spans WHERE trace_id = '{}'",
+                "01".repeat(16)
+            )
+        ),
+        50,
+        "commits before the torn one are kept"
+    );
+    drop(t);
+    // an intact log is not reported
+    let intact = dir.path().join("intact.duckdb");
+    std::fs::copy(&path, &intact).unwrap();
+    std::fs::write(dir.path().join("intact.duckdb.wal"), &whole).unwrap();
+    assert!(Store::open(&intact).unwrap().recovered().is_none());
     let store = Store::open(&copy).expect("a damaged log does not stop the store from opening");
     let r = store.recovered().expect("the repair is reported").clone();
-    assert!(r.kept_bytes < r.wal_bytes);
-    assert!(r.set_aside.exists(), "the whole log is kept aside");
-    assert_eq!(std::fs::read(&r.set_aside).unwrap(), bytes);
+    assert!(r.kept_bytes < r.wal_bytes && !r.torn);
+    let aside = r.set_aside.expect("a copy is kept");
+    assert!(aside.exists(), "the whole log is kept aside");
+    assert_eq!(std::fs::read(&aside).unwrap(), bytes);
     assert_eq!(
         scalar_i64(&store, "SELECT count(*) FROM store_recoveries"),
         1
