@@ -10,30 +10,229 @@ fn secs_to_ns(s: f64) -> Option<i64> {
     (0.0..1.0e9).contains(&s).then(|| (s * 1e9).round() as i64)
 }
 
-struct Attrs<'a>(&'a [Attribute]);
+/// Every attribute key [`promote`] reads. A key's slot is its index here; the alias
+/// lists and keys used in `promote` are turned into slots at compile time (a key
+/// missing here does not compile).
+const KNOWN: &[&str] = &[
+    "gen_ai.operation.name",
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "llm.model_name",
+    "embedding.model_name",
+    "gen_ai.provider.name",
+    "gen_ai.system",
+    "llm.provider",
+    "llm.system",
+    "gen_ai.conversation.id",
+    "session.id",
+    "conversation.id",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "llm.usage.prompt_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+    "llm.usage.completion_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "gen_ai.usage.cached_tokens",
+    "llm.token_count.prompt_details.cache_read",
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_write.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+    "gen_ai.request.stream",
+    "gen_ai.is_streaming",
+    "llm.is_streaming",
+    "gen_ai.response.time_to_first_chunk",
+    "gen_ai.server.time_to_first_token",
+    "gen_ai.response.time_to_first_token",
+    "llm.invocation_parameters",
+    "openinference.span.kind",
+    "llm.request.type",
+    "mcp.method.name",
+    "db.client.connection.pool.name",
+    "pool.name",
+    "db.client.connection.wait_time",
+    "db.system.name",
+    "db.system",
+    "gen_ai.latency.time_in_queue",
+    "gen_ai.latency.e2e",
+    "gen_ai.latency.time_to_first_token",
+    "http.request.method",
+    "http.method",
+    "gen_ai.tool.name",
+    "tool.name",
+    "error.type",
+    "exception.type",
+    "gen_ai.latency.time_in_model_prefill",
+    "gen_ai.latency.time_in_model_decode",
+    "gen_ai.latency.time_in_model_inference",
+    "gen_ai.tool.call.id",
+    "tool_call.id",
+    "gen_ai.agent.name",
+    "agent.name",
+    "gen_ai.data_source.id",
+    "mcp.session.id",
+    "db.operation.name",
+    "db.operation",
+    "db.query.summary",
+    "server.address",
+    "net.peer.name",
+    "gen_ai.openai.api_base",
+    "faas.coldstart",
+    "http.request.resend_count",
+];
+
+/// log2 of the key table's size (a power of two, well above `KNOWN.len()`).
+const TABLE_BITS: u32 = 9;
+const TABLE_MASK: usize = (1 << TABLE_BITS) - 1;
+
+/// Little-endian load of up to 8 bytes of `b` from `at` (fewer at the end).
+const fn load8(b: &[u8], at: usize) -> u64 {
+    let mut x = 0u64;
+    let mut i = 0;
+    while i < 8 && at + i < b.len() {
+        x |= (b[at + i] as u64) << (8 * i);
+        i += 1;
+    }
+    x
+}
+
+/// Hash of a key from its length, first 8 and last 8 bytes (the keys share prefixes
+/// such as `gen_ai.usage.`, rarely both ends and the length).
+const fn key_hash(b: &[u8]) -> usize {
+    let n = b.len();
+    let head = load8(b, 0);
+    let tail = if n > 8 { load8(b, n - 8) } else { 0 };
+    let x = head ^ tail.rotate_left(29) ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x.wrapping_mul(0xFF51_AFD7_ED55_8CCD) >> (64 - TABLE_BITS)) as usize
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Open addressing over [`KNOWN`]: slot + 1 per entry, 0 where empty.
+const TABLE: [u8; 1 << TABLE_BITS] = {
+    let mut t = [0u8; 1 << TABLE_BITS];
+    let mut k = 0;
+    while k < KNOWN.len() {
+        let mut i = key_hash(KNOWN[k].as_bytes());
+        while t[i] != 0 {
+            assert!(
+                !str_eq(KNOWN[t[i] as usize - 1], KNOWN[k]),
+                "a key twice in KNOWN"
+            );
+            i = (i + 1) & TABLE_MASK;
+        }
+        t[i] = k as u8 + 1;
+        k += 1;
+    }
+    t
+};
+
+/// Slot of an attribute key, `None` for keys `promote` never reads.
+fn slot_of(key: &str) -> Option<usize> {
+    let mut i = key_hash(key.as_bytes());
+    loop {
+        let s = TABLE[i] as usize;
+        if s == 0 {
+            return None;
+        }
+        if KNOWN[s - 1] == key {
+            return Some(s - 1);
+        }
+        i = (i + 1) & TABLE_MASK;
+    }
+}
+
+/// Slots of `keys`, at compile time; a key missing from [`KNOWN`] fails the build.
+const fn slots<const N: usize>(keys: &[&str]) -> [u8; N] {
+    assert!(keys.len() == N);
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        let mut k = 0;
+        while !str_eq(KNOWN[k], keys[i]) {
+            k += 1;
+        }
+        out[i] = k as u8;
+        i += 1;
+    }
+    out
+}
+
+/// The slots of a constant list of keys, e.g. `at!(keys::MODEL)` or `at!(["a", "b"])`.
+macro_rules! at {
+    ($keys:expr) => {{
+        const KEYS: &[&str] = &$keys;
+        const SLOTS: [u8; KEYS.len()] = slots::<{ KEYS.len() }>(KEYS);
+        &SLOTS
+    }};
+}
+
+/// A span's attributes with the first occurrence of every known key found in one
+/// pass (`get` answers what a linear search for the first match would).
+struct Attrs<'a> {
+    attrs: &'a [Attribute],
+    /// Index in `attrs` of each slot's first attribute; `u32::MAX` where absent.
+    first: [u32; KNOWN.len()],
+}
 
 impl<'a> Attrs<'a> {
-    fn get(&self, key: &str) -> Option<&'a AttrValue> {
-        self.0.iter().find(|a| a.key == key).map(|a| &a.value)
+    fn new(attrs: &'a [Attribute]) -> Self {
+        let mut first = [u32::MAX; KNOWN.len()];
+        for (i, a) in attrs.iter().enumerate() {
+            if let (Some(s), Ok(i)) = (slot_of(&a.key), u32::try_from(i)) {
+                if first[s] == u32::MAX {
+                    first[s] = i;
+                }
+            }
+        }
+        Self { attrs, first }
     }
-    fn str(&self, keys: &[&str]) -> Option<String> {
-        keys.iter().find_map(|k| match self.get(k)? {
-            AttrValue::Str(s) if !s.is_empty() => Some(s.clone()),
-            AttrValue::Int(i) => Some(i.to_string()),
-            _ => None,
-        })
+    fn get(&self, slot: u8) -> Option<&'a AttrValue> {
+        let i = *self.first.get(usize::from(slot))?;
+        self.attrs.get(i as usize).map(|a| &a.value)
     }
-    fn int(&self, keys: &[&str]) -> Option<i64> {
-        keys.iter().find_map(|k| self.get(k)?.as_i64())
+    fn str(&self, slots: &[u8]) -> Option<String> {
+        slots.iter().find_map(|s| str_value(self.get(*s)?))
     }
-    fn secs_ns(&self, keys: &[&str]) -> Option<i64> {
-        keys.iter().find_map(|k| secs_to_ns(self.get(k)?.as_f64()?))
+    fn int(&self, slots: &[u8]) -> Option<i64> {
+        slots.iter().find_map(|s| self.get(*s)?.as_i64())
     }
-    fn bool(&self, keys: &[&str]) -> Option<bool> {
-        keys.iter().find_map(|k| self.get(k)?.as_bool())
+    fn secs_ns(&self, slots: &[u8]) -> Option<i64> {
+        slots
+            .iter()
+            .find_map(|s| secs_to_ns(self.get(*s)?.as_f64()?))
     }
-    fn has(&self, key: &str) -> bool {
-        self.get(key).is_some()
+    fn bool(&self, slots: &[u8]) -> Option<bool> {
+        slots.iter().find_map(|s| self.get(*s)?.as_bool())
+    }
+    fn has(&self, slots: &[u8]) -> bool {
+        slots.iter().any(|s| self.get(*s).is_some())
+    }
+}
+
+/// A non-empty string or an integer, as text.
+fn str_value(v: &AttrValue) -> Option<String> {
+    match v {
+        AttrValue::Str(s) if !s.is_empty() => Some(s.clone()),
+        AttrValue::Int(i) => Some(i.to_string()),
+        _ => None,
     }
 }
 
@@ -171,17 +370,17 @@ fn host_of(url: &str) -> Option<String> {
 /// Promotes a span's attributes and events. `start_ns` dates first-token events;
 /// `events` also supply an exception type when `error.type` is absent.
 pub fn promote(name: &str, start_ns: i64, attributes: &[Attribute], events: &[Event]) -> Promoted {
-    let a = Attrs(attributes);
-    let operation = a.str(keys::OPERATION);
-    let oi_kind = a.str(&["openinference.span.kind"]);
-    let ollm_kind = a.str(&["llm.request.type"]);
-    let mcp_method = a.str(&["mcp.method.name"]);
-    let db_pool_name = a.str(&["db.client.connection.pool.name", "pool.name"]);
-    let pool_wait_ns = a.secs_ns(&["db.client.connection.wait_time"]);
-    let db_system = a.str(&["db.system.name", "db.system"]);
-    let vllm_latency = a.has("gen_ai.latency.time_in_queue")
-        || a.has("gen_ai.latency.e2e")
-        || a.has("gen_ai.latency.time_to_first_token");
+    let a = Attrs::new(attributes);
+    let operation = a.str(at!(keys::OPERATION));
+    let oi_kind = a.str(at!(["openinference.span.kind"]));
+    let ollm_kind = a.str(at!(["llm.request.type"]));
+    let mcp_method = a.str(at!(["mcp.method.name"]));
+    let db_pool_name = a.str(at!(["db.client.connection.pool.name", "pool.name"]));
+    let pool_wait_ns = a.secs_ns(at!(["db.client.connection.wait_time"]));
+    let db_system = a.str(at!(["db.system.name", "db.system"]));
+    let vllm_latency = a.has(at!(["gen_ai.latency.time_in_queue"]))
+        || a.has(at!(["gen_ai.latency.e2e"]))
+        || a.has(at!(["gen_ai.latency.time_to_first_token"]));
 
     let op_class = if mcp_method.is_some() {
         OpClass::Mcp
@@ -197,19 +396,22 @@ pub fn promote(name: &str, start_ns: i64, attributes: &[Attribute], events: &[Ev
         c
     } else if db_system.is_some() {
         OpClass::Db
-    } else if a.has("http.request.method") || a.has("http.method") {
+    } else if a.has(at!(["http.request.method"])) || a.has(at!(["http.method"])) {
         OpClass::Http
-    } else if a.has("gen_ai.tool.name") || a.has("tool.name") {
+    } else if a.has(at!(["gen_ai.tool.name"])) || a.has(at!(["tool.name"])) {
         OpClass::Tool
     } else {
         OpClass::Other
     };
 
-    let error_type = a.str(&["error.type", "exception.type"]).or_else(|| {
+    let error_type = a.str(at!(["error.type", "exception.type"])).or_else(|| {
         events
             .iter()
             .filter(|e| e.name == "exception")
-            .find_map(|e| Attrs(&e.attributes).str(&["exception.type"]))
+            .find_map(|e| {
+                let t = e.attributes.iter().find(|a| a.key == "exception.type")?;
+                str_value(&t.value)
+            })
     });
     // an explicit first-token marker, else the first streamed chunk event
     // (OpenLLMetry: `gen_ai.content.completion.chunk`, one per chunk)
@@ -223,10 +425,10 @@ pub fn promote(name: &str, start_ns: i64, attributes: &[Attribute], events: &[Ev
     };
     let first_token_event = first_of(&|n| keys::FIRST_TOKEN_EVENTS.contains(&n))
         .or_else(|| first_of(&|n| n.contains("chunk")));
-    let stream = a.bool(keys::STREAM).or_else(|| {
-        keys::INVOCATION_PARAMETERS
+    let stream = a.bool(at!(keys::STREAM)).or_else(|| {
+        at!(keys::INVOCATION_PARAMETERS)
             .iter()
-            .find_map(|k| stream_in_parameters(parameters_text(a.get(k)?)?))
+            .find_map(|s| stream_in_parameters(parameters_text(a.get(*s)?)?))
     });
 
     Promoted {
@@ -234,38 +436,41 @@ pub fn promote(name: &str, start_ns: i64, attributes: &[Attribute], events: &[Ev
         operation: operation
             .or_else(|| oi_kind.map(|k| k.to_ascii_lowercase()))
             .or(ollm_kind),
-        model: a.str(keys::MODEL),
-        provider: a.str(keys::PROVIDER),
-        conversation_id: a.str(keys::CONVERSATION),
-        input_tokens: a.int(keys::INPUT_TOKENS),
-        output_tokens: a.int(keys::OUTPUT_TOKENS),
-        cache_read_tokens: a.int(keys::CACHE_READ_TOKENS),
-        cache_write_tokens: a.int(keys::CACHE_WRITE_TOKENS),
+        model: a.str(at!(keys::MODEL)),
+        provider: a.str(at!(keys::PROVIDER)),
+        conversation_id: a.str(at!(keys::CONVERSATION)),
+        input_tokens: a.int(at!(keys::INPUT_TOKENS)),
+        output_tokens: a.int(at!(keys::OUTPUT_TOKENS)),
+        cache_read_tokens: a.int(at!(keys::CACHE_READ_TOKENS)),
+        cache_write_tokens: a.int(at!(keys::CACHE_WRITE_TOKENS)),
         stream,
-        time_to_first_chunk_ns: a.secs_ns(keys::TIME_TO_FIRST_CHUNK).or(first_token_event),
-        queue_ns: a.secs_ns(&["gen_ai.latency.time_in_queue"]),
-        ttft_ns: a.secs_ns(&["gen_ai.latency.time_to_first_token"]),
-        prefill_ns: a.secs_ns(&["gen_ai.latency.time_in_model_prefill"]),
-        decode_ns: a.secs_ns(&["gen_ai.latency.time_in_model_decode"]),
-        inference_ns: a.secs_ns(&["gen_ai.latency.time_in_model_inference"]),
-        e2e_ns: a.secs_ns(&["gen_ai.latency.e2e"]),
-        tool_name: a.str(&["gen_ai.tool.name", "tool.name"]),
-        tool_call_id: a.str(&["gen_ai.tool.call.id", "tool_call.id"]),
-        agent_name: a.str(&["gen_ai.agent.name", "agent.name"]),
-        data_source_id: a.str(&["gen_ai.data_source.id"]),
+        time_to_first_chunk_ns: a
+            .secs_ns(at!(keys::TIME_TO_FIRST_CHUNK))
+            .or(first_token_event),
+        queue_ns: a.secs_ns(at!(["gen_ai.latency.time_in_queue"])),
+        ttft_ns: a.secs_ns(at!(["gen_ai.latency.time_to_first_token"])),
+        prefill_ns: a.secs_ns(at!(["gen_ai.latency.time_in_model_prefill"])),
+        decode_ns: a.secs_ns(at!(["gen_ai.latency.time_in_model_decode"])),
+        inference_ns: a.secs_ns(at!(["gen_ai.latency.time_in_model_inference"])),
+        e2e_ns: a.secs_ns(at!(["gen_ai.latency.e2e"])),
+        tool_name: a.str(at!(["gen_ai.tool.name", "tool.name"])),
+        tool_call_id: a.str(at!(["gen_ai.tool.call.id", "tool_call.id"])),
+        agent_name: a.str(at!(["gen_ai.agent.name", "agent.name"])),
+        data_source_id: a.str(at!(["gen_ai.data_source.id"])),
         mcp_method,
-        mcp_session_id: a.str(&["mcp.session.id"]),
+        mcp_session_id: a.str(at!(["mcp.session.id"])),
         db_system,
-        db_operation: a.str(&["db.operation.name", "db.operation"]),
-        db_query_summary: a.str(&["db.query.summary"]),
+        db_operation: a.str(at!(["db.operation.name", "db.operation"])),
+        db_query_summary: a.str(at!(["db.query.summary"])),
         db_pool_name,
         pool_wait_ns,
-        server_address: a
-            .str(&["server.address", "net.peer.name"])
-            .or_else(|| a.str(&["gen_ai.openai.api_base"]).and_then(|u| host_of(&u))),
+        server_address: a.str(at!(["server.address", "net.peer.name"])).or_else(|| {
+            a.str(at!(["gen_ai.openai.api_base"]))
+                .and_then(|u| host_of(&u))
+        }),
         error_type,
-        cold_start: a.bool(&["faas.coldstart"]),
-        resend_count: a.int(&["http.request.resend_count"]),
+        cold_start: a.bool(at!(["faas.coldstart"])),
+        resend_count: a.int(at!(["http.request.resend_count"])),
     }
 }
 
@@ -284,6 +489,80 @@ mod tests {
     }
     fn p(name: &str, attrs: &[Attribute]) -> Promoted {
         promote(name, 0, attrs, &[])
+    }
+
+    #[test]
+    fn every_known_key_has_its_slot_and_others_none() {
+        for (i, k) in KNOWN.iter().enumerate() {
+            assert_eq!(slot_of(k), Some(i), "{k}");
+        }
+        for list in [
+            keys::OPERATION,
+            keys::MODEL,
+            keys::PROVIDER,
+            keys::CONVERSATION,
+            keys::INPUT_TOKENS,
+            keys::OUTPUT_TOKENS,
+            keys::CACHE_READ_TOKENS,
+            keys::CACHE_WRITE_TOKENS,
+            keys::STREAM,
+            keys::TIME_TO_FIRST_CHUNK,
+            keys::INVOCATION_PARAMETERS,
+        ] {
+            for k in list {
+                assert!(slot_of(k).is_some(), "{k}");
+            }
+        }
+        for k in [
+            "",
+            "gen_ai",
+            "gen_ai.",
+            "gen_ai.system ",
+            "GEN_AI.SYSTEM",
+            "app.tenant.id",
+            "gen_ai.usage.input_token",
+            "x.gen_ai.request.model",
+        ] {
+            assert_eq!(slot_of(k), None, "{k:?}");
+        }
+    }
+
+    /// `Attrs::get` answers what a linear search for the first attribute with the key
+    /// answers, duplicates and unknown keys included.
+    #[test]
+    fn one_pass_lookup_matches_linear_search() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let unknown = [
+            "app.x",
+            "gen_ai.foo",
+            "",
+            "server.addres",
+            "db.system.name2",
+        ];
+        for _ in 0..2_000 {
+            let n = next(30);
+            let attrs: Vec<Attribute> = (0..n)
+                .map(|j| {
+                    let key = if next(3) == 0 {
+                        unknown[next(unknown.len())]
+                    } else {
+                        KNOWN[next(KNOWN.len())]
+                    };
+                    i(key, j as i64)
+                })
+                .collect();
+            let a = Attrs::new(&attrs);
+            for (slot, k) in KNOWN.iter().enumerate() {
+                let linear = attrs.iter().find(|x| x.key == *k).map(|x| &x.value);
+                assert_eq!(a.get(slot as u8), linear, "{k}");
+            }
+        }
     }
 
     #[test]
