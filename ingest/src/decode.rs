@@ -2,13 +2,16 @@
 //! decoded-size limit; and OTLP files (JSON, JSON lines as the Collector's file
 //! exporter writes them, protobuf, length-prefixed protobuf), turned into model batches.
 
-use crate::otlp::{logs_to_model, metrics_to_model, traces_to_model};
+use crate::otlp::{logs_to_model, metrics_to_model, traces_from_protobuf, traces_into_model};
+use crate::pipeline::SignalKind;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use tailscope_model::{Batch, Rejections};
+use tokio::sync::Semaphore;
 
 /// Largest decoded request accepted (OTLP receivers commonly use the same).
 pub const MAX_DECODED_BYTES: usize = 64 << 20;
@@ -97,6 +100,49 @@ pub fn decode<T: OtlpMessage>(body: &[u8], enc: Encoding) -> Result<T, DecodeErr
     }
 }
 
+/// Decodes a content-decoded request body of one signal and turns it into a model
+/// batch and its rejections: what both receivers do per request. Protobuf traces go
+/// straight from the wire to model spans ([`traces_from_protobuf`]); the rest through
+/// the `opentelemetry-proto` messages.
+pub fn to_batch(
+    signal: SignalKind,
+    body: &[u8],
+    enc: Encoding,
+) -> Result<(Batch, Rejections), DecodeError> {
+    match (signal, enc) {
+        (SignalKind::Traces, Encoding::Protobuf) => {
+            traces_from_protobuf(body).map_err(|e| DecodeError::Protobuf {
+                what: ExportTraceServiceRequest::WHAT,
+                detail: e.to_string(),
+            })
+        }
+        (SignalKind::Traces, Encoding::Json) => Ok(traces_into_model(decode(body, enc)?)),
+        (SignalKind::Metrics, _) => Ok(metrics_to_model(&decode(body, enc)?)),
+        (SignalKind::Logs, _) => Ok(logs_to_model(&decode(body, enc)?)),
+    }
+}
+
+/// Runs `work` (unpacking, decoding, normalising: up to 64 MiB, CPU-bound) on tokio's
+/// blocking pool instead of an async worker thread, at most one at a time per core:
+/// more would not decode faster, and each holds a decoded request in memory while
+/// the rest wait as compressed bodies.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Arc::new(Semaphore::new(cores))
+    });
+    // never closed; were it, the work would run unthrottled
+    let permit = Arc::clone(permits).acquire_owned().await.ok();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+}
+
 /// Which signal a file holds when its content cannot tell (protobuf).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -160,7 +206,7 @@ fn json_value_to_batch(v: &serde_json::Value) -> Result<(Batch, Rejections), Str
         known = true;
         let req: ExportTraceServiceRequest =
             serde_json::from_value(v.clone()).map_err(|e| format!("traces: {e}"))?;
-        let (mut b, r) = traces_to_model(&req);
+        let (mut b, r) = traces_into_model(req);
         batch.append(&mut b);
         rej.merge(r);
     }
@@ -188,11 +234,12 @@ fn json_value_to_batch(v: &serde_json::Value) -> Result<(Batch, Rejections), Str
 }
 
 fn proto_to_batch(bytes: &[u8], signal: Signal) -> Result<(Batch, Rejections), DecodeError> {
-    Ok(match signal {
-        Signal::Traces => traces_to_model(&decode(bytes, Encoding::Protobuf)?),
-        Signal::Metrics => metrics_to_model(&decode(bytes, Encoding::Protobuf)?),
-        Signal::Logs => logs_to_model(&decode(bytes, Encoding::Protobuf)?),
-    })
+    let signal = match signal {
+        Signal::Traces => SignalKind::Traces,
+        Signal::Metrics => SignalKind::Metrics,
+        Signal::Logs => SignalKind::Logs,
+    };
+    to_batch(signal, bytes, Encoding::Protobuf)
 }
 
 /// Reads an OTLP file and calls `each` for every chunk (a JSON line, a whole JSON

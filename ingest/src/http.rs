@@ -2,9 +2,8 @@
 //! bodies, optionally gzip; the answer comes in the request's content type.
 
 use crate::decode::{
-    content_decode, decode, DecodeError, Encoding, OtlpMessage, MAX_DECODED_BYTES,
+    content_decode, off_runtime, to_batch, DecodeError, Encoding, MAX_DECODED_BYTES,
 };
-use crate::otlp::{logs_to_model, metrics_to_model, traces_to_model};
 use crate::pipeline::{Pipeline, Refusal, SignalKind};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -13,17 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
 use std::sync::atomic::Ordering;
-use tailscope_model::{Batch, Rejections};
+use tailscope_model::Rejections;
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -101,16 +100,14 @@ fn decode_error_response(p: &Pipeline, enc: Encoding, e: &DecodeError) -> Respon
     }
 }
 
-async fn handle<T, R>(
+async fn handle<R>(
     p: &Pipeline,
     signal: SignalKind,
     headers: &HeaderMap,
-    body: &Bytes,
-    convert: impl FnOnce(&T) -> (Batch, Rejections),
+    body: Bytes,
     respond: impl FnOnce(Rejections) -> R,
 ) -> Response
 where
-    T: OtlpMessage,
     R: Message + serde::Serialize,
 {
     p.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -131,18 +128,26 @@ where
     };
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let decoded = match content_decode(body, content_encoding) {
-        Ok(b) => b,
-        Err(e) => return decode_error_response(p, enc, &e),
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // gunzip, decode and normalise off the async worker threads
+    let decoded = off_runtime(move || {
+        let decoded = content_decode(&body, content_encoding.as_deref())?;
+        to_batch(signal, &decoded, enc)
+    })
+    .await;
+    let (batch, rejections) = match decoded {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return decode_error_response(p, enc, &e),
+        Err(e) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                13,
+                enc,
+                format!("decoding the request failed: {e}"),
+            )
+        }
     };
-    let req: T = match decode(&decoded, enc) {
-        Ok(r) => r,
-        Err(e) => return decode_error_response(p, enc, &e),
-    };
-    drop(decoded);
-    let (batch, rejections) = convert(&req);
-    drop(req);
     match p.store(signal, batch, rejections).await {
         Ok(rej) => body_response(StatusCode::OK, enc, &respond(rej)),
         Err(Refusal::Busy(b)) => unavailable(
@@ -168,53 +173,38 @@ where
 }
 
 async fn traces(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportTraceServiceRequest, _>(
-        &p,
-        SignalKind::Traces,
-        &headers,
-        &body,
-        traces_to_model,
-        |rej| ExportTraceServiceResponse {
+    handle(&p, SignalKind::Traces, &headers, body, |rej| {
+        ExportTraceServiceResponse {
             partial_success: (rej.count > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: rej.count as i64,
                 error_message: rej.summary(),
             }),
-        },
-    )
+        }
+    })
     .await
 }
 
 async fn metrics(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportMetricsServiceRequest, _>(
-        &p,
-        SignalKind::Metrics,
-        &headers,
-        &body,
-        metrics_to_model,
-        |rej| ExportMetricsServiceResponse {
+    handle(&p, SignalKind::Metrics, &headers, body, |rej| {
+        ExportMetricsServiceResponse {
             partial_success: (rej.count > 0).then(|| ExportMetricsPartialSuccess {
                 rejected_data_points: rej.count as i64,
                 error_message: rej.summary(),
             }),
-        },
-    )
+        }
+    })
     .await
 }
 
 async fn logs(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportLogsServiceRequest, _>(
-        &p,
-        SignalKind::Logs,
-        &headers,
-        &body,
-        logs_to_model,
-        |rej| ExportLogsServiceResponse {
+    handle(&p, SignalKind::Logs, &headers, body, |rej| {
+        ExportLogsServiceResponse {
             partial_success: (rej.count > 0).then(|| ExportLogsPartialSuccess {
                 rejected_log_records: rej.count as i64,
                 error_message: rej.summary(),
             }),
-        },
-    )
+        }
+    })
     .await
 }
 

@@ -1,11 +1,14 @@
 //! tailscope's way in: OTLP receivers and file import.
 //!
 //! [`Collector`] runs the OTLP/gRPC ([`GrpcReceiver`], tonic) and OTLP/HTTP
-//! ([`http::router`], axum) receivers; both decode with `opentelemetry-proto`, turn
-//! requests into [`tailscope_model::Batch`]es in [`otlp`] (the only module that maps
-//! proto types to model types), promote semantic conventions with [`tailscope_model::semconv`] (the one
-//! normalisation, shared with the generator), and hand
-//! batches to a [`Sink`] that acknowledges only after commit. [`decode::read_file`]
+//! ([`http::router`], axum) receivers. Both unpack gzip, decode and normalise each
+//! request off the async worker threads ([`decode::to_batch`] in tokio's blocking
+//! pool, one per core at a time), turn requests into [`tailscope_model::Batch`]es in
+//! [`otlp`] (the only module that maps proto types to model types; protobuf traces go
+//! straight from the wire bytes, the rest through `opentelemetry-proto`), promote
+//! semantic conventions with [`tailscope_model::semconv`] (the one normalisation,
+//! shared with the generator), and hand batches to a [`Sink`] that acknowledges only
+//! after commit. [`decode::read_file`]
 //! imports OTLP files (JSON, JSON lines, protobuf). [`gpu`] samples local NVIDIA GPUs
 //! (NVML) into the same sink ([`gpu::spawn_sampler`]).
 

@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::metrics::v1 as pm;
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 use opentelemetry_proto::tonic::trace::v1 as pt;
+use prost::Message;
 use std::collections::BTreeMap;
 use tailscope_model::semconv::promote;
 use tailscope_model::{
@@ -21,6 +22,8 @@ use tailscope_model::{
 /// Prefix for instrumentation-scope attributes stored beside span attributes
 /// (the OpenTelemetry convention for exporters without scopes).
 pub const SCOPE_ATTR_PREFIX: &str = "otel.scope.";
+
+mod wire;
 
 fn any_to_json(v: &AnyValue) -> serde_json::Value {
     match &v.value {
@@ -76,6 +79,26 @@ fn attrs(kvs: &[KeyValue]) -> Vec<Attribute> {
         .collect()
 }
 
+/// Like [`attr_value`], taking the value apart instead of copying it.
+fn attr_value_owned(v: Option<AnyValue>) -> AttrValue {
+    match v.and_then(|v| v.value) {
+        None => AttrValue::Str(String::new()),
+        Some(any_value::Value::StringValue(s)) => AttrValue::Str(s),
+        Some(any_value::Value::BytesValue(b)) => AttrValue::Bytes(b),
+        Some(v) => attr_value(Some(&AnyValue { value: Some(v) })),
+    }
+}
+
+/// Like [`attrs`], taking the key/value pairs apart instead of copying them.
+fn attrs_owned(kvs: Vec<KeyValue>) -> Vec<Attribute> {
+    kvs.into_iter()
+        .map(|kv| Attribute {
+            key: kv.key,
+            value: attr_value_owned(kv.value),
+        })
+        .collect()
+}
+
 fn body_text(v: Option<&AnyValue>) -> String {
     match v.and_then(|v| v.value.as_ref()) {
         None => String::new(),
@@ -89,8 +112,8 @@ fn nanos(what: &str, t: u64) -> Result<i64, String> {
 }
 
 /// A resource seen in a request; deduplicated by id within the batch.
-fn resource(batch: &mut Batch, r: Option<&ProtoResource>) -> (i64, String) {
-    let res = Resource::new(r.map(|r| attrs(&r.attributes)).unwrap_or_default());
+fn resource(batch: &mut Batch, attributes: Vec<Attribute>) -> (i64, String) {
+    let res = Resource::new(attributes);
     let out = (res.id, res.service_name.clone());
     if !batch.resources.iter().any(|x| x.id == res.id) {
         batch.resources.push(res);
@@ -98,52 +121,104 @@ fn resource(batch: &mut Batch, r: Option<&ProtoResource>) -> (i64, String) {
     out
 }
 
-fn scope_parts(s: Option<&InstrumentationScope>) -> (String, String, Vec<Attribute>) {
-    s.map_or_else(
-        || (String::new(), String::new(), Vec::new()),
-        |s| {
-            (
-                s.name.clone(),
-                s.version.clone(),
-                s.attributes
-                    .iter()
-                    .map(|kv| {
-                        Attribute::new(
-                            format!("{SCOPE_ATTR_PREFIX}{}", kv.key),
-                            attr_value(kv.value.as_ref()),
-                        )
-                    })
-                    .collect(),
-            )
-        },
-    )
+/// An instrumentation scope: name, version, and its attributes under
+/// [`SCOPE_ATTR_PREFIX`] (added to each of its spans' attributes).
+#[derive(Default)]
+struct Scope {
+    name: String,
+    version: String,
+    attributes: Vec<Attribute>,
 }
 
-fn convert_span(
-    s: &pt::Span,
+fn scope_attr(key: &str, value: AttrValue) -> Attribute {
+    Attribute::new(format!("{SCOPE_ATTR_PREFIX}{key}"), value)
+}
+
+fn scope_parts(s: Option<InstrumentationScope>) -> Scope {
+    s.map_or_else(Scope::default, |s| Scope {
+        name: s.name,
+        version: s.version,
+        attributes: s
+            .attributes
+            .into_iter()
+            .map(|kv| scope_attr(&kv.key, attr_value_owned(kv.value)))
+            .collect(),
+    })
+}
+
+/// A link as decoded, ids not yet checked.
+struct LinkParts<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    trace_state: String,
+    attributes: Vec<Attribute>,
+}
+
+/// A span as decoded (from prost's message or straight from the wire), before it is
+/// checked: ids are raw bytes, times unsigned. Events are already model events; the
+/// first event time past `i64::MAX` is kept aside to be reported in its turn.
+struct SpanParts<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    trace_state: String,
+    flags: u32,
+    name: String,
+    kind: i32,
+    start_time_unix_nano: u64,
+    end_time_unix_nano: u64,
+    /// `(code, message)` when the span has a status.
+    status: Option<(i32, String)>,
+    attributes: Vec<Attribute>,
+    events: Vec<Event>,
+    bad_event_time: Option<u64>,
+    links: Vec<LinkParts<'a>>,
+}
+
+/// Checks a decoded span (the checks and messages of every path in, in one order)
+/// and promotes it. On rejection gives back the reason and the span's name.
+fn finish_span(
+    s: SpanParts<'_>,
     resource_id: i64,
     service: &str,
-    scope: &(String, String, Vec<Attribute>),
-) -> Result<Span, String> {
+    scope: &Scope,
+) -> Result<Span, (String, String)> {
+    match check_span(&s) {
+        Ok(checked) => Ok(build_span(s, checked, resource_id, service, scope)),
+        Err(why) => Err((why, s.name)),
+    }
+}
+
+/// What [`check_span`] worked out.
+struct Checked {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: Option<SpanId>,
+    kind: SpanKind,
+    status: StatusCode,
+    start_ns: i64,
+    end_ns: i64,
+    links: Vec<(TraceId, SpanId)>,
+}
+
+fn check_span(s: &SpanParts<'_>) -> Result<Checked, String> {
     if s.trace_id.is_empty() {
         return Err("missing trace_id".into());
     }
-    let trace_id = TraceId::from_bytes(&s.trace_id).map_err(|e| e.to_string())?;
-    let span_id = SpanId::from_bytes(&s.span_id).map_err(|e| e.to_string())?;
+    let trace_id = TraceId::from_bytes(s.trace_id).map_err(|e| e.to_string())?;
+    let span_id = SpanId::from_bytes(s.span_id).map_err(|e| e.to_string())?;
     let parent_span_id = if s.parent_span_id.is_empty() {
         None
     } else {
-        Some(SpanId::from_bytes(&s.parent_span_id).map_err(|e| format!("parent_{e}"))?)
+        Some(SpanId::from_bytes(s.parent_span_id).map_err(|e| format!("parent_{e}"))?)
     };
     let kind =
         SpanKind::from_otlp(s.kind).ok_or_else(|| format!("unknown span kind {}", s.kind))?;
-    let (status, status_message) = match &s.status {
-        None => (StatusCode::Unset, String::new()),
-        Some(st) => (
-            StatusCode::from_otlp(st.code)
-                .ok_or_else(|| format!("unknown status code {}", st.code))?,
-            st.message.clone(),
-        ),
+    let status = match &s.status {
+        None => StatusCode::Unset,
+        Some((code, _)) => {
+            StatusCode::from_otlp(*code).ok_or_else(|| format!("unknown status code {code}"))?
+        }
     };
     if s.start_time_unix_nano == 0 {
         return Err("start_time_unix_nano is 0".into());
@@ -155,69 +230,182 @@ fn convert_span(
             "end_time_unix_nano {end_ns} is before start_time_unix_nano {start_ns}"
         ));
     }
-    let mut events = Vec::with_capacity(s.events.len());
-    for e in &s.events {
-        events.push(Event {
-            time_ns: nanos("event time_unix_nano", e.time_unix_nano)?,
-            name: e.name.clone(),
-            attributes: attrs(&e.attributes),
-        });
+    if let Some(t) = s.bad_event_time {
+        nanos("event time_unix_nano", t)?;
     }
     let mut links = Vec::with_capacity(s.links.len());
     for l in &s.links {
-        links.push(Link {
-            trace_id: TraceId::from_bytes(&l.trace_id).map_err(|e| format!("link {e}"))?,
-            span_id: SpanId::from_bytes(&l.span_id).map_err(|e| format!("link {e}"))?,
-            trace_state: l.trace_state.clone(),
-            attributes: attrs(&l.attributes),
-        });
+        links.push((
+            TraceId::from_bytes(l.trace_id).map_err(|e| format!("link {e}"))?,
+            SpanId::from_bytes(l.span_id).map_err(|e| format!("link {e}"))?,
+        ));
     }
-    let mut attributes = attrs(&s.attributes);
-    attributes.extend(scope.2.iter().cloned());
-    let promoted = promote(&s.name, start_ns, &attributes, &events);
-    Ok(Span {
+    Ok(Checked {
         trace_id,
         span_id,
         parent_span_id,
-        trace_state: s.trace_state.clone(),
-        flags: s.flags,
-        name: s.name.clone(),
         kind,
+        status,
         start_ns,
         end_ns,
-        status,
-        status_message,
+        links,
+    })
+}
+
+fn build_span(
+    s: SpanParts<'_>,
+    c: Checked,
+    resource_id: i64,
+    service: &str,
+    scope: &Scope,
+) -> Span {
+    let mut attributes = s.attributes;
+    attributes.extend(scope.attributes.iter().cloned());
+    let promoted = promote(&s.name, c.start_ns, &attributes, &s.events);
+    let links = s
+        .links
+        .into_iter()
+        .zip(c.links)
+        .map(|(l, (trace_id, span_id))| Link {
+            trace_id,
+            span_id,
+            trace_state: l.trace_state,
+            attributes: l.attributes,
+        })
+        .collect();
+    Span {
+        trace_id: c.trace_id,
+        span_id: c.span_id,
+        parent_span_id: c.parent_span_id,
+        trace_state: s.trace_state,
+        flags: s.flags,
+        name: s.name,
+        kind: c.kind,
+        start_ns: c.start_ns,
+        end_ns: c.end_ns,
+        status: c.status,
+        status_message: s.status.map(|(_, m)| m).unwrap_or_default(),
         resource_id,
         service_name: service.to_owned(),
-        scope_name: scope.0.clone(),
-        scope_version: scope.1.clone(),
+        scope_name: scope.name.clone(),
+        scope_version: scope.version.clone(),
         attributes,
-        events,
+        events: s.events,
         links,
         promoted,
-    })
+    }
+}
+
+/// Adds a finished (or rejected) span of service `service`, the `i`-th of its scope.
+fn push_span(
+    batch: &mut Batch,
+    rej: &mut Rejections,
+    i: usize,
+    service: &str,
+    span: Result<Span, (String, String)>,
+) {
+    match span {
+        Ok(span) => batch.spans.push(span),
+        Err((why, name)) => rej.reject(format!(
+            "span {i} ({:?}) of service '{service}': {why}",
+            truncate(&name, 60)
+        )),
+    }
 }
 
 /// Converts a trace export request; invalid spans are rejected with a reason.
 pub fn traces_to_model(req: &ExportTraceServiceRequest) -> (Batch, Rejections) {
+    traces_into_model(req.clone())
+}
+
+/// [`traces_to_model`], taking the request apart instead of copying its strings.
+pub fn traces_into_model(req: ExportTraceServiceRequest) -> (Batch, Rejections) {
     let mut batch = Batch::default();
     let mut rej = Rejections::default();
-    for rs in &req.resource_spans {
-        let (rid, service) = resource(&mut batch, rs.resource.as_ref());
-        for ss in &rs.scope_spans {
-            let scope = scope_parts(ss.scope.as_ref());
-            for (i, s) in ss.spans.iter().enumerate() {
-                match convert_span(s, rid, &service, &scope) {
-                    Ok(span) => batch.spans.push(span),
-                    Err(why) => rej.reject(format!(
-                        "span {i} ({:?}) of service '{service}': {why}",
-                        truncate(&s.name, 60)
-                    )),
-                }
+    batch.spans.reserve(
+        req.resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum(),
+    );
+    for rs in req.resource_spans {
+        let res_attrs = rs.resource.map(|r| attrs_owned(r.attributes));
+        let (rid, service) = resource(&mut batch, res_attrs.unwrap_or_default());
+        for ss in rs.scope_spans {
+            let scope = scope_parts(ss.scope);
+            for (i, s) in ss.spans.into_iter().enumerate() {
+                let pt::Span {
+                    trace_id,
+                    span_id,
+                    trace_state,
+                    parent_span_id,
+                    flags,
+                    name,
+                    kind,
+                    start_time_unix_nano,
+                    end_time_unix_nano,
+                    attributes,
+                    events,
+                    links,
+                    status,
+                    ..
+                } = s;
+                let mut bad_event_time = None;
+                let events = events
+                    .into_iter()
+                    .map(|e| {
+                        if e.time_unix_nano > i64::MAX as u64 {
+                            bad_event_time.get_or_insert(e.time_unix_nano);
+                        }
+                        Event {
+                            time_ns: e.time_unix_nano as i64,
+                            name: e.name,
+                            attributes: attrs_owned(e.attributes),
+                        }
+                    })
+                    .collect();
+                let parts = SpanParts {
+                    trace_id: &trace_id,
+                    span_id: &span_id,
+                    parent_span_id: &parent_span_id,
+                    trace_state,
+                    flags,
+                    name,
+                    kind,
+                    start_time_unix_nano,
+                    end_time_unix_nano,
+                    status: status.map(|st| (st.code, st.message)),
+                    attributes: attrs_owned(attributes),
+                    events,
+                    bad_event_time,
+                    links: links
+                        .iter()
+                        .map(|l| LinkParts {
+                            trace_id: &l.trace_id,
+                            span_id: &l.span_id,
+                            trace_state: l.trace_state.clone(),
+                            attributes: attrs(&l.attributes),
+                        })
+                        .collect(),
+                };
+                let span = finish_span(parts, rid, &service, &scope);
+                push_span(&mut batch, &mut rej, i, &service, span);
             }
         }
     }
     (batch, rej)
+}
+
+/// Decodes a protobuf `ExportTraceServiceRequest` straight into a batch (what
+/// [`traces_into_model`] gives for the decoded request, without building prost's
+/// message tree first). What the direct decoder declines (malformed input, and the
+/// rare shapes it leaves to prost) goes through prost, which also words the error.
+pub fn traces_from_protobuf(bytes: &[u8]) -> Result<(Batch, Rejections), prost::DecodeError> {
+    if let Ok(out) = wire::traces(bytes) {
+        return Ok(out);
+    }
+    Ok(traces_into_model(ExportTraceServiceRequest::decode(bytes)?))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -424,7 +612,13 @@ pub fn metrics_to_model(req: &ExportMetricsServiceRequest) -> (Batch, Rejections
     let mut batch = Batch::default();
     let mut rej = Rejections::default();
     for rm in &req.resource_metrics {
-        let (rid, service) = resource(&mut batch, rm.resource.as_ref());
+        let (rid, service) = resource(
+            &mut batch,
+            rm.resource
+                .as_ref()
+                .map(|r| attrs(&r.attributes))
+                .unwrap_or_default(),
+        );
         for sm in &rm.scope_metrics {
             let scope = sm.scope.as_ref().map_or("", |s| s.name.as_str());
             for m in &sm.metrics {
@@ -446,7 +640,13 @@ pub fn logs_to_model(req: &ExportLogsServiceRequest) -> (Batch, Rejections) {
     let mut batch = Batch::default();
     let mut rej = Rejections::default();
     for rl in &req.resource_logs {
-        let (rid, service) = resource(&mut batch, rl.resource.as_ref());
+        let (rid, service) = resource(
+            &mut batch,
+            rl.resource
+                .as_ref()
+                .map(|r| attrs(&r.attributes))
+                .unwrap_or_default(),
+        );
         for sl in &rl.scope_logs {
             let scope = sl.scope.as_ref().map_or("", |s| s.name.as_str());
             for (i, l) in sl.log_records.iter().enumerate() {
