@@ -6,20 +6,30 @@
 //! crate adds the IO: [`Metrics`] from the store, [`analyze_store`] runs it all and
 //! returns a [`Report`] (JSON per design.md, or text); incremental runs persisted to
 //! the store ([`analyze_and_store`]); [`export::export`] writes the results as Parquet
-//! with a README and a ready-to-run notebook.
+//! with a README and a ready-to-run notebook. Over the stored results, [`compare`]
+//! says what the slow traces share (attribute values over-represented in the tail),
+//! [`diff`] what changed between two periods or stores (with confidence intervals and
+//! a headline) and [`tenant`] shows traffic, tokens and tail share per tenant; their
+//! results are plain serde structs for the CLI and the GUI alike.
 
+mod cols;
+pub mod compare;
+pub mod diff;
 pub mod export;
 mod notebook;
 mod persist;
 mod report;
 pub mod stored;
 pub mod tables;
+pub mod tenant;
 pub mod update;
 
 pub use persist::analyze_and_store;
 pub use report::{OperationGap, Report};
 pub use stored::load_report;
-pub use tailscope_analysis_core::{calls, causes, critical, evict, findings, latency, tail, tree};
+pub use tailscope_analysis_core::{
+    calls, causes, critical, evict, findings, latency, stats, tail, tree,
+};
 pub use tailscope_analysis_core::{
     samples_of, total, Finding, MetricSource, NoMetrics, SpanStat, Stages, TraceResult, Tree,
 };
@@ -39,6 +49,8 @@ pub enum AnalysisError {
     Polars(String),
     #[error("the percentile must be between 1 and 100, got {0}")]
     Percentile(f64),
+    #[error("{0}")]
+    BadInput(String),
 }
 
 /// The cause of each of the store's cause columns (`CAUSE_COLUMNS`), parsed once.

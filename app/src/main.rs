@@ -2,10 +2,13 @@
 //!
 //! Commands follow the CLI contract of design.md. Each runs in its own module:
 //! [`serve`] (headless collector), [`import`] (OTLP files), [`query`] (read-only SQL),
-//! [`demo`] (generated workload). Errors go to stderr as one sentence; exit codes are
+//! [`demo`] (generated workload), [`compare`] (what slow traces share), [`diff`] (what
+//! changed between two periods). Errors go to stderr as one sentence; exit codes are
 //! 0 ok, 1 runtime error, 2 usage error.
 
+mod compare;
 mod demo;
+mod diff;
 mod generate;
 mod replay;
 mod serve;
@@ -51,6 +54,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Write Parquet tables, a README and a ready-to-run analysis notebook.
     Export(export::ExportArgs),
+    /// What the slow traces share: attribute values over-represented in the tail.
+    Compare(compare::CompareArgs),
+    /// What changed between two periods (or two stores), with confidence intervals.
+    Diff(diff::DiffArgs),
 }
 
 /// The default store: `<data dir>/tailscope/tailscope.duckdb`.
@@ -84,6 +91,8 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Query(args)) => query::run(&db, &args),
         Some(Command::Replay(args)) => replay::run(&db, &args),
         Some(Command::Export(args)) => export::run(&db, &args),
+        Some(Command::Compare(args)) => compare::run(&db, &args),
+        Some(Command::Diff(args)) => diff::run(&db, &args),
         Some(Command::Gui(args)) => gui::run(&db, &args),
         None => gui::run(&db, &gui::GuiArgs::standard()),
     }

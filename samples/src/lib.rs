@@ -21,7 +21,9 @@
 //! `queue`, `tool_cold_start`, `retry`, and the findings `sequential_waterfall`,
 //! `fanout_straggler`, `n_plus_one`, `stream_stutter`). [`validate`] checks a workload's
 //! structure, units, token arithmetic and ground truth. [`load_spans`] is a fast, flat
-//! stream of agent spans for load tests.
+//! stream of agent spans for load tests. [`Workload::on_replica`] moves a workload onto
+//! another replica of the inference server, so several workloads can share a store as
+//! traffic behind a load balancer does (one slow replica, one model per replica).
 //!
 //! Everything is deterministic in the seed.
 
@@ -32,6 +34,7 @@ mod load;
 mod metrics;
 mod plan;
 mod render;
+mod replica;
 mod resources;
 mod server_sim;
 mod trace_gen;
@@ -41,6 +44,7 @@ mod workload;
 
 pub use config::{GroundTruth, PlantedCause, ServerConfig, Workload, WorkloadConfig};
 pub use load::{load_spans, LOAD_ATTRS_PER_SPAN};
+pub use replica::{replica_address, replica_host};
 pub use validate::validate;
 pub use workload::generate;
 

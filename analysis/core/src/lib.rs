@@ -16,6 +16,7 @@ pub mod evict;
 pub mod findings;
 pub mod latency;
 mod result;
+pub mod stats;
 pub mod tail;
 pub mod tree;
 

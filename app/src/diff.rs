@@ -1,0 +1,110 @@
+//! `tailscope diff`: what changed between two periods of the store (or two stores):
+//! per route and operation p50/p99, per-cause critical-path time, LLM calls per model
+//! and server, each with a confidence interval, and a one-sentence headline.
+
+use crate::analyze::Format;
+use crate::compare::open_analysed;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use tailscope_analysis::diff::{self, DiffOptions, Window, WindowSpec};
+use tailscope_store::Store;
+
+fn share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The earlier period, FROM..TO: RFC 3339 (2026-03-02T09:00:00Z), a date, Unix
+    /// time, now, or -2h (before the newest span); an empty side is the store's start
+    /// or end. Default with --before-db: the whole store.
+    #[arg(long, value_name = "FROM..TO", required_unless_present = "before_db")]
+    before: Option<WindowSpec>,
+    /// The later period, written as --before.
+    #[arg(long, value_name = "FROM..TO", required_unless_present = "after_db")]
+    after: Option<WindowSpec>,
+    /// Read the earlier period from this store instead of --db.
+    #[arg(long, value_name = "PATH")]
+    before_db: Option<PathBuf>,
+    /// Read the later period from this store instead of --db.
+    #[arg(long, value_name = "PATH")]
+    after_db: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Smallest relative change that counts as significant (0.1 = 10%).
+    #[arg(long, default_value_t = 0.10, value_parser = share)]
+    min_change: f64,
+    /// Confidence of the intervals.
+    #[arg(long, default_value_t = 0.99, value_parser = share)]
+    confidence: f64,
+    /// Text: list every change, not only the significant ones.
+    #[arg(long)]
+    all: bool,
+}
+
+/// The window of one side over its store, refused when it is empty or has no traces.
+fn window(store: &Store, spec: Option<WindowSpec>, side: &str) -> Result<Window> {
+    let range = diff::store_range(store)?;
+    let spec = spec.unwrap_or(WindowSpec {
+        from: diff::Bound::Open,
+        to: diff::Bound::Open,
+    });
+    let w = spec.resolve(range);
+    if w.from_ns >= w.to_ns {
+        bail!(
+            "the {side} period {}..{} is empty (it ends before it starts)",
+            diff::rfc3339(w.from_ns),
+            diff::rfc3339(w.to_ns)
+        );
+    }
+    Ok(w)
+}
+
+pub fn run(db: &Path, args: &DiffArgs) -> Result<()> {
+    let before_db = args.before_db.as_deref().unwrap_or(db);
+    let after_db = args.after_db.as_deref().unwrap_or(db);
+    let before_store = open_analysed(before_db)?;
+    let after_store = if after_db == before_db {
+        None
+    } else {
+        Some(open_analysed(after_db)?)
+    };
+    let after_ref = after_store.as_ref().unwrap_or(&before_store);
+    let bw = window(&before_store, args.before, "before")?;
+    let aw = window(after_ref, args.after, "after")?;
+    let opts = DiffOptions {
+        min_change: args.min_change,
+        confidence: args.confidence,
+        ..DiffOptions::default()
+    };
+    let b = diff::sample(&before_store, bw)
+        .with_context(|| format!("reading the before period from {}", before_db.display()))?;
+    let a = diff::sample(after_ref, aw)
+        .with_context(|| format!("reading the after period from {}", after_db.display()))?;
+    for (s, side, path) in [(&b, "before", before_db), (&a, "after", after_db)] {
+        if s.traces == 0 {
+            let w = s.window.unwrap_or(Window {
+                from_ns: 0,
+                to_ns: 0,
+            });
+            bail!(
+                "the {side} period {}..{} has no analysed traces in {}",
+                diff::rfc3339(w.from_ns),
+                diff::rfc3339(w.to_ns),
+                path.display()
+            );
+        }
+    }
+    let d = diff::diff(&b, &a, &opts);
+    match args.format {
+        Format::Text => print!("{}", d.to_text(args.all)),
+        Format::Json => println!("{}", serde_json::to_string(&d)?),
+    }
+    Ok(())
+}
