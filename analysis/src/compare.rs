@@ -14,11 +14,11 @@
 //! those the baseline share predicts (`tail_traces · (1 − 1/lift)`) times their mean
 //! excess over the p50. A value in every slow trace and few others explains nearly
 //! all of it; a rare value with a huge lift covers little of the tail and explains
-//! little. The list is built greedily, like a decision list: first the value that
-//! explains the most, then the one that explains the most among the traces the first
-//! does not have (tail and baseline both), and so on; `score` is what each adds, as a
-//! share of the tail's whole excess, so scores fall and values that only echo one above
-//! (the tools of a slow route, its span names) drop out.
+//! little. The list is built greedily: first the value that explains the most, then
+//! the one that explains the most among the tail traces the first does not have, and
+//! so on; `score` is what each adds, as a share of the tail's whole excess, so scores
+//! fall down the list and values that only echo one above (the tools of a slow route,
+//! its span names) drop out.
 
 use crate::cols::{opt_str, Cols, FastMap};
 use crate::AnalysisError;
@@ -705,8 +705,9 @@ fn score(acc: Acc, slots: &[Slot], opts: &CompareOptions, p50: i64) -> Compariso
 const MIN_SCORE: f64 = 0.001;
 
 /// Greedy explanation: repeatedly the value that explains the most excess among the
-/// traces no value above it has (tail and baseline both conditioned), its `score` that
-/// share of the whole excess; stops at `limit` values or when nothing adds
+/// tail traces no value above it has (each value keeps its own lift, so what a value
+/// adds only shrinks as values are picked and the scores fall down the list), its
+/// `score` that share of the whole excess; stops at `limit` values or when nothing adds
 /// [`MIN_SCORE`]. Values implied by one above (same traces, or a subset) drop out.
 fn explain(
     mut candidates: Vec<(AttributeShare, Vec<u32>)>,
@@ -717,37 +718,14 @@ fn explain(
     let mut covered = vec![false; slots.len()];
     let mut out = Vec::new();
     while out.len() < limit && !candidates.is_empty() {
-        let (mut n_tail, mut n_base) = (0usize, 0usize);
-        for (s, c) in slots.iter().zip(&covered) {
-            if !c {
-                n_tail += usize::from(s.tail);
-                n_base += usize::from(s.base);
-            }
-        }
         let mut best: Option<(usize, f64)> = None;
-        for (i, (_, traces)) in candidates.iter().enumerate() {
-            let (mut t, mut b, mut excess) = (0usize, 0usize, 0i64);
-            for &x in traces {
-                if !covered[x as usize] {
-                    let s = &slots[x as usize];
-                    t += usize::from(s.tail);
-                    b += usize::from(s.base);
-                    if s.tail {
-                        excess += s.excess;
-                    }
-                }
-            }
-            if t == 0 {
-                continue;
-            }
-            let tail_share = t as f64 / n_tail.max(1) as f64;
-            let base_share = (b as f64 / n_base.max(1) as f64).max(0.5 / n_base.max(1) as f64);
-            let lift = tail_share / base_share;
-            let gain = if lift > 1.0 {
-                excess as f64 * (1.0 - 1.0 / lift)
-            } else {
-                0.0
-            };
+        for (i, (row, traces)) in candidates.iter().enumerate() {
+            let excess: i64 = traces
+                .iter()
+                .filter(|&&x| !covered[x as usize])
+                .map(|&x| slots[x as usize].excess)
+                .sum();
+            let gain = excess as f64 * (1.0 - 1.0 / row.lift);
             // candidates are in raw-score order, so ties keep the better raw value
             if best.is_none_or(|(_, g)| gain > g) {
                 best = Some((i, gain));

@@ -24,7 +24,7 @@ use crate::cols::{opt_f64, opt_i64, Cols};
 use crate::stats::{bootstrap_shift, bootstrap_sums, quantile_shift, Shift, MIN_CLUSTERS};
 use crate::AnalysisError;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
 use tailscope_store::arrow::array::AsArray;
 use tailscope_store::arrow::datatypes::{Float64Type, Int64Type};
@@ -386,6 +386,8 @@ pub struct LlmSample {
     /// Row-major (cache-read tokens, input tokens) per call with both known.
     pub cache: Vec<f64>,
     pub cache_clusters: Vec<u64>,
+    /// The routes (service, operation) whose traces made these calls.
+    pub routes: BTreeSet<(String, String)>,
 }
 
 /// Everything `diff` needs of one period, read once.
@@ -496,7 +498,7 @@ pub fn sample(store: &Store, w: Window) -> Result<Sample, AnalysisError> {
                 c.cache_read_tokens::BIGINT AS cache_read, c.event_count::BIGINT AS events,
                 (coalesce(c.stream, false))::BIGINT AS stream,
                 srv.ttft_ns::BIGINT AS srv_ttft, srv.decode_ns::BIGINT AS srv_decode,
-                coalesce({CLUSTER}, (hash(c.trace_id) >> 1)::BIGINT) AS cl
+                coalesce({CLUSTER}, (hash(c.trace_id) >> 1)::BIGINT) AS cl, t.route
          FROM c
          ANTI JOIN wrappers w ON w.trace_id = c.trace_id AND w.span_id = c.span_id
          LEFT JOIN srv ON srv.trace_id = c.trace_id AND srv.span_id = c.span_id
@@ -517,12 +519,19 @@ pub fn sample(store: &Store, w: Window) -> Result<Sample, AnalysisError> {
             c.i64("srv_decode")?,
             c.i64("cl")?,
         );
+        let route = c.str("route")?;
         for i in 0..b.num_rows() {
             let k = cl.value(i) as u64;
             let l = s
                 .llm
                 .entry((model.value(i).to_owned(), server.value(i).to_owned()))
                 .or_default();
+            if let Some(r) = crate::cols::opt_str(route, i) {
+                let (svc, op) = r.split_once(' ').unwrap_or(("", r));
+                if !l.routes.contains(&(svc.to_owned(), op.to_owned())) {
+                    l.routes.insert((svc.to_owned(), op.to_owned()));
+                }
+            }
             let out = opt_i64(out, i).filter(|o| *o > 0);
             let ttfc = opt_i64(ttfc, i).filter(|t| *t >= 0);
             if let Some(t) = ttfc.or_else(|| opt_i64(s_ttft, i)) {
@@ -845,7 +854,25 @@ pub fn diff(before: &Sample, after: &Sample, opts: &DiffOptions) -> Diff {
         to_ns: s.window.map_or(0, |w| w.to_ns),
         traces: s.traces,
     };
-    let headline = headline(&changes, before.traces, after.traces, opts);
+    // which (model, server) the traces of which route call
+    let uses: HashSet<(&str, &str, &str, &str)> = [before, after]
+        .iter()
+        .flat_map(|s| s.llm.iter())
+        .flat_map(|((m, sv), l)| {
+            l.routes
+                .iter()
+                .map(move |(svc, op)| (m.as_str(), sv.as_str(), svc.as_str(), op.as_str()))
+        })
+        .collect();
+    let calls = |llm: &Change, route: &Change| {
+        uses.contains(&(
+            llm.model.as_deref().unwrap_or(""),
+            llm.server.as_deref().unwrap_or(""),
+            route.service.as_str(),
+            route.operation.as_str(),
+        ))
+    };
+    let headline = headline(&changes, before.traces, after.traces, opts, &calls);
     Diff {
         before: period(before),
         after: period(after),
@@ -896,17 +923,17 @@ fn pct(c: f64) -> String {
 /// The group a change is about, as a person names it.
 fn subject(c: &Change) -> String {
     match c.scope {
-        Scope::Llm => format!(
-            "{} on {}",
-            c.model
+        Scope::Llm => {
+            let model = c
+                .model
                 .as_deref()
                 .filter(|m| !m.is_empty())
-                .unwrap_or("(no model)"),
-            c.server
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .unwrap_or("(no server)")
-        ),
+                .unwrap_or("(no model)");
+            match c.server.as_deref().filter(|s| !s.is_empty()) {
+                Some(server) => format!("{model} on {server}"),
+                None => model.to_owned(),
+            }
+        }
         _ => format!("{} {}", c.service, c.operation).trim().to_owned(),
     }
 }
@@ -969,7 +996,14 @@ fn llm_phrase(c: &Change) -> String {
 }
 
 /// One sentence: what got slower (or faster) and by how much, and the likely reason.
-fn headline(changes: &[Change], n_before: usize, n_after: usize, opts: &DiffOptions) -> String {
+/// `calls(llm, route)`: whether the route's traces call that LLM group.
+fn headline(
+    changes: &[Change],
+    n_before: usize,
+    n_after: usize,
+    opts: &DiffOptions,
+    calls: &dyn Fn(&Change, &Change) -> bool,
+) -> String {
     let sig: Vec<&Change> = changes.iter().filter(|c| c.significant).collect();
     if sig.is_empty() {
         return format!(
@@ -989,9 +1023,11 @@ fn headline(changes: &[Change], n_before: usize, n_after: usize, opts: &DiffOpti
             ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
         })
         .copied();
-    let best_llm = |metrics: &[&str]| {
+    // the LLM change (of the groups the route calls) that moved most
+    let best_llm = |metrics: &[&str], route: &Change| {
         sig.iter()
             .filter(|c| c.scope == Scope::Llm && metrics.contains(&c.metric.as_str()))
+            .filter(|c| calls(c, route))
             .max_by(|a, b| {
                 a.change
                     .unwrap_or(0.0)
@@ -1012,6 +1048,7 @@ fn headline(changes: &[Change], n_before: usize, n_after: usize, opts: &DiffOpti
             let on_path = sig
                 .iter()
                 .filter(|c| c.scope == Scope::Route && related.contains(&c.metric.as_str()))
+                .filter(|c| calls(top, c))
                 .max_by(|a, b| {
                     (a.after - a.before)
                         .abs()
@@ -1073,14 +1110,17 @@ fn headline(changes: &[Change], n_before: usize, n_after: usize, opts: &DiffOpti
         })
         .copied();
     let llm = match cause {
-        Some(c) => best_llm(llm_metrics_of(&c.metric)),
-        None => best_llm(&[
-            "decode_ns_per_token",
-            "ttft_ns",
-            "cache_hit_ratio",
-            "tokens_per_chunk",
-            "output_tokens",
-        ]),
+        Some(c) => best_llm(llm_metrics_of(&c.metric), lead),
+        None => best_llm(
+            &[
+                "decode_ns_per_token",
+                "ttft_ns",
+                "cache_hit_ratio",
+                "tokens_per_chunk",
+                "output_tokens",
+            ],
+            lead,
+        ),
     };
     if let Some(c) = cause {
         let _ = write!(
@@ -1122,9 +1162,15 @@ impl Diff {
             .filter(|c| all || c.significant)
             .collect();
         if !shown.is_empty() {
+            let width = shown
+                .iter()
+                .map(|c| subject(c).chars().count())
+                .max()
+                .unwrap_or(4)
+                .clamp(4, 90);
             let _ = writeln!(
                 o,
-                "\n{}:\n  {:<9} {:<58} {:<22} {:>10} {:>10} {:>7}  {:<17}",
+                "\n{}:\n  {:<9} {:<width$} {:<22} {:>10} {:>10} {:>7}  {:<17}",
                 if all {
                     "Changes, significant first"
                 } else {
@@ -1139,8 +1185,11 @@ impl Diff {
                 format!("{:.0}% interval", self.confidence * 100.0)
             );
             for c in shown {
-                let what: String = subject(c).chars().take(58).collect();
+                let what: String = subject(c).chars().take(width).collect();
                 let iv = match (c.ci_low, c.ci_high) {
+                    (Some(l), Some(h)) if c.change.is_some() && pct(l) == pct(h) => {
+                        format!("[{:+.1}%, {:+.1}%]", l * 100.0, h * 100.0)
+                    }
                     (Some(l), Some(h)) if c.change.is_some() => format!("[{}, {}]", pct(l), pct(h)),
                     (Some(l), Some(h)) => format!(
                         "[{}, {}]",
@@ -1151,7 +1200,7 @@ impl Diff {
                 };
                 let _ = writeln!(
                     o,
-                    "  {:<9} {:<58} {:<22} {:>10} {:>10} {:>7}  {:<17}{}",
+                    "  {:<9} {:<width$} {:<22} {:>10} {:>10} {:>7}  {:<17}{}",
                     c.scope.as_str(),
                     what,
                     c.metric,
@@ -1254,6 +1303,8 @@ mod tests {
             l.tokens_per_chunk.push(12.0 * noise(rng), conv);
             l.cache.extend([500.0 * noise(rng), 1000.0]);
             l.cache_clusters.push(conv);
+            l.routes
+                .insert(("agent-api".into(), "POST /v1/chat".into()));
             let l = s.llm.entry(("m2".into(), "srv".into())).or_default();
             l.decode_ns_per_token.push(8e6 * noise(rng), conv);
             s.traces += 1;
