@@ -1,5 +1,5 @@
-//! `ingest-bench`: sustained OTLP/gRPC ingest into the DuckDB store, against the bare
-//! DuckDB appender as the ceiling.
+//! `ingest-bench`: sustained OTLP/gRPC and OTLP/HTTP ingest into the DuckDB store,
+//! against the bare DuckDB appender and DuckDB's Parquet writer as ceilings.
 //!
 //! What is measured, in one process and one run:
 //!
@@ -20,7 +20,9 @@
 //!    short backoff, counted, and the wait counts in that export's latency. The rate is
 //!    spans acknowledged / time from the first send to the last acknowledgement.
 //! 3. **No loss.** The collector is shut down, the writer closed, the store reopened and
-//!    its spans counted: stored must equal sent (exit code 1 otherwise).
+//!    its spans counted: stored must equal sent (exit code 1 otherwise). Then the same
+//!    requests go over OTLP/HTTP (protobuf, 8 in flight, blocking clients on their own
+//!    threads, 503 retried) into a third fresh store: rate, p50/p99, lost.
 //! 4. **Where the time goes.** The same requests are decoded and normalised on one
 //!    thread (`decode::to_batch`, what both receivers run per request in the blocking
 //!    pool), timed per request with each batch dropped outside the timing, as the
@@ -31,7 +33,8 @@
 //!    calling thread, one transaction per batch, no network, no queue. The gRPC rate is
 //!    reported as a share of this rate. The writer groups queued requests into one
 //!    transaction (see the `writer:` line), so where commits dominate it can exceed
-//!    this "ceiling".
+//!    this "ceiling". Then DuckDB's Parquet writer (zstd, one thread) writes the bare
+//!    store's spans out: the rate of the `serve --segments` layout.
 //!
 //! Peak RSS is read from `VmHWM` in `/proc/self/status`; it is reset (via
 //! `/proc/self/clear_refs`) after the load is generated, so "during ingest" is the peak
