@@ -6,11 +6,11 @@ use anyhow::{Context, Result};
 use clap::{ArgGroup, Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+use tailscope::replay_input::rows;
 use tailscope::replay_input::{self, InputOptions};
-use tailscope_engine::RunReport;
 use tailscope_engine::{run_ab, AbReport, Arrival, EngineConfig, ReplayOptions};
 use tailscope_model::ReplayWorkload;
-use tailscope_store::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow, Store};
+use tailscope_store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
 pub enum Format {
@@ -221,87 +221,4 @@ fn run_with_progress(
     let r = run_ab(w, a, b, opts, &mut progress).context("replaying")?;
     bar.finish_and_clear();
     Ok(r)
-}
-
-/// The store rows of a finished A/B replay.
-fn rows(report: &AbReport, workload: &ReplayWorkload) -> ReplayRows {
-    let traces: std::collections::HashMap<(&str, u32), &str> = workload
-        .sessions
-        .iter()
-        .flat_map(|s| {
-            s.turns
-                .iter()
-                .filter_map(move |t| Some(((s.id.as_str(), t.index), t.trace_id.as_deref()?)))
-        })
-        .collect();
-    let mut out = ReplayRows {
-        focus: report.focus.clone(),
-        ..ReplayRows::default()
-    };
-    let sides = [("A", &report.runs_a), ("B", &report.runs_b)];
-    for (side, runs) in sides {
-        for (repeat, run) in runs.iter().enumerate() {
-            add_run(&mut out, side, repeat as i32, run);
-        }
-    }
-    for t in &mut out.turns {
-        if let Some(id) = traces.get(&(t.session_id.as_str(), t.turn as u32)) {
-            t.trace_id = Some((*id).to_owned());
-        }
-    }
-    out
-}
-
-fn add_run(out: &mut ReplayRows, side: &str, repeat: i32, run: &RunReport) {
-    let s = &run.summary;
-    out.runs.push(ReplayRunRow {
-        side: side.to_owned(),
-        repeat,
-        config_json: serde_json::to_string(&run.config).unwrap_or_default(),
-        summary: [
-            s.ttft_p50_ms,
-            s.ttft_p99_ms,
-            s.tpot_p50_ms,
-            s.tpot_p99_ms,
-            s.itl_p50_ms,
-            s.itl_p99_ms,
-            s.e2e_p50_ms,
-            s.e2e_p99_ms,
-            s.throughput_tok_s,
-            s.goodput_req_s,
-            s.goodput_fraction,
-            s.prefix_hit_tokens,
-            s.evicted_blocks,
-            s.preemptions,
-            s.makespan_ms,
-        ],
-    });
-    out.turns.extend(run.turns.iter().map(|t| ReplayTurnRow {
-        side: side.to_owned(),
-        repeat,
-        session_id: t.session.clone(),
-        turn: t.turn as i32,
-        trace_id: None,
-        input_tokens: t.input_tokens as i64,
-        output_tokens: t.output_tokens as i64,
-        arrival_ns: t.arrival_ns,
-        ttft_ns: t.ttft_ns,
-        tpot_ns: t.tpot_ns,
-        e2e_ns: t.e2e_ns,
-        prefix_hit_tokens: t.prefix_hit_tokens as i64,
-        prefill_tokens: t.prefill_tokens as i64,
-        preemptions: t.preemptions as i32,
-        recorded_ttft_ns: t.recorded_ttft_ns,
-    }));
-    out.evictions
-        .extend(run.evictions.iter().map(|e| ReplayEvictionRow {
-            side: side.to_owned(),
-            repeat,
-            t_ns: e.t_ns,
-            block: e.block as i32,
-            owner_session: e.owner_session.clone(),
-            owner_turn: e.owner_turn.map(|t| t as i32),
-            by_session: e.by_session.clone(),
-            by_turn: e.by_turn as i32,
-        }));
 }

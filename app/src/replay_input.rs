@@ -6,10 +6,14 @@
 //! conversation is one token stream, so call k's prompt is the first
 //! `input_tokens` of that stream and shares exactly `min(input_k, input_j)` tokens
 //! with an earlier call j of the same conversation, which is what a prefix cache sees
-//! when a chat grows turn by turn.
+//! when a chat grows turn by turn. [`rows`] turns a finished A/B replay into the store's
+//! replay rows (the CLI and the GUI's replay job save them the same way).
 
+use tailscope_engine::{AbReport, RunReport};
 use tailscope_model::{ReplayWorkload, Segment, Session, Turn};
-use tailscope_store::{LlmCallRow, Store, StoreError};
+use tailscope_store::{
+    LlmCallRow, ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow, Store, StoreError,
+};
 
 /// How to cut the recording into a workload.
 #[derive(Debug, Clone)]
@@ -135,4 +139,87 @@ fn session(id: &str, calls: &[LlmCallRow], t0: i64, opts: &InputOptions) -> Sess
         id: id.to_owned(),
         turns,
     }
+}
+
+/// The store rows of a finished A/B replay.
+pub fn rows(report: &AbReport, workload: &ReplayWorkload) -> ReplayRows {
+    let traces: std::collections::HashMap<(&str, u32), &str> = workload
+        .sessions
+        .iter()
+        .flat_map(|s| {
+            s.turns
+                .iter()
+                .filter_map(move |t| Some(((s.id.as_str(), t.index), t.trace_id.as_deref()?)))
+        })
+        .collect();
+    let mut out = ReplayRows {
+        focus: report.focus.clone(),
+        ..ReplayRows::default()
+    };
+    let sides = [("A", &report.runs_a), ("B", &report.runs_b)];
+    for (side, runs) in sides {
+        for (repeat, run) in runs.iter().enumerate() {
+            add_run(&mut out, side, repeat as i32, run);
+        }
+    }
+    for t in &mut out.turns {
+        if let Some(id) = traces.get(&(t.session_id.as_str(), t.turn as u32)) {
+            t.trace_id = Some((*id).to_owned());
+        }
+    }
+    out
+}
+
+fn add_run(out: &mut ReplayRows, side: &str, repeat: i32, run: &RunReport) {
+    let s = &run.summary;
+    out.runs.push(ReplayRunRow {
+        side: side.to_owned(),
+        repeat,
+        config_json: serde_json::to_string(&run.config).unwrap_or_default(),
+        summary: [
+            s.ttft_p50_ms,
+            s.ttft_p99_ms,
+            s.tpot_p50_ms,
+            s.tpot_p99_ms,
+            s.itl_p50_ms,
+            s.itl_p99_ms,
+            s.e2e_p50_ms,
+            s.e2e_p99_ms,
+            s.throughput_tok_s,
+            s.goodput_req_s,
+            s.goodput_fraction,
+            s.prefix_hit_tokens,
+            s.evicted_blocks,
+            s.preemptions,
+            s.makespan_ms,
+        ],
+    });
+    out.turns.extend(run.turns.iter().map(|t| ReplayTurnRow {
+        side: side.to_owned(),
+        repeat,
+        session_id: t.session.clone(),
+        turn: t.turn as i32,
+        trace_id: None,
+        input_tokens: t.input_tokens as i64,
+        output_tokens: t.output_tokens as i64,
+        arrival_ns: t.arrival_ns,
+        ttft_ns: t.ttft_ns,
+        tpot_ns: t.tpot_ns,
+        e2e_ns: t.e2e_ns,
+        prefix_hit_tokens: t.prefix_hit_tokens as i64,
+        prefill_tokens: t.prefill_tokens as i64,
+        preemptions: t.preemptions as i32,
+        recorded_ttft_ns: t.recorded_ttft_ns,
+    }));
+    out.evictions
+        .extend(run.evictions.iter().map(|e| ReplayEvictionRow {
+            side: side.to_owned(),
+            repeat,
+            t_ns: e.t_ns,
+            block: e.block as i32,
+            owner_session: e.owner_session.clone(),
+            owner_turn: e.owner_turn.map(|t| t as i32),
+            by_session: e.by_session.clone(),
+            by_turn: e.by_turn as i32,
+        }));
 }

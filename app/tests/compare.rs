@@ -11,13 +11,13 @@ use tailscope_model::{AttrValue, Attribute, Batch};
 use tailscope_samples::{generate, replica_address, ServerConfig, Workload, WorkloadConfig};
 use tailscope_store::Store;
 
-const START_NS: i64 = 1_772_442_000 * 1_000_000_000;
-const QWEN: &str = "Qwen/Qwen2.5-7B-Instruct";
+pub(super) const START_NS: i64 = 1_772_442_000 * 1_000_000_000;
+pub(super) const QWEN: &str = "Qwen/Qwen2.5-7B-Instruct";
 
 /// `conversations` conversations starting over 60 s from `start_ns` on a server with
 /// `decode` seconds per token (and the default model unless `model`), with planted
 /// causes and other tenants' bursts (`small`) or without (`clean`).
-fn workload(
+pub(super) fn workload(
     seed: u64,
     conversations: usize,
     start_ns: i64,
@@ -32,7 +32,7 @@ fn workload(
     )
 }
 
-fn workload_from(
+pub(super) fn workload_from(
     mut cfg: WorkloadConfig,
     start_ns: i64,
     model: Option<&str>,
@@ -48,14 +48,14 @@ fn workload_from(
     generate(&cfg)
 }
 
-fn end_ns(w: &[Workload]) -> i64 {
+pub(super) fn end_ns(w: &[Workload]) -> i64 {
     w.iter()
         .flat_map(|w| w.batch.spans.iter().map(|s| s.end_ns))
         .max()
         .unwrap()
 }
 
-fn store(db: &Path, workloads: Vec<Workload>) {
+pub(super) fn store(db: &Path, workloads: Vec<Workload>) {
     let store = Store::open(db).unwrap();
     let batches: Vec<Batch> = workloads.into_iter().map(|w| w.batch).collect();
     store.append_direct(&batches).unwrap();

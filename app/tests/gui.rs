@@ -639,3 +639,255 @@ fn gui_worker_opens_another_store_while_the_analysis_runs() {
     worker.join().unwrap();
     assert_eq!(gate.runs(), 2, "one run per store");
 }
+
+/// Steps frames until the job is over (its done progress arrived).
+fn settle_job(h: &mut Harness<'static, App>) {
+    for _ in 0..6000 {
+        h.step();
+        if h.state().job().is_none() && h.state().pending() == 0 {
+            h.run_steps(3);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the job did not finish: {:?}", h.state().errors());
+}
+
+/// A slow replica (`server.address` of replica 1) in most of the tail: the overview's
+/// "what the slow traces share" panel lists what compare lists, and a click on a value
+/// shows exactly the traces that have it.
+#[test]
+fn gui_shared_values_panel_filters_the_traces_table() {
+    use super::compare::{store, workload, START_NS};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("skew.duckdb");
+    let healthy = workload(101, 45, START_NS, None, 0.008);
+    let slow = workload(102, 15, START_NS, None, 0.04).on_replica(1);
+    store(&db, vec![healthy, slow]);
+    let comparison = {
+        let s = Store::open(&db).unwrap();
+        tailscope_analysis::update(&s, &|_| {}).unwrap();
+        tailscope_analysis::compare::compare(
+            &s,
+            &tailscope_analysis::compare::CompareOptions::default(),
+        )
+        .unwrap()
+    };
+    let mut h = harness(&db);
+    settle(&mut h);
+    let o = h.state().overview().cloned().expect("overview loaded");
+    let shared = o.shared.clone().expect("the shared-values panel is filled");
+    assert_eq!(shared.tail_traces as usize, comparison.tail_traces);
+    let first = shared.values.first().expect("a value stands out");
+    let top = &comparison.attributes[0];
+    assert_eq!((&first.key, &first.value), (&top.key, &top.value));
+    assert_eq!(first.excess_ns, top.excess_ns);
+    h.get_by_label("What the slow traces share");
+    let label = format!("{} = {}", first.key, first.value);
+    h.get_by_label(&label).click();
+    settle(&mut h);
+    assert_eq!(h.state().view(), View::Traces);
+    assert_eq!(
+        h.state().value_filter(),
+        Some(&(first.key.clone(), first.value.clone()))
+    );
+    h.get_by_label(&format!("only traces with {label}"));
+    let filtered = h.state().traces_total().expect("filtered page");
+    // every tail trace that has the value is listed, and not every trace has it
+    assert!(
+        filtered >= first.tail_traces as usize,
+        "{filtered} < {first:?}"
+    );
+    assert!(filtered < o.traces as usize, "{filtered} of {}", o.traces);
+    // the filter is compare's definition: the slowest traces with the value are the tail's
+    let tail_with: usize = (0..filtered.min(tailscope_ui::PAGE))
+        .filter_map(|i| h.state().trace_row(i))
+        .filter(|r| r.duration_ns >= comparison.tail_from_ns)
+        .count();
+    assert_eq!(tail_with, first.tail_traces as usize);
+    h.get_by_label("✕ Clear value filter").click();
+    settle(&mut h);
+    assert_eq!(h.state().value_filter(), None);
+    assert_eq!(h.state().traces_total(), Some(o.traces as usize));
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
+}
+
+/// The compare-periods view: the default halves, then a quiet pair of periods (no
+/// change) and a pair across a planted decode drift (the headline names the model).
+#[test]
+fn gui_compare_periods_names_the_drift() {
+    use super::compare::{end_ns, store, workload_from, QWEN, START_NS};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("drift.duckdb");
+    let period = |seed: u64, start: i64, llama_decode: f64| {
+        vec![
+            workload_from(WorkloadConfig::clean(seed, 40), start, None, llama_decode),
+            workload_from(
+                WorkloadConfig::clean(seed + 1, 40),
+                start,
+                Some(QWEN),
+                0.008,
+            )
+            .on_replica(1),
+        ]
+    };
+    let a = period(201, START_NS, 0.008);
+    let t1 = end_ns(&a) + 1_000_000_000;
+    let b = period(203, t1, 0.008);
+    let t2 = end_ns(&b) + 1_000_000_000;
+    let c = period(205, t2, 0.0104);
+    let mut all = a;
+    all.extend(b);
+    all.extend(c);
+    store(&db, all);
+    tailscope_analysis::update(&Store::open(&db).unwrap(), &|_| {}).unwrap();
+    let mut h = harness(&db);
+    settle(&mut h);
+    h.get_by_label("Compare periods").click();
+    settle(&mut h);
+    let d = h
+        .state()
+        .diff()
+        .cloned()
+        .expect("the default halves are compared");
+    assert!(d.before_traces > 0 && d.after_traces > 0, "{d:?}");
+    assert!(d.before_text.contains("..") && d.after_text.contains(".."));
+    h.get_by_label(&d.headline);
+
+    // quiet: A against B
+    let mut h2 = h;
+    h2.state_mut()
+        .compare_periods(Some((format!("..{t1}"), format!("{t1}..{t2}"))));
+    settle(&mut h2);
+    let quiet = h2.state().diff().cloned().unwrap();
+    assert!(
+        quiet.headline.starts_with("No significant change"),
+        "{}",
+        quiet.headline
+    );
+    assert!(quiet.changes.iter().all(|c| !c.significant));
+    assert!(h2
+        .query_all_by_label_contains("No significant change (")
+        .next()
+        .is_some());
+
+    // drift: before t2 against after
+    h2.state_mut()
+        .compare_periods(Some((format!("..{t2}"), format!("{t2}.."))));
+    settle(&mut h2);
+    let drift = h2.state().diff().cloned().unwrap();
+    assert!(
+        drift.headline.contains("Llama-3.1-8B-Instruct") && drift.headline.contains("decode"),
+        "{}",
+        drift.headline
+    );
+    let first = drift.changes.first().unwrap();
+    assert!(first.significant, "{first:?}");
+    assert!(drift.changes.iter().any(|c| c.significant
+        && c.metric == "decode_ns_per_token"
+        && c.subject.contains("Llama")));
+    h2.get_by_label(&drift.headline);
+    assert!(h2
+        .query_all_by_label("decode_ns_per_token")
+        .next()
+        .is_some());
+    assert!(h2.state().errors().is_empty(), "{:?}", h2.state().errors());
+}
+
+/// Replay from the window: the conversation view's Replay A/B opens the form with the
+/// seed configurations; Run replays the conversation on the worker's job thread with
+/// progress and the result opens in the Replay view; a second run is cancelled.
+#[test]
+fn gui_replay_from_the_window_runs_and_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = generated_store(dir.path(), 6);
+    let mut h = harness(&db);
+    settle(&mut h);
+    h.get_by_label("Conversation").click();
+    settle(&mut h);
+    let conv = h
+        .state()
+        .conversations()
+        .and_then(|l| l.iter().max_by_key(|c| c.evictions).cloned())
+        .expect("conversations listed");
+    h.state_mut().open_conversation(&conv.conversation_id);
+    settle(&mut h);
+    h.get_by_label("Replay A/B…").click();
+    settle(&mut h);
+    assert_eq!(h.state().view(), View::Replay);
+    h.get_by_label("Run a replay");
+    let r = h.state().replay_request().clone();
+    assert_eq!(r.conversation_id, conv.conversation_id);
+    assert!(
+        r.a_toml.contains("cache_capacity_blocks = 160"),
+        "{}",
+        r.a_toml
+    );
+    assert!(
+        r.b_toml.contains("cache_capacity_blocks = 512"),
+        "{}",
+        r.b_toml
+    );
+    h.get_by_label("Run replay").click();
+    h.run_steps(2);
+    let mut saw_progress = false;
+    for _ in 0..6000 {
+        h.step();
+        if h.state().job().is_some_and(|j| j.job == "replay") {
+            saw_progress = true;
+        }
+        if h.state().job().is_none() && h.state().pending() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(saw_progress, "the replay reports progress");
+    settle(&mut h);
+    settle(&mut h);
+    assert!(
+        h.state()
+            .errors()
+            .iter()
+            .any(|e| e.starts_with("replay: saved replay")),
+        "{:?}",
+        h.state().errors()
+    );
+    let rep = h.state().replay().cloned().expect("the new replay opens");
+    assert_eq!(rep.focus, conv.conversation_id);
+    assert_eq!(
+        rep.sides
+            .iter()
+            .map(|s| s.side.as_str())
+            .collect::<Vec<_>>(),
+        ["A", "B"]
+    );
+    assert!(rep
+        .turns
+        .iter()
+        .any(|t| t.session_id == conv.conversation_id));
+    h.get_by_label("TTFT CDF, all turns");
+
+    // a second run, cancelled at once
+    let replays = h.state().replays().map_or(0, <[_]>::len);
+    h.state_mut().open_replay_form(&conv.conversation_id);
+    h.run_steps(2);
+    h.get_by_label("Run replay").click();
+    h.run_steps(1);
+    h.state().cancel_job();
+    settle_job(&mut h);
+    assert!(
+        h.state()
+            .errors()
+            .iter()
+            .any(|e| e == "replay: replay cancelled"),
+        "{:?}",
+        h.state().errors()
+    );
+    h.state_mut().reload_replays();
+    settle(&mut h);
+    assert_eq!(
+        h.state().replays().map_or(0, <[_]>::len),
+        replays,
+        "nothing saved"
+    );
+}

@@ -32,6 +32,9 @@ pub enum EngineError {
     /// The workload cannot be replayed (empty, unknown focus, a request that never fits).
     #[error("invalid replay workload: {0}")]
     Workload(String),
+    /// The caller cancelled the replay.
+    #[error("the replay was cancelled")]
+    Cancelled,
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

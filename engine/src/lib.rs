@@ -23,6 +23,6 @@ pub use config::{EngineConfig, ModelShape, PolicyKind};
 pub use engine::{Event, EventKind};
 pub use error::EngineError;
 pub use replay::{
-    percentile, run_ab, run_one, AbReport, Arrival, Compared, EvictionNote, FocusTurn,
-    ReplayOptions, ReplayProgress, RunReport, Summary, TurnMetrics,
+    percentile, run_ab, run_ab_until, run_one, AbReport, Arrival, Compared, EvictionNote,
+    FocusTurn, ReplayOptions, ReplayProgress, RunReport, Summary, TurnMetrics,
 };

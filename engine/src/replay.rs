@@ -1,6 +1,7 @@
 //! Replay of a [`ReplayWorkload`] through the engine, and the A/B comparison.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use tailscope_model::ReplayWorkload;
@@ -168,6 +169,32 @@ pub fn run_with_model(
     check_logits: bool,
     progress: &mut dyn FnMut(ReplayProgress),
 ) -> Result<(RunReport, Option<f32>), EngineError> {
+    let never = AtomicBool::new(false);
+    run_model(
+        workload,
+        cfg,
+        model,
+        opts,
+        (label, repeat),
+        check_logits,
+        progress,
+        &never,
+    )
+}
+
+/// [`run_with_model`] that stops with [`EngineError::Cancelled`] at the next engine
+/// step once `cancel` is set.
+#[allow(clippy::too_many_arguments)]
+fn run_model(
+    workload: &ReplayWorkload,
+    cfg: &EngineConfig,
+    model: Llama,
+    opts: &ReplayOptions,
+    (label, repeat): (&'static str, u32),
+    check_logits: bool,
+    progress: &mut dyn FnMut(ReplayProgress),
+    cancel: &AtomicBool,
+) -> Result<(RunReport, Option<f32>), EngineError> {
     if workload.sessions.iter().all(|s| s.turns.is_empty()) {
         return Err(EngineError::Workload("the workload has no turns".into()));
     }
@@ -229,6 +256,9 @@ pub fn run_with_model(
         }
         if !engine.has_work() {
             break;
+        }
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
         }
         for id in engine.step()? {
             done += 1;
@@ -457,6 +487,19 @@ pub fn run_ab(
     opts: &ReplayOptions,
     progress: &mut dyn FnMut(ReplayProgress),
 ) -> Result<AbReport, EngineError> {
+    run_ab_until(workload, a, b, opts, progress, &AtomicBool::new(false))
+}
+
+/// [`run_ab`] that stops with [`EngineError::Cancelled`] at the next engine step once
+/// `cancel` is set (the GUI's Cancel).
+pub fn run_ab_until(
+    workload: &ReplayWorkload,
+    a: &EngineConfig,
+    b: &EngineConfig,
+    opts: &ReplayOptions,
+    progress: &mut dyn FnMut(ReplayProgress),
+    cancel: &AtomicBool,
+) -> Result<AbReport, EngineError> {
     if !workload.sessions.iter().any(|s| s.id == workload.focus) {
         return Err(EngineError::Workload(format!(
             "focus conversation {:?} is not in the workload",
@@ -470,30 +513,48 @@ pub fn run_ab(
     let model_b = load_model(b)?;
     // Warm-up (untimed): first-touch page faults and allocator growth would
     // otherwise land on whichever side runs first.
-    run_with_model(
+    run_model(
         workload,
         a,
         model_a.clone(),
         opts,
-        "A warm-up",
-        0,
+        ("A warm-up", 0),
         false,
         progress,
+        cancel,
     )?;
-    run_with_model(
+    run_model(
         workload,
         b,
         model_b.clone(),
         opts,
-        "B warm-up",
-        0,
+        ("B warm-up", 0),
         false,
         progress,
+        cancel,
     )?;
     for r in 0..repeats {
-        let (rep, _) = run_with_model(workload, a, model_a.clone(), opts, "A", r, false, progress)?;
+        let (rep, _) = run_model(
+            workload,
+            a,
+            model_a.clone(),
+            opts,
+            ("A", r),
+            false,
+            progress,
+            cancel,
+        )?;
         runs_a.push(rep);
-        let (rep, _) = run_with_model(workload, b, model_b.clone(), opts, "B", r, false, progress)?;
+        let (rep, _) = run_model(
+            workload,
+            b,
+            model_b.clone(),
+            opts,
+            ("B", r),
+            false,
+            progress,
+            cancel,
+        )?;
         runs_b.push(rep);
     }
     Ok(build_ab(workload, a, b, opts, runs_a, runs_b))

@@ -7,10 +7,16 @@
 //! budget each frame, then asks for a repaint; every view draws view-model types from
 //! [`protocol`] ([`Overview`], [`TracePage`], [`TraceDetail`], [`Conversation`],
 //! [`MetricsWindow`], [`SqlResult`]). [`timeline`] draws the waterfall with puffin's
-//! culling rules; [`palette`] holds the one cause palette and its legend.
+//! culling rules; [`palette`] holds the one cause palette and its legend. The overview's
+//! "what the slow traces share" panel filters the traces table by a value
+//! ([`TraceQuery::has_value`]); the compare-periods view draws [`protocol::DiffVm`];
+//! the replay form ([`protocol::ReplayRequest`]) runs an A/B replay as a worker job.
 
 pub mod palette;
+mod periods;
 pub mod protocol;
+mod replay_form;
+mod shared;
 pub mod timeline;
 mod views;
 
@@ -19,7 +25,7 @@ pub use protocol::{
     Response, SortColumn, SqlResult, TraceDetail, TracePage, TraceQuery, TraceRowVm, WorkerLink,
 };
 
-use protocol::{CollectorStatus, MetricsScope, ReplayListItem, ReplayVm};
+use protocol::{CollectorStatus, DiffVm, MetricsScope, ReplayListItem, ReplayRequest, ReplayVm};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,17 +38,19 @@ pub enum View {
     Trace,
     Conversation,
     Metrics,
+    Periods,
     Replay,
     Sql,
 }
 
 impl View {
-    pub const ALL: [View; 7] = [
+    pub const ALL: [View; 8] = [
         View::Overview,
         View::Traces,
         View::Trace,
         View::Conversation,
         View::Metrics,
+        View::Periods,
         View::Replay,
         View::Sql,
     ];
@@ -54,6 +62,7 @@ impl View {
             View::Trace => "Trace",
             View::Conversation => "Conversation",
             View::Metrics => "Metrics",
+            View::Periods => "Compare periods",
             View::Replay => "Replay",
             View::Sql => "SQL",
         }
@@ -67,6 +76,7 @@ impl View {
             View::Trace => "trace",
             View::Conversation => "conversation",
             View::Metrics => "metrics",
+            View::Periods => "periods",
             View::Replay => "replay",
             View::Sql => "sql",
         }
@@ -188,6 +198,43 @@ impl TraceState {
     }
 }
 
+/// The compare-periods form and its last answer.
+#[derive(Default)]
+pub(crate) struct PeriodsState {
+    pub before: String,
+    pub after: String,
+    pub diff: Option<DiffVm>,
+    pub requested: bool,
+    /// List every change, not only the significant ones.
+    pub all: bool,
+}
+
+/// The replay form: which conversation, configurations A and B, run options.
+pub(crate) struct ReplayForm {
+    pub open: bool,
+    pub request: ReplayRequest,
+    /// Asked the worker for the default configurations.
+    pub defaults_requested: bool,
+}
+
+impl Default for ReplayForm {
+    fn default() -> Self {
+        Self {
+            open: false,
+            request: ReplayRequest {
+                repeats: 1,
+                token_scale: 0.05,
+                max_output_tokens: 32,
+                ..ReplayRequest::default()
+            },
+            defaults_requested: false,
+        }
+    }
+}
+
+/// The job name of a replay run from the window.
+pub const REPLAY_JOB: &str = "replay";
+
 /// A small modal asking for a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Dialog {
@@ -218,6 +265,8 @@ pub struct App {
     /// Saved replays (latest first); `None` until the worker answers.
     pub(crate) replays: Option<Vec<ReplayListItem>>,
     pub(crate) replay: Option<ReplayVm>,
+    pub(crate) periods: PeriodsState,
+    pub(crate) replay_form: ReplayForm,
     pub(crate) sql: String,
     pub(crate) sql_result: Option<SqlResult>,
     pub(crate) job: Option<JobProgress>,
@@ -258,6 +307,8 @@ impl App {
             metrics_label: String::new(),
             replays: None,
             replay: None,
+            periods: PeriodsState::default(),
+            replay_form: ReplayForm::default(),
             sql: "SELECT root, count(*) AS traces, round(quantile_disc(duration_ns, 0.99) / 1e6) AS p99_ms\nFROM trace_analysis GROUP BY root ORDER BY p99_ms DESC".to_owned(),
             sql_result: None,
             job: None,
@@ -321,6 +372,9 @@ impl App {
             }
             View::Metrics if self.metrics.is_none() => self.request_metrics_for_selection(),
             View::Replay if self.replays.is_none() => self.reload_replays(),
+            View::Periods if self.periods.diff.is_none() && !self.periods.requested => {
+                self.compare_periods(None);
+            }
             _ => {}
         }
     }
@@ -349,6 +403,63 @@ impl App {
         self.send(Request::Conversation {
             conversation_id: conversation_id.to_owned(),
         });
+    }
+
+    /// Shows the traces that have `key=value` (the overview's shared-values panel).
+    pub fn filter_traces_by(&mut self, key: &str, value: &str) {
+        self.traces.query.has_value = Some((key.to_owned(), value.to_owned()));
+        self.traces.query.sort = SortColumn::Duration;
+        self.traces.query.descending = true;
+        self.view = View::Traces;
+        self.reload_traces();
+    }
+
+    /// Drops the traces table's attribute-value filter.
+    pub fn clear_value_filter(&mut self) {
+        self.traces.query.has_value = None;
+        self.reload_traces();
+    }
+
+    /// The traces table's attribute-value filter.
+    pub fn value_filter(&self) -> Option<&(String, String)> {
+        self.traces.query.has_value.as_ref()
+    }
+
+    /// Compares two periods (`FROM..TO` each, as the CLI takes them); `None`: the first
+    /// half of the stored time range against the second.
+    pub fn compare_periods(&mut self, periods: Option<(String, String)>) {
+        self.view = View::Periods;
+        self.periods.requested = true;
+        self.send(Request::Diff { periods });
+    }
+
+    pub fn diff(&self) -> Option<&DiffVm> {
+        self.periods.diff.as_ref()
+    }
+
+    /// Opens the replay form for a conversation (the defaults for A and B are fetched
+    /// the first time).
+    pub fn open_replay_form(&mut self, conversation_id: &str) {
+        conversation_id.clone_into(&mut self.replay_form.request.conversation_id);
+        self.replay_form.open = true;
+        if !self.replay_form.defaults_requested {
+            self.replay_form.defaults_requested = true;
+            self.send(Request::ReplayDefaults);
+        }
+    }
+
+    /// The replay form's request (tests edit it through the form).
+    pub fn replay_request(&self) -> &ReplayRequest {
+        &self.replay_form.request
+    }
+
+    /// Runs the replay form's request as a job.
+    pub fn run_replay(&mut self) {
+        self.link
+            .cancel
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let r = self.replay_form.request.clone();
+        self.send(Request::RunReplay(r));
     }
 
     /// Runs SQL in the console.
@@ -414,6 +525,10 @@ impl App {
     /// A loaded row of the traces table.
     pub fn trace_row(&self, i: usize) -> Option<&TraceRowVm> {
         self.traces.pages.get(&(i / PAGE))?.get(i % PAGE)
+    }
+    /// The conversation list (slowest first), once the Conversation view has loaded it.
+    pub fn conversations(&self) -> Option<&[ConversationSummary]> {
+        self.conversations.as_deref()
     }
     pub fn conversation(&self) -> Option<&Conversation> {
         self.conversation.as_ref()
@@ -518,11 +633,33 @@ impl App {
             }
             Response::Replay(r) => self.replay = Some(*r),
             Response::Sql(s) => self.sql_result = Some(s),
+            Response::Diff(d) => {
+                self.periods.before.clone_from(&d.before_text);
+                self.periods.after.clone_from(&d.after_text);
+                self.periods.requested = false;
+                self.periods.diff = Some(*d);
+            }
+            Response::ReplayDefaults { a, b } => {
+                let r = &mut self.replay_form.request;
+                if r.a_toml.is_empty() {
+                    r.a_toml = a;
+                }
+                if r.b_toml.is_empty() {
+                    r.b_toml = b;
+                }
+            }
             // The background analysis shows only when no other job does.
             Response::Progress(p)
                 if p.job == protocol::ANALYSIS_JOB
                     && self.job.as_ref().is_some_and(|j| j.job != p.job) => {}
             Response::Progress(p) => {
+                if p.done && p.job == REPLAY_JOB && p.message.starts_with("saved") {
+                    // the finished replay is the latest: show it
+                    self.replay = None;
+                    self.replay_form.open = false;
+                    self.view = View::Replay;
+                    self.reload_replays();
+                }
                 if p.done {
                     if !p.message.is_empty() {
                         self.errors.push(format!("{}: {}", p.job, p.message));
@@ -545,6 +682,11 @@ impl App {
                 if self.view == View::Replay {
                     self.reload_replays();
                 }
+                self.periods.diff = None;
+                if self.view == View::Periods && !self.periods.requested {
+                    let p = (self.periods.before.clone(), self.periods.after.clone());
+                    self.compare_periods(Some(p).filter(|(b, a)| !b.is_empty() || !a.is_empty()));
+                }
             }
             Response::Collector(c) => {
                 self.endpoint_hint = format!("http://{}", c.http);
@@ -552,6 +694,7 @@ impl App {
             }
             Response::Error(e) => {
                 self.loading_trace = None;
+                self.periods.requested = false;
                 self.errors.push(e);
                 if self.errors.len() > 4 {
                     self.errors.remove(0);
@@ -598,6 +741,7 @@ impl App {
             View::Trace => views::trace(self, ui),
             View::Conversation => views::conversation(self, ui),
             View::Metrics => views::metrics(self, ui),
+            View::Periods => periods::show(self, ui),
             View::Replay => views::replay(self, ui),
             View::Sql => views::sql(self, ui),
         });

@@ -51,6 +51,9 @@ pub struct TraceQuery {
     /// duration_ns, ttft_ns, input_tokens, output_tokens, primary_cause,
     /// conversation_id, spans, pct (e.g. `duration_ns > 2e9 AND spans > 10`).
     pub where_sql: String,
+    /// Only traces that have this attribute value (`key`, `value`), as the overview's
+    /// "what the slow traces share" panel counts them (the worker turns it into SQL).
+    pub has_value: Option<(String, String)>,
     /// Echoed in the reply so stale pages are dropped.
     pub generation: u64,
 }
@@ -80,6 +83,18 @@ pub enum Request {
     Sql {
         sql: String,
     },
+    /// Two periods of the store compared (`tailscope diff`). Each period is written as
+    /// the CLI takes it (`FROM..TO`: RFC 3339, a date, Unix time, `-2h`; a side may be
+    /// empty); `None` for both: the first half of the stored time range against the
+    /// second.
+    Diff {
+        periods: Option<(String, String)>,
+    },
+    /// Replay a stored conversation under configurations A and B (a job with progress
+    /// and cancel); the result is saved and answered as [`Response::Replay`].
+    RunReplay(ReplayRequest),
+    /// The default configurations A and B (TOML) the replay form starts from.
+    ReplayDefaults,
     /// Import OTLP files (a job with progress).
     Import {
         files: Vec<PathBuf>,
@@ -108,6 +123,12 @@ pub enum Response {
     Replays(Vec<ReplayListItem>),
     Replay(Box<ReplayVm>),
     Sql(SqlResult),
+    Diff(Box<DiffVm>),
+    /// Configurations A and B (TOML) to start the replay form from.
+    ReplayDefaults {
+        a: String,
+        b: String,
+    },
     /// Progress of the running job; `done` ends it.
     Progress(JobProgress),
     /// The store received or analysed new data: views reload.
@@ -219,6 +240,86 @@ pub struct Overview {
     pub findings: Vec<FindingVm>,
     /// The slowest trace (an example of the tail).
     pub slowest_trace: Option<String>,
+    /// What the slow traces share (`tailscope compare`), most telling first.
+    pub shared: Option<SharedValues>,
+}
+
+/// The tail against the median band, attribute value by attribute value.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SharedValues {
+    pub percentile: f64,
+    pub tail_traces: u64,
+    pub baseline_traces: u64,
+    pub values: Vec<SharedValueVm>,
+}
+
+/// One attribute value over-represented in the tail.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SharedValueVm {
+    pub key: String,
+    pub value: String,
+    /// Share of tail traces that have it (0..=1).
+    pub tail_share: f64,
+    /// Share of median-band traces that have it (0..=1).
+    pub baseline_share: f64,
+    pub lift: f64,
+    pub tail_traces: u64,
+    /// Excess time over the p50 it explains.
+    pub excess_ns: i64,
+    /// Its share of the tail's whole excess beyond the values above it (0..=1).
+    pub score: f64,
+    /// Other `key=value`s that mark the same traces.
+    pub same: Vec<String>,
+}
+
+/// Two periods compared (`tailscope diff`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DiffVm {
+    /// The periods as the form shows them (`FROM..TO`, RFC 3339).
+    pub before_text: String,
+    pub after_text: String,
+    pub before_traces: u64,
+    pub after_traces: u64,
+    /// The stored span start range `[from, to)`.
+    pub range_ns: (i64, i64),
+    pub headline: String,
+    /// Significant first, largest first.
+    pub changes: Vec<ChangeVm>,
+    /// The confidence of the intervals (e.g. 0.99).
+    pub confidence: f64,
+}
+
+/// One metric of one group before and after.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChangeVm {
+    /// `route`, `operation` or `llm`.
+    pub scope: String,
+    /// What it is about: `service · operation`, or `model @ server`.
+    pub subject: String,
+    pub metric: String,
+    /// Values as a person reads them (`1.20 s`, `42.0 ms/token`).
+    pub before: String,
+    pub after: String,
+    /// `after / before − 1`.
+    pub change: Option<f64>,
+    pub ci: Option<(f64, f64)>,
+    pub significant: bool,
+    pub n_before: u64,
+    pub n_after: u64,
+}
+
+/// A replay to run from the window.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplayRequest {
+    pub conversation_id: String,
+    /// Configurations A and B as TOML (the `--a` / `--b` files' text).
+    pub a_toml: String,
+    pub b_toml: String,
+    /// Runs per side.
+    pub repeats: u32,
+    /// Recorded token counts are multiplied by this (small CPU model).
+    pub token_scale: f64,
+    pub max_output_tokens: u32,
 }
 
 /// One row of the traces table.

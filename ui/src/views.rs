@@ -50,6 +50,7 @@ pub(crate) fn shortcuts(app: &mut App, ctx: &egui::Context) {
         Key::Num5,
         Key::Num6,
         Key::Num7,
+        Key::Num8,
     ];
     for (k, v) in keys.iter().zip(View::ALL) {
         if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, *k))) {
@@ -326,6 +327,10 @@ pub(crate) fn overview(app: &mut App, ui: &mut egui::Ui) {
             used = Cause::ALL.to_vec();
         }
         palette::legend(ui, &used);
+        if let Some(shared) = &o.shared {
+            ui.add_space(8.0);
+            crate::shared::panel(app, ui, shared);
+        }
         ui.add_space(8.0);
         ui.columns(2, |cols| {
             cols[0].strong("Latency histogram");
@@ -470,6 +475,15 @@ pub(crate) fn traces(app: &mut App, ui: &mut egui::Ui) {
             ui.weak(format!("{} traces", count(t as i64)));
         }
     });
+    if let Some((k, v)) = app.value_filter().cloned() {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(format!("only traces with {k} = {v}")).strong())
+                .on_hover_text("from the overview's \"what the slow traces share\" panel");
+            if ui.button("✕ Clear value filter").clicked() {
+                app.clear_value_filter();
+            }
+        });
+    }
     if reload {
         app.traces.query.text = app.traces.text.trim().to_owned();
         app.traces.query.where_sql = app.traces.where_sql.trim().to_owned();
@@ -966,7 +980,21 @@ pub(crate) fn conversation(app: &mut App, ui: &mut egui::Ui) {
             });
         }
         Some(c) => {
-            ui.heading(format!("Conversation {}", c.conversation_id));
+            let mut replay_it = false;
+            ui.horizontal(|ui| {
+                ui.heading(format!("Conversation {}", c.conversation_id));
+                if ui
+                    .button("Replay A/B…")
+                    .on_hover_text("replay this conversation and its competitors on the embedded engine under two configurations")
+                    .clicked()
+                {
+                    replay_it = true;
+                }
+            });
+            if replay_it {
+                app.open_replay_form(&c.conversation_id);
+                app.set_view(View::Replay);
+            }
             let ev = c.turns.iter().filter(|t| t.evicted).count();
             ui.label(format!(
                 "{} turns · {} with a KV-cache eviction (the cached prefix had to be prefilled again)",
@@ -1247,7 +1275,19 @@ pub(crate) fn replay(app: &mut App, ui: &mut egui::Ui) {
         if ui.button("Reload").clicked() {
             app.reload_replays();
         }
+        if !app.replay_form.open && ui.button("New replay…").clicked() {
+            let c = app
+                .conversation
+                .as_ref()
+                .map(|c| c.conversation_id.clone())
+                .unwrap_or_default();
+            app.open_replay_form(&c);
+        }
     });
+    if app.replay_form.open {
+        crate::replay_form::show(app, ui);
+        ui.separator();
+    }
     let Some(list) = app.replays.clone() else {
         ui.spinner();
         return;
@@ -1255,7 +1295,7 @@ pub(crate) fn replay(app: &mut App, ui: &mut egui::Ui) {
     if list.is_empty() {
         ui.add_space(20.0);
         ui.label(format!(
-            "No replays yet — run `tailscope replay --scenario seed --db {}`",
+            "No replays yet — run `tailscope replay --scenario seed --db {}`, or open a conversation and press Replay A/B…",
             app.store_label
         ));
         return;

@@ -347,6 +347,18 @@ impl Screenshots {
                     app.open_conversation(&c);
                 }
             }
+            View::Replay => {
+                // the form over the conversation with the most evicted turns
+                let conv = app.conversations().and_then(|l| {
+                    l.iter()
+                        .max_by_key(|c| c.evictions)
+                        .map(|c| c.conversation_id.clone())
+                });
+                app.set_view(View::Replay);
+                if let Some(c) = conv {
+                    app.open_replay_form(&c);
+                }
+            }
             View::Sql => {
                 app.set_view(View::Sql);
                 let sql = app.sql_text().to_owned();

@@ -21,13 +21,13 @@ use tailscope_store::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use tailscope_store::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tailscope_store::{check_read_only, AlignOptions, RecordBatch, Store, CAUSE_COLUMNS};
 use tailscope_ui::protocol::{
-    Cohort, CollectorStatus, ConversationSummary, EventVm, FindingVm, JobProgress, MetricsScope,
-    ReplayEvictionVm, ReplayListItem, ReplaySide, ReplayTurnVm, ReplayVm, SeriesVm, SpanInput,
-    TurnVm,
+    ChangeVm, Cohort, CollectorStatus, ConversationSummary, DiffVm, EventVm, FindingVm,
+    JobProgress, MetricsScope, ReplayEvictionVm, ReplayListItem, ReplayRequest, ReplaySide,
+    ReplayTurnVm, ReplayVm, SeriesVm, SharedValueVm, SharedValues, SpanInput, TurnVm,
 };
 use tailscope_ui::{
     Conversation, MetricsWindow, Overview, Request, Response, SqlResult, TraceDetail, TracePage,
-    TraceQuery, TraceRowVm, WorkerLink,
+    TraceQuery, TraceRowVm, WorkerLink, REPLAY_JOB,
 };
 
 /// Wakes the UI (egui's `request_repaint`).
@@ -378,6 +378,12 @@ impl Worker {
             Request::Replays => Response::Replays(self.replays()?),
             Request::Replay { replay_id } => Response::Replay(Box::new(self.replay(&replay_id)?)),
             Request::Sql { sql } => Response::Sql(self.sql(&sql)?),
+            Request::Diff { periods } => Response::Diff(Box::new(self.diff(periods)?)),
+            Request::ReplayDefaults => Response::ReplayDefaults {
+                a: SEED_A.to_owned(),
+                b: SEED_B.to_owned(),
+            },
+            Request::RunReplay(r) => self.start_replay(&r)?,
             // Answered with the stored overview; the run reports on its own.
             Request::Analyze => {
                 self.trigger(Trigger::Now);
@@ -465,6 +471,132 @@ impl Worker {
         }))
     }
 
+    /// Starts an A/B replay of a stored conversation on the job thread: the workload is
+    /// read here (a bad conversation or configuration is refused at once), the engine
+    /// runs there with progress and the cancel flag, and the result is saved as the
+    /// CLI saves it.
+    fn start_replay(&mut self, r: &ReplayRequest) -> Result<Response> {
+        use crate::replay_input::{workload, InputOptions};
+        use tailscope_engine::EngineConfig;
+        self.job_busy()?;
+        let conv = r.conversation_id.trim().to_owned();
+        if conv.is_empty() {
+            bail!("pick a conversation to replay");
+        }
+        let a = EngineConfig::from_toml_str_named(&r.a_toml, "A")?;
+        let b = EngineConfig::from_toml_str_named(&r.b_toml, "B")?;
+        if !(r.token_scale > 0.0 && r.token_scale <= 1.0) {
+            bail!("the token scale must be in (0, 1], not {}", r.token_scale);
+        }
+        let input = InputOptions {
+            token_scale: r.token_scale,
+            max_background: 8,
+            max_prompt_tokens: 4096,
+        };
+        let workload = workload(&self.store, &conv, &input)
+            .with_context(|| format!("reading conversation {conv} for replay"))?;
+        let opts = tailscope_engine::ReplayOptions {
+            repeats: r.repeats.clamp(1, 10),
+            max_output_tokens: Some(r.max_output_tokens.max(1)),
+            ..tailscope_engine::ReplayOptions::default()
+        };
+        let store = self.store.reader()?;
+        let tx = self.link.responses.clone();
+        let cancel = Arc::clone(&self.link.cancel);
+        let wake = Arc::clone(&self.wake);
+        self.job = Some(
+            std::thread::Builder::new()
+                .name("tailscope-replay".into())
+                .spawn(move || replay_job(&store, &workload, (&a, &b), &opts, &tx, &cancel, &wake))
+                .context("starting the replay thread")?,
+        );
+        Ok(Response::Progress(JobProgress {
+            job: REPLAY_JOB.into(),
+            fraction: Some(0.0),
+            message: format!("loading {conv}"),
+            done: false,
+        }))
+    }
+
+    /// Two periods compared, as `tailscope diff` does; without periods, the first half
+    /// of the stored range against the second.
+    fn diff(&self, periods: Option<(String, String)>) -> Result<DiffVm> {
+        use tailscope_analysis::diff::{self, DiffOptions, Window, WindowSpec};
+        let range = diff::store_range(&self.store)?;
+        if range.1 <= range.0 {
+            bail!("the store has no spans to compare");
+        }
+        let (bw, aw) = match periods {
+            None => {
+                let mid = range.0 + (range.1 - range.0) / 2;
+                (
+                    Window {
+                        from_ns: range.0,
+                        to_ns: mid,
+                    },
+                    Window {
+                        from_ns: mid,
+                        to_ns: range.1,
+                    },
+                )
+            }
+            Some((b, a)) => {
+                let spec = |t: &str, side: &str| -> Result<Window> {
+                    let s: WindowSpec = if t.trim().is_empty() { ".." } else { t }
+                        .parse()
+                        .map_err(|e: String| anyhow::anyhow!("the {side} period: {e}"))?;
+                    let w = s.resolve(range);
+                    if w.from_ns >= w.to_ns {
+                        bail!("the {side} period {t} is empty (it ends before it starts)");
+                    }
+                    Ok(w)
+                };
+                (spec(&b, "before")?, spec(&a, "after")?)
+            }
+        };
+        let text = |w: Window| format!("{}..{}", diff::rfc3339(w.from_ns), diff::rfc3339(w.to_ns));
+        let before = diff::sample(&self.store, bw)?;
+        let after = diff::sample(&self.store, aw)?;
+        for (s, side, w) in [(&before, "before", bw), (&after, "after", aw)] {
+            if s.traces == 0 {
+                bail!("the {side} period {} has no analysed traces", text(w));
+            }
+        }
+        let d = diff::diff(&before, &after, &DiffOptions::default());
+        let changes = d
+            .changes
+            .iter()
+            .map(|c| ChangeVm {
+                scope: c.scope.as_str().to_owned(),
+                subject: match (&c.model, &c.server) {
+                    (Some(m), Some(s)) => format!("{m} @ {s}"),
+                    (Some(m), None) => m.clone(),
+                    (None, Some(s)) => s.clone(),
+                    (None, None) => format!("{} · {}", c.service, c.operation),
+                },
+                metric: c.metric.clone(),
+                before: diff::value_text(&c.metric, c.before),
+                after: diff::value_text(&c.metric, c.after),
+                change: c.change,
+                // an interval of the change (of the after value when before is 0)
+                ci: c.change.and(c.ci_low).zip(c.ci_high),
+                significant: c.significant,
+                n_before: c.n_before as u64,
+                n_after: c.n_after as u64,
+            })
+            .collect();
+        Ok(DiffVm {
+            before_text: text(bw),
+            after_text: text(aw),
+            before_traces: d.before.traces as u64,
+            after_traces: d.after.traces as u64,
+            range_ns: range,
+            headline: d.headline,
+            changes,
+            confidence: d.confidence,
+        })
+    }
+
     fn overview(&mut self) -> Result<Overview> {
         let s = &self.store;
         let one = |sql: &str| -> Result<i64> {
@@ -549,6 +681,7 @@ impl Worker {
                 cost_ns: r[5].i().unwrap_or(0),
             })
             .collect();
+        o.shared = Some(shared(s)?);
         Ok(o)
     }
 
@@ -585,6 +718,9 @@ impl Worker {
         }
         if !q.where_sql.is_empty() {
             preds.push(format!("({})", q.where_sql));
+        }
+        if let Some((k, v)) = &q.has_value {
+            preds.push(tailscope_analysis::compare::has_value_sql(k, v));
         }
         let filter = if preds.is_empty() {
             String::new()
@@ -1046,6 +1182,102 @@ pub(crate) fn distribution(sorted_ns: &[f64]) -> Distribution {
         .collect();
     cdf.push([sorted_ns[n - 1] / 1e6, 1.0]);
     (hist, cdf)
+}
+
+/// What the slow traces share: `tailscope compare` at p99 over the stored results.
+fn shared(store: &Store) -> Result<SharedValues> {
+    use tailscope_analysis::compare::{compare, CompareOptions};
+    let c = compare(store, &CompareOptions::default()).context("comparing the tail")?;
+    Ok(SharedValues {
+        percentile: c.percentile,
+        tail_traces: c.tail_traces as u64,
+        baseline_traces: c.baseline_traces as u64,
+        values: c
+            .attributes
+            .into_iter()
+            .map(|a| SharedValueVm {
+                key: a.key,
+                value: a.value,
+                tail_share: a.tail_share,
+                baseline_share: a.baseline_share,
+                lift: a.lift,
+                tail_traces: a.tail_traces as u64,
+                excess_ns: a.excess_ns,
+                score: a.score,
+                same: a.same_traces,
+            })
+            .collect(),
+    })
+}
+
+/// The seed scenario's configurations: the replay form's defaults for A and B.
+const SEED_A: &str = include_str!("../../../engine/configs/seed-a.toml");
+const SEED_B: &str = include_str!("../../../engine/configs/seed-b.toml");
+
+/// Runs an A/B replay with progress and the cancel flag, and saves it in the store.
+fn replay_job(
+    store: &Store,
+    workload: &tailscope_model::ReplayWorkload,
+    (a, b): (
+        &tailscope_engine::EngineConfig,
+        &tailscope_engine::EngineConfig,
+    ),
+    opts: &tailscope_engine::ReplayOptions,
+    tx: &SyncSender<Response>,
+    cancel: &AtomicBool,
+    wake: &Wake,
+) {
+    let turns: usize = workload
+        .sessions
+        .iter()
+        .map(|s| s.turns.len())
+        .sum::<usize>()
+        .max(1);
+    // two untimed warm-up runs, then A and B per repeat
+    let runs = 2 * (u64::from(opts.repeats) + 1);
+    let mut last: Option<Instant> = None;
+    let mut report = |p: tailscope_engine::ReplayProgress| {
+        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+            && p.turns_done < p.turns_total
+        {
+            return;
+        }
+        last = Some(Instant::now());
+        let run = match p.config {
+            "A warm-up" => 0,
+            "B warm-up" => 1,
+            c => 2 + u64::from(p.repeat) * 2 + u64::from(c == "B"),
+        };
+        let done = run * turns as u64 + p.turns_done as u64;
+        progress(
+            tx,
+            wake,
+            JobProgress {
+                job: REPLAY_JOB.into(),
+                fraction: Some((done as f64 / (runs * turns as u64) as f64) as f32),
+                message: format!("{} run {}/{}", p.config, p.repeat + 1, p.repeats),
+                done: false,
+            },
+        );
+    };
+    let message = match tailscope_engine::run_ab_until(workload, a, b, opts, &mut report, cancel) {
+        Ok(report) => match store.save_replay(&crate::replay_input::rows(&report, workload)) {
+            Ok(id) => format!("saved replay {id} of {}", workload.focus),
+            Err(e) => format!("the replay ran but could not be saved: {e}"),
+        },
+        Err(tailscope_engine::EngineError::Cancelled) => "replay cancelled".to_owned(),
+        Err(e) => format!("replay failed: {e}"),
+    };
+    progress(
+        tx,
+        wake,
+        JobProgress {
+            job: REPLAY_JOB.into(),
+            fraction: Some(1.0),
+            message,
+            done: true,
+        },
+    );
 }
 
 fn progress(tx: &SyncSender<Response>, wake: &Wake, p: JobProgress) {

@@ -165,6 +165,7 @@ fn page(offset: usize, sort: SortColumn, where_sql: &str, generation: u64) -> Re
         descending: true,
         text: String::new(),
         where_sql: where_sql.to_owned(),
+        has_value: None,
         generation,
     })
 }
