@@ -143,6 +143,17 @@ fn canonical(key: &str) -> &str {
         .map_or(key, |(_, new)| new)
 }
 
+/// (raw key, canonical key) for every alias and legacy name (the notebook's copy).
+pub(crate) fn alias_pairs() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = ALIAS_GROUPS
+        .iter()
+        .flat_map(|(canon, aliases)| aliases.iter().map(move |a| (*a, *canon)))
+        .filter(|(a, c)| a != c)
+        .collect();
+    out.extend(LEGACY);
+    out
+}
+
 /// Every raw key whose canonical name is `canon` (itself included).
 fn raw_keys(canon: &str) -> Vec<&str> {
     let mut out = vec![canon];

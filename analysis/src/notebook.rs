@@ -278,13 +278,208 @@ else:
     print(findings.filter(pl.col("trace_id") == tid).select("kind", "span_id", "summary"))
     cp.group_by("cause").agg(((pl.col("end_ns") - pl.col("start_ns")).sum() / 1e6).alias("critical_ms")).sort("critical_ms", descending=True)"#,
     ),
-    Md(r#"## 9. Results for comparison
+    Md(r#"## 9. What the slow traces share (`tailscope compare`)
 
-The tail numbers above, written to `notebook_results.json` (the export test compares them
+The tail cohort and the median band of section 2, value by value. A trace *has* a value
+when any of its spans (or their resources) carries it: span attributes (aliases folded into
+one key, e.g. `llm.model_name` is `gen_ai.request.model`), resource attributes, span names,
+error status and the route. Times and durations, ids (keys whose values are nearly all
+different), texts over 200 characters and values of a single trace are left out; numeric
+keys with more than 12 values become 1-2-5 bands of the trace's largest value. Each value's
+**excess explained** is the tail traces beyond what its baseline share predicts
+(`1 − 1/lift`) times their excess over the p50; the list is greedy (each value is scored on
+the tail traces no value above it has), as the CLI's. Values marking exactly the same
+traces are folded into one."#),
+    Code(
+        r#"def is_time_key(k):
+    k = k.lower()
+    return ("time" in k and "runtime" not in k) or any(w in k for w in ["latency", "duration", "elapsed", "e2e", "_ns", "_ms", "wait"])
+def is_id_key(k):
+    k = k.lower()
+    return k.endswith(("id", "ids", "uuid", "_key"))
+def num(x):
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    d = min(max(2 - math.floor(math.log10(abs(x))), 0), 12)
+    t = f"{x:.{d}f}"
+    return t.rstrip("0").rstrip(".") if "." in t else t
+def band(x):
+    if x == 0 or not math.isfinite(x):
+        return num(x)
+    a = abs(x); p = 10.0 ** math.floor(math.log10(a)); m = a / p
+    lo, hi = (1, 2) if m < 2 else (2, 5) if m < 5 else (5, 10)
+    return f"{num(lo * p)}..{num(hi * p)}" if x > 0 else f"-{num(hi * p)}..-{num(lo * p)}"
+
+def shared_values(limit=20, min_score=0.001):
+    cohort = {t: i for i, t in enumerate(tail["trace_id"].to_list() + median_band["trace_id"].to_list())}
+    is_tail = [True] * tail.height + [False] * median_band.height
+    excess = [max(d - p50_ns, 0) for d in tail["duration_ns"].to_list()] + [0] * median_band.height
+    slots = len(cohort)
+    max_id, max_free = max(int(slots * 0.25), 8), max(int(slots * 0.5), 64)
+    cats, nums = {}, {}
+    def add(k, slot, v):
+        if isinstance(v, bool) or isinstance(v, (list, dict)):
+            v = json.dumps(v).lower() if isinstance(v, bool) else json.dumps(v, separators=(",", ":"))
+        if isinstance(v, (int, float)):
+            if math.isfinite(v) and not (abs(v) >= 1e9 and v == int(v)):
+                nums.setdefault(k, []).append((slot, float(v)))
+            return
+        if v is None or v == "" or len(v) > 200:
+            return
+        cats.setdefault(k, {}).setdefault(v, set()).add(slot)
+    cs = spans.filter(pl.col("trace_id").is_in(list(cohort))).select("trace_id", "resource_id", "name", "status_code", "attributes")
+    res_of = {}
+    for tid, rid, name, status, attrs in cs.iter_rows():
+        slot = cohort[tid]
+        res_of.setdefault(slot, set()).add(rid)
+        add("span.name", slot, name)
+        if status == "error":
+            add("span.status", slot, "error")
+        for k, v in (json.loads(attrs) if attrs else {}).items():
+            k = CANON.get(k, k)
+            if not is_time_key(k):
+                add(k, slot, v)
+    for tid, route in pl.concat([tail, median_band]).select("trace_id", "route").iter_rows():
+        add("route", cohort[tid], route)
+    rattrs = {rid: json.loads(a) if a else {} for rid, a in resources.select("resource_id", "attributes").iter_rows()}
+    for slot, rids in res_of.items():
+        for rid in rids:
+            for k, v in rattrs.get(rid, {}).items():
+                add(CANON.get(k, k), slot, "" if v is None else str(v))
+    for k, xs in nums.items():
+        if len({x for _, x in xs}) <= 12:
+            for slot, x in xs:
+                cats.setdefault(k, {}).setdefault(num(x), set()).add(slot)
+        else:
+            top = {}
+            for slot, x in xs:
+                top[slot] = max(top.get(slot, x), x)
+            for slot, x in top.items():
+                cats.setdefault(k, {}).setdefault(band(x), set()).add(slot)
+    n_tail, n_base = tail.height, median_band.height
+    total = sum(excess)
+    rows = []
+    for k, values in cats.items():
+        if len(values) > (max_id if is_id_key(k) else max_free):
+            continue
+        for v, tr in values.items():
+            t = sum(is_tail[s] for s in tr); b = len(tr) - t
+            if t == 0 or len(tr) < 2:
+                continue
+            ts, bs = t / max(n_tail, 1), b / max(n_base, 1)
+            lift = ts / max(bs, 0.5 / max(n_base, 1))
+            if lift <= 1:
+                continue
+            ex = round(sum(excess[s] for s in tr) * (1 - 1 / lift))
+            rows.append(dict(key=k, value=v, tail_share=ts, baseline_share=bs, lift=lift, tail_traces=t,
+                             excess_ns=ex, traces=frozenset(tr)))
+    order = ["server.address", "host.name", "gen_ai.request.model", "tenant.id", "enduser.id", "service.name",
+             "route", "gen_ai.tool.name", "gen_ai.agent.name", "span.name"]  # twins: where a person looks first
+    rank = lambda k: order.index(k) if k in order else len(order)
+    rows.sort(key=lambda r: (-r["excess_ns"], -r["tail_traces"], rank(r["key"]), r["key"], r["value"]))
+    seen, cands = set(), []
+    for r in rows:  # twins: the same traces
+        if r["traces"] not in seen:
+            seen.add(r["traces"]); cands.append(r)
+    covered, out = set(), []
+    while len(out) < limit and cands:
+        gains = [sum(excess[s] for s in r["traces"] - covered) * (1 - 1 / r["lift"]) for r in cands]
+        i = max(range(len(cands)), key=lambda j: (gains[j], -j))
+        if gains[i] / max(total, 1) < min_score:
+            break
+        r = cands.pop(i); covered |= r["traces"]
+        out.append({**{k: v for k, v in r.items() if k != "traces"}, "score": gains[i] / max(total, 1)})
+    return pl.DataFrame(out) if out else pl.DataFrame({"key": [], "value": []})
+
+shared = shared_values()
+print(f"{tail.height} tail traces against {median_band.height} in the 40th–60th band")
+shared"#,
+    ),
+    Md(
+        r#"## 10. What changed between two periods (`tailscope diff`)
+
+The first half of the stored time range (span start times) against the second, as the
+GUI's compare-periods view starts; set `BEFORE` / `AFTER` to other `(from_ns, to_ns)`
+windows. A trace belongs to the period its root starts in. Per route: p50 and p99
+(nearest rank, as everywhere here); per model and server: the mean decode time per output
+token of the LLM calls with a server-side decode time. The interval is a **simpler one than
+the CLI's**: a 99% percentile bootstrap (1,000 resamples, seed 7) that resamples whole
+conversations (a trace without one is its own), so one long conversation cannot pass for
+a trend; a change counts when the interval excludes 0 and it is at least 10%. The CLI
+also reports operations, TTFT, tokens per chunk, output length, cache hits and causes."#,
+    ),
+    Code(
+        r#"import random
+first, last = spans["start_ns"].min(), spans["start_ns"].max() + 1
+mid = first + (last - first) // 2
+BEFORE, AFTER = (first, mid), (mid, last)
+
+def in_window(df, w):
+    return df.filter((pl.col("start_ns") >= w[0]) & (pl.col("start_ns") < w[1]))
+
+def boot_change(before, after, stat, resamples=1000, seed=7, conf=0.99):
+    # before / after: {cluster: [values]}; returns (b, a, change, lo, hi)
+    flat = lambda g: sorted(v for vs in g.values() for v in vs)
+    b, a = stat(flat(before)), stat(flat(after))
+    if not b:
+        return b, a, None, None, None
+    rng, kb, ka, ch = random.Random(seed), list(before), list(after), []
+    for _ in range(resamples):
+        sb = sorted(v for c in rng.choices(kb, k=len(kb)) for v in before[c])
+        sa = sorted(v for c in rng.choices(ka, k=len(ka)) for v in after[c])
+        vb = stat(sb)
+        if vb:
+            ch.append(stat(sa) / vb - 1)
+    ch.sort()
+    lo, hi = ch[int((1 - conf) / 2 * len(ch))], ch[min(int((1 + conf) / 2 * len(ch)), len(ch) - 1)]
+    return b, a, a / b - 1, lo, hi
+
+def clusters(df, value):
+    g = {}
+    for conv, tid, v in df.select(pl.col("conversation_id"), "trace_id", value).iter_rows():
+        g.setdefault(conv or tid, []).append(v)
+    return g
+
+diff_rows = []
+tb, ta = in_window(traces, BEFORE), in_window(traces, AFTER)
+for route in sorted(set(tb["route"].to_list()) & set(ta["route"].to_list())):
+    gb, ga = clusters(tb.filter(pl.col("route") == route), "duration_ns"), clusters(ta.filter(pl.col("route") == route), "duration_ns")
+    for metric, p in [("p50_ns", 50.0), ("p99_ns", 99.0)]:
+        b, a, c, lo, hi = boot_change(gb, ga, lambda v, p=p: nearest_rank(v, p))
+        diff_rows.append(dict(scope="route", what=route, metric=metric, before=b, after=a, change=c, ci_low=lo, ci_high=hi))
+calls = (spans.filter((pl.col("op_class") == "llm") & pl.col("decode_ns").is_not_null() & (pl.col("output_tokens") > 1))
+              .with_columns((pl.col("decode_ns") / (pl.col("output_tokens") - 1)).alias("decode_per_token"),
+                            pl.coalesce("model", pl.lit("?")).alias("m"), pl.coalesce("server_address", pl.lit("?")).alias("srv")))
+cb, ca = in_window(calls, BEFORE), in_window(calls, AFTER)
+for m, srv in sorted(set(cb.select("m", "srv").iter_rows()) & set(ca.select("m", "srv").iter_rows())):
+    sel = lambda df: clusters(df.filter((pl.col("m") == m) & (pl.col("srv") == srv)), "decode_per_token")
+    b, a, c, lo, hi = boot_change(sel(cb), sel(ca), lambda v: sum(v) / len(v) if v else 0.0)
+    diff_rows.append(dict(scope="llm", what=f"{m} @ {srv}", metric="decode_ns_per_token", before=b, after=a,
+                          change=c, ci_low=lo, ci_high=hi))
+diff_table = pl.DataFrame(diff_rows).with_columns(
+    ((pl.col("ci_low") > 0) | (pl.col("ci_high") < 0)).fill_null(False).and_(pl.col("change").abs() >= 0.10).alias("significant"))
+diff_table = diff_table.sort(["significant", pl.col("change").abs()], descending=True, nulls_last=True)
+sig = diff_table.filter(pl.col("significant"))
+if sig.height:
+    r = sig.row(0, named=True)
+    print(f"{r['what']}: {r['metric']} {'up' if r['change'] > 0 else 'down'} {abs(r['change']) * 100:.0f}% "
+          f"(99% interval {r['ci_low'] * 100:+.0f}% … {r['ci_high'] * 100:+.0f}%)")
+else:
+    print("No significant change between the two periods.")
+print(f"before: {tb.height} traces · after: {ta.height} traces")
+diff_table"#,
+    ),
+    Md(r#"## 11. Results for comparison
+
+The tail numbers, the shared values and the per-route p50/p99 of the two periods above, written to `notebook_results.json` (the export test compares them
 with `tailscope analyze --format json` on the same store)."#),
     Code(
         r#"results = {"percentile": PERCENTILE, "p50_ns": int(p50_ns), "p_ns": int(p_ns),
-           "tail_traces": int(tail.height), "gap_by_cause_ns": gap_by_cause}
+           "tail_traces": int(tail.height), "gap_by_cause_ns": gap_by_cause,
+           "compare": shared.select("key", "value", "tail_traces", "excess_ns").to_dicts() if shared.height else [],
+           "diff": {"before": list(BEFORE), "after": list(AFTER), "before_traces": tb.height,
+                    "after_traces": ta.height,
+                    "routes": [r for r in diff_rows if r["scope"] == "route"]}}
 out = Path(os.environ.get("TAILSCOPE_RESULTS_DIR", DATA)) / "notebook_results.json"
 out.write_text(json.dumps(results, indent=2, sort_keys=True))
 results"#,
@@ -298,9 +493,15 @@ fn source(text: &str) -> Value {
 
 /// The notebook JSON (nbformat 4.5); `filter` describes what was exported.
 pub fn notebook(filter: &str) -> String {
+    // compare's alias groups (raw key -> canonical key), one definition
+    let canon: serde_json::Map<String, Value> = crate::compare::alias_pairs()
+        .into_iter()
+        .map(|(raw, canon)| (raw.to_owned(), Value::String(canon.to_owned())))
+        .collect();
     let setup = format!(
-        "EXPORT_FILTER = {}  # what `tailscope export` wrote\n",
-        Value::String(filter.to_owned())
+        "EXPORT_FILTER = {}  # what `tailscope export` wrote\nCANON = {}  # attribute aliases, as `tailscope compare` folds them\n",
+        Value::String(filter.to_owned()),
+        Value::Object(canon)
     );
     let cells: Vec<Value> = CELLS
         .iter()

@@ -162,6 +162,53 @@ fn notebook_reproduces_the_analyze_report() {
     assert_eq!(got["percentile"], want["percentile"]);
     assert_eq!(got["gap_by_cause_ns"], want["gap_by_cause_ns"]);
     assert!(!want["gap_by_cause_ns"].as_object().unwrap().is_empty());
+
+    // the compare cell lists what `tailscope compare` lists, most telling first
+    let cli: Value =
+        serde_json::from_str(&ok(&run(&db, &["compare", "--format", "json"]))).unwrap();
+    let (nb_top, cli_top) = (&got["compare"][0], &cli["attributes"][0]);
+    assert!(cli_top.is_object(), "{cli}");
+    for k in ["key", "value", "tail_traces", "excess_ns"] {
+        assert_eq!(
+            nb_top[k], cli_top[k],
+            "compare {k}: notebook {nb_top} vs CLI {cli_top}"
+        );
+    }
+    // the diff cell's periods and per-route p50 / p99 are `tailscope diff`'s
+    let d = &got["diff"];
+    let (b, a) = (&d["before"], &d["after"]);
+    let cli: Value = serde_json::from_str(&ok(&run(
+        &db,
+        &[
+            "diff",
+            "--before",
+            &format!("{}..{}", b[0], b[1]),
+            "--after",
+            &format!("{}..{}", a[0], a[1]),
+            "--format",
+            "json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(d["before_traces"], cli["before"]["traces"]);
+    assert_eq!(d["after_traces"], cli["after"]["traces"]);
+    let mut matched = 0;
+    for r in d["routes"].as_array().unwrap() {
+        let what = r["what"].as_str().unwrap();
+        let (svc, op) = what.split_once(' ').unwrap_or(("", what));
+        let Some(c) = cli["changes"].as_array().unwrap().iter().find(|c| {
+            c["scope"] == "route"
+                && c["service"] == svc
+                && c["operation"] == op
+                && c["metric"] == r["metric"]
+        }) else {
+            continue;
+        };
+        assert_eq!(c["before"].as_f64(), r["before"].as_f64(), "{what} {r}");
+        assert_eq!(c["after"].as_f64(), r["after"].as_f64(), "{what} {r}");
+        matched += 1;
+    }
+    assert!(matched >= 2, "routes compared with the CLI: {matched}");
 }
 
 #[test]

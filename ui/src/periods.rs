@@ -66,6 +66,7 @@ pub(crate) fn show(app: &mut App, ui: &mut egui::Ui) {
         return;
     };
     ui.add_space(6.0);
+    // red: worse (slower, fewer cache hits), green: better
     ui.label(RichText::new(&d.headline).heading().strong());
     ui.label(format!(
         "before: {} traces · after: {} traces · {:.0}% intervals clustered by conversation; significant = the interval excludes 0 and the change is material",
@@ -90,7 +91,7 @@ pub(crate) fn show(app: &mut App, ui: &mut egui::Ui) {
         TableBuilder::new(ui)
             .striped(true)
             .column(Column::exact(70.0))
-            .column(Column::initial(330.0).resizable(true).clip(true))
+            .column(Column::initial(430.0).resizable(true).clip(true))
             .column(Column::initial(170.0).clip(true))
             .column(Column::exact(100.0))
             .column(Column::exact(100.0))
@@ -110,7 +111,7 @@ pub(crate) fn show(app: &mut App, ui: &mut egui::Ui) {
                     let c = rows[row.index()];
                     let colour = if !c.significant {
                         None
-                    } else if c.change.unwrap_or(0.0) > 0.0 {
+                    } else if (c.change.unwrap_or(0.0) > 0.0) != (c.metric == "cache_hit_ratio") {
                         Some(Color32::from_rgb(0xe0, 0x60, 0x50))
                     } else {
                         Some(Color32::from_rgb(0x3c, 0xae, 0x8f))

@@ -72,16 +72,7 @@ pub(crate) fn panel(app: &mut App, ui: &mut egui::Ui, s: &SharedValues) {
                             ui.label(dur(v.excess_ns));
                         });
                         row.col(|ui| {
-                            let w = (ui.available_width() - 50.0).max(40.0);
-                            let (rect, _) =
-                                ui.allocate_exact_size(egui::vec2(w, 12.0), egui::Sense::hover());
-                            ui.painter()
-                                .rect_filled(rect, 2.0, ui.visuals().faint_bg_color);
-                            let mut bar = rect;
-                            bar.set_width(rect.width() * v.score.clamp(0.0, 1.0) as f32);
-                            ui.painter()
-                                .rect_filled(bar, 2.0, Color32::from_rgb(0xd9, 0x6c, 0x3c));
-                            ui.label(format!("{:.0}%", v.score * 100.0));
+                            ui.horizontal(|ui| share_bar(ui, v.score));
                         });
                     });
                 }
@@ -90,4 +81,17 @@ pub(crate) fn panel(app: &mut App, ui: &mut egui::Ui, s: &SharedValues) {
     if let Some((k, v)) = pick {
         app.filter_traces_by(&k, &v);
     }
+}
+
+/// The value's share of the tail's excess as a bar and a percentage.
+fn share_bar(ui: &mut egui::Ui, score: f64) {
+    let w = (ui.available_width() - 50.0).max(40.0);
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(w, 12.0), egui::Sense::hover());
+    ui.painter()
+        .rect_filled(rect, 2.0, ui.visuals().faint_bg_color);
+    let mut bar = rect;
+    bar.set_width(rect.width() * score.clamp(0.0, 1.0) as f32);
+    ui.painter()
+        .rect_filled(bar, 2.0, Color32::from_rgb(0xd9, 0x6c, 0x3c));
+    ui.label(format!("{:.0}%", score * 100.0));
 }

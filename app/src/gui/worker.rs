@@ -591,7 +591,8 @@ impl Worker {
             before_traces: d.before.traces as u64,
             after_traces: d.after.traces as u64,
             range_ns: range,
-            headline: d.headline,
+            // the window's font has no arrow glyph
+            headline: d.headline.replace('→', "to"),
             changes,
             confidence: d.confidence,
         })
