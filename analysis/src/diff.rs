@@ -26,6 +26,7 @@ use crate::AnalysisError;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
+use tailscope_model::time::{civil_from_days, days_from_civil};
 use tailscope_store::arrow::array::AsArray;
 use tailscope_store::arrow::datatypes::{Float64Type, Int64Type};
 use tailscope_store::{Store, CAUSE_COLUMNS};
@@ -127,31 +128,6 @@ fn parse_bound(s: &str) -> Result<Bound, String> {
         return ns.map(Bound::At).ok_or_else(bad);
     }
     parse_rfc3339(s).map(Bound::At).ok_or_else(bad)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// (year, month, day) of days since 1970-01-01.
-#[allow(clippy::many_single_char_names)] // the algorithm's published names
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// `YYYY-MM-DD[(T| )HH:MM[:SS[.frac]][Z|±HH:MM]]`, UTC when no offset is given.

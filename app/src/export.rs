@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use tailscope_analysis::export::{export, ExportOptions, ExportProgress, ExportSummary};
+use tailscope_model::time::days_from_civil;
 use tailscope_store::Store;
 
 #[derive(Args, Debug)]
@@ -28,17 +29,6 @@ pub struct ExportArgs {
     /// Write into a non-empty folder, overwriting the files export writes.
     #[arg(long)]
     force: bool,
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Nanoseconds since the Unix epoch, or an RFC 3339 timestamp.

@@ -278,36 +278,45 @@ async fn query(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
     }
 }
 
-async fn analyze(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Json(req): Json<AnalyzeRequest>,
+/// Runs a command's `work` for an authorised caller on a blocking thread and answers
+/// its [`Reply`] (what it prints, and its error).
+async fn command(
+    s: &Arc<Shared>,
+    headers: &HeaderMap,
+    work: impl FnOnce(&Shared) -> Result<Reply> + Send + 'static,
 ) -> Response {
-    if !authorised(&s, &headers) {
+    if !authorised(s, headers) {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "wrong or missing live-access token",
         );
     }
-    let shared = Arc::clone(&s);
-    match blocking(move || {
+    let shared = Arc::clone(s);
+    match blocking(move || work(&shared)).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn analyze(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(req): Json<AnalyzeRequest>,
+) -> Response {
+    command(&s, &headers, move |shared| {
         let store = shared.reader()?;
         let r = crate::analyze::report_quietly(&store, req.percentile, req.json)?;
-        Ok(if req.json {
+        let stdout = if req.json {
             format!("{}\n", serde_json::to_string(&r.to_json())?)
         } else {
             r.to_text()
-        })
-    })
-    .await
-    {
-        Ok(stdout) => Json(Reply {
+        };
+        Ok(Reply {
             stdout,
             error: None,
         })
-        .into_response(),
-        Err(r) => r,
-    }
+    })
+    .await
 }
 
 async fn export(
@@ -315,14 +324,7 @@ async fn export(
     headers: HeaderMap,
     Json(req): Json<ExportRequest>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing live-access token",
-        );
-    }
-    let shared = Arc::clone(&s);
-    match blocking(move || {
+    command(&s, &headers, move |shared| {
         let store = shared.reader()?;
         let opts = tailscope_analysis::export::ExportOptions {
             window: req.window,
@@ -333,17 +335,12 @@ async fn export(
         let summary =
             tailscope_analysis::export::export(&store, &req.out, &opts, &mut |_| {}, &cancel)
                 .with_context(|| format!("exporting to {}", req.out.display()))?;
-        Ok(crate::export::summary_text(&summary))
-    })
-    .await
-    {
-        Ok(stdout) => Json(Reply {
-            stdout,
+        Ok(Reply {
+            stdout: crate::export::summary_text(&summary),
             error: None,
         })
-        .into_response(),
-        Err(r) => r,
-    }
+    })
+    .await
 }
 
 async fn import(
@@ -351,32 +348,18 @@ async fn import(
     headers: HeaderMap,
     Json(req): Json<ImportRequest>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing live-access token",
-        );
-    }
     let signal = match req.signal.as_deref().map(crate::import::parse_signal) {
         None => None,
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => return refuse(StatusCode::BAD_REQUEST, e),
     };
-    let shared = Arc::clone(&s);
-    match blocking(move || {
+    command(&s, &headers, move |shared| {
         let bar = indicatif::ProgressBar::hidden();
         let summary = crate::import::import_with(&shared.writer, &req.files, signal, &bar)?;
-        Ok(crate::import::finish_text(
-            &summary,
-            &shared.db,
-            req.files.len(),
-        ))
+        let (stdout, error) = crate::import::finish_text(&summary, &shared.db, req.files.len());
+        Ok(Reply { stdout, error })
     })
     .await
-    {
-        Ok((stdout, error)) => Json(Reply { stdout, error }).into_response(),
-        Err(r) => r,
-    }
 }
 
 /// A client of the live service of the process that holds `db`.

@@ -13,6 +13,7 @@ mod metric;
 pub mod semconv;
 pub mod session;
 mod span;
+pub mod time;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use metric::{Exemplar, LogRecord, MetricKind, MetricPoint, Temporality};

@@ -48,21 +48,6 @@ fn io_error(path: &Path, source: std::io::Error) -> StoreError {
     }
 }
 
-/// `YYYY-MM-DD` (UTC) of nanoseconds since the Unix epoch.
-fn utc_day(ns: i64) -> String {
-    // Howard Hinnant's civil_from_days
-    let z = ns.div_euclid(86_400_000_000_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// The `(from, to)` row ids of a segment file name.
 fn range_of(name: &str) -> Option<(i64, i64)> {
     let rest = name.strip_prefix("seg-")?.strip_suffix(".parquet")?;
@@ -111,7 +96,7 @@ impl Store {
     /// finds nothing new writes nothing.
     pub fn publish_segments(&self, dir: &Path) -> Result<Published, StoreError> {
         let mut out = Published::default();
-        let day = utc_day(crate::writer::now_ns());
+        let day = tailscope_model::time::utc_date(crate::writer::now_ns());
         for table in SEGMENT_TABLES {
             let table_dir = dir.join(table);
             let (_, done) = segment_files(&table_dir);
@@ -182,10 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days_and_names() {
-        assert_eq!(utc_day(0), "1970-01-01");
-        assert_eq!(utc_day(1_795_737_600_000_000_000), "2026-11-27");
-        assert_eq!(utc_day(951_782_400_000_000_000), "2000-02-29");
+    fn segment_names() {
         assert_eq!(
             range_of("seg-000000000010-000000000020.parquet"),
             Some((10, 20))
