@@ -11,7 +11,7 @@ use tailscope_analysis::tenant::{tenants, TenantOptions};
 use tailscope_analysis::{update, Progress};
 use tailscope_store::Store;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -65,33 +65,41 @@ pub fn run(db: &Path, args: &CompareArgs) -> Result<()> {
         percentile: args.percentile,
     }
     .check()?;
+    if let Some(live) = crate::live::held(db) {
+        live.announce("comparing");
+        return live.run("/cli", &crate::live::forwarded_args("compare"));
+    }
     let store = open_analysed(db)?;
+    print!("{}", output(&store, args)?);
+    Ok(())
+}
+
+/// What `compare` prints for an analysed store.
+pub fn output(store: &Store, args: &CompareArgs) -> Result<String> {
     if args.by_tenant {
         let v = tenants(
-            &store,
+            store,
             &TenantOptions {
                 percentile: args.percentile,
                 key: args.tenant_key.clone(),
             },
         )
         .context("computing the per-tenant view")?;
-        match args.format {
-            Format::Text => print!("{}", v.to_text()),
-            Format::Json => println!("{}", serde_json::to_string(&v)?),
-        }
-        return Ok(());
+        return Ok(match args.format {
+            Format::Text => v.to_text(),
+            Format::Json => format!("{}\n", serde_json::to_string(&v)?),
+        });
     }
     let c = compare(
-        &store,
+        store,
         &CompareOptions {
             percentile: args.percentile,
             limit: args.limit,
         },
     )
     .context("comparing the tail with the median band")?;
-    match args.format {
-        Format::Text => print!("{}", c.to_text()),
-        Format::Json => println!("{}", serde_json::to_string(&c)?),
-    }
-    Ok(())
+    Ok(match args.format {
+        Format::Text => c.to_text(),
+        Format::Json => format!("{}\n", serde_json::to_string(&c)?),
+    })
 }

@@ -19,7 +19,7 @@ fn share(s: &str) -> Result<f64, String> {
     }
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct DiffArgs {
     /// The earlier period, FROM..TO: RFC 3339 (2026-03-02T09:00:00Z), a date, Unix
     /// time, now, or -2h (before the newest span); an empty side is the store's start
@@ -69,21 +69,46 @@ fn window(store: &Store, spec: Option<WindowSpec>, side: &str) -> Result<Window>
 pub fn run(db: &Path, args: &DiffArgs) -> Result<()> {
     let before_db = args.before_db.as_deref().unwrap_or(db);
     let after_db = args.after_db.as_deref().unwrap_or(db);
+    if before_db == db && after_db == db {
+        if let Some(live) = crate::live::held(db) {
+            live.announce("comparing periods");
+            return live.run("/cli", &crate::live::forwarded_args("diff"));
+        }
+    }
     let before_store = open_analysed(before_db)?;
     let after_store = if after_db == before_db {
         None
     } else {
         Some(open_analysed(after_db)?)
     };
-    let after_ref = after_store.as_ref().unwrap_or(&before_store);
-    let bw = window(&before_store, args.before, "before")?;
+    print!(
+        "{}",
+        output(
+            &before_store,
+            after_store.as_ref(),
+            (before_db, after_db),
+            args
+        )?
+    );
+    Ok(())
+}
+
+/// What `diff` prints, for analysed stores (`after` `None`: the same store).
+pub fn output(
+    before_store: &Store,
+    after_store: Option<&Store>,
+    (before_db, after_db): (&Path, &Path),
+    args: &DiffArgs,
+) -> Result<String> {
+    let after_ref = after_store.unwrap_or(before_store);
+    let bw = window(before_store, args.before, "before")?;
     let aw = window(after_ref, args.after, "after")?;
     let opts = DiffOptions {
         min_change: args.min_change,
         confidence: args.confidence,
         ..DiffOptions::default()
     };
-    let b = diff::sample(&before_store, bw)
+    let b = diff::sample(before_store, bw)
         .with_context(|| format!("reading the before period from {}", before_db.display()))?;
     let a = diff::sample(after_ref, aw)
         .with_context(|| format!("reading the after period from {}", after_db.display()))?;
@@ -102,9 +127,8 @@ pub fn run(db: &Path, args: &DiffArgs) -> Result<()> {
         }
     }
     let d = diff::diff(&b, &a, &opts);
-    match args.format {
-        Format::Text => print!("{}", d.to_text(args.all)),
-        Format::Json => println!("{}", serde_json::to_string(&d)?),
-    }
-    Ok(())
+    Ok(match args.format {
+        Format::Text => d.to_text(args.all),
+        Format::Json => format!("{}\n", serde_json::to_string(&d)?),
+    })
 }

@@ -2,10 +2,12 @@
 //! over the store writer (used by `serve`, `gui` and the ingest benchmark), and
 //! [`replay_input`], which turns a stored conversation into replay input; [`gui`], the
 //! desktop window and its store worker; the commands that can run in the process that
-//! holds a store ([`analyze`], [`export`], [`import`], [`query`]) and [`live`], through
+//! holds a store ([`analyze`], [`compare`], [`diff`], [`export`], [`import`], [`query`]) and [`live`], through
 //! which they reach it.
 
 pub mod analyze;
+pub mod compare;
+pub mod diff;
 pub mod export;
 pub mod gui;
 pub mod import;

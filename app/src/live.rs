@@ -67,6 +67,48 @@ pub struct ImportRequest {
     pub signal: Option<String>,
 }
 
+/// `/cli`'s request: the arguments of `compare` or `diff`, as typed after the command
+/// (without `--db`), parsed by the running process with the same clap definitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CliRequest {
+    pub command: String,
+    pub args: Vec<String>,
+}
+
+#[derive(clap::Parser, Debug)]
+#[command(name = "tailscope", no_binary_name = true)]
+enum Forwarded {
+    Compare(crate::compare::CompareArgs),
+    Diff(crate::diff::DiffArgs),
+}
+
+/// This process's arguments after `command`, less `--db PATH` / `--db=PATH`.
+pub fn forwarded_args(command: &str) -> CliRequest {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let after = all
+        .iter()
+        .position(|a| a == command)
+        .map_or(&all[..0], |k| &all[k + 1..]);
+    let mut args = Vec::new();
+    let mut it = after.iter();
+    while let Some(a) = it.next() {
+        if a == "--db" {
+            it.next();
+        } else if !a.starts_with("--db=") {
+            args.push(a.clone());
+        }
+    }
+    CliRequest {
+        command: command.to_owned(),
+        args,
+    }
+}
+
+/// The running process that holds `db`, if one does.
+pub fn held(db: &Path) -> Option<Client> {
+    Client::find(db)
+}
+
 /// Where the running process that holds `db` says it can be reached.
 pub fn info_path(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
@@ -179,6 +221,7 @@ pub async fn publish(db: &Path, store: Store, writer: Arc<Writer>) -> Result<Pub
         .route("/analyze", post(analyze))
         .route("/export", post(export))
         .route("/import", post(import))
+        .route("/cli", post(cli))
         .with_state(shared);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -358,6 +401,32 @@ async fn import(
         let summary = crate::import::import_with(&shared.writer, &req.files, signal, &bar)?;
         let (stdout, error) = crate::import::finish_text(&summary, &shared.db, req.files.len());
         Ok(Reply { stdout, error })
+    })
+    .await
+}
+
+async fn cli(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(req): Json<CliRequest>,
+) -> Response {
+    use clap::Parser;
+    let argv = std::iter::once(req.command.clone()).chain(req.args.iter().cloned());
+    let parsed = match Forwarded::try_parse_from(argv) {
+        Ok(p) => p,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    command(&s, &headers, move |shared| {
+        let store = shared.reader()?;
+        tailscope_analysis::update(&store, &|_| {}).context("analysing the store")?;
+        let stdout = match &parsed {
+            Forwarded::Compare(a) => crate::compare::output(&store, a)?,
+            Forwarded::Diff(a) => crate::diff::output(&store, None, (&shared.db, &shared.db), a)?,
+        };
+        Ok(Reply {
+            stdout,
+            error: None,
+        })
     })
     .await
 }

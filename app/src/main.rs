@@ -6,9 +6,7 @@
 //! changed between two periods). Errors go to stderr as one sentence; exit codes are
 //! 0 ok, 1 runtime error, 2 usage error.
 
-mod compare;
 mod demo;
-mod diff;
 mod generate;
 mod replay;
 mod serve;
@@ -18,7 +16,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tailscope::{analyze, export, gui, import, query};
+use tailscope::{analyze, compare, diff, export, gui, import, query};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -116,6 +116,26 @@ print(table.column("n")[0].as_py())
         String::from_utf8_lossy(&py.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), sent.to_string());
+    // compare and diff run there too (their arguments parsed by the running process)
+    let o = tailscope(&db, &["compare", "--format", "json", "--percentile", "90"])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(c["percentile"], 90.0);
+    let o = tailscope(
+        &db,
+        &[
+            "diff", "--before", "..", "--after", "..", "--format", "json",
+        ],
+    )?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert!(d["headline"].is_string(), "{d}");
+    let o = tailscope(&db, &["compare", "--limit", "many"])?;
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a usage error is caught before forwarding"
+    );
     // a statement that writes is refused there too
     let o = tailscope(&db, &["query", "DELETE FROM spans"])?;
     assert_eq!(o.status.code(), Some(1));
