@@ -230,6 +230,11 @@ print(table.column("n")[0].as_py())
         "SELECT count(*) AS n FROM (SELECT DISTINCT trace_id, span_id FROM spans)",
     )?;
     assert_eq!(total, distinct, "no span stored twice");
+    // collector, import through it, two serve processes: each resource written once
+    assert_eq!(
+        n(&db, "SELECT count(*) AS n FROM resources")?,
+        n(&db, "SELECT count(DISTINCT resource_id) AS n FROM resources")?
+    );
     assert_eq!(total, i64::try_from(unique.len())?, "every span stored");
     server.stop()?;
     assert!(
