@@ -39,7 +39,11 @@ pub fn run(db: &Path, args: &QueryArgs) -> Result<()> {
     };
     let batches = match opened {
         Ok(store) => store.query_read_only(&args.sql)?,
-        Err(e) => crate::live::held_by_other(db, e)?.query(&args.sql)?,
+        Err(e) => {
+            let live = crate::live::held_by_other(db, e)?;
+            live.announce("querying");
+            live.query(&args.sql)?
+        }
     };
     let mut out = std::io::stdout().lock();
     match args.format {

@@ -891,3 +891,69 @@ fn gui_replay_from_the_window_runs_and_cancels() {
         "nothing saved"
     );
 }
+
+/// A store the GUI holds (with its collector) is readable from a second process:
+/// `tailscope query` goes through the window's process via `<store>.live`.
+#[test]
+fn gui_holding_a_store_answers_queries_from_another_process() {
+    use std::os::unix::process::CommandExt;
+    let have_xvfb = std::process::Command::new("sh")
+        .args(["-c", "command -v Xvfb && command -v xvfb-run"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_xvfb {
+        println!("skipped: Xvfb is not installed (scripts/setup installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = generated_store(dir.path(), 4);
+    let want = {
+        let s = tailscope_store::Store::open(&db).unwrap();
+        s.counts().unwrap().spans
+    };
+    let mut gui = std::process::Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x800x24"])
+        .arg(env!("CARGO_BIN_EXE_tailscope"))
+        .arg("--db")
+        .arg(&db)
+        .args(["gui", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        // its own process group: stopping it stops xvfb-run, the window and Xvfb
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let live = tailscope::live::info_path(&db);
+    let t = std::time::Instant::now();
+    while !live.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tailscope"))
+        .arg("--db")
+        .arg(&db)
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM spans",
+        ])
+        .output()
+        .unwrap();
+    // stop the window, xvfb-run and its Xvfb (the whole process group)
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", gui.id())])
+        .status();
+    let _ = gui.wait();
+    assert!(
+        live.exists() || out.status.success(),
+        "the GUI published no live access"
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("n\n{want}\n"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("held by a running tailscope process"));
+}
