@@ -305,12 +305,21 @@ pub fn update(store: &Store, progress: &dyn Fn(Progress)) -> Result<RunStats, An
     update_with(store, CHUNK_SPANS, progress)
 }
 
+/// One analysis run at a time in a process: the GUI's analysis thread and work sent by
+/// another process through the live service may ask at once, and two runs over the
+/// same traces would each write their results. The second waits, then finds what the
+/// first did.
+static ONE_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// [`update`] with a chosen chunk size (tests use small chunks to cross boundaries).
 pub fn update_with(
     store: &Store,
     chunk_spans: i64,
     progress: &dyn Fn(Progress),
 ) -> Result<RunStats, AnalysisError> {
+    let _one = ONE_RUN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let run_started = Instant::now();
     let mut stats = RunStats::default();
     let mut clock = Instant::now();
@@ -551,6 +560,56 @@ mod tests {
             conversations: s(convs),
             links: s(links),
         }
+    }
+
+    /// Two runs at once over one store (two connections, two threads) store each
+    /// trace's results once.
+    #[test]
+    fn concurrent_runs_write_each_result_once() {
+        let dir = std::env::temp_dir().join(format!("ts-one-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir.join("s.duckdb")).unwrap();
+        let w = tailscope_samples::generate(&tailscope_samples::WorkloadConfig::small(5, 6));
+        let writer = store
+            .writer(tailscope_store::WriterConfig::default())
+            .unwrap();
+        writer.write(w.batch).unwrap();
+        writer.close().unwrap();
+        let runs: Vec<_> = (0..2)
+            .map(|k| {
+                let s = store.reader().unwrap();
+                std::thread::Builder::new()
+                    .name(format!("run-{k}"))
+                    .spawn(move || update_with(&s, 500, &|_| {}).map(|r| r.recomputed))
+                    .unwrap()
+            })
+            .collect();
+        let recomputed: Vec<usize> = runs
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        assert!(
+            recomputed.contains(&0),
+            "the second run found nothing new: {recomputed:?}"
+        );
+        let n = |sql: &str| -> i64 {
+            let b = store.query_arrow(sql).unwrap();
+            b[0].column(0)
+                .as_any()
+                .downcast_ref::<tailscope_store::arrow::array::Int64Array>()
+                .unwrap()
+                .value(0)
+        };
+        assert_eq!(
+            n("SELECT count(*) FROM trace_analysis"),
+            n("SELECT count(DISTINCT trace_id) FROM trace_analysis")
+        );
+        assert_eq!(
+            n("SELECT count(*) FROM trace_analysis"),
+            n("SELECT count(DISTINCT trace_id) FROM spans")
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A changed trace brings its whole component (same conversation, or linked)
