@@ -233,7 +233,10 @@ print(table.column("n")[0].as_py())
     // collector, import through it, two serve processes: each resource written once
     assert_eq!(
         n(&db, "SELECT count(*) AS n FROM resources")?,
-        n(&db, "SELECT count(DISTINCT resource_id) AS n FROM resources")?
+        n(
+            &db,
+            "SELECT count(DISTINCT resource_id) AS n FROM resources"
+        )?
     );
     assert_eq!(total, i64::try_from(unique.len())?, "every span stored");
     server.stop()?;
