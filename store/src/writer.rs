@@ -516,11 +516,11 @@ impl Worker {
             }
             append_all(&self.conn, &mut cols)
         });
-        if result.is_err() {
+        if let Err(e) = result {
             for id in fresh {
                 self.known.remove(&id);
             }
-            return Err(result.err().unwrap_or(StoreError::WriterGone));
+            return Err(e);
         }
         self.stats.transactions.fetch_add(1, Ordering::Relaxed);
         let mut dropped = Vec::with_capacity(batches.len());
