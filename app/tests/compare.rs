@@ -222,13 +222,9 @@ fn compare_by_tenant_shows_the_noisy_neighbour() {
 }
 
 /// Three periods of two models on two replicas: A and B generated alike, C with
-/// Llama decoding 30% slower per token. No planted incidents: the bursts that plant
-/// queueing and evictions are other tenants' requests sized in time, which differ from
-/// one period to the next (a real change, not a quiet period).
-#[test]
-fn diff_names_a_decode_drift_and_reports_no_change_for_a_quiet_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("drift.duckdb");
+/// Three periods into a store at `db`: A and B alike (other seeds), then C with Llama
+/// decoding 30% slower per token; returns the starts of B and C.
+pub(super) fn drift_store(db: &Path) -> (i64, i64) {
     let period = |seed: u64, start: i64, llama_decode: f64| {
         vec![
             workload_from(WorkloadConfig::clean(seed, 40), start, None, llama_decode),
@@ -249,7 +245,18 @@ fn diff_names_a_decode_drift_and_reports_no_change_for_a_quiet_period() {
     let mut all = a;
     all.extend(b);
     all.extend(c);
-    store(&db, all);
+    store(db, all);
+    (t1, t2)
+}
+
+/// Llama decoding 30% slower per token. No planted incidents: the bursts that plant
+/// queueing and evictions are other tenants' requests sized in time, which differ from
+/// one period to the next (a real change, not a quiet period).
+#[test]
+fn diff_names_a_decode_drift_and_reports_no_change_for_a_quiet_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("drift.duckdb");
+    let (t1, t2) = drift_store(&db);
     let (t1s, t2s) = (t1.to_string(), t2.to_string());
 
     // nothing changed between A and B

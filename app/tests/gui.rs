@@ -27,6 +27,18 @@ fn generated_store(dir: &Path, conversations: usize) -> PathBuf {
     db
 }
 
+/// Whether a real window can be opened here (Xvfb and xvfb-run); says so when not.
+fn have_xvfb() -> bool {
+    let ok = std::process::Command::new("sh")
+        .args(["-c", "command -v Xvfb && command -v xvfb-run"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("skipped: Xvfb is not installed (scripts/setup installs it)");
+    }
+    ok
+}
+
 /// A store with a small generated workload, ingested through OTLP normalisation, not
 /// analysed.
 fn ingested_store(dir: &Path, conversations: usize) -> PathBuf {
@@ -313,12 +325,7 @@ fn distinct_colours(path: &Path) -> (u32, u32, usize) {
 
 #[test]
 fn gui_screenshot_renders_every_view_in_a_real_window() {
-    let have_xvfb = std::process::Command::new("sh")
-        .args(["-c", "command -v Xvfb && command -v xvfb-run"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_xvfb {
-        println!("skipped: Xvfb is not installed (scripts/setup installs it)");
+    if !have_xvfb() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -716,30 +723,9 @@ fn gui_shared_values_panel_filters_the_traces_table() {
 /// change) and a pair across a planted decode drift (the headline names the model).
 #[test]
 fn gui_compare_periods_names_the_drift() {
-    use super::compare::{end_ns, store, workload_from, QWEN, START_NS};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("drift.duckdb");
-    let period = |seed: u64, start: i64, llama_decode: f64| {
-        vec![
-            workload_from(WorkloadConfig::clean(seed, 40), start, None, llama_decode),
-            workload_from(
-                WorkloadConfig::clean(seed + 1, 40),
-                start,
-                Some(QWEN),
-                0.008,
-            )
-            .on_replica(1),
-        ]
-    };
-    let a = period(201, START_NS, 0.008);
-    let t1 = end_ns(&a) + 1_000_000_000;
-    let b = period(203, t1, 0.008);
-    let t2 = end_ns(&b) + 1_000_000_000;
-    let c = period(205, t2, 0.0104);
-    let mut all = a;
-    all.extend(b);
-    all.extend(c);
-    store(&db, all);
+    let (t1, t2) = super::compare::drift_store(&db);
     tailscope_analysis::update(&Store::open(&db).unwrap(), &|_| {}).unwrap();
     let mut h = harness(&db);
     settle(&mut h);
@@ -897,12 +883,7 @@ fn gui_replay_from_the_window_runs_and_cancels() {
 #[test]
 fn gui_holding_a_store_answers_queries_from_another_process() {
     use std::os::unix::process::CommandExt;
-    let have_xvfb = std::process::Command::new("sh")
-        .args(["-c", "command -v Xvfb && command -v xvfb-run"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_xvfb {
-        println!("skipped: Xvfb is not installed (scripts/setup installs it)");
+    if !have_xvfb() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
