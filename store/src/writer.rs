@@ -344,16 +344,10 @@ impl Worker {
             )?;
             let mut rows: Vec<(i64, u64)> = Vec::new();
             for b in stmt.query_arrow([i64::try_from(cap).unwrap_or(i64::MAX)])? {
-                let c = crate::read::Columns::new(&b);
-                let (t, sp, at) = (c.str("trace_id")?, c.str("span_id")?, c.i64("ingested_ns")?);
-                for r in 0..b.num_rows() {
-                    if let (Ok(t), Ok(sp)) = (
-                        tailscope_model::TraceId::from_hex(t.value(r)),
-                        tailscope_model::SpanId::from_hex(sp.value(r)),
-                    ) {
-                        rows.push((at.value(r), dedupe::fingerprint(&t, sp)));
-                    }
-                }
+                let at = crate::read::Columns::new(&b).i64("ingested_ns")?;
+                span_keys(&b, |r, t, sp| {
+                    rows.push((at.value(r), dedupe::fingerprint(&t, sp)));
+                })?;
             }
             rows.sort_unstable_by_key(|r| r.0);
             for chunk in rows.chunk_by(|a, b| a.0 == b.0) {
@@ -476,18 +470,11 @@ impl Worker {
             );
             let mut stmt = self.conn.prepare(&sql)?;
             for b in stmt.query_arrow([])? {
-                let c = crate::read::Columns::new(&b);
-                let (t, sp) = (c.str("trace_id")?, c.str("span_id")?);
-                for r in 0..b.num_rows() {
-                    if let (Ok(t), Ok(sp)) = (
-                        tailscope_model::TraceId::from_hex(t.value(r)),
-                        tailscope_model::SpanId::from_hex(sp.value(r)),
-                    ) {
-                        if wanted.contains(&(t, sp)) {
-                            found.insert((t, sp));
-                        }
+                span_keys(&b, |_, t, sp| {
+                    if wanted.contains(&(t, sp)) {
+                        found.insert((t, sp));
                     }
-                }
+                })?;
             }
         }
         Ok(found)
@@ -539,6 +526,25 @@ impl Worker {
         self.window.push(stamp, fps);
         Ok(dropped)
     }
+}
+
+/// Calls `each(row, trace, span)` for the rows of a batch with `trace_id` and
+/// `span_id` columns whose ids parse.
+fn span_keys(
+    b: &duckdb::arrow::record_batch::RecordBatch,
+    mut each: impl FnMut(usize, tailscope_model::TraceId, tailscope_model::SpanId),
+) -> Result<(), StoreError> {
+    let c = crate::read::Columns::new(b);
+    let (t, sp) = (c.str("trace_id")?, c.str("span_id")?);
+    for r in 0..b.num_rows() {
+        if let (Ok(t), Ok(sp)) = (
+            tailscope_model::TraceId::from_hex(t.value(r)),
+            tailscope_model::SpanId::from_hex(sp.value(r)),
+        ) {
+            each(r, t, sp);
+        }
+    }
+    Ok(())
 }
 
 /// Appends every non-empty table of `cols` in one transaction.
