@@ -226,6 +226,11 @@ impl Writer {
                 stopped,
             }
         };
+        // A writer that died refuses at once, even while its thread is still
+        // unwinding and the queue still takes jobs that nobody would answer.
+        if self.stopped().is_some() {
+            return Err(refuse(batch));
+        }
         let w = weight(&batch);
         let prev = self.pending.fetch_add(w, Ordering::AcqRel);
         if prev > 0 && prev + w > self.cfg.max_pending_items {
@@ -293,7 +298,10 @@ impl Writer {
     pub fn write(&self, batch: Batch) -> Result<Committed, StoreError> {
         self.submit_waiting(batch)
             .recv()
-            .map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| match self.stopped() {
+                Some(why) => StoreError::WriterStopped(why.into()),
+                None => StoreError::WriterGone,
+            })?
     }
 
     /// Drains the queue, commits what is left and stops the thread.
