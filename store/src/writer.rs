@@ -299,7 +299,7 @@ impl Writer {
         self.submit_waiting(batch)
             .recv()
             .map_err(|_| match self.stopped() {
-                Some(why) => StoreError::WriterStopped(why.into()),
+                Some(why) => StoreError::WriterStopped(why),
                 None => StoreError::WriterGone,
             })?
     }
