@@ -122,6 +122,9 @@ pub fn is_held(e: &StoreError) -> bool {
     t.contains("Could not set lock") || t.contains("Conflicting lock")
 }
 
+/// How long a live read waits for the ingest log's backlog to load.
+const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The work the live service does, shared by its handlers.
 struct Shared {
     /// Reader connections are cloned from this one.
@@ -132,7 +135,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// A reader connection that sees every batch acknowledged before the call: the
+    /// ingest log's backlog is loaded first (at most a minute; then it reads what is
+    /// loaded and says so on the service's stderr).
     fn reader(&self) -> Result<Store> {
+        if !self.writer.wait_loaded(LOAD_WAIT) {
+            let (frames, bytes) = self.writer.log_backlog().unwrap_or_default();
+            eprintln!(
+                "live read: {frames} acknowledged batch(es) ({bytes} bytes) are not loaded yet; this read does not see them"
+            );
+        }
         let s = self
             .store
             .lock()

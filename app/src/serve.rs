@@ -139,11 +139,17 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
     drop(rt);
     let writer =
         Arc::try_unwrap(writer).map_err(|_| anyhow::anyhow!("writer still in use at shutdown"))?;
-    let dups = writer
-        .stats()
+    if let Some((frames, bytes)) = writer.log_backlog().filter(|b| b.0 > 0) {
+        eprintln!(
+            "loading the ingest log's last {frames} acknowledged batch(es) ({:.1} MiB) into the store",
+            bytes as f64 / f64::from(1 << 20)
+        );
+    }
+    let wstats = std::sync::Arc::clone(writer.stats());
+    writer.close()?;
+    let dups = wstats
         .duplicate_spans
         .load(std::sync::atomic::Ordering::Relaxed);
-    writer.close()?;
     if let Some(p) = publisher {
         p.stop(&store)?;
     }

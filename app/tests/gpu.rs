@@ -55,6 +55,8 @@ fn recorded_samples_are_stored_and_read_back_as_canonical_series() {
     let stats = h.join();
     assert_eq!(stats.samples, 5);
     assert_eq!(stats.points_committed, 35, "{stats:?}");
+    // acknowledged once in the ingest log; readable once loaded
+    assert!(writer.wait_loaded(Duration::from_secs(60)));
     assert_eq!(store.counts().unwrap().metric_points, 35);
 
     let a = store

@@ -11,7 +11,9 @@
 
 mod columns;
 mod dedupe;
+pub mod ingestlog;
 mod llm_calls;
+mod loader;
 mod read;
 mod readonly;
 mod replay;
@@ -84,6 +86,11 @@ pub enum StoreError {
     WriterExists(PathBuf),
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error("ingest log {path}: {source}")]
+    IngestLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -338,12 +345,44 @@ impl Store {
                 ],
             )?;
         }
-        Ok(Self {
+        let store = Self {
             conn,
             path: Some(path.to_path_buf()),
             writers: Arc::default(),
             recovered,
-        })
+        };
+        store.load_ingest_log()?;
+        Ok(store)
+    }
+
+    /// Loads what the ingest log holds past its loaded mark (batches a collector
+    /// acknowledged before it stopped) into the tables, so every reader sees them.
+    fn load_ingest_log(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let dir = ingestlog::dir_of(path);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let loaded: i64 =
+            self.conn
+                .query_row("SELECT max(loaded_seq) FROM ingest_log", [], |r| r.get(0))?;
+        let pending =
+            ingestlog::has_pending(&dir, u64::try_from(loaded).unwrap_or(0)).map_err(|source| {
+                StoreError::IngestLog {
+                    path: dir.clone(),
+                    source,
+                }
+            })?;
+        if pending {
+            eprintln!(
+                "loading acknowledged batches from the ingest log {} into the store ...",
+                dir.display()
+            );
+            self.writer(WriterConfig::default())?.close()?;
+        }
+        Ok(())
     }
 
     /// What opening had to repair: a damaged write-ahead log cut back to its last
@@ -371,6 +410,33 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
+        let store = Self::open_read_only_as_is(path)?;
+        // Batches acknowledged into the ingest log but not loaded (the collector was
+        // killed) are loaded first, where this process may write.
+        let dir = ingestlog::dir_of(path);
+        if !dir.exists() {
+            return Ok(store);
+        }
+        let loaded = store
+            .conn
+            .query_row("SELECT max(loaded_seq) FROM ingest_log", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_or(i64::MAX);
+        if !ingestlog::has_pending(&dir, u64::try_from(loaded).unwrap_or(0)).unwrap_or(false) {
+            return Ok(store);
+        }
+        drop(store);
+        if let Err(e) = Store::open(path) {
+            eprintln!(
+                "warning: acknowledged batches in the ingest log {} are not loaded yet ({e}); this read does not see them",
+                dir.display()
+            );
+        }
+        Self::open_read_only_as_is(path)
+    }
+
+    fn open_read_only_as_is(path: &Path) -> Result<Self, StoreError> {
         let config = Config::default()
             .access_mode(AccessMode::ReadOnly)
             .and_then(|c| c.enable_external_access(false))
@@ -446,7 +512,12 @@ impl Store {
     /// (collector, GPU sampler, GUI import) use [`Store::shared_writer`].
     pub fn writer(&self, cfg: WriterConfig) -> Result<Writer, StoreError> {
         let guard = self.claim_writer()?;
-        Writer::spawn(self.conn.try_clone()?, cfg, Some(guard))
+        let log = self
+            .path
+            .as_deref()
+            .filter(|_| cfg.ingest_log)
+            .map(ingestlog::dir_of);
+        Writer::spawn(self.conn.try_clone()?, cfg, Some(guard), log)
     }
 
     /// The store's single writer, shared: the running one if any part of this process
@@ -518,7 +589,7 @@ impl Store {
             writer::stamped(|stamp| {
                 let mut cols = columns::Columns::new();
                 cols.add(b, stamp, None, |id| known.insert(id));
-                writer::append_all(&self.conn, &mut cols)
+                writer::append_all(&self.conn, &mut cols, None)
             })?;
         }
         Ok(())

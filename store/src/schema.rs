@@ -17,10 +17,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (6, "analysis runs and their ingest watermark", V6),
     (7, "canonical metric names for SQL, store recoveries", V7),
+    (8, "the ingest log's loaded position", V8),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -448,3 +449,11 @@ pub(crate) fn migrate_to(conn: &Connection, target: i32) -> Result<i32, StoreErr
     }
     Ok(target.min(SCHEMA_VERSION))
 }
+
+/// `ingest_log` holds, in one row, the sequence number of the last ingest-log frame
+/// loaded into the tables (`ingestlog.rs`). It is updated in the transaction that
+/// loads the frame, so a frame is loaded exactly once across crashes.
+const V8: &str = r"
+CREATE TABLE ingest_log (loaded_seq BIGINT NOT NULL);
+INSERT INTO ingest_log VALUES (0);
+";

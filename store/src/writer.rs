@@ -27,7 +27,9 @@ pub struct Committed {
     pub duplicate_spans: usize,
 }
 
-/// Called once per submitted batch, after its transaction committed or failed.
+/// Called once per submitted batch: after its transaction committed or failed, or,
+/// for [`Writer::try_submit`] on a store with an ingest log, once it is on disk in
+/// the log (then `duplicate_spans` is 0: duplicates are dropped when it is loaded).
 pub type Done = Box<dyn FnOnce(Result<Committed, StoreError>) + Send>;
 
 /// The writer's queue is full: try again later (the caller keeps the batch).
@@ -50,6 +52,13 @@ pub struct WriterConfig {
     /// Spans remembered for exactly-once: a span whose trace and span id are among
     /// the last this many stored is not stored again (0: no de-duplication).
     pub dedupe_window: usize,
+    /// Acknowledge [`Writer::try_submit`] batches once they are fsync'ed to the
+    /// store's ingest log (`<store>.ingest/`) and load them into the tables behind
+    /// (file stores only). Off: acknowledge after the tables' COMMIT.
+    pub ingest_log: bool,
+    /// Log bytes not yet loaded into the tables beyond which submissions are refused
+    /// as saturated (the loader is behind).
+    pub max_log_backlog_bytes: u64,
 }
 
 /// The default de-duplication window: 2,097,152 spans (about 34 MiB).
@@ -61,6 +70,8 @@ impl Default for WriterConfig {
             max_pending_items: 262_144,
             max_group_items: 65_536,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            ingest_log: true,
+            max_log_backlog_bytes: 4 << 30,
         }
     }
 }
@@ -76,12 +87,24 @@ pub struct WriterStats {
     pub saturated: AtomicU64,
     /// Spans received again and not stored (exactly-once).
     pub duplicate_spans: AtomicU64,
+    /// Spans acknowledged once on disk in the ingest log (loaded later).
+    pub logged_spans: AtomicU64,
 }
 
-struct Job {
-    batch: Batch,
-    weight: usize,
-    done: Done,
+/// When a job's `done` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ack {
+    /// Once durable: in the ingest log, or committed where there is no log.
+    Durable,
+    /// Once committed to the tables (and visible to queries).
+    Loaded,
+}
+
+pub(crate) struct Job {
+    pub(crate) batch: Batch,
+    pub(crate) weight: usize,
+    pub(crate) done: Done,
+    pub(crate) ack: Ack,
 }
 
 /// Handle to the writer thread. Dropping it drains the queue and joins the thread.
@@ -90,7 +113,11 @@ pub struct Writer {
     pending: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
     cfg: WriterConfig,
-    thread: Option<JoinHandle<()>>,
+    /// The log thread (with an ingest log) and the thread that commits to the tables,
+    /// in the order they are joined.
+    threads: Vec<JoinHandle<()>>,
+    /// The ingest log's progress, with an ingest log.
+    log: Option<Arc<crate::loader::LogShared>>,
     /// Why the writer thread stopped, once it has stopped on its own.
     stopped: Arc<Mutex<Option<String>>>,
     /// Held while this writer lives: the store's one-writer guard.
@@ -100,7 +127,7 @@ pub struct Writer {
 /// Queue idle this long: checkpoint.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
 
-fn weight(b: &Batch) -> usize {
+pub(crate) fn weight(b: &Batch) -> usize {
     let events: usize = b.spans.iter().map(|s| s.events.len()).sum();
     (b.spans.len() + events + b.metrics.len() + b.logs.len()).max(1)
 }
@@ -132,6 +159,7 @@ impl Writer {
         conn: Connection,
         cfg: WriterConfig,
         guard: Option<crate::WriterGuard>,
+        log_dir: Option<std::path::PathBuf>,
     ) -> Result<Self, StoreError> {
         let known: HashSet<i64> = {
             let mut stmt = conn.prepare("SELECT resource_id FROM resources")?;
@@ -151,35 +179,32 @@ impl Writer {
             stats: Arc::clone(&stats),
             cfg,
         };
-        let why = Arc::clone(&stopped);
-        let thread = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || {
-                // A panic must not leave clients with an endless "busy": record why
-                // the writer stopped, so submissions are answered with it.
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut threads = Vec::new();
+        let log = match log_dir {
+            None => {
+                threads.push(guarded("store-writer", &stopped, move || {
                     worker.seed_window();
                     worker.run();
-                }));
-                if let Err(p) = run {
-                    let text = p
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown cause".to_owned());
-                    tracing::error!("the store writer stopped: it panicked ({text})");
-                    *why.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some(format!("the store writer stopped: it panicked ({text})"));
-                }
-            })
-            .map_err(StoreError::Thread)?;
+                })?);
+                None
+            }
+            Some(dir) => {
+                let (log, mut logger, mut loader) =
+                    crate::loader::start(&dir, worker, Arc::clone(&stopped))?;
+                threads.push(guarded("store-log", &stopped, move || logger.run())?);
+                threads.push(guarded("store-writer", &stopped, move || {
+                    loader.run();
+                })?);
+                Some(log)
+            }
+        };
         Ok(Self {
             tx: Some(tx),
             pending,
             stats,
             cfg,
-            thread: Some(thread),
+            threads,
+            log,
             stopped,
             _guard: guard,
         })
@@ -208,6 +233,24 @@ impl Writer {
     /// so no single request can be refused forever.
     #[allow(clippy::result_large_err)] // the refused batch goes back to the caller, by value
     pub fn try_submit(&self, batch: Batch, done: Done) -> Result<(), Saturated> {
+        self.submit(batch, done, Ack::Durable)
+    }
+
+    /// Waits until every batch acknowledged so far is loaded into the tables (a read
+    /// after this sees them), at most `timeout`; false if it timed out or the writer
+    /// stopped. At once where there is no ingest log (acknowledged means committed).
+    pub fn wait_loaded(&self, timeout: Duration) -> bool {
+        self.log.as_ref().is_none_or(|l| l.wait_loaded(timeout))
+    }
+
+    /// The ingest log's backlog: frames and bytes acknowledged but not yet loaded into
+    /// the tables (`None` without an ingest log).
+    pub fn log_backlog(&self) -> Option<(u64, u64)> {
+        self.log.as_ref().map(|l| l.backlog())
+    }
+
+    #[allow(clippy::result_large_err)] // the refused batch goes back to the caller, by value
+    fn submit(&self, batch: Batch, done: Done, ack: Ack) -> Result<(), Saturated> {
         let refuse = |batch: Batch| {
             let stopped = self
                 .stopped()
@@ -231,6 +274,11 @@ impl Writer {
         if self.stopped().is_some() {
             return Err(refuse(batch));
         }
+        if let Some(log) = &self.log {
+            if log.backlog().1 > self.cfg.max_log_backlog_bytes {
+                return Err(refuse(batch));
+            }
+        }
         let w = weight(&batch);
         let prev = self.pending.fetch_add(w, Ordering::AcqRel);
         if prev > 0 && prev + w > self.cfg.max_pending_items {
@@ -245,6 +293,7 @@ impl Writer {
             batch,
             weight: w,
             done,
+            ack,
         }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(job)) => {
@@ -276,7 +325,7 @@ impl Writer {
                 // The receiver may have been dropped by a caller that stopped waiting.
                 let _ = tx.send(r);
             });
-            match self.try_submit(batch, done) {
+            match self.submit(batch, done, Ack::Loaded) {
                 Ok(()) => return rx,
                 Err(Saturated {
                     stopped: Some(why), ..
@@ -311,8 +360,12 @@ impl Writer {
 
     fn shutdown(&mut self) -> Result<(), StoreError> {
         self.tx = None;
-        if let Some(t) = self.thread.take() {
-            t.join().map_err(|_| StoreError::WriterGone)?;
+        let mut gone = false;
+        for t in self.threads.drain(..) {
+            gone |= t.join().is_err();
+        }
+        if gone {
+            return Err(StoreError::WriterGone);
         }
         Ok(())
     }
@@ -325,14 +378,14 @@ impl Drop for Writer {
     }
 }
 
-struct Worker {
-    conn: Connection,
-    rx: Receiver<Job>,
+pub(crate) struct Worker {
+    pub(crate) conn: Connection,
+    pub(crate) rx: Receiver<Job>,
     known: HashSet<i64>,
     window: Window,
-    pending: Arc<AtomicUsize>,
-    stats: Arc<WriterStats>,
-    cfg: WriterConfig,
+    pub(crate) pending: Arc<AtomicUsize>,
+    pub(crate) stats: Arc<WriterStats>,
+    pub(crate) cfg: WriterConfig,
 }
 
 impl Worker {
@@ -340,7 +393,7 @@ impl Worker {
     /// again after a restart (the collector died between COMMIT and its answer) is
     /// still recognised. Spans are appended, never deleted, so the newest `cap` are the
     /// rows from `count - cap` on.
-    fn seed_window(&mut self) {
+    pub(crate) fn seed_window(&mut self) {
         let cap = self.cfg.dedupe_window;
         if cap == 0 {
             return;
@@ -404,14 +457,14 @@ impl Worker {
 
     fn commit_group(&mut self, group: Vec<Job>) {
         let batches: Vec<&Batch> = group.iter().map(|j| &j.batch).collect();
-        match self.commit(&batches) {
+        match self.commit(&batches, None) {
             Ok(dropped) => self.finish(group, Ok(&dropped)),
             Err(e) if group.len() == 1 => self.finish(group, Err(&e)),
             Err(e) if e.is_disk_full() => self.finish(group, Err(&e)),
             Err(_) => {
                 // Isolate the batch at fault: commit the rest one by one.
                 for job in group {
-                    match self.commit(&[&job.batch]) {
+                    match self.commit(&[&job.batch], None) {
                         Ok(dropped) => self.finish(vec![job], Ok(&dropped)),
                         Err(e) => self.finish(vec![job], Err(&e)),
                     }
@@ -433,18 +486,7 @@ impl Worker {
                         logs: job.batch.logs.len(),
                         duplicate_spans,
                     };
-                    self.stats
-                        .committed_spans
-                        .fetch_add(c.spans as u64, Ordering::Relaxed);
-                    self.stats
-                        .committed_metric_points
-                        .fetch_add(c.metric_points as u64, Ordering::Relaxed);
-                    self.stats
-                        .committed_logs
-                        .fetch_add(c.logs as u64, Ordering::Relaxed);
-                    self.stats
-                        .duplicate_spans
-                        .fetch_add(duplicate_spans as u64, Ordering::Relaxed);
+                    self.count(&c);
                     Ok(c)
                 }
                 Err(e) => {
@@ -458,6 +500,18 @@ impl Worker {
             };
             (job.done)(result);
         }
+    }
+
+    /// Adds a committed batch to the counters.
+    pub(crate) fn count(&self, c: &Committed) {
+        let s = &self.stats;
+        s.committed_spans
+            .fetch_add(c.spans as u64, Ordering::Relaxed);
+        s.committed_metric_points
+            .fetch_add(c.metric_points as u64, Ordering::Relaxed);
+        s.committed_logs.fetch_add(c.logs as u64, Ordering::Relaxed);
+        s.duplicate_spans
+            .fetch_add(c.duplicate_spans as u64, Ordering::Relaxed);
     }
 
     /// Which stored spans of the window are among `keys` (the suspects of a commit).
@@ -488,9 +542,14 @@ impl Worker {
         Ok(found)
     }
 
-    /// Commits `batches` in one transaction, less the spans already stored; returns the
-    /// spans dropped as duplicates per batch.
-    fn commit(&mut self, batches: &[&Batch]) -> Result<Vec<usize>, StoreError> {
+    /// Commits `batches` in one transaction, less the spans already stored, and with
+    /// `loaded_seq` the ingest log's loaded mark; returns the spans dropped as
+    /// duplicates per batch.
+    pub(crate) fn commit(
+        &mut self,
+        batches: &[&Batch],
+        loaded_seq: Option<u64>,
+    ) -> Result<Vec<usize>, StoreError> {
         let plan = dedupe::plan(&self.window, batches.iter().map(|b| &b.spans[..]), |k| {
             self.stored_among(k)
         })?;
@@ -509,7 +568,7 @@ impl Worker {
                     }
                 });
             }
-            append_all(&self.conn, &mut cols)
+            append_all(&self.conn, &mut cols, loaded_seq)
         });
         if let Err(e) = result {
             for id in fresh {
@@ -555,8 +614,13 @@ fn span_keys(
     Ok(())
 }
 
-/// Appends every non-empty table of `cols` in one transaction.
-pub(crate) fn append_all(conn: &Connection, cols: &mut Columns) -> Result<(), StoreError> {
+/// Appends every non-empty table of `cols` in one transaction, which also records
+/// `loaded_seq` as the ingest log's loaded mark.
+pub(crate) fn append_all(
+    conn: &Connection,
+    cols: &mut Columns,
+    loaded_seq: Option<u64>,
+) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN TRANSACTION")?;
     let appended = (|| -> Result<(), StoreError> {
         for t in &mut cols.tables {
@@ -567,6 +631,12 @@ pub(crate) fn append_all(conn: &Connection, cols: &mut Columns) -> Result<(), St
             let mut app = conn.appender(t.table)?;
             app.append_record_batch(rb)?;
             app.flush()?;
+        }
+        if let Some(seq) = loaded_seq {
+            conn.execute(
+                "UPDATE ingest_log SET loaded_seq = ?",
+                [i64::try_from(seq).unwrap_or(i64::MAX)],
+            )?;
         }
         Ok(())
     })();
@@ -581,4 +651,30 @@ pub(crate) fn append_all(conn: &Connection, cols: &mut Columns) -> Result<(), St
             Err(e)
         }
     }
+}
+
+/// Spawns a named writer thread; a panic in it is recorded in `stopped` (so clients
+/// are answered with why, not an endless "busy") instead of vanishing.
+fn guarded(
+    name: &str,
+    stopped: &Arc<Mutex<Option<String>>>,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, StoreError> {
+    let why = Arc::clone(stopped);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+                let text = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown cause".to_owned());
+                tracing::error!("the store writer stopped: it panicked ({text})");
+                why.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_or_insert(format!("the store writer stopped: it panicked ({text})"));
+            }
+        })
+        .map_err(StoreError::Thread)
 }

@@ -297,6 +297,8 @@ struct Export {
 
 struct GrpcRun {
     elapsed: Duration,
+    /// From the first request until every acknowledged span was in the tables.
+    loaded: Duration,
     exports: Vec<Export>,
     acked_spans: u64,
     rejected_spans: u64,
@@ -427,6 +429,11 @@ async fn grpc_phase(
         }
     }
     let elapsed = started.elapsed();
+    // acknowledged means durable in the ingest log; time until the tables hold it all
+    if !writer.wait_loaded(Duration::from_secs(3600)) {
+        eprintln!("ingest-bench: the ingest log did not finish loading");
+    }
+    let loaded = started.elapsed();
 
     let closing = Instant::now();
     drop(channel);
@@ -446,6 +453,7 @@ async fn grpc_phase(
 
     Ok(GrpcRun {
         elapsed,
+        loaded,
         exports,
         acked_spans: totals.acked_spans.load(Ordering::Relaxed),
         rejected_spans: totals.rejected_spans.load(Ordering::Relaxed),
@@ -468,6 +476,8 @@ const HTTP_IN_FLIGHT: usize = 8;
 
 struct HttpRun {
     elapsed: Duration,
+    /// From the first request until every acknowledged span was in the tables.
+    loaded: Duration,
     latencies: Vec<Duration>,
     acked_spans: u64,
     retries: u64,
@@ -559,6 +569,10 @@ fn http_phase(db: &Path, sql: &[String], requests: &Arc<Vec<Request>>) -> Result
         );
     }
     let elapsed = started.elapsed();
+    if !writer.wait_loaded(Duration::from_secs(3600)) {
+        eprintln!("ingest-bench: the ingest log did not finish loading");
+    }
+    let loaded = started.elapsed();
     rt.block_on(collector.shutdown());
     drop(rt);
     drop(writer);
@@ -566,6 +580,7 @@ fn http_phase(db: &Path, sql: &[String], requests: &Arc<Vec<Request>>) -> Result
     latencies.sort_unstable();
     Ok(HttpRun {
         elapsed,
+        loaded,
         latencies,
         acked_spans: totals.acked_spans.load(Ordering::Relaxed),
         retries: totals.retries.load(Ordering::Relaxed),
@@ -736,9 +751,11 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
     let mut latencies: Vec<Duration> = g.exports.iter().map(|x| x.latency).collect();
     latencies.sort_unstable();
     let grpc_rate = rate(stored.min(g.acked_spans), g.elapsed);
+    let grpc_loaded_rate = rate(stored.min(g.acked_spans), g.loaded);
     println!(
-        "grpc ingest: {grpc_rate:.0} spans/s stored ({:.2} s)",
-        g.elapsed.as_secs_f64()
+        "grpc ingest: {grpc_rate:.0} spans/s acknowledged, durable in the ingest log ({:.2} s); {grpc_loaded_rate:.0} spans/s loaded into the tables (all loaded after {:.2} s)",
+        g.elapsed.as_secs_f64(),
+        g.loaded.as_secs_f64()
     );
     println!(
         "export latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} exports)",
@@ -789,9 +806,11 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
     // 3b. The same requests over OTLP/HTTP (protobuf), 8 in flight, into a fresh store.
     let h = http_phase(http_db, &args.sql, &requests)?;
     let http_rate = rate(h.stored.min(h.acked_spans), h.elapsed);
+    let http_loaded_rate = rate(h.stored.min(h.acked_spans), h.loaded);
     println!(
-        "http ingest: {http_rate:.0} spans/s stored ({:.2} s, {HTTP_IN_FLIGHT} in flight); export latency p50 {:.1} ms, p99 {:.1} ms; {} retries (503), {} failed, {} lost",
+        "http ingest: {http_rate:.0} spans/s acknowledged ({:.2} s, {HTTP_IN_FLIGHT} in flight), {http_loaded_rate:.0} spans/s loaded (after {:.2} s); export latency p50 {:.1} ms, p99 {:.1} ms; {} retries (503), {} failed, {} lost",
         h.elapsed.as_secs_f64(),
+        h.loaded.as_secs_f64(),
         ms(percentile(&h.latencies, 0.50)),
         ms(percentile(&h.latencies, 0.99)),
         h.retries,
@@ -910,9 +929,11 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
         pass(share >= TARGET_SHARE_OF_BARE)
     );
     println!(
-        "issue 14 targets: >= {TARGET_14_SPANS_PER_S:.0} spans/s over gRPC: {} ({grpc_rate:.0}), over HTTP: {} ({http_rate:.0}); HTTP p99 < 250 ms with {HTTP_IN_FLIGHT} in flight: {}",
+        "issue 14 targets: >= {TARGET_14_SPANS_PER_S:.0} spans/s acknowledged over gRPC: {} ({grpc_rate:.0}), over HTTP: {} ({http_rate:.0}); loaded into the tables (sustained): gRPC {} ({grpc_loaded_rate:.0}), HTTP {} ({http_loaded_rate:.0}); HTTP p99 < 250 ms with {HTTP_IN_FLIGHT} in flight: {}",
         pass(grpc_rate >= TARGET_14_SPANS_PER_S),
         pass(http_rate >= TARGET_14_SPANS_PER_S),
+        pass(grpc_loaded_rate >= TARGET_14_SPANS_PER_S),
+        pass(http_loaded_rate >= TARGET_14_SPANS_PER_S),
         pass(percentile(&h.latencies, 0.99) < Duration::from_millis(250))
     );
     Ok(

@@ -1,0 +1,636 @@
+//! The writer with an ingest log: a log thread appends each group of submitted
+//! batches to `<store>.ingest/` and syncs it, then acknowledges the batches that
+//! asked for durability; the loader thread follows the log and commits its frames
+//! into the tables (exactly-once window, resource de-duplication, stamps: the
+//! `Worker` of `writer.rs`), recording the last loaded frame in the same
+//! transaction, and answers the batches that asked to be visible once they are.
+
+use crate::ingestlog::{self, FileReader, Frame, LogFile, Stop};
+use crate::writer::{weight, Ack, Committed, Done, Job, Worker};
+use crate::StoreError;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tailscope_model::Batch;
+
+/// Loader idle this long: checkpoint DuckDB.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// Frames up to here are synced (and may be acknowledged).
+    durable_seq: u64,
+    /// Frames up to here are committed to the tables.
+    loaded_seq: u64,
+    /// Bytes of frames past the loaded mark at start, plus those appended since.
+    logged_bytes: u64,
+    loaded_bytes: u64,
+    /// Bumped when the log thread cut a failed group back: a reader reopens.
+    generation: u64,
+    /// The log thread stopped: load what is durable, then stop.
+    closing: bool,
+    /// The loader stopped.
+    loader_done: bool,
+}
+
+/// The log's progress, shared by the log thread, the loader and the `Writer`.
+pub(crate) struct LogShared {
+    dir: PathBuf,
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+impl LogShared {
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Frames and bytes acknowledged but not yet loaded.
+    pub fn backlog(&self) -> (u64, u64) {
+        let p = self.lock();
+        (
+            p.durable_seq.saturating_sub(p.loaded_seq),
+            p.logged_bytes.saturating_sub(p.loaded_bytes),
+        )
+    }
+
+    /// Waits until every frame durable now is loaded, at most `timeout`.
+    pub fn wait_loaded(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut p = self.lock();
+        let want = p.durable_seq;
+        while p.loaded_seq < want {
+            if p.loader_done {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            p = self
+                .changed
+                .wait_timeout(p, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Progress)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+}
+
+fn log_error(dir: &Path, source: io::Error) -> StoreError {
+    let full = source.kind() == io::ErrorKind::StorageFull
+        || source.kind() == io::ErrorKind::FileTooLarge
+        || matches!(source.raw_os_error(), Some(27 | 28 | 122));
+    if full {
+        StoreError::DiskFull(format!(
+            "writing the ingest log {}: {source}",
+            dir.display()
+        ))
+    } else {
+        StoreError::IngestLog {
+            path: dir.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Opens the log in `dir` (checking it, cutting a torn tail, setting damaged files
+/// aside, each recorded in `store_recoveries`) and builds the two threads' bodies.
+pub(crate) fn start(
+    dir: &Path,
+    worker: Worker,
+    stopped: Arc<Mutex<Option<String>>>,
+) -> Result<(Arc<LogShared>, Logger, Loader), StoreError> {
+    let io = |e| StoreError::IngestLog {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let loaded: i64 = worker
+        .conn
+        .query_row("SELECT max(loaded_seq) FROM ingest_log", [], |r| r.get(0))?;
+    let loaded = u64::try_from(loaded).unwrap_or(0);
+    let scan = ingestlog::scan(dir, loaded).map_err(io)?;
+    let now = crate::writer::now_ns();
+    if scan.torn_bytes > 0 {
+        let what = format!(
+            "ingest log: a torn tail of {} bytes (an append cut short by a crash, never acknowledged) was cut off",
+            scan.torn_bytes
+        );
+        tracing::warn!("{what}");
+        eprintln!("warning: {what}");
+        worker.conn.execute(
+            "INSERT INTO store_recoveries VALUES (?, 'ingest-log-torn', ?, 0, NULL)",
+            duckdb::params![now, i64::try_from(scan.torn_bytes).unwrap_or(i64::MAX)],
+        )?;
+    }
+    for (aside, lost) in &scan.damaged {
+        let what = format!(
+            "ingest log: a damaged frame; the file was set aside as {} and about {lost} frame(s) after the damage are lost",
+            aside.display()
+        );
+        tracing::error!("{what}");
+        eprintln!("warning: {what}");
+        worker.conn.execute(
+            "INSERT INTO store_recoveries VALUES (?, 'ingest-log-damaged', ?, 0, ?)",
+            duckdb::params![
+                now,
+                i64::try_from(*lost).unwrap_or(i64::MAX),
+                aside.display().to_string()
+            ],
+        )?;
+    }
+    let next_seq = scan.last_seq.max(loaded) + 1;
+    ingestlog::remove_loaded(dir, loaded).map_err(io)?;
+    // Appends always go to a fresh file: never after a tail that a crash left.
+    let file = LogFile::create(dir, next_seq).map_err(io)?;
+    let shared = Arc::new(LogShared {
+        dir: dir.to_path_buf(),
+        progress: Mutex::new(Progress {
+            durable_seq: next_seq - 1,
+            loaded_seq: loaded,
+            logged_bytes: scan.pending_bytes,
+            ..Progress::default()
+        }),
+        changed: Condvar::new(),
+    });
+    if scan.pending_frames > 0 {
+        tracing::info!(
+            "ingest log: {} acknowledged batch(es), {} bytes, to load",
+            scan.pending_frames,
+            scan.pending_bytes
+        );
+    }
+    // Waiters for frames already loaded were taken by the loader before it loaded
+    // them, so the channel holds at most one group's jobs (each weighs at least 1).
+    let (wtx, wrx) = bounded(worker.cfg.max_group_items.max(1) * 2);
+    let rx = worker.rx.clone();
+    let logger = Logger {
+        shared: Arc::clone(&shared),
+        rx,
+        file,
+        next_seq,
+        waiters: wtx,
+        stopped: Arc::clone(&stopped),
+        pending: Arc::clone(&worker.pending),
+        stats: Arc::clone(&worker.stats),
+        group_items: worker.cfg.max_group_items,
+    };
+    let loader = Loader {
+        shared: Arc::clone(&shared),
+        worker,
+        waiters: wrx,
+        waiting: BTreeMap::new(),
+        stopped,
+        loaded,
+        reader: None,
+        generation: 0,
+    };
+    Ok((shared, logger, loader))
+}
+
+/// The log thread's state.
+pub(crate) struct Logger {
+    shared: Arc<LogShared>,
+    rx: Receiver<Job>,
+    file: LogFile,
+    next_seq: u64,
+    /// `(seq, done)` of batches answered once loaded.
+    waiters: Sender<(u64, Done)>,
+    stopped: Arc<Mutex<Option<String>>>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    stats: Arc<crate::writer::WriterStats>,
+    group_items: usize,
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        // normal end or a panic: the loader loads what is durable and stops
+        self.shared.update(|p| p.closing = true);
+    }
+}
+
+impl Logger {
+    pub fn run(&mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut items = first.weight;
+            let mut group = vec![first];
+            while items < self.group_items {
+                match self.rx.try_recv() {
+                    Ok(job) => {
+                        items += job.weight;
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !self.write_group(group) {
+                break;
+            }
+        }
+    }
+
+    /// Appends and syncs a group, then answers it; false if the log cannot go on.
+    fn write_group(&mut self, group: Vec<Job>) -> bool {
+        let dir = self.shared.dir.clone();
+        if self.file.len >= ingestlog::ROLL_BYTES {
+            let rolled = self
+                .file
+                .sync()
+                .and_then(|()| LogFile::create(&dir, self.next_seq));
+            match rolled {
+                Ok(f) => self.file = f,
+                Err(e) => {
+                    self.fail(group, &e);
+                    return true;
+                }
+            }
+        }
+        let (len0, seq0) = (self.file.len, self.next_seq);
+        let mut bytes = 0;
+        let written = (|| -> io::Result<()> {
+            for job in &group {
+                let payload = ingestlog::encode(&job.batch).map_err(io::Error::other)?;
+                bytes += self.file.append_raw(self.next_seq, &payload)?;
+                self.next_seq += 1;
+            }
+            self.file.sync()
+        })();
+        if let Err(e) = written {
+            // nothing of the group may stay in the log: it was not acknowledged
+            self.next_seq = seq0;
+            let cut = self.file.cut_back(len0);
+            self.shared.update(|p| p.generation += 1);
+            self.fail(group, &e);
+            if let Err(c) = cut {
+                let why = format!(
+                    "the store writer stopped: a failed write could not be taken back out of the ingest log {} ({c})",
+                    dir.display()
+                );
+                tracing::error!("{why}");
+                self.stopped
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_or_insert(why);
+                return false;
+            }
+            return true;
+        }
+        let mut durable = Vec::new();
+        for (k, job) in group.into_iter().enumerate() {
+            self.pending.fetch_sub(job.weight, Ordering::AcqRel);
+            match job.ack {
+                // sent before the durable mark moves, so the loader finds it
+                Ack::Loaded => {
+                    let _ = self.waiters.send((seq0 + k as u64, job.done));
+                }
+                Ack::Durable => durable.push(job),
+            }
+        }
+        let last = self.next_seq - 1;
+        self.shared.update(|p| {
+            p.durable_seq = last;
+            p.logged_bytes += bytes;
+        });
+        for job in durable {
+            let c = Committed {
+                spans: job.batch.spans.len(),
+                metric_points: job.batch.metrics.len(),
+                logs: job.batch.logs.len(),
+                duplicate_spans: 0,
+            };
+            self.stats
+                .logged_spans
+                .fetch_add(c.spans as u64, Ordering::Relaxed);
+            (job.done)(Ok(c));
+        }
+        true
+    }
+
+    /// Answers every batch of a group that did not reach the disk.
+    fn fail(&self, group: Vec<Job>, e: &io::Error) {
+        let dir = &self.shared.dir;
+        if !matches!(log_error(dir, clone_io(e)), StoreError::DiskFull(_)) {
+            tracing::error!("ingest log write failed: {e}");
+        }
+        for job in group {
+            self.pending.fetch_sub(job.weight, Ordering::AcqRel);
+            self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            (job.done)(Err(log_error(dir, clone_io(e))));
+        }
+    }
+}
+
+fn clone_io(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// The loader thread's state.
+pub(crate) struct Loader {
+    shared: Arc<LogShared>,
+    worker: Worker,
+    waiters: Receiver<(u64, Done)>,
+    waiting: BTreeMap<u64, Done>,
+    stopped: Arc<Mutex<Option<String>>>,
+    loaded: u64,
+    /// The file being read: its first sequence number and a reader.
+    reader: Option<(u64, FileReader)>,
+    generation: u64,
+}
+
+enum Wait {
+    Work { durable: u64, generation: u64 },
+    Idle,
+    Done,
+}
+
+/// One frame read for loading: its batch, or `None` when it did not decode.
+struct Item {
+    seq: u64,
+    batch: Option<Batch>,
+    bytes: u64,
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.shared.update(|p| p.loader_done = true);
+    }
+}
+
+impl Loader {
+    pub fn run(&mut self) {
+        self.worker.seed_window();
+        let mut dirty = false;
+        loop {
+            match self.wait() {
+                Wait::Done => break,
+                Wait::Idle => {
+                    if dirty {
+                        if let Err(e) = self.worker.conn.execute_batch("CHECKPOINT") {
+                            tracing::warn!("idle checkpoint failed: {e}");
+                        }
+                        dirty = false;
+                    }
+                }
+                Wait::Work {
+                    durable,
+                    generation,
+                } => {
+                    if generation != self.generation {
+                        self.reader = None;
+                        self.generation = generation;
+                    }
+                    let group = match self.read_group(durable) {
+                        Ok(g) => g,
+                        Err(e) => {
+                            self.stop(format!(
+                                "the store writer stopped: reading the ingest log failed: {e}"
+                            ));
+                            return;
+                        }
+                    };
+                    dirty = true;
+                    if !self.load(&group) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn stop(&self, why: String) {
+        tracing::error!("{why}");
+        self.stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(why);
+    }
+
+    fn wait(&self) -> Wait {
+        let mut p = self.shared.lock();
+        for round in 0..2 {
+            if p.durable_seq > self.loaded {
+                return Wait::Work {
+                    durable: p.durable_seq,
+                    generation: p.generation,
+                };
+            }
+            if p.closing {
+                return Wait::Done;
+            }
+            if round == 0 {
+                p = self
+                    .shared
+                    .changed
+                    .wait_timeout(p, IDLE_CHECKPOINT)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+        }
+        Wait::Idle
+    }
+
+    /// Reads the frames after the loaded mark, up to `durable` and a group's worth.
+    fn read_group(&mut self, durable: u64) -> io::Result<Vec<Item>> {
+        let mut group = Vec::new();
+        let mut items = 0;
+        let mut want = self.loaded + 1;
+        while want <= durable && items < self.worker.cfg.max_group_items {
+            let f = self.read(want)?;
+            want = f.seq + 1;
+            let batch = match ingestlog::decode(&f.payload) {
+                Ok(b) => {
+                    items += weight(&b);
+                    Some(b)
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "ingest log frame {} does not decode ({e}); it is skipped",
+                        f.seq
+                    );
+                    None
+                }
+            };
+            group.push(Item {
+                seq: f.seq,
+                batch,
+                bytes: f.bytes,
+            });
+        }
+        Ok(group)
+    }
+
+    /// The frame `want`, or the first after it where frames are missing (a damaged
+    /// file set aside at start).
+    fn read(&mut self, want: u64) -> io::Result<Frame> {
+        let dir = self.shared.dir.clone();
+        let mut moved = 0;
+        loop {
+            if self.reader.is_none() {
+                let files = ingestlog::files(&dir)?;
+                let Some((first, path)) = files
+                    .iter()
+                    .rev()
+                    .find(|f| f.0 <= want)
+                    .or_else(|| files.first())
+                else {
+                    return Err(io::Error::other(format!(
+                        "frame {want} is acknowledged but no log file holds it"
+                    )));
+                };
+                self.reader = Some((*first, FileReader::open(path)?));
+            }
+            let Some((first, r)) = self.reader.as_mut() else {
+                continue;
+            };
+            match r.next()? {
+                Ok(f) if f.seq < want => {}
+                Ok(f) => return Ok(f),
+                Err(Stop::End { .. }) => {
+                    // on to the next file, if the log rolled
+                    let current = *first;
+                    let next = ingestlog::files(&dir)?.into_iter().find(|f| f.0 > current);
+                    let Some((nfirst, path)) = next else {
+                        return Err(io::Error::other(format!(
+                            "frame {want} is acknowledged but the log ends before it"
+                        )));
+                    };
+                    self.reader = Some((nfirst, FileReader::open(&path)?));
+                    moved += 1;
+                    if moved > 1 {
+                        // a file passed in full: drop the files already loaded
+                        if let Err(e) = ingestlog::remove_loaded(&dir, self.loaded) {
+                            tracing::warn!("removing loaded ingest log files: {e}");
+                        }
+                    }
+                }
+                Err(Stop::Damaged) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a damaged frame before {want}"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Commits a group, answers its waiters and moves the loaded mark; false if the
+    /// loader must stop.
+    fn load(&mut self, group: &[Item]) -> bool {
+        let Some(last) = group.last().map(|i| i.seq) else {
+            return true;
+        };
+        self.waiting.extend(self.waiters.try_iter());
+        let batches: Vec<&Batch> = group.iter().filter_map(|i| i.batch.as_ref()).collect();
+        let mut warned = false;
+        let outcome = loop {
+            match self.worker.commit(&batches, Some(last)) {
+                Ok(dropped) => break Ok(dropped),
+                Err(e) if e.is_disk_full() => {
+                    if self.shared.lock().closing {
+                        // shutting down: what is left stays in the log for the next start
+                        eprintln!(
+                            "warning: the disk is full; {} acknowledged batch(es) stay in the ingest log and load at the next start",
+                            self.shared.backlog().0
+                        );
+                        return false;
+                    }
+                    if !warned {
+                        tracing::warn!("loading the ingest log: {e}; retrying");
+                        warned = true;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        match outcome {
+            Ok(dropped) => {
+                let mut d = dropped.into_iter();
+                for item in group {
+                    let r = match &item.batch {
+                        Some(b) => Ok(self.counted(b, d.next().unwrap_or(0))),
+                        None => Err(StoreError::WriteFailed(format!(
+                            "ingest log frame {} does not decode",
+                            item.seq
+                        ))),
+                    };
+                    self.answer(item.seq, r);
+                }
+            }
+            Err(e) => {
+                // Isolate the batch at fault: load the rest one by one; one that fails
+                // on its own is skipped (its frame stays in the log until the file
+                // goes) and reported.
+                tracing::warn!("loading a group failed ({e}); loading its batches one by one");
+                for item in group {
+                    let one: Vec<&Batch> = item.batch.iter().collect();
+                    let r = match self.worker.commit(&one, Some(item.seq)) {
+                        Ok(d) => match &item.batch {
+                            Some(b) => Ok(self.counted(b, d.first().copied().unwrap_or(0))),
+                            None => Err(StoreError::WriteFailed(format!(
+                                "ingest log frame {} does not decode",
+                                item.seq
+                            ))),
+                        },
+                        Err(e) => {
+                            tracing::error!(
+                                "an acknowledged batch (ingest log frame {}) could not be loaded and is skipped: {e}",
+                                item.seq
+                            );
+                            self.worker
+                                .stats
+                                .failed_batches
+                                .fetch_add(1, Ordering::Relaxed);
+                            if let Err(e2) = self.worker.commit(&[], Some(item.seq)) {
+                                self.stop(format!(
+                                    "the store writer stopped: the ingest log's loaded mark cannot move ({e2})"
+                                ));
+                                return false;
+                            }
+                            Err(StoreError::WriteFailed(e.to_string()))
+                        }
+                    };
+                    self.answer(item.seq, r);
+                }
+            }
+        }
+        let bytes: u64 = group.iter().map(|i| i.bytes).sum();
+        self.loaded = last;
+        self.shared.update(|p| {
+            p.loaded_seq = last;
+            p.loaded_bytes += bytes;
+        });
+        true
+    }
+
+    fn counted(&self, b: &Batch, duplicate_spans: usize) -> Committed {
+        let c = Committed {
+            spans: b.spans.len() - duplicate_spans,
+            metric_points: b.metrics.len(),
+            logs: b.logs.len(),
+            duplicate_spans,
+        };
+        self.worker.count(&c);
+        c
+    }
+
+    fn answer(&mut self, seq: u64, r: Result<Committed, StoreError>) {
+        if let Some(done) = self.waiting.remove(&seq) {
+            done(r);
+        }
+    }
+}
