@@ -8,6 +8,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// HTTP/2 flow-control windows of the gRPC receiver: per stream (one request) and per
+/// connection (all requests in flight on it).
+const GRPC_STREAM_WINDOW: u32 = 4 << 20;
+const GRPC_CONNECTION_WINDOW: u32 = 32 << 20;
+
 /// Where the collector listens.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
@@ -78,7 +83,12 @@ impl Collector {
             let mut rx = stop_rx.clone();
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
             tasks.push(tokio::spawn(async move {
+                // OTLP requests are large (a batch of spans is hundreds of KiB):
+                // HTTP/2's default 64 KiB windows would make each client wait for
+                // window updates several times per request.
                 let served = tonic::transport::Server::builder()
+                    .initial_stream_window_size(Some(GRPC_STREAM_WINDOW))
+                    .initial_connection_window_size(Some(GRPC_CONNECTION_WINDOW))
                     .layer(tower::util::MapResponseLayer::new(grpc_status_codes))
                     .add_service(t)
                     .add_service(m)

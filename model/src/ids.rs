@@ -107,16 +107,26 @@ macro_rules! id_type {
             }
         }
 
+        // Hex in text formats (JSON); the raw bytes in binary ones (the ingest log).
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    self.0.serialize(s)
+                }
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::from_hex(&s).map_err(serde::de::Error::custom)
+                if d.is_human_readable() {
+                    let s = String::deserialize(d)?;
+                    Self::from_hex(&s).map_err(serde::de::Error::custom)
+                } else {
+                    let b = <[u8; $n]>::deserialize(d)?;
+                    Self::from_bytes(&b).map_err(serde::de::Error::custom)
+                }
             }
         }
     };

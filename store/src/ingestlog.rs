@@ -59,12 +59,20 @@ pub(crate) fn files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// bincode with variable-length integers (lengths and enum tags take a byte or
+/// two rather than eight and four): the log is written at disk speed.
+fn options() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+}
+
 pub(crate) fn encode(batch: &Batch) -> Result<Vec<u8>, bincode::Error> {
-    bincode::serialize(batch)
+    use bincode::Options;
+    options().serialize(batch)
 }
 
 pub(crate) fn decode(payload: &[u8]) -> Result<Batch, bincode::Error> {
-    bincode::deserialize(payload)
+    use bincode::Options;
+    options().deserialize(payload)
 }
 
 fn checksum(seq: u64, payload: &[u8]) -> u32 {

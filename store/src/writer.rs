@@ -89,6 +89,14 @@ pub struct WriterStats {
     pub duplicate_spans: AtomicU64,
     /// Spans acknowledged once on disk in the ingest log (loaded later).
     pub logged_spans: AtomicU64,
+    /// Bytes appended to the ingest log.
+    pub logged_bytes: AtomicU64,
+    /// Time the log thread spent encoding, writing and syncing (ns).
+    pub log_encode_ns: AtomicU64,
+    pub log_write_ns: AtomicU64,
+    pub log_sync_ns: AtomicU64,
+    /// Time the loader spent committing to the tables (ns).
+    pub load_ns: AtomicU64,
 }
 
 /// When a job's `done` runs.
@@ -101,7 +109,12 @@ pub(crate) enum Ack {
 }
 
 pub(crate) struct Job {
+    /// The batch (empty when `encoded` holds it).
     pub(crate) batch: Batch,
+    /// The batch as an ingest-log frame payload, encoded by the submitter.
+    pub(crate) encoded: Option<Vec<u8>>,
+    /// What the batch holds (`duplicate_spans` 0).
+    pub(crate) counts: Committed,
     pub(crate) weight: usize,
     pub(crate) done: Done,
     pub(crate) ack: Ack,
@@ -289,20 +302,46 @@ impl Writer {
             self.pending.fetch_sub(w, Ordering::AcqRel);
             return Err(refuse(batch));
         };
-        match tx.try_send(Job {
-            batch,
+        let counts = Committed {
+            spans: batch.spans.len(),
+            metric_points: batch.metrics.len(),
+            logs: batch.logs.len(),
+            duplicate_spans: 0,
+        };
+        // With an ingest log, the frame is encoded here, on the caller's thread (the
+        // receivers decode on one thread per core), so the log thread only writes;
+        // the batch is then dropped here too. It is kept until the queue took the job,
+        // to hand it back if it did not.
+        let encoded = self
+            .log
+            .as_ref()
+            .and_then(|_| crate::ingestlog::encode(&batch).ok());
+        let (job_batch, kept) = if encoded.is_some() {
+            (Batch::default(), Some(batch))
+        } else {
+            (batch, None)
+        };
+        let sent = tx.try_send(Job {
+            batch: job_batch,
+            encoded,
+            counts,
             weight: w,
             done,
             ack,
-        }) {
-            Ok(()) => Ok(()),
+        });
+        let back = |job: Job, kept: Option<Batch>| kept.unwrap_or(job.batch);
+        match sent {
+            Ok(()) => {
+                drop(kept);
+                Ok(())
+            }
             Err(TrySendError::Full(job)) => {
                 self.pending.fetch_sub(w, Ordering::AcqRel);
-                Err(refuse(job.batch))
+                Err(refuse(back(job, kept)))
             }
             Err(TrySendError::Disconnected(job)) => {
                 self.pending.fetch_sub(w, Ordering::AcqRel);
-                let mut s = refuse(job.batch);
+                let mut s = refuse(back(job, kept));
                 s.stopped
                     .get_or_insert_with(|| "the store writer stopped".into());
                 Err(s)

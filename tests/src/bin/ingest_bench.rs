@@ -296,6 +296,12 @@ struct Export {
 }
 
 struct GrpcRun {
+    logged_bytes: u64,
+    /// CPU seconds of the whole process while the clients ran.
+    cpu: f64,
+    /// Seconds the ingest log thread spent encoding, writing, syncing, and the loader
+    /// committing.
+    log_times: [f64; 4],
     elapsed: Duration,
     /// From the first request until every acknowledged span was in the tables.
     loaded: Duration,
@@ -404,6 +410,7 @@ async fn grpc_phase(
 
     let next = Arc::new(AtomicUsize::new(0));
     let totals = Arc::new(ClientTotals::default());
+    let cpu0 = tailscope_tests::mem::cpu_seconds().unwrap_or(0.0);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -429,6 +436,7 @@ async fn grpc_phase(
         }
     }
     let elapsed = started.elapsed();
+    let cpu = tailscope_tests::mem::cpu_seconds().unwrap_or(0.0) - cpu0;
     // acknowledged means durable in the ingest log; time until the tables hold it all
     if !writer.wait_loaded(Duration::from_secs(3600)) {
         eprintln!("ingest-bench: the ingest log did not finish loading");
@@ -452,6 +460,8 @@ async fn grpc_phase(
     let shutdown = closing.elapsed();
 
     Ok(GrpcRun {
+        logged_bytes: writer_stats.logged_bytes.load(Ordering::Relaxed),
+        cpu,
         elapsed,
         loaded,
         exports,
@@ -463,6 +473,13 @@ async fn grpc_phase(
         ingest,
         transactions: writer_stats.transactions.load(Ordering::Relaxed),
         saturated: writer_stats.saturated.load(Ordering::Relaxed),
+        log_times: [
+            &writer_stats.log_encode_ns,
+            &writer_stats.log_write_ns,
+            &writer_stats.log_sync_ns,
+            &writer_stats.load_ns,
+        ]
+        .map(|a| a.load(Ordering::Relaxed) as f64 / 1e9),
         shutdown,
     })
 }
@@ -475,6 +492,7 @@ async fn grpc_phase(
 const HTTP_IN_FLIGHT: usize = 8;
 
 struct HttpRun {
+    cpu: f64,
     elapsed: Duration,
     /// From the first request until every acknowledged span was in the tables.
     loaded: Duration,
@@ -511,6 +529,7 @@ fn http_phase(db: &Path, sql: &[String], requests: &Arc<Vec<Request>>) -> Result
     );
     let next = Arc::new(AtomicUsize::new(0));
     let totals = Arc::new(ClientTotals::default());
+    let cpu0 = tailscope_tests::mem::cpu_seconds().unwrap_or(0.0);
     let started = Instant::now();
     let threads = (0..HTTP_IN_FLIGHT)
         .map(|k| {
@@ -569,6 +588,7 @@ fn http_phase(db: &Path, sql: &[String], requests: &Arc<Vec<Request>>) -> Result
         );
     }
     let elapsed = started.elapsed();
+    let cpu = tailscope_tests::mem::cpu_seconds().unwrap_or(0.0) - cpu0;
     if !writer.wait_loaded(Duration::from_secs(3600)) {
         eprintln!("ingest-bench: the ingest log did not finish loading");
     }
@@ -579,6 +599,7 @@ fn http_phase(db: &Path, sql: &[String], requests: &Arc<Vec<Request>>) -> Result
     let stored = store.counts()?.spans;
     latencies.sort_unstable();
     Ok(HttpRun {
+        cpu,
         elapsed,
         loaded,
         latencies,
@@ -753,8 +774,9 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
     let grpc_rate = rate(stored.min(g.acked_spans), g.elapsed);
     let grpc_loaded_rate = rate(stored.min(g.acked_spans), g.loaded);
     println!(
-        "grpc ingest: {grpc_rate:.0} spans/s acknowledged, durable in the ingest log ({:.2} s); {grpc_loaded_rate:.0} spans/s loaded into the tables (all loaded after {:.2} s)",
+        "grpc ingest: {grpc_rate:.0} spans/s acknowledged, durable in the ingest log ({:.2} s, {:.2} cores busy, clients included); {grpc_loaded_rate:.0} spans/s loaded into the tables (all loaded after {:.2} s)",
         g.elapsed.as_secs_f64(),
+        g.cpu / g.elapsed.as_secs_f64(),
         g.loaded.as_secs_f64()
     );
     println!(
@@ -799,6 +821,11 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
     );
     println!("shutdown + writer close: {:.0} ms", ms(g.shutdown));
     println!(
+        "ingest log: {:.0} bytes/span; its thread: encode {:.2} s, write {:.2} s, fsync {:.2} s; loader: {:.2} s committing",
+        g.logged_bytes as f64 / stored.max(1) as f64,
+        g.log_times[0], g.log_times[1], g.log_times[2], g.log_times[3]
+    );
+    println!(
         "rows stored: {} spans, {} span attributes, {} events, {} links, {} resources",
         counts.spans, counts.span_attributes, counts.events, counts.links, counts.resources
     );
@@ -808,8 +835,9 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
     let http_rate = rate(h.stored.min(h.acked_spans), h.elapsed);
     let http_loaded_rate = rate(h.stored.min(h.acked_spans), h.loaded);
     println!(
-        "http ingest: {http_rate:.0} spans/s acknowledged ({:.2} s, {HTTP_IN_FLIGHT} in flight), {http_loaded_rate:.0} spans/s loaded (after {:.2} s); export latency p50 {:.1} ms, p99 {:.1} ms; {} retries (503), {} failed, {} lost",
+        "http ingest: {http_rate:.0} spans/s acknowledged ({:.2} s, {HTTP_IN_FLIGHT} in flight, {:.2} cores busy), {http_loaded_rate:.0} spans/s loaded (after {:.2} s); export latency p50 {:.1} ms, p99 {:.1} ms; {} retries (503), {} failed, {} lost",
         h.elapsed.as_secs_f64(),
+        h.cpu / h.elapsed.as_secs_f64(),
         h.loaded.as_secs_f64(),
         ms(percentile(&h.latencies, 0.50)),
         ms(percentile(&h.latencies, 0.99)),
