@@ -22,6 +22,7 @@ pub fn reset_peak_rss() -> bool {
 
 /// CPU seconds (user + system) this process has used, all threads, from
 /// `/proc/self/stat` (clock ticks of 1/100 s, the Linux default).
+#[allow(dead_code)] // the benches that include this file by path do not all use it
 pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // fields after the command name, which is in parentheses and may hold spaces
