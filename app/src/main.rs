@@ -18,6 +18,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tailscope::{analyze, compare, diff, export, gui, import, query};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tailscope",

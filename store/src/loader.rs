@@ -663,7 +663,7 @@ impl Loader {
 }
 
 /// Loading is batch work behind the acknowledgements: it runs at a lower CPU
-/// priority (nice +10) than the receivers, so a burst is acknowledged at the speed of
+/// priority (nice +19) than the receivers, so a burst is acknowledged at the speed of
 /// decoding and the log while the loader catches up on the cores left over.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
@@ -671,7 +671,7 @@ fn lower_priority() {
     {
         // SAFETY: setpriority takes plain integers and touches no memory of ours. On
         // Linux the nice value is per thread, and `who = 0` names the calling thread.
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
         if r != 0 {
             tracing::debug!(
                 "the loader keeps its priority: {}",

@@ -55,6 +55,9 @@
 //! such as `--sql "SET checkpoint_threshold = '1GB'"`).
 
 use anyhow::{bail, ensure, Context, Result};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
