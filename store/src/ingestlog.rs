@@ -382,6 +382,23 @@ pub(crate) fn remove_loaded(dir: &Path, loaded_seq: u64) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// Removes every file whose frames are all at or below `loaded_seq`, the newest
+/// included (when nothing appends any more).
+pub(crate) fn remove_all_loaded(dir: &Path, loaded_seq: u64) -> io::Result<()> {
+    remove_loaded(dir, loaded_seq)?;
+    if let Some((_, newest)) = files(dir)?.pop() {
+        let mut r = FileReader::open(&newest)?;
+        let mut last = 0;
+        while let Ok(f) = r.next()? {
+            last = f.seq;
+        }
+        if last <= loaded_seq {
+            fs::remove_file(&newest)?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether the log in `dir` holds frames past `loaded_seq` (reads only the newest
 /// file that has frames).
 pub(crate) fn has_pending(dir: &Path, loaded_seq: u64) -> io::Result<bool> {

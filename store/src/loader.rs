@@ -398,7 +398,14 @@ impl Loader {
         let mut dirty = false;
         loop {
             match self.wait() {
-                Wait::Done => break,
+                Wait::Done => {
+                    // The log thread has stopped and everything durable is loaded: the
+                    // log holds nothing the tables lack.
+                    if let Err(e) = ingestlog::remove_all_loaded(&self.shared.dir, self.loaded) {
+                        tracing::warn!("removing loaded ingest log files: {e}");
+                    }
+                    break;
+                }
                 Wait::Idle => {
                     if dirty {
                         if let Err(e) = self.worker.conn.execute_batch("CHECKPOINT") {
@@ -499,7 +506,6 @@ impl Loader {
     /// file set aside at start).
     fn read(&mut self, want: u64) -> io::Result<Frame> {
         let dir = self.shared.dir.clone();
-        let mut moved = 0;
         loop {
             if self.reader.is_none() {
                 let files = ingestlog::files(&dir)?;
@@ -531,12 +537,9 @@ impl Loader {
                         )));
                     };
                     self.reader = Some((nfirst, FileReader::open(&path)?));
-                    moved += 1;
-                    if moved > 1 {
-                        // a file passed in full: drop the files already loaded
-                        if let Err(e) = ingestlog::remove_loaded(&dir, self.loaded) {
-                            tracing::warn!("removing loaded ingest log files: {e}");
-                        }
+                    // a file passed in full: drop the files already loaded
+                    if let Err(e) = ingestlog::remove_loaded(&dir, self.loaded) {
+                        tracing::warn!("removing loaded ingest log files: {e}");
                     }
                 }
                 Err(Stop::Damaged) => {

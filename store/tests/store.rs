@@ -829,6 +829,24 @@ fn submit_durable(
     rx.recv().unwrap()
 }
 
+/// The ingest log's files and their bytes (taken while a writer runs, to put back
+/// after it closed: a collector killed before its loader ran).
+fn snapshot_log(path: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    log_files(path)
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+fn restore_log(files: &[(std::path::PathBuf, Vec<u8>)]) {
+    for (p, b) in files {
+        std::fs::write(p, b).unwrap();
+    }
+}
+
 fn log_files(path: &std::path::Path) -> Vec<std::path::PathBuf> {
     let dir = tailscope_store::ingestlog::dir_of(path);
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -843,6 +861,7 @@ fn log_files(path: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn acknowledged_batches_are_in_the_ingest_log_and_load_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log.duckdb");
+    let log;
     {
         let store = Store::open(&path).unwrap();
         let writer = store.writer(WriterConfig::default()).unwrap();
@@ -874,11 +893,18 @@ fn acknowledged_batches_are_in_the_ingest_log_and_load_exactly_once() {
         // a batch that asks to be visible is answered after its load, with duplicates
         let c = writer.write(batch(2, 2)).unwrap();
         assert_eq!((c.spans, c.duplicate_spans), (0, 2));
+        log = snapshot_log(&path);
+        assert!(!log.is_empty());
         writer.close().unwrap();
     }
-    assert!(!log_files(&path).is_empty(), "the newest log file stays");
+    assert!(
+        log_files(&path).is_empty(),
+        "a clean close removes the loaded log"
+    );
     // The collector was killed after acknowledging and before loading: simulate it by
-    // taking the loads back (rows gone, loaded mark at 0). Opening loads the log again.
+    // putting the log back and taking the loads back (rows gone, loaded mark at 0).
+    // Opening loads the log again.
+    restore_log(&log);
     {
         let conn = duckdb::Connection::open(&path).unwrap();
         conn.execute_batch(
@@ -909,12 +935,16 @@ fn acknowledged_batches_are_in_the_ingest_log_and_load_exactly_once() {
 fn a_read_only_open_sees_batches_left_in_the_ingest_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ro.duckdb");
+    let log;
     {
         let store = Store::open(&path).unwrap();
         let writer = store.writer(WriterConfig::default()).unwrap();
         submit_durable(&writer, batch(7, 4)).unwrap();
+        assert!(writer.wait_loaded(std::time::Duration::from_secs(30)));
+        log = snapshot_log(&path);
         writer.close().unwrap();
     }
+    restore_log(&log);
     {
         let conn = duckdb::Connection::open(&path).unwrap();
         conn.execute_batch("DELETE FROM spans; UPDATE ingest_log SET loaded_seq = 0")
@@ -929,13 +959,17 @@ fn a_torn_ingest_log_tail_is_cut_and_counted() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("torn.duckdb");
+    let log;
     {
         let store = Store::open(&path).unwrap();
         let writer = store.writer(WriterConfig::default()).unwrap();
         submit_durable(&writer, batch(3, 2)).unwrap();
+        assert!(writer.wait_loaded(std::time::Duration::from_secs(30)));
+        log = snapshot_log(&path);
         writer.close().unwrap();
     }
     // a crash in the middle of an append (never acknowledged): half a frame header
+    restore_log(&log);
     let newest = log_files(&path).pop().unwrap();
     let mut f = std::fs::OpenOptions::new()
         .append(true)

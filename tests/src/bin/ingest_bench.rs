@@ -673,6 +673,7 @@ fn remove_store(path: &Path) {
     let mut wal = path.as_os_str().to_owned();
     wal.push(".wal");
     let _ = std::fs::remove_file(PathBuf::from(wal));
+    let _ = std::fs::remove_dir_all(tailscope_store::ingestlog::dir_of(path));
 }
 
 // ---------------------------------------------------------------------------------
