@@ -841,6 +841,19 @@ fn snapshot_log(path: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Ingests `b` through the collector's path into a new store at `path`, waits for
+/// its load and closes the writer; returns the ingest log as it was before the
+/// close removed it.
+fn ingest_keeping_the_log(path: &std::path::Path, b: Batch) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let store = Store::open(path).unwrap();
+    let writer = store.writer(WriterConfig::default()).unwrap();
+    submit_durable(&writer, b).unwrap();
+    assert!(writer.wait_loaded(std::time::Duration::from_secs(30)));
+    let log = snapshot_log(path);
+    writer.close().unwrap();
+    log
+}
+
 fn restore_log(files: &[(std::path::PathBuf, Vec<u8>)]) {
     for (p, b) in files {
         std::fs::write(p, b).unwrap();
@@ -935,15 +948,7 @@ fn acknowledged_batches_are_in_the_ingest_log_and_load_exactly_once() {
 fn a_read_only_open_sees_batches_left_in_the_ingest_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ro.duckdb");
-    let log;
-    {
-        let store = Store::open(&path).unwrap();
-        let writer = store.writer(WriterConfig::default()).unwrap();
-        submit_durable(&writer, batch(7, 4)).unwrap();
-        assert!(writer.wait_loaded(std::time::Duration::from_secs(30)));
-        log = snapshot_log(&path);
-        writer.close().unwrap();
-    }
+    let log = ingest_keeping_the_log(&path, batch(7, 4));
     restore_log(&log);
     {
         let conn = duckdb::Connection::open(&path).unwrap();
@@ -959,15 +964,7 @@ fn a_torn_ingest_log_tail_is_cut_and_counted() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("torn.duckdb");
-    let log;
-    {
-        let store = Store::open(&path).unwrap();
-        let writer = store.writer(WriterConfig::default()).unwrap();
-        submit_durable(&writer, batch(3, 2)).unwrap();
-        assert!(writer.wait_loaded(std::time::Duration::from_secs(30)));
-        log = snapshot_log(&path);
-        writer.close().unwrap();
-    }
+    let log = ingest_keeping_the_log(&path, batch(3, 2));
     // a crash in the middle of an append (never acknowledged): half a frame header
     restore_log(&log);
     let newest = log_files(&path).pop().unwrap();
