@@ -665,16 +665,18 @@ impl Loader {
     }
 }
 
-/// Loading is batch work behind the acknowledgements: it runs at a lower CPU
-/// priority (nice +19) than the receivers, so a burst is acknowledged at the speed of
-/// decoding and the log while the loader catches up on the cores left over.
+/// Loading is batch work behind the acknowledgements: it runs at a somewhat lower
+/// CPU priority (nice +5) than the receivers, so a burst is acknowledged at the speed
+/// of decoding and the log. Not lower: the nice value counts against every process
+/// on the machine, and a loader starved by other work would fill the log until the
+/// collector refuses spans.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]
     {
         // SAFETY: setpriority takes plain integers and touches no memory of ours. On
         // Linux the nice value is per thread, and `who = 0` names the calling thread.
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 5) };
         if r != 0 {
             tracing::debug!(
                 "the loader keeps its priority: {}",
