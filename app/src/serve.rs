@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tailscope::sink::WriterSink;
 use tailscope_ingest::gpu::{spawn_sampler, SamplerConfig};
 use tailscope_ingest::{Collector, CollectorConfig, IngestStats, Pipeline};
-use tailscope_store::{Store, WriterConfig};
+use tailscope_store::{Store, Writer, WriterConfig};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -116,7 +116,7 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
                 },
             )
         });
-        let status = status_loop(Arc::clone(&stats), args.status_every);
+        let status = status_loop(Arc::clone(&stats), Arc::clone(&writer), args.status_every);
         tokio::select! {
             () = shutdown_signal() => {}
             () = status => {}
@@ -222,7 +222,7 @@ impl Publisher {
     }
 }
 
-async fn status_loop(stats: Arc<IngestStats>, every: u64) {
+async fn status_loop(stats: Arc<IngestStats>, writer: Arc<Writer>, every: u64) {
     if every == 0 {
         return std::future::pending().await;
     }
@@ -233,9 +233,16 @@ async fn status_loop(stats: Arc<IngestStats>, every: u64) {
         let now = stats.snapshot();
         let dt = t.elapsed().as_secs_f64();
         t = Instant::now();
-        if now != last {
+        let backlog = writer.log_backlog().filter(|b| b.0 > 0);
+        if now != last || backlog.is_some() {
+            let loading = backlog.map_or_else(String::new, |(frames, bytes)| {
+                format!(
+                    " · {frames} batches ({:.1} MiB) acknowledged, loading",
+                    bytes as f64 / f64::from(1 << 20)
+                )
+            });
             eprintln!(
-                "status: {:.0} spans/s · {} spans stored · {} rejected · {} busy",
+                "status: {:.0} spans/s · {} spans acknowledged · {} rejected · {} busy{loading}",
                 (now.spans_accepted - last.spans_accepted) as f64 / dt,
                 now.spans_accepted,
                 now.spans_rejected + now.metric_points_rejected + now.logs_rejected,
