@@ -387,28 +387,52 @@ pub(crate) fn remove_loaded(dir: &Path, loaded_seq: u64) -> io::Result<usize> {
 pub(crate) fn remove_all_loaded(dir: &Path, loaded_seq: u64) -> io::Result<()> {
     remove_loaded(dir, loaded_seq)?;
     if let Some((_, newest)) = files(dir)?.pop() {
-        let mut r = FileReader::open(&newest)?;
-        let mut last = 0;
-        while let Ok(f) = r.next()? {
-            last = f.seq;
-        }
-        if last <= loaded_seq {
+        if last_seq_in(&newest)?.unwrap_or(0) <= loaded_seq {
             fs::remove_file(&newest)?;
         }
     }
     Ok(())
 }
 
+/// The sequence number of the last intact frame of one file (`None`: no frame).
+fn last_seq_in(path: &Path) -> io::Result<Option<u64>> {
+    let mut r = FileReader::open(path)?;
+    let mut last = None;
+    while let Ok(f) = r.next()? {
+        last = Some(f.seq);
+    }
+    Ok(last)
+}
+
+/// The last frame loaded into the tables (the mark in `ingest_log`).
+pub(crate) fn loaded_seq(conn: &duckdb::Connection) -> Result<u64, duckdb::Error> {
+    let seq: i64 = conn.query_row("SELECT max(loaded_seq) FROM ingest_log", [], |r| r.get(0))?;
+    Ok(u64::try_from(seq).unwrap_or(0))
+}
+
+/// The ingest log of the store at `db` when it holds frames its tables lack
+/// (acknowledged by a collector that stopped before loading them).
+pub(crate) fn pending(
+    conn: &duckdb::Connection,
+    db: &Path,
+) -> Result<Option<PathBuf>, crate::StoreError> {
+    let dir = dir_of(db);
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let loaded = loaded_seq(conn)?;
+    let pending = has_pending(&dir, loaded).map_err(|source| crate::StoreError::IngestLog {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(pending.then_some(dir))
+}
+
 /// Whether the log in `dir` holds frames past `loaded_seq` (reads only the newest
 /// file that has frames).
-pub(crate) fn has_pending(dir: &Path, loaded_seq: u64) -> io::Result<bool> {
+fn has_pending(dir: &Path, loaded_seq: u64) -> io::Result<bool> {
     for (_, path) in files(dir)?.iter().rev() {
-        let mut r = FileReader::open(path)?;
-        let mut last = None;
-        while let Ok(f) = r.next()? {
-            last = Some(f.seq);
-        }
-        if let Some(seq) = last {
+        if let Some(seq) = last_seq_in(path)? {
             return Ok(seq > loaded_seq);
         }
     }

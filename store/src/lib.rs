@@ -361,21 +361,7 @@ impl Store {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let dir = ingestlog::dir_of(path);
-        if !dir.exists() {
-            return Ok(());
-        }
-        let loaded: i64 =
-            self.conn
-                .query_row("SELECT max(loaded_seq) FROM ingest_log", [], |r| r.get(0))?;
-        let pending =
-            ingestlog::has_pending(&dir, u64::try_from(loaded).unwrap_or(0)).map_err(|source| {
-                StoreError::IngestLog {
-                    path: dir.clone(),
-                    source,
-                }
-            })?;
-        if pending {
+        if let Some(dir) = ingestlog::pending(&self.conn, path)? {
             eprintln!(
                 "loading acknowledged batches from the ingest log {} into the store ...",
                 dir.display()
@@ -412,20 +398,11 @@ impl Store {
         }
         let store = Self::open_read_only_as_is(path)?;
         // Batches acknowledged into the ingest log but not loaded (the collector was
-        // killed) are loaded first, where this process may write.
-        let dir = ingestlog::dir_of(path);
-        if !dir.exists() {
+        // killed) are loaded first, where this process may write. (A store older than
+        // the log has no `ingest_log` table: nothing to load.)
+        let Some(dir) = ingestlog::pending(&store.conn, path).unwrap_or(None) else {
             return Ok(store);
-        }
-        let loaded = store
-            .conn
-            .query_row("SELECT max(loaded_seq) FROM ingest_log", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .unwrap_or(i64::MAX);
-        if !ingestlog::has_pending(&dir, u64::try_from(loaded).unwrap_or(0)).unwrap_or(false) {
-            return Ok(store);
-        }
+        };
         drop(store);
         if let Err(e) = Store::open(path) {
             eprintln!(

@@ -116,10 +116,7 @@ pub(crate) fn start(
         path: dir.to_path_buf(),
         source: e,
     };
-    let loaded: i64 = worker
-        .conn
-        .query_row("SELECT max(loaded_seq) FROM ingest_log", [], |r| r.get(0))?;
-    let loaded = u64::try_from(loaded).unwrap_or(0);
+    let loaded = ingestlog::loaded_seq(&worker.conn)?;
     let scan = ingestlog::scan(dir, loaded).map_err(io)?;
     let now = crate::writer::now_ns();
     if scan.torn_bytes > 0 {
@@ -585,15 +582,11 @@ impl Loader {
         };
         match outcome {
             Ok(dropped) => {
+                // `dropped` has one entry per batch that decoded, in order
                 let mut d = dropped.into_iter();
                 for item in group {
-                    let r = match &item.batch {
-                        Some(b) => Ok(self.counted(b, d.next().unwrap_or(0))),
-                        None => Err(StoreError::WriteFailed(format!(
-                            "ingest log frame {} does not decode",
-                            item.seq
-                        ))),
-                    };
+                    let dup = if item.batch.is_some() { d.next() } else { None };
+                    let r = self.loaded(item, dup.unwrap_or(0));
                     self.answer(item.seq, r);
                 }
             }
@@ -605,13 +598,7 @@ impl Loader {
                 for item in group {
                     let one: Vec<&Batch> = item.batch.iter().collect();
                     let r = match self.worker.commit(&one, Some(item.seq)) {
-                        Ok(d) => match &item.batch {
-                            Some(b) => Ok(self.counted(b, d.first().copied().unwrap_or(0))),
-                            None => Err(StoreError::WriteFailed(format!(
-                                "ingest log frame {} does not decode",
-                                item.seq
-                            ))),
-                        },
+                        Ok(d) => self.loaded(item, d.first().copied().unwrap_or(0)),
                         Err(e) => {
                             tracing::error!(
                                 "an acknowledged batch (ingest log frame {}) could not be loaded and is skipped: {e}",
@@ -647,7 +634,15 @@ impl Loader {
         true
     }
 
-    fn counted(&self, b: &Batch, duplicate_spans: usize) -> Committed {
+    /// The answer for a frame that was committed: its counts (and the counters
+    /// moved), or that it did not decode.
+    fn loaded(&self, item: &Item, duplicate_spans: usize) -> Result<Committed, StoreError> {
+        let Some(b) = &item.batch else {
+            return Err(StoreError::WriteFailed(format!(
+                "ingest log frame {} does not decode",
+                item.seq
+            )));
+        };
         let c = Committed {
             spans: b.spans.len() - duplicate_spans,
             metric_points: b.metrics.len(),
@@ -655,7 +650,7 @@ impl Loader {
             duplicate_spans,
         };
         self.worker.count(&c);
-        c
+        Ok(c)
     }
 
     fn answer(&mut self, seq: u64, r: Result<Committed, StoreError>) {
