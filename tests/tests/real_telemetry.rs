@@ -83,9 +83,12 @@ fn parse_truth(text: &str) -> Truth {
     Truth { turns }
 }
 
-fn load(name: &str) -> (Store, Vec<Span>, Truth) {
+/// Loads a fixture the way a collector stores it: into a store file, acknowledged
+/// once in its ingest log and read after the loader committed it to the tables.
+fn load(name: &str) -> (Store, Vec<Span>, Truth, tempfile::TempDir) {
     let dir = fixtures();
-    let store = Store::open_in_memory().expect("store");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&tmp.path().join(format!("{name}.duckdb"))).expect("store");
     let writer = store.writer(WriterConfig::default()).expect("writer");
     let mut batch = Batch::default();
     let mut rejected = 0;
@@ -95,13 +98,22 @@ fn load(name: &str) -> (Store, Vec<Span>, Truth) {
     })
     .expect("fixture decodes");
     assert_eq!(rejected, 0, "{name}: nothing rejected");
-    writer.write(batch).expect("write");
-    writer.close().expect("close");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    writer
+        .try_submit(
+            batch,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )
+        .expect("the writer takes the batch");
+    rx.recv().expect("answered").expect("acknowledged");
+    writer.close().expect("close: loads the log");
     let truth = parse_truth(
         &std::fs::read_to_string(dir.join(format!("{name}.truth.json"))).expect("truth"),
     );
     let spans = store.load_spans(None).expect("spans");
-    (store, spans, truth)
+    (store, spans, truth, tmp)
 }
 
 /// One row of the per-package table.
@@ -129,7 +141,7 @@ struct Row {
 }
 
 fn check(e: &Expect) -> Row {
-    let (store, spans, truth) = load(e.name);
+    let (store, spans, truth, _dir) = load(e.name);
     let (report, _) = analyze_and_store(&store, Options::default()).expect("analysis");
     let by_trace: HashMap<&str, &tailscope_analysis::TraceResult> = report
         .traces
