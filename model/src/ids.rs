@@ -53,15 +53,43 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 32];
-    for (i, b) in bytes.iter().enumerate() {
-        buf[2 * i] = DIGITS[usize::from(b >> 4)];
-        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+/// Lowercase hex of an id (at most 16 bytes), on the stack.
+#[derive(Clone, Copy)]
+pub struct Hex {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Hex {
+    fn of(bytes: &[u8]) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 32];
+        for (i, b) in bytes.iter().take(16).enumerate() {
+            buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        Self {
+            buf,
+            len: 2 * bytes.len().min(16),
+        }
     }
-    // Only ASCII hex digits were written.
-    f.write_str(std::str::from_utf8(&buf[..2 * bytes.len()]).map_err(|_| fmt::Error)?)
+
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Hex {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    f.write_str(Hex::of(bytes).as_str())
 }
 
 macro_rules! id_type {
@@ -91,7 +119,12 @@ macro_rules! id_type {
             }
 
             pub fn to_hex(&self) -> String {
-                self.to_string()
+                self.hex().as_str().to_owned()
+            }
+
+            /// Lowercase hex without allocating.
+            pub fn hex(&self) -> Hex {
+                Hex::of(&self.0)
             }
         }
 

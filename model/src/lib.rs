@@ -15,7 +15,7 @@ pub mod session;
 mod span;
 pub mod time;
 
-pub use ids::{IdError, SpanId, TraceId};
+pub use ids::{Hex, IdError, SpanId, TraceId};
 pub use metric::{Exemplar, LogRecord, MetricKind, MetricPoint, Temporality};
 pub use session::{ReplayWorkload, Segment, Session, Turn};
 pub use span::{AttrValue, Attribute, Event, Link, OpClass, Promoted, Span, SpanKind, StatusCode};

@@ -325,11 +325,57 @@ pub(crate) const TABLES: &[(&str, &[(&str, Ty)])] = &[
 
 /// Attributes as one JSON object (typed values), for the JSON text columns.
 pub(crate) fn attrs_json(attrs: &[Attribute]) -> String {
-    let mut map = serde_json::Map::with_capacity(attrs.len());
-    for a in attrs {
-        map.insert(a.key.clone(), value_json(&a.value));
+    let mut j = JsonWriter::default();
+    j.attrs(attrs).to_owned()
+}
+
+/// Writes attributes as a JSON object into a buffer it keeps between calls: the text
+/// serde_json gives for a map of them (keys sorted bytewise, the last of a repeated
+/// key wins, values as `value_json`), without building the map.
+#[derive(Default)]
+pub(crate) struct JsonWriter {
+    out: Vec<u8>,
+    order: Vec<usize>,
+}
+
+impl JsonWriter {
+    pub(crate) fn attrs(&mut self, attrs: &[Attribute]) -> &str {
+        self.out.clear();
+        self.order.clear();
+        self.order.extend(0..attrs.len());
+        // stable: equal keys keep their order, so the last of a run is the last sent
+        self.order.sort_by(|&a, &b| attrs[a].key.cmp(&attrs[b].key));
+        self.out.push(b'{');
+        let mut first = true;
+        for (n, &i) in self.order.iter().enumerate() {
+            let a = &attrs[i];
+            if let Some(&next) = self.order.get(n + 1) {
+                if attrs[next].key == a.key {
+                    continue;
+                }
+            }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            write_json(&mut self.out, &a.key);
+            self.out.push(b':');
+            match &a.value {
+                AttrValue::Str(v) => write_json(&mut self.out, v),
+                AttrValue::Int(v) => write_json(&mut self.out, v),
+                AttrValue::Bool(v) => write_json(&mut self.out, v),
+                other => write_json(&mut self.out, &value_json(other)),
+            }
+        }
+        self.out.push(b'}');
+        // serde_json writes UTF-8 only
+        std::str::from_utf8(&self.out).unwrap_or_default()
     }
-    serde_json::Value::Object(map).to_string()
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing to a Vec cannot fail, and these values always serialise.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 fn value_json(v: &AttrValue) -> serde_json::Value {
@@ -368,6 +414,7 @@ fn exemplars_json(ex: &[Exemplar]) -> Option<String> {
 /// The builders for one write transaction.
 pub(crate) struct Columns {
     pub(crate) tables: Vec<TableBuilder>,
+    json: JsonWriter,
 }
 
 const T_RESOURCES: usize = 0;
@@ -385,6 +432,7 @@ impl Columns {
                 .iter()
                 .map(|(name, spec)| TableBuilder::new(name, spec))
                 .collect(),
+            json: JsonWriter::default(),
         }
     }
 
@@ -430,13 +478,13 @@ impl Columns {
     }
 
     fn span(&mut self, s: &Span, ingested_ns: i64) {
-        let trace_id = s.trace_id.to_hex();
-        let span_id = s.span_id.to_hex();
+        let trace_id = s.trace_id.hex();
+        let span_id = s.span_id.hex();
         let p = &s.promoted;
         let t = &mut self.tables[T_SPANS];
         t.str(Some(&trace_id));
         t.str(Some(&span_id));
-        t.str(s.parent_span_id.map(|p| p.to_hex()).as_deref());
+        t.str(s.parent_span_id.map(|p| p.hex()).as_deref());
         t.str(non_empty(&s.trace_state));
         t.u32(Some(s.flags));
         t.str(Some(&s.name));
@@ -483,7 +531,7 @@ impl Columns {
         t.i32(Some(i32::try_from(s.events.len()).unwrap_or(i32::MAX)));
         t.i32(Some(i32::try_from(s.links.len()).unwrap_or(i32::MAX)));
         t.i64(Some(ingested_ns));
-        t.str(Some(&attrs_json(&s.attributes)));
+        t.str(Some(self.json.attrs(&s.attributes)));
         t.bool(p.cold_start);
         t.i64(p.resend_count);
         t.end_row();
@@ -495,17 +543,17 @@ impl Columns {
             t.i32(Some(i32::try_from(i).unwrap_or(i32::MAX)));
             t.i64(Some(e.time_ns));
             t.str(Some(&e.name));
-            t.str(Some(&attrs_json(&e.attributes)));
+            t.str(Some(self.json.attrs(&e.attributes)));
             t.end_row();
         }
         let t = &mut self.tables[T_LINKS];
         for l in &s.links {
             t.str(Some(&trace_id));
             t.str(Some(&span_id));
-            t.str(Some(&l.trace_id.to_hex()));
-            t.str(Some(&l.span_id.to_hex()));
+            t.str(Some(&l.trace_id.hex()));
+            t.str(Some(&l.span_id.hex()));
             t.str(non_empty(&l.trace_state));
-            t.str(Some(&attrs_json(&l.attributes)));
+            t.str(Some(self.json.attrs(&l.attributes)));
             t.end_row();
         }
     }
@@ -599,6 +647,67 @@ fn push_attr_value(t: &mut TableBuilder, v: &AttrValue) {
             t.i64(None);
             t.f64(None);
             t.bool(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON as a serde_json map of the attributes gives it.
+    fn reference(attrs: &[Attribute]) -> String {
+        let mut map = serde_json::Map::new();
+        for a in attrs {
+            map.insert(a.key.clone(), value_json(&a.value));
+        }
+        serde_json::Value::Object(map).to_string()
+    }
+
+    fn attr(key: &str, value: AttrValue) -> Attribute {
+        Attribute {
+            key: key.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn attributes_json_is_the_maps_text() {
+        let cases = vec![
+            vec![],
+            vec![
+                attr("b", AttrValue::Int(-3)),
+                attr("a", AttrValue::Bool(true)),
+            ],
+            // a repeated key: the last one sent wins, wherever it sorts
+            vec![
+                attr("k", AttrValue::Str("first".into())),
+                attr("a", AttrValue::Double(1.0)),
+                attr("k", AttrValue::Str("last".into())),
+                attr("k2", AttrValue::Int(7)),
+            ],
+            vec![
+                attr(
+                    "é\u{1}\"\\\n",
+                    AttrValue::Str("tab\t \u{7f} ünï 😀 </script>".into()),
+                ),
+                attr("Z", AttrValue::Double(f64::NAN)),
+                attr("z", AttrValue::Double(-0.0)),
+                attr("y", AttrValue::Double(1e300)),
+                attr("x", AttrValue::Double(0.1 + 0.2)),
+                attr("bytes", AttrValue::Bytes(vec![0, 0xff, 0x10])),
+                attr(
+                    "json",
+                    AttrValue::Json(r#"{"b":[1,2,{"c":null}],"a":"x"}"#.into()),
+                ),
+                attr("bad json", AttrValue::Json("{not json".into())),
+                attr("", AttrValue::Int(i64::MIN)),
+            ],
+        ];
+        let mut w = JsonWriter::default();
+        for attrs in &cases {
+            assert_eq!(w.attrs(attrs), reference(attrs), "{attrs:?}");
+            assert_eq!(attrs_json(attrs), reference(attrs));
         }
     }
 }

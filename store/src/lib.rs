@@ -566,7 +566,15 @@ impl Store {
             writer::stamped(|stamp| {
                 let mut cols = columns::Columns::new();
                 cols.add(b, stamp, None, |id| known.insert(id));
-                writer::append_all(&self.conn, &mut cols, None)
+                self.conn.execute_batch("BEGIN TRANSACTION")?;
+                match writer::append_tables(&self.conn, &mut cols) {
+                    Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),
+                    Err(e) => {
+                        // the append error is the one to report
+                        let _ = self.conn.execute_batch("ROLLBACK");
+                        Err(e)
+                    }
+                }
             })?;
         }
         Ok(())

@@ -20,6 +20,23 @@ use tailscope_model::Batch;
 /// Loader idle this long: checkpoint DuckDB.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
 
+/// The loader keeps one transaction open across groups of frames until it holds a
+/// DuckDB row group's worth of rows (122,880): DuckDB then writes full row groups to
+/// the file as they fill, compressing each once, instead of writing every row to its
+/// WAL and compressing the same partly filled row group again at each checkpoint.
+/// Measured on the bench's spans: about 1.8x the rows per second of 33k-row commits,
+/// with the same file size.
+const COMMIT_ROWS: usize = 122_880;
+
+/// ... or until no new frame came for this long (the stream paused: commit what is
+/// there) ...
+const LINGER: Duration = Duration::from_millis(100);
+
+/// ... or until it has been open this long, so rows show up within seconds under any
+/// load. A batch answered once loaded (`tailscope import`) and a live read waiting
+/// for the backlog (`wait_loaded`) have it committed as soon as their frames are in.
+const MAX_OPEN: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Default)]
 struct Progress {
     /// Frames up to here are synced (and may be acknowledged).
@@ -35,6 +52,9 @@ struct Progress {
     closing: bool,
     /// The loader stopped.
     loader_done: bool,
+    /// The frame callers of `wait_loaded` wait for: the loader commits as soon as it
+    /// has appended it, rather than filling its transaction first.
+    reader_want: u64,
 }
 
 /// The log's progress, shared by the log thread, the loader and the `Writer`.
@@ -65,7 +85,14 @@ impl LogShared {
         let deadline = Instant::now() + timeout;
         let mut p = self.lock();
         let want = p.durable_seq;
-        while p.loaded_seq < want {
+        if want > p.reader_want {
+            p.reader_want = want;
+            self.changed.notify_all();
+        }
+        loop {
+            if p.loaded_seq >= want {
+                return true;
+            }
             if p.loader_done {
                 return false;
             }
@@ -79,7 +106,6 @@ impl LogShared {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
         }
-        true
     }
 
     fn update(&self, f: impl FnOnce(&mut Progress)) {
@@ -190,6 +216,9 @@ pub(crate) fn start(
         waiting: BTreeMap::new(),
         stopped,
         loaded,
+        appended: loaded,
+        open: Vec::new(),
+        opened_at: None,
         reader: None,
         generation: 0,
     };
@@ -363,14 +392,27 @@ pub(crate) struct Loader {
     waiters: Receiver<(u64, Done)>,
     waiting: BTreeMap<u64, Done>,
     stopped: Arc<Mutex<Option<String>>>,
+    /// The loaded mark: frames up to here are committed.
     loaded: u64,
+    /// Frames up to here are appended (in the open transaction past `loaded`).
+    appended: u64,
+    /// The frames of the open transaction, answered when it commits.
+    open: Vec<Appended>,
+    /// When the open transaction took its first frame.
+    opened_at: Option<Instant>,
     /// The file being read: its first sequence number and a reader.
     reader: Option<(u64, FileReader)>,
     generation: u64,
 }
 
 enum Wait {
-    Work { durable: u64, generation: u64 },
+    Work {
+        durable: u64,
+        generation: u64,
+    },
+    /// Commit the open transaction (it is full, old, the stream paused, or someone
+    /// waits for it).
+    Commit,
     Idle,
     Done,
 }
@@ -380,6 +422,14 @@ struct Item {
     seq: u64,
     batch: Option<Batch>,
     bytes: u64,
+}
+
+/// A frame appended in the open transaction: its answer once committed.
+struct Appended {
+    seq: u64,
+    bytes: u64,
+    /// Its counts, or `None` where the frame did not decode.
+    counts: Option<Committed>,
 }
 
 impl Drop for Loader {
@@ -396,12 +446,20 @@ impl Loader {
         loop {
             match self.wait() {
                 Wait::Done => {
+                    if !self.commit_open() {
+                        return;
+                    }
                     // The log thread has stopped and everything durable is loaded: the
                     // log holds nothing the tables lack.
                     if let Err(e) = ingestlog::remove_all_loaded(&self.shared.dir, self.loaded) {
                         tracing::warn!("removing loaded ingest log files: {e}");
                     }
                     break;
+                }
+                Wait::Commit => {
+                    if !self.commit_open() {
+                        return;
+                    }
                 }
                 Wait::Idle => {
                     if dirty {
@@ -429,7 +487,12 @@ impl Loader {
                         }
                     };
                     dirty = true;
-                    if !self.load(&group) {
+                    if !self.append(&group) {
+                        return;
+                    }
+                    self.waiting.extend(self.waiters.try_iter());
+                    let awaited = self.waiting.range(..=self.appended).next().is_some();
+                    if (awaited || self.worker.open_rows() >= COMMIT_ROWS) && !self.commit_open() {
                         return;
                     }
                 }
@@ -447,8 +510,36 @@ impl Loader {
 
     fn wait(&self) -> Wait {
         let mut p = self.shared.lock();
+        if let Some(opened) = self.opened_at {
+            // a transaction is open: more frames, or commit
+            let deadline = opened + MAX_OPEN;
+            let mut waited = false;
+            loop {
+                let now = Instant::now();
+                let awaited = p.reader_want > self.loaded && self.appended >= p.reader_want;
+                if awaited || now >= deadline {
+                    return Wait::Commit;
+                }
+                if p.durable_seq > self.appended {
+                    return Wait::Work {
+                        durable: p.durable_seq,
+                        generation: p.generation,
+                    };
+                }
+                if waited || p.closing {
+                    return Wait::Commit;
+                }
+                p = self
+                    .shared
+                    .changed
+                    .wait_timeout(p, LINGER.min(deadline - now))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+                waited = true;
+            }
+        }
         for round in 0..2 {
-            if p.durable_seq > self.loaded {
+            if p.durable_seq > self.appended {
                 return Wait::Work {
                     durable: p.durable_seq,
                     generation: p.generation,
@@ -469,12 +560,13 @@ impl Loader {
         Wait::Idle
     }
 
-    /// Reads the frames after the loaded mark, up to `durable` and a group's worth.
-    fn read_group(&mut self, durable: u64) -> io::Result<Vec<Item>> {
+    /// Reads the frames after the appended mark, up to `through` and a group's worth.
+    fn read_group(&mut self, through: u64) -> io::Result<Vec<Item>> {
+        let cpu = crate::writer::thread_cpu_ns();
         let mut group = Vec::new();
         let mut items = 0;
-        let mut want = self.loaded + 1;
-        while want <= durable && items < self.worker.cfg.max_group_items {
+        let mut want = self.appended + 1;
+        while want <= through && items < self.worker.cfg.max_group_items {
             let f = self.read(want)?;
             want = f.seq + 1;
             let batch = match ingestlog::decode(&f.payload) {
@@ -496,6 +588,7 @@ impl Loader {
                 bytes: f.bytes,
             });
         }
+        crate::writer::add_cpu(&self.worker.stats.load_decode_cpu_ns, cpu);
         Ok(group)
     }
 
@@ -549,8 +642,113 @@ impl Loader {
         }
     }
 
-    /// Commits a group, answers its waiters and moves the loaded mark; false if the
-    /// loader must stop.
+    /// Appends a group to the open transaction; false if the loader must stop. A
+    /// failure rolls the whole transaction back and loads its frames again, a group a
+    /// transaction, setting aside a batch that fails on its own.
+    fn append(&mut self, group: &[Item]) -> bool {
+        let Some(last) = group.last().map(|i| i.seq) else {
+            return true;
+        };
+        let started = Instant::now();
+        let batches: Vec<&Batch> = group.iter().filter_map(|i| i.batch.as_ref()).collect();
+        let appended = self.worker.append(&batches);
+        self.add_load_time(started);
+        match appended {
+            Ok(dropped) => {
+                // `dropped` has one entry per batch that decoded, in order
+                let mut d = dropped.into_iter();
+                for item in group {
+                    let counts = item.batch.as_ref().map(|b| counts(b, d.next()));
+                    self.open.push(Appended {
+                        seq: item.seq,
+                        bytes: item.bytes,
+                        counts,
+                    });
+                }
+                self.appended = last;
+                self.opened_at.get_or_insert(started);
+                true
+            }
+            Err(e) => {
+                self.worker.rollback_open();
+                self.reload(last, &e)
+            }
+        }
+    }
+
+    /// Commits the open transaction with the loaded mark, answers its frames; false
+    /// if the loader must stop.
+    fn commit_open(&mut self) -> bool {
+        if self.opened_at.is_none() {
+            return true;
+        }
+        let started = Instant::now();
+        let committed = self.worker.commit_open(Some(self.appended));
+        self.add_load_time(started);
+        match committed {
+            Ok(()) => {
+                self.waiting.extend(self.waiters.try_iter());
+                let open = std::mem::take(&mut self.open);
+                self.opened_at = None;
+                let bytes = open.iter().map(|a| a.bytes).sum();
+                for a in open {
+                    let r = self.loaded(a.seq, a.counts);
+                    self.answer(a.seq, r);
+                }
+                self.mark_loaded(self.appended, bytes);
+                true
+            }
+            Err(e) => self.reload(self.appended, &e),
+        }
+    }
+
+    fn add_load_time(&self, started: Instant) {
+        self.worker
+            .stats
+            .load_ns
+            .fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
+    }
+
+    fn mark_loaded(&mut self, last: u64, bytes: u64) {
+        self.loaded = last;
+        self.appended = last;
+        self.shared.update(|p| {
+            p.loaded_seq = last;
+            p.loaded_bytes += bytes;
+        });
+    }
+
+    /// After a failed transaction (rolled back): loads the frames after the loaded
+    /// mark through `through` again from the log, one group a transaction.
+    fn reload(&mut self, through: u64, e: &StoreError) -> bool {
+        tracing::warn!(
+            "loading the ingest log failed ({e}); loading frames {}..={through} again, a group at a time",
+            self.loaded + 1
+        );
+        self.open.clear();
+        self.opened_at = None;
+        self.appended = self.loaded;
+        self.reader = None;
+        while self.loaded < through {
+            let group = match self.read_group(through) {
+                Ok(g) if !g.is_empty() => g,
+                Ok(_) => return true,
+                Err(e) => {
+                    self.stop(format!(
+                        "the store writer stopped: reading the ingest log failed: {e}"
+                    ));
+                    return false;
+                }
+            };
+            if !self.load(&group) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Commits a group in a transaction of its own, answers its waiters and moves the
+    /// loaded mark; false if the loader must stop.
     fn load(&mut self, group: &[Item]) -> bool {
         let Some(last) = group.last().map(|i| i.seq) else {
             return true;
@@ -585,8 +783,8 @@ impl Loader {
                 // `dropped` has one entry per batch that decoded, in order
                 let mut d = dropped.into_iter();
                 for item in group {
-                    let dup = if item.batch.is_some() { d.next() } else { None };
-                    let r = self.loaded(item, dup.unwrap_or(0));
+                    let counts = item.batch.as_ref().map(|b| counts(b, d.next()));
+                    let r = self.loaded(item.seq, counts);
                     self.answer(item.seq, r);
                 }
             }
@@ -598,7 +796,10 @@ impl Loader {
                 for item in group {
                     let one: Vec<&Batch> = item.batch.iter().collect();
                     let r = match self.worker.commit(&one, Some(item.seq)) {
-                        Ok(d) => self.loaded(item, d.first().copied().unwrap_or(0)),
+                        Ok(d) => {
+                            let c = item.batch.as_ref().map(|b| counts(b, d.first().copied()));
+                            self.loaded(item.seq, c)
+                        }
                         Err(e) => {
                             tracing::error!(
                                 "an acknowledged batch (ingest log frame {}) could not be loaded and is skipped: {e}",
@@ -621,33 +822,19 @@ impl Loader {
                 }
             }
         }
-        self.worker
-            .stats
-            .load_ns
-            .fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
+        self.add_load_time(started);
         let bytes: u64 = group.iter().map(|i| i.bytes).sum();
-        self.loaded = last;
-        self.shared.update(|p| {
-            p.loaded_seq = last;
-            p.loaded_bytes += bytes;
-        });
+        self.mark_loaded(last, bytes);
         true
     }
 
     /// The answer for a frame that was committed: its counts (and the counters
     /// moved), or that it did not decode.
-    fn loaded(&self, item: &Item, duplicate_spans: usize) -> Result<Committed, StoreError> {
-        let Some(b) = &item.batch else {
+    fn loaded(&self, seq: u64, counts: Option<Committed>) -> Result<Committed, StoreError> {
+        let Some(c) = counts else {
             return Err(StoreError::WriteFailed(format!(
-                "ingest log frame {} does not decode",
-                item.seq
+                "ingest log frame {seq} does not decode"
             )));
-        };
-        let c = Committed {
-            spans: b.spans.len() - duplicate_spans,
-            metric_points: b.metrics.len(),
-            logs: b.logs.len(),
-            duplicate_spans,
         };
         self.worker.count(&c);
         Ok(c)
@@ -657,6 +844,17 @@ impl Loader {
         if let Some(done) = self.waiting.remove(&seq) {
             done(r);
         }
+    }
+}
+
+/// What a batch stored, less `duplicate_spans` dropped.
+fn counts(b: &Batch, duplicate_spans: Option<usize>) -> Committed {
+    let dup = duplicate_spans.unwrap_or(0);
+    Committed {
+        spans: b.spans.len() - dup,
+        metric_points: b.metrics.len(),
+        logs: b.logs.len(),
+        duplicate_spans: dup,
     }
 }
 

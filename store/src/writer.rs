@@ -97,6 +97,34 @@ pub struct WriterStats {
     pub log_sync_ns: AtomicU64,
     /// Time the loader spent committing to the tables (ns).
     pub load_ns: AtomicU64,
+    /// The loader thread's CPU time (ns) decoding frames, building Arrow columns,
+    /// appending them to DuckDB, and committing (DuckDB's own worker threads aside).
+    pub load_decode_cpu_ns: AtomicU64,
+    pub load_build_cpu_ns: AtomicU64,
+    pub load_append_cpu_ns: AtomicU64,
+    pub load_commit_cpu_ns: AtomicU64,
+}
+
+/// This thread's CPU time (ns): where a thread's time goes, without a profiler.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: clock_gettime writes one timespec that we own.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut t) };
+    if r != 0 {
+        return 0;
+    }
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// Adds the CPU time since `since` to `to`; returns now.
+pub(crate) fn add_cpu(to: &AtomicU64, since: u64) -> u64 {
+    let now = thread_cpu_ns();
+    to.fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+    now
 }
 
 /// When a job's `done` runs.
@@ -151,13 +179,15 @@ pub(crate) fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// The last `ingested_ns` stamp given out in this process. Held from stamping until
-/// COMMIT, so stamps rise in commit order across every writer of the process, never
-/// repeat, and never go back with the wall clock: an analysis that has seen the
-/// stamp `w` has seen every row stamped `<= w` (its incremental watermark).
+/// The last `ingested_ns` stamp given out in this process: stamps never repeat and
+/// never go back with the wall clock. A store has one writer, which appends and
+/// commits in order (its open transaction's rows are stamped after every committed
+/// row and before any later append), so stamps rise in commit order within a store:
+/// an analysis that has seen the stamp `w` has seen every row stamped `<= w` (its
+/// incremental watermark).
 static COMMIT_STAMP: std::sync::Mutex<i64> = std::sync::Mutex::new(0);
 
-/// Runs `commit` with the next stamp while holding the process-wide commit order.
+/// Runs `commit` (an append) with the next stamp.
 pub(crate) fn stamped<T>(commit: impl FnOnce(i64) -> T) -> T {
     let mut last = COMMIT_STAMP
         .lock()
@@ -191,6 +221,7 @@ impl Writer {
             pending: Arc::clone(&pending),
             stats: Arc::clone(&stats),
             cfg,
+            open: None,
         };
         let mut threads = Vec::new();
         let log = match log_dir {
@@ -425,6 +456,8 @@ pub(crate) struct Worker {
     pub(crate) pending: Arc<AtomicUsize>,
     pub(crate) stats: Arc<WriterStats>,
     pub(crate) cfg: WriterConfig,
+    /// The loader's open transaction, if any.
+    open: Option<OpenTxn>,
 }
 
 impl Worker {
@@ -589,13 +622,45 @@ impl Worker {
         batches: &[&Batch],
         loaded_seq: Option<u64>,
     ) -> Result<Vec<usize>, StoreError> {
+        let dropped = match self.append(batches) {
+            Ok(d) => d,
+            Err(e) => {
+                self.rollback_open();
+                return Err(e);
+            }
+        };
+        self.commit_open(loaded_seq)?;
+        Ok(dropped)
+    }
+
+    /// Rows appended in the open transaction (0 when none is open).
+    pub(crate) fn open_rows(&self) -> usize {
+        self.open.as_ref().map_or(0, |o| o.rows)
+    }
+
+    /// Appends `batches`, less the spans already stored, in the open transaction
+    /// (begun here if none is open); returns the spans dropped as duplicates per
+    /// batch. Nothing is visible until `commit_open`; after an error the caller
+    /// rolls back with `rollback_open`.
+    ///
+    /// The window learns the spans at once, so a later append of the same
+    /// transaction drops them too; after a rollback its entries for them are only
+    /// suspects that the stored rows no longer confirm.
+    pub(crate) fn append(&mut self, batches: &[&Batch]) -> Result<Vec<usize>, StoreError> {
+        if self.open.is_none() {
+            self.conn.execute_batch("BEGIN TRANSACTION")?;
+            self.open = Some(OpenTxn::default());
+        }
         let plan = dedupe::plan(&self.window, batches.iter().map(|b| &b.spans[..]), |k| {
             self.stored_among(k)
         })?;
         let mut fresh = Vec::new();
         let mut stamp = 0;
+        let mut rows = 0;
+        let stats = Arc::clone(&self.stats);
         let result = stamped(|ingested| {
             stamp = ingested;
+            let cpu = thread_cpu_ns();
             let mut cols = Columns::new();
             for (b, keep) in batches.iter().zip(&plan.keep) {
                 cols.add(b, ingested, keep.as_deref(), |id| {
@@ -607,15 +672,23 @@ impl Worker {
                     }
                 });
             }
-            append_all(&self.conn, &mut cols, loaded_seq)
+            rows = cols
+                .tables
+                .iter()
+                .map(crate::columns::TableBuilder::rows)
+                .max()
+                .unwrap_or(0);
+            let cpu = add_cpu(&stats.load_build_cpu_ns, cpu);
+            let r = append_tables(&self.conn, &mut cols);
+            add_cpu(&stats.load_append_cpu_ns, cpu);
+            r
         });
-        if let Err(e) = result {
-            for id in fresh {
-                self.known.remove(&id);
-            }
-            return Err(e);
+        if let Some(open) = self.open.as_mut() {
+            // the ids a rollback must forget again
+            open.fresh.extend(fresh);
+            open.rows += rows;
         }
-        self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        result?;
         let mut dropped = Vec::with_capacity(batches.len());
         let mut fps = Vec::new();
         for (b, keep) in batches.iter().zip(&plan.keep) {
@@ -632,6 +705,61 @@ impl Worker {
         self.window.push(stamp, fps);
         Ok(dropped)
     }
+
+    /// Commits the open transaction (begun here if none is open), with `loaded_seq`
+    /// the ingest log's loaded mark; rolls it back if the commit fails.
+    pub(crate) fn commit_open(&mut self, loaded_seq: Option<u64>) -> Result<(), StoreError> {
+        if self.open.is_none() {
+            if loaded_seq.is_none() {
+                return Ok(());
+            }
+            self.conn.execute_batch("BEGIN TRANSACTION")?;
+            self.open = Some(OpenTxn::default());
+        }
+        let cpu = thread_cpu_ns();
+        let committed = (|| -> Result<(), StoreError> {
+            if let Some(seq) = loaded_seq {
+                self.conn.execute(
+                    "UPDATE ingest_log SET loaded_seq = ?",
+                    [i64::try_from(seq).unwrap_or(i64::MAX)],
+                )?;
+            }
+            self.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        add_cpu(&self.stats.load_commit_cpu_ns, cpu);
+        match committed {
+            Ok(()) => {
+                self.open = None;
+                self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback_open();
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls the open transaction back, if one is open.
+    pub(crate) fn rollback_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            // A failing rollback adds nothing to the error that led here; DuckDB
+            // discards the transaction either way.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            for id in open.fresh {
+                self.known.remove(&id);
+            }
+        }
+    }
+}
+
+/// The loader's transaction while it is open: rows appended so far (the largest
+/// table's), and the resource ids first stored in it.
+#[derive(Default)]
+pub(crate) struct OpenTxn {
+    rows: usize,
+    fresh: Vec<i64>,
 }
 
 /// Calls `each(row, trace, span)` for the rows of a batch with `trace_id` and
@@ -653,43 +781,18 @@ fn span_keys(
     Ok(())
 }
 
-/// Appends every non-empty table of `cols` in one transaction, which also records
-/// `loaded_seq` as the ingest log's loaded mark.
-pub(crate) fn append_all(
-    conn: &Connection,
-    cols: &mut Columns,
-    loaded_seq: Option<u64>,
-) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let appended = (|| -> Result<(), StoreError> {
-        for t in &mut cols.tables {
-            if t.rows() == 0 {
-                continue;
-            }
-            let rb = t.finish()?;
-            let mut app = conn.appender(t.table)?;
-            app.append_record_batch(rb)?;
-            app.flush()?;
+/// Appends every non-empty table of `cols` in the current transaction.
+pub(crate) fn append_tables(conn: &Connection, cols: &mut Columns) -> Result<(), StoreError> {
+    for t in &mut cols.tables {
+        if t.rows() == 0 {
+            continue;
         }
-        if let Some(seq) = loaded_seq {
-            conn.execute(
-                "UPDATE ingest_log SET loaded_seq = ?",
-                [i64::try_from(seq).unwrap_or(i64::MAX)],
-            )?;
-        }
-        Ok(())
-    })();
-    match appended {
-        Ok(()) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(())
-        }
-        Err(e) => {
-            // Report the append error; a failing rollback adds nothing to it.
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
+        let rb = t.finish()?;
+        let mut app = conn.appender(t.table)?;
+        app.append_record_batch(rb)?;
+        app.flush()?;
     }
+    Ok(())
 }
 
 /// Spawns a named writer thread; a panic in it is recorded in `stopped` (so clients

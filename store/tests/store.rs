@@ -944,6 +944,50 @@ fn acknowledged_batches_are_in_the_ingest_log_and_load_exactly_once() {
     assert_eq!(store.counts().unwrap().spans, 5);
 }
 
+/// A stream of acknowledged batches loads in a few transactions, each holding many
+/// frames, and a batch sent again while its first copy is still in the open
+/// transaction is dropped all the same.
+#[test]
+fn a_stream_of_batches_loads_in_few_transactions_exactly_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stream.duckdb");
+    let store = Store::open(&path).unwrap();
+    // one frame a group, so that every frame is a step of the loader
+    let writer = store
+        .writer(WriterConfig {
+            max_group_items: 1,
+            ..WriterConfig::default()
+        })
+        .unwrap();
+    let sent = 40u8;
+    for t in 1..=sent {
+        submit_durable(&writer, batch(t, 20)).unwrap();
+        if t % 10 == 0 {
+            // the retry of a batch sent a few frames before
+            submit_durable(&writer, batch(t - 3, 20)).unwrap();
+        }
+    }
+    assert!(writer.wait_loaded(std::time::Duration::from_secs(60)));
+    let stats = writer.stats();
+    assert_eq!(store.counts().unwrap().spans, u64::from(sent) * 20);
+    assert_eq!(stats.duplicate_spans.load(Relaxed), 4 * 20);
+    assert_eq!(stats.committed_spans.load(Relaxed), u64::from(sent) * 20);
+    let frames = u64::from(sent) + 4;
+    let transactions = stats.transactions.load(Relaxed);
+    assert!(
+        transactions * 4 <= frames,
+        "{transactions} transactions for {frames} frames: the loader commits every frame"
+    );
+    assert_eq!(
+        scalar_i64(&store, "SELECT max(loaded_seq) FROM ingest_log"),
+        i64::try_from(frames).unwrap(),
+        "the loaded mark is the last frame"
+    );
+    assert_eq!(scalar_i64(&store, "SELECT count(*) FROM resources"), 1);
+    writer.close().unwrap();
+}
+
 #[test]
 fn a_read_only_open_sees_batches_left_in_the_ingest_log() {
     let dir = tempfile::tempdir().unwrap();

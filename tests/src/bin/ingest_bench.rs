@@ -36,6 +36,11 @@
 //!    this "ceiling". Then DuckDB's Parquet writer (zstd, one thread) writes the bare
 //!    store's spans out: the rate of the `serve --segments` layout.
 //!
+//! Where the loader's time goes: its thread's CPU seconds (`CLOCK_THREAD_CPUTIME_ID`,
+//! DuckDB's own worker threads aside) decoding log frames, building the Arrow
+//! columns, in DuckDB's appender and in COMMIT, each also per stored span, with the
+//! number of transactions (the loader holds one open across frames).
+//!
 //! Peak RSS is read from `VmHWM` in `/proc/self/status`; it is reset (via
 //! `/proc/self/clear_refs`) after the load is generated, so "during ingest" is the peak
 //! of the gRPC phase, which still includes the pre-encoded load held in memory.
@@ -305,6 +310,8 @@ struct GrpcRun {
     /// Seconds the ingest log thread spent encoding, writing, syncing, and the loader
     /// committing.
     log_times: [f64; 4],
+    /// The loader thread's CPU seconds: decode frames, build columns, append, commit.
+    load_cpu: [f64; 4],
     elapsed: Duration,
     /// From the first request until every acknowledged span was in the tables.
     loaded: Duration,
@@ -481,6 +488,13 @@ async fn grpc_phase(
             &writer_stats.log_write_ns,
             &writer_stats.log_sync_ns,
             &writer_stats.load_ns,
+        ]
+        .map(|a| a.load(Ordering::Relaxed) as f64 / 1e9),
+        load_cpu: [
+            &writer_stats.load_decode_cpu_ns,
+            &writer_stats.load_build_cpu_ns,
+            &writer_stats.load_append_cpu_ns,
+            &writer_stats.load_commit_cpu_ns,
         ]
         .map(|a| a.load(Ordering::Relaxed) as f64 / 1e9),
         shutdown,
@@ -828,6 +842,15 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
         "ingest log: {:.0} bytes/span; its thread: encode {:.2} s, write {:.2} s, fsync {:.2} s; loader: {:.2} s committing",
         g.logged_bytes as f64 / stored.max(1) as f64,
         g.log_times[0], g.log_times[1], g.log_times[2], g.log_times[3]
+    );
+    let per_span = |s: f64| s * 1e6 / stored.max(1) as f64;
+    println!(
+        "loader thread CPU: decode frames {:.2} s ({:.1} us/span), build columns {:.2} s ({:.1}), DuckDB append {:.2} s ({:.1}), commit {:.2} s ({:.1}); {} transactions",
+        g.load_cpu[0], per_span(g.load_cpu[0]),
+        g.load_cpu[1], per_span(g.load_cpu[1]),
+        g.load_cpu[2], per_span(g.load_cpu[2]),
+        g.load_cpu[3], per_span(g.load_cpu[3]),
+        g.transactions
     );
     println!(
         "rows stored: {} spans, {} span attributes, {} events, {} links, {} resources",
