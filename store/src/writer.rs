@@ -706,15 +706,12 @@ impl Worker {
         Ok(dropped)
     }
 
-    /// Commits the open transaction (begun here if none is open), with `loaded_seq`
-    /// the ingest log's loaded mark; rolls it back if the commit fails.
+    /// Commits the open transaction, if one is open, with `loaded_seq` the ingest
+    /// log's loaded mark; rolls it back if the commit fails. (`commit(&[], mark)`
+    /// moves the mark alone: its empty append opens the transaction.)
     pub(crate) fn commit_open(&mut self, loaded_seq: Option<u64>) -> Result<(), StoreError> {
         if self.open.is_none() {
-            if loaded_seq.is_none() {
-                return Ok(());
-            }
-            self.conn.execute_batch("BEGIN TRANSACTION")?;
-            self.open = Some(OpenTxn::default());
+            return Ok(());
         }
         let cpu = thread_cpu_ns();
         let committed = (|| -> Result<(), StoreError> {
