@@ -323,10 +323,14 @@ pub(crate) const TABLES: &[(&str, &[(&str, Ty)])] = &[
     ("logs", LOGS),
 ];
 
-/// Attributes as one JSON object (typed values), for the JSON text columns.
-pub(crate) fn attrs_json(attrs: &[Attribute]) -> String {
-    let mut j = JsonWriter::default();
-    j.attrs(attrs).to_owned()
+/// Attributes as one JSON object value (typed values; the last of a repeated key
+/// wins), for JSON built around them (exemplars).
+fn attrs_value(attrs: &[Attribute]) -> serde_json::Value {
+    let mut map = serde_json::Map::with_capacity(attrs.len());
+    for a in attrs {
+        map.insert(a.key.clone(), value_json(&a.value));
+    }
+    serde_json::Value::Object(map)
 }
 
 /// Writes attributes as a JSON object into a buffer it keeps between calls: the text
@@ -404,7 +408,7 @@ fn exemplars_json(ex: &[Exemplar]) -> Option<String> {
                 "value": e.value,
                 "trace_id": e.trace_id.map(|t| t.to_hex()),
                 "span_id": e.span_id.map(|s| s.to_hex()),
-                "attributes": serde_json::from_str::<serde_json::Value>(&attrs_json(&e.attributes)).unwrap_or_default(),
+                "attributes": attrs_value(&e.attributes),
             })
         })
         .collect();
@@ -466,7 +470,7 @@ impl Columns {
         let t = &mut self.tables[T_RESOURCES];
         t.i64(Some(r.id));
         t.str(Some(&r.service_name));
-        t.str(Some(&attrs_json(&r.attributes)));
+        t.str(Some(self.json.attrs(&r.attributes)));
         t.end_row();
         let t = &mut self.tables[T_RESOURCE_ATTRIBUTES];
         for a in &r.attributes {
@@ -571,7 +575,7 @@ impl Columns {
         t.bool(Some(m.monotonic));
         t.i64((m.start_ns != 0).then_some(m.start_ns));
         t.i64(Some(m.time_ns));
-        t.str(Some(&attrs_json(&m.attributes)));
+        t.str(Some(self.json.attrs(&m.attributes)));
         t.f64(m.value);
         t.u64(m.count);
         t.f64(m.sum);
@@ -606,7 +610,7 @@ impl Columns {
         t.str(l.trace_id.map(|x| x.to_hex()).as_deref());
         t.str(l.span_id.map(|x| x.to_hex()).as_deref());
         t.str(non_empty(&l.event_name));
-        t.str(Some(&attrs_json(&l.attributes)));
+        t.str(Some(self.json.attrs(&l.attributes)));
         t.end_row();
     }
 }
@@ -657,11 +661,7 @@ mod tests {
 
     /// The JSON as a serde_json map of the attributes gives it.
     fn reference(attrs: &[Attribute]) -> String {
-        let mut map = serde_json::Map::new();
-        for a in attrs {
-            map.insert(a.key.clone(), value_json(&a.value));
-        }
-        serde_json::Value::Object(map).to_string()
+        attrs_value(attrs).to_string()
     }
 
     fn attr(key: &str, value: AttrValue) -> Attribute {
@@ -707,7 +707,17 @@ mod tests {
         let mut w = JsonWriter::default();
         for attrs in &cases {
             assert_eq!(w.attrs(attrs), reference(attrs), "{attrs:?}");
-            assert_eq!(attrs_json(attrs), reference(attrs));
+            // an exemplar's attributes: the same object inside its JSON
+            let ex = Exemplar {
+                time_ns: 1,
+                value: 2.0,
+                trace_id: None,
+                span_id: None,
+                attributes: attrs.clone(),
+            };
+            let text = exemplars_json(&[ex]).unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(parsed[0]["attributes"].to_string(), reference(attrs));
         }
     }
 }

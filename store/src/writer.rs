@@ -97,7 +97,7 @@ pub struct WriterStats {
     pub log_sync_ns: AtomicU64,
     /// Time the loader spent committing to the tables (ns).
     pub load_ns: AtomicU64,
-    /// The loader thread's CPU time (ns) decoding frames, building Arrow columns,
+    /// The loader thread's CPU time (ns) reading and decoding log frames, building Arrow columns,
     /// appending them to DuckDB, and committing (DuckDB's own worker threads aside).
     pub load_decode_cpu_ns: AtomicU64,
     pub load_build_cpu_ns: AtomicU64,

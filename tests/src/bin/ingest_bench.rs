@@ -37,7 +37,7 @@
 //!    store's spans out: the rate of the `serve --segments` layout.
 //!
 //! Where the loader's time goes: its thread's CPU seconds (`CLOCK_THREAD_CPUTIME_ID`,
-//! DuckDB's own worker threads aside) decoding log frames, building the Arrow
+//! DuckDB's own worker threads aside) reading and decoding log frames, building the Arrow
 //! columns, in DuckDB's appender and in COMMIT, each also per stored span, with the
 //! number of transactions (the loader holds one open across frames).
 //!
@@ -845,7 +845,7 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
     );
     let per_span = |s: f64| s * 1e6 / stored.max(1) as f64;
     println!(
-        "loader thread CPU: decode frames {:.2} s ({:.1} us/span), build columns {:.2} s ({:.1}), DuckDB append {:.2} s ({:.1}), commit {:.2} s ({:.1}); {} transactions",
+        "loader thread CPU: read + decode frames {:.2} s ({:.1} us/span), build columns {:.2} s ({:.1}), DuckDB append {:.2} s ({:.1}), commit {:.2} s ({:.1}); {} transactions",
         g.load_cpu[0], per_span(g.load_cpu[0]),
         g.load_cpu[1], per_span(g.load_cpu[1]),
         g.load_cpu[2], per_span(g.load_cpu[2]),
