@@ -878,63 +878,95 @@ fn gui_replay_from_the_window_runs_and_cancels() {
     );
 }
 
-/// A store the GUI holds (with its collector) is readable from a second process:
-/// `tailscope query` goes through the window's process via `<store>.live`.
+/// A store the GUI holds, with its collector and with `--no-collector` (browsing
+/// only), is readable from a second process: `tailscope query` goes through the
+/// window's process via `<store>.live`, and `tailscope import` writes through the
+/// window's one writer.
 #[test]
 fn gui_holding_a_store_answers_queries_from_another_process() {
     use std::os::unix::process::CommandExt;
     if !have_xvfb() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = generated_store(dir.path(), 4);
-    let want = {
-        let s = tailscope_store::Store::open(&db).unwrap();
-        s.counts().unwrap().spans
-    };
-    let mut gui = std::process::Command::new("xvfb-run")
-        .args(["-a", "-s", "-screen 0 1280x800x24"])
-        .arg(env!("CARGO_BIN_EXE_tailscope"))
-        .arg("--db")
-        .arg(&db)
-        .args(["gui", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .env("LIBGL_ALWAYS_SOFTWARE", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        // its own process group: stopping it stops xvfb-run, the window and Xvfb
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let live = tailscope::live::info_path(&db);
-    let t = std::time::Instant::now();
-    while !live.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    for mode in [
+        &["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"][..],
+        &["--no-collector"][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = generated_store(dir.path(), 4);
+        let want = {
+            let s = tailscope_store::Store::open(&db).unwrap();
+            s.counts().unwrap().spans
+        };
+        let mut gui = std::process::Command::new("xvfb-run")
+            .args(["-a", "-s", "-screen 0 1280x800x24"])
+            .arg(env!("CARGO_BIN_EXE_tailscope"))
+            .arg("--db")
+            .arg(&db)
+            .arg("gui")
+            .args(mode)
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // its own process group: stopping it stops xvfb-run, the window and Xvfb
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let live = tailscope::live::info_path(&db);
+        let t = std::time::Instant::now();
+        while !live.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let tailscope = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_tailscope"))
+                .arg("--db")
+                .arg(&db)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let count = "SELECT count(*) AS n FROM spans";
+        let out = tailscope(&["query", "--format", "csv", count]);
+        // a file imported through the window's process, then counted there again
+        let otlp = dir.path().join("more.pb");
+        let more = generate(&WorkloadConfig::small(99, 1)).batch;
+        let added = more.spans.len();
+        let request = otlp::traces_from_model(&Batch {
+            resources: more.resources,
+            spans: more.spans,
+            ..Batch::default()
+        });
+        std::fs::write(&otlp, prost::Message::encode_to_vec(&request)).unwrap();
+        let import = tailscope(&["import", otlp.to_str().unwrap()]);
+        let after = tailscope(&["query", "--format", "csv", count]);
+        // stop the window, xvfb-run and its Xvfb (the whole process group)
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", gui.id())])
+            .status();
+        let _ = gui.wait();
+        assert!(
+            live.exists() || out.status.success(),
+            "the GUI ({mode:?}) published no live access"
+        );
+        assert!(
+            out.status.success(),
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("n\n{want}\n"));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("held by a running tailscope process")
+        );
+        assert!(
+            import.status.success(),
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&import.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&after.stdout),
+            format!("n\n{}\n", want + added as u64),
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&after.stderr)
+        );
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tailscope"))
-        .arg("--db")
-        .arg(&db)
-        .args([
-            "query",
-            "--format",
-            "csv",
-            "SELECT count(*) AS n FROM spans",
-        ])
-        .output()
-        .unwrap();
-    // stop the window, xvfb-run and its Xvfb (the whole process group)
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", "--", &format!("-{}", gui.id())])
-        .status();
-    let _ = gui.wait();
-    assert!(
-        live.exists() || out.status.success(),
-        "the GUI published no live access"
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("n\n{want}\n"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("held by a running tailscope process"));
 }

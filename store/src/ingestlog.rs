@@ -383,13 +383,19 @@ pub(crate) fn remove_loaded(dir: &Path, loaded_seq: u64) -> io::Result<usize> {
 }
 
 /// Removes every file whose frames are all at or below `loaded_seq`, the newest
-/// included (when nothing appends any more).
+/// included (when nothing appends any more), and then the folder itself when nothing
+/// is left in it (a set-aside damaged file keeps it, as does anything else in it).
 pub(crate) fn remove_all_loaded(dir: &Path, loaded_seq: u64) -> io::Result<()> {
     remove_loaded(dir, loaded_seq)?;
     if let Some((_, newest)) = files(dir)?.pop() {
         if last_seq_in(&newest)?.unwrap_or(0) <= loaded_seq {
             fs::remove_file(&newest)?;
         }
+    }
+    let empty = fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+    if empty {
+        // Not empty after all (a file arrived meanwhile) or already gone: both fine.
+        let _ = fs::remove_dir(dir);
     }
     Ok(())
 }

@@ -856,6 +856,7 @@ fn ingest_keeping_the_log(path: &std::path::Path, b: Batch) -> Vec<(std::path::P
 
 fn restore_log(files: &[(std::path::PathBuf, Vec<u8>)]) {
     for (p, b) in files {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, b).unwrap();
     }
 }
@@ -913,6 +914,10 @@ fn acknowledged_batches_are_in_the_ingest_log_and_load_exactly_once() {
     assert!(
         log_files(&path).is_empty(),
         "a clean close removes the loaded log"
+    );
+    assert!(
+        !tailscope_store::ingestlog::dir_of(&path).exists(),
+        "and its folder, empty"
     );
     // The collector was killed after acknowledging and before loading: simulate it by
     // putting the log back and taking the loads back (rows gone, loaded mark at 0).

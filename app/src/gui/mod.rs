@@ -1,6 +1,7 @@
 //! `tailscope gui`: the eframe window (glow, x11) around [`tailscope_ui::App`], the
 //! worker thread that owns the store ([`worker`]) and its background analysis thread
-//! ([`analysis`]), the optional collector (and GPU sampler) writing into the same
+//! ([`analysis`]), live access for other processes (`<store>.live`, also with
+//! `--no-collector`), the optional collector (and GPU sampler) writing into the same
 //! store, and `--screenshot DIR`, which renders every view in the real window and
 //! saves one PNG per view.
 
@@ -63,12 +64,13 @@ impl GuiArgs {
     }
 }
 
-/// The running collector (and GPU sampler) writing into the GUI's store.
+/// What the GUI runs beside the window while it holds the store: the live-access
+/// service (`<store>.live`, so `tailscope query|analyze|export|import` from another
+/// terminal or a notebook reach the store through this process) and, unless
+/// `--no-collector`, the collector and GPU sampler writing into it.
 struct Live {
-    stats: Arc<IngestStats>,
-    grpc: String,
-    http: String,
-    gpu: Option<String>,
+    /// The collector's counters and addresses, and the GPU sampler's status.
+    collector: Option<(Arc<IngestStats>, String, String, Option<String>)>,
     sampler: Option<tailscope_ingest::gpu::SamplerHandle>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -82,14 +84,14 @@ impl Live {
         let stats = Arc::new(IngestStats::default());
         let sink: Arc<dyn Sink> = Arc::new(WriterSink(Arc::clone(&writer)));
         let pipeline = Pipeline::new(Arc::clone(&sink), Arc::clone(&stats));
-        let cfg = CollectorConfig {
+        let cfg = (!args.no_collector).then_some(CollectorConfig {
             grpc: Some(args.grpc),
             http: Some(args.http),
             allow_remote: false,
-        };
+        });
+        let collecting = cfg.is_some();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // live access for `tailscope query|analyze|export|import` while the window is open
         let reader = store.reader()?;
         let live_writer = Arc::clone(&writer);
         let db = db.to_path_buf();
@@ -109,24 +111,31 @@ impl Live {
                     }
                 };
                 rt.block_on(async move {
-                    match Collector::start(&cfg, pipeline).await {
-                        Ok(c) => {
-                            let published =
-                                match crate::live::publish(&db, reader, live_writer).await {
-                                    Ok(p) => Some(p),
-                                    Err(e) => {
-                                        tracing::warn!("no live access to the store: {e:#}");
-                                        None
-                                    }
-                                };
-                            let _ = ready_tx.send(Ok((c.grpc_addr, c.http_addr)));
-                            let _ = stop_rx.await;
-                            drop(published);
-                            c.shutdown().await;
-                        }
+                    let collector = match cfg {
+                        Some(cfg) => match Collector::start(&cfg, pipeline).await {
+                            Ok(c) => Some(c),
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e.to_string()));
+                                return;
+                            }
+                        },
+                        None => None,
+                    };
+                    let published = match crate::live::publish(&db, reader, live_writer).await {
+                        Ok(p) => Some(p),
                         Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
+                            tracing::warn!("no live access to the store: {e:#}");
+                            None
                         }
+                    };
+                    let addrs = collector
+                        .as_ref()
+                        .map_or((None, None), |c| (c.grpc_addr, c.http_addr));
+                    let _ = ready_tx.send(Ok(addrs));
+                    let _ = stop_rx.await;
+                    drop(published);
+                    if let Some(c) = collector {
+                        c.shutdown().await;
                     }
                 });
             })
@@ -135,6 +144,15 @@ impl Live {
             .recv()
             .context("the collector thread stopped")?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !collecting {
+            return Ok(Live {
+                collector: None,
+                sampler: None,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+                writer,
+            });
+        }
         let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
         let sampler = tailscope_ingest::gpu::spawn_sampler(
             sink,
@@ -144,10 +162,12 @@ impl Live {
             },
         );
         Ok(Live {
-            stats,
-            grpc: show(grpc),
-            http: show(http),
-            gpu: Some(sampler.status().to_owned()),
+            collector: Some((
+                stats,
+                show(grpc),
+                show(http),
+                Some(sampler.status().to_owned()),
+            )),
             sampler: Some(sampler),
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -185,11 +205,15 @@ pub fn run(db: &Path, args: &GuiArgs) -> Result<()> {
     })?;
     let label = db.display().to_string();
     let mut startup_error = None;
-    let live = if args.no_collector || args.screenshot.is_some() {
+    let live = if args.screenshot.is_some() {
         None
     } else {
         match Live::start(db, &store, args) {
             Ok(l) => Some(l),
+            Err(e) if args.no_collector => {
+                startup_error = Some(format!("no live access for other processes: {e:#}"));
+                None
+            }
             Err(e) => {
                 startup_error = Some(format!("collector off: {e:#}"));
                 None
@@ -202,14 +226,7 @@ pub fn run(db: &Path, args: &GuiArgs) -> Result<()> {
     }
     let (ui_link, worker_link) = tailscope_ui::link(64);
     let reader = store.reader()?;
-    let collector = live.as_ref().map(|l| {
-        (
-            Arc::clone(&l.stats),
-            l.grpc.clone(),
-            l.http.clone(),
-            l.gpu.clone(),
-        )
-    });
+    let collector = live.as_ref().and_then(|l| l.collector.clone());
     let screenshot = args.screenshot.clone();
     let ctx_slot: Arc<std::sync::Mutex<Option<egui::Context>>> = Arc::default();
     let wake_slot = Arc::clone(&ctx_slot);

@@ -57,7 +57,8 @@
 //! flight), `--seed N` (1), `--db PATH` (the gRPC store; kept, with the bare store next
 //! to it as `PATH.bare.duckdb`; by default both are temp files, removed at the end),
 //! `--sql STMT` (repeatable: SQL run on both stores before writing, for experiments
-//! such as `--sql "SET checkpoint_threshold = '1GB'"`).
+//! such as `--sql "SET checkpoint_threshold = '1GB'"`), `--only grpc` (stop after the
+//! gRPC phase: quick A/Bs of the receive path).
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -99,7 +100,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// Passes of the one-thread decode + normalise measurement.
 const DECODE_PASSES: usize = 3;
 
-const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH] [--sql STMT]...";
+const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH] [--sql STMT]... [--only grpc]";
 
 fn main() -> ExitCode {
     match run() {
@@ -123,6 +124,8 @@ struct Args {
     db: Option<PathBuf>,
     /// Extra SQL run on both stores before writing (experiments, e.g. DuckDB settings).
     sql: Vec<String>,
+    /// `--only grpc`: stop after the gRPC phase (quick A/Bs of the receive path).
+    grpc_only: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -133,6 +136,7 @@ fn parse_args() -> Result<Option<Args>> {
         seed: 1,
         db: None,
         sql: Vec::new(),
+        grpc_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -156,6 +160,8 @@ fn parse_args() -> Result<Option<Args>> {
             "--seed" => a.seed = number()?,
             "--db" => a.db = Some(PathBuf::from(&value)),
             "--sql" => a.sql.push(value.clone()),
+            "--only" if value == "grpc" => a.grpc_only = true,
+            "--only" => bail!("--only takes grpc\n{USAGE}"),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
@@ -856,6 +862,14 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
         "rows stored: {} spans, {} span attributes, {} events, {} links, {} resources",
         counts.spans, counts.span_attributes, counts.events, counts.links, counts.resources
     );
+
+    if args.grpc_only {
+        return Ok(if lost > 0 || g.failed_exports > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
 
     // 3b. The same requests over OTLP/HTTP (protobuf), 8 in flight, into a fresh store.
     let h = http_phase(http_db, &args.sql, &requests)?;
