@@ -2,7 +2,9 @@
 //! decoded-size limit; and OTLP files (JSON, JSON lines as the Collector's file
 //! exporter writes them, protobuf, length-prefixed protobuf), turned into model batches.
 
-use crate::otlp::{logs_to_model, metrics_to_model, traces_from_protobuf, traces_into_model};
+use crate::otlp::{
+    logs_to_model, metrics_to_model, traces_from_json, traces_from_protobuf, traces_into_model,
+};
 use crate::pipeline::SignalKind;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -101,9 +103,9 @@ pub fn decode<T: OtlpMessage>(body: &[u8], enc: Encoding) -> Result<T, DecodeErr
 }
 
 /// Decodes a content-decoded request body of one signal and turns it into a model
-/// batch and its rejections: what both receivers do per request. Protobuf traces go
-/// straight from the wire to model spans ([`traces_from_protobuf`]); the rest through
-/// the `opentelemetry-proto` messages.
+/// batch and its rejections: what both receivers do per request. Traces go straight
+/// from the bytes to model spans ([`traces_from_protobuf`], [`traces_from_json`]);
+/// metrics and logs through the `opentelemetry-proto` messages.
 pub fn to_batch(
     signal: SignalKind,
     body: &[u8],
@@ -116,7 +118,12 @@ pub fn to_batch(
                 detail: e.to_string(),
             })
         }
-        (SignalKind::Traces, Encoding::Json) => Ok(traces_into_model(decode(body, enc)?)),
+        (SignalKind::Traces, Encoding::Json) => {
+            traces_from_json(body).map_err(|e| DecodeError::Json {
+                what: ExportTraceServiceRequest::WHAT,
+                detail: e.to_string(),
+            })
+        }
         (SignalKind::Metrics, _) => Ok(metrics_to_model(&decode(body, enc)?)),
         (SignalKind::Logs, _) => Ok(logs_to_model(&decode(body, enc)?)),
     }
@@ -195,6 +202,27 @@ pub struct Chunk {
     pub rejections: Rejections,
     /// Bytes of the file consumed so far (for progress).
     pub bytes_read: u64,
+}
+
+/// A JSON line that holds only traces (what the Collector's file exporter writes),
+/// through the direct OTLP/JSON decoder; `None` leaves the line to the general path
+/// (other signals, or a shape the direct decoder declines).
+fn traces_line(line: &str) -> Option<(Batch, Rejections)> {
+    let start = line.trim_start();
+    let traces_only = start.starts_with("{\"resourceSpans\"")
+        && ![
+            "resourceMetrics",
+            "resource_metrics",
+            "resourceLogs",
+            "resource_logs",
+        ]
+        .iter()
+        .any(|k| line.contains(k));
+    if traces_only {
+        crate::otlp::traces_from_json_direct(line.as_bytes())
+    } else {
+        None
+    }
 }
 
 fn json_value_to_batch(v: &serde_json::Value) -> Result<(Batch, Rejections), String> {
@@ -286,6 +314,14 @@ pub fn read_file(
                 continue;
             }
             if pending.is_empty() {
+                if let Some((batch, rejections)) = traces_line(&line) {
+                    each(Chunk {
+                        batch,
+                        rejections,
+                        bytes_read,
+                    });
+                    continue;
+                }
                 match serde_json::from_str::<serde_json::Value>(&line) {
                     Ok(v) => {
                         emit_json(path, lineno, &v, bytes_read, &mut each);

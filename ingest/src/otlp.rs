@@ -23,6 +23,7 @@ use tailscope_model::{
 /// (the OpenTelemetry convention for exporters without scopes).
 pub const SCOPE_ATTR_PREFIX: &str = "otel.scope.";
 
+mod json;
 mod wire;
 
 fn any_to_json(v: &AnyValue) -> serde_json::Value {
@@ -406,6 +407,23 @@ pub fn traces_from_protobuf(bytes: &[u8]) -> Result<(Batch, Rejections), prost::
         return Ok(out);
     }
     Ok(traces_into_model(ExportTraceServiceRequest::decode(bytes)?))
+}
+
+/// Decodes an OTLP/JSON `ExportTraceServiceRequest` straight into a batch (what
+/// [`traces_into_model`] gives for the request as opentelemetry-proto's serde reads
+/// it, without building its message tree first). What the direct decoder declines
+/// (malformed input, and the rare shapes it leaves to serde) goes through
+/// opentelemetry-proto's serde, which also words the error.
+pub fn traces_from_json(bytes: &[u8]) -> Result<(Batch, Rejections), serde_json::Error> {
+    if let Some(out) = traces_from_json_direct(bytes) {
+        return Ok(out);
+    }
+    serde_json::from_slice::<ExportTraceServiceRequest>(bytes).map(traces_into_model)
+}
+
+/// The direct OTLP/JSON decoder alone: `None` where it declines.
+pub(crate) fn traces_from_json_direct(bytes: &[u8]) -> Option<(Batch, Rejections)> {
+    json::traces(bytes).ok()
 }
 
 fn truncate(s: &str, n: usize) -> String {

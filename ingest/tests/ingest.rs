@@ -586,6 +586,13 @@ fn collector_file_exporter_jsonl_and_protobuf_import() {
     })
     .unwrap();
     assert_eq!(total.spans.len(), 4);
+    // the trace lines (read by the direct OTLP/JSON decoder) as the prost path reads them
+    let (want, _) =
+        tailscope_ingest::otlp::traces_into_model(request(vec![good_span(1), good_span(2)]));
+    assert_eq!(
+        format!("{:?}", &total.spans[..2]),
+        format!("{:?}", want.spans)
+    );
     assert_eq!(total.metrics.len(), 3);
     assert_eq!(rejected, 1, "the bad line is counted and skipped");
 

@@ -547,7 +547,7 @@ pub(super) fn traces(bytes: &[u8]) -> Res<(Batch, Rejections)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
@@ -625,7 +625,7 @@ mod tests {
         ]
     }
 
-    fn span(n: u8) -> pt::Span {
+    pub(in crate::otlp) fn span(n: u8) -> pt::Span {
         pt::Span {
             trace_id: vec![n; 16],
             span_id: vec![n; 8],
@@ -673,7 +673,7 @@ mod tests {
     }
 
     /// Spans rejected for each reason the checks give.
-    fn bad_spans() -> Vec<pt::Span> {
+    pub(in crate::otlp) fn bad_spans() -> Vec<pt::Span> {
         let mut out = Vec::new();
         let mut f = |edit: &dyn Fn(&mut pt::Span)| {
             let mut sp = span(1);
@@ -706,7 +706,7 @@ mod tests {
         out
     }
 
-    fn request() -> ExportTraceServiceRequest {
+    pub(in crate::otlp) fn request() -> ExportTraceServiceRequest {
         let scope = |name: &str| InstrumentationScope {
             name: name.into(),
             version: "1.0".into(),

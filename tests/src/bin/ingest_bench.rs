@@ -27,7 +27,9 @@
 //!    thread (`decode::to_batch`, what both receivers run per request in the blocking
 //!    pool), timed per request with each batch dropped outside the timing, as the
 //!    receiver hands it on: the rate per thread is the median of three passes (best
-//!    shown too), and one pass through prost's messages is shown for comparison.
+//!    shown too), and one pass through prost's messages is shown for comparison. The
+//!    first 200 requests, re-encoded as OTLP/JSON, go through the JSON decoder the
+//!    same way, beside one pass through opentelemetry-proto's serde.
 //! 5. **Ceiling.** Those normalised batches (the very rows the collector stored) are
 //!    written to a second fresh store by `Store::append_direct`: DuckDB's appender on the
 //!    calling thread, one transaction per batch, no network, no queue. The gRPC rate is
@@ -58,7 +60,7 @@
 //! to it as `PATH.bare.duckdb`; by default both are temp files, removed at the end),
 //! `--sql STMT` (repeatable: SQL run on both stores before writing, for experiments
 //! such as `--sql "SET checkpoint_threshold = '1GB'"`), `--only grpc` (stop after the
-//! gRPC phase: quick A/Bs of the receive path).
+//! gRPC phase: quick A/Bs of the receive path), `--only decode` (step 4 alone).
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -99,8 +101,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// Passes of the one-thread decode + normalise measurement.
 const DECODE_PASSES: usize = 3;
+/// Requests re-encoded as OTLP/JSON for the JSON decode measurement (about 100k spans
+/// at the default batch; JSON is about twice the protobuf's size).
+const JSON_REQUESTS: usize = 200;
 
-const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH] [--sql STMT]... [--only grpc]";
+const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH] [--sql STMT]... [--only grpc|decode]";
 
 fn main() -> ExitCode {
     match run() {
@@ -124,8 +129,10 @@ struct Args {
     db: Option<PathBuf>,
     /// Extra SQL run on both stores before writing (experiments, e.g. DuckDB settings).
     sql: Vec<String>,
-    /// `--only grpc`: stop after the gRPC phase (quick A/Bs of the receive path).
+    /// `--only grpc`: stop after the gRPC phase (quick A/Bs of the receive path);
+    /// `--only decode`: only decode and normalise on one thread.
     grpc_only: bool,
+    decode_only: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -137,6 +144,7 @@ fn parse_args() -> Result<Option<Args>> {
         db: None,
         sql: Vec::new(),
         grpc_only: false,
+        decode_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -161,7 +169,8 @@ fn parse_args() -> Result<Option<Args>> {
             "--db" => a.db = Some(PathBuf::from(&value)),
             "--sql" => a.sql.push(value.clone()),
             "--only" if value == "grpc" => a.grpc_only = true,
-            "--only" => bail!("--only takes grpc\n{USAGE}"),
+            "--only" if value == "decode" => a.decode_only = true,
+            "--only" => bail!("--only takes grpc or decode\n{USAGE}"),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
@@ -767,6 +776,10 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
         wire_bytes as f64 / 1_048_576.0,
         wire_bytes / usize::try_from(sent.max(1))?
     );
+    if args.decode_only {
+        decode_phase(&requests, sent)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rss_before = proc_status_kib("VmRSS");
     let hwm_reset = reset_peak_rss();
 
@@ -887,47 +900,7 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
         sent.saturating_sub(h.stored)
     );
 
-    // 4. What the receiver does per request, on one thread: decode + normalise
-    //    (`decode::to_batch`, which both receivers run in the blocking pool). Timed per
-    //    request; each batch is dropped outside the timing, as the receiver hands it on
-    //    to the writer, so memory is reused from request to request as in a running
-    //    collector. The median and best of DECODE_PASSES passes over all requests (this
-    //    machine is shared), then one pass through prost's messages for comparison.
-    let mut passes = Vec::with_capacity(DECODE_PASSES);
-    let mut rejected = 0;
-    for _ in 0..DECODE_PASSES {
-        let mut busy = Duration::ZERO;
-        rejected = 0;
-        for r in requests.iter() {
-            let t = Instant::now();
-            let (b, rej) = to_batch(SignalKind::Traces, &r.bytes, Encoding::Protobuf)
-                .context("decoding a request")?;
-            busy += t.elapsed();
-            rejected += rej.count;
-            drop(b);
-        }
-        passes.push(busy);
-    }
-    passes.sort_unstable();
-    let median = passes[passes.len() / 2];
-    println!(
-        "decode + normalise (one thread, per request): {:.0} spans/s (median of {DECODE_PASSES} passes, best {:.0}; {:.2} s per pass, {rejected} rejected)",
-        rate(sent, median),
-        rate(sent, passes[0]),
-        median.as_secs_f64()
-    );
-    let mut busy = Duration::ZERO;
-    for r in requests.iter() {
-        let t = Instant::now();
-        let req = ExportTraceServiceRequest::decode(&r.bytes[..]).context("decoding a request")?;
-        let (b, _) = traces_into_model(req);
-        busy += t.elapsed();
-        drop(b);
-    }
-    println!(
-        "  through prost's messages instead (for comparison): {:.0} spans/s",
-        rate(sent, busy)
-    );
+    decode_phase(&requests, sent)?;
     // The ceiling's rows: the same requests decoded once more, kept.
     let batches = requests
         .iter()
@@ -1012,6 +985,95 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
             ExitCode::SUCCESS
         },
     )
+}
+
+/// Step 4: decoding and normalising on one thread, protobuf and JSON.
+fn decode_phase(requests: &[Request], sent: u64) -> Result<()> {
+    // 4. What the receiver does per request, on one thread: decode + normalise
+    //    (`decode::to_batch`, which both receivers run in the blocking pool). Timed per
+    //    request; each batch is dropped outside the timing, as the receiver hands it on
+    //    to the writer, so memory is reused from request to request as in a running
+    //    collector. The median and best of DECODE_PASSES passes over all requests (this
+    //    machine is shared), then one pass through prost's messages for comparison.
+    let mut passes = Vec::with_capacity(DECODE_PASSES);
+    let mut rejected = 0;
+    for _ in 0..DECODE_PASSES {
+        let mut busy = Duration::ZERO;
+        rejected = 0;
+        for r in requests {
+            let t = Instant::now();
+            let (b, rej) = to_batch(SignalKind::Traces, &r.bytes, Encoding::Protobuf)
+                .context("decoding a request")?;
+            busy += t.elapsed();
+            rejected += rej.count;
+            drop(b);
+        }
+        passes.push(busy);
+    }
+    passes.sort_unstable();
+    let median = passes[passes.len() / 2];
+    println!(
+        "decode + normalise (one thread, per request): {:.0} spans/s (median of {DECODE_PASSES} passes, best {:.0}; {:.2} s per pass, {rejected} rejected)",
+        rate(sent, median),
+        rate(sent, passes[0]),
+        median.as_secs_f64()
+    );
+    let mut busy = Duration::ZERO;
+    for r in requests {
+        let t = Instant::now();
+        let req = ExportTraceServiceRequest::decode(&r.bytes[..]).context("decoding a request")?;
+        let (b, _) = traces_into_model(req);
+        busy += t.elapsed();
+        drop(b);
+    }
+    println!(
+        "  through prost's messages instead (for comparison): {:.0} spans/s",
+        rate(sent, busy)
+    );
+    // 4b. The same for OTLP/JSON bodies (the first JSON_REQUESTS requests, re-encoded
+    //     as JSON once, up front): the direct decoder that both receivers use, and
+    //     opentelemetry-proto's serde path it replaces, for comparison.
+    let json: Vec<(Vec<u8>, u64)> = requests
+        .iter()
+        .take(JSON_REQUESTS)
+        .map(|r| {
+            let req = ExportTraceServiceRequest::decode(&r.bytes[..])?;
+            Ok((serde_json::to_vec(&req)?, r.spans))
+        })
+        .collect::<Result<_>>()?;
+    let json_spans: u64 = json.iter().map(|j| j.1).sum();
+    let json_bytes: usize = json.iter().map(|j| j.0.len()).sum();
+    let mut passes = Vec::with_capacity(DECODE_PASSES);
+    for _ in 0..DECODE_PASSES {
+        let mut busy = Duration::ZERO;
+        for (body, _) in &json {
+            let t = Instant::now();
+            let (b, _) = to_batch(SignalKind::Traces, body, Encoding::Json)
+                .context("decoding a JSON request")?;
+            busy += t.elapsed();
+            drop(b);
+        }
+        passes.push(busy);
+    }
+    passes.sort_unstable();
+    let mut serde_busy = Duration::ZERO;
+    for (body, _) in &json {
+        let t = Instant::now();
+        let req: ExportTraceServiceRequest =
+            serde_json::from_slice(body).context("decoding a JSON request")?;
+        let (b, _) = traces_into_model(req);
+        serde_busy += t.elapsed();
+        drop(b);
+    }
+    println!(
+        "decode + normalise OTLP/JSON (one thread, {json_spans} spans, {} bytes/span): {:.0} spans/s (median of {DECODE_PASSES} passes, best {:.0}); through opentelemetry-proto's serde instead: {:.0} spans/s",
+        json_bytes / usize::try_from(json_spans.max(1))?,
+        rate(json_spans, passes[passes.len() / 2]),
+        rate(json_spans, passes[0]),
+        rate(json_spans, serde_busy)
+    );
+    drop(json);
+    Ok(())
 }
 
 /// Merges batches into batches of about `per` spans (one transaction each).
