@@ -200,6 +200,7 @@ pub(crate) fn start(
     // them, so the channel holds at most one group's jobs (each weighs at least 1).
     let (wtx, wrx) = bounded(worker.cfg.max_group_items.max(1) * 2);
     let rx = worker.rx.clone();
+    let stats = Arc::clone(&worker.stats);
     let logger = Logger {
         shared: Arc::clone(&shared),
         rx,
@@ -221,7 +222,13 @@ pub(crate) fn start(
         appended: loaded,
         open: Vec::new(),
         opened_at: None,
-        reader: None,
+        frames: Ahead::start(Frames {
+            dir: dir.to_path_buf(),
+            reader: None,
+            next: 0,
+            stats: Arc::clone(&stats),
+        })
+        .map_err(io)?,
         generation: 0,
     };
     Ok((shared, logger, loader))
@@ -402,8 +409,8 @@ pub(crate) struct Loader {
     open: Vec<Appended>,
     /// When the open transaction took its first frame.
     opened_at: Option<Instant>,
-    /// The file being read: its first sequence number and a reader.
-    reader: Option<(u64, FileReader)>,
+    /// Reads and decodes frames on a thread of its own, a group ahead.
+    frames: Ahead,
     generation: u64,
 }
 
@@ -475,11 +482,9 @@ impl Loader {
                     durable,
                     generation,
                 } => {
-                    if generation != self.generation {
-                        self.reader = None;
-                        self.generation = generation;
-                    }
-                    let group = match self.read_group(durable) {
+                    let reset = generation != self.generation;
+                    self.generation = generation;
+                    let group = match self.read_group(durable, reset) {
                         Ok(g) => g,
                         Err(e) => {
                             self.stop(format!(
@@ -489,6 +494,18 @@ impl Loader {
                         }
                     };
                     dirty = true;
+                    // the next group is read and decoded while this one is appended
+                    if let Some(last) = group.last() {
+                        let durable = self.shared.lock().durable_seq;
+                        if durable > last.seq {
+                            self.frames.ask(Ask {
+                                from: last.seq + 1,
+                                through: durable,
+                                max_items: self.worker.cfg.max_group_items,
+                                loaded: self.loaded,
+                            });
+                        }
+                    }
                     if !self.append(&group) {
                         return;
                     }
@@ -562,86 +579,28 @@ impl Loader {
         Wait::Idle
     }
 
-    /// Reads the frames after the appended mark, up to `through` and a group's worth.
-    fn read_group(&mut self, through: u64) -> io::Result<Vec<Item>> {
-        let cpu = crate::writer::thread_cpu_ns();
-        let mut group = Vec::new();
-        let mut items = 0;
-        let mut want = self.appended + 1;
-        while want <= through && items < self.worker.cfg.max_group_items {
-            let f = self.read(want)?;
-            want = f.seq + 1;
-            let batch = match ingestlog::decode(&f.payload) {
-                Ok(b) => {
-                    items += weight(&b);
-                    Some(b)
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "ingest log frame {} does not decode ({e}); it is skipped",
-                        f.seq
-                    );
-                    None
-                }
-            };
-            group.push(Item {
-                seq: f.seq,
-                batch,
-                bytes: f.bytes,
-            });
-        }
-        crate::writer::add_cpu(&self.worker.stats.load_decode_cpu_ns, cpu);
-        Ok(group)
-    }
-
-    /// The frame `want`, or the first after it where frames are missing (a damaged
-    /// file set aside at start).
-    fn read(&mut self, want: u64) -> io::Result<Frame> {
-        let dir = self.shared.dir.clone();
-        loop {
-            if self.reader.is_none() {
-                let files = ingestlog::files(&dir)?;
-                let Some((first, path)) = files
-                    .iter()
-                    .rev()
-                    .find(|f| f.0 <= want)
-                    .or_else(|| files.first())
-                else {
-                    return Err(io::Error::other(format!(
-                        "frame {want} is acknowledged but no log file holds it"
-                    )));
-                };
-                self.reader = Some((*first, FileReader::open(path)?));
-            }
-            let Some((first, r)) = self.reader.as_mut() else {
-                continue;
-            };
-            match r.next()? {
-                Ok(f) if f.seq < want => {}
-                Ok(f) => return Ok(f),
-                Err(Stop::End { .. }) => {
-                    // on to the next file, if the log rolled
-                    let current = *first;
-                    let next = ingestlog::files(&dir)?.into_iter().find(|f| f.0 > current);
-                    let Some((nfirst, path)) = next else {
-                        return Err(io::Error::other(format!(
-                            "frame {want} is acknowledged but the log ends before it"
-                        )));
-                    };
-                    self.reader = Some((nfirst, FileReader::open(&path)?));
-                    // a file passed in full: drop the files already loaded
-                    if let Err(e) = ingestlog::remove_loaded(&dir, self.loaded) {
-                        tracing::warn!("removing loaded ingest log files: {e}");
-                    }
-                }
-                Err(Stop::Damaged) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("a damaged frame before {want}"),
-                    ))
-                }
+    /// The frames after the appended mark, up to `through` and a group's worth: the
+    /// group read ahead when it starts there (and the log was not cut back since),
+    /// else one read now.
+    fn read_group(&mut self, through: u64, reset: bool) -> io::Result<Vec<Item>> {
+        let from = self.appended + 1;
+        if let Some((ahead, group)) = self.frames.take() {
+            if ahead == from && !reset {
+                return group;
             }
         }
+        if reset {
+            self.frames.reset();
+        }
+        self.frames.ask(Ask {
+            from,
+            through,
+            max_items: self.worker.cfg.max_group_items,
+            loaded: self.loaded,
+        });
+        self.frames
+            .take()
+            .map_or_else(|| Err(io::Error::other("the log reader stopped")), |g| g.1)
     }
 
     /// Appends a group to the open transaction; false if the loader must stop. A
@@ -730,9 +689,9 @@ impl Loader {
         self.open.clear();
         self.opened_at = None;
         self.appended = self.loaded;
-        self.reader = None;
+        let mut reset = true;
         while self.loaded < through {
-            let group = match self.read_group(through) {
+            let group = match self.read_group(through, std::mem::take(&mut reset)) {
                 Ok(g) if !g.is_empty() => g,
                 Ok(_) => return true,
                 Err(e) => {
@@ -849,6 +808,191 @@ impl Loader {
     }
 }
 
+/// What the log reader is asked for: the frames `from..=through`, at most a group's
+/// worth (`max_items`, by [`weight`]); `loaded` is the loaded mark, for removing the
+/// files read past that hold only loaded frames.
+struct Ask {
+    from: u64,
+    through: u64,
+    max_items: usize,
+    loaded: u64,
+}
+
+/// Reads frames from the log and decodes them.
+struct Frames {
+    dir: PathBuf,
+    /// The file being read: its first sequence number and a reader.
+    reader: Option<(u64, FileReader)>,
+    /// The frame after the last one returned (0: none yet).
+    next: u64,
+    stats: Arc<crate::writer::WriterStats>,
+}
+
+impl Frames {
+    fn group(&mut self, a: &Ask) -> io::Result<Vec<Item>> {
+        let cpu = crate::writer::thread_cpu_ns();
+        if a.from != self.next {
+            // not where the last group ended (a group read ahead was not taken): the
+            // reader only goes forward, so it starts over
+            self.reader = None;
+        }
+        let mut group = Vec::new();
+        let mut items = 0;
+        let mut want = a.from;
+        while want <= a.through && items < a.max_items {
+            let f = self.read(want, a.loaded)?;
+            want = f.seq + 1;
+            self.next = want;
+            let batch = match ingestlog::decode(&f.payload) {
+                Ok(b) => {
+                    items += weight(&b);
+                    Some(b)
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "ingest log frame {} does not decode ({e}); it is skipped",
+                        f.seq
+                    );
+                    None
+                }
+            };
+            group.push(Item {
+                seq: f.seq,
+                batch,
+                bytes: f.bytes,
+            });
+        }
+        crate::writer::add_cpu(&self.stats.load_decode_cpu_ns, cpu);
+        Ok(group)
+    }
+
+    /// The frame `want`, or the first after it where frames are missing (a damaged
+    /// file set aside at start).
+    fn read(&mut self, want: u64, loaded: u64) -> io::Result<Frame> {
+        let dir = self.dir.clone();
+        loop {
+            if self.reader.is_none() {
+                let files = ingestlog::files(&dir)?;
+                let Some((first, path)) = files
+                    .iter()
+                    .rev()
+                    .find(|f| f.0 <= want)
+                    .or_else(|| files.first())
+                else {
+                    return Err(io::Error::other(format!(
+                        "frame {want} is acknowledged but no log file holds it"
+                    )));
+                };
+                self.reader = Some((*first, FileReader::open(path)?));
+            }
+            let Some((first, r)) = self.reader.as_mut() else {
+                continue;
+            };
+            match r.next()? {
+                Ok(f) if f.seq < want => {}
+                Ok(f) => return Ok(f),
+                Err(Stop::End { .. }) => {
+                    // on to the next file, if the log rolled
+                    let current = *first;
+                    let next = ingestlog::files(&dir)?.into_iter().find(|f| f.0 > current);
+                    let Some((nfirst, path)) = next else {
+                        return Err(io::Error::other(format!(
+                            "frame {want} is acknowledged but the log ends before it"
+                        )));
+                    };
+                    self.reader = Some((nfirst, FileReader::open(&path)?));
+                    // a file passed in full: drop the files already loaded
+                    if let Err(e) = ingestlog::remove_loaded(&dir, loaded) {
+                        tracing::warn!("removing loaded ingest log files: {e}");
+                    }
+                }
+                Err(Stop::Damaged) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a damaged frame before {want}"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Reading and decoding log frames (about a fifth of the loader's CPU per span) on a
+/// thread of its own, so that the next group is ready when the loader has appended
+/// the last: [`Frames`] behind a channel, one request out at a time.
+struct Ahead {
+    ask: Option<Sender<(Ask, bool)>>,
+    got: Receiver<(u64, io::Result<Vec<Item>>)>,
+    /// The first frame of the request out, if one is.
+    out: Option<u64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Start the reader over at the next request (the log was cut back).
+    reset: bool,
+}
+
+impl Ahead {
+    fn start(mut frames: Frames) -> io::Result<Ahead> {
+        let (ask_tx, ask_rx) = bounded::<(Ask, bool)>(1);
+        // one answer at most is ever waiting (a request goes out only once the last
+        // answer was taken), so the thread never blocks on an answer nobody takes
+        let (got_tx, got_rx) = bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("tailscope-log-reader".into())
+            .spawn(move || {
+                lower_priority();
+                for (a, reset) in ask_rx {
+                    if reset {
+                        frames.reader = None;
+                    }
+                    let r = frames.group(&a);
+                    if got_tx.send((a.from, r)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Ahead {
+            ask: Some(ask_tx),
+            got: got_rx,
+            out: None,
+            thread: Some(thread),
+            reset: false,
+        })
+    }
+
+    /// Asks for a group (the request out, if any, is taken and dropped first).
+    fn ask(&mut self, a: Ask) {
+        drop(self.take());
+        let from = a.from;
+        let reset = std::mem::take(&mut self.reset);
+        if self
+            .ask
+            .as_ref()
+            .is_some_and(|t| t.send((a, reset)).is_ok())
+        {
+            self.out = Some(from);
+        }
+    }
+
+    /// The answer to the request out: its first frame and the group.
+    fn take(&mut self) -> Option<(u64, io::Result<Vec<Item>>)> {
+        self.out.take()?;
+        self.got.recv().ok()
+    }
+
+    fn reset(&mut self) {
+        self.reset = true;
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.ask = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// What a batch stored, less `duplicate_spans` dropped.
 fn counts(b: &Batch, duplicate_spans: Option<usize>) -> Committed {
     let dup = duplicate_spans.unwrap_or(0);
@@ -878,5 +1022,60 @@ fn lower_priority() {
                 io::Error::last_os_error()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn seqs(g: &[Item]) -> Vec<u64> {
+        g.iter().map(|i| i.seq).collect()
+    }
+
+    /// The reader a group ahead: groups continue where the last ended, and a group
+    /// read ahead but not taken (the loader went back after a rollback) does not make
+    /// the next request skip the frames it held.
+    #[test]
+    fn groups_read_ahead_continue_and_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = LogFile::create(dir.path(), 1).unwrap();
+        for seq in 1..=10 {
+            f.append_raw(seq, &ingestlog::encode(&Batch::default()).unwrap())
+                .unwrap();
+        }
+        f.sync().unwrap();
+        drop(f);
+        let mut ahead = Ahead::start(Frames {
+            dir: dir.path().to_path_buf(),
+            reader: None,
+            next: 0,
+            stats: Arc::default(),
+        })
+        .unwrap();
+        let ask = |from, through| Ask {
+            from,
+            through,
+            max_items: 3,
+            loaded: 0,
+        };
+        ahead.ask(ask(1, 10));
+        let (from, g) = ahead.take().unwrap();
+        assert_eq!((from, seqs(&g.unwrap())), (1, vec![1, 2, 3]));
+        ahead.ask(ask(4, 10));
+        assert_eq!(seqs(&ahead.take().unwrap().1.unwrap()), vec![4, 5, 6]);
+        // read ahead, then not taken: the loader asks from 2 again
+        ahead.ask(ask(7, 10));
+        ahead.ask(ask(2, 10));
+        assert_eq!(seqs(&ahead.take().unwrap().1.unwrap()), vec![2, 3, 4]);
+        ahead.reset();
+        ahead.ask(ask(5, 6));
+        assert_eq!(seqs(&ahead.take().unwrap().1.unwrap()), vec![5, 6]);
+        assert!(ahead.take().is_none(), "nothing out");
+        // a frame past the log's end is an error, not a hang
+        ahead.ask(ask(11, 11));
+        assert!(ahead.take().unwrap().1.is_err());
     }
 }
