@@ -63,60 +63,46 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
-/// A time in nanoseconds: a number, or a string holding one (the reference's
-/// `deserialize_string_to_u64`: u64, non-negative i64, or `str::parse::<u64>`).
+/// A JSON integer, or a string holding one, as `T`: for times (`u64`) the
+/// reference's `deserialize_string_to_u64`, for `intValue` (`i64`) its untagged
+/// `StringOrInt` (an integer that fits, or `str::parse`).
 #[derive(Default, Debug, Clone, Copy)]
-struct Nanos(u64);
+struct Num<T>(T);
 
-impl<'de> Deserialize<'de> for Nanos {
+/// Start, end and event times.
+type Nanos = Num<u64>;
+
+impl<'de, T> Deserialize<'de> for Num<T>
+where
+    T: TryFrom<u64> + TryFrom<i64> + std::str::FromStr,
+    <T as std::str::FromStr>::Err: fmt::Display,
+{
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Nanos;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<T> Visitor<'_> for V<T>
+        where
+            T: TryFrom<u64> + TryFrom<i64> + std::str::FromStr,
+            <T as std::str::FromStr>::Err: fmt::Display,
+        {
+            type Value = Num<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a u64 integer or a string containing a u64 integer")
+                f.write_str("an integer or a string holding one")
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Nanos, E> {
-                Ok(Nanos(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Nanos, E> {
-                u64::try_from(v)
-                    .map(Nanos)
-                    .map_err(|_| E::custom("negative time"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Nanos, E> {
-                v.parse::<u64>().map(Nanos).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// `intValue`: an i64, or a string holding one (the reference's untagged
-/// `StringOrInt`).
-struct IntVal(i64);
-
-impl<'de> Deserialize<'de> for IntVal {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = IntVal;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an i64 or a string holding one")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntVal, E> {
-                Ok(IntVal(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IntVal, E> {
-                i64::try_from(v)
-                    .map(IntVal)
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Num<T>, E> {
+                T::try_from(v)
+                    .map(Num)
                     .map_err(|_| E::custom("out of range"))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<IntVal, E> {
-                v.parse::<i64>().map(IntVal).map_err(E::custom)
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Num<T>, E> {
+                T::try_from(v)
+                    .map(Num)
+                    .map_err(|_| E::custom("out of range"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Num<T>, E> {
+                v.parse::<T>().map(Num).map_err(E::custom)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -158,7 +144,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Any<'a> {
                             }
                         }
                         "intValue" => {
-                            if let Some(i) = map.next_value::<Option<IntVal>>()? {
+                            if let Some(i) = map.next_value::<Option<Num<i64>>>()? {
                                 val = Val::Int(i.0);
                             }
                         }
