@@ -60,7 +60,11 @@
 //! to it as `PATH.bare.duckdb`; by default both are temp files, removed at the end),
 //! `--sql STMT` (repeatable: SQL run on both stores before writing, for experiments
 //! such as `--sql "SET checkpoint_threshold = '1GB'"`), `--only grpc` (stop after the
-//! gRPC phase: quick A/Bs of the receive path), `--only decode` (step 4 alone).
+//! gRPC phase: quick A/Bs of the receive path), `--only decode` (step 4 alone),
+//! `--rate N` (the gRPC clients pace their sends at N spans/s: a sustained load
+//! rather than a burst; the bench samples the ingest log's backlog every 250 ms and
+//! says whether the loader kept up: loaded at 90% of the rate sent or more, over a
+//! run that should last well over the loader's 10 s transactions).
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -105,7 +109,7 @@ const DECODE_PASSES: usize = 3;
 /// at the default batch; JSON is about twice the protobuf's size).
 const JSON_REQUESTS: usize = 200;
 
-const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH] [--sql STMT]... [--only grpc|decode]";
+const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH] [--sql STMT]... [--only grpc|decode] [--rate SPANS_PER_S]";
 
 fn main() -> ExitCode {
     match run() {
@@ -133,6 +137,9 @@ struct Args {
     /// `--only decode`: only decode and normalise on one thread.
     grpc_only: bool,
     decode_only: bool,
+    /// `--rate N`: the gRPC clients pace their sends at N spans/s (a sustained load
+    /// instead of a burst); the bench reports whether the loader kept up.
+    rate: Option<f64>,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -145,6 +152,7 @@ fn parse_args() -> Result<Option<Args>> {
         sql: Vec::new(),
         grpc_only: false,
         decode_only: false,
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -168,6 +176,7 @@ fn parse_args() -> Result<Option<Args>> {
             "--seed" => a.seed = number()?,
             "--db" => a.db = Some(PathBuf::from(&value)),
             "--sql" => a.sql.push(value.clone()),
+            "--rate" => a.rate = Some(number()? as f64),
             "--only" if value == "grpc" => a.grpc_only = true,
             "--only" if value == "decode" => a.decode_only = true,
             "--only" => bail!("--only takes grpc or decode\n{USAGE}"),
@@ -340,6 +349,10 @@ struct GrpcRun {
     transactions: u64,
     saturated: u64,
     shutdown: Duration,
+    /// The ingest log's backlog (frames, bytes not yet loaded), sampled every 250 ms
+    /// while the clients send: its largest and its last value.
+    backlog_max: (u64, u64),
+    backlog_last: (u64, u64),
 }
 
 /// Sends requests from the shared queue until it is empty; returns its exports and
@@ -350,6 +363,7 @@ async fn client_task(
     next: Arc<AtomicUsize>,
     totals: Arc<ClientTotals>,
     run_start: Instant,
+    pace: Option<(f64, Arc<Vec<u64>>)>,
 ) -> (Vec<Export>, Option<String>) {
     let path = PathAndQuery::from_static(EXPORT_PATH);
     let mut exports = Vec::new();
@@ -357,6 +371,11 @@ async fn client_task(
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(req) = requests.get(i) else { break };
+        if let Some((rate, before)) = &pace {
+            // request i is due once the spans before it have had their time
+            let due = run_start + Duration::from_secs_f64(before[i] as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         let mut acked = 0;
@@ -409,6 +428,7 @@ async fn grpc_phase(
     sql: &[String],
     requests: Arc<Vec<Request>>,
     concurrency: usize,
+    rate: Option<f64>,
 ) -> Result<GrpcRun> {
     let store = open_store(db, sql)?;
     let writer = Arc::new(store.writer(WriterConfig::default())?);
@@ -435,6 +455,30 @@ async fn grpc_phase(
 
     let next = Arc::new(AtomicUsize::new(0));
     let totals = Arc::new(ClientTotals::default());
+    let pace = rate.map(|r| {
+        let mut before = Vec::with_capacity(requests.len());
+        let mut sum = 0;
+        for q in requests.iter() {
+            before.push(sum);
+            sum += q.spans;
+        }
+        (r, Arc::new(before))
+    });
+    // the log's backlog, sampled while the clients send
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let writer = Arc::clone(&writer);
+        let sampling = Arc::clone(&sampling);
+        tokio::spawn(async move {
+            let (mut max, mut last) = ((0, 0), (0, 0));
+            while sampling.load(Ordering::Relaxed) {
+                last = writer.log_backlog().unwrap_or_default();
+                max = (max.0.max(last.0), max.1.max(last.1));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            (max, last)
+        })
+    };
     let cpu0 = tailscope_tests::mem::cpu_seconds().unwrap_or(0.0);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
@@ -448,6 +492,7 @@ async fn grpc_phase(
                 Arc::clone(&next),
                 Arc::clone(&totals),
                 started,
+                pace.clone(),
             ))
         })
         .collect();
@@ -462,6 +507,9 @@ async fn grpc_phase(
     }
     let elapsed = started.elapsed();
     let cpu = tailscope_tests::mem::cpu_seconds().unwrap_or(0.0) - cpu0;
+    sampling.store(false, Ordering::Relaxed);
+    let (backlog_max, _) = sampler.await.context("the backlog sampler panicked")?;
+    let backlog_last = writer.log_backlog().unwrap_or_default();
     // acknowledged means durable in the ingest log; time until the tables hold it all
     if !writer.wait_loaded(Duration::from_secs(3600)) {
         eprintln!("ingest-bench: the ingest log did not finish loading");
@@ -513,6 +561,8 @@ async fn grpc_phase(
         ]
         .map(|a| a.load(Ordering::Relaxed) as f64 / 1e9),
         shutdown,
+        backlog_max,
+        backlog_last,
     })
 }
 
@@ -795,6 +845,7 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
         &args.sql,
         Arc::clone(&requests),
         args.concurrency,
+        args.rate,
     ))?;
     drop(rt);
     let peak_ingest = proc_status_kib("VmHWM");
@@ -831,6 +882,32 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let mib_of = |b: u64| b as f64 / 1_048_576.0;
+    println!(
+        "ingest log backlog while sending: at most {} frames ({:.1} MiB), {} frames ({:.1} MiB) at the last acknowledgement; loaded {:.2} s after it",
+        g.backlog_max.0,
+        mib_of(g.backlog_max.1),
+        g.backlog_last.0,
+        mib_of(g.backlog_last.1),
+        g.loaded.saturating_sub(g.elapsed).as_secs_f64()
+    );
+    if let Some(r) = args.rate {
+        // Kept up: the tables took the spans at (nearly) the rate they were sent. The
+        // loader commits a transaction every 4 row groups (or 10 s), so what was
+        // still open at the last acknowledgement is committed after it: a run should
+        // last well over 10 s for the verdict to mean something.
+        let share = grpc_loaded_rate / r;
+        println!(
+            "sustained load: {r:.0} spans/s sent for {:.1} s, loaded at {grpc_loaded_rate:.0} spans/s ({:.0}% of the rate sent): {}",
+            g.elapsed.as_secs_f64(),
+            share * 100.0,
+            if share >= 0.9 {
+                "the loader kept up"
+            } else {
+                "the loader fell behind"
+            }
+        );
+    }
     println!("retries (UNAVAILABLE): {}", g.retries);
     if g.failed_exports > 0 || g.rejected_spans > 0 {
         println!(
