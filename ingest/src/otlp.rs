@@ -147,6 +147,19 @@ fn scope_parts(s: Option<InstrumentationScope>) -> Scope {
     })
 }
 
+/// A model event; an OTLP time past `i64::MAX` is noted in `bad_time` (the first
+/// one), for [`check_span`] to reject the span with.
+fn event(time: u64, name: String, attributes: Vec<Attribute>, bad_time: &mut Option<u64>) -> Event {
+    if time > i64::MAX as u64 {
+        bad_time.get_or_insert(time);
+    }
+    Event {
+        time_ns: time as i64,
+        name,
+        attributes,
+    }
+}
+
 /// A link as decoded, ids not yet checked.
 struct LinkParts<'a> {
     trace_id: &'a [u8],
@@ -356,14 +369,12 @@ pub fn traces_into_model(req: ExportTraceServiceRequest) -> (Batch, Rejections) 
                 let events = events
                     .into_iter()
                     .map(|e| {
-                        if e.time_unix_nano > i64::MAX as u64 {
-                            bad_event_time.get_or_insert(e.time_unix_nano);
-                        }
-                        Event {
-                            time_ns: e.time_unix_nano as i64,
-                            name: e.name,
-                            attributes: attrs_owned(e.attributes),
-                        }
+                        event(
+                            e.time_unix_nano,
+                            e.name,
+                            attrs_owned(e.attributes),
+                            &mut bad_event_time,
+                        )
                     })
                     .collect();
                 let parts = SpanParts {

@@ -21,7 +21,7 @@
 //! key/value lists through opentelemetry-proto's own types.
 
 use super::{
-    any_to_json, finish_span, push_span, resource, scope_attr, LinkParts, Scope, SpanParts,
+    any_to_json, event, finish_span, push_span, resource, scope_attr, LinkParts, Scope, SpanParts,
 };
 use base64::Engine;
 use opentelemetry_proto::tonic::common::v1::{
@@ -31,7 +31,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
-use tailscope_model::{AttrValue, Attribute, Batch, Event, Rejections};
+use tailscope_model::{AttrValue, Attribute, Batch, Rejections};
 
 /// The input is malformed, or has a shape this decoder leaves to the reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,15 +434,12 @@ pub(super) fn traces(bytes: &[u8]) -> Result<(Batch, Rejections), Declined> {
                     .events
                     .into_iter()
                     .map(|e| {
-                        let t = e.time_unix_nano.0;
-                        if t > i64::MAX as u64 {
-                            bad_event_time.get_or_insert(t);
-                        }
-                        Event {
-                            time_ns: t as i64,
-                            name: e.name.0.into_owned(),
-                            attributes: attributes(e.attributes),
-                        }
+                        event(
+                            e.time_unix_nano.0,
+                            e.name.0.into_owned(),
+                            attributes(e.attributes),
+                            &mut bad_event_time,
+                        )
                     })
                     .collect();
                 let mut links = Vec::with_capacity(s.links.len());

@@ -332,14 +332,7 @@ fn event(msg: &[u8], events: &mut Vec<Event>, bad_time: &mut Option<u64>) -> Res
             _ => r.skip(wt)?,
         }
     }
-    if time > i64::MAX as u64 {
-        bad_time.get_or_insert(time);
-    }
-    events.push(Event {
-        time_ns: time as i64,
-        name: name.to_owned(),
-        attributes,
-    });
+    events.push(super::event(time, name.to_owned(), attributes, bad_time));
     Ok(())
 }
 
