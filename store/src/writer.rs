@@ -222,7 +222,7 @@ impl Writer {
             stats: Arc::clone(&stats),
             cfg,
             open: None,
-            unappended: None,
+            gathered: None,
         };
         let mut threads = Vec::new();
         let log = match log_dir {
@@ -462,7 +462,7 @@ pub(crate) struct Worker {
     /// Rows built for the open transaction and not yet given to DuckDB: small appends
     /// are gathered up to [`APPEND_ROWS`] (or the commit), as DuckDB's appender costs
     /// about twice as much a row when it gets a request's 512 spans at a time.
-    unappended: Option<Columns>,
+    gathered: Option<Columns>,
 }
 
 /// The rows gathered before they go to DuckDB's appender in one call.
@@ -594,12 +594,13 @@ impl Worker {
             .fetch_add(c.duplicate_spans as u64, Ordering::Relaxed);
     }
 
-    /// Which stored spans of the window are among `keys` (the suspects of a commit).
+    /// Which stored spans of the window (rows stamped from `since` on) are among `keys`
+    /// (the suspects of a commit).
     fn stored_among(
-        &self,
+        conn: &Connection,
+        since: i64,
         keys: &[(tailscope_model::TraceId, tailscope_model::SpanId)],
     ) -> Result<HashSet<(tailscope_model::TraceId, tailscope_model::SpanId)>, StoreError> {
-        let since = self.window.oldest_stamp().unwrap_or(i64::MIN);
         let mut traces: Vec<String> = keys.iter().map(|k| format!("'{}'", k.0)).collect();
         traces.dedup();
         let wanted: HashSet<_> = keys.iter().copied().collect();
@@ -610,7 +611,7 @@ impl Worker {
                 "SELECT trace_id, span_id FROM spans WHERE ingested_ns >= {since} AND trace_id IN ({})",
                 part.join(",")
             );
-            let mut stmt = self.conn.prepare(&sql)?;
+            let mut stmt = conn.prepare(&sql)?;
             for b in stmt.query_arrow([])? {
                 span_keys(&b, |_, t, sp| {
                     if wanted.contains(&(t, sp)) {
@@ -659,23 +660,19 @@ impl Worker {
             self.conn.execute_batch("BEGIN TRANSACTION")?;
             self.open = Some(OpenTxn::default());
         }
-        // A span that may be stored already is confirmed against the stored rows:
-        // the gathered ones must be in the table for that.
-        let suspects = batches.iter().flat_map(|b| &b.spans).any(|s| {
-            self.window
-                .suspect(dedupe::fingerprint(&s.trace_id, s.span_id))
-        });
-        if suspects {
-            self.append_unappended()?;
-        }
+        let since = self.window.oldest_stamp().unwrap_or(i64::MIN);
+        let (conn, gathered, stats) = (&self.conn, &mut self.gathered, &self.stats);
         let plan = dedupe::plan(&self.window, batches.iter().map(|b| &b.spans[..]), |k| {
-            self.stored_among(k)
+            // suspects are confirmed against the stored rows: the gathered ones must
+            // be in the table for that
+            append_gathered(conn, gathered, stats)?;
+            Self::stored_among(conn, since, k)
         })?;
         let mut fresh = Vec::new();
         let mut stamp = 0;
         let mut rows = 0;
         let stats = Arc::clone(&self.stats);
-        let mut cols = self.unappended.take().unwrap_or_else(Columns::new);
+        let mut cols = self.gathered.take().unwrap_or_else(Columns::new);
         let largest = |c: &Columns| {
             c.tables
                 .iter()
@@ -707,7 +704,7 @@ impl Worker {
             add_cpu(&stats.load_append_cpu_ns, cpu);
             r
         });
-        self.unappended = Some(cols);
+        self.gathered = Some(cols);
         if let Some(open) = self.open.as_mut() {
             // the ids a rollback must forget again
             open.fresh.extend(fresh);
@@ -738,7 +735,7 @@ impl Worker {
         if self.open.is_none() {
             return Ok(());
         }
-        if let Err(e) = self.append_unappended() {
+        if let Err(e) = append_gathered(&self.conn, &mut self.gathered, &self.stats) {
             self.rollback_open();
             return Err(e);
         }
@@ -767,21 +764,10 @@ impl Worker {
         }
     }
 
-    /// Gives the gathered rows to DuckDB's appender.
-    fn append_unappended(&mut self) -> Result<(), StoreError> {
-        let Some(cols) = self.unappended.as_mut() else {
-            return Ok(());
-        };
-        let cpu = thread_cpu_ns();
-        let r = append_tables(&self.conn, cols);
-        add_cpu(&self.stats.load_append_cpu_ns, cpu);
-        r
-    }
-
     /// Rolls the open transaction back, if one is open.
     pub(crate) fn rollback_open(&mut self) {
         // rows built for it and not appended yet go with it
-        self.unappended = None;
+        self.gathered = None;
         if let Some(open) = self.open.take() {
             // A failing rollback adds nothing to the error that led here; DuckDB
             // discards the transaction either way.
@@ -818,6 +804,21 @@ fn span_keys(
         }
     }
     Ok(())
+}
+
+/// Gives the rows gathered for the open transaction to DuckDB's appender.
+fn append_gathered(
+    conn: &Connection,
+    gathered: &mut Option<Columns>,
+    stats: &WriterStats,
+) -> Result<(), StoreError> {
+    let Some(cols) = gathered.as_mut() else {
+        return Ok(());
+    };
+    let cpu = thread_cpu_ns();
+    let r = append_tables(conn, cols);
+    add_cpu(&stats.load_append_cpu_ns, cpu);
+    r
 }
 
 /// Appends every non-empty table of `cols` in the current transaction.
