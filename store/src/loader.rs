@@ -226,7 +226,7 @@ pub(crate) fn start(
             dir: dir.to_path_buf(),
             reader: None,
             next: 0,
-            stats: Arc::clone(&stats),
+            stats,
         })
         .map_err(io)?,
         generation: 0,
@@ -498,12 +498,7 @@ impl Loader {
                     if let Some(last) = group.last() {
                         let durable = self.shared.lock().durable_seq;
                         if durable > last.seq {
-                            self.frames.ask(Ask {
-                                from: last.seq + 1,
-                                through: durable,
-                                max_items: self.worker.cfg.max_group_items,
-                                loaded: self.loaded,
-                            });
+                            self.ask(last.seq + 1, durable);
                         }
                     }
                     if !self.append(&group) {
@@ -579,6 +574,16 @@ impl Loader {
         Wait::Idle
     }
 
+    /// Asks the log reader for the frames `from..=through`, a group's worth.
+    fn ask(&mut self, from: u64, through: u64) {
+        self.frames.ask(Ask {
+            from,
+            through,
+            max_items: self.worker.cfg.max_group_items,
+            loaded: self.loaded,
+        });
+    }
+
     /// The frames after the appended mark, up to `through` and a group's worth: the
     /// group read ahead when it starts there (and the log was not cut back since),
     /// else one read now.
@@ -592,12 +597,7 @@ impl Loader {
         if reset {
             self.frames.reset();
         }
-        self.frames.ask(Ask {
-            from,
-            through,
-            max_items: self.worker.cfg.max_group_items,
-            loaded: self.loaded,
-        });
+        self.ask(from, through);
         self.frames
             .take()
             .map_or_else(|| Err(io::Error::other("the log reader stopped")), |g| g.1)
