@@ -27,16 +27,17 @@ fn generated_store(dir: &Path, conversations: usize) -> PathBuf {
     db
 }
 
-/// Whether a real window can be opened here (Xvfb and xvfb-run); says so when not.
-fn have_xvfb() -> bool {
+/// A real window needs Xvfb and xvfb-run, which `scripts/setup` installs; a test that
+/// needs them fails with that reason rather than passing without a window.
+fn require_xvfb() {
     let ok = std::process::Command::new("sh")
         .args(["-c", "command -v Xvfb && command -v xvfb-run"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: Xvfb is not installed (scripts/setup installs it)");
-    }
-    ok
+    assert!(
+        ok,
+        "Xvfb and xvfb-run are not installed: run scripts/setup (it installs the Debian package xvfb)"
+    );
 }
 
 /// A store with a small generated workload, ingested through OTLP normalisation, not
@@ -325,9 +326,7 @@ fn distinct_colours(path: &Path) -> (u32, u32, usize) {
 
 #[test]
 fn gui_screenshot_renders_every_view_in_a_real_window() {
-    if !have_xvfb() {
-        return;
-    }
+    require_xvfb();
     let dir = tempfile::tempdir().unwrap();
     let db = generated_store(dir.path(), 8);
     let shots = dir.path().join("shots");
@@ -885,9 +884,7 @@ fn gui_replay_from_the_window_runs_and_cancels() {
 #[test]
 fn gui_holding_a_store_answers_queries_from_another_process() {
     use std::os::unix::process::CommandExt;
-    if !have_xvfb() {
-        return;
-    }
+    require_xvfb();
     for mode in [
         &["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"][..],
         &["--no-collector"][..],

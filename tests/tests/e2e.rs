@@ -123,9 +123,13 @@ fn one(db: &Path, sql: &str) -> Result<Value> {
         .unwrap_or(Value::Null))
 }
 
+/// The workspace's metadata, resolved for the platform this test was built for only:
+/// other platforms' crates (accesskit_macos, windows-sys, ...) are never downloaded by
+/// a Linux build, and `--offline` must not need them.
 fn cargo_metadata(no_deps: bool) -> Result<Value> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["metadata", "--format-version", "1", "--offline"]);
+    cmd.args(["--filter-platform", env!("TAILSCOPE_BUILD_TARGET")]);
     if no_deps {
         cmd.arg("--no-deps");
     }
