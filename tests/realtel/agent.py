@@ -12,6 +12,20 @@ OTel SDK (OTLPSpanExporter over HTTP/protobuf, BatchSpanProcessor).
                  server that emits vLLM's `llm_request` span, plus an MCP tool step
                  per turn through the real `mcp` SDK (which emits its own spans)
 
+Tool-calling agents (each turn: the user question -> the model calls get_weather ->
+the tool returns the long report -> the model answers, streamed on streaming turns):
+  pydantic-ai    pydantic-ai's own Agent loop and its native OTel instrumentation
+                 (Agent.instrument_all(InstrumentationSettings(tracer_provider=...,
+                 include_content=False))),
+                 OpenAIChatModel + OpenAIProvider(openai_client=AsyncOpenAI(...)),
+                 message_history across turns, run_stream on streaming turns
+  openlit        openlit.init() over our global TracerProvider (its default HTTP
+                 instrumentation on), a plain tool loop on the openai client
+  litellm        litellm.completion() tool loop, openinference-instrumentation-litellm
+  llama-index    llama-index FunctionAgent (workflow) with a FunctionTool, OpenAILike
+                 LLM, the Context carrying the chat memory across turns,
+                 openinference-instrumentation-llama-index
+
 Conversations run one after another, turns strictly sequential. Each turn opens
 an `invoke_agent` span (INTERNAL) with gen_ai.operation.name=invoke_agent,
 gen_ai.agent.name and gen_ai.conversation.id, as an application would.
@@ -29,6 +43,7 @@ import time
 
 MODEL = "llama-3.1-8b-instruct"
 AGENT_NAME = "realtel-agent"
+FRAMEWORK_AGENT_NAME = "weather-agent"   # the name given to a framework's own agent object
 MCP_INIT_BASE_S = 0.003      # a warm MCP initialize
 MCP_TOOL_S = 0.025           # get_weather's own work
 MCP_EVERY = 3                # vllm-stack: an MCP tool step on turns 1, 4, 7, ...; on the
@@ -70,6 +85,33 @@ def user_message(conv: str, turn: int, city: str, report: str) -> str:
             f"Question {turn}: should I take an umbrella in {city} tomorrow?")
 
 
+TOOL_MODES = ("pydantic-ai", "openlit", "litellm", "llama-index")
+TOOL_SCHEMA = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather report for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+CURRENT = {"conv": "", "turn": 0}    # which turn the tool is called in (for its report)
+_LOOP = None
+
+
+def run_async(coro):
+    """One event loop for the whole run (an async HTTP client's pooled connections are
+    bound to the loop that opened them); the caller's OTel context goes into the task."""
+    global _LOOP
+    import asyncio
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP.run_until_complete(coro)
+
+
+def get_weather_report(city: str) -> str:
+    return tool_report(CURRENT["conv"], CURRENT["turn"], city)
+
+
+def question(turn: int, city: str) -> str:
+    return f"Question {turn}: should I take an umbrella in {city} tomorrow?"
+
+
 def setup_tracing(mode: str, otlp: str):
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -101,6 +143,20 @@ def setup_tracing(mode: str, otlp: str):
         from openinference.instrumentation.openai import OpenAIInstrumentor
         LangChainInstrumentor().instrument(tracer_provider=provider)
         OpenAIInstrumentor().instrument(tracer_provider=provider)
+    elif mode == "pydantic-ai":
+        pass  # native instrumentation, set on the Agent (PydanticAiAgent)
+    elif mode == "openlit":
+        import openlit
+        # picks up the global TracerProvider set above; its default instrumentors
+        # (openai, httpx, requests, urllib, ...) stay on; metrics/events not exported here
+        openlit.init(application_name=f"realtel-agent-{mode}", service_name=f"realtel-agent-{mode}",
+                     capture_message_content=False, disable_metrics=True, disable_events=True)
+    elif mode == "litellm":
+        from openinference.instrumentation.litellm import LiteLLMInstrumentor
+        LiteLLMInstrumentor().instrument(tracer_provider=provider)
+    elif mode == "llama-index":
+        from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+        LlamaIndexInstrumentor().instrument(tracer_provider=provider)
     else:
         raise SystemExit(f"unknown mode {mode}")
     return provider, trace.get_tracer("realtel.agent")
@@ -173,6 +229,173 @@ def chat_langchain(llm, messages, stream: bool) -> tuple[str, dict]:
     return r.content, dict(r.usage_metadata or {})
 
 
+# ---------------------------------------------------------------- tool-calling agents
+class PydanticAiAgent:
+    def __init__(self, base_url: str, provider):
+        from pydantic_ai import Agent
+        from pydantic_ai.models.instrumented import InstrumentationSettings
+        self.Agent, self.base_url = Agent, base_url
+        # pydantic-ai 2.x: the Agent has no `instrument=` argument any more; instrument_all
+        # is its switch for every agent
+        Agent.instrument_all(InstrumentationSettings(
+            tracer_provider=provider, include_content=False,
+            include_model_request_parameters=False))  # its documented switch for size
+
+    def new_conversation(self, conv: str) -> None:
+        from openai import AsyncOpenAI
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+        client = AsyncOpenAI(base_url=self.base_url, api_key="sk-realtel", max_retries=0,
+                             default_headers={"X-Conversation-Id": conv})
+        model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client))
+        self.agent = self.Agent(model, system_prompt=SYSTEM_PROMPT, name=FRAMEWORK_AGENT_NAME,
+                                model_settings={"max_tokens": 256, "temperature": 0.2})
+
+        @self.agent.tool_plain
+        def get_weather(city: str) -> str:
+            """Weather report for a city."""
+            return get_weather_report(city)
+        self.conv, self.history = conv, []
+
+    def turn(self, turn: int, city: str, stream: bool) -> tuple[str, dict]:
+        async def go():
+            if stream:
+                async with self.agent.run_stream(question(turn, city), message_history=self.history,
+                                                 conversation_id=self.conv) as r:
+                    parts = [d async for d in r.stream_text(delta=True)]
+                    text = "".join(parts)
+                return text, r
+            r = await self.agent.run(question(turn, city), message_history=self.history,
+                                     conversation_id=self.conv)
+            return r.output, r
+        text, r = run_async(go())
+        self.history = r.all_messages()
+        u = r.usage() if callable(getattr(r, "usage", None)) else None
+        return text, {"input_tokens": getattr(u, "input_tokens", None)} if u else {}
+
+
+class OpenAiToolLoop:
+    """A plain tool loop on the `openai` client (openlit instruments the client)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+
+    def new_conversation(self, conv: str) -> None:
+        from openai import OpenAI
+        self.client = OpenAI(base_url=self.base_url, api_key="sk-realtel", max_retries=0,
+                             default_headers={"X-Conversation-Id": conv})
+        self.messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+
+    def call(self, stream: bool) -> tuple[dict, dict]:
+        kw = dict(model=MODEL, messages=self.messages, tools=[TOOL_SCHEMA], max_tokens=256,
+                  temperature=0.2)
+        if not stream:
+            r = self.client.chat.completions.create(**kw)
+            m = r.choices[0].message
+            msg = {"role": "assistant", "content": m.content}
+            if m.tool_calls:
+                msg["tool_calls"] = [tc.model_dump() for tc in m.tool_calls]
+            return msg, r.usage.model_dump()
+        return self.accumulate(self.client.chat.completions.create(
+            stream=True, stream_options={"include_usage": True}, **kw))
+
+    @staticmethod
+    def accumulate(chunks) -> tuple[dict, dict]:
+        """The assistant message (text or tool calls) and usage of a chunk stream."""
+        text, calls, usage = [], {}, {}
+        for c in chunks:
+            if getattr(c, "usage", None) is not None:
+                usage = c.usage.model_dump()
+            if not c.choices:
+                continue
+            d = c.choices[0].delta
+            if d.content:
+                text.append(d.content)
+            for tc in d.tool_calls or []:
+                e = calls.setdefault(tc.index, {"id": None, "type": "function",
+                                                "function": {"name": "", "arguments": ""}})
+                e["id"] = tc.id or e["id"]
+                if tc.function:
+                    e["function"]["name"] += tc.function.name or ""
+                    e["function"]["arguments"] += tc.function.arguments or ""
+        msg = {"role": "assistant", "content": "".join(text) or None}
+        if calls:
+            msg["tool_calls"] = [calls[k] for k in sorted(calls)]
+        return msg, usage
+
+    def turn(self, turn: int, city: str, stream: bool) -> tuple[str, dict]:
+        self.messages.append({"role": "user", "content": question(turn, city)})
+        for _ in range(4):
+            msg, usage = self.call(stream)
+            self.messages.append(msg)
+            if not msg.get("tool_calls"):
+                return msg["content"] or "", usage
+            for tc in msg["tool_calls"]:
+                args = json.loads(tc["function"]["arguments"] or "{}")
+                self.messages.append({"role": "tool", "tool_call_id": tc["id"],
+                                      "content": get_weather_report(**args)})
+        raise RuntimeError("no answer after 4 model calls")
+
+
+class LiteLLMToolLoop(OpenAiToolLoop):
+    """The same loop through litellm.completion() (openai-compatible provider)."""
+
+    def new_conversation(self, conv: str) -> None:
+        self.conv = conv
+        self.messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+
+    def call(self, stream: bool) -> tuple[dict, dict]:
+        import litellm
+        kw = dict(model=f"openai/{MODEL}", api_base=self.base_url, api_key="sk-realtel",
+                  messages=self.messages, tools=[TOOL_SCHEMA], max_tokens=256, temperature=0.2,
+                  extra_headers={"X-Conversation-Id": self.conv}, num_retries=0)
+        if not stream:
+            r = litellm.completion(**kw)
+            m = r.choices[0].message
+            msg = {"role": "assistant", "content": m.content}
+            if m.tool_calls:
+                msg["tool_calls"] = [{"id": tc.id, "type": "function",
+                                      "function": {"name": tc.function.name,
+                                                   "arguments": tc.function.arguments}}
+                                     for tc in m.tool_calls]
+            return msg, r.usage.model_dump() if r.usage else {}
+        return self.accumulate(litellm.completion(stream=True, stream_options={"include_usage": True},
+                                                  **kw))
+
+
+class LlamaIndexAgent:
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+
+    def new_conversation(self, conv: str) -> None:
+        from llama_index.core.agent.workflow import FunctionAgent
+        from llama_index.core.tools import FunctionTool
+        from llama_index.core.workflow import Context
+        from llama_index.llms.openai_like import OpenAILike
+        llm = OpenAILike(model=MODEL, api_base=self.base_url, api_key="sk-realtel",
+                         is_chat_model=True, is_function_calling_model=True,
+                         context_window=32768, max_tokens=256, temperature=0.2, max_retries=0,
+                         default_headers={"X-Conversation-Id": conv})
+
+        def get_weather(city: str) -> str:
+            """Weather report for a city."""
+            return get_weather_report(city)
+        self.agent = FunctionAgent(name=FRAMEWORK_AGENT_NAME, tools=[FunctionTool.from_defaults(get_weather)],
+                                   llm=llm, system_prompt=SYSTEM_PROMPT)
+        self.ctx = Context(self.agent)
+
+    def turn(self, turn: int, city: str, stream: bool) -> tuple[str, dict]:
+        self.agent.streaming = stream
+
+        async def go():
+            h = self.agent.run(question(turn, city), ctx=self.ctx)
+            async for _ in h.stream_events():
+                pass
+            return await h
+        r = run_async(go())
+        return str(r.response.content or ""), {}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", required=True)
@@ -189,12 +412,23 @@ def main() -> None:
     if a.mode in ("openinference", "langchain"):
         from openinference.instrumentation import using_session
     mcp = McpStep() if a.mode == "vllm-stack" else None
+    tool_agent = None
+    if a.mode == "pydantic-ai":
+        tool_agent = PydanticAiAgent(a.base_url, provider)
+    elif a.mode == "openlit":
+        tool_agent = OpenAiToolLoop(a.base_url)
+    elif a.mode == "litellm":
+        tool_agent = LiteLLMToolLoop(a.base_url)
+    elif a.mode == "llama-index":
+        tool_agent = LlamaIndexAgent(a.base_url)
     cold = {(c, int(t)): float(s) for c, t, s in plan.get("tool_cold_start", [])}
 
     turns_out = []
     for ci, conv in enumerate(plan["conversations"]):
         headers = {"X-Conversation-Id": conv}
-        if a.mode == "langchain":
+        if tool_agent is not None:
+            tool_agent.new_conversation(conv)
+        elif a.mode == "langchain":
             from langchain_openai import ChatOpenAI
             llm_s = ChatOpenAI(model=MODEL, base_url=a.base_url, api_key="sk-realtel", max_retries=0,
                                temperature=0.2, max_tokens=256, default_headers=headers,
@@ -218,16 +452,21 @@ def main() -> None:
                     sess.__enter__()
                 try:
                     cold_s = cold.get((conv, turn), 0.0)
-                    if mcp is not None and turn % MCP_EVERY == 1 % MCP_EVERY:
-                        report = mcp.run(conv, turn, city, cold_s)
+                    if tool_agent is not None:
+                        CURRENT.update(conv=conv, turn=turn)
+                        text, usage = tool_agent.turn(turn, city, stream)
                     else:
-                        report = tool_report(conv, turn, city)
-                    messages.append({"role": "user", "content": user_message(conv, turn, city, report)})
-                    if a.mode == "langchain":
-                        text, usage = chat_langchain(llm_s, messages, stream)
-                    else:
-                        text, usage = chat_openai(client, messages, stream)
-                    messages.append({"role": "assistant", "content": text})
+                        if mcp is not None and turn % MCP_EVERY == 1 % MCP_EVERY:
+                            report = mcp.run(conv, turn, city, cold_s)
+                        else:
+                            report = tool_report(conv, turn, city)
+                        messages.append({"role": "user",
+                                         "content": user_message(conv, turn, city, report)})
+                        if a.mode == "langchain":
+                            text, usage = chat_langchain(llm_s, messages, stream)
+                        else:
+                            text, usage = chat_openai(client, messages, stream)
+                        messages.append({"role": "assistant", "content": text})
                 finally:
                     if sess:
                         sess.__exit__(None, None, None)
@@ -240,7 +479,7 @@ def main() -> None:
     provider.force_flush()
     provider.shutdown()
     with open(a.out, "w") as f:
-        json.dump(turns_out, f, indent=1)
+        json.dump(turns_out, f, indent=1, default=str)
 
 
 if __name__ == "__main__":

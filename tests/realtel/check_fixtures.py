@@ -4,7 +4,10 @@
 For each fixtures/<name>.jsonl: span counts by (service, scope, name, kind), the
 parent span name of each, attribute keys and event names seen, and checks that
 ids are lowercase hex of the right length, every parent is in the file, and every
-trace id in <name>.truth.json has spans. Exit 1 on a failed check.
+trace id in <name>.truth.json has spans; token / cached-token / vLLM latency values
+agree with the truth's requests; the truth's per-turn fields are consistent
+(planted, unplanted, clean, requests). Metrics lines (resourceMetrics) are summarised
+(metric names, types, points, resource). Exit 1 on a failed check.
 
   python3 tests/realtel/check_fixtures.py [name ...]
 """
@@ -24,10 +27,29 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
 
 
+METRICS: dict = {}
+
+
 def load(path: str):
     spans = []
+    METRICS.clear()
     for n, line in enumerate(open(path), 1):
         d = json.loads(line)
+        for rm in d.get("resourceMetrics", []):
+            res = {a["key"]: next(iter(a["value"].values()), None)
+                   for a in rm.get("resource", {}).get("attributes", [])}
+            for sm in rm.get("scopeMetrics", []):
+                for m in sm.get("metrics", []):
+                    typ = next(k for k in m if k in ("gauge", "sum", "histogram"))
+                    pts = m[typ].get("dataPoints", [])
+                    e = METRICS.setdefault(m["name"], {"type": typ, "points": 0, "values": [],
+                                                       "resource": res, "labels": set(),
+                                                       "monotonic": m[typ].get("isMonotonic"),
+                                                       "temporality": m[typ].get("aggregationTemporality")})
+                    e["points"] += len(pts)
+                    for pt in pts:
+                        e["values"].append(pt.get("asDouble", pt.get("asInt")))
+                        e["labels"].update(a["key"] for a in pt.get("attributes", []))
         for rs in d.get("resourceSpans", []):
             res = {a["key"]: next(iter(a["value"].values()), None)
                    for a in rs.get("resource", {}).get("attributes", [])}
@@ -81,12 +103,58 @@ def check(name: str) -> bool:
         traces = {s["traceId"] for _, _, s, _ in spans}
         missing = [t["trace_id"] for t in truth["turns"] if t["trace_id"] not in traces]
         planted = Counter(t["planted"] or "none" for t in truth["turns"])
-        print(f"  truth: {len(truth['turns'])} turns, planted {dict(planted)}, "
+        unplanted = Counter(u["cause"] for t in truth["turns"] for u in t.get("unplanted_all", []))
+        n_req = sum(len(t.get("requests", [1])) for t in truth["turns"])
+        print(f"  truth: {len(truth['turns'])} turns, {n_req} requests, planted {dict(planted)}, "
+              f"unplanted {dict(unplanted)}, clean {sum(bool(t.get('clean')) for t in truth['turns'])}, "
               f"versions {truth['versions']}")
+        ok = check_turns(truth) and ok
         if missing:
             print(f"  MISSING traces for {len(missing)} truth turns: {missing[:3]}")
             ok = False
         ok = check_truth(spans, truth) and ok
+    if METRICS:
+        print(f"  metrics: {len(METRICS)} names")
+        for mname, e in sorted(METRICS.items()):
+            vals = [v if isinstance(v, (int, float)) else int(v) for v in e["values"]]
+            print(f"    {mname}: {e['type']} monotonic={e['monotonic']} temporality={e['temporality']} "
+                  f"points={e['points']} min={min(vals)} max={max(vals)} labels={sorted(e['labels'])}")
+        print(f"    resource: {next(iter(METRICS.values()))['resource']}")
+    return ok
+
+
+def check_turns(truth) -> bool:
+    """The truth's own consistency: planted/extra, unplanted, clean, request lists."""
+    ok = True
+    thr = truth.get("clean_queue_threshold_ns", 50_000_000)
+    for t in truth["turns"]:
+        reqs = t.get("requests")
+        if reqs is None:
+            continue
+        where = f"{t['conversation_id']}/{t['turn']}"
+        r1 = reqs[0]
+        errs = []
+        if [r["request_index"] for r in reqs] != list(range(1, len(reqs) + 1)):
+            errs.append("request indexes")
+        if t["planted"] == "kv_eviction" and (r1["eviction_why"] != "planted"
+                                              or t["extra_ns"] != r1["eviction_extra_ns"]):
+            errs.append("planted eviction")
+        if t["planted"] == "queue" and (t["extra_ns"] != r1["queue_ns"] or r1["load_queue"]):
+            errs.append("planted queue")
+        dirty = (t["planted"] is not None or any(r["evicted"] for r in reqs)
+                 or any(r["queue_ns"] > thr for r in reqs))
+        if t["clean"] == dirty:
+            errs.append("clean flag")
+        if (t["unplanted"] is None) != (not t["unplanted_all"]):
+            errs.append("unplanted")
+        for r in reqs:
+            if r["evicted"] != (r["cached_tokens"] < r["would_cache_tokens"]):
+                errs.append("evicted flag")
+            if r["evicted"] and r["eviction_extra_ns"] <= 0:
+                errs.append("eviction cost")
+        if errs:
+            print(f"  BAD truth turn {where}: {errs}")
+            ok = False
     return ok
 
 
@@ -110,19 +178,32 @@ def check_truth(spans, truth) -> bool:
         t = turns.get(s["traceId"])
         if t is None:
             continue
+        reqs = t.get("requests") or [{"prompt_tokens": t["prompt_tokens"],
+                                      "cached_tokens": t["cached_tokens"],
+                                      "request_id": t["server"]["request_id"], **t["server"]}]
+        # a call span reports one request; a run span (pydantic-ai `agent run`) the sum
+        ok_prompt = {r["prompt_tokens"] for r in reqs} | {sum(r["prompt_tokens"] for r in reqs)}
+        ok_cached = {r["cached_tokens"] for r in reqs} | {sum(r["cached_tokens"] for r in reqs)}
         a = {x["key"]: attr_value(x["value"]) for x in s.get("attributes", [])}
         for k in PROMPT_KEYS:
             if k in a:
                 n["prompt_tokens"] += 1
-                bad += a[k] != t["prompt_tokens"]
+                if a[k] not in ok_prompt:
+                    print(f"  {s['name']} of {t['conversation_id']}/{t['turn']}: {k}={a[k]}, "
+                          f"truth {sorted(ok_prompt)}")
+                    bad += 1
         for k in CACHED_KEYS:
             if k in a:
                 n["cached_tokens"] += 1
-                bad += a[k] != t["cached_tokens"]
+                if a[k] not in ok_cached:
+                    print(f"  {s['name']} of {t['conversation_id']}/{t['turn']}: {k}={a[k]}, "
+                          f"truth {sorted(ok_cached)}")
+                    bad += 1
         if s["name"] == "llm_request":
             n["llm_request"] += 1
-            q = a["gen_ai.latency.time_in_queue"] * 1e9 - t["server"]["queue_ns"]
-            p = a["gen_ai.latency.time_in_model_prefill"] * 1e9 - t["server"]["prefill_ns"]
+            r = next((r for r in reqs if r["request_id"] == a["gen_ai.request.id"]), reqs[0])
+            q = a["gen_ai.latency.time_in_queue"] * 1e9 - r["queue_ns"]
+            p = a["gen_ai.latency.time_in_model_prefill"] * 1e9 - r["prefill_ns"]
             if abs(q) > 5e6 or abs(p) > 10e6:
                 print(f"  llm_request of turn {t['conversation_id']}/{t['turn']}: queue off by "
                       f"{q / 1e6:.1f} ms, prefill off by {p / 1e6:.1f} ms")

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Convert raw OTLP/HTTP protobuf bodies (ExportTraceServiceRequest) into OTLP/JSON
-lines, the OpenTelemetry Collector file-exporter format: lowerCamelCase field names,
+"""Convert raw OTLP/HTTP protobuf bodies (ExportTraceServiceRequest, and
+ExportMetricsServiceRequest for files named *.metrics.pb) into OTLP/JSON lines, in
+file-name (arrival) order, the OpenTelemetry Collector file-exporter format: lowerCamelCase field names,
 trace/span ids as lowercase hex, enums as numbers, int64 as strings.
 
 Needs `opentelemetry-proto` (any venv under .venv-realtel/ has it):
-  python otlpjson.py RAW_DIR OUT.jsonl     (RAW_DIR holds 000000.pb, 000001.pb, ...)
+  python otlpjson.py RAW_DIR OUT.jsonl     (RAW_DIR holds 000000.traces.pb, 000001.metrics.pb, ...)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sys
 
 from google.protobuf import json_format
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 ID_KEYS = {"traceId", "spanId", "parentSpanId"}
@@ -33,8 +35,8 @@ def fix_ids(o):
     return o
 
 
-def to_json(body: bytes) -> dict:
-    req = ExportTraceServiceRequest()
+def to_json(body: bytes, metrics: bool = False) -> dict:
+    req = ExportMetricsServiceRequest() if metrics else ExportTraceServiceRequest()
     req.ParseFromString(body)
     d = json_format.MessageToDict(req, use_integers_for_enums=True,
                                   preserving_proto_field_name=False)
@@ -47,8 +49,8 @@ def main() -> None:
     with open(out, "w") as f:
         for n in names:
             with open(os.path.join(raw_dir, n), "rb") as r:
-                d = to_json(r.read())
-            if d.get("resourceSpans"):
+                d = to_json(r.read(), metrics=n.endswith(".metrics.pb"))
+            if d.get("resourceSpans") or d.get("resourceMetrics"):
                 f.write(json.dumps(d, separators=(",", ":")) + "\n")
 
 

@@ -35,7 +35,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 VENVS = os.path.join(ROOT, ".venv-realtel")
 FIXTURES = os.path.join(HERE, "fixtures")
-PACKAGES = ["openinference", "otel-genai", "openllmetry", "langchain", "vllm-stack"]
+PACKAGES = ["openinference", "otel-genai", "openllmetry", "langchain", "vllm-stack",
+            "pydantic-ai", "openlit", "litellm", "llama-index", "otel-genai-metrics"]
+# A recording that reuses another one's venv and agent mode.
+VENV_OF = {"otel-genai-metrics": "otel-genai"}
+MODE_OF = {"otel-genai-metrics": "otel-genai"}
+# Recordings whose server also exports vLLM-shaped metrics (OTLP/HTTP) to the capture server.
+METRICS = {"otel-genai-metrics"}
 
 # Message content capture is turned off in every package that has a switch.
 ENV = {
@@ -48,17 +54,32 @@ ENV = {
                   "OPENINFERENCE_HIDE_INPUT_MESSAGES": "true",
                   "OPENINFERENCE_HIDE_OUTPUT_MESSAGES": "true"},
     "vllm-stack": {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false"},
+    "otel-genai-metrics": {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false"},
+    # pydantic-ai: InstrumentationSettings(include_content=False) in agent.py (no env switch)
+    "pydantic-ai": {},
+    # openlit: openlit.init(capture_message_content=False) in agent.py; same switch by env
+    "openlit": {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false"},
+    # litellm: no network besides the server (it would fetch a Hugging Face tokenizer for a
+    # llama model name and its model cost map from GitHub)
+    "litellm": {"HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "OPENINFERENCE_HIDE_INPUTS": "true", "OPENINFERENCE_HIDE_OUTPUTS": "true",
+                "OPENINFERENCE_HIDE_INPUT_MESSAGES": "true",
+                "OPENINFERENCE_HIDE_OUTPUT_MESSAGES": "true"},
+    "llama-index": {"OPENINFERENCE_HIDE_INPUTS": "true", "OPENINFERENCE_HIDE_OUTPUTS": "true",
+                    "OPENINFERENCE_HIDE_INPUT_MESSAGES": "true",
+                    "OPENINFERENCE_HIDE_OUTPUT_MESSAGES": "true"},
 }
 
 # Packages whose versions go into the truth file.
 VERSION_PREFIXES = ("openai", "opentelemetry-", "openinference-", "langchain", "mcp", "httpx",
-                    "protobuf")
+                    "protobuf", "pydantic-ai", "pydantic_ai", "logfire", "openlit", "litellm",
+                    "llama-index", "llama_index")
 
 
 # ---------------------------------------------------------------- capture server
 class Capture:
     def __init__(self):
-        self.bodies: list[bytes] = []
+        self.bodies: list[tuple[str, bytes]] = []   # ("traces" | "metrics", body), arrival order
         self.last = time.monotonic()
         cap = self
 
@@ -73,8 +94,9 @@ class Capture:
                 body = self.rfile.read(n)
                 if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
                     body = gzip.decompress(body)
-                if self.path.rstrip("/") == "/v1/traces":
-                    cap.bodies.append(body)
+                kind = self.path.rstrip("/").rsplit("/", 1)[-1]
+                if kind in ("traces", "metrics"):
+                    cap.bodies.append((kind, body))
                     cap.last = time.monotonic()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -89,6 +111,7 @@ class Capture:
         self.httpd = S(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/traces"
+        self.metrics_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/metrics"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def wait_quiet(self, quiet_s=1.0, limit_s=15.0):
@@ -161,8 +184,57 @@ def make_plan(name: str, seed: int, n_conv: int, n_turns: int) -> dict:
 
 
 # ---------------------------------------------------------------- one package
+def turn_truth(t: dict, reqs: list[dict], threshold_ns: int) -> dict:
+    """One turn's truth from its requests (request 1 carries the planted cause)."""
+    reqs = sorted(reqs, key=lambda r: r["request_index"])
+    r1 = reqs[0]
+    planted, extra = r1["planted"], 0
+    if planted == "kv_eviction":
+        extra = r1["eviction_extra_ns"]
+    elif planted == "queue":
+        extra = r1["queue_ns"]          # the measured wait behind the planted burst
+    if t.get("tool_cold_start_s"):
+        assert planted is None, "two causes planted on one turn"
+        planted, extra = "tool_cold_start", int(round(t["tool_cold_start_s"] * 1e9))
+    unplanted = []
+    for r in reqs:
+        if r["eviction_why"] == "pressure":
+            unplanted.append({"cause": "kv_eviction", "request_index": r["request_index"],
+                              "extra_ns": r["eviction_extra_ns"],
+                              "evicted_tokens": r["would_cache_tokens"] - r["cached_tokens"]})
+        if r["load_queue"] and r["queue_ns"] > threshold_ns:
+            unplanted.append({"cause": "queue", "request_index": r["request_index"],
+                              "extra_ns": r["queue_ns"]})
+    top = max(unplanted, key=lambda u: u["extra_ns"]) if unplanted else None
+    clean = (planted is None and not any(r["evicted"] for r in reqs)
+             and all(r["queue_ns"] <= threshold_ns for r in reqs))
+    keep = ("request_index", "stream", "tool_call", "prompt_tokens", "cached_tokens",
+            "completion_tokens", "would_cache_tokens", "evicted", "eviction_why",
+            "eviction_extra_ns", "queue_ns", "planted_queue_ns", "load_queue", "prefill_ns",
+            "decode_ns", "start_ns", "end_ns", "request_id", "traceparent")
+    return {
+        "trace_id": t["trace_id"], "conversation_id": t["conversation_id"], "turn": t["turn"],
+        "stream": t["stream"], "prompt_tokens": r1["prompt_tokens"],
+        "cached_tokens": r1["cached_tokens"],
+        "completion_tokens": sum(r["completion_tokens"] for r in reqs),
+        "planted": planted, "extra_ns": extra,
+        "unplanted": top["cause"] if top else None,
+        "unplanted_extra_ns": top["extra_ns"] if top else 0,
+        "unplanted_all": unplanted,
+        "clean": clean,
+        "server": {"queue_ns": sum(r["queue_ns"] for r in reqs),
+                   "prefill_ns": sum(r["prefill_ns"] for r in reqs),
+                   "decode_ns": sum(r["decode_ns"] for r in reqs),
+                   "would_cache_tokens": r1["would_cache_tokens"],
+                   "request_id": r1["request_id"]},
+        "requests": [{"conversation_id": t["conversation_id"], "turn": t["turn"],
+                      **{k: r[k] for k in keep}} for r in reqs],
+    }
+
+
 def record(name: str, args) -> dict:
-    py = ensure_venv(name, args.reinstall)
+    py = ensure_venv(VENV_OF.get(name, name), args.reinstall)
+    mode = MODE_OF.get(name, name)
     work = tempfile.mkdtemp(prefix=f"realtel-{name}-")
     plan = make_plan(name, args.seed, args.conversations, args.turns)
     plan_path = os.path.join(work, "plan.json")
@@ -171,16 +243,19 @@ def record(name: str, args) -> dict:
     cap = Capture()
     env = dict(os.environ)
     for k in list(env):
-        if k.startswith(("OTEL_", "OPENINFERENCE_", "TRACELOOP_")):
+        if k.startswith(("OTEL_", "OPENINFERENCE_", "TRACELOOP_", "LOGFIRE_", "OPENLIT_")):
             del env[k]
     env.update(ENV[name])
     env["PYTHONUNBUFFERED"] = "1"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
 
     log_path = os.path.join(work, "server.jsonl")
-    srv_cmd = [sys.executable, os.path.join(HERE, "server.py"), "--plan", plan_path, "--log", log_path]
+    srv_cmd = [sys.executable, os.path.join(HERE, "server.py"), "--plan", plan_path, "--log", log_path,
+               "--seed", str(args.seed)]
     if name == "vllm-stack":  # the server emits vLLM's llm_request span: needs the OTel SDK
         srv_cmd = [py] + srv_cmd[1:] + ["--otlp", cap.url]
+    if name in METRICS:       # vLLM-shaped metrics over OTLP: needs the OTel SDK
+        srv_cmd = [py] + srv_cmd[1:] + ["--metrics-otlp", cap.metrics_url]
     srv = subprocess.Popen(srv_cmd, stdout=subprocess.PIPE, text=True, env=env)
     line = srv.stdout.readline().split()
     if len(line) != 2 or line[0] != "PORT":
@@ -191,7 +266,7 @@ def record(name: str, args) -> dict:
     err_path = os.path.join(work, "agent.stderr")
     try:
         with open(err_path, "w") as err:
-            rc = subprocess.run([py, os.path.join(HERE, "agent.py"), "--mode", name,
+            rc = subprocess.run([py, os.path.join(HERE, "agent.py"), "--mode", mode,
                                  "--base-url", base_url, "--otlp", cap.url, "--plan", plan_path,
                                  "--out", turns_path],
                                 env=env, stderr=None if args.verbose else err).returncode
@@ -207,43 +282,43 @@ def record(name: str, args) -> dict:
 
     raw = os.path.join(work, "raw")
     os.makedirs(raw)
-    for i, b in enumerate(cap.bodies):
-        with open(os.path.join(raw, f"{i:06d}.pb"), "wb") as f:
+    for i, (kind, b) in enumerate(cap.bodies):
+        with open(os.path.join(raw, f"{i:06d}.{kind}.pb"), "wb") as f:
             f.write(b)
     os.makedirs(FIXTURES, exist_ok=True)
     out = os.path.join(FIXTURES, f"{name}.jsonl")
     subprocess.run([py, os.path.join(HERE, "otlpjson.py"), raw, out], check=True)
 
     # ---- truth: the agent's turns (trace ids) joined with the server's log
-    turns = json.load(open(turns_path))
-    srv_log = {(r["conversation_id"], r["turn"]): r for r in map(json.loads, open(log_path))}
-    truth_turns = []
-    for t in turns:
-        s = srv_log[(t["conversation_id"], t["turn"])]
-        planted, extra = s["planted"], s["extra_ns"]
-        if t.get("tool_cold_start_s"):
-            assert planted is None, "two causes planted on one turn"
-            planted, extra = "tool_cold_start", int(round(t["tool_cold_start_s"] * 1e9))
-        truth_turns.append({
-            "trace_id": t["trace_id"], "conversation_id": t["conversation_id"], "turn": t["turn"],
-            "stream": t["stream"], "prompt_tokens": s["prompt_tokens"],
-            "cached_tokens": s["cached_tokens"], "completion_tokens": s["completion_tokens"],
-            "planted": planted, "extra_ns": extra,
-            "server": {"queue_ns": s["queue_ns"], "prefill_ns": s["prefill_ns"],
-                       "decode_ns": s["decode_ns"], "would_cache_tokens": s["would_cache_tokens"],
-                       "request_id": s["request_id"]},
-        })
-        cu = t.get("client_usage") or {}
-        got = cu.get("prompt_tokens", cu.get("input_tokens"))
-        if got is not None and got != s["prompt_tokens"]:
-            print(f"[{name}] warning: client saw prompt_tokens {got} != server {s['prompt_tokens']}")
     sys.path.insert(0, HERE)
     import server as srvmod
+    threshold = srvmod.CLEAN_QUEUE_NS
+    turns = json.load(open(turns_path))
+    srv_recs = [json.loads(x) for x in open(log_path)]
+    summary = next((r for r in srv_recs if r.get("summary")), None)
+    by_turn: dict = {}
+    for r in srv_recs:
+        if not r.get("summary"):
+            by_turn.setdefault((r["conversation_id"], r["turn"]), []).append(r)
+    truth_turns = []
+    for t in turns:
+        reqs = by_turn[(t["conversation_id"], t["turn"])]
+        truth_turns.append(turn_truth(t, reqs, threshold))
+        cu = t.get("client_usage") or {}
+        got = cu.get("prompt_tokens", cu.get("input_tokens"))
+        if got is not None and got not in [r["prompt_tokens"] for r in reqs] + [sum(r["prompt_tokens"] for r in reqs)]:
+            print(f"[{name}] warning: client saw prompt_tokens {got} != server "
+                  f"{[r['prompt_tokens'] for r in reqs]}")
+    n_req = sum(len(v) for v in by_turn.values())
     truth = {
         "package": name,
         "versions": versions(py),
         "content_capture": {"env": ENV[name]},
-        "server": srvmod.rates(),
+        "server": srvmod.params(),
+        "clean_queue_threshold_ns": threshold,
+        "server_summary": summary,
+        "metrics": ({"otlp": "vLLM-shaped gauges and sums, as the Collector's Prometheus receiver "
+                             "delivers them", "interval_ms": 300} if name in METRICS else None),
         "mcp": ({"init_base_s": 0.003, "tool_s": 0.025, "sdk": "mcp (in-process, legacy handshake)"}
                 if name == "vllm-stack" else None),
         "plan": plan,
@@ -256,9 +331,15 @@ def record(name: str, args) -> dict:
     counts = {}
     for t in truth_turns:
         counts[t["planted"] or "none"] = counts.get(t["planted"] or "none", 0) + 1
+    unpl = {}
+    for t in truth_turns:
+        for u in t["unplanted_all"]:
+            unpl[u["cause"]] = unpl.get(u["cause"], 0) + 1
     size = os.path.getsize(out)
-    print(f"[{name}] {len(cap.bodies)} exports, {size / 1024:.0f} KiB, {len(truth_turns)} turns, "
-          f"planted {counts}, {wall:.1f} s", flush=True)
+    n_metrics = sum(1 for k, _ in cap.bodies if k == "metrics")
+    print(f"[{name}] {len(cap.bodies) - n_metrics} trace exports, {n_metrics} metrics exports, "
+          f"{size / 1024:.0f} KiB, {len(truth_turns)} turns / {n_req} requests, planted {counts}, "
+          f"unplanted {unpl}, clean {sum(t['clean'] for t in truth_turns)}, {wall:.1f} s", flush=True)
     return counts
 
 
@@ -277,7 +358,7 @@ def main() -> None:
             raise SystemExit(f"unknown package {p}; choose from {PACKAGES}")
     for p in args.packages:
         if args.setup_only:
-            ensure_venv(p, args.reinstall)
+            ensure_venv(VENV_OF.get(p, p), args.reinstall)
         else:
             record(p, args)
 
