@@ -23,7 +23,7 @@ the tool returns the long report -> the model answers, streamed on streaming tur
                  instrumentation on), a plain tool loop on the openai client
   litellm        litellm.completion() tool loop, openinference-instrumentation-litellm
   llama-index    llama-index FunctionAgent (workflow) with a FunctionTool, OpenAILike
-                 LLM, the Context carrying the chat memory across turns,
+                 LLM, a llama-index Memory per conversation passed to every run,
                  openinference-instrumentation-llama-index
 
 Conversations run one after another, turns strictly sequential. Each turn opens
@@ -370,7 +370,7 @@ class LlamaIndexAgent:
     def new_conversation(self, conv: str) -> None:
         from llama_index.core.agent.workflow import FunctionAgent
         from llama_index.core.tools import FunctionTool
-        from llama_index.core.workflow import Context
+        from llama_index.core.memory import Memory
         from llama_index.llms.openai_like import OpenAILike
         llm = OpenAILike(model=MODEL, api_base=self.base_url, api_key="sk-realtel",
                          is_chat_model=True, is_function_calling_model=True,
@@ -382,13 +382,16 @@ class LlamaIndexAgent:
             return get_weather_report(city)
         self.agent = FunctionAgent(name=FRAMEWORK_AGENT_NAME, tools=[FunctionTool.from_defaults(get_weather)],
                                    llm=llm, system_prompt=SYSTEM_PROMPT)
-        self.ctx = Context(self.agent)
+        # the conversation: llama-index's own Memory, passed to every run. (A workflow
+        # Context passed as ctx= does NOT carry it across runs: the context state is
+        # serialized between runs and the memory is skipped as unserializable.)
+        self.memory = Memory.from_defaults(session_id=conv, token_limit=40000)
 
     def turn(self, turn: int, city: str, stream: bool) -> tuple[str, dict]:
         self.agent.streaming = stream
 
         async def go():
-            h = self.agent.run(question(turn, city), ctx=self.ctx)
+            h = self.agent.run(question(turn, city), memory=self.memory)
             async for _ in h.stream_events():
                 pass
             return await h
