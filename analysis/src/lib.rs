@@ -31,7 +31,8 @@ pub use tailscope_analysis_core::{
     calls, causes, critical, evict, findings, latency, stats, tail, tree,
 };
 pub use tailscope_analysis_core::{
-    samples_of, total, Finding, MetricSource, NoMetrics, SpanStat, Stages, TraceResult, Tree,
+    parse_cause_evidence, samples_of, total, CauseEvidence, Finding, MetricSource, NoMetrics,
+    Section, SpanStat, Stages, TraceResult, Tree,
 };
 pub use update::{update, Progress, RunStats};
 
@@ -242,6 +243,7 @@ pub(crate) fn report_of(
             group: &r.group,
             by_cause: &r.by_cause_ns,
             output_tokens: r.output_tokens,
+            uncached_tokens: r.uncached_tokens,
         })
         .collect();
     let primary = judge_primary.then(|| tail::primary_causes(&times));
@@ -249,7 +251,7 @@ pub(crate) fn report_of(
     drop(times);
     if let Some(primary) = primary {
         for (r, p) in traces.iter_mut().zip(primary) {
-            r.primary_cause = p;
+            r.set_primary(p);
         }
     }
     findings.sort_by(|a, b| {

@@ -222,11 +222,19 @@ else:
     Md(r#"## 6. Findings
 
 Named problems with evidence, by estimated saving (what fixing it would take off that
-trace's critical path)."#),
+trace's critical path). `evidence_level` says how each is known: `measured` (the telemetry
+times it: a server span, a first-token time, cache reads), `inferred` (the latency model or
+a rule derives it) or `ambiguous` (two or more causes explain it about equally; they are in
+`alternatives`, and the summary says what telemetry would settle it). The same levels are
+on every critical-path section (`critical_path_sections.evidence`)."#),
     Code(
-        r#"print(findings.group_by("kind").agg(pl.len().alias("count"), (pl.col("estimated_cost_ns").sum() / 1e6).alias("saving_ms"))
+        r#"level = pl.col("evidence_level") if "evidence_level" in findings.columns else pl.lit(None).alias("evidence_level")
+print(findings.group_by("kind", level).agg(pl.len().alias("count"), (pl.col("estimated_cost_ns").sum() / 1e6).alias("saving_ms"))
       .sort("saving_ms", descending=True))
-findings.select("kind", "trace_id", "span_id", (pl.col("estimated_cost_ns") / 1e6).alias("saving_ms"), "summary").head(15)"#,
+if "evidence" in sections.columns:
+    print(sections.group_by("evidence").agg(((pl.col("end_ns") - pl.col("start_ns")).sum() / 1e9).alias("critical_s")))
+cols = [c for c in ["kind", "evidence_level", "alternatives", "trace_id", "span_id"] if c in findings.columns]
+findings.select(*cols, (pl.col("estimated_cost_ns") / 1e6).alias("saving_ms"), "summary").head(15)"#,
     ),
     Md(r#"## 7. The same tables in SQL
 

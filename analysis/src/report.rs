@@ -95,9 +95,16 @@ impl Report {
                 "trace_id": t.trace_id,
                 "root": t.root,
                 "duration_ns": t.duration_ns,
-                "critical_path": t.sections.iter().map(|(id, s, e, _)| json!({"span_id": id.to_hex(), "start_ns": s, "end_ns": e})).collect::<Vec<_>>(),
+                "critical_path": t.sections.iter().map(|s| json!({
+                    "span_id": s.span_id.to_hex(), "start_ns": s.start_ns, "end_ns": s.end_ns,
+                    "cause": s.cause.as_str(), "evidence": s.evidence.as_str(),
+                    "alternatives": s.alternatives,
+                })).collect::<Vec<_>>(),
+                "ambiguous_ns": t.ambiguous_ns,
                 "by_cause_ns": causes_json(&t.by_cause_ns),
                 "primary_cause": t.primary_cause.map(Cause::as_str),
+                "primary_evidence": t.primary_evidence.map(tailscope_model::Evidence::as_str),
+                "alternatives": t.alternatives,
             })).collect::<Vec<_>>(),
             "tail": {
                 "percentile": self.tail.percentile,
@@ -178,17 +185,42 @@ impl Report {
             );
             let _ = writeln!(o, "  {:<18} {:>9}  {bar}", c.as_str(), secs(*v));
         }
-        let mut prim: BTreeMap<Cause, usize> = BTreeMap::new();
+        // (traces, of which ambiguous, the alternatives named for those)
+        let mut prim: BTreeMap<Cause, (usize, usize, tailscope_model::CauseSet)> = BTreeMap::new();
         for tr in self.traces.iter().filter(|x| x.duration_ns >= t.p_ns) {
             if let Some(c) = tr.primary_cause {
-                *prim.entry(c).or_default() += 1;
+                let e = prim.entry(c).or_default();
+                e.0 += 1;
+                if tr.primary_evidence == Some(tailscope_model::Evidence::Ambiguous) {
+                    e.1 += 1;
+                    e.2 = e.2.union(tr.alternatives);
+                }
             }
         }
         if !prim.is_empty() {
             let mut v: Vec<_> = prim.into_iter().collect();
-            v.sort_by_key(|p| std::cmp::Reverse(p.1));
-            let s: Vec<String> = v.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            v.sort_by_key(|p| std::cmp::Reverse(p.1 .0));
+            let s: Vec<String> = v
+                .iter()
+                .map(|(c, (n, amb, alts))| {
+                    if *amb == 0 {
+                        format!("{c} {n}")
+                    } else {
+                        let or: Vec<&str> = alts.iter().map(Cause::as_str).collect();
+                        format!("{c} {n} ({amb} ambiguous: or {})", or.join(" or "))
+                    }
+                })
+                .collect();
             let _ = writeln!(o, "\nPrimary causes of tail traces: {}", s.join(", "));
+        }
+        let ambiguous: i64 = self.traces.iter().map(|t| t.ambiguous_ns).sum();
+        let total: i64 = self.traces.iter().map(|t| t.duration_ns).sum();
+        if ambiguous > 0 && total > 0 {
+            let _ = writeln!(
+                o,
+                "\n{:.1}% of critical-path time is ambiguous: the telemetry cannot tell its cause from another (see each finding's alternatives and what would settle it).",
+                ambiguous as f64 * 100.0 / total as f64
+            );
         }
         if !self.by_operation.is_empty() {
             let _ = writeln!(o, "\nOperations adding most critical-path time in the tail (tail mean vs median band):");
@@ -262,14 +294,27 @@ impl Report {
                 self.findings.len()
             );
             for (k, (n, cost)) in v {
-                let _ = writeln!(o, "  {k:<26} {n:>5} × · {} in all", secs(cost));
+                let amb = self
+                    .findings
+                    .iter()
+                    .filter(|f| {
+                        f.kind == k && f.evidence_level == tailscope_model::Evidence::Ambiguous
+                    })
+                    .count();
+                let note = if amb > 0 {
+                    format!(" ({amb} ambiguous)")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(o, "  {k:<26} {n:>5} × · {} in all{note}", secs(cost));
             }
             let _ = writeln!(o, "\nTop findings:");
             for f in self.findings.iter().take(8) {
                 let _ = writeln!(
                     o,
-                    "  [{}] save ~{} · trace {} span {}\n      {}",
+                    "  [{} · {}] save ~{} · trace {} span {}\n      {}",
                     f.kind,
+                    f.evidence_level,
                     secs(f.estimated_cost_ns),
                     f.trace_id,
                     f.span_id,

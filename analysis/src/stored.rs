@@ -5,13 +5,21 @@
 use crate::report::TraceResult;
 use crate::{AnalysisError, Finding, Options, Report};
 use std::collections::BTreeMap;
-use tailscope_model::{Cause, SpanId};
+use tailscope_model::{Cause, CauseSet, Evidence, SpanId};
 use tailscope_store::{FindingRow, SectionRow, Store, TraceRow};
 
 fn from_row(row: TraceRow, sections: &[SectionRow]) -> TraceResult {
     let by_cause = crate::cause_map(&row.by_cause_ns);
-    TraceResult {
-        primary_cause: row.primary_cause.as_deref().and_then(Cause::parse),
+    let mut t = TraceResult {
+        primary_cause: None,
+        primary_evidence: None,
+        alternatives: CauseSet::EMPTY,
+        ambiguous_ns: row.ambiguous_ns,
+        cause_evidence: row
+            .cause_evidence
+            .as_deref()
+            .map(tailscope_analysis_core::parse_cause_evidence)
+            .unwrap_or_default(),
         trace_id: row.trace_id,
         root: row.root,
         group: row.route,
@@ -21,20 +29,26 @@ fn from_row(row: TraceRow, sections: &[SectionRow]) -> TraceResult {
         sections: sections
             .iter()
             .filter_map(|s| {
-                Some((
-                    SpanId::from_hex(&s.span_id).ok()?,
-                    s.start_ns,
-                    s.end_ns,
-                    Cause::parse(&s.cause)?,
-                ))
+                Some(tailscope_analysis_core::Section {
+                    span_id: SpanId::from_hex(&s.span_id).ok()?,
+                    start_ns: s.start_ns,
+                    end_ns: s.end_ns,
+                    cause: Cause::parse(&s.cause)?,
+                    // results stored before evidence levels: unknown, so not claimed
+                    evidence: Evidence::parse(&s.evidence).unwrap_or(Evidence::Inferred),
+                    alternatives: CauseSet::parse_list(&s.alternatives),
+                })
             })
             .collect(),
         by_cause_ns: by_cause,
         output_tokens: row.output_tokens,
+        uncached_tokens: row.uncached_tokens,
         spans: Vec::new(),
         orphans: usize::try_from(row.orphans).unwrap_or(0),
         caller: row.caller,
-    }
+    };
+    t.set_primary(row.primary_cause.as_deref().and_then(Cause::parse));
+    t
 }
 
 fn finding_from_row(f: FindingRow) -> Finding {
@@ -45,6 +59,8 @@ fn finding_from_row(f: FindingRow) -> Finding {
         conversation_id: f.conversation_id,
         estimated_cost_ns: f.estimated_cost_ns,
         evidence: serde_json::from_str(&f.evidence).unwrap_or(serde_json::Value::Null),
+        evidence_level: Evidence::parse(&f.evidence_level).unwrap_or(Evidence::Inferred),
+        alternatives: CauseSet::parse_list(&f.alternatives),
         summary: f.summary,
     }
 }

@@ -209,13 +209,15 @@ fn rows_of(
         ..AnalysisRows::default()
     };
     for t in results {
-        for (id, s, e, c) in &t.sections {
+        for s in &t.sections {
             rows.sections.push(SectionRow {
                 trace_id: t.trace_id.clone(),
-                span_id: id.to_hex(),
-                start_ns: *s,
-                end_ns: *e,
-                cause: c.as_str().to_owned(),
+                span_id: s.span_id.to_hex(),
+                start_ns: s.start_ns,
+                end_ns: s.end_ns,
+                cause: s.cause.as_str().to_owned(),
+                evidence: s.evidence.as_str().to_owned(),
+                alternatives: s.alternatives.to_list(),
             });
         }
         for s in &t.spans {
@@ -243,12 +245,19 @@ fn rows_of(
             caller: t.caller,
             output_tokens: t.output_tokens,
             analyzed_ns: watermark,
+            ambiguous_ns: t.ambiguous_ns,
+            uncached_tokens: t.uncached_tokens,
+            cause_evidence: Some(tailscope_analysis_core::cause_evidence_json(
+                &t.cause_evidence,
+            )),
         });
     }
     rows.findings = findings
         .into_iter()
         .map(|f| FindingRow {
             evidence: f.evidence.to_string(),
+            evidence_level: f.evidence_level.as_str().to_owned(),
+            alternatives: f.alternatives.to_list(),
             kind: f.kind,
             trace_id: f.trace_id,
             span_id: f.span_id,
@@ -260,12 +269,19 @@ fn rows_of(
     rows
 }
 
-/// The latency model over every LLM call in the store (not only the new ones).
+/// The latency model over every LLM call in the store (not only the new ones), with
+/// what each source sends (a cache read a source leaves out is zero only for a source
+/// that sends them on its other calls).
 fn latency_model(store: &Store) -> Result<LatencyModel, AnalysisError> {
-    let rows: Vec<_> = store
+    let mut rows: Vec<tailscope_analysis_core::CallRow> = store
         .llm_call_samples()?
         .into_iter()
         .filter_map(|r| {
+            let source = tailscope_analysis_core::calls::source_key(
+                &r.service_name,
+                &r.scope_name,
+                &r.model,
+            );
             Some((
                 tailscope_analysis_core::evict::LlmCall {
                     span_id: SpanId::from_hex(&r.span_id).ok()?,
@@ -276,15 +292,17 @@ fn latency_model(store: &Store) -> Result<LatencyModel, AnalysisError> {
                     input_tokens: r.input_tokens,
                     output_tokens: r.output_tokens,
                     cache_read_tokens: r.cache_read_tokens,
+                    cache_read_inferred: false,
                     prefill_rate: None,
                 },
                 r.duration_ns as f64,
                 r.ttft_ns.map(|t| t as f64),
                 r.server,
+                source,
             ))
         })
         .collect();
-    Ok(LatencyModel::fit(&crate::samples_of(&rows)))
+    Ok(tailscope_analysis_core::fit_rows(&mut rows))
 }
 
 /// One chunk to load: its traces, the row stretches their spans and events lie in,
@@ -506,6 +524,7 @@ pub fn update_with(
             group: &sums.route[k],
             by_cause: &maps[k],
             output_tokens: sums.output_tokens[k],
+            uncached_tokens: sums.uncached_tokens[k],
         })
         .collect();
     let primary = tail::primary_causes(&times);

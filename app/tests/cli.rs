@@ -188,7 +188,17 @@ fn analyze_json_follows_the_contract() {
         let mut prev_end = None;
         for s in path {
             assert_eq!(s["span_id"].as_str().unwrap().len(), 16);
-            assert_eq!(s.as_object().unwrap().len(), 3, "span_id, start_ns, end_ns");
+            assert_eq!(
+                s.as_object().unwrap().len(),
+                6,
+                "span_id, start_ns, end_ns, cause, evidence, alternatives"
+            );
+            let cause = s["cause"].as_str().unwrap();
+            assert!(tailscope_model::Cause::parse(cause).is_some(), "{cause}");
+            let level = s["evidence"].as_str().unwrap();
+            assert!(tailscope_model::Evidence::parse(level).is_some(), "{level}");
+            let alts = s["alternatives"].as_array().unwrap();
+            assert_eq!(alts.is_empty(), level != "ambiguous", "{s}");
             let (a, b) = (
                 s["start_ns"].as_i64().unwrap(),
                 s["end_ns"].as_i64().unwrap(),
@@ -213,6 +223,19 @@ fn analyze_json_follows_the_contract() {
             "the path covers the root"
         );
         assert!(t["primary_cause"].is_null() || t["primary_cause"].is_string());
+        // how the primary cause is known: a level exactly when there is a cause
+        assert_eq!(
+            t["primary_cause"].is_null(),
+            t["primary_evidence"].is_null(),
+            "{t}"
+        );
+        assert!(t["alternatives"].is_array());
+        let ambiguous: i64 = path
+            .iter()
+            .filter(|s| s["evidence"] == "ambiguous")
+            .map(|s| s["end_ns"].as_i64().unwrap() - s["start_ns"].as_i64().unwrap())
+            .sum();
+        assert_eq!(t["ambiguous_ns"].as_i64(), Some(ambiguous), "ambiguous_ns");
     }
     assert_eq!(v["tail"]["percentile"], 95.0);
     for k in ["p50_ns", "p_ns", "tail_traces"] {
@@ -224,6 +247,9 @@ fn analyze_json_follows_the_contract() {
         }
         assert!(f["estimated_cost_ns"].as_i64().is_some());
         assert!(f["evidence"].is_object());
+        let level = f["evidence_level"].as_str().unwrap();
+        assert!(tailscope_model::Evidence::parse(level).is_some(), "{level}");
+        assert!(f["alternatives"].is_array());
     }
     let again = tailscope(&db, &["analyze", "--format", "json", "--percentile", "95"]);
     assert_eq!(again.stdout, o.stdout, "re-running is idempotent");

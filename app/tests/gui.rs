@@ -967,3 +967,158 @@ fn gui_holding_a_store_answers_queries_from_another_process() {
         );
     }
 }
+
+/// Makes the analysis' answer for the slowest trace with a primary cause ambiguous, as
+/// the analysis writes one (design.md "Evidence levels"): its primary cause and that
+/// cause's critical-path sections keep their cause, become `ambiguous` and name `alt`
+/// as the alternative; so does the costliest finding. (The generated workload's
+/// telemetry settles its causes, so its own analysis need not give an ambiguous
+/// answer.) Returns (trace id, primary cause, alt).
+fn make_one_ambiguous(db: &Path) -> (String, tailscope_model::Cause, tailscope_model::Cause) {
+    use tailscope_model::Cause;
+    let store = Store::open(db).unwrap();
+    // The slowest trace the analysis gives a primary cause.
+    let slowest = store
+        .trace_rows()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.primary_cause.is_some())
+        .max_by(|a, b| {
+            a.duration_ns
+                .cmp(&b.duration_ns)
+                .then_with(|| b.trace_id.cmp(&a.trace_id))
+        })
+        .expect("the workload has traces with a primary cause");
+    let primary = slowest
+        .primary_cause
+        .as_deref()
+        .and_then(Cause::parse)
+        .expect("a known cause");
+    let alt = if primary == Cause::KvEviction {
+        Cause::Queue
+    } else {
+        Cause::KvEviction
+    };
+    let (id, p, a) = (&slowest.trace_id, primary.as_str(), alt.as_str());
+    store
+        .execute_batch(&format!(
+            r#"UPDATE trace_analysis SET cause_evidence = '{{"{p}": {{"evidence": "ambiguous", "alternatives": ["{a}"]}}}}'
+                 WHERE trace_id = '{id}';
+               UPDATE critical_path_sections SET evidence = 'ambiguous', alternatives = '{a}'
+                 WHERE trace_id = '{id}' AND cause = '{p}';
+               UPDATE findings SET evidence_level = 'ambiguous', alternatives = '{a}'
+                 WHERE (trace_id, span_id, kind) IN (SELECT (trace_id, span_id, kind) FROM findings
+                   ORDER BY estimated_cost_ns DESC, trace_id, span_id LIMIT 1);"#
+        ))
+        .unwrap();
+    (slowest.trace_id, primary, alt)
+}
+
+#[test]
+fn gui_trace_view_and_findings_show_evidence_levels() {
+    use tailscope_model::{CauseSet, Evidence};
+    use tailscope_ui::palette::cause_label;
+    let dir = tempfile::tempdir().unwrap();
+    let db = generated_store(dir.path(), 10);
+    let (trace_id, primary, alt) = make_one_ambiguous(&db);
+    let mut h = harness(&db);
+    settle(&mut h);
+    let o = h.state().overview().cloned().expect("overview loaded");
+
+    // Findings: each row names its level; the ambiguous one its alternative too.
+    let top = o
+        .findings
+        .first()
+        .cloned()
+        .expect("the workload has findings");
+    assert_eq!(top.evidence_level, Some(Evidence::Ambiguous), "{top:?}");
+    assert_eq!(top.alternatives, CauseSet::of(&[alt]));
+    let or_alt = format!("or {}", cause_label(alt));
+    assert!(
+        h.get_all_by_label("ambiguous").count() >= 1,
+        "the top finding's badge"
+    );
+    assert!(h.get_all_by_label(&or_alt).count() >= 1, "its alternative");
+    for f in &o.findings[1..] {
+        // the analysis' own levels, as it stored them
+        let level = f.evidence_level.expect("every finding has a level");
+        assert!(
+            h.get_all_by_label(level.as_str()).count() >= 1,
+            "a {} finding shows its level: {f:?}",
+            level.as_str()
+        );
+    }
+
+    // The traces table (slowest first) marks the ambiguous primary cause, only there.
+    h.get_by_label("Traces").click();
+    settle(&mut h);
+    let n = (o.traces as usize).min(20);
+    let page: Vec<_> = (0..n)
+        .filter_map(|i| h.state().trace_row(i).cloned())
+        .collect();
+    let row = page
+        .iter()
+        .find(|r| r.trace_id == trace_id)
+        .expect("the trace is among the slowest");
+    assert_eq!(row.primary_evidence, Some(Evidence::Ambiguous));
+    // every primary cause has the level the analysis gave it; the ambiguous ones are marked
+    assert!(page
+        .iter()
+        .all(|r| r.primary_cause.is_some() == r.primary_evidence.is_some()));
+    let marked = page
+        .iter()
+        .filter(|r| r.primary_evidence == Some(Evidence::Ambiguous))
+        .count();
+    assert_eq!(
+        h.get_all_by_label("?").count(),
+        marked,
+        "the ambiguous marks"
+    );
+
+    // The trace view: the primary cause, its level and the alternative; the critical
+    // path's ambiguous sections.
+    h.get_by_label(&trace_id[..8]).click();
+    settle(&mut h);
+    let d = h.state().trace_detail().cloned().expect("trace loaded");
+    assert_eq!(d.trace_id, trace_id);
+    assert_eq!(d.primary_cause, Some(primary));
+    assert_eq!(d.primary_evidence, Some(Evidence::Ambiguous));
+    assert_eq!(d.alternatives, CauseSet::of(&[alt]));
+    h.get_by_label("slower than usual because of");
+    h.get_by_label(&format!("(ambiguous: {or_alt})"));
+    let of_primary: Vec<_> = d.sections.iter().filter(|s| s.cause == primary).collect();
+    assert!(!of_primary.is_empty(), "the primary cause's sections");
+    assert!(
+        of_primary
+            .iter()
+            .all(|s| s.evidence == Some(Evidence::Ambiguous)
+                && s.alternatives == CauseSet::of(&[alt])),
+        "{of_primary:?}"
+    );
+    assert!(
+        d.sections.iter().all(|s| s.evidence.is_some()),
+        "every section has the analysis' level"
+    );
+    h.get_by_label(&format!(
+        "· {} of it ambiguous (hatched)",
+        tailscope_ui::palette::dur(d.ambiguous_ns())
+    ));
+
+    // A span on the critical path as the ambiguous cause: the span panel says so too.
+    let span_id = d
+        .spans
+        .iter()
+        .find(|s| s.cause == Some(primary))
+        .map(|s| s.input.span_id.clone())
+        .expect("a span is on the critical path as the primary cause");
+    h.state_mut().open_trace(&trace_id, Some(&span_id));
+    settle(&mut h);
+    assert_eq!(h.state().selected_span().unwrap().input.span_id, span_id);
+    h.get_by_label("on the critical path as");
+    assert_eq!(
+        h.get_all_by_label(&format!("(ambiguous: {or_alt})"))
+            .count(),
+        2,
+        "the header and the span panel"
+    );
+}

@@ -275,7 +275,7 @@ fn build_span(
 ) -> Span {
     let mut attributes = s.attributes;
     attributes.extend(scope.attributes.iter().cloned());
-    let promoted = promote(&s.name, c.start_ns, &attributes, &s.events);
+    let promoted = promote(&s.name, c.start_ns, c.end_ns, &attributes, &s.events);
     let links = s
         .links
         .into_iter()

@@ -200,6 +200,122 @@ impl std::fmt::Display for Cause {
     }
 }
 
+/// How a cause is known (design.md): `measured` when the telemetry times it (a server
+/// span, a first-token time, cache reads, corroborating server metrics), `inferred`
+/// when the latency model or a rule derives it, `ambiguous` when two or more causes
+/// explain it about equally (named as alternatives). Ordered from strongest to weakest.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    #[default]
+    Measured,
+    Inferred,
+    Ambiguous,
+}
+
+impl Evidence {
+    pub const ALL: [Evidence; 3] = [Evidence::Measured, Evidence::Inferred, Evidence::Ambiguous];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evidence::Measured => "measured",
+            Evidence::Inferred => "inferred",
+            Evidence::Ambiguous => "ambiguous",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Evidence> {
+        Evidence::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of causes: the alternatives of an ambiguous answer. Serialises as a list of
+/// cause names in [`Cause::ALL`] order; stored as those names joined by commas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CauseSet(u16);
+
+impl CauseSet {
+    pub const EMPTY: CauseSet = CauseSet(0);
+
+    fn bit(c: Cause) -> u16 {
+        1 << (c as u16)
+    }
+
+    pub fn of(causes: &[Cause]) -> Self {
+        let mut s = Self::EMPTY;
+        for &c in causes {
+            s.insert(c);
+        }
+        s
+    }
+
+    pub fn insert(&mut self, c: Cause) {
+        self.0 |= Self::bit(c);
+    }
+
+    pub fn remove(&mut self, c: Cause) {
+        self.0 &= !Self::bit(c);
+    }
+
+    #[must_use]
+    pub fn without(mut self, c: Cause) -> Self {
+        self.remove(c);
+        self
+    }
+
+    #[must_use]
+    pub fn union(self, other: CauseSet) -> Self {
+        CauseSet(self.0 | other.0)
+    }
+
+    pub fn contains(self, c: Cause) -> bool {
+        self.0 & Self::bit(c) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Cause> {
+        Cause::ALL.into_iter().filter(move |c| self.contains(*c))
+    }
+
+    /// The names joined by commas (`""` when empty).
+    pub fn to_list(self) -> String {
+        self.iter().map(Cause::as_str).collect::<Vec<_>>().join(",")
+    }
+
+    /// Reads [`CauseSet::to_list`]'s text; unknown names are skipped.
+    pub fn parse_list(s: &str) -> Self {
+        let mut out = Self::EMPTY;
+        for c in s.split(',').filter_map(|n| Cause::parse(n.trim())) {
+            out.insert(c);
+        }
+        out
+    }
+}
+
+impl Serialize for CauseSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(Cause::as_str))
+    }
+}
+
+impl<'de> Deserialize<'de> for CauseSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names: Vec<String> = Vec::deserialize(d)?;
+        Ok(Self::parse_list(&names.join(",")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +328,26 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", c.as_str()));
         }
         assert_eq!(Cause::parse("nope"), None);
+        for e in Evidence::ALL {
+            assert_eq!(Evidence::parse(e.as_str()), Some(e));
+        }
+        assert!(
+            Evidence::Measured < Evidence::Inferred && Evidence::Inferred < Evidence::Ambiguous
+        );
+    }
+
+    #[test]
+    fn cause_sets_round_trip_as_lists() {
+        let s = CauseSet::of(&[Cause::Queue, Cause::KvEviction, Cause::Queue]);
+        assert_eq!(s.to_list(), "queue,kv_eviction");
+        assert_eq!(CauseSet::parse_list("queue, kv_eviction,nope"), s);
+        assert_eq!(CauseSet::parse_list(""), CauseSet::EMPTY);
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        assert_eq!(json, r#"["queue","kv_eviction"]"#);
+        let back: CauseSet = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back, s);
+        assert!(!s.without(Cause::Queue).contains(Cause::Queue));
+        assert_eq!(s.union(CauseSet::of(&[Cause::Network])).iter().count(), 3);
     }
 
     #[test]

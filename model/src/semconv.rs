@@ -46,6 +46,7 @@ const KNOWN: &[&str] = &[
     "gen_ai.is_streaming",
     "llm.is_streaming",
     "gen_ai.response.time_to_first_chunk",
+    "gen_ai.client.operation.time_to_first_chunk",
     "gen_ai.server.time_to_first_token",
     "gen_ai.response.time_to_first_token",
     "llm.invocation_parameters",
@@ -281,9 +282,12 @@ pub mod keys {
         "gen_ai.is_streaming",
         "llm.is_streaming",
     ];
-    /// Time to first chunk / token as seconds on the client span.
+    /// Time to first chunk / token as seconds on the client span (pydantic-ai writes
+    /// the GenAI metric's name as an attribute; OpenLIT writes the server's name, on
+    /// non-streaming calls too, where it covers the whole call: see [`super::promote`]).
     pub const TIME_TO_FIRST_CHUNK: &[&str] = &[
         "gen_ai.response.time_to_first_chunk",
+        "gen_ai.client.operation.time_to_first_chunk",
         "gen_ai.server.time_to_first_token",
         "gen_ai.response.time_to_first_token",
     ];
@@ -367,9 +371,29 @@ fn host_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_owned())
 }
 
-/// Promotes a span's attributes and events. `start_ns` dates first-token events;
-/// `events` also supply an exception type when `error.type` is absent.
-pub fn promote(name: &str, start_ns: i64, attributes: &[Attribute], events: &[Event]) -> Promoted {
+/// A first-chunk time that is not clearly shorter than its call (>= this share of the
+/// span, on a call not known to stream) times the whole call, decode included.
+const FIRST_CHUNK_MAX_SHARE: f64 = 0.9;
+
+/// Promotes a span's attributes and events. `start_ns` dates first-token events and,
+/// with `end_ns`, bounds a first-chunk time; `events` also supply an exception type
+/// when `error.type` is absent.
+///
+/// An attribute's meaning depends on the span's role, by rule, not per package:
+/// - token usage is a span's own only on LLM and embedding spans; on an agent, chain
+///   or workflow span it adds up the calls below (or the whole conversation);
+/// - `gen_ai.tool.name` on an LLM span names the tool call the model returned, not
+///   the span: it is not promoted as the span's tool;
+/// - a first-token time on a call not known to stream is a first-chunk time only when
+///   clearly shorter than the span (OpenLIT's `gen_ai.server.time_to_first_token` on a
+///   non-streaming call is about the whole call).
+pub fn promote(
+    name: &str,
+    start_ns: i64,
+    end_ns: i64,
+    attributes: &[Attribute],
+    events: &[Event],
+) -> Promoted {
     let a = Attrs::new(attributes);
     let operation = a.str(at!(keys::OPERATION));
     let oi_kind = a.str(at!(["openinference.span.kind"]));
@@ -431,6 +455,16 @@ pub fn promote(name: &str, start_ns: i64, attributes: &[Attribute], events: &[Ev
             .find_map(|s| stream_in_parameters(parameters_text(a.get(*s)?)?))
     });
 
+    let duration_ns = end_ns.saturating_sub(start_ns);
+    let time_to_first_chunk_ns = a
+        .secs_ns(at!(keys::TIME_TO_FIRST_CHUNK))
+        .filter(|&t| {
+            stream == Some(true) || (t as f64) < FIRST_CHUNK_MAX_SHARE * duration_ns as f64
+        })
+        .or(first_token_event);
+    let own_usage = matches!(op_class, OpClass::Llm | OpClass::Embedding);
+    let usage = |slots: &[u8]| if own_usage { a.int(slots) } else { None };
+
     Promoted {
         op_class,
         operation: operation
@@ -439,21 +473,21 @@ pub fn promote(name: &str, start_ns: i64, attributes: &[Attribute], events: &[Ev
         model: a.str(at!(keys::MODEL)),
         provider: a.str(at!(keys::PROVIDER)),
         conversation_id: a.str(at!(keys::CONVERSATION)),
-        input_tokens: a.int(at!(keys::INPUT_TOKENS)),
-        output_tokens: a.int(at!(keys::OUTPUT_TOKENS)),
-        cache_read_tokens: a.int(at!(keys::CACHE_READ_TOKENS)),
-        cache_write_tokens: a.int(at!(keys::CACHE_WRITE_TOKENS)),
+        input_tokens: usage(at!(keys::INPUT_TOKENS)),
+        output_tokens: usage(at!(keys::OUTPUT_TOKENS)),
+        cache_read_tokens: usage(at!(keys::CACHE_READ_TOKENS)),
+        cache_write_tokens: usage(at!(keys::CACHE_WRITE_TOKENS)),
         stream,
-        time_to_first_chunk_ns: a
-            .secs_ns(at!(keys::TIME_TO_FIRST_CHUNK))
-            .or(first_token_event),
+        time_to_first_chunk_ns,
         queue_ns: a.secs_ns(at!(["gen_ai.latency.time_in_queue"])),
         ttft_ns: a.secs_ns(at!(["gen_ai.latency.time_to_first_token"])),
         prefill_ns: a.secs_ns(at!(["gen_ai.latency.time_in_model_prefill"])),
         decode_ns: a.secs_ns(at!(["gen_ai.latency.time_in_model_decode"])),
         inference_ns: a.secs_ns(at!(["gen_ai.latency.time_in_model_inference"])),
         e2e_ns: a.secs_ns(at!(["gen_ai.latency.e2e"])),
-        tool_name: a.str(at!(["gen_ai.tool.name", "tool.name"])),
+        tool_name: (op_class != OpClass::Llm)
+            .then(|| a.str(at!(["gen_ai.tool.name", "tool.name"])))
+            .flatten(),
         tool_call_id: a.str(at!(["gen_ai.tool.call.id", "tool_call.id"])),
         agent_name: a.str(at!(["gen_ai.agent.name", "agent.name"])),
         data_source_id: a.str(at!(["gen_ai.data_source.id"])),
@@ -488,7 +522,7 @@ mod tests {
         Attribute::new(k, AttrValue::Double(v))
     }
     fn p(name: &str, attrs: &[Attribute]) -> Promoted {
-        promote(name, 0, attrs, &[])
+        promote(name, 0, 10_000_000_000, attrs, &[])
     }
 
     #[test]
@@ -640,7 +674,13 @@ mod tests {
             name: "First Token Stream Event".into(),
             attributes: vec![],
         };
-        let p = promote("ChatCompletion", 1_000_000_000, &attrs, &[first]);
+        let p = promote(
+            "ChatCompletion",
+            1_000_000_000,
+            2_000_000_000,
+            &attrs,
+            &[first],
+        );
         assert_eq!(p.op_class, OpClass::Llm);
         assert_eq!(p.operation.as_deref(), Some("llm"));
         assert_eq!(p.model.as_deref(), Some("llama-3-8b"));
@@ -662,11 +702,18 @@ mod tests {
         let no_stream = promote(
             "ChatCompletion",
             0,
+            1,
             &[s("llm.invocation_parameters", r#"{"model": "m"}"#)],
             &[],
         );
         assert_eq!(no_stream.stream, None);
-        let bad = promote("x", 0, &[s("llm.invocation_parameters", "{not json")], &[]);
+        let bad = promote(
+            "x",
+            0,
+            1,
+            &[s("llm.invocation_parameters", "{not json")],
+            &[],
+        );
         assert_eq!(bad.stream, None, "bad JSON is ignored, not fatal");
         for (kind, class) in [
             ("EMBEDDING", OpClass::Embedding),
@@ -679,6 +726,7 @@ mod tests {
             let p = promote(
                 "x",
                 0,
+                1,
                 &[s("openinference.span.kind", kind), s("tool.name", "t")],
                 &[],
             );
@@ -697,6 +745,7 @@ mod tests {
         let streamed = promote(
             "openai.chat",
             100,
+            1_000,
             &[
                 s("gen_ai.operation.name", "chat"),
                 Attribute::new("gen_ai.is_streaming", AttrValue::Bool(true)),
@@ -729,6 +778,69 @@ mod tests {
         assert_eq!(p.operation.as_deref(), Some("chat"));
         assert_eq!(p.cache_read_tokens, Some(1024));
         assert_eq!(p.stream, Some(false));
+    }
+
+    /// An attribute's meaning depends on the span's role (pydantic-ai, OpenLIT).
+    #[test]
+    fn attribute_meaning_follows_the_span_role() {
+        let secs = |k: &str, v: f64| d(k, v);
+        // pydantic-ai: the GenAI metric's name as a span attribute, on a streamed call
+        let streamed = promote(
+            "chat gpt-4o",
+            0,
+            2_000_000_000,
+            &[
+                s("gen_ai.operation.name", "chat"),
+                Attribute::new("gen_ai.request.stream", AttrValue::Bool(true)),
+                secs("gen_ai.client.operation.time_to_first_chunk", 0.4),
+            ],
+            &[],
+        );
+        assert_eq!(streamed.time_to_first_chunk_ns, Some(400_000_000));
+        // OpenLIT: the server's first-token time on a non-streaming call covers the call
+        let whole = [
+            s("gen_ai.operation.name", "chat"),
+            secs("gen_ai.server.time_to_first_token", 1.98),
+            s("gen_ai.tool.name", "get_weather"),
+            i("gen_ai.usage.input_tokens", 900),
+        ];
+        let p1 = promote("chat m", 0, 2_000_000_000, &whole, &[]);
+        assert_eq!(
+            p1.time_to_first_chunk_ns, None,
+            "99% of the span is not TTFT"
+        );
+        assert_eq!(
+            p1.tool_name, None,
+            "the tool call it returned, not the span's tool"
+        );
+        assert_eq!(p1.input_tokens, Some(900));
+        // clearly shorter than the span: a first-chunk time even without a stream flag
+        let p2 = promote("chat m", 0, 4_000_000_000, &whole, &[]);
+        assert_eq!(p2.time_to_first_chunk_ns, Some(1_980_000_000));
+        // an agent run's totals over the conversation are not its own usage
+        let run = p(
+            "invoke_agent a",
+            &[
+                s("gen_ai.operation.name", "invoke_agent"),
+                i("gen_ai.usage.input_tokens", 31_000),
+                i("gen_ai.usage.output_tokens", 400),
+                i("gen_ai.usage.cache_read.input_tokens", 20_000),
+            ],
+        );
+        assert_eq!(run.op_class, OpClass::Agent);
+        assert_eq!(
+            (run.input_tokens, run.output_tokens, run.cache_read_tokens),
+            (None, None, None)
+        );
+        // a tool span keeps its tool name
+        let tool = p(
+            "execute_tool get_weather",
+            &[
+                s("gen_ai.operation.name", "execute_tool"),
+                s("gen_ai.tool.name", "get_weather"),
+            ],
+        );
+        assert_eq!(tool.tool_name.as_deref(), Some("get_weather"));
     }
 
     #[test]
@@ -848,7 +960,7 @@ mod tests {
             name: "exception".into(),
             attributes: vec![s("exception.type", "TimeoutError")],
         };
-        let err = promote("x", 0, &[], &[ev]);
+        let err = promote("x", 0, 1, &[], &[ev]);
         assert_eq!(err.error_type.as_deref(), Some("TimeoutError"));
         assert_eq!(err.op_class, OpClass::Other);
         let err2 = p("x", &[s("error.type", "429")]);

@@ -346,7 +346,7 @@ pub fn load_spans(seed: u64, n: usize, start_ns: i64) -> Batch {
                 Vec::new()
             };
             let r = res.get(*svc);
-            let promoted = promote(&name, s, &attrs, &events);
+            let promoted = promote(&name, s, e, &attrs, &events);
             spans.push(Span {
                 trace_id: cx.trace_id,
                 span_id: id,

@@ -33,7 +33,7 @@ fn make_span(
     links: Vec<Link>,
 ) -> Span {
     let r = cx.res.get(svc);
-    let promoted = promote(&name, start, &attributes, &events);
+    let promoted = promote(&name, start, end, &attributes, &events);
     Span {
         trace_id: cx.trace_id,
         span_id: id,

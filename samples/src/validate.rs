@@ -240,7 +240,7 @@ fn check_tokens(
         if s.kind != tailscope_model::SpanKind::Client || s.status == StatusCode::Error {
             continue;
         }
-        let p = promote(&s.name, s.start_ns, &s.attributes, &s.events);
+        let p = promote(&s.name, s.start_ns, s.end_ns, &s.attributes, &s.events);
         if p.op_class != OpClass::Llm {
             continue;
         }
@@ -375,8 +375,14 @@ fn check_truth(
         match root_of.get(&t.trace_id) {
             None => errs.push(format!("truth trace {} does not exist", t.trace_id)),
             Some(root) => {
-                let conv =
-                    promote(&root.name, root.start_ns, &root.attributes, &[]).conversation_id;
+                let conv = promote(
+                    &root.name,
+                    root.start_ns,
+                    root.end_ns,
+                    &root.attributes,
+                    &[],
+                )
+                .conversation_id;
                 if conv.as_deref() != Some(t.conversation_id.as_str()) {
                     errs.push(format!(
                         "truth for trace {}: conversation {} but the root says {conv:?}",

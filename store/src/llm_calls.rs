@@ -33,6 +33,10 @@ pub struct CallSampleRow {
     pub output_tokens: i64,
     pub ttft_ns: Option<i64>,
     pub duration_ns: i64,
+    /// The service and instrumentation scope of the span (with the model, its source:
+    /// sources differ in which optional fields they send).
+    pub service_name: String,
+    pub scope_name: String,
 }
 
 /// Client-side LLM spans of any kind that wrap no other LLM call (the innermost call),
@@ -40,7 +44,8 @@ pub struct CallSampleRow {
 const SAMPLES_SQL: &str = "
 SELECT coalesce(c.model, ''), coalesce(c.server_address, ''), c.input_tokens, c.cache_read_tokens,
        c.output_tokens, c.time_to_first_chunk_ns, c.duration_ns, c.span_id,
-       coalesce(c.conversation_id, p.conversation_id, sa.conversation_id), c.start_ns
+       coalesce(c.conversation_id, p.conversation_id, sa.conversation_id), c.start_ns,
+       c.service_name, coalesce(c.scope_name, '')
 FROM spans c
 LEFT JOIN spans p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
 LEFT JOIN span_analysis sa ON sa.trace_id = c.trace_id AND sa.span_id = c.span_id
@@ -125,6 +130,8 @@ impl Store {
                 span_id: r.get(7)?,
                 conversation_id: r.get(8)?,
                 start_ns: r.get(9)?,
+                service_name: r.get(10)?,
+                scope_name: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

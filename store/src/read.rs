@@ -38,7 +38,6 @@ fn analysis_cols() -> String {
         ("trace_state", "VARCHAR"),
         ("flags", "UINTEGER"),
         ("status_message", "VARCHAR"),
-        ("scope_name", "VARCHAR"),
         ("scope_version", "VARCHAR"),
         ("operation", "VARCHAR"),
         ("provider", "VARCHAR"),
@@ -344,7 +343,7 @@ impl Store {
 
     /// [`Store::load_spans`] for analysis: event attributes are parsed only where they
     /// can hold a token count (the one event attribute analysis reads), and the span
-    /// fields analysis never reads (trace state, flags, status message, scope, operation,
+    /// fields analysis never reads (trace state, flags, status message, scope version, operation,
     /// provider, cache writes, inference/e2e times, tool call, agent and data-source ids,
     /// DB system/operation/query) are left empty.
     pub fn load_analysis_spans(&self, trace_filter: Option<&str>) -> Result<Vec<Span>, StoreError> {

@@ -58,6 +58,9 @@ fn trace_batch(t: &[TraceRow]) -> Result<RecordBatch, StoreError> {
         t.iter().map(|r| r.caller.as_ref().map(|c| c.1.as_str())),
     ));
     cols.push(ints(t.iter().map(|r| Some(r.output_tokens))));
+    cols.push(ints(t.iter().map(|r| Some(r.ambiguous_ns))));
+    cols.push(strs(t.iter().map(|r| r.cause_evidence.as_deref())));
+    cols.push(ints(t.iter().map(|r| Some(r.uncached_tokens))));
     batch(cols)
 }
 
@@ -96,6 +99,12 @@ pub struct TraceRow {
     pub caller: Option<(String, String)>,
     /// Output tokens of the trace's LLM calls.
     pub output_tokens: i64,
+    /// Time on critical-path sections whose cause is ambiguous (0 before schema v9).
+    pub ambiguous_ns: i64,
+    /// How each cause is known, as JSON (`None` before schema v9).
+    pub cause_evidence: Option<String>,
+    /// Uncached input tokens of the trace's LLM calls (0 before schema v9).
+    pub uncached_tokens: i64,
 }
 
 /// One row of `critical_path_sections`.
@@ -106,6 +115,10 @@ pub struct SectionRow {
     pub start_ns: i64,
     pub end_ns: i64,
     pub cause: String,
+    /// measured, inferred or ambiguous (empty before schema v9).
+    pub evidence: String,
+    /// Other causes that explain the section about as well, joined by commas.
+    pub alternatives: String,
 }
 
 /// One row of `span_analysis`.
@@ -132,6 +145,10 @@ pub struct FindingRow {
     pub estimated_cost_ns: i64,
     pub summary: String,
     pub evidence: String,
+    /// measured, inferred or ambiguous (empty before schema v9).
+    pub evidence_level: String,
+    /// Other causes that explain it about as well, joined by commas.
+    pub alternatives: String,
 }
 
 /// What one chunk of an analysis run writes.
@@ -199,6 +216,7 @@ pub struct TraceSummaries {
     /// Per trace, following [`CAUSE_COLUMNS`].
     pub by_cause_ns: Vec<[i64; 14]>,
     pub output_tokens: Vec<i64>,
+    pub uncached_tokens: Vec<i64>,
     pub primary_cause: Vec<Option<String>>,
 }
 
@@ -396,7 +414,8 @@ impl Store {
     pub fn trace_summaries(&self) -> Result<TraceSummaries, StoreError> {
         let cols = CAUSE_COLUMNS.map(|c| format!("{c}_ns")).join(", ");
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT trace_id, route, duration_ns, coalesce(output_tokens, 0) AS output_tokens, primary_cause, {cols}
+            "SELECT trace_id, route, duration_ns, coalesce(output_tokens, 0) AS output_tokens,
+                    coalesce(uncached_tokens, 0) AS uncached_tokens, primary_cause, {cols}
              FROM trace_analysis"
         ))?;
         let mut out = TraceSummaries::default();
@@ -409,6 +428,7 @@ impl Store {
                 c.i64("output_tokens")?,
                 c.str("primary_cause")?,
             );
+            let uncached = c.i64("uncached_tokens")?;
             let causes: Vec<_> = CAUSE_COLUMNS
                 .iter()
                 .map(|n| c.i64(&format!("{n}_ns")))
@@ -418,6 +438,7 @@ impl Store {
                 out.route.push(route.value(r).to_owned());
                 out.duration_ns.push(d.value(r));
                 out.output_tokens.push(tokens.value(r));
+                out.uncached_tokens.push(uncached.value(r));
                 out.primary_cause
                     .push(primary.is_valid(r).then(|| primary.value(r).to_owned()));
                 let mut a = [0i64; 14];
@@ -448,7 +469,8 @@ impl Store {
         let cols = CAUSE_COLUMNS.map(|c| format!("{c}_ns")).join(", ");
         let mut stmt = self.conn.prepare(&format!(
             "SELECT trace_id, root, route, conversation_id, start_ns, duration_ns, primary_cause, orphans, {cols}, analyzed_ns,
-                    caller_trace_id, caller_span_id, coalesce(output_tokens, 0)
+                    caller_trace_id, caller_span_id, coalesce(output_tokens, 0), coalesce(ambiguous_ns, 0), cause_evidence,
+                    coalesce(uncached_tokens, 0)
              FROM trace_analysis ORDER BY trace_id"
         ))?;
         let rows = stmt.query_map([], |r| {
@@ -475,6 +497,9 @@ impl Store {
                     _ => None,
                 },
                 output_tokens: r.get(25)?,
+                ambiguous_ns: r.get(26)?,
+                cause_evidence: r.get(27)?,
+                uncached_tokens: r.get(28)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -494,7 +519,10 @@ impl Store {
 
     /// Every stored critical-path section, ordered by trace and start.
     pub fn section_rows(&self) -> Result<Vec<SectionRow>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT trace_id, span_id, start_ns, end_ns, cause FROM critical_path_sections ORDER BY trace_id, start_ns")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT trace_id, span_id, start_ns, end_ns, cause, coalesce(evidence, ''), coalesce(alternatives, '')
+             FROM critical_path_sections ORDER BY trace_id, start_ns",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(SectionRow {
                 trace_id: r.get(0)?,
@@ -502,6 +530,8 @@ impl Store {
                 start_ns: r.get(2)?,
                 end_ns: r.get(3)?,
                 cause: r.get(4)?,
+                evidence: r.get(5)?,
+                alternatives: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -509,7 +539,11 @@ impl Store {
 
     /// Every stored finding.
     pub fn finding_rows(&self) -> Result<Vec<FindingRow>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT kind, trace_id, span_id, conversation_id, estimated_cost_ns, summary, evidence FROM findings")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT kind, trace_id, span_id, conversation_id, estimated_cost_ns, summary, evidence,
+                    coalesce(evidence_level, ''), coalesce(alternatives, '')
+             FROM findings",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(FindingRow {
                 kind: r.get(0)?,
@@ -519,6 +553,8 @@ impl Store {
                 estimated_cost_ns: r.get(4)?,
                 summary: r.get(5)?,
                 evidence: r.get(6)?,
+                evidence_level: r.get(7)?,
+                alternatives: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -553,6 +589,8 @@ impl Store {
                     ints(rows.sections.iter().map(|r| Some(r.start_ns))),
                     ints(rows.sections.iter().map(|r| Some(r.end_ns))),
                     strs(rows.sections.iter().map(|r| Some(r.cause.as_str()))),
+                    strs(rows.sections.iter().map(|r| Some(r.evidence.as_str()))),
+                    strs(rows.sections.iter().map(|r| Some(r.alternatives.as_str()))),
                 ])?,
             )?;
             append(
@@ -585,6 +623,12 @@ impl Store {
                     ints(rows.findings.iter().map(|r| Some(r.estimated_cost_ns))),
                     strs(rows.findings.iter().map(|r| Some(r.summary.as_str()))),
                     strs(rows.findings.iter().map(|r| Some(r.evidence.as_str()))),
+                    strs(
+                        rows.findings
+                            .iter()
+                            .map(|r| Some(r.evidence_level.as_str())),
+                    ),
+                    strs(rows.findings.iter().map(|r| Some(r.alternatives.as_str()))),
                 ])?,
             )?;
             Ok(())

@@ -18,10 +18,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "analysis runs and their ingest watermark", V6),
     (7, "canonical metric names for SQL, store recoveries", V7),
     (8, "the ingest log's loaded position", V8),
+    (9, "evidence levels of causes and findings", V9),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -456,4 +457,21 @@ pub(crate) fn migrate_to(conn: &Connection, target: i32) -> Result<i32, StoreErr
 const V8: &str = r"
 CREATE TABLE ingest_log (loaded_seq BIGINT NOT NULL);
 INSERT INTO ingest_log VALUES (0);
+";
+
+/// How each cause is known (design.md evidence levels): per critical-path section and
+/// finding, `evidence` / `evidence_level` (measured, inferred, ambiguous) and the
+/// `alternatives` that explain it about as well (cause names joined by commas); per
+/// trace, its time on ambiguous sections and each cause's level as JSON, and its LLM
+/// calls' uncached input tokens (prefill is judged per token, as decode is). Results
+/// stored before have none, so the run log is cleared: the next run recomputes all.
+const V9: &str = r"
+ALTER TABLE trace_analysis ADD COLUMN ambiguous_ns BIGINT;
+ALTER TABLE trace_analysis ADD COLUMN cause_evidence VARCHAR;
+ALTER TABLE trace_analysis ADD COLUMN uncached_tokens BIGINT;
+ALTER TABLE critical_path_sections ADD COLUMN evidence VARCHAR;
+ALTER TABLE critical_path_sections ADD COLUMN alternatives VARCHAR;
+ALTER TABLE findings ADD COLUMN evidence_level VARCHAR;
+ALTER TABLE findings ADD COLUMN alternatives VARCHAR;
+DELETE FROM analysis_runs;
 ";

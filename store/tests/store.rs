@@ -424,11 +424,16 @@ fn analysis_watermark_follows_commits_and_runs() {
         )
         .unwrap();
     }
+    {
+        let v8 = Store::create_at_version(&path, 8).unwrap();
+        assert_eq!(v8.analysis_watermark().unwrap(), Some(777), "seeded by v6");
+    }
+    // v9 (evidence levels): results stored without them are recomputed, all of them
     let store = Store::open(&path).unwrap();
     assert_eq!(
         store.analysis_watermark().unwrap(),
-        Some(777),
-        "seeded by v6"
+        None,
+        "v9 clears the run log: a full run next"
     );
     // the writer and the direct appender (the bench's ceiling) stamp from one order
     let a = store.writer(WriterConfig::default()).unwrap();

@@ -12,6 +12,7 @@
 //! ([`TraceQuery::has_value`]); the compare-periods view draws [`protocol::DiffVm`];
 //! the replay form ([`protocol::ReplayRequest`]) runs an A/B replay as a worker job.
 
+pub mod evidence;
 pub mod palette;
 mod periods;
 pub mod protocol;

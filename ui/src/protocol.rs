@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use tailscope_model::Cause;
+use tailscope_model::{Cause, CauseSet, Evidence};
 
 /// Column the traces table sorts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -220,6 +220,10 @@ pub struct FindingVm {
     pub span_id: String,
     pub conversation_id: Option<String>,
     pub cost_ns: i64,
+    /// How the finding is known (`None` for results stored before evidence levels).
+    pub evidence_level: Option<Evidence>,
+    /// Other causes that explain it about as well (an ambiguous finding).
+    pub alternatives: CauseSet,
 }
 
 /// The overview: counts, percentiles, tail attribution, distribution, findings.
@@ -333,6 +337,8 @@ pub struct TraceRowVm {
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
     pub primary_cause: Option<Cause>,
+    /// How the primary cause is known.
+    pub primary_evidence: Option<Evidence>,
     pub conversation_id: Option<String>,
     pub spans: i64,
     /// Percentile rank of the duration among all traces (0..=100).
@@ -428,6 +434,21 @@ pub struct SectionVm {
     pub start_ns: i64,
     pub end_ns: i64,
     pub cause: Cause,
+    /// How the cause is known (`None` for results stored before evidence levels).
+    pub evidence: Option<Evidence>,
+    /// Other causes that explain the section about as well (an ambiguous section).
+    pub alternatives: CauseSet,
+}
+
+/// A critical-path section as the worker hands it over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SectionInput {
+    pub span_id: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub cause: Cause,
+    pub evidence: Option<Evidence>,
+    pub alternatives: CauseSet,
 }
 
 /// A whole trace: spans in pre-order, the critical path, per-cause totals.
@@ -439,6 +460,10 @@ pub struct TraceDetail {
     pub end_ns: i64,
     pub conversation_id: Option<String>,
     pub primary_cause: Option<Cause>,
+    /// How the primary cause is known.
+    pub primary_evidence: Option<Evidence>,
+    /// Other causes that explain the trace about as well as the primary cause.
+    pub alternatives: CauseSet,
     pub spans: Vec<SpanVm>,
     pub sections: Vec<SectionVm>,
     pub by_cause_ns: Vec<(Cause, i64)>,
@@ -446,11 +471,32 @@ pub struct TraceDetail {
 
 impl TraceDetail {
     /// Builds the pre-order tree from spans in any order; `sections` are
-    /// (span id, start, end, cause). Spans whose parent is missing become roots.
+    /// (span id, start, end, cause), of unknown evidence. Spans whose parent is missing
+    /// become roots.
     pub fn build(
         trace_id: String,
         spans: Vec<SpanInput>,
         sections: &[(String, i64, i64, Cause)],
+    ) -> TraceDetail {
+        let sections: Vec<SectionInput> = sections
+            .iter()
+            .map(|(span_id, start_ns, end_ns, cause)| SectionInput {
+                span_id: span_id.clone(),
+                start_ns: *start_ns,
+                end_ns: *end_ns,
+                cause: *cause,
+                evidence: None,
+                alternatives: CauseSet::EMPTY,
+            })
+            .collect();
+        Self::build_with_evidence(trace_id, spans, &sections)
+    }
+
+    /// [`TraceDetail::build`] with each section's evidence and alternatives.
+    pub fn build_with_evidence(
+        trace_id: String,
+        spans: Vec<SpanInput>,
+        sections: &[SectionInput],
     ) -> TraceDetail {
         use std::collections::HashMap;
         let index: HashMap<&str, usize> = spans
@@ -489,8 +535,12 @@ impl TraceDetail {
             }
         }
         let mut crit: HashMap<&str, HashMap<Cause, i64>> = HashMap::new();
-        for (id, s, e, c) in sections {
-            *crit.entry(id.as_str()).or_default().entry(*c).or_insert(0) += e - s;
+        for s in sections {
+            *crit
+                .entry(s.span_id.as_str())
+                .or_default()
+                .entry(s.cause)
+                .or_insert(0) += s.end_ns - s.start_ns;
         }
         let cause_of = |id: &str| {
             crit.get(id).and_then(|m| {
@@ -532,12 +582,14 @@ impl TraceDetail {
             .collect();
         let secs: Vec<SectionVm> = sections
             .iter()
-            .filter_map(|(id, s, e, c)| {
-                pos.get(id.as_str()).map(|&span| SectionVm {
+            .filter_map(|s| {
+                pos.get(s.span_id.as_str()).map(|&span| SectionVm {
                     span,
-                    start_ns: *s,
-                    end_ns: *e,
-                    cause: *c,
+                    start_ns: s.start_ns,
+                    end_ns: s.end_ns,
+                    cause: s.cause,
+                    evidence: s.evidence,
+                    alternatives: s.alternatives,
                 })
             })
             .collect();
@@ -559,6 +611,8 @@ impl TraceDetail {
             end_ns,
             conversation_id: None,
             primary_cause: None,
+            primary_evidence: None,
+            alternatives: CauseSet::EMPTY,
             spans: out,
             sections: secs,
             by_cause_ns,
@@ -567,6 +621,20 @@ impl TraceDetail {
 
     pub fn find(&self, span_id: &str) -> Option<usize> {
         self.spans.iter().position(|s| s.input.span_id == span_id)
+    }
+
+    /// Critical time on sections whose cause is ambiguous.
+    pub fn ambiguous_ns(&self) -> i64 {
+        self.sections
+            .iter()
+            .filter(|s| s.evidence == Some(Evidence::Ambiguous))
+            .map(|s| s.end_ns - s.start_ns)
+            .sum()
+    }
+
+    /// The sections of span `i` (in time order).
+    pub fn sections_of(&self, i: usize) -> impl Iterator<Item = &SectionVm> {
+        self.sections.iter().filter(move |s| s.span == i)
     }
 }
 

@@ -3,6 +3,7 @@
 //! outside the view are culled, sub-pixel spans are drawn as a line, labels only where
 //! they fit, and (flame graph) the children of a culled span are skipped.
 
+use crate::evidence;
 use crate::palette::{cause_colour, dimmed};
 use crate::protocol::TraceDetail;
 use egui::{pos2, vec2, Align2, Color32, FontId, Key, Rect, Sense, Stroke};
@@ -221,9 +222,10 @@ pub fn show(
         t += step;
     }
 
-    // Critical-path lane: every section in its cause colour.
+    // Critical-path lane: every section in its cause colour (hatched when ambiguous).
     let lane_rect = Rect::from_min_size(pos2(left, rect.top() + RULER), vec2(rect.width(), LANE));
     let mut last_px = f32::NEG_INFINITY;
+    let mut hovered_section = None;
     for s in &detail.sections {
         let (x0, x1) = (x_of(rel(s.start_ns)), x_of(rel(s.end_ns)));
         if x1 < left || x0 > rect.right() || (x1 - x0 < 1.0 && x0.floor() <= last_px) {
@@ -234,7 +236,10 @@ pub fn show(
             x0.max(left)..=x1.min(rect.right()).max(x0 + 1.0),
             lane_rect.y_range(),
         );
-        painter.rect_filled(r, 0.0, cause_colour(s.cause));
+        evidence::paint_section(&painter, r, s.cause, s.evidence);
+        if resp.hover_pos().is_some_and(|p| r.contains(p)) {
+            hovered_section = Some(s);
+        }
         out.drawn += 1;
     }
 
@@ -371,13 +376,25 @@ pub fn show(
                 crate::palette::dur(s.input.start_ns - detail.start_ns)
             ));
             match s.cause {
-                Some(c) => ui.label(format!(
-                    "on the critical path: {} ({})",
-                    crate::palette::dur(s.input.critical_ns),
-                    crate::palette::cause_label(c)
-                )),
+                Some(c) => {
+                    let (e, alts) = evidence::of_span(detail, i, c);
+                    ui.label(format!(
+                        "on the critical path: {} ({})",
+                        crate::palette::dur(s.input.critical_ns),
+                        evidence::cause_text(c, e, alts)
+                    ))
+                }
                 None => ui.label("not on the critical path"),
             };
+        });
+    } else if let Some(s) = hovered_section {
+        resp.clone().on_hover_ui_at_pointer(|ui| {
+            ui.strong(evidence::cause_text(s.cause, s.evidence, s.alternatives));
+            ui.label(format!(
+                "critical path {} · {}",
+                crate::palette::dur(s.end_ns - s.start_ns),
+                detail.spans[s.span].input.name
+            ));
         });
     }
     if resp.clicked() {
@@ -485,6 +502,61 @@ mod tests {
         st.mode = Mode::Waterfall;
         let out = draw(&d, &mut st);
         assert!(out.drawn < 60, "{}", out.drawn);
+    }
+
+    #[test]
+    fn sections_carry_their_evidence_and_ambiguous_ones_are_drawn() {
+        use crate::protocol::SectionInput;
+        use tailscope_model::{CauseSet, Evidence};
+        let spans = wide(3).spans.into_iter().map(|s| s.input).collect();
+        let kv = CauseSet::of(&[Cause::KvEviction]);
+        let sec = |id: &str, a, b, cause, evidence, alternatives| SectionInput {
+            span_id: id.into(),
+            start_ns: a,
+            end_ns: b,
+            cause,
+            evidence,
+            alternatives,
+        };
+        let sections = [
+            sec("c0", 0, 900, Cause::Queue, Some(Evidence::Ambiguous), kv),
+            sec(
+                "c1",
+                1000,
+                1900,
+                Cause::Tool,
+                Some(Evidence::Measured),
+                CauseSet::EMPTY,
+            ),
+            sec(
+                "c2",
+                2000,
+                2900,
+                Cause::Queue,
+                Some(Evidence::Inferred),
+                CauseSet::EMPTY,
+            ),
+        ];
+        let d = TraceDetail::build_with_evidence("t".into(), spans, &sections);
+        assert_eq!(d.sections.len(), 3);
+        assert_eq!(d.sections[0].evidence, Some(Evidence::Ambiguous));
+        assert_eq!(d.sections[0].alternatives, kv);
+        assert_eq!(d.ambiguous_ns(), 900);
+        let c0 = d.find("c0").unwrap();
+        assert_eq!(
+            evidence::of_span(&d, c0, Cause::Queue),
+            (Some(Evidence::Ambiguous), kv)
+        );
+        let c2 = d.find("c2").unwrap();
+        assert_eq!(
+            evidence::of_span(&d, c2, Cause::Queue),
+            (Some(Evidence::Inferred), CauseSet::EMPTY)
+        );
+        // tuples (no evidence) still build
+        assert_eq!(wide(1).sections[0].evidence, None);
+        let mut st = TimelineState::fit(&d);
+        let out = draw(&d, &mut st);
+        assert!(out.drawn >= 3, "{}", out.drawn);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The views and the window chrome (menu, status bar, dialogs, help).
 
+use crate::evidence;
 use crate::palette::{self, cause_colour, cause_label, clock, count, dur, dur_f, short};
 use crate::protocol::{Request, SortColumn, TraceRowVm};
 use crate::timeline::{self, Mode};
@@ -383,6 +384,10 @@ pub(crate) fn overview(app: &mut App, ui: &mut egui::Ui) {
             ui.horizontal(|ui| {
                 ui.label(RichText::new(format!("saves ~{}", dur(f.cost_ns))).strong());
                 ui.monospace(&f.kind);
+                evidence::badge(ui, f.evidence_level);
+                if !f.alternatives.is_empty() {
+                    ui.weak(evidence::alternatives_text(f.alternatives));
+                }
                 if ui
                     .add(egui::Button::new(format!("Open span #{}", k + 1)))
                     .on_hover_text(format!("trace {} span {}", f.trace_id, f.span_id))
@@ -434,13 +439,20 @@ fn tail_bars(ui: &mut egui::Ui, cohorts: &[crate::protocol::Cohort]) {
     }
 }
 
-fn cause_cell(ui: &mut egui::Ui, c: Option<Cause>) {
-    match c {
-        Some(c) => palette::swatch(ui, c),
+/// A table cell: the cause's swatch and name (a `?` after an ambiguous one), or `—`.
+fn cause_cell(ui: &mut egui::Ui, c: Option<Cause>, e: Option<tailscope_model::Evidence>) {
+    ui.horizontal(|ui| match c {
+        Some(c) => {
+            palette::swatch(ui, c);
+            let mark = evidence::primary_mark(e);
+            if !mark.is_empty() {
+                ui.strong(mark).on_hover_text(evidence::HELP);
+            }
+        }
         None => {
             ui.weak("—");
         }
-    }
+    });
 }
 
 pub(crate) fn traces(app: &mut App, ui: &mut egui::Ui) {
@@ -617,7 +629,7 @@ pub(crate) fn traces(app: &mut App, ui: &mut egui::Ui) {
                 row.col(|ui| {
                     ui.label(r.spans.to_string());
                 });
-                row.col(|ui| cause_cell(ui, r.primary_cause));
+                row.col(|ui| cause_cell(ui, r.primary_cause, r.primary_evidence));
                 row.col(|ui| {
                     if let Some(c) = &r.conversation_id {
                         if ui.link(c).on_hover_text("open this conversation").clicked() {
@@ -680,6 +692,7 @@ pub(crate) fn trace(app: &mut App, ui: &mut egui::Ui) {
             if let Some(c) = d.primary_cause {
                 ui.label("slower than usual because of");
                 palette::swatch(ui, c);
+                evidence::suffix(ui, d.primary_evidence, d.alternatives);
             }
             if let Some(c) = &d.conversation_id {
                 if ui.button("Open conversation").clicked() {
@@ -697,6 +710,11 @@ pub(crate) fn trace(app: &mut App, ui: &mut egui::Ui) {
                 palette::swatch(ui, *c);
                 ui.label(dur(*v));
                 ui.add_space(4.0);
+            }
+            let ambiguous = d.ambiguous_ns();
+            if ambiguous > 0 {
+                ui.weak(format!("· {} of it ambiguous (hatched)", dur(ambiguous)))
+                    .on_hover_text(evidence::HELP);
             }
         });
         ui.horizontal(|ui| {
@@ -866,7 +884,7 @@ fn span_panel(ui: &mut egui::Ui, t: &crate::TraceState) -> Option<String> {
         ui.add_space(8.0);
         ui.label("Colours:");
         palette::legend(ui, &Cause::ALL);
-        ui.weak("Bright: on the critical path (coloured by its cause). Dim: off the path.");
+        ui.weak("Bright: on the critical path (coloured by its cause). Dim: off the path. Hatched (critical-path lane): an ambiguous cause.");
         return None;
     };
     let s = &t.detail.spans[i];
@@ -897,6 +915,8 @@ fn span_panel(ui: &mut egui::Ui, t: &crate::TraceState) -> Option<String> {
             ui.horizontal(|ui| {
                 ui.label("on the critical path as");
                 palette::swatch(ui, c);
+                let (e, alts) = evidence::of_span(&t.detail, i, c);
+                evidence::suffix(ui, e, alts);
             });
         }
         ui.collapsing(format!("Attributes ({})", s.input.attributes.len()), |ui| {
@@ -1116,7 +1136,7 @@ pub(crate) fn conversation(app: &mut App, ui: &mut egui::Ui) {
                                 ui.colored_label(cause_colour(Cause::KvEviction), "⚠ evicted");
                             }
                         });
-                        row.col(|ui| cause_cell(ui, t.primary_cause));
+                        row.col(|ui| cause_cell(ui, t.primary_cause, None));
                         row.col(|ui| {
                             if ui.link(format!("Open turn {}", k + 1)).clicked() {
                                 open_trace = Some(t.trace_id.clone());

@@ -6,6 +6,8 @@
 
 use crate::latency::Sample;
 use crate::tree::Tree;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use tailscope_model::{OpClass, SpanKind};
 
 /// One LLM call of a tree.
@@ -88,6 +90,27 @@ pub fn calls(tree: &Tree) -> (Vec<Call>, Vec<usize>) {
     (calls, wrappers)
 }
 
+/// A call's time to first chunk, when its timing is consistent: the first chunk cannot
+/// arrive before the response to the request that carries it, so a transport span
+/// (an HTTP client span) directly under the call that ends well after that time shows
+/// the attribute timed something else (OpenLIT times its "first token" from the
+/// response headers, after any server queue).
+pub fn first_chunk_ns(tree: &Tree, call: &Call) -> Option<i64> {
+    let s = &tree.nodes[call.node].span;
+    let ttft = s.promoted.time_to_first_chunk_ns?;
+    let at = s.start_ns.saturating_add(ttft);
+    let contradicted = tree.nodes[call.node].children.iter().any(|&c| {
+        let t = &tree.nodes[c].span;
+        t.kind == SpanKind::Client
+            && t.promoted.op_class == OpClass::Http
+            && t.end_ns > at.saturating_add(TRANSPORT_SLACK_NS)
+    });
+    (!contradicted).then_some(ttft)
+}
+
+/// How far a transport span may end after the first chunk (clock and SDK slack).
+const TRANSPORT_SLACK_NS: i64 = 5_000_000;
+
 /// Uncached input tokens of a call: input minus cache reads when known.
 pub fn uncached_tokens(input: i64, cache_read: Option<i64>) -> i64 {
     (input - cache_read.unwrap_or(0).clamp(0, input)).max(0)
@@ -106,7 +129,7 @@ pub fn model_key(tree: &Tree, call: &Call) -> (String, String) {
     )
 }
 
-/// Cache reads of a call: its own, else its server span's.
+/// Cache reads of a call as reported: its own, else its server span's.
 pub fn cache_read(tree: &Tree, call: &Call) -> Option<i64> {
     tree.nodes[call.node]
         .span
@@ -118,10 +141,112 @@ pub fn cache_read(tree: &Tree, call: &Call) -> Option<i64> {
         })
 }
 
+/// A call's source: the service, instrumentation scope and model its spans come from.
+/// Sources differ in which optional fields they send.
+pub fn source_key(service: &str, scope: &str, model: &str) -> String {
+    format!("{service}\u{1f}{scope}\u{1f}{model}")
+}
+
+/// The source of a call (see [`source_key`]).
+pub fn source_of(tree: &Tree, call: &Call) -> String {
+    let s = &tree.nodes[call.node].span;
+    source_key(&s.service_name, &s.scope_name, &model_key(tree, call).0)
+}
+
+/// What each source sends on its LLM calls (absent is not zero, and not "cached"):
+/// some instrumentations leave a zero count out (pydantic-ai writes
+/// `cache_read.input_tokens` only when it is above 0). A field a source sends on its
+/// other calls and leaves out on this one means zero there; a field it never sends is
+/// unknown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sources(HashMap<String, SourceFields>);
+
+/// How many of a source's calls carried each optional field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFields {
+    pub calls: u64,
+    pub cache_read: u64,
+}
+
+impl Sources {
+    /// Fewest calls with cache reads before a source counts as one that sends them.
+    const MIN_WITH_FIELD: u64 = 2;
+
+    pub fn observe(&mut self, source: String, has_cache_read: bool) {
+        let f = self.0.entry(source).or_default();
+        f.calls += 1;
+        f.cache_read += u64::from(has_cache_read);
+    }
+
+    /// Does `source` report cache reads on some of its calls?
+    pub fn sends_cache_reads(&self, source: &str) -> bool {
+        self.0
+            .get(source)
+            .is_some_and(|f| f.cache_read > 0 && f.cache_read >= Self::MIN_WITH_FIELD.min(f.calls))
+    }
+
+    /// The sources and their counts, sorted (for evidence and tests).
+    pub fn entries(&self) -> Vec<(&str, SourceFields)> {
+        let mut v: Vec<(&str, SourceFields)> =
+            self.0.iter().map(|(k, f)| (k.as_str(), *f)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Every call of `trees` counted by its source.
+    pub fn of_trees<'a>(trees: impl IntoIterator<Item = (&'a Tree, &'a [Call])>) -> Self {
+        let mut out = Self::default();
+        for (t, cs) in trees {
+            for c in cs {
+                out.observe(source_of(t, c), cache_read(t, c).is_some());
+            }
+        }
+        out
+    }
+}
+
+/// How a call's cache reads are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheRead {
+    /// The call (or its server span) reports them.
+    Reported(i64),
+    /// Left out by a source that sends them on its other calls: zero.
+    AbsentMeansZero,
+}
+
+impl CacheRead {
+    pub fn tokens(self) -> i64 {
+        match self {
+            CacheRead::Reported(n) => n,
+            CacheRead::AbsentMeansZero => 0,
+        }
+    }
+}
+
+/// Cache reads of a call, reported or known zero for its source; `None`: unknown.
+pub fn cache_read_known(tree: &Tree, call: &Call, sources: &Sources) -> Option<CacheRead> {
+    match cache_read(tree, call) {
+        Some(n) => Some(CacheRead::Reported(n)),
+        None => sources
+            .sends_cache_reads(&source_of(tree, call))
+            .then_some(CacheRead::AbsentMeansZero),
+    }
+}
+
 /// The latency-model sample of a call, when it has token counts. `assumed_prefix`: the
 /// cached prefix a caching provider would have served (see `evict::assumed_prefixes`),
 /// for calls that report no cache reads.
 pub fn sample(tree: &Tree, call: &Call, assumed_prefix: Option<i64>) -> Option<Sample> {
+    sample_with(tree, call, assumed_prefix, &Sources::default())
+}
+
+/// [`sample`], reading cache reads a source leaves out as zero (see [`Sources`]).
+pub fn sample_with(
+    tree: &Tree,
+    call: &Call,
+    assumed_prefix: Option<i64>,
+    sources: &Sources,
+) -> Option<Sample> {
     let s = &tree.nodes[call.node].span;
     let p = &s.promoted;
     let sp = call.server.map(|x| &tree.nodes[x].span.promoted);
@@ -130,7 +255,7 @@ pub fn sample(tree: &Tree, call: &Call, assumed_prefix: Option<i64>) -> Option<S
         .output_tokens
         .or_else(|| sp.and_then(|x| x.output_tokens))?;
     let (model, server) = model_key(tree, call);
-    let read = cache_read(tree, call);
+    let read = cache_read_known(tree, call, sources).map(CacheRead::tokens);
     Some(Sample {
         model,
         server,
@@ -139,7 +264,7 @@ pub fn sample(tree: &Tree, call: &Call, assumed_prefix: Option<i64>) -> Option<S
             .is_none()
             .then(|| uncached_tokens(input, Some(assumed_prefix.unwrap_or(0))) as f64),
         output_tokens: output as f64,
-        ttft_ns: p.time_to_first_chunk_ns.map(|t| t as f64),
+        ttft_ns: first_chunk_ns(tree, call).map(|t| t as f64),
         duration_ns: s.duration_ns() as f64,
     })
 }

@@ -11,15 +11,65 @@ use crate::evict::Eviction;
 use crate::latency::{Fit, LatencyModel};
 use crate::tree::Tree;
 use std::collections::{HashMap, HashSet};
-use tailscope_model::{Cause, OpClass, SpanId, SpanKind, StatusCode};
+use tailscope_model::{Cause, CauseSet, Evidence, OpClass, SpanId, SpanKind, StatusCode};
 
-/// A critical-path section with its cause.
+/// A critical-path section with its cause, how that cause is known, and the other
+/// causes that explain the section about as well (for an `ambiguous` one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CausedSection {
     pub node: usize,
     pub start: i64,
     pub end: i64,
     pub cause: Cause,
+    pub evidence: Evidence,
+    pub alternatives: CauseSet,
+}
+
+/// A cause with how it is known and its alternatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribution {
+    pub cause: Cause,
+    pub evidence: Evidence,
+    pub alternatives: CauseSet,
+}
+
+impl Attribution {
+    pub fn measured(cause: Cause) -> Self {
+        Self {
+            cause,
+            evidence: Evidence::Measured,
+            alternatives: CauseSet::EMPTY,
+        }
+    }
+    pub fn inferred(cause: Cause) -> Self {
+        Self {
+            cause,
+            evidence: Evidence::Inferred,
+            alternatives: CauseSet::EMPTY,
+        }
+    }
+    /// `cause`, about as likely as each of `alternatives` (the cause itself is not
+    /// listed among them); with no other cause left it is `inferred`.
+    pub fn ambiguous(cause: Cause, alternatives: CauseSet) -> Self {
+        let alternatives = alternatives.without(cause);
+        Self {
+            cause,
+            evidence: if alternatives.is_empty() {
+                Evidence::Inferred
+            } else {
+                Evidence::Ambiguous
+            },
+            alternatives,
+        }
+    }
+}
+
+/// One piece of a span's own cause timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    from: i64,
+    to: i64,
+    what: Attribution,
 }
 
 /// What cause assignment knows of a tree beyond its spans: its LLM calls and the
@@ -33,9 +83,18 @@ pub struct Shape<'a> {
     pub model: &'a LatencyModel,
     /// Assumed cached prefixes of calls without cache reads (`evict::assumed_prefixes`).
     pub assumed: &'a HashMap<SpanId, i64>,
+    /// The inference servers' metrics, evidence that can settle a queue-or-eviction.
+    pub metrics: &'a dyn crate::MetricSource,
 }
 
 impl<'a> Shape<'a> {
+    /// The same shape, reading server metrics from `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: &'a dyn crate::MetricSource) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     pub fn new(
         tree: &Tree,
         evictions: &'a HashMap<SpanId, Eviction>,
@@ -68,6 +127,7 @@ impl<'a> Shape<'a> {
             evictions,
             model,
             assumed,
+            metrics: &crate::NoMetrics,
         }
     }
 
@@ -81,11 +141,128 @@ impl<'a> Shape<'a> {
 /// How an LLM call without a server span was split, for the evidence.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Split {
+    /// Time the latency model does not explain (before the first token when one is
+    /// measured): a server queue, a re-prefill, or client-side work; see `residual`.
     pub queue_ns: i64,
     pub prefill_ns: i64,
     pub decode_ns: i64,
     /// The fit the split came from (None: measured time to first token only).
     pub fit: Option<(Fit, &'static str)>,
+    /// What the unexplained time most likely is and how sure that is.
+    pub residual: Attribution,
+    pub prefill: Attribution,
+    pub decode: Attribution,
+}
+
+/// Below this many tokens a prefix that could have been cached is not worth calling
+/// an eviction (as `evict`).
+const MIN_PREFIX_TOKENS: i64 = 256;
+
+/// What an LLM call's unexplained time is. Without a server span the telemetry can
+/// rarely tell: a first-token time separates waiting before the first token from
+/// client-side work after it (request building, chunk handling), and cache reads
+/// (reported, or known zero for the source) rule a re-prefill in or out. A first call
+/// of a conversation, or one whose prompt did not extend the previous call, has
+/// nothing a cache could have held, so it is never a re-prefill. When a re-prefill is
+/// possible and the residual is about what re-prefilling the previous turn would cost,
+/// the eviction is the likelier of the two.
+fn residual_cause(
+    tree: &Tree,
+    call: &Call,
+    shape: &Shape<'_>,
+    residual_ns: f64,
+    fit: Option<&Fit>,
+    first_token_measured: bool,
+) -> Attribution {
+    let s = &tree.nodes[call.node].span;
+    let cache_known = calls::cache_read_known(tree, call, &shape.model.sources).is_some();
+    let prefix = shape.assumed.get(&s.span_id).copied().unwrap_or(0);
+    let can_be_eviction = !cache_known && prefix >= MIN_PREFIX_TOKENS;
+    let mut alternatives = CauseSet::of(&[Cause::Queue]);
+    // a detected eviction: the model extrapolates to a long re-prefill, so time beyond
+    // its estimate may be a server wait or a re-prefill costlier than it expects
+    let evicted = shape.evictions.contains_key(&s.span_id);
+    if can_be_eviction || evicted {
+        alternatives.insert(Cause::KvEviction);
+    }
+    if !first_token_measured {
+        // nothing separates server waiting from the client's own work in the span
+        alternatives.insert(Cause::Uninstrumented);
+    }
+    let reprefill_ns = fit.map_or(0.0, |f| prefix as f64 * f.ns_per_uncached_token);
+    let eviction_likelier = can_be_eviction
+        && reprefill_ns > 0.0
+        && (0.5..=2.0).contains(&(residual_ns / reprefill_ns));
+    let cause = if eviction_likelier {
+        Cause::KvEviction
+    } else {
+        Cause::Queue
+    };
+    // The server's own metrics over the call's window settle it where they exist.
+    match server_says(s, shape.metrics, residual_ns, can_be_eviction) {
+        Some(ServerSays::Waiting) => Attribution::measured(Cause::Queue),
+        Some(ServerSays::CacheMiss) => Attribution::measured(Cause::KvEviction),
+        Some(ServerSays::NoWait) => {
+            // not the server's queue: a re-prefill (when possible), the client's work, or
+            // a prefill longer than the model expects
+            let mut rest = alternatives.without(Cause::Queue);
+            rest.insert(Cause::Uninstrumented);
+            rest.insert(Cause::Prefill);
+            let first = if rest.contains(Cause::KvEviction) {
+                Cause::KvEviction
+            } else {
+                Cause::Uninstrumented
+            };
+            Attribution::ambiguous(first, rest)
+        }
+        None => Attribution::ambiguous(cause, alternatives),
+    }
+}
+
+/// What the inference server's metrics say of a call's unexplained wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerSays {
+    /// Requests were waiting in its queue while the call waited.
+    Waiting,
+    /// Nothing waited, and most prompt tokens it looked up in its prefix cache in the
+    /// call's window missed (a re-prefill).
+    CacheMiss,
+    /// Nothing waited; the cache gives no clear answer.
+    NoWait,
+}
+
+/// Reads the waiting-requests gauge over the first `residual_ns` of the call (at its
+/// start, middle and end) and the prefix-cache counters over the call, for the call's
+/// `server.address`. `None` when the store has no such metrics.
+fn server_says(
+    s: &tailscope_model::Span,
+    metrics: &dyn crate::MetricSource,
+    residual_ns: f64,
+    can_be_eviction: bool,
+) -> Option<ServerSays> {
+    use tailscope_model::gpu_metrics as gm;
+    let server = s.promoted.server_address.as_deref();
+    let wait_end = s.start_ns + (residual_ns as i64).clamp(0, s.duration_ns());
+    let samples: Vec<f64> = [s.start_ns, (s.start_ns + wait_end) / 2, wait_end]
+        .into_iter()
+        .filter_map(|t| metrics.at(gm::REQUESTS_WAITING, server, t))
+        .collect();
+    if samples.is_empty() {
+        return None;
+    }
+    if samples.iter().any(|w| *w >= 1.0) {
+        return Some(ServerSays::Waiting);
+    }
+    if can_be_eviction {
+        let queries = metrics.increase(gm::PREFIX_CACHE_QUERIES_RATE, server, s.start_ns, s.end_ns);
+        let hits = metrics.increase(gm::PREFIX_CACHE_HITS_RATE, server, s.start_ns, s.end_ns);
+        if let (Some(q), Some(h)) = (queries, hits) {
+            if q > 0.0 && h / q < 0.5 {
+                return Some(ServerSays::CacheMiss);
+            }
+        }
+    }
+    Some(ServerSays::NoWait)
 }
 
 fn is_preprocessing_name(name: &str) -> bool {
@@ -155,14 +332,15 @@ fn has_server_below(tree: &Tree, i: usize) -> bool {
     false
 }
 
-/// The single cause of a span's self time when it does not split.
-fn plain_cause(tree: &Tree, i: usize) -> Cause {
+/// The single cause of a span's self time when it does not split: measured where the
+/// span's class says what it times, inferred where only its name does.
+fn plain_cause(tree: &Tree, i: usize) -> Attribution {
     let s = &tree.nodes[i].span;
     let p = &s.promoted;
     if p.cold_start == Some(true) {
-        return Cause::ToolColdStart;
+        return Attribution::measured(Cause::ToolColdStart);
     }
-    match p.op_class {
+    Attribution::measured(match p.op_class {
         OpClass::Pool => Cause::PoolWait,
         OpClass::Db => Cause::Db,
         OpClass::Retrieval => Cause::Retrieval,
@@ -175,43 +353,109 @@ fn plain_cause(tree: &Tree, i: usize) -> Cause {
                 // a client span's time that its server does not cover
                 Cause::Network
             } else if is_preprocessing_name(&s.name) {
-                Cause::Preprocessing
+                return Attribution::inferred(Cause::Preprocessing);
             } else {
                 Cause::Uninstrumented
             }
         }
+    })
+}
+
+/// Does an LLM span below `i` have events after its own end (a stream consumed after
+/// the span that started it ended)? Then `i`'s self time holds that call's time.
+fn stream_outlives_call(tree: &Tree, i: usize) -> bool {
+    let mut stack: Vec<usize> = tree.nodes[i].children.clone();
+    while let Some(c) = stack.pop() {
+        let s = &tree.nodes[c].span;
+        if s.promoted.op_class == OpClass::Llm && s.events.iter().any(|e| e.time_ns > s.end_ns) {
+            return true;
+        }
+        stack.extend(tree.nodes[c].children.iter().copied());
+    }
+    false
+}
+
+/// Is `i` transport under an LLM (or DB) call: an HTTP/gRPC client span directly
+/// below the call, with no server span of its own below it? Its time is the call's:
+/// the call's own timing (first-token time, server span, latency model) splits it.
+fn transport_of(tree: &Tree, i: usize, shape: &Shape<'_>) -> Option<usize> {
+    let n = &tree.nodes[i];
+    let parent = n.parent?;
+    let p = &tree.nodes[parent].span.promoted;
+    let transport = n.span.kind == SpanKind::Client
+        && matches!(n.span.promoted.op_class, OpClass::Http | OpClass::Other)
+        && !has_server_below(tree, i);
+    let call_parent = (p.op_class == OpClass::Llm && shape.call_of.contains_key(&parent))
+        || p.op_class == OpClass::Db;
+    (transport && call_parent).then_some(parent)
+}
+
+/// Could part of this call's prefill re-prefill a prefix a cache held: its cache reads
+/// are unknown and its prompt extended a previous call by enough tokens.
+fn reprefill_possible(tree: &Tree, call: &Call, shape: &Shape<'_>) -> bool {
+    let s = &tree.nodes[call.node].span;
+    calls::cache_read_known(tree, call, &shape.model.sources).is_none()
+        && shape.assumed.get(&s.span_id).copied().unwrap_or(0) >= MIN_PREFIX_TOKENS
+}
+
+/// The prefill of a call as the latency model reads it. When the call's cache reads
+/// are unknown, its prompt extended a previous call, and the fit does not assume that
+/// prefix was cached, part of this prefill may be the re-prefill of an evicted prefix:
+/// prefill or kv_eviction, the telemetry cannot say.
+fn prefill_attribution(tree: &Tree, call: &Call, shape: &Shape<'_>, fit: &Fit) -> Attribution {
+    let s = &tree.nodes[call.node].span;
+    let cache_known = calls::cache_read_known(tree, call, &shape.model.sources).is_some();
+    let prefix = shape.assumed.get(&s.span_id).copied().unwrap_or(0);
+    if !cache_known && !fit.assumes_caching && prefix >= MIN_PREFIX_TOKENS {
+        Attribution::ambiguous(Cause::Prefill, CauseSet::of(&[Cause::KvEviction]))
+    } else {
+        Attribution::inferred(Cause::Prefill)
     }
 }
 
 /// Splits an LLM call that has no server span: time to first token when measured,
-/// else the duration model, into queue (the residual above what the latency model
-/// expects), prefill and decode.
+/// else the duration model, into the residual above what the latency model expects
+/// (see [`residual_cause`]), prefill and decode.
 pub fn split_call(tree: &Tree, call: &Call, shape: &Shape<'_>) -> Split {
     let model = shape.model;
     let s = &tree.nodes[call.node].span;
     let dur = s.duration_ns();
     let (m, addr) = calls::model_key(tree, call);
-    let sample = calls::sample(tree, call, shape.assumed.get(&s.span_id).copied());
-    if let Some(ttft) = s.promoted.time_to_first_chunk_ns {
+    let sample = calls::sample_with(
+        tree,
+        call,
+        shape.assumed.get(&s.span_id).copied(),
+        &shape.model.sources,
+    );
+    if let Some(ttft) = calls::first_chunk_ns(tree, call) {
         let ttft = ttft.min(dur);
         let fit = model.ttft_fit(&m, &addr);
-        let queue = match (fit, &sample) {
+        let resid = match (fit, &sample) {
             (Some(f), Some(x)) => {
                 let resid = ttft as f64 - f.prefill_ns(f.uncached(x));
                 if resid > f.material_residual_ns() {
-                    resid as i64
+                    resid
                 } else {
-                    0
+                    0.0
                 }
             }
-            _ => 0,
-        }
-        .clamp(0, ttft);
+            _ => 0.0,
+        };
+        let queue = (resid as i64).clamp(0, ttft);
         return Split {
             queue_ns: queue,
             prefill_ns: ttft - queue,
             decode_ns: dur - ttft,
             fit: fit.map(|f| (*f, "time to first token")),
+            residual: residual_cause(tree, call, shape, resid, fit, true),
+            // the time before the first token is measured; calling it prefill is the
+            // model's reading when one is fitted
+            prefill: if let Some(f) = fit {
+                prefill_attribution(tree, call, shape, f)
+            } else {
+                Attribution::ambiguous(Cause::Prefill, CauseSet::of(&[Cause::Queue]))
+            },
+            decode: Attribution::measured(Cause::Decode),
         };
     }
     match (model.duration_fit(&m, &addr), &sample) {
@@ -233,46 +477,99 @@ pub fn split_call(tree: &Tree, call: &Call, shape: &Shape<'_>) -> Split {
                 prefill_ns: prefill,
                 decode_ns: (dur - queue - prefill).max(0),
                 fit: Some((*f, "duration")),
+                residual: residual_cause(tree, call, shape, queue as f64, Some(f), false),
+                prefill: prefill_attribution(tree, call, shape, f),
+                decode: Attribution::inferred(Cause::Decode),
             }
         }
+        // no model for this call: its time is the call's, phases unknown
         _ => Split {
             queue_ns: 0,
             prefill_ns: 0,
             decode_ns: dur,
             fit: None,
+            residual: Attribution::ambiguous(Cause::Queue, CauseSet::of(&[Cause::Uninstrumented])),
+            prefill: Attribution::inferred(Cause::Prefill),
+            decode: Attribution::ambiguous(
+                Cause::Decode,
+                CauseSet::of(&[Cause::Prefill, Cause::Queue]),
+            ),
         },
     }
 }
 
-/// A span's own cause timeline: `(from, to, cause)` pieces in time order.
+/// A span's own cause timeline, pieces in time order.
 #[allow(clippy::many_single_char_names)] // spans, phases and interval ends read best short
-fn timeline(tree: &Tree, i: usize, shape: &Shape<'_>) -> Vec<(i64, i64, Cause)> {
+fn timeline(tree: &Tree, i: usize, shape: &Shape<'_>) -> Vec<Piece> {
     let s = &tree.nodes[i].span;
     let p = &s.promoted;
+    let whole = |what: Attribution| {
+        vec![Piece {
+            from: s.start_ns,
+            to: s.end_ns,
+            what,
+        }]
+    };
     if shape.wrappers.contains(&i) {
-        return vec![(s.start_ns, s.end_ns, Cause::Other)];
+        return whole(Attribution::measured(Cause::Other));
+    }
+    if let Some(call) = transport_of(tree, i, shape) {
+        // transport under a call: the call's own split covers this time
+        if tree.nodes[call].span.promoted.op_class == OpClass::Llm {
+            return timeline(tree, call, shape);
+        }
+        return whole(Attribution::measured(Cause::Db));
     }
     if p.op_class != OpClass::Llm {
-        return vec![(s.start_ns, s.end_ns, plain_cause(tree, i))];
+        let mut what = plain_cause(tree, i);
+        if what.cause == Cause::Uninstrumented && stream_outlives_call(tree, i) {
+            // a stream read after its call's span ended: the call's own time is here,
+            // unsplit (LlamaIndex's astream_chat returns before the first chunk)
+            what = Attribution::ambiguous(
+                Cause::Uninstrumented,
+                CauseSet::of(&[
+                    Cause::Queue,
+                    Cause::KvEviction,
+                    Cause::Prefill,
+                    Cause::Decode,
+                ]),
+            );
+        }
+        return whole(what);
     }
-    let evicted = shape.eviction(tree, i).map_or(0, |e| e.cost_ns);
-    let phases = |start: i64, queue: i64, prefill: i64, decode: i64| {
+    let eviction = shape.eviction(tree, i);
+    let evicted = eviction.map_or(0, |e| e.cost_ns);
+    let kv_what = Attribution {
+        cause: Cause::KvEviction,
+        evidence: eviction.map_or(Evidence::Inferred, |e| e.evidence),
+        alternatives: CauseSet::EMPTY,
+    };
+    let phases = |start: i64, parts: [(i64, Attribution); 3]| {
+        let [(queue, queue_what), (prefill, prefill_what), (decode, decode_what)] = parts;
         let mut t = start;
         let mut out = Vec::new();
         let kv = evicted.min(prefill);
-        for (d, c) in [
-            (queue, Cause::Queue),
-            (kv, Cause::KvEviction),
-            (prefill - kv, Cause::Prefill),
-            (decode, Cause::Decode),
+        for (d, what) in [
+            (queue, queue_what),
+            (kv, kv_what),
+            (prefill - kv, prefill_what),
+            (decode, decode_what),
         ] {
             if d > 0 {
-                out.push((t, t + d, c));
+                out.push(Piece {
+                    from: t,
+                    to: t + d,
+                    what,
+                });
                 t += d;
             }
         }
         if t < s.end_ns {
-            out.push((t, s.end_ns, Cause::Uninstrumented));
+            out.push(Piece {
+                from: t,
+                to: s.end_ns,
+                what: Attribution::measured(Cause::Uninstrumented),
+            });
         }
         out
     };
@@ -285,39 +582,71 @@ fn timeline(tree: &Tree, i: usize, shape: &Shape<'_>) -> Vec<(i64, i64, Cause)> 
         let decode = p
             .decode_ns
             .unwrap_or_else(|| (s.duration_ns() - queue - prefill).max(0));
-        return phases(s.start_ns, queue, prefill, decode);
+        // the server times its prefill; whether a cached prefix was re-prefilled in it
+        // needs cache reads (vLLM's span has none)
+        let prefill_what = shape
+            .call_of
+            .get(&i)
+            .map(|&k| &shape.calls[k])
+            .filter(|c| reprefill_possible(tree, c, shape))
+            .map_or(Attribution::measured(Cause::Prefill), |_| {
+                Attribution::ambiguous(Cause::Prefill, CauseSet::of(&[Cause::KvEviction]))
+            });
+        return phases(
+            s.start_ns,
+            [
+                (queue, Attribution::measured(Cause::Queue)),
+                (prefill, prefill_what),
+                (decode, Attribution::measured(Cause::Decode)),
+            ],
+        );
     }
     let Some(call) = shape.call_of.get(&i).map(|&k| &shape.calls[k]) else {
-        return vec![(s.start_ns, s.end_ns, Cause::Other)];
+        return whole(Attribution::measured(Cause::Other));
     };
     if let Some(server) = call.server {
         // The server's phases where it runs, network elsewhere. The server span can
         // outlive the span between them (a streaming HTTP client span ends when the
         // headers arrive), so the call's own time after that is still the server's.
+        let network = Attribution::measured(Cause::Network);
         let sv = timeline(tree, server, shape);
         let mut out = Vec::with_capacity(sv.len() + 2);
         let mut t = s.start_ns;
-        for (a, b, c) in sv {
-            let (a, b) = (a.max(t), b.min(s.end_ns));
+        for piece in sv {
+            let (a, b) = (piece.from.max(t), piece.to.min(s.end_ns));
             if b > a {
                 if a > t {
-                    out.push((t, a, Cause::Network));
+                    out.push(Piece {
+                        from: t,
+                        to: a,
+                        what: network,
+                    });
                 }
-                out.push((a, b, c));
+                out.push(Piece {
+                    from: a,
+                    to: b,
+                    what: piece.what,
+                });
                 t = b;
             }
         }
         if t < s.end_ns {
-            out.push((t, s.end_ns, Cause::Network));
+            out.push(Piece {
+                from: t,
+                to: s.end_ns,
+                what: network,
+            });
         }
         return out;
     }
     let split = split_call(tree, call, shape);
     phases(
         s.start_ns,
-        split.queue_ns,
-        split.prefill_ns,
-        split.decode_ns,
+        [
+            (split.queue_ns, split.residual),
+            (split.prefill_ns, split.prefill),
+            (split.decode_ns, split.decode),
+        ],
     )
 }
 
@@ -351,16 +680,20 @@ pub fn assign(tree: &Tree, path: &[PathSection], shape: &Shape<'_>) -> Vec<Cause
     for g in gaps_of.values_mut() {
         g.sort_unstable();
     }
-    let mut cache: HashMap<usize, Vec<(i64, i64, Cause)>> = HashMap::new();
+    let section = |node: usize, start: i64, end: i64, what: Attribution| CausedSection {
+        node,
+        start,
+        end,
+        cause: what.cause,
+        evidence: what.evidence,
+        alternatives: what.alternatives,
+    };
+    let retry = Attribution::measured(Cause::Retry);
+    let mut cache: HashMap<usize, Vec<Piece>> = HashMap::new();
     let mut out = Vec::with_capacity(path.len());
     for sec in path {
         if retried.contains(&sec.node) {
-            out.push(CausedSection {
-                node: sec.node,
-                start: sec.start,
-                end: sec.end,
-                cause: Cause::Retry,
-            });
+            out.push(section(sec.node, sec.start, sec.end, retry));
             continue;
         }
         let pieces = match gaps_of.get(&sec.node) {
@@ -369,47 +702,29 @@ pub fn assign(tree: &Tree, path: &[PathSection], shape: &Shape<'_>) -> Vec<Cause
         };
         for (start, end, backoff) in pieces {
             if backoff {
-                out.push(CausedSection {
-                    node: sec.node,
-                    start,
-                    end,
-                    cause: Cause::Retry,
-                });
+                out.push(section(sec.node, start, end, retry));
                 continue;
             }
             let tl = cache
                 .entry(sec.node)
                 .or_insert_with(|| timeline(tree, sec.node, shape));
             let mut t = start;
-            for &(a, b, c) in tl.iter() {
-                let (lo, hi) = (a.max(t), b.min(end));
+            for piece in tl.iter() {
+                let (lo, hi) = (piece.from.max(t), piece.to.min(end));
                 if hi > lo {
                     if lo > t {
                         // gap before this piece (shifted spans): the first piece's cause
-                        out.push(CausedSection {
-                            node: sec.node,
-                            start: t,
-                            end: lo,
-                            cause: c,
-                        });
+                        out.push(section(sec.node, t, lo, piece.what));
                     }
-                    out.push(CausedSection {
-                        node: sec.node,
-                        start: lo,
-                        end: hi,
-                        cause: c,
-                    });
+                    out.push(section(sec.node, lo, hi, piece.what));
                     t = hi;
                 }
             }
             if t < end {
-                let c = tl.last().map_or(Cause::Uninstrumented, |x| x.2);
-                out.push(CausedSection {
-                    node: sec.node,
-                    start: t,
-                    end,
-                    cause: c,
-                });
+                let what = tl
+                    .last()
+                    .map_or(Attribution::measured(Cause::Uninstrumented), |x| x.what);
+                out.push(section(sec.node, t, end, what));
             }
         }
     }
@@ -421,6 +736,7 @@ mod tests {
     use super::*;
     use crate::critical::critical_path;
     use crate::testutil::{span, trace};
+    use tailscope_model::Span;
 
     fn by_cause(sections: &[CausedSection]) -> HashMap<Cause, i64> {
         let mut m = HashMap::new();
@@ -428,6 +744,218 @@ mod tests {
             *m.entry(s.cause).or_insert(0) += s.end - s.start;
         }
         m
+    }
+
+    const MS: i64 = 1_000_000;
+
+    /// A fit of 20 ms + 0.1 ms per uncached token + 4 ms per output token that assumes
+    /// the provider caches the previous turn.
+    fn caching_fit() -> LatencyModel {
+        let f = Fit {
+            intercept_ns: 20e6,
+            ns_per_uncached_token: 0.1e6,
+            ns_per_output_token: 4e6,
+            sigma_ns: 5e6,
+            calls: 40,
+            kept: 36,
+            assumes_caching: true,
+            ns_per_uncached_token_ci: [0.09e6, 0.11e6],
+            ns_per_output_token_ci: [3.8e6, 4.2e6],
+            hypothesis_margin: 2.0,
+        };
+        let mut m = LatencyModel::default();
+        m.duration.insert(("m".into(), "srv".into()), f);
+        m.ttft.insert(("m".into(), "srv".into()), f);
+        m
+    }
+
+    /// An agent turn: root 1 > LLM call 2 (client, model m at srv, 3000 tokens in, 20
+    /// out) that took `extra` longer than its expected prefill of `uncached` tokens and
+    /// its decode.
+    fn llm_turn(uncached: i64, extra: i64) -> Vec<Span> {
+        let dur = 20 * MS + uncached * MS / 10 + 80 * MS + extra;
+        let mut root = span(1, None, 0, dur + 10 * MS);
+        root.promoted.conversation_id = Some("c".into());
+        let mut call = span(2, Some(1), 5 * MS, 5 * MS + dur);
+        call.kind = SpanKind::Client;
+        call.promoted.op_class = OpClass::Llm;
+        call.promoted.model = Some("m".into());
+        call.promoted.server_address = Some("srv".into());
+        call.promoted.input_tokens = Some(3000);
+        call.promoted.output_tokens = Some(20);
+        vec![root, call]
+    }
+
+    fn residual_sections(
+        t: &Tree,
+        model: &LatencyModel,
+        assumed: &HashMap<SpanId, i64>,
+    ) -> Vec<CausedSection> {
+        let ev = HashMap::new();
+        let shape = Shape::new(t, &ev, model, assumed);
+        assign(t, &critical_path(t), &shape)
+            .into_iter()
+            .filter(|s| matches!(s.cause, Cause::Queue | Cause::KvEviction))
+            .collect()
+    }
+
+    /// No cache reads and no first-token time: a 300 ms unexplained wait after a turn
+    /// whose 2,500-token prefix could have been cached is about what re-prefilling it
+    /// costs, so the eviction is the likelier reading, but never stated as fact.
+    #[test]
+    fn an_unexplained_wait_the_telemetry_cannot_place_is_ambiguous() {
+        let t = trace(llm_turn(500, 300 * MS));
+        let model = caching_fit();
+        let call = SpanId([2; 8]);
+        let assumed = HashMap::from([(call, 2500)]);
+        let r = residual_sections(&t, &model, &assumed);
+        let total: i64 = r.iter().map(|s| s.end - s.start).sum();
+        assert!((total - 300 * MS).abs() < 2 * MS, "{r:?}");
+        for s in &r {
+            assert_eq!(s.cause, Cause::KvEviction, "{s:?}");
+            assert_eq!(s.evidence, Evidence::Ambiguous);
+            assert!(s.alternatives.contains(Cause::Queue));
+            assert!(
+                s.alternatives.contains(Cause::Uninstrumented),
+                "no first-token time: client-side work is not ruled out"
+            );
+        }
+        // a wait far from the re-prefill cost: queue is likelier, eviction still possible
+        let t = trace(llm_turn(500, 1200 * MS));
+        for s in residual_sections(&t, &model, &assumed) {
+            assert_eq!((s.cause, s.evidence), (Cause::Queue, Evidence::Ambiguous));
+            assert!(s.alternatives.contains(Cause::KvEviction));
+        }
+        // a first turn had nothing cached: never a re-prefill
+        let t = trace(llm_turn(3000, 300 * MS));
+        let first = HashMap::from([(call, 0)]);
+        let r = residual_sections(&t, &model, &first);
+        assert!(!r.is_empty());
+        for s in r {
+            assert_eq!(s.cause, Cause::Queue);
+            assert!(!s.alternatives.contains(Cause::KvEviction), "{s:?}");
+            assert_eq!(s.evidence, Evidence::Ambiguous, "queue or client-side work");
+        }
+    }
+
+    /// Server metrics: a gauge of waiting requests and prefix-cache counters.
+    struct ServerMetrics {
+        waiting: f64,
+        hit_ratio: f64,
+    }
+
+    impl crate::MetricSource for ServerMetrics {
+        fn at(&self, name: &str, server: Option<&str>, _: i64) -> Option<f64> {
+            (name == tailscope_model::gpu_metrics::REQUESTS_WAITING && server == Some("srv"))
+                .then_some(self.waiting)
+        }
+        fn increase(&self, name: &str, server: Option<&str>, a: i64, b: i64) -> Option<f64> {
+            use tailscope_model::gpu_metrics as gm;
+            let q = (b - a) as f64 / 1e6; // some tokens per ms looked up
+            match name {
+                _ if server != Some("srv") => None,
+                gm::PREFIX_CACHE_QUERIES_RATE => Some(q),
+                gm::PREFIX_CACHE_HITS_RATE => Some(q * self.hit_ratio),
+                _ => None,
+            }
+        }
+    }
+
+    /// The same ambiguous wait becomes measured when the server's metrics cover it:
+    /// requests waiting -> queue; nothing waiting and the prefix cache missing -> a
+    /// re-prefill; nothing waiting and the cache hitting -> not the queue, still open.
+    #[test]
+    fn server_metrics_settle_a_queue_or_eviction() {
+        let t = trace(llm_turn(500, 300 * MS));
+        let model = caching_fit();
+        let assumed = HashMap::from([(SpanId([2; 8]), 2500)]);
+        let ev = HashMap::new();
+        let with = |m: &ServerMetrics| {
+            let shape = Shape::new(&t, &ev, &model, &assumed).with_metrics(m);
+            assign(&t, &critical_path(&t), &shape)
+                .into_iter()
+                .filter(|s| s.cause == Cause::Queue || s.cause == Cause::KvEviction)
+                .map(|s| (s.cause, s.evidence, s.alternatives))
+                .collect::<Vec<_>>()
+        };
+        let waiting = with(&ServerMetrics {
+            waiting: 3.0,
+            hit_ratio: 0.9,
+        });
+        assert_eq!(
+            waiting,
+            vec![(Cause::Queue, Evidence::Measured, CauseSet::EMPTY)]
+        );
+        let missed = with(&ServerMetrics {
+            waiting: 0.0,
+            hit_ratio: 0.1,
+        });
+        assert_eq!(
+            missed,
+            vec![(Cause::KvEviction, Evidence::Measured, CauseSet::EMPTY)]
+        );
+        let unclear = with(&ServerMetrics {
+            waiting: 0.0,
+            hit_ratio: 0.9,
+        });
+        assert_eq!(unclear.len(), 1);
+        assert_eq!(unclear[0].1, Evidence::Ambiguous);
+        assert!(!unclear[0].2.contains(Cause::Queue) && unclear[0].0 != Cause::Queue);
+    }
+
+    /// With a first-token time and cache reads, waiting before the first token is the
+    /// server's: queue, inferred from the latency model; decode after it is measured.
+    #[test]
+    fn a_first_token_time_and_cache_reads_separate_the_queue() {
+        let mut s = llm_turn(3000, 0);
+        let ttft = 20 * MS + 300 * MS + 300 * MS; // expected 320 ms, 300 ms waiting
+        s[1].promoted.time_to_first_chunk_ns = Some(ttft);
+        s[1].end_ns = s[1].start_ns + ttft + 80 * MS;
+        s[0].end_ns = s[1].end_ns + 5 * MS;
+        s[1].promoted.cache_read_tokens = Some(0);
+        let t = trace(s);
+        let model = caching_fit();
+        let ev = HashMap::new();
+        let none = HashMap::new();
+        let shape = Shape::new(&t, &ev, &model, &none);
+        let secs = assign(&t, &critical_path(&t), &shape);
+        let queue: Vec<_> = secs.iter().filter(|x| x.cause == Cause::Queue).collect();
+        let q: i64 = queue.iter().map(|x| x.end - x.start).sum();
+        assert!((q - 300 * MS).abs() < 2 * MS, "{secs:?}");
+        assert!(queue.iter().all(|x| x.evidence == Evidence::Inferred));
+        assert!(secs
+            .iter()
+            .filter(|x| x.cause == Cause::Decode)
+            .all(|x| x.evidence == Evidence::Measured));
+    }
+
+    /// An HTTP client span directly under an LLM call (OpenLIT's httpx `POST`) is
+    /// transport: the critical path goes into it, but its time is split by the call.
+    #[test]
+    fn a_transport_span_under_a_call_takes_the_calls_split() {
+        let mut s = llm_turn(3000, 300 * MS);
+        let (from, to) = (s[1].start_ns + MS, s[1].end_ns - MS);
+        let mut post = span(3, Some(2), from, to);
+        post.kind = SpanKind::Client;
+        post.promoted.op_class = OpClass::Http;
+        post.name = "POST".into();
+        s.push(post);
+        let t = trace(s);
+        let model = caching_fit();
+        let first = HashMap::from([(SpanId([2; 8]), 0)]);
+        let ev = HashMap::new();
+        let shape = Shape::new(&t, &ev, &model, &first);
+        let secs = assign(&t, &critical_path(&t), &shape);
+        let m = by_cause(&secs);
+        assert!(
+            m.get(&Cause::Uninstrumented).copied().unwrap_or(0) < 20 * MS,
+            "the POST's time is not uninstrumented: {m:?}"
+        );
+        assert!(
+            m.get(&Cause::Queue).copied().unwrap_or(0) > 250 * MS,
+            "{m:?}"
+        );
+        assert!(m.get(&Cause::Decode).copied().unwrap_or(0) > 0, "{m:?}");
     }
 
     #[test]

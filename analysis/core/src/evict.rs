@@ -7,11 +7,11 @@
 //! the latency model fitted over the store's calls, or the call's own time to first
 //! token; the method is stated in the evidence.
 
-use crate::calls::{cache_read, model_key, Call};
+use crate::calls::{cache_read_known, model_key, CacheRead, Call, Sources};
 use crate::latency::LatencyModel;
 use crate::tree::Tree;
 use std::collections::HashMap;
-use tailscope_model::SpanId;
+use tailscope_model::{Evidence, SpanId};
 
 /// Re-prefill cost of an evicted prefix, estimated per LLM call.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,12 +24,16 @@ pub struct Eviction {
     pub previous_output_tokens: i64,
     pub cache_read_tokens: i64,
     pub input_tokens: i64,
+    pub output_tokens: i64,
     /// Tokens that should have been cached and were prefilled again.
     pub evicted_tokens: i64,
     pub prefill_ns_per_token: f64,
     /// How the per-token prefill rate was obtained.
     pub cost_method: &'static str,
     pub cost_ns: i64,
+    /// `measured` when the call reports its cache reads, `inferred` when its source
+    /// left a zero out (see [`crate::calls::Sources`]).
+    pub evidence: Evidence,
 }
 
 /// One LLM call as eviction detection needs it.
@@ -43,18 +47,20 @@ pub struct LlmCall {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cache_read_tokens: Option<i64>,
+    /// The cache reads were left out by a source that sends them elsewhere (zero).
+    pub cache_read_inferred: bool,
     /// ns per uncached prompt token and where it came from.
     pub prefill_rate: Option<(f64, &'static str)>,
 }
 
-/// The prefill rate of a call, from the best source at hand.
+/// The prefill rate of a call (ns per uncached token), from the best source at hand.
 pub fn prefill_rate(
     tree: &Tree,
     call: &Call,
     uncached: i64,
     model: &LatencyModel,
 ) -> Option<(f64, &'static str)> {
-    let s = &tree.nodes[call.node].span;
+    let marginal = |f: &crate::latency::Fit| (uncached > 0).then_some(f.ns_per_uncached_token);
     let server = call.server.map(|x| &tree.nodes[x].span.promoted);
     if let Some(prefill) = server.and_then(|p| p.prefill_ns) {
         if uncached > 0 && prefill > 0 {
@@ -65,25 +71,24 @@ pub fn prefill_rate(
         }
     }
     let (m, addr) = model_key(tree, call);
-    if let Some(f) = model
+    if let Some(r) = model
         .ttft_fit(&m, &addr)
-        .filter(|f| f.ns_per_uncached_token > 0.0)
+        .and_then(marginal)
+        .filter(|r| *r > 0.0)
     {
         return Some((
-            f.ns_per_uncached_token,
+            r,
             "time-to-first-token model fitted per (model, server.address)",
         ));
     }
-    if let Some(f) = model
+    if let Some(r) = model
         .duration_fit(&m, &addr)
-        .filter(|f| f.ns_per_uncached_token > 0.0)
+        .and_then(marginal)
+        .filter(|r| *r > 0.0)
     {
-        return Some((
-            f.ns_per_uncached_token,
-            "duration model fitted per (model, server.address)",
-        ));
+        return Some((r, "duration model fitted per (model, server.address)"));
     }
-    let ttft = s.promoted.time_to_first_chunk_ns?;
+    let ttft = crate::calls::first_chunk_ns(tree, call)?;
     (uncached > 0 && ttft > 0).then(|| {
         (
             ttft as f64 / uncached as f64,
@@ -92,9 +97,50 @@ pub fn prefill_rate(
     })
 }
 
+/// The re-prefill cost of an eviction as the call's own timing shows it: its time to
+/// first token (else its duration, less the expected decode), less any server queue
+/// the latency model finds, less the prefill the model expects had the previous turn's
+/// prefix been served from cache. This measures the extra time rather than pricing the
+/// evicted tokens at one linear rate (prefill grows faster than linearly with the
+/// prompt). `None` when the call has neither a fitted first-token time nor a fitted
+/// duration.
+pub fn measured_cost(
+    tree: &Tree,
+    call: &Call,
+    model: &LatencyModel,
+    e: &Eviction,
+) -> Option<(i64, &'static str)> {
+    let s = &tree.nodes[call.node].span;
+    let (m, addr) = model_key(tree, call);
+    let actual = (e.input_tokens - e.cache_read_tokens).max(0) as f64;
+    let if_cached =
+        (e.input_tokens - (e.previous_input_tokens + e.previous_output_tokens)).max(0) as f64;
+    let output = e.output_tokens as f64;
+    let first = crate::calls::first_chunk_ns(tree, call).zip(model.ttft_fit(&m, &addr));
+    let (spent, fit, what) = if let Some((ttft, f)) = first {
+        (ttft as f64, f, "the call's time to first token beyond what the latency model expects with the prefix cached")
+    } else {
+        let f = model.duration_fit(&m, &addr)?;
+        (
+            s.duration_ns() as f64 - f.decode_ns(output),
+            f,
+            "the call's duration beyond what the latency model expects with the prefix cached",
+        )
+    };
+    let resid = spent - fit.prefill_ns(actual);
+    let queue = if resid > fit.material_residual_ns() {
+        resid
+    } else {
+        0.0
+    };
+    let cost = (spent - queue - fit.prefill_ns(if_cached)).clamp(0.0, spent.max(0.0));
+    Some((cost as i64, what))
+}
+
 /// The calls of a tree that carry a conversation id and token counts (prefill rates
-/// are filled in later, once the latency model is fitted).
-pub fn llm_calls(tree: &Tree, calls: &[Call]) -> Vec<LlmCall> {
+/// are filled in later, once the latency model is fitted); cache reads a source leaves
+/// out are zero where `sources` says it sends them.
+pub fn llm_calls(tree: &Tree, calls: &[Call], sources: &Sources) -> Vec<LlmCall> {
     let mut out = Vec::new();
     for call in calls {
         let s = &tree.nodes[call.node].span;
@@ -106,7 +152,7 @@ pub fn llm_calls(tree: &Tree, calls: &[Call]) -> Vec<LlmCall> {
         ) else {
             continue;
         };
-        let read = cache_read(tree, call);
+        let read = cache_read_known(tree, call, sources);
         out.push(LlmCall {
             span_id: s.span_id,
             conversation_id: conv,
@@ -118,7 +164,8 @@ pub fn llm_calls(tree: &Tree, calls: &[Call]) -> Vec<LlmCall> {
                 .output_tokens
                 .or_else(|| sp.and_then(|x| x.output_tokens))
                 .unwrap_or(0),
-            cache_read_tokens: read,
+            cache_read_tokens: read.map(CacheRead::tokens),
+            cache_read_inferred: read == Some(CacheRead::AbsentMeansZero),
             prefill_rate: None,
         });
     }
@@ -207,10 +254,16 @@ pub fn detect(calls: &[LlmCall]) -> HashMap<SpanId, Eviction> {
                     previous_output_tokens: prev.output_tokens,
                     cache_read_tokens: read,
                     input_tokens: cur.input_tokens,
+                    output_tokens: cur.output_tokens,
                     evicted_tokens: evicted,
                     prefill_ns_per_token: per_token,
                     cost_method: method,
                     cost_ns: cost,
+                    evidence: if cur.cache_read_inferred {
+                        Evidence::Inferred
+                    } else {
+                        Evidence::Measured
+                    },
                 },
             );
         }
@@ -232,6 +285,7 @@ mod tests {
             input_tokens: input,
             output_tokens: 100,
             cache_read_tokens: read,
+            cache_read_inferred: false,
             prefill_rate: Some((100_000.0, "test")),
         }
     }

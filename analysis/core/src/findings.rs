@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
 use tailscope_model::gpu_metrics as gm;
-use tailscope_model::{Cause, OpClass, SpanId, StatusCode};
+use tailscope_model::{Cause, CauseSet, Evidence, OpClass, SpanId, StatusCode};
 
 /// One finding (design.md JSON contract).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -19,7 +19,44 @@ pub struct Finding {
     pub conversation_id: Option<String>,
     pub estimated_cost_ns: i64,
     pub evidence: serde_json::Value,
+    /// How the finding's cause is known; `ambiguous` names its `alternatives`.
+    pub evidence_level: Evidence,
+    pub alternatives: CauseSet,
     pub summary: String,
+}
+
+/// How a finding is known: its level and the causes that explain it about as well.
+type Level = (Evidence, CauseSet);
+
+const MEASURED: Level = (Evidence::Measured, CauseSet::EMPTY);
+const INFERRED: Level = (Evidence::Inferred, CauseSet::EMPTY);
+
+/// The weakest evidence among `sections` (of one cause on one node), with the union of
+/// their alternatives.
+fn level_of<'a>(sections: impl Iterator<Item = &'a CausedSection>) -> Level {
+    sections.fold(MEASURED, |(e, a), s| {
+        (e.max(s.evidence), a.union(s.alternatives))
+    })
+}
+
+/// The alternatives in words: "queueing, or a prefix-cache miss".
+fn alternatives_words(cause: Cause, alternatives: CauseSet) -> String {
+    let word = |c: Cause| match c {
+        Cause::Queue => "queueing in the inference server",
+        Cause::KvEviction => "a prefix-cache miss (re-prefill of an evicted prefix)",
+        Cause::Uninstrumented => {
+            "client-side work inside the call (request building, chunk handling)"
+        }
+        Cause::Network => "the network",
+        Cause::Prefill => "prefill",
+        Cause::Decode => "decode",
+        _ => c.as_str(),
+    };
+    std::iter::once(cause)
+        .chain(alternatives.iter())
+        .map(word)
+        .collect::<Vec<_>>()
+        .join(", or ")
 }
 
 /// Context shared by every trace: eviction estimates and metric lookups.
@@ -142,23 +179,29 @@ pub fn find(
     let trace_id = tree.root_span().trace_id.to_hex();
     let conv = conversation(tree);
     let mut out = Vec::new();
-    let mut push =
-        |kind: &str, node: usize, cost: i64, evidence: serde_json::Value, summary: String| {
-            out.push(Finding {
-                kind: kind.into(),
-                trace_id: trace_id.clone(),
-                span_id: tree.nodes[node].span.span_id.to_hex(),
-                conversation_id: tree.nodes[node]
-                    .span
-                    .promoted
-                    .conversation_id
-                    .clone()
-                    .or_else(|| conv.clone()),
-                estimated_cost_ns: cost,
-                evidence,
-                summary,
-            });
-        };
+    let mut push = |level: Level,
+                    kind: &str,
+                    node: usize,
+                    cost: i64,
+                    evidence: serde_json::Value,
+                    summary: String| {
+        out.push(Finding {
+            evidence_level: level.0,
+            alternatives: level.1,
+            kind: kind.into(),
+            trace_id: trace_id.clone(),
+            span_id: tree.nodes[node].span.span_id.to_hex(),
+            conversation_id: tree.nodes[node]
+                .span
+                .promoted
+                .conversation_id
+                .clone()
+                .or_else(|| conv.clone()),
+            estimated_cost_ns: cost,
+            evidence,
+            summary,
+        });
+    };
     let by_cause_on = |node: usize, cause: Cause| -> i64 {
         sections
             .iter()
@@ -193,6 +236,7 @@ pub fn find(
                 let corroborated =
                     usage.is_some_and(|u| u >= 0.9) || preempt.is_some_and(|p| p > 0.0);
                 push(
+                    (e.evidence, CauseSet::EMPTY),
                     "kv_eviction",
                     i,
                     cost,
@@ -211,6 +255,7 @@ pub fn find(
                         "preemptions_last_30s": preempt,
                         "requests_running": running,
                         "corroborated_by_metrics": corroborated,
+                        "cache_reads": if e.evidence == Evidence::Measured { "reported" } else { "left out, read as zero (the source sends them on its other calls)" },
                     }),
                     format!(
                         "The cached prefix of conversation {} was evicted: only {} of the {} tokens of the previous turn were read from cache, so {} tokens were prefilled again ({} on the critical path, costed from {}){}.",
@@ -229,10 +274,22 @@ pub fn find(
                 );
             }
         }
-        // queue: inference-server queueing on the critical path, corroborated by the
-        // server's waiting-request gauge while the request waited
-        let queued = by_cause_on(i, Cause::Queue);
-        if queued >= 200_000_000 {
+        // queue (or, where the telemetry cannot tell them apart, a re-prefill) on the
+        // critical path: time before the answer the latency model does not explain;
+        // corroborated by the server's waiting-request gauge while the request waited
+        for cause in [Cause::Queue, Cause::KvEviction] {
+            if cause == Cause::KvEviction && ctx.evictions.contains_key(&s.span_id) {
+                continue; // the detected eviction's own finding above
+            }
+            let residual: Vec<&CausedSection> = sections
+                .iter()
+                .filter(|x| x.node == i && x.cause == cause)
+                .collect();
+            let queued: i64 = residual.iter().map(|x| x.end - x.start).sum();
+            if queued < 200_000_000 {
+                continue;
+            }
+            let level = level_of(residual.iter().copied());
             let server = p.server_address.as_deref();
             let waiting = [s.start_ns, s.start_ns + queued]
                 .into_iter()
@@ -242,25 +299,41 @@ pub fn find(
             let usage = (ctx.metric_at)(gm::KV_CACHE_USAGE, server, s.start_ns);
             let corroborated = waiting.is_some_and(|w| w >= 1.0);
             // without a server span the queue is the residual of the latency model
-            let estimated_by = shape
+            let call = shape
                 .call_of
                 .get(&i)
                 .map(|&k| &shape.calls[k])
-                .filter(|c| c.node == i && c.server.is_none())
+                .filter(|c| c.node == i && c.server.is_none());
+            let estimated_by = call
                 .and_then(|c| split_call(tree, c, shape).fit)
                 .map(|(f, kind)| f.evidence(kind));
-            push(
-                "queueing",
-                i,
-                queued,
-                json!({
-                    "queue_ns": queued,
-                    "estimated_by": estimated_by,
-                    "requests_waiting": waiting,
-                    "requests_running": running,
-                    "kv_cache_usage_perc": usage,
-                    "corroborated_by_metrics": corroborated,
-                }),
+            let cache_reads =
+                call.map(
+                    |c| match crate::calls::cache_read_known(tree, c, &shape.model.sources) {
+                        Some(crate::calls::CacheRead::Reported(_)) => "reported",
+                        Some(crate::calls::CacheRead::AbsentMeansZero) => {
+                            "left out, read as zero (the source sends them on its other calls)"
+                        }
+                        None => "not reported by this instrumentation",
+                    },
+                );
+            let first_token = call.is_some_and(|c| crate::calls::first_chunk_ns(tree, c).is_some());
+            let summary = if level.0 == Evidence::Ambiguous {
+                let mut missing = Vec::new();
+                if level.1.contains(Cause::KvEviction) || cause == Cause::KvEviction {
+                    missing.push("reports no cache reads");
+                }
+                if level.1.contains(Cause::Uninstrumented) {
+                    missing.push("gives no first-token time");
+                }
+                format!(
+                    "The call spent {} more than the latency model expects{}: {}. Its instrumentation {}; the inference server's span or metrics (waiting requests, prefix-cache hits) would settle it.",
+                    ms(queued),
+                    if first_token { " before its first token" } else { "" },
+                    alternatives_words(cause, level.1),
+                    if missing.is_empty() { "cannot tell them apart".to_owned() } else { missing.join(" and ") },
+                )
+            } else {
                 format!(
                     "The request waited {} in the inference server's queue{}.",
                     ms(queued),
@@ -270,7 +343,29 @@ pub fn find(
                         (Some(w), None) if w >= 1.0 => format!(" with {w:.0} requests waiting"),
                         _ => String::new(),
                     }
-                ),
+                )
+            };
+            push(
+                level,
+                if cause == Cause::Queue {
+                    "queueing"
+                } else {
+                    "kv_eviction"
+                },
+                i,
+                queued,
+                json!({
+                    "queue_ns": queued,
+                    "residual_cause": cause.as_str(),
+                    "estimated_by": estimated_by,
+                    "cache_reads": cache_reads,
+                    "first_token_time": first_token,
+                    "requests_waiting": waiting,
+                    "requests_running": running,
+                    "kv_cache_usage_perc": usage,
+                    "corroborated_by_metrics": corroborated,
+                }),
+                summary,
             );
         }
         let own = on_path(sections, i);
@@ -281,6 +376,7 @@ pub fn find(
                     let pending =
                         (ctx.metric_at)("db.client.connection.pending_requests", None, s.start_ns);
                     push(
+                        MEASURED,
                         "pool_exhaustion",
                         i,
                         wait,
@@ -295,6 +391,7 @@ pub fn find(
             }
             _ if p.cold_start == Some(true) && own >= 200_000_000 => {
                 push(
+                    MEASURED,
                     "tool_cold_start",
                     i,
                     own,
@@ -308,6 +405,7 @@ pub fn find(
             }
             OpClass::Mcp if p.mcp_method.as_deref() == Some("initialize") && own >= 200_000_000 => {
                 push(
+                    MEASURED,
                     "tool_cold_start",
                     i,
                     own,
@@ -328,6 +426,7 @@ pub fn find(
         {
             let cost = subtree_cause(i, Cause::Retry);
             push(
+                MEASURED,
                 "retry_amplification",
                 i,
                 cost,
@@ -380,6 +479,7 @@ pub fn find(
                     Some(tokens.iter().sum::<i64>() as f64 / tokens.len() as f64)
                 };
                 push(
+                    MEASURED,
                     "stream_stutter",
                     i,
                     excess,
@@ -394,6 +494,7 @@ pub fn find(
                 let window = context_window(model);
                 if input * 10 >= window * 8 {
                     push(
+                        INFERRED,
                         "context_growth",
                         i,
                         0,
@@ -413,12 +514,14 @@ pub fn find(
         .sum();
     let total = tree.root_span().duration_ns().max(1);
     if pre >= 1_000_000_000 && pre * 4 >= total {
+        let pre_level = level_of(sections.iter().filter(|s| s.cause == Cause::Preprocessing));
         let top = sections
             .iter()
             .filter(|s| s.cause == Cause::Preprocessing)
             .max_by_key(|s| s.end - s.start)
             .map_or(tree.root, |s| s.node);
         push(
+            pre_level,
             "preprocessing_bottleneck",
             top,
             pre,
@@ -435,7 +538,7 @@ fn children_findings(
     i: usize,
     sections: &[CausedSection],
     tools_baseline: &ToolBaseline,
-    push: &mut impl FnMut(&str, usize, i64, serde_json::Value, String),
+    push: &mut impl FnMut(Level, &str, usize, i64, serde_json::Value, String),
 ) {
     let is_tool = |c: usize| {
         matches!(
@@ -485,6 +588,7 @@ fn children_findings(
     if sequential && top_count >= 3 {
         let cost = (sum - max).min(on_path);
         push(
+            INFERRED,
             "n_plus_one",
             i,
             cost,
@@ -495,6 +599,7 @@ fn children_findings(
         let cost = (sum - max).min(on_path);
         if cost >= 200_000_000 {
             push(
+                INFERRED,
                 "sequential_waterfall",
                 i,
                 cost,
@@ -516,6 +621,7 @@ fn children_findings(
         if slowest >= 2 * median.max(1) && slowest - second >= 200_000_000 && unusual && on_path > 0
         {
             push(
+                MEASURED,
                 "fanout_straggler",
                 node,
                 slowest - second,

@@ -40,6 +40,21 @@ pub struct Fit {
     pub kept: usize,
     /// The fit assumes the previous turn was cached (calls without cache reads).
     pub assumes_caching: bool,
+    /// 95% intervals of the per-token coefficients, from a seeded bootstrap over the
+    /// kept calls (`[0, 0]` for a fit stored before they were kept).
+    #[serde(default)]
+    pub ns_per_uncached_token_ci: [f64; 2],
+    #[serde(default)]
+    pub ns_per_output_token_ci: [f64; 2],
+    /// Residual spread of the other caching hypothesis over this one's (> 1: this one
+    /// fits better); 1 when only one was tried. Near 1 the data cannot tell whether the
+    /// provider caches the previous turn.
+    #[serde(default = "one")]
+    pub hypothesis_margin: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Fit {
@@ -68,9 +83,12 @@ impl Fit {
             "ns_per_uncached_token": self.ns_per_uncached_token,
             "ns_per_output_token": self.ns_per_output_token,
             "residual_sigma_ns": self.sigma_ns.round(),
+            "ns_per_uncached_token_ci95": self.ns_per_uncached_token_ci,
+            "ns_per_output_token_ci95": self.ns_per_output_token_ci,
             "calls": self.calls,
             "calls_kept": self.kept,
             "assumes_previous_turn_cached": self.assumes_caching,
+            "caching_hypothesis_margin": self.hypothesis_margin,
         })
     }
 }
@@ -85,6 +103,10 @@ pub struct LatencyModel {
     /// Duration against uncached input and output tokens.
     #[serde(with = "pairs")]
     pub duration: HashMap<(String, String), Fit>,
+    /// Which optional fields each source sends (read with the fits: a cache read a
+    /// source leaves out is zero only for a source that sends them elsewhere).
+    #[serde(default)]
+    pub sources: crate::calls::Sources,
 }
 
 /// A map keyed by (model, server) as a JSON list of `[model, server, fit]`, sorted.
@@ -112,6 +134,20 @@ mod pairs {
 
 /// Fewest calls a fit is made from.
 const MIN_CALLS: usize = 6;
+
+/// Residuals below this are never trimmed as waiting: half of the 50 ms below which a
+/// residual is not material (see [`Fit::material_residual_ns`]).
+const TRIM_FLOOR_NS: f64 = 25e6;
+
+/// A robust fit's raw result: intercept then one coefficient per slope, the residual
+/// spread, how many points it kept, and each slope's 95% interval.
+struct Raw {
+    coef: Vec<f64>,
+    sigma: f64,
+    calls: usize,
+    kept: usize,
+    ci: Vec<[f64; 2]>,
+}
 
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
@@ -159,7 +195,7 @@ fn least_squares(rows: &[(Vec<f64>, f64)], k: usize) -> Option<Vec<f64>> {
 }
 
 /// Robust non-negative fit of `y ~ intercept + Σ slope·x` over `(xs, y)` points.
-fn robust_fit(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Fit> {
+fn robust_fit(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Raw> {
     if points.len() < MIN_CALLS {
         return None;
     }
@@ -208,8 +244,11 @@ fn robust_fit(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Fit> {
         let med = median(&mut res);
         let mut dev: Vec<f64> = res.iter().map(|r| (r - med).abs()).collect();
         sigma = 1.4826 * median(&mut dev);
-        // trim calls far above the fit (waiting, not work) and absurdly far below
-        let hi = med + 2.5 * sigma.max(1e6);
+        // trim calls far above the fit (waiting, not work) and absurdly far below; a
+        // call within half the materiality floor is kept whatever the spread, so a few
+        // long prompts the fit misses at first (first turns, their high leverage) teach
+        // it rather than being dropped as "waiting"
+        let hi = med + (2.5 * sigma.max(1e6)).max(TRIM_FLOOR_NS);
         let lo = med - 5.0 * sigma.max(1e6);
         let next: Vec<bool> = points
             .iter()
@@ -223,15 +262,83 @@ fn robust_fit(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Fit> {
         }
         keep = next;
     }
-    Some(Fit {
-        intercept_ns: coef[0],
-        ns_per_uncached_token: coef.get(1).copied().unwrap_or(0.0),
-        ns_per_output_token: coef.get(2).copied().unwrap_or(0.0),
-        sigma_ns: sigma,
+    let kept: Vec<&(Vec<f64>, f64)> = points
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(p, _)| p)
+        .collect();
+    let ci = slope_intervals(&kept, slopes, &active);
+    Some(Raw {
+        coef,
+        sigma,
         calls: points.len(),
         kept: keep.iter().filter(|k| **k).count(),
-        assumes_caching: false,
+        ci,
     })
+}
+
+impl Raw {
+    /// The fit, reading the coefficients at slope indices `uncached` and `output`
+    /// (`None`: not a regressor of this fit).
+    fn fit(&self, uncached: usize, output: Option<usize>) -> Fit {
+        let c = |j: Option<usize>| j.and_then(|j| self.coef.get(j + 1)).copied().unwrap_or(0.0);
+        let ci = |j: Option<usize>| j.and_then(|j| self.ci.get(j)).copied().unwrap_or([0.0; 2]);
+        Fit {
+            intercept_ns: self.coef[0],
+            ns_per_uncached_token: c(Some(uncached)),
+            ns_per_output_token: c(output),
+            sigma_ns: self.sigma,
+            calls: self.calls,
+            kept: self.kept,
+            assumes_caching: false,
+            ns_per_uncached_token_ci: ci(Some(uncached)),
+            ns_per_output_token_ci: ci(output),
+            hypothesis_margin: 1.0,
+        }
+    }
+}
+
+/// Bootstrap resamples of a fit's kept calls (seeded: the same calls give the same
+/// intervals), and the most calls one resample draws from.
+const BOOTSTRAP_RESAMPLES: usize = 200;
+const BOOTSTRAP_MAX_CALLS: usize = 2_000;
+
+/// 95% percentile intervals of each slope over bootstrap resamples of the kept
+/// points, refitted by least squares with the same active regressors; a slope a
+/// resample makes negative counts as 0 (the fit drops negative slopes).
+fn slope_intervals(kept: &[&(Vec<f64>, f64)], slopes: usize, active: &[bool]) -> Vec<[f64; 2]> {
+    let mut out = vec![[0.0; 2]; slopes];
+    let cols: Vec<usize> = (0..slopes).filter(|&j| active[j]).collect();
+    if kept.len() < MIN_CALLS || cols.is_empty() {
+        return out;
+    }
+    // a large fit: an even stride through the calls, enough for the interval's width
+    let step = kept.len().div_ceil(BOOTSTRAP_MAX_CALLS);
+    let base: Vec<&(Vec<f64>, f64)> = kept.iter().step_by(step).copied().collect();
+    let mut rng = crate::stats::SplitMix64::new(0x7a11_5c09 ^ base.len() as u64);
+    let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(BOOTSTRAP_RESAMPLES); slopes];
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        let rows: Vec<(Vec<f64>, f64)> = (0..base.len())
+            .map(|_| {
+                let (x, y) = base[rng.below(base.len())];
+                let mut r = vec![1.0];
+                r.extend(cols.iter().map(|&j| x[j]));
+                (r, *y)
+            })
+            .collect();
+        if let Some(sol) = least_squares(&rows, cols.len() + 1) {
+            for (k, &j) in cols.iter().enumerate() {
+                draws[j].push(sol[k + 1].max(0.0));
+            }
+        }
+    }
+    for (j, d) in draws.into_iter().enumerate() {
+        if let Some((lo, hi)) = crate::stats::percentile_interval(d, 0.95) {
+            out[j] = [lo, hi];
+        }
+    }
+    out
 }
 
 impl LatencyModel {
@@ -259,8 +366,19 @@ impl LatencyModel {
                 }
             };
             let best = |fits: Vec<Fit>| {
-                fits.into_iter()
-                    .min_by(|a, b| a.sigma_ns.total_cmp(&b.sigma_ns))
+                let best = fits
+                    .iter()
+                    .copied()
+                    .min_by(|a, b| a.sigma_ns.total_cmp(&b.sigma_ns))?;
+                let other = fits
+                    .iter()
+                    .filter(|f| f.assumes_caching != best.assumes_caching)
+                    .map(|f| f.sigma_ns)
+                    .next();
+                Some(Fit {
+                    hypothesis_margin: other.map_or(1.0, |o| o / best.sigma_ns.max(1.0)),
+                    ..best
+                })
             };
             let ttft = best(
                 hypotheses
@@ -270,9 +388,9 @@ impl LatencyModel {
                             .iter()
                             .filter_map(|s| Some((vec![x(s, h)], s.ttft_ns?)))
                             .collect();
-                        robust_fit(&pts, 1).map(|f| Fit {
+                        robust_fit(&pts, 1).map(|r| Fit {
                             assumes_caching: h,
-                            ..f
+                            ..r.fit(0, None)
                         })
                     })
                     .collect(),
@@ -288,9 +406,9 @@ impl LatencyModel {
                             .iter()
                             .map(|s| (vec![x(s, h), s.output_tokens], s.duration_ns))
                             .collect();
-                        robust_fit(&pts, 2).map(|f| Fit {
+                        robust_fit(&pts, 2).map(|r| Fit {
                             assumes_caching: h,
-                            ..f
+                            ..r.fit(0, Some(1))
                         })
                     })
                     .collect(),
@@ -359,6 +477,50 @@ mod tests {
         let ok = sample(500.0, 20.0, 0.0);
         let resid = ok.duration_ns - d.prefill_ns(500.0) - d.decode_ns(20.0);
         assert!(resid.abs() < d.material_residual_ns());
+    }
+
+    /// Two recordings of the same workload with independent noise (jitter on every
+    /// call, some calls queued) fit rates that each lie in the other's 95% interval,
+    /// and the interval covers the truth.
+    #[test]
+    fn refitting_the_same_workload_agrees_within_its_interval() {
+        let run = |seed: u64| {
+            let mut rng = crate::stats::SplitMix64::new(seed);
+            let mut noise = || {
+                // about ±10% multiplicative jitter
+                0.9 + 0.2 * (rng.next_u64() as f64 / u64::MAX as f64)
+            };
+            let ss: Vec<Sample> = (0..120)
+                .map(|i| {
+                    let unc = 200.0 + f64::from(i * 37 % 3000);
+                    let out = 10.0 + f64::from(i * 11 % 60);
+                    let q = if i % 9 == 0 { 250e6 } else { 0.0 };
+                    let d = (20e6 + 0.12e6 * unc) * noise() + 3.5e6 * out * noise() + q;
+                    Sample {
+                        model: "m".into(),
+                        server: "s".into(),
+                        uncached_tokens: unc,
+                        assumed_uncached_tokens: None,
+                        output_tokens: out,
+                        ttft_ns: None,
+                        duration_ns: d,
+                    }
+                })
+                .collect();
+            *LatencyModel::fit(&ss).duration_fit("m", "s").expect("fit")
+        };
+        let (a, b) = (run(1), run(2));
+        for (f, g) in [(a, b), (b, a)] {
+            let [lo, hi] = f.ns_per_uncached_token_ci;
+            assert!(lo < hi, "{f:?}");
+            assert!(
+                (lo..=hi).contains(&g.ns_per_uncached_token),
+                "{f:?} vs {g:?}"
+            );
+            assert!((lo..=hi).contains(&0.12e6), "covers the truth: {f:?}");
+            let [lo, hi] = f.ns_per_output_token_ci;
+            assert!((lo..=hi).contains(&g.ns_per_output_token), "{f:?} vs {g:?}");
+        }
     }
 
     #[test]

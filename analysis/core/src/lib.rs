@@ -24,7 +24,10 @@ pub mod tree;
 mod testutil;
 
 pub use findings::Finding;
-pub use result::{SpanStat, TraceResult};
+pub use result::{
+    cause_evidence, cause_evidence_json, parse_cause_evidence, CauseEvidence, Section, SpanStat,
+    TraceResult,
+};
 pub use tree::Tree;
 
 use std::collections::{BTreeMap, HashMap};
@@ -113,13 +116,42 @@ fn adopt_linked_conversations(trees: &mut [Tree]) {
     }
 }
 
+/// One LLM call row of the store (or a batch) for the latency model: the call, its
+/// duration, time to first token, server address and source (see
+/// [`calls::source_key`]).
+pub type CallRow = (evict::LlmCall, f64, Option<f64>, String, String);
+
+/// What each source sends, counted over call rows.
+pub fn sources_of(rows: &[CallRow]) -> calls::Sources {
+    let mut out = calls::Sources::default();
+    for r in rows {
+        out.observe(r.4.clone(), r.0.cache_read_tokens.is_some());
+    }
+    out
+}
+
+/// The latency model over call rows: what each source sends, then the fits, with
+/// cache reads a source leaves out read as zero.
+pub fn fit_rows(rows: &mut [CallRow]) -> latency::LatencyModel {
+    let sources = sources_of(rows);
+    for r in rows.iter_mut() {
+        if r.0.cache_read_tokens.is_none() && sources.sends_cache_reads(&r.4) {
+            r.0.cache_read_tokens = Some(0);
+            r.0.cache_read_inferred = true;
+        }
+    }
+    let mut model = latency::LatencyModel::fit(&samples_of(rows));
+    model.sources = sources;
+    model
+}
+
 /// Latency-model samples from call rows (the store's, or a batch's), with the cached
 /// prefix a caching provider would have served where calls report no cache reads.
-pub fn samples_of(rows: &[(evict::LlmCall, f64, Option<f64>, String)]) -> Vec<latency::Sample> {
+pub fn samples_of(rows: &[CallRow]) -> Vec<latency::Sample> {
     let calls: Vec<evict::LlmCall> = rows.iter().map(|r| r.0.clone()).collect();
     let assumed = evict::assumed_prefixes(&calls);
     rows.iter()
-        .map(|(c, duration_ns, ttft_ns, server)| {
+        .map(|(c, duration_ns, ttft_ns, server, _)| {
             let read = c.cache_read_tokens;
             latency::Sample {
                 model: c.model.clone(),
@@ -153,10 +185,22 @@ pub fn compute(
     // (calls, wrappers) of each tree, found once
     let shapes: Vec<(Vec<calls::Call>, Vec<usize>)> = trees.iter().map(calls::calls).collect();
     let call_lists: Vec<&Vec<calls::Call>> = shapes.iter().map(|s| &s.0).collect();
+    let own_sources;
+    let sources = if let Some(m) = model {
+        &m.sources
+    } else {
+        own_sources = calls::Sources::of_trees(
+            trees
+                .iter()
+                .zip(&call_lists)
+                .map(|(t, cs)| (t, cs.as_slice())),
+        );
+        &own_sources
+    };
     let mut llm_calls: Vec<evict::LlmCall> = trees
         .iter()
         .zip(&call_lists)
-        .flat_map(|(t, cs)| evict::llm_calls(t, cs))
+        .flat_map(|(t, cs)| evict::llm_calls(t, cs, sources))
         .collect();
     let assumed = evict::assumed_prefixes(&llm_calls);
     let own_model;
@@ -169,12 +213,19 @@ pub fn compute(
             .flat_map(|(t, cs)| {
                 cs.iter()
                     .filter_map(|c| {
-                        calls::sample(t, c, assumed.get(&t.nodes[c.node].span.span_id).copied())
+                        calls::sample_with(
+                            t,
+                            c,
+                            assumed.get(&t.nodes[c.node].span.span_id).copied(),
+                            sources,
+                        )
                     })
                     .collect::<Vec<_>>()
             })
             .collect();
-        own_model = latency::LatencyModel::fit(&samples);
+        let mut m = latency::LatencyModel::fit(&samples);
+        m.sources = sources.clone();
+        own_model = m;
         &own_model
     };
     // prefill rates, now that the model is known
@@ -193,7 +244,19 @@ pub fn compute(
         }
     }
     stages.lap("llm calls + latency model", &mut clock);
-    let evictions: HashMap<SpanId, evict::Eviction> = evict::detect(&llm_calls);
+    let mut evictions: HashMap<SpanId, evict::Eviction> = evict::detect(&llm_calls);
+    // cost each eviction from its call's own timing where the model allows
+    for (t, cs) in trees.iter().zip(&call_lists) {
+        for c in *cs {
+            if let Some(e) = evictions.get_mut(&t.nodes[c.node].span.span_id) {
+                if let Some((cost, method)) = evict::measured_cost(t, c, model, e) {
+                    e.cost_ns = cost.min(t.nodes[c.node].span.duration_ns());
+                    e.cost_method = method;
+                    e.prefill_ns_per_token = cost as f64 / e.evicted_tokens.max(1) as f64;
+                }
+            }
+        }
+    }
     stages.lap("evictions", &mut clock);
     let at = |n: &str, server: Option<&str>, t: i64| metrics.at(n, server, t);
     let inc = |n: &str, server: Option<&str>, a: i64, b: i64| metrics.increase(n, server, a, b);
@@ -214,7 +277,8 @@ pub fn compute(
     let mut results = Vec::with_capacity(trees.len());
     let mut all_findings = Vec::new();
     for (tree, (cs, wrappers)) in trees.iter().zip(shapes) {
-        let shape = causes::Shape::from_calls(cs, wrappers, &evictions, model, &assumed);
+        let shape = causes::Shape::from_calls(cs, wrappers, &evictions, model, &assumed)
+            .with_metrics(metrics);
         stages.lap("causes", &mut clock);
         let path = critical::critical_path(tree);
         stages.lap("critical paths", &mut clock);
@@ -238,6 +302,59 @@ mod tests {
     use super::*;
     use crate::testutil::span;
     use tailscope_model::{Link, TraceId};
+
+    /// pydantic-ai leaves `cache_read.input_tokens` out when it is 0: a source that
+    /// sends cache reads on its other calls and omits them here read zero, so the
+    /// evicted turn is found (inferred, the rule named), and the first turn, with
+    /// nothing cached, is not.
+    #[test]
+    fn a_cache_read_a_source_leaves_out_is_zero() {
+        let ms = 1_000_000i64;
+        let turns: [(i64, Option<i64>); 5] = [
+            (1000, None),
+            (1600, Some(1088)),
+            (2200, Some(1696)),
+            (2800, None), // evicted: nothing read, and the source leaves the 0 out
+            (3400, Some(2896)),
+        ];
+        let mut spans = Vec::new();
+        for (k, (input, read)) in turns.iter().enumerate() {
+            let k8 = k as u8 + 1;
+            let t0 = k as i64 * 2_000 * ms;
+            let uncached = input - read.unwrap_or(if k == 3 { 0 } else { *input });
+            let ttft = 20 * ms + uncached * ms / 10;
+            let mut root = span(10 * k8, None, t0, t0 + ttft + 500 * ms);
+            root.trace_id = TraceId([k8; 16]);
+            root.promoted.conversation_id = Some("c".into());
+            let mut call = span(10 * k8 + 1, Some(10 * k8), t0 + ms, t0 + ttft + 400 * ms);
+            call.trace_id = TraceId([k8; 16]);
+            call.promoted.op_class = tailscope_model::OpClass::Llm;
+            call.kind = tailscope_model::SpanKind::Client;
+            call.promoted.model = Some("m".into());
+            call.promoted.input_tokens = Some(*input);
+            call.promoted.output_tokens = Some(100);
+            call.promoted.cache_read_tokens = *read;
+            call.promoted.time_to_first_chunk_ns = Some(ttft);
+            spans.push(root);
+            spans.push(call);
+        }
+        let (_, findings, evictions) =
+            compute(spans, &NoMetrics, None, None, &mut Stages::default());
+        assert_eq!(evictions, 1, "{findings:#?}");
+        let f = findings
+            .iter()
+            .find(|f| f.kind == "kv_eviction")
+            .expect("the evicted turn");
+        assert_eq!(f.trace_id, TraceId([4; 16]).to_hex());
+        assert_eq!(f.evidence_level, tailscope_model::Evidence::Inferred);
+        assert!(
+            f.evidence["cache_reads"]
+                .as_str()
+                .is_some_and(|s| s.contains("read as zero")),
+            "{}",
+            f.evidence
+        );
+    }
 
     /// An async sub-agent's trace, linked to the span that started it, belongs to that
     /// span's conversation (inherited there from the agent span above it).

@@ -4,7 +4,88 @@
 use crate::causes::{CausedSection, Shape};
 use crate::tree::Tree;
 use std::collections::BTreeMap;
-use tailscope_model::{Cause, SpanId};
+use tailscope_model::{Cause, CauseSet, Evidence, SpanId};
+
+/// One critical-path section of a trace: its span, time, cause, how the cause is
+/// known, and the causes that explain it about as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section {
+    pub span_id: SpanId,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub cause: Cause,
+    pub evidence: Evidence,
+    pub alternatives: CauseSet,
+}
+
+/// How each cause of a trace is known: the level of most of its critical-path time
+/// (ambiguous when half or more is, else inferred when half or more is inferred or
+/// ambiguous, else measured) and the alternatives of its ambiguous sections.
+pub type CauseEvidence = BTreeMap<Cause, (Evidence, CauseSet)>;
+
+/// [`CauseEvidence`] of a trace's sections.
+pub fn cause_evidence(sections: &[Section]) -> CauseEvidence {
+    let mut time: BTreeMap<Cause, [i64; 3]> = BTreeMap::new();
+    let mut alts: BTreeMap<Cause, CauseSet> = BTreeMap::new();
+    for s in sections {
+        time.entry(s.cause).or_default()[s.evidence as usize] += s.end_ns - s.start_ns;
+        if s.evidence == Evidence::Ambiguous {
+            let a = alts.entry(s.cause).or_default();
+            *a = a.union(s.alternatives);
+        }
+    }
+    time.into_iter()
+        .map(|(c, [m, i, a])| {
+            let total = m + i + a;
+            let level = if a * 2 >= total && a > 0 {
+                Evidence::Ambiguous
+            } else if (a + i) * 2 >= total && a + i > 0 {
+                Evidence::Inferred
+            } else {
+                Evidence::Measured
+            };
+            let alternatives = if level == Evidence::Ambiguous {
+                alts.get(&c).copied().unwrap_or_default()
+            } else {
+                CauseSet::EMPTY
+            };
+            (c, (level, alternatives))
+        })
+        .collect()
+}
+
+/// `cause_evidence` as stored: `{"queue": {"evidence": "ambiguous", "alternatives":
+/// ["kv_eviction"]}, ...}`.
+pub fn cause_evidence_json(e: &CauseEvidence) -> String {
+    let m: serde_json::Map<String, serde_json::Value> = e
+        .iter()
+        .map(|(c, (level, alts))| {
+            (
+                c.as_str().to_owned(),
+                serde_json::json!({"evidence": level.as_str(), "alternatives": alts}),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(m).to_string()
+}
+
+/// Reads [`cause_evidence_json`]'s text (unknown causes and levels are skipped).
+pub fn parse_cause_evidence(text: &str) -> CauseEvidence {
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return CauseEvidence::new();
+    };
+    m.iter()
+        .filter_map(|(k, v)| {
+            let c = Cause::parse(k)?;
+            let level = Evidence::parse(v.get("evidence")?.as_str()?)?;
+            let alts = v
+                .get("alternatives")
+                .and_then(|a| serde_json::from_value::<CauseSet>(a.clone()).ok())
+                .unwrap_or_default();
+            Some((c, (level, alts)))
+        })
+        .collect()
+}
 
 /// Per-span timing: total, self (not covered by children) and on-critical-path time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +110,23 @@ pub struct TraceResult {
     pub start_ns: i64,
     pub duration_ns: i64,
     pub conversation_id: Option<String>,
-    /// (span id, start, end, cause) in time order; covers the root with no overlap.
-    pub sections: Vec<(SpanId, i64, i64, Cause)>,
+    /// Critical-path sections in time order; they cover the root with no overlap.
+    pub sections: Vec<Section>,
     pub by_cause_ns: BTreeMap<Cause, i64>,
+    /// Time on sections whose cause is ambiguous.
+    pub ambiguous_ns: i64,
+    /// How each cause on the critical path is known.
+    pub cause_evidence: CauseEvidence,
     /// Output tokens of the trace's LLM calls (decode is judged per token).
     pub output_tokens: i64,
+    /// Uncached input tokens of the trace's LLM calls (prefill is judged per token):
+    /// input less cache reads where known, else less the prefix a caching provider
+    /// would have served.
+    pub uncached_tokens: i64,
     pub primary_cause: Option<Cause>,
+    /// How the primary cause is known, and the causes that explain it about as well.
+    pub primary_evidence: Option<Evidence>,
+    pub alternatives: CauseSet,
     pub spans: Vec<SpanStat>,
     pub orphans: usize,
     /// (trace id, span id) of the span in another trace that started this one
@@ -67,6 +159,17 @@ fn self_time(tree: &Tree, i: usize) -> i64 {
 }
 
 impl TraceResult {
+    /// Sets the primary cause and, from [`TraceResult::cause_evidence`], how it is known.
+    pub fn set_primary(&mut self, primary: Option<Cause>) {
+        self.primary_cause = primary;
+        let (level, alts) = primary
+            .and_then(|c| self.cause_evidence.get(&c).copied())
+            .map_or((None, CauseSet::EMPTY), |(l, a)| (Some(l), a));
+        // a primary cause with no critical-path time left is a judgement on nothing
+        self.primary_evidence = primary.map(|_| level.unwrap_or(Evidence::Inferred));
+        self.alternatives = alts;
+    }
+
     pub(crate) fn new(tree: &Tree, sections: &[CausedSection], shape: &Shape<'_>) -> Self {
         let root = tree.root_span();
         let mut by_cause = BTreeMap::new();
@@ -75,6 +178,17 @@ impl TraceResult {
             *by_cause.entry(s.cause).or_insert(0) += s.end - s.start;
             *critical.entry(s.node).or_insert(0) += s.end - s.start;
         }
+        let secs: Vec<Section> = sections
+            .iter()
+            .map(|s| Section {
+                span_id: tree.nodes[s.node].span.span_id,
+                start_ns: s.start,
+                end_ns: s.end,
+                cause: s.cause,
+                evidence: s.evidence,
+                alternatives: s.alternatives,
+            })
+            .collect();
         let spans = tree
             .nodes
             .iter()
@@ -112,10 +226,13 @@ impl TraceResult {
                 .nodes
                 .iter()
                 .find_map(|n| n.span.promoted.conversation_id.clone()),
-            sections: sections
+            ambiguous_ns: secs
                 .iter()
-                .map(|s| (tree.nodes[s.node].span.span_id, s.start, s.end, s.cause))
-                .collect(),
+                .filter(|s| s.evidence == Evidence::Ambiguous)
+                .map(|s| s.end_ns - s.start_ns)
+                .sum(),
+            cause_evidence: cause_evidence(&secs),
+            sections: secs,
             by_cause_ns: by_cause,
             output_tokens: shape
                 .calls
@@ -128,7 +245,24 @@ impl TraceResult {
                     })
                 })
                 .sum(),
+            uncached_tokens: shape
+                .calls
+                .iter()
+                .filter_map(|c| {
+                    let p = &tree.nodes[c.node].span.promoted;
+                    let input = p.input_tokens.or_else(|| {
+                        c.server
+                            .and_then(|x| tree.nodes[x].span.promoted.input_tokens)
+                    })?;
+                    let read = crate::calls::cache_read_known(tree, c, &shape.model.sources)
+                        .map(crate::calls::CacheRead::tokens)
+                        .or_else(|| shape.assumed.get(&tree.nodes[c.node].span.span_id).copied());
+                    Some(crate::calls::uncached_tokens(input, read))
+                })
+                .sum(),
             primary_cause: None,
+            primary_evidence: None,
+            alternatives: CauseSet::EMPTY,
             spans,
             orphans: tree.orphans,
             caller: tree

@@ -22,6 +22,8 @@ pub struct TraceTimes<'a> {
     pub by_cause: &'a BTreeMap<Cause, i64>,
     /// Output tokens of the trace's LLM calls (0 when unknown).
     pub output_tokens: i64,
+    /// Uncached input tokens of the trace's LLM calls (0 when unknown).
+    pub uncached_tokens: i64,
 }
 
 /// The tail versus the median band.
@@ -170,17 +172,21 @@ pub fn primary_causes(traces: &[TraceTimes<'_>]) -> Vec<Option<Cause>> {
                 (c, m, sd.max(floor))
             })
             .collect();
-        // decode per output token
-        let rates: Vec<f64> = idx
-            .iter()
-            .filter(|&&i| traces[i].output_tokens > 0)
-            .map(|&i| {
-                traces[i].by_cause.get(&Cause::Decode).copied().unwrap_or(0) as f64
-                    / traces[i].output_tokens as f64
-            })
-            .collect();
-        let (rate_median, rate_sd) = center_spread(rates);
-        let rate_sd = rate_sd.max(0.05 * rate_median).max(1.0);
+        // decode per output token, prefill per uncached input token
+        let rate_stats = |tokens: &dyn Fn(&TraceTimes<'_>) -> i64, c: Cause| {
+            let rates: Vec<f64> = idx
+                .iter()
+                .filter(|&&i| tokens(&traces[i]) > 0)
+                .map(|&i| {
+                    traces[i].by_cause.get(&c).copied().unwrap_or(0) as f64
+                        / tokens(&traces[i]) as f64
+                })
+                .collect();
+            let (m, sd) = center_spread(rates);
+            (m, sd.max(0.05 * m).max(1.0))
+        };
+        let decode_rate = rate_stats(&|t| t.output_tokens, Cause::Decode);
+        let prefill_rate = rate_stats(&|t| t.uncached_tokens, Cause::Prefill);
         for &i in idx {
             let t = &traces[i];
             out[i] = stats
@@ -189,9 +195,19 @@ pub fn primary_causes(traces: &[TraceTimes<'_>]) -> Vec<Option<Cause>> {
                     let v = t.by_cause.get(&c).copied().unwrap_or(0) as f64;
                     let excess = v - m;
                     let mut surprise = excess / sd;
-                    if c == Cause::Decode && t.output_tokens > 0 {
-                        let rate = v / t.output_tokens as f64;
-                        surprise = surprise.min((rate - rate_median) / rate_sd);
+                    // work that grows with its tokens is surprising only per token; with
+                    // no token counts it cannot be judged, so it is not surprising
+                    let per_token = match c {
+                        Cause::Decode => Some((t.output_tokens, decode_rate)),
+                        Cause::Prefill => Some((t.uncached_tokens, prefill_rate)),
+                        _ => None,
+                    };
+                    if let Some((tokens, (rate_median, rate_sd))) = per_token {
+                        surprise = if tokens > 0 {
+                            surprise.min((v / tokens as f64 - rate_median) / rate_sd)
+                        } else {
+                            0.0
+                        };
                     }
                     (excess >= material && surprise >= MIN_SURPRISE).then_some((surprise, c))
                 })
@@ -229,6 +245,7 @@ mod tests {
                 group: "r",
                 by_cause: &fast,
                 output_tokens: 0,
+                uncached_tokens: 0,
             });
         }
         ts.push(TraceTimes {
@@ -236,6 +253,7 @@ mod tests {
             group: "r",
             by_cause: &slow,
             output_tokens: 0,
+            uncached_tokens: 0,
         });
         let t = tail(&ts, 99.0);
         assert_eq!(t.tail_traces, 1);
@@ -270,6 +288,7 @@ mod tests {
                 group: "turn",
                 by_cause: m,
                 output_tokens: 0,
+                uncached_tokens: 0,
             })
             .collect();
         let p = primary_causes(&ts);
@@ -306,6 +325,7 @@ mod tests {
                 group: "chat",
                 by_cause: m,
                 output_tokens: *out,
+                uncached_tokens: 0,
             })
             .collect();
         let p = primary_causes(&ts);

@@ -14,7 +14,7 @@ use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tailscope_ingest::IngestStats;
-use tailscope_model::{Cause, OpClass};
+use tailscope_model::{Cause, CauseSet, Evidence, OpClass};
 use tailscope_store::arrow::array::{Array, AsArray};
 use tailscope_store::arrow::compute::cast;
 use tailscope_store::arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -23,12 +23,20 @@ use tailscope_store::{check_read_only, AlignOptions, RecordBatch, Store, CAUSE_C
 use tailscope_ui::protocol::{
     ChangeVm, Cohort, CollectorStatus, ConversationSummary, DiffVm, EventVm, FindingVm,
     JobProgress, MetricsScope, ReplayEvictionVm, ReplayListItem, ReplayRequest, ReplaySide,
-    ReplayTurnVm, ReplayVm, SeriesVm, SharedValueVm, SharedValues, SpanInput, TurnVm,
+    ReplayTurnVm, ReplayVm, SectionInput, SeriesVm, SharedValueVm, SharedValues, SpanInput, TurnVm,
 };
 use tailscope_ui::{
     Conversation, MetricsWindow, Overview, Request, Response, SqlResult, TraceDetail, TracePage,
     TraceQuery, TraceRowVm, WorkerLink, REPLAY_JOB,
 };
+
+/// How `cause` is known in a trace, from `trace_analysis.cause_evidence` (JSON:
+/// `{"queue": {"evidence": "ambiguous", "alternatives": ["kv_eviction"]}, ...}`).
+fn cause_evidence(json: &str, cause: Cause) -> Option<(Evidence, CauseSet)> {
+    tailscope_analysis::parse_cause_evidence(json)
+        .get(&cause)
+        .map(|&(level, alts)| (level, alts.without(cause)))
+}
 
 /// Wakes the UI (egui's `request_repaint`).
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
@@ -671,7 +679,7 @@ impl Worker {
         )?
         .first()
         .and_then(|r| r[0].s());
-        o.findings = rows(s, "SELECT kind, summary, trace_id, span_id, conversation_id, estimated_cost_ns FROM findings ORDER BY estimated_cost_ns DESC, trace_id, span_id LIMIT 12")?
+        o.findings = rows(s, "SELECT kind, summary, trace_id, span_id, conversation_id, estimated_cost_ns, evidence_level, alternatives FROM findings ORDER BY estimated_cost_ns DESC, trace_id, span_id LIMIT 12")?
             .into_iter()
             .map(|r| FindingVm {
                 kind: r[0].s().unwrap_or_default(),
@@ -680,6 +688,8 @@ impl Worker {
                 span_id: r[3].s().unwrap_or_default(),
                 conversation_id: r[4].s(),
                 cost_ns: r[5].i().unwrap_or(0),
+                evidence_level: r[6].s().and_then(|e| Evidence::parse(&e)),
+                alternatives: CauseSet::parse_list(&r[7].s().unwrap_or_default()),
             })
             .collect();
         o.shared = Some(shared(s)?);
@@ -701,7 +711,7 @@ impl Worker {
                 FROM spans GROUP BY trace_id)
              SELECT t.trace_id, t.root, t.start_ns, t.duration_ns, a.ttft_ns, a.input_tokens,
                     a.output_tokens, t.primary_cause, t.conversation_id, coalesce(a.spans, 0) AS spans,
-                    100 * percent_rank() OVER (ORDER BY t.duration_ns) AS pct
+                    100 * percent_rank() OVER (ORDER BY t.duration_ns) AS pct, t.cause_evidence
              FROM trace_analysis t LEFT JOIN agg a USING (trace_id)",
         )?;
         self.trace_list_ready = true;
@@ -738,7 +748,7 @@ impl Worker {
         let dir = if q.descending { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT trace_id, root, start_ns, duration_ns, ttft_ns, input_tokens, output_tokens, primary_cause,
-                    conversation_id, spans, pct
+                    conversation_id, spans, pct, cause_evidence
              FROM trace_list {filter} ORDER BY {} {dir} NULLS LAST, trace_id LIMIT {} OFFSET {}",
             q.sort.sql(),
             q.limit,
@@ -755,6 +765,11 @@ impl Worker {
                 input_tokens: r[5].i(),
                 output_tokens: r[6].i(),
                 primary_cause: r[7].s().and_then(|c| Cause::parse(&c)),
+                primary_evidence: r[7]
+                    .s()
+                    .and_then(|c| Cause::parse(&c))
+                    .and_then(|c| cause_evidence(&r[11].s()?, c))
+                    .map(|(e, _)| e),
                 conversation_id: r[8].s(),
                 spans: r[9].i().unwrap_or(0),
                 percentile: r[10].f().unwrap_or(0.0),
@@ -810,12 +825,19 @@ impl Worker {
                 stats.insert(span, (r[1].i().unwrap_or(0), r[2].i().unwrap_or(0)));
             }
         }
-        let sections: Vec<(String, i64, i64, Cause)> = rows(s, &format!(
-            "SELECT span_id, start_ns, end_ns, cause FROM critical_path_sections WHERE trace_id = '{id}' ORDER BY start_ns"
+        let sections: Vec<SectionInput> = rows(s, &format!(
+            "SELECT span_id, start_ns, end_ns, cause, evidence, alternatives FROM critical_path_sections WHERE trace_id = '{id}' ORDER BY start_ns"
         ))?
         .into_iter()
         .filter_map(|r| {
-            Some((r[0].s()?, r[1].i()?, r[2].i()?, r[3].s().and_then(|c| Cause::parse(&c))?))
+            Some(SectionInput {
+                span_id: r[0].s()?,
+                start_ns: r[1].i()?,
+                end_ns: r[2].i()?,
+                cause: r[3].s().and_then(|c| Cause::parse(&c))?,
+                evidence: r[4].s().and_then(|e| Evidence::parse(&e)),
+                alternatives: CauseSet::parse_list(&r[5].s().unwrap_or_default()),
+            })
         })
         .collect();
         let inputs: Vec<SpanInput> = spans
@@ -864,10 +886,14 @@ impl Worker {
                 }
             })
             .collect();
-        let mut d = TraceDetail::build(id.to_owned(), inputs, &sections);
-        if let Some(r) = rows(s, &format!("SELECT conversation_id, primary_cause, root FROM trace_analysis WHERE trace_id = '{id}'"))?.first() {
+        let mut d = TraceDetail::build_with_evidence(id.to_owned(), inputs, &sections);
+        if let Some(r) = rows(s, &format!("SELECT conversation_id, primary_cause, root, cause_evidence FROM trace_analysis WHERE trace_id = '{id}'"))?.first() {
             d.conversation_id = r[0].s();
             d.primary_cause = r[1].s().and_then(|c| Cause::parse(&c));
+            if let Some((e, alts)) = d.primary_cause.zip(r[3].s()).and_then(|(c, json)| cause_evidence(&json, c)) {
+                d.primary_evidence = Some(e);
+                d.alternatives = alts;
+            }
             if let Some(root) = r[2].s() {
                 d.root = root;
             }
@@ -1414,5 +1440,21 @@ mod tests {
         assert_eq!(h.iter().map(|b| b.2).sum::<u64>(), 1000);
         assert!((cdf.last().unwrap()[1] - 1.0).abs() < 1e-9);
         assert!(cdf.windows(2).all(|w| w[0][0] <= w[1][0]));
+    }
+
+    #[test]
+    fn cause_evidence_reads_the_stored_json() {
+        let json = r#"{"queue": {"evidence": "ambiguous", "alternatives": ["kv_eviction", "queue"]},
+                      "decode": {"evidence": "measured", "alternatives": []}}"#;
+        assert_eq!(
+            cause_evidence(json, Cause::Queue),
+            Some((Evidence::Ambiguous, CauseSet::of(&[Cause::KvEviction])))
+        );
+        assert_eq!(
+            cause_evidence(json, Cause::Decode),
+            Some((Evidence::Measured, CauseSet::EMPTY))
+        );
+        assert_eq!(cause_evidence(json, Cause::Tool), None);
+        assert_eq!(cause_evidence("not json", Cause::Queue), None);
     }
 }
