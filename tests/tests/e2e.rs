@@ -1177,18 +1177,50 @@ mod ground_truth {
         }
     }
 
+    /// Seeds the analysis thresholds were tuned on (the spread floor of 3.5%, "present
+    /// in at least 25% of a group", the straggler z >= 3 were chosen on seed 11) and
+    /// seeds held out from tuning: a bar must hold on both.
+    const TUNED_SEEDS: &[u64] = &[11];
+    const HELD_OUT_SEEDS: &[u64] = &[23, 37];
+
     /// The issue's bar on our generator: the primary cause is the planted cause for at
-    /// least 90% of the traces planted with a latency cause.
+    /// least 90% of the traces planted with a latency cause, on the tuning seed and on
+    /// the held-out seeds.
     #[test]
     fn primary_cause_is_the_planted_cause() {
-        let s = score(default_run());
-        println!("{}", s.text);
-        assert!(
-            s.planted_hits * 10 >= s.planted * 9,
-            "primary cause = planted for only {}/{} planted traces (want >= 90%)",
-            s.planted_hits,
-            s.planted
-        );
+        let mut failures = Vec::new();
+        for &seed in TUNED_SEEDS.iter().chain(HELD_OUT_SEEDS) {
+            let s = if seed == 11 {
+                score(default_run())
+            } else {
+                // a run's name lives as long as the shared runs do
+                let name: &'static str = Box::leak(format!("default seed {seed}").into_boxed_str());
+                score(&run(
+                    name,
+                    &WorkloadConfig {
+                        seed,
+                        ..WorkloadConfig::default()
+                    },
+                ))
+            };
+            println!("{}", s.text);
+            let kind = if TUNED_SEEDS.contains(&seed) {
+                "tuned"
+            } else {
+                "held out"
+            };
+            println!(
+                "seed {seed} ({kind}): primary = planted {}/{}",
+                s.planted_hits, s.planted
+            );
+            if s.planted_hits * 10 < s.planted * 9 {
+                failures.push(format!(
+                    "seed {seed} ({kind}): primary cause = planted for only {}/{} planted traces (want >= 90%)",
+                    s.planted_hits, s.planted
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     /// On a workload with nothing planted (and nothing queued or evicted), fewer than 2% of
@@ -1211,14 +1243,33 @@ mod ground_truth {
         );
     }
 
-    /// The same tables under large natural variance (printed; the bar is on the default
-    /// and the clean workloads).
+    /// The same tables under large natural variance, scored: the primary cause is the
+    /// planted one for at least 90% of planted turns, and fewer than 2% of the turns
+    /// with nothing planted get a finding of a planted kind (precision), on the tuning
+    /// seed and a held-out one.
     #[test]
     fn noisy_workload_scores() {
-        let run = run("noisy", &WorkloadConfig::noisy(11, 160));
-        let s = score(&run);
-        println!("{}", s.text);
-        assert!(s.planted > 0 && s.unplanted > 0);
+        let mut failures = Vec::new();
+        for &seed in &[TUNED_SEEDS[0], HELD_OUT_SEEDS[0]] {
+            let name: &'static str = Box::leak(format!("noisy seed {seed}").into_boxed_str());
+            let run = run(name, &WorkloadConfig::noisy(seed, 160));
+            let s = score(&run);
+            println!("{}", s.text);
+            assert!(s.planted > 0 && s.unplanted > 0);
+            if s.planted_hits * 10 < s.planted * 9 {
+                failures.push(format!(
+                    "noisy seed {seed}: primary = planted {}/{} (want >= 90%)",
+                    s.planted_hits, s.planted
+                ));
+            }
+            if s.unplanted_flagged * 50 >= s.unplanted {
+                failures.push(format!(
+                    "noisy seed {seed}: {}/{} clean turns flagged (want < 2%)",
+                    s.unplanted_flagged, s.unplanted
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     /// Re-running is idempotent, and a run after new traces arrive (recomputing only

@@ -240,6 +240,8 @@ struct Row {
     clean_confident: usize,
     /// Primary causes reported ambiguous, over all turns.
     ambiguous: usize,
+    /// Planted turns whose primary cause is the planted one, measured or inferred.
+    confident_right: usize,
 }
 
 fn check(e: &Expect) -> Row {
@@ -338,6 +340,7 @@ fn check(e: &Expect) -> Row {
             row.primary_planted += 1;
             if r.primary_cause.map(Cause::as_str) == Some(p) {
                 row.primary_right += 1;
+                row.confident_right += usize::from(confident);
             }
             let truth_names =
                 |c: Cause| c.as_str() == p || t.unplanted.iter().any(|u| u == c.as_str());
@@ -466,8 +469,10 @@ fn real_instrumentation_fixtures() {
         "ambiguous"
     )];
     let mut failures = Vec::new();
+    let mut confident_right: HashMap<&str, usize> = HashMap::new();
     for e in PACKAGES {
         let r = check(e);
+        confident_right.insert(e.name, r.confident_right);
         table.push(format!(
             "{:<14} {:>5} {:>6} {:>6} {:>6} {:>9} {:>6} {:>9} {:>10.1}% {:>8} {:>6} {:>9} {:>7} {:>10} {:>11} {:>10} {:>11} {:>9}",
             e.name,
@@ -579,6 +584,20 @@ fn real_instrumentation_fixtures() {
             r.false_queue * 20 <= r.calls,
             format!("queue on {} clean turns", r.false_queue),
         );
+    }
+    // the same agent and instrumentation, once with the inference server's metrics in
+    // the store: answers that were ambiguous without them are measured with them
+    let (plain, with) = (
+        confident_right["otel-genai"],
+        confident_right["otel-genai-metrics"],
+    );
+    println!(
+        "planted causes named with confidence: otel-genai {plain}, with server metrics {with}"
+    );
+    if with < plain + 4 {
+        failures.push(format!(
+            "server metrics settle too little: {with} confident right answers with them, {plain} without"
+        ));
     }
     println!("{}", table.join("\n"));
     assert!(
