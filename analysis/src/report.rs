@@ -79,6 +79,16 @@ fn causes_json(m: &BTreeMap<Cause, i64>) -> Value {
     )
 }
 
+/// A difference with its sign as prose writes it: "+5 ms", "−5 ms" (a minus sign, not
+/// a hyphen; never "+-").
+fn signed(ns: i64) -> String {
+    if ns < 0 {
+        format!("−{}", secs(-ns))
+    } else {
+        format!("+{}", secs(ns))
+    }
+}
+
 fn secs(ns: i64) -> String {
     if ns.abs() >= 1_000_000_000 {
         format!("{:.1} s", ns as f64 / 1e9)
@@ -227,11 +237,11 @@ impl Report {
             for g in self.by_operation.iter().take(8) {
                 let _ = writeln!(
                     o,
-                    "  {:<44} {:>9} vs {:>9}  (+{})",
+                    "  {:<44} {:>9} vs {:>9}  ({})",
                     format!("{} · {}", g.service, g.operation),
                     secs(g.tail_mean_ns),
                     secs(g.median_mean_ns),
-                    secs(g.tail_mean_ns - g.median_mean_ns)
+                    signed(g.tail_mean_ns - g.median_mean_ns)
                 );
             }
         }
@@ -242,7 +252,7 @@ impl Report {
         if let Some(t) = &self.tables {
             let df = &t.by_route;
             if df.height() > 0 {
-                let _ = writeln!(o, "\nTail traces by route (Polars):");
+                let _ = writeln!(o, "\nTail traces by route:");
                 let col = |name: &str, i: usize| {
                     df.column(name)
                         .ok()
@@ -323,5 +333,18 @@ impl Report {
             }
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_read_as_prose() {
+        assert_eq!(signed(-1_000_000), "−1 ms");
+        assert_eq!(signed(2_500_000_000), "+2.5 s");
+        assert_eq!(signed(0), "+0 ms");
+        assert!(!signed(-7_000_000).contains("+-"));
     }
 }

@@ -207,9 +207,13 @@ pub struct Chunk {
 /// A JSON line that holds only traces (what the Collector's file exporter writes),
 /// through the direct OTLP/JSON decoder; `None` leaves the line to the general path
 /// (other signals, or a shape the direct decoder declines).
-fn traces_line(line: &str) -> Option<(Batch, Rejections)> {
-    let start = line.trim_start();
-    let traces_only = start.starts_with("{\"resourceSpans\"")
+/// A whole OTLP/JSON document (one line, a pretty-printed document, or one of a
+/// gzip file's documents) through the direct trace decoder, when it is a traces
+/// request alone (its first key `resourceSpans`, no metrics or logs in it); `None`:
+/// another kind of document, or one the direct decoder declines.
+fn traces_doc(doc: &str) -> Option<(Batch, Rejections)> {
+    let start = doc.trim_start().strip_prefix('{')?.trim_start();
+    let traces_only = start.starts_with("\"resourceSpans\"")
         && ![
             "resourceMetrics",
             "resource_metrics",
@@ -217,12 +221,45 @@ fn traces_line(line: &str) -> Option<(Batch, Rejections)> {
             "resource_logs",
         ]
         .iter()
-        .any(|k| line.contains(k));
-    if traces_only {
-        crate::otlp::traces_from_json_direct(line.as_bytes())
+        .any(|k| doc.contains(k));
+    let out = if traces_only {
+        crate::otlp::traces_from_json_direct(doc.as_bytes())
     } else {
         None
+    };
+    #[cfg(test)]
+    if out.is_some() {
+        DIRECT_DOCUMENTS.with(|n| n.set(n.get() + 1));
     }
+    out
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Documents the direct decoder took, for the tests that check the path.
+    static DIRECT_DOCUMENTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Emits one whole JSON document: the direct decoder where it takes it, else through
+/// serde's `Value`.
+fn emit_doc(
+    path: &Path,
+    lineno: usize,
+    doc: &str,
+    bytes_read: u64,
+    each: &mut impl FnMut(Chunk),
+) -> Result<(), serde_json::Error> {
+    if let Some((batch, rejections)) = traces_doc(doc) {
+        each(Chunk {
+            batch,
+            rejections,
+            bytes_read,
+        });
+        return Ok(());
+    }
+    let v = serde_json::from_str::<serde_json::Value>(doc)?;
+    emit_json(path, lineno, &v, bytes_read, each);
+    Ok(())
 }
 
 fn json_value_to_batch(v: &serde_json::Value) -> Result<(Batch, Rejections), String> {
@@ -314,7 +351,7 @@ pub fn read_file(
                 continue;
             }
             if pending.is_empty() {
-                if let Some((batch, rejections)) = traces_line(&line) {
+                if let Some((batch, rejections)) = traces_doc(&line) {
                     each(Chunk {
                         batch,
                         rejections,
@@ -341,9 +378,16 @@ pub fn read_file(
                 }
             }
             pending.push_str(&line);
-            match serde_json::from_str::<serde_json::Value>(&pending) {
-                Ok(v) => {
-                    emit_json(path, lineno, &v, bytes_read, &mut each);
+            // complete yet? (checked without building a value)
+            match serde_json::from_str::<serde::de::IgnoredAny>(&pending) {
+                Ok(_) => {
+                    emit_doc(path, lineno, &pending, bytes_read, &mut each).map_err(|e| {
+                        ImportError::Line {
+                            path: path.to_path_buf(),
+                            line: lineno,
+                            detail: format!("malformed JSON: {e}"),
+                        }
+                    })?;
                     pending.clear();
                 }
                 Err(e) if e.is_eof() => {}
@@ -410,16 +454,23 @@ fn read_bytes(
             line: 0,
             detail: format!("not UTF-8: {e}"),
         })?;
-        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+        // document boundaries found without building values; each document then goes
+        // through the direct decoder where it can
+        let mut stream =
+            serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
         let mut n = 0usize;
+        let mut from = 0usize;
         while let Some(v) = stream.next() {
             n += 1;
-            let v = v.map_err(|e| ImportError::Line {
+            let bad = |e: serde_json::Error| ImportError::Line {
                 path: path.to_path_buf(),
                 line: e.line(),
                 detail: format!("malformed JSON: {e}"),
-            })?;
-            emit_json(path, n, &v, stream.byte_offset() as u64, &mut each);
+            };
+            v.map_err(bad)?;
+            let to = stream.byte_offset();
+            emit_doc(path, n, &text[from..to], to as u64, &mut each).map_err(bad)?;
+            from = to;
         }
         return Ok(());
     }
@@ -478,6 +529,47 @@ fn split_length_prefixed(bytes: &[u8]) -> Option<Vec<&[u8]>> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// A gzip file and a pretty-printed JSON file give the batch the plain JSON-lines
+    /// file gives, through the direct decoder (not serde's `Value`).
+    #[test]
+    fn gzip_and_pretty_json_files_take_the_direct_decoder() {
+        let doc = |k: u8| {
+            serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "svc"}}]},
+              "scopeSpans": [{"scope": {"name": "s"}, "spans": [{
+                "traceId": format!("{:032x}", u128::from(k) + 1), "spanId": format!("{:016x}", u64::from(k) + 1),
+                "name": format!("op {k}"), "kind": 3,
+                "startTimeUnixNano": "1000", "endTimeUnixNano": "2000",
+                "attributes": [{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}}]}]}]}]})
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let lines: String = (0..3).map(|k| format!("{}\n", doc(k))).collect();
+        let pretty: String = (0..3)
+            .map(|k| format!("{}\n", serde_json::to_string_pretty(&doc(k)).unwrap()))
+            .collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(lines.as_bytes()).unwrap();
+        let files = [
+            ("lines.jsonl", lines.into_bytes()),
+            ("pretty.json", pretty.into_bytes()),
+            ("lines.jsonl.gz", gz.finish().unwrap()),
+        ];
+        let mut batches = Vec::new();
+        for (name, bytes) in files {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let before = DIRECT_DOCUMENTS.with(std::cell::Cell::get);
+            let mut batch = Batch::default();
+            read_file(&p, None, |mut c| batch.append(&mut c.batch)).unwrap();
+            let direct = DIRECT_DOCUMENTS.with(std::cell::Cell::get) - before;
+            assert_eq!(direct, 3, "{name}: every document through the direct decoder");
+            assert_eq!(batch.spans.len(), 3, "{name}");
+            batches.push(batch);
+        }
+        assert_eq!(batches[0], batches[1], "pretty-printed = JSON lines");
+        assert_eq!(batches[0], batches[2], "gzip = JSON lines");
+    }
 
     #[test]
     fn gzip_limit_is_enforced_on_output() {
