@@ -36,13 +36,20 @@ pub struct Summary {
 
 impl Summary {
     pub fn line(&self) -> String {
-        let again = if self.stored.duplicate_spans > 0 {
-            format!(
-                " ({} spans already stored were skipped)",
-                self.stored.duplicate_spans
-            )
-        } else {
+        let s = &self.stored;
+        let skipped: Vec<String> = [
+            (s.duplicate_spans, "spans"),
+            (s.duplicate_metric_points, "metric points"),
+            (s.duplicate_logs, "logs"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        let again = if skipped.is_empty() {
             String::new()
+        } else {
+            format!(" ({} already stored were skipped)", skipped.join(", "))
         };
         format!(
             "stored {} spans, {} metric points, {} logs; rejected {} item(s){again}",
@@ -113,6 +120,8 @@ pub fn import_with(
         summary.stored.metric_points += c.metric_points;
         summary.stored.logs += c.logs;
         summary.stored.duplicate_spans += c.duplicate_spans;
+        summary.stored.duplicate_metric_points += c.duplicate_metric_points;
+        summary.stored.duplicate_logs += c.duplicate_logs;
     }
     Ok(summary)
 }

@@ -147,14 +147,19 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
     }
     let wstats = std::sync::Arc::clone(writer.stats());
     writer.close()?;
-    let dups = wstats
-        .duplicate_spans
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let dups = load(&wstats.duplicate_spans);
+    let (dup_points, dup_logs) = (
+        load(&wstats.duplicate_metric_points),
+        load(&wstats.duplicate_logs),
+    );
     if let Some(p) = publisher {
         p.stop(&store)?;
     }
-    if dups > 0 {
-        println!("{dups} spans received again were not stored twice (exactly-once)");
+    if dups + dup_points + dup_logs > 0 {
+        println!(
+            "{dups} spans, {dup_points} metric points and {dup_logs} logs received again were not stored twice (exactly-once)"
+        );
     }
     let s = stats.snapshot();
     println!(

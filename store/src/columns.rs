@@ -396,6 +396,19 @@ fn value_json(v: &AttrValue) -> serde_json::Value {
     }
 }
 
+/// A summary's quantiles as stored: a JSON list of `{"quantile", "value"}`.
+pub(crate) fn quantiles_json(quantiles: &[(f64, f64)]) -> Option<String> {
+    (!quantiles.is_empty()).then(|| {
+        serde_json::Value::Array(
+            quantiles
+                .iter()
+                .map(|(q, v)| serde_json::json!({"quantile": q, "value": v}))
+                .collect(),
+        )
+        .to_string()
+    })
+}
+
 fn exemplars_json(ex: &[Exemplar]) -> Option<String> {
     if ex.is_empty() {
         return None;
@@ -413,6 +426,14 @@ fn exemplars_json(ex: &[Exemplar]) -> Option<String> {
         })
         .collect();
     Some(serde_json::Value::Array(list).to_string())
+}
+
+/// Which items of a batch [`Columns::add`] stores, per signal (`None`: all of them).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Keep<'a> {
+    pub(crate) spans: Option<&'a [bool]>,
+    pub(crate) metrics: Option<&'a [bool]>,
+    pub(crate) logs: Option<&'a [bool]>,
 }
 
 /// The builders for one write transaction.
@@ -440,12 +461,13 @@ impl Columns {
         }
     }
 
-    /// Adds a batch. `new_resource` says whether a resource id is not stored yet.
+    /// Adds a batch, less what `keep` leaves out. `new_resource` says whether a
+    /// resource id is not stored yet.
     pub(crate) fn add(
         &mut self,
         batch: &Batch,
         ingested_ns: i64,
-        keep: Option<&[bool]>,
+        keep: Keep<'_>,
         mut new_resource: impl FnMut(i64) -> bool,
     ) {
         for r in &batch.resources {
@@ -453,16 +475,21 @@ impl Columns {
                 self.resource(r);
             }
         }
+        let kept = |mask: Option<&[bool]>, k: usize| mask.is_none_or(|m| m[k]);
         for (k, s) in batch.spans.iter().enumerate() {
-            if keep.is_none_or(|m| m[k]) {
+            if kept(keep.spans, k) {
                 self.span(s, ingested_ns);
             }
         }
-        for m in &batch.metrics {
-            self.metric(m);
+        for (k, m) in batch.metrics.iter().enumerate() {
+            if kept(keep.metrics, k) {
+                self.metric(m);
+            }
         }
-        for l in &batch.logs {
-            self.log(l);
+        for (k, l) in batch.logs.iter().enumerate() {
+            if kept(keep.logs, k) {
+                self.log(l);
+            }
         }
     }
 
@@ -583,16 +610,7 @@ impl Columns {
         t.f64(m.max);
         t.list_u64(&m.bucket_counts);
         t.list_f64(&m.explicit_bounds);
-        let q = (!m.quantiles.is_empty()).then(|| {
-            serde_json::Value::Array(
-                m.quantiles
-                    .iter()
-                    .map(|(q, v)| serde_json::json!({"quantile": q, "value": v}))
-                    .collect(),
-            )
-            .to_string()
-        });
-        t.str(q.as_deref());
+        t.str(quantiles_json(&m.quantiles).as_deref());
         t.str(exemplars_json(&m.exemplars).as_deref());
         t.end_row();
     }

@@ -565,7 +565,7 @@ impl Store {
         for b in batches {
             writer::stamped(|stamp| {
                 let mut cols = columns::Columns::new();
-                cols.add(b, stamp, None, |id| known.insert(id));
+                cols.add(b, stamp, columns::Keep::default(), |id| known.insert(id));
                 self.conn.execute_batch("BEGIN TRANSACTION")?;
                 match writer::append_tables(&self.conn, &mut cols) {
                     Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),

@@ -6,7 +6,7 @@
 //! transaction, and answers the batches that asked to be visible once they are.
 
 use crate::ingestlog::{self, FileReader, Frame, LogFile, Stop};
-use crate::writer::{weight, Ack, Committed, Done, Job, Worker};
+use crate::writer::{weight, Ack, Committed, Done, Dropped, Job, Worker};
 use crate::StoreError;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -993,15 +993,9 @@ impl Drop for Ahead {
     }
 }
 
-/// What a batch stored, less `duplicate_spans` dropped.
-fn counts(b: &Batch, duplicate_spans: Option<usize>) -> Committed {
-    let dup = duplicate_spans.unwrap_or(0);
-    Committed {
-        spans: b.spans.len() - dup,
-        metric_points: b.metrics.len(),
-        logs: b.logs.len(),
-        duplicate_spans: dup,
-    }
+/// What a batch stored, less what was `dropped` as duplicates.
+fn counts(b: &Batch, dropped: Option<Dropped>) -> Committed {
+    dropped.unwrap_or_default().counts(b)
 }
 
 /// Loading is batch work behind the acknowledgements: it runs at a somewhat lower

@@ -3,10 +3,11 @@
 //! acknowledges each batch. The queue is bounded in items, so memory is bounded and a
 //! saturated writer answers at once instead of growing.
 
-use crate::columns::Columns;
+use crate::columns::{Columns, Keep};
 use crate::dedupe::{self, Window};
 use crate::StoreError;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,16 +21,24 @@ use tailscope_model::Batch;
 pub struct Committed {
     /// Spans stored (those of the batch less `duplicate_spans`).
     pub spans: usize,
+    /// Metric points stored (less `duplicate_metric_points`).
     pub metric_points: usize,
+    /// Log records stored (less `duplicate_logs`).
     pub logs: usize,
     /// Spans of the batch not stored because the store already had them (same
     /// trace and span id, within the writer's de-duplication window).
     pub duplicate_spans: usize,
+    /// Metric points not stored because the store already had them (the same
+    /// content in the same resource, within the window).
+    pub duplicate_metric_points: usize,
+    /// Log records not stored because the store already had them (likewise).
+    pub duplicate_logs: usize,
 }
 
 /// Called once per submitted batch: after its transaction committed or failed, or,
 /// for [`Writer::try_submit`] on a store with an ingest log, once it is on disk in
-/// the log (then `duplicate_spans` is 0: duplicates are dropped when it is loaded).
+/// the log (then the `duplicate_*` counts are 0: duplicates are dropped when it is
+/// loaded).
 pub type Done = Box<dyn FnOnce(Result<Committed, StoreError>) + Send>;
 
 /// The writer's queue is full: try again later (the caller keeps the batch).
@@ -49,8 +58,10 @@ pub struct WriterConfig {
     pub max_pending_items: usize,
     /// Items grouped into one transaction at most.
     pub max_group_items: usize,
-    /// Spans remembered for exactly-once: a span whose trace and span id are among
-    /// the last this many stored is not stored again (0: no de-duplication).
+    /// Items remembered for exactly-once, per signal: a span whose trace and span id
+    /// are among the last this many spans stored is not stored again, nor a metric
+    /// point or log record whose content is among the last this many points or
+    /// records (`dedupe.rs`; 0: no de-duplication).
     pub dedupe_window: usize,
     /// Acknowledge [`Writer::try_submit`] batches once they are fsync'ed to the
     /// store's ingest log (`<store>.ingest/`) and load them into the tables behind
@@ -61,7 +72,8 @@ pub struct WriterConfig {
     pub max_log_backlog_bytes: u64,
 }
 
-/// The default de-duplication window: 2,097,152 spans (about 34 MiB).
+/// The default de-duplication window: 2,097,152 items per signal (about 34 MiB each,
+/// once full).
 pub const DEFAULT_DEDUPE_WINDOW: usize = 1 << 21;
 
 impl Default for WriterConfig {
@@ -85,8 +97,11 @@ pub struct WriterStats {
     pub transactions: AtomicU64,
     pub failed_batches: AtomicU64,
     pub saturated: AtomicU64,
-    /// Spans received again and not stored (exactly-once).
+    /// Spans, metric points and log records received again and not stored
+    /// (exactly-once).
     pub duplicate_spans: AtomicU64,
+    pub duplicate_metric_points: AtomicU64,
+    pub duplicate_logs: AtomicU64,
     /// Spans acknowledged once on disk in the ingest log (loaded later).
     pub logged_spans: AtomicU64,
     /// Bytes appended to the ingest log.
@@ -141,7 +156,7 @@ pub(crate) struct Job {
     pub(crate) batch: Batch,
     /// The batch as an ingest-log frame payload, encoded by the submitter.
     pub(crate) encoded: Option<Vec<u8>>,
-    /// What the batch holds (`duplicate_spans` 0).
+    /// What the batch holds (no duplicates).
     pub(crate) counts: Committed,
     pub(crate) weight: usize,
     pub(crate) done: Done,
@@ -218,6 +233,8 @@ impl Writer {
             rx,
             known,
             window: Window::new(cfg.dedupe_window),
+            point_window: Window::new(cfg.dedupe_window),
+            log_window: Window::new(cfg.dedupe_window),
             pending: Arc::clone(&pending),
             stats: Arc::clone(&stats),
             cfg,
@@ -338,7 +355,7 @@ impl Writer {
             spans: batch.spans.len(),
             metric_points: batch.metrics.len(),
             logs: batch.logs.len(),
-            duplicate_spans: 0,
+            ..Committed::default()
         };
         // With an ingest log, the frame is encoded here, on the caller's thread (the
         // receivers decode on one thread per core), so the log thread only writes;
@@ -453,7 +470,10 @@ pub(crate) struct Worker {
     pub(crate) conn: Connection,
     pub(crate) rx: Receiver<Job>,
     known: HashSet<i64>,
+    /// The exactly-once windows of spans, metric points and log records.
     window: Window,
+    point_window: Window,
+    log_window: Window,
     pub(crate) pending: Arc<AtomicUsize>,
     pub(crate) stats: Arc<WriterStats>,
     pub(crate) cfg: WriterConfig,
@@ -469,10 +489,10 @@ pub(crate) struct Worker {
 const APPEND_ROWS: usize = 16_384;
 
 impl Worker {
-    /// Fills the exactly-once window with the newest stored spans, so a request sent
-    /// again after a restart (the collector died between COMMIT and its answer) is
-    /// still recognised. Spans are appended, never deleted, so the newest `cap` are the
-    /// rows from `count - cap` on.
+    /// Fills the exactly-once windows with the newest stored spans, metric points and
+    /// log records, so a request sent again after a restart (the collector died
+    /// between COMMIT and its answer) is still recognised. Rows are appended, never
+    /// deleted, so the newest `cap` are the rows from `count - cap` on.
     pub(crate) fn seed_window(&mut self) {
         let cap = self.cfg.dedupe_window;
         if cap == 0 {
@@ -498,6 +518,27 @@ impl Worker {
         })();
         if let Err(e) = seeded {
             tracing::warn!("exactly-once window not seeded from the store: {e}");
+        }
+        let conn = &self.conn;
+        let seeded = seed_content(conn, "metric_points", dedupe::POINT_COLS, cap, |b, fps| {
+            let rows = dedupe::PointRows::new(b)?;
+            fps.extend((0..b.num_rows()).filter_map(|r| rows.view(r).fingerprint()));
+            Ok(())
+        })
+        .map(|fps| self.point_window.push(0, fps));
+        if let Err(e) = seeded {
+            tracing::warn!("exactly-once window of metric points not seeded from the store: {e}");
+        }
+        let seeded = seed_content(conn, "logs", dedupe::LOG_COLS, cap, |b, fps| {
+            let rows = dedupe::LogRows::new(b)?;
+            fps.extend(
+                (0..b.num_rows()).filter_map(|r| rows.view(r).and_then(|v| v.fingerprint())),
+            );
+            Ok(())
+        })
+        .map(|fps| self.log_window.push(0, fps));
+        if let Err(e) = seeded {
+            tracing::warn!("exactly-once window of log records not seeded from the store: {e}");
         }
     }
 
@@ -553,19 +594,17 @@ impl Worker {
         }
     }
 
-    /// Answers each job of a group: `Ok` with the duplicate spans dropped per job.
-    fn finish(&mut self, group: Vec<Job>, result: Result<&[usize], &StoreError>) {
+    /// Answers each job of a group: `Ok` with the duplicates dropped per job.
+    fn finish(&mut self, group: Vec<Job>, result: Result<&[Dropped], &StoreError>) {
         for (k, job) in group.into_iter().enumerate() {
             self.pending.fetch_sub(job.weight, Ordering::AcqRel);
             let result = match result {
                 Ok(dropped) => {
-                    let duplicate_spans = dropped.get(k).copied().unwrap_or(0);
-                    let c = Committed {
-                        spans: job.batch.spans.len() - duplicate_spans,
-                        metric_points: job.batch.metrics.len(),
-                        logs: job.batch.logs.len(),
-                        duplicate_spans,
-                    };
+                    let c = dropped
+                        .get(k)
+                        .copied()
+                        .unwrap_or_default()
+                        .counts(&job.batch);
                     self.count(&c);
                     Ok(c)
                 }
@@ -592,6 +631,10 @@ impl Worker {
         s.committed_logs.fetch_add(c.logs as u64, Ordering::Relaxed);
         s.duplicate_spans
             .fetch_add(c.duplicate_spans as u64, Ordering::Relaxed);
+        s.duplicate_metric_points
+            .fetch_add(c.duplicate_metric_points as u64, Ordering::Relaxed);
+        s.duplicate_logs
+            .fetch_add(c.duplicate_logs as u64, Ordering::Relaxed);
     }
 
     /// Which stored spans of the window (rows stamped from `since` on) are among `keys`
@@ -623,14 +666,14 @@ impl Worker {
         Ok(found)
     }
 
-    /// Commits `batches` in one transaction, less the spans already stored, and with
-    /// `loaded_seq` the ingest log's loaded mark; returns the spans dropped as
+    /// Commits `batches` in one transaction, less what is already stored, and with
+    /// `loaded_seq` the ingest log's loaded mark; returns what was dropped as
     /// duplicates per batch.
     pub(crate) fn commit(
         &mut self,
         batches: &[&Batch],
         loaded_seq: Option<u64>,
-    ) -> Result<Vec<usize>, StoreError> {
+    ) -> Result<Vec<Dropped>, StoreError> {
         let dropped = match self.append(batches) {
             Ok(d) => d,
             Err(e) => {
@@ -655,7 +698,7 @@ impl Worker {
     /// The window learns the spans at once, so a later append of the same
     /// transaction drops them too; after a rollback its entries for them are only
     /// suspects that the stored rows no longer confirm.
-    pub(crate) fn append(&mut self, batches: &[&Batch]) -> Result<Vec<usize>, StoreError> {
+    pub(crate) fn append(&mut self, batches: &[&Batch]) -> Result<Vec<Dropped>, StoreError> {
         if self.open.is_none() {
             self.conn.execute_batch("BEGIN TRANSACTION")?;
             self.open = Some(OpenTxn::default());
@@ -668,6 +711,29 @@ impl Worker {
             append_gathered(conn, gathered, stats)?;
             Self::stored_among(conn, since, k)
         })?;
+        let on = self.cfg.dedupe_window > 0;
+        let points = dedupe::Points(batches);
+        let point_fps = if on {
+            points.fingerprints()
+        } else {
+            Vec::new()
+        };
+        let point_keep =
+            dedupe::plan_content(&self.point_window, &point_fps, points.same(), |suspects| {
+                append_gathered(conn, gathered, stats)?;
+                points.stored(conn, &point_fps, suspects)
+            })?;
+        let logs = dedupe::Logs(batches);
+        let log_fps = if on { logs.fingerprints() } else { Vec::new() };
+        let log_keep = dedupe::plan_content(&self.log_window, &log_fps, logs.same(), |suspects| {
+            append_gathered(conn, gathered, stats)?;
+            logs.stored(conn, &log_fps, suspects)
+        })?;
+        let keep = |b: usize| Keep {
+            spans: plan.keep[b].as_deref(),
+            metrics: point_keep.get(b).and_then(Option::as_deref),
+            logs: log_keep.get(b).and_then(Option::as_deref),
+        };
         let mut fresh = Vec::new();
         let mut stamp = 0;
         let mut rows = 0;
@@ -684,8 +750,8 @@ impl Worker {
             stamp = ingested;
             let cpu = thread_cpu_ns();
             let before = largest(&cols);
-            for (b, keep) in batches.iter().zip(&plan.keep) {
-                cols.add(b, ingested, keep.as_deref(), |id| {
+            for (k, b) in batches.iter().enumerate() {
+                cols.add(b, ingested, keep(k), |id| {
                     if self.known.insert(id) {
                         fresh.push(id);
                         true
@@ -712,19 +778,40 @@ impl Worker {
         }
         result?;
         let mut dropped = Vec::with_capacity(batches.len());
-        let mut fps = Vec::new();
-        for (b, keep) in batches.iter().zip(&plan.keep) {
+        let (mut fps, mut pfps, mut lfps) = (Vec::new(), Vec::new(), Vec::new());
+        // the fingerprints of what was stored, for the windows; what was not, counted
+        let learn = |mask: Option<&[bool]>, n: usize, fp: &mut dyn FnMut(usize)| {
             let mut gone = 0;
-            for (k, s) in b.spans.iter().enumerate() {
-                if keep.as_ref().is_none_or(|m| m[k]) {
-                    fps.push(dedupe::fingerprint(&s.trace_id, s.span_id));
+            for k in 0..n {
+                if mask.is_none_or(|m| m[k]) {
+                    fp(k);
                 } else {
                     gone += 1;
                 }
             }
-            dropped.push(gone);
+            gone
+        };
+        for (k, b) in batches.iter().enumerate() {
+            let keep = keep(k);
+            let spans = learn(keep.spans, b.spans.len(), &mut |i| {
+                let s = &b.spans[i];
+                fps.push(dedupe::fingerprint(&s.trace_id, s.span_id));
+            });
+            let metric_points = learn(keep.metrics, b.metrics.len(), &mut |i| {
+                pfps.extend(point_fps.get(k).and_then(|f| f[i]));
+            });
+            let logs = learn(keep.logs, b.logs.len(), &mut |i| {
+                lfps.extend(log_fps.get(k).and_then(|f| f[i]));
+            });
+            dropped.push(Dropped {
+                spans,
+                metric_points,
+                logs,
+            });
         }
         self.window.push(stamp, fps);
+        self.point_window.push(stamp, pfps);
+        self.log_window.push(stamp, lfps);
         Ok(dropped)
     }
 
@@ -777,6 +864,47 @@ impl Worker {
             }
         }
     }
+}
+
+/// What an append dropped of one batch as already stored, per signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    pub(crate) spans: usize,
+    pub(crate) metric_points: usize,
+    pub(crate) logs: usize,
+}
+
+impl Dropped {
+    /// What `batch` stored, less these.
+    pub(crate) fn counts(self, batch: &Batch) -> Committed {
+        Committed {
+            spans: batch.spans.len() - self.spans,
+            metric_points: batch.metrics.len() - self.metric_points,
+            logs: batch.logs.len() - self.logs,
+            duplicate_spans: self.spans,
+            duplicate_metric_points: self.metric_points,
+            duplicate_logs: self.logs,
+        }
+    }
+}
+
+/// Reads the exactly-once key columns `cols` of the newest `cap` rows of `table`
+/// and returns their fingerprints, oldest first (`each` adds a result batch's).
+fn seed_content(
+    conn: &Connection,
+    table: &str,
+    cols: &str,
+    cap: usize,
+    mut each: impl FnMut(&RecordBatch, &mut Vec<u64>) -> Result<(), StoreError>,
+) -> Result<Vec<u64>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {cols} FROM {table} WHERE rowid >= (SELECT count(*) FROM {table}) - ? ORDER BY rowid"
+    ))?;
+    let mut fps = Vec::new();
+    for b in stmt.query_arrow([i64::try_from(cap).unwrap_or(i64::MAX)])? {
+        each(&b, &mut fps)?;
+    }
+    Ok(fps)
 }
 
 /// The loader's transaction while it is open: rows appended so far (the largest

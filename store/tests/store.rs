@@ -99,7 +99,11 @@ fn batch(trace: u8, spans: u8) -> Batch {
     let res = resource();
     Batch {
         spans: (1..=spans).map(|n| span(trace, n, &res)).collect(),
-        metrics: vec![histogram(&res)],
+        // a point of its own per trace: an equal point is stored once (exactly-once)
+        metrics: vec![MetricPoint {
+            time_ns: 1 + i64::from(trace),
+            ..histogram(&res)
+        }],
         logs: vec![LogRecord {
             resource_id: res.id,
             service_name: res.service_name.clone(),
@@ -482,7 +486,12 @@ fn a_resent_batch_stores_nothing_new_even_after_a_restart() {
         // the same request again (an SDK's retry): nothing new, acknowledged
         let again = writer.write(batch(1, 3)).unwrap();
         assert_eq!((again.spans, again.duplicate_spans), (0, 3));
-        assert_eq!(again.metric_points, 1, "metric points are not span-keyed");
+        assert_eq!(
+            (again.metric_points, again.duplicate_metric_points),
+            (0, 1),
+            "metric points are keyed by content"
+        );
+        assert_eq!((again.logs, again.duplicate_logs), (0, 1));
         // a batch that repeats spans within itself, and overlaps what is stored
         let mut mixed = batch(2, 2);
         let repeat = mixed.spans[0].clone();
@@ -518,6 +527,160 @@ fn a_resent_batch_stores_nothing_new_even_after_a_restart() {
     );
 }
 
+fn log(res: &Resource, time_ns: i64, body: &str) -> LogRecord {
+    LogRecord {
+        resource_id: res.id,
+        service_name: res.service_name.clone(),
+        scope_name: "app".into(),
+        time_ns,
+        observed_ns: time_ns + 1,
+        severity_number: 13,
+        severity_text: "WARN".into(),
+        body: body.into(),
+        trace_id: Some(TraceId([4; 16])),
+        span_id: Some(SpanId([5; 8])),
+        event_name: String::new(),
+        attributes: vec![Attribute::new("code", AttrValue::Int(7))],
+    }
+}
+
+/// Points and records of every shape: a gauge with attributes, a histogram, a
+/// summary, a sum without a start time; two log records.
+fn signals(res: &Resource, at: i64) -> Batch {
+    let mut util = gauge(res, "gpu.utilization", "1", 0.5);
+    util.time_ns = at;
+    util.attributes = vec![
+        Attribute::new("gpu", AttrValue::Int(0)),
+        Attribute::new("host", AttrValue::Str("h1".into())),
+    ];
+    let mut hist = histogram(res);
+    hist.time_ns = at;
+    let mut summary = gauge(res, "rpc.latency", "s", 0.0);
+    summary.kind = MetricKind::Summary;
+    summary.value = None;
+    summary.time_ns = at;
+    summary.count = Some(3);
+    summary.quantiles = vec![(0.5, 0.1), (0.99, 0.7)];
+    let mut sum = gauge(res, "tokens", "1", 12.0);
+    sum.kind = MetricKind::Sum;
+    sum.start_ns = 0;
+    sum.time_ns = at;
+    Batch {
+        spans: vec![],
+        metrics: vec![util, hist, summary, sum],
+        logs: vec![log(res, at, "slow"), log(res, at, "slower")],
+        resources: vec![res.clone()],
+    }
+}
+
+fn stored(c: tailscope_store::Committed) -> (usize, usize, usize, usize) {
+    (
+        c.metric_points,
+        c.duplicate_metric_points,
+        c.logs,
+        c.duplicate_logs,
+    )
+}
+
+#[test]
+fn resent_metric_points_and_logs_store_nothing_new_even_after_a_restart() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signals.duckdb");
+    let res = resource();
+    let other = Resource::new(vec![
+        Attribute::new("service.name", AttrValue::Str("agent-api".into())),
+        Attribute::new("host.name", AttrValue::Str("h2".into())),
+    ]);
+    let t = 1_700_000_000_000_000_000;
+    {
+        let store = Store::open(&path).unwrap();
+        let writer = store.writer(WriterConfig::default()).unwrap();
+        assert_eq!(
+            stored(writer.write(signals(&res, t)).unwrap()),
+            (4, 0, 2, 0)
+        );
+        // the SDK's retry: nothing new, acknowledged, counted
+        assert_eq!(
+            stored(writer.write(signals(&res, t)).unwrap()),
+            (0, 4, 0, 2)
+        );
+        // acknowledged once in the ingest log, dropped when loaded
+        submit_durable(&writer, signals(&res, t)).unwrap();
+        assert!(writer.wait_loaded(std::time::Duration::from_secs(30)));
+        // the same series at a new time, and at the same time with a new value,
+        // are new points; the same body at another time is a new record
+        assert_eq!(
+            stored(writer.write(signals(&res, t + 1)).unwrap()),
+            (4, 0, 2, 0)
+        );
+        let mut changed = signals(&res, t);
+        for m in &mut changed.metrics {
+            m.value = m.value.map(|v| v + 1.0);
+            m.sum = m.sum.map(|v| v + 1.0);
+            m.quantiles.iter_mut().for_each(|q| q.1 += 1.0);
+        }
+        changed.logs[0].severity_number = 17;
+        changed.logs[1].attributes[0].value = AttrValue::Int(8);
+        assert_eq!(stored(writer.write(changed).unwrap()), (4, 0, 2, 0));
+        // the same content in another resource is another point
+        assert_eq!(
+            stored(writer.write(signals(&other, t)).unwrap()),
+            (4, 0, 2, 0)
+        );
+        // a request that repeats a point and a record within itself
+        let mut repeated = signals(&res, t + 2);
+        repeated.metrics.push(repeated.metrics[0].clone());
+        repeated.logs.push(repeated.logs[1].clone());
+        assert_eq!(stored(writer.write(repeated).unwrap()), (4, 1, 2, 1));
+        let stats = writer.stats();
+        assert_eq!(stats.duplicate_metric_points.load(Relaxed), 4 + 4 + 1);
+        assert_eq!(stats.duplicate_logs.load(Relaxed), 2 + 2 + 1);
+        assert_eq!(stats.committed_metric_points.load(Relaxed), 5 * 4);
+        writer.close().unwrap();
+    }
+    // a new writer (a restarted collector) remembers the stored points and records
+    let store = Store::open(&path).unwrap();
+    let writer = store.writer(WriterConfig::default()).unwrap();
+    assert_eq!(
+        stored(writer.write(signals(&res, t)).unwrap()),
+        (0, 4, 0, 2)
+    );
+    assert_eq!(
+        stored(writer.write(signals(&other, t)).unwrap()),
+        (0, 4, 0, 2)
+    );
+    assert_eq!(
+        stored(writer.write(signals(&res, t + 3)).unwrap()),
+        (4, 0, 2, 0)
+    );
+    writer.close().unwrap();
+    assert_eq!(store.counts().unwrap().metric_points, 6 * 4);
+    assert_eq!(scalar_i64(&store, "SELECT count(*) FROM logs"), 6 * 2);
+    assert_eq!(
+        scalar_i64(
+            &store,
+            "SELECT count(*) FROM (SELECT DISTINCT resource_id, name, time_ns, value, sum, quantiles FROM metric_points)"
+        ),
+        6 * 4
+    );
+}
+
+/// Points and records without a time cannot be told from new ones: all are stored.
+#[test]
+fn metric_points_and_logs_without_a_time_are_always_stored() {
+    let store = Store::open_in_memory().unwrap();
+    let writer = store.writer(WriterConfig::default()).unwrap();
+    let res = resource();
+    let mut b = signals(&res, 0);
+    for l in &mut b.logs {
+        l.observed_ns = 0;
+    }
+    assert_eq!(stored(writer.write(b.clone()).unwrap()), (4, 0, 2, 0));
+    assert_eq!(stored(writer.write(b).unwrap()), (4, 0, 2, 0));
+    writer.close().unwrap();
+}
+
 #[test]
 fn without_a_window_every_copy_is_stored() {
     let store = Store::open_in_memory().unwrap();
@@ -530,8 +693,10 @@ fn without_a_window_every_copy_is_stored() {
     writer.write(batch(1, 2)).unwrap();
     let c = writer.write(batch(1, 2)).unwrap();
     assert_eq!((c.spans, c.duplicate_spans), (2, 0));
+    assert_eq!(stored(c), (1, 0, 1, 0));
     writer.close().unwrap();
     assert_eq!(store.counts().unwrap().spans, 4);
+    assert_eq!(store.counts().unwrap().metric_points, 2);
 }
 
 #[test]
