@@ -563,7 +563,10 @@ mod tests {
             let mut batch = Batch::default();
             read_file(&p, None, |mut c| batch.append(&mut c.batch)).unwrap();
             let direct = DIRECT_DOCUMENTS.with(std::cell::Cell::get) - before;
-            assert_eq!(direct, 3, "{name}: every document through the direct decoder");
+            assert_eq!(
+                direct, 3,
+                "{name}: every document through the direct decoder"
+            );
             assert_eq!(batch.spans.len(), 3, "{name}");
             batches.push(batch);
         }
