@@ -259,7 +259,7 @@ fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t == s.token)
+        .is_some_and(|t| tailscope_ingest::auth::constant_time_eq(t.as_bytes(), s.token.as_bytes()))
 }
 
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {

@@ -78,6 +78,11 @@ pub fn default_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4318))
 }
 
+/// A command line that cannot work as given (exit code 2), found after parsing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 fn run(cli: Cli) -> Result<()> {
     if let Some(Command::Demo(args)) = &cli.command {
         return demo::run(cli.db.as_deref(), args);
@@ -112,7 +117,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

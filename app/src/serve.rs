@@ -3,12 +3,12 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tailscope::sink::WriterSink;
 use tailscope_ingest::gpu::{spawn_sampler, SamplerConfig};
-use tailscope_ingest::{Collector, CollectorConfig, IngestStats, Pipeline};
+use tailscope_ingest::{BearerToken, Collector, CollectorConfig, IngestStats, Pipeline, TlsFiles};
 use tailscope_store::{Store, Writer, WriterConfig};
 
 #[derive(Args, Debug)]
@@ -19,9 +19,20 @@ pub struct ServeArgs {
     /// OTLP/HTTP listen address.
     #[arg(long, default_value_t = crate::default_http())]
     http: SocketAddr,
-    /// Allow listening on non-loopback addresses (accepts telemetry from other machines).
+    /// Allow listening on non-loopback addresses (accepts telemetry from other machines);
+    /// needs a bearer token (--token-file or TAILSCOPE_TOKEN).
     #[arg(long)]
     allow_remote: bool,
+    /// File holding the bearer token every client must send (`authorization: Bearer
+    /// <token>`); otherwise the TAILSCOPE_TOKEN environment variable. Enforced whenever given.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Serve both receivers over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seconds between status lines (0: none).
     #[arg(long, default_value_t = 10)]
     status_every: u64,
@@ -52,7 +63,38 @@ fn parse_interval(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The environment variable that holds the bearer token when no --token-file is given.
+pub const TOKEN_ENV: &str = "TAILSCOPE_TOKEN";
+
+/// The token clients must send: from --token-file, else TAILSCOPE_TOKEN (unset or empty:
+/// none). `--allow-remote` without one is a usage error.
+fn token(args: &ServeArgs) -> Result<Option<BearerToken>> {
+    let token = if let Some(path) = &args.token_file {
+        Some(BearerToken::from_file(path)?)
+    } else {
+        match std::env::var(TOKEN_ENV) {
+            Ok(t) if !t.trim().is_empty() => {
+                Some(BearerToken::new(&t, &format!("in {TOKEN_ENV}"))?)
+            }
+            _ => None,
+        }
+    };
+    if args.allow_remote && token.is_none() {
+        return Err(crate::UsageError(format!(
+            "--allow-remote needs a bearer token for clients to send: pass --token-file PATH or set {TOKEN_ENV}"
+        ))
+        .into());
+    }
+    Ok(token)
+}
+
 pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
+    let token = token(args)?;
+    let tls = args
+        .tls_cert
+        .clone()
+        .zip(args.tls_key.clone())
+        .map(|(cert, key)| TlsFiles { cert, key });
     let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
     // the store's one writer: the collector, the GPU sampler and imports sent here by
     // `tailscope import` all go through it
@@ -75,10 +117,12 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         grpc: Some(args.grpc),
         http: Some(args.http),
         allow_remote: args.allow_remote,
+        token: token.clone(),
+        tls: tls.clone(),
     };
     for a in [args.grpc, args.http] {
-        if !a.ip().is_loopback() && args.allow_remote {
-            eprintln!("warning: listening on {a}, reachable from other machines; OTLP has no authentication here");
+        if !a.ip().is_loopback() && args.allow_remote && tls.is_none() {
+            eprintln!("warning: listening on {a} without TLS: the token and the telemetry cross the network in clear text (--tls-cert / --tls-key)");
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -95,8 +139,14 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
             show(collector.http_addr),
             db.display()
         );
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let headers = if token.is_some() {
+            " OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<token>"
+        } else {
+            ""
+        };
         println!(
-            "point your SDK at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://{}",
+            "point your SDK at it: OTEL_EXPORTER_OTLP_ENDPOINT={scheme}://{}{headers}",
             show(collector.http_addr)
         );
         let live = tailscope::live::publish(db, reader, Arc::clone(&writer)).await?;
@@ -163,9 +213,10 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
     }
     let s = stats.snapshot();
     println!(
-        "stored {} spans, {} metric points, {} logs; rejected {} spans, {} points, {} logs; {} malformed, {} too large, {} busy requests",
+        "stored {} spans, {} metric points, {} logs; rejected {} spans, {} points, {} logs; {} malformed, {} too large, {} busy, {} unauthenticated requests",
         s.spans_accepted, s.metric_points_accepted, s.logs_accepted, s.spans_rejected,
-        s.metric_points_rejected, s.logs_rejected, s.malformed_requests, s.too_large_requests, s.busy_requests
+        s.metric_points_rejected, s.logs_rejected, s.malformed_requests, s.too_large_requests, s.busy_requests,
+        s.unauthenticated_requests
     );
     Ok(())
 }
@@ -247,11 +298,12 @@ async fn status_loop(stats: Arc<IngestStats>, writer: Arc<Writer>, every: u64) {
                 )
             });
             eprintln!(
-                "status: {:.0} spans/s · {} spans acknowledged · {} rejected · {} busy{loading}",
+                "status: {:.0} spans/s · {} spans acknowledged · {} rejected · {} busy · {} unauthenticated{loading}",
                 (now.spans_accepted - last.spans_accepted) as f64 / dt,
                 now.spans_accepted,
                 now.spans_rejected + now.metric_points_rejected + now.logs_rejected,
-                now.busy_requests
+                now.busy_requests,
+                now.unauthenticated_requests
             );
         }
         last = now;

@@ -9,6 +9,7 @@ mod gpu;
 mod compare;
 mod export;
 mod gui;
+mod remote;
 mod replay;
 
 use std::path::Path;

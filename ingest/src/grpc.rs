@@ -335,6 +335,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // before anything is read: the message of a client without the token is not
+        if !self.pipeline.authorised(req.headers()) {
+            return Box::pin(async {
+                Ok(Status::unauthenticated(crate::auth::REFUSED).into_http())
+            });
+        }
         if req.uri().path() != E::PATH {
             return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
         }

@@ -6,8 +6,9 @@ use crate::decode::{
 };
 use crate::pipeline::{Pipeline, Refusal, SignalKind};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -208,12 +209,32 @@ async fn logs(State(p): State<Pipeline>, headers: HeaderMap, body: Bytes) -> Res
     .await
 }
 
-/// The OTLP/HTTP routes over one pipeline.
+/// Refuses a request without the pipeline's token (when it has one) with 401, before
+/// its body is read; the answer is a `google.rpc.Status` (UNAUTHENTICATED) in the
+/// request's content type.
+async fn authorise(State(p): State<Pipeline>, request: Request, next: Next) -> Response {
+    if p.authorised(request.headers()) {
+        return next.run(request).await;
+    }
+    let enc = encoding_of(request.headers()).unwrap_or(Encoding::Json);
+    let mut r = error_response(
+        StatusCode::UNAUTHORIZED,
+        16,
+        enc,
+        crate::auth::REFUSED.to_owned(),
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// The OTLP/HTTP routes over one pipeline (every path behind its token, if it has one).
 pub fn router(p: Pipeline) -> Router {
     Router::new()
         .route("/v1/traces", post(traces))
         .route("/v1/metrics", post(metrics))
         .route("/v1/logs", post(logs))
         .layer(DefaultBodyLimit::max(MAX_DECODED_BYTES))
+        .layer(middleware::from_fn_with_state(p.clone(), authorise))
         .with_state(p)
 }

@@ -8,10 +8,13 @@
 //! straight from the wire bytes, the rest through `opentelemetry-proto`), promote
 //! semantic conventions with [`tailscope_model::semconv`] (the one normalisation,
 //! shared with the generator), and hand batches to a [`Sink`] that acknowledges only
-//! after commit. [`decode::read_file`]
+//! after commit. With a [`BearerToken`] both receivers refuse requests without it
+//! (401 / UNAUTHENTICATED, counted; [`auth`] compares in constant time), and with
+//! [`TlsFiles`] both serve TLS (rustls, ring). [`decode::read_file`]
 //! imports OTLP files (JSON, JSON lines, protobuf). [`gpu`] samples local NVIDIA GPUs
 //! (NVML) into the same sink ([`gpu::spawn_sampler`]).
 
+pub mod auth;
 pub mod client;
 pub mod decode;
 pub mod gpu;
@@ -20,11 +23,14 @@ pub mod http;
 pub mod otlp;
 mod pipeline;
 mod server;
+mod tls;
 
+pub use auth::{BearerToken, TokenError};
 pub use decode::{read_file, Chunk, ImportError, Signal, MAX_DECODED_BYTES};
 pub use grpc::GrpcReceiver;
 pub use pipeline::{Ack, Busy, IngestStats, Pipeline, SignalKind, Sink, StatsSnapshot, WriteError};
 pub use server::{Collector, CollectorConfig, ServeError};
+pub use tls::TlsFiles;
 
 /// Protobuf encodings of model batches, for load generators and sample files.
 pub mod encode {

@@ -1,6 +1,7 @@
 //! What both receivers share: the [`Sink`] the batches go to (the store writer, wired
 //! by the app), the counters, and the step from a normalised request to an answer.
 
+use crate::auth::BearerToken;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct IngestStats {
     pub malformed_requests: AtomicU64,
     pub too_large_requests: AtomicU64,
     pub busy_requests: AtomicU64,
+    /// Requests refused for a missing or wrong bearer token (401 / UNAUTHENTICATED).
+    pub unauthenticated_requests: AtomicU64,
     pub failed_writes: AtomicU64,
     pub spans_accepted: AtomicU64,
     pub spans_rejected: AtomicU64,
@@ -55,6 +58,7 @@ pub struct StatsSnapshot {
     pub malformed_requests: u64,
     pub too_large_requests: u64,
     pub busy_requests: u64,
+    pub unauthenticated_requests: u64,
     pub failed_writes: u64,
     pub spans_accepted: u64,
     pub spans_rejected: u64,
@@ -72,6 +76,7 @@ impl IngestStats {
             malformed_requests: l(&self.malformed_requests),
             too_large_requests: l(&self.too_large_requests),
             busy_requests: l(&self.busy_requests),
+            unauthenticated_requests: l(&self.unauthenticated_requests),
             failed_writes: l(&self.failed_writes),
             spans_accepted: l(&self.spans_accepted),
             spans_rejected: l(&self.spans_rejected),
@@ -108,11 +113,43 @@ pub(crate) const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 pub struct Pipeline {
     pub(crate) sink: Arc<dyn Sink>,
     pub(crate) stats: Arc<IngestStats>,
+    /// When set, every request must carry it (`authorization: Bearer <token>`).
+    pub(crate) token: Option<BearerToken>,
 }
 
 impl Pipeline {
     pub fn new(sink: Arc<dyn Sink>, stats: Arc<IngestStats>) -> Self {
-        Self { sink, stats }
+        Self {
+            sink,
+            stats,
+            token: None,
+        }
+    }
+
+    /// Requires `token` (when given) on every request of both receivers.
+    #[must_use]
+    pub fn require_token(mut self, token: Option<BearerToken>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Whether a request with these headers may be served; a refusal is counted (as a
+    /// request, and as unauthenticated).
+    pub(crate) fn authorised(&self, headers: &http::HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let value = headers
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes);
+        if token.accepts(value) {
+            return true;
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .unauthenticated_requests
+            .fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     pub fn stats(&self) -> &Arc<IngestStats> {

@@ -1,9 +1,14 @@
-//! Binding and running both receivers, loopback-only unless allowed otherwise.
+//! Binding and running both receivers, loopback-only unless allowed otherwise, behind
+//! a bearer token ([`CollectorConfig::token`]) and TLS ([`CollectorConfig::tls`]) when
+//! configured.
 
+use crate::auth::BearerToken;
 use crate::grpc::GrpcReceiver;
 use crate::http::router;
 use crate::pipeline::Pipeline;
+use crate::tls::{TlsFiles, TlsListener};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,6 +25,11 @@ pub struct CollectorConfig {
     pub http: Option<SocketAddr>,
     /// Required to bind anything but a loopback address.
     pub allow_remote: bool,
+    /// Every request must carry it (`authorization: Bearer <token>`), else 401 /
+    /// UNAUTHENTICATED. The app requires one with `allow_remote`.
+    pub token: Option<BearerToken>,
+    /// Serve both receivers over TLS.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for CollectorConfig {
@@ -28,6 +38,8 @@ impl Default for CollectorConfig {
             grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
             allow_remote: false,
+            token: None,
+            tls: None,
         }
     }
 }
@@ -37,6 +49,8 @@ impl Default for CollectorConfig {
 pub enum ServeError {
     #[error("refusing to listen on {0}: it is not a loopback address; pass --allow-remote to accept telemetry from other machines")]
     RemoteNotAllowed(SocketAddr),
+    #[error("cannot use {path} for TLS: {reason}")]
+    Tls { path: PathBuf, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -52,6 +66,11 @@ pub struct Collector {
     tasks: Vec<JoinHandle<()>>,
 }
 
+enum HttpListener {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
 async fn bind(addr: SocketAddr, allow_remote: bool) -> Result<TcpListener, ServeError> {
     if !allow_remote && !addr.ip().is_loopback() {
         return Err(ServeError::RemoteNotAllowed(addr));
@@ -64,6 +83,21 @@ async fn bind(addr: SocketAddr, allow_remote: bool) -> Result<TcpListener, Serve
 impl Collector {
     /// Binds both listeners (so port errors surface here) and starts serving.
     pub async fn start(cfg: &CollectorConfig, pipeline: Pipeline) -> Result<Self, ServeError> {
+        let tls = cfg.tls.as_ref().map(crate::tls::load).transpose()?;
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let (Some(t), Some(files)) = (&tls, &cfg.tls) {
+            let identity = tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem);
+            grpc_server = grpc_server
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| ServeError::Tls {
+                    path: files.cert.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+        }
+        let pipeline = match &cfg.token {
+            Some(t) => pipeline.require_token(Some(t.clone())),
+            None => pipeline,
+        };
         let grpc_listener = match cfg.grpc {
             Some(a) => Some(bind(a, cfg.allow_remote).await?),
             None => None,
@@ -86,7 +120,7 @@ impl Collector {
                 // OTLP requests are large (a batch of spans is hundreds of KiB):
                 // HTTP/2's default 64 KiB windows would make each client wait for
                 // window updates several times per request.
-                let served = tonic::transport::Server::builder()
+                let served = grpc_server
                     .initial_stream_window_size(Some(GRPC_STREAM_WINDOW))
                     .initial_connection_window_size(Some(GRPC_CONNECTION_WINDOW))
                     .layer(tower::util::MapResponseLayer::new(grpc_status_codes))
@@ -106,12 +140,29 @@ impl Collector {
             http_addr = l.local_addr().ok();
             let app = router(pipeline);
             let mut rx = stop_rx;
+            let stopped = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let listener = match &tls {
+                Some(t) => {
+                    HttpListener::Tls(TlsListener::new(l, std::sync::Arc::clone(&t.http)).map_err(
+                        |source| ServeError::Bind {
+                            addr: cfg.http.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                            source,
+                        },
+                    )?)
+                }
+                None => HttpListener::Plain(l),
+            };
             tasks.push(tokio::spawn(async move {
-                let served = axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await;
+                let served = match listener {
+                    HttpListener::Tls(l) => {
+                        axum::serve(l, app).with_graceful_shutdown(stopped).await
+                    }
+                    HttpListener::Plain(l) => {
+                        axum::serve(l, app).with_graceful_shutdown(stopped).await
+                    }
+                };
                 if let Err(e) = served {
                     tracing::error!("HTTP receiver stopped: {e}");
                 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
 mod gpu;
+mod remote;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -229,6 +230,7 @@ async fn start() -> (Collector, Arc<MemorySink>, Arc<IngestStats>) {
         grpc: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
         allow_remote: false,
+        ..CollectorConfig::default()
     };
     let c = Collector::start(&cfg, Pipeline::new(sink.clone(), stats.clone()))
         .await
@@ -498,6 +500,7 @@ fn remote_bind_needs_permission() {
             grpc: Some("0.0.0.0:0".parse().unwrap()),
             http: None,
             allow_remote: false,
+            ..CollectorConfig::default()
         };
         let sink = Arc::new(MemorySink::default());
         let err = Collector::start(&cfg, Pipeline::new(sink, Arc::default()))

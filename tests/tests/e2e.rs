@@ -7,6 +7,7 @@
 
 mod live;
 mod real_telemetry;
+mod remote;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;

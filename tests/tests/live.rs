@@ -411,6 +411,7 @@ fn a_writer_that_died_answers_500_with_its_reason() -> Result<()> {
             grpc: None,
             http: Some("127.0.0.1:0".parse()?),
             allow_remote: false,
+            ..CollectorConfig::default()
         },
         pipeline,
     ))?;

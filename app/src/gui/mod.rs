@@ -88,6 +88,7 @@ impl Live {
             grpc: Some(args.grpc),
             http: Some(args.http),
             allow_remote: false,
+            ..CollectorConfig::default()
         });
         let collecting = cfg.is_some();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);

@@ -442,6 +442,7 @@ async fn grpc_phase(
         grpc: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         http: None,
         allow_remote: false,
+        ..CollectorConfig::default()
     };
     let collector = Collector::start(&cfg, pipeline).await?;
     let addr = collector
@@ -602,6 +603,7 @@ fn http_phase(db: &Path, sql: &[String], requests: &Arc<Vec<Request>>) -> Result
             grpc: None,
             http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             allow_remote: false,
+            ..CollectorConfig::default()
         },
         pipeline,
     ))?;
