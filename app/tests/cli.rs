@@ -260,6 +260,12 @@ fn analyze_json_follows_the_contract() {
         "{}",
         stdout(&text)
     );
+    // the text report reads as prose: signed differences with a minus sign, headings
+    // without implementation names
+    let prose = stdout(&text);
+    for bad in ["+-", "(Polars)", "Polars"] {
+        assert!(!prose.contains(bad), "{bad:?} in the text report:\n{prose}");
+    }
     assert_eq!(
         tailscope(&db, &["analyze", "--percentile", "0"])
             .status

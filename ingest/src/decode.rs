@@ -544,10 +544,13 @@ mod tests {
                 "attributes": [{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}}]}]}]}]})
         };
         let dir = tempfile::tempdir().unwrap();
-        let lines: String = (0..3).map(|k| format!("{}\n", doc(k))).collect();
-        let pretty: String = (0..3)
-            .map(|k| format!("{}\n", serde_json::to_string_pretty(&doc(k)).unwrap()))
-            .collect();
+        let (mut lines, mut pretty) = (String::new(), String::new());
+        for k in 0..3 {
+            lines.push_str(&doc(k).to_string());
+            lines.push('\n');
+            pretty.push_str(&serde_json::to_string_pretty(&doc(k)).unwrap());
+            pretty.push('\n');
+        }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(lines.as_bytes()).unwrap();
         let files = [
