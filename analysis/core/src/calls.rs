@@ -111,6 +111,18 @@ pub fn first_chunk_ns(tree: &Tree, call: &Call) -> Option<i64> {
 /// How far a transport span may end after the first chunk (clock and SDK slack).
 const TRANSPORT_SLACK_NS: i64 = 5_000_000;
 
+/// Input tokens of a call: its own, else its server span's.
+pub fn input_tokens(tree: &Tree, call: &Call) -> Option<i64> {
+    tree.nodes[call.node]
+        .span
+        .promoted
+        .input_tokens
+        .or_else(|| {
+            call.server
+                .and_then(|x| tree.nodes[x].span.promoted.input_tokens)
+        })
+}
+
 /// Uncached input tokens of a call: input minus cache reads when known.
 pub fn uncached_tokens(input: i64, cache_read: Option<i64>) -> i64 {
     (input - cache_read.unwrap_or(0).clamp(0, input)).max(0)
@@ -185,12 +197,9 @@ impl Sources {
             .is_some_and(|f| f.cache_read > 0 && f.cache_read >= Self::MIN_WITH_FIELD.min(f.calls))
     }
 
-    /// The sources and their counts, sorted (for evidence and tests).
-    pub fn entries(&self) -> Vec<(&str, SourceFields)> {
-        let mut v: Vec<(&str, SourceFields)> =
-            self.0.iter().map(|(k, f)| (k.as_str(), *f)).collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
-        v
+    /// Does any source report cache reads?
+    pub fn any_sends_cache_reads(&self) -> bool {
+        self.0.keys().any(|k| self.sends_cache_reads(k))
     }
 
     /// Every call of `trees` counted by its source.
@@ -227,9 +236,10 @@ impl CacheRead {
 pub fn cache_read_known(tree: &Tree, call: &Call, sources: &Sources) -> Option<CacheRead> {
     match cache_read(tree, call) {
         Some(n) => Some(CacheRead::Reported(n)),
-        None => sources
-            .sends_cache_reads(&source_of(tree, call))
-            .then_some(CacheRead::AbsentMeansZero),
+        // the key is built only where some source sends cache reads at all
+        None => (sources.any_sends_cache_reads()
+            && sources.sends_cache_reads(&source_of(tree, call)))
+        .then_some(CacheRead::AbsentMeansZero),
     }
 }
 
@@ -250,7 +260,7 @@ pub fn sample_with(
     let s = &tree.nodes[call.node].span;
     let p = &s.promoted;
     let sp = call.server.map(|x| &tree.nodes[x].span.promoted);
-    let input = p.input_tokens.or_else(|| sp.and_then(|x| x.input_tokens))?;
+    let input = input_tokens(tree, call)?;
     let output = p
         .output_tokens
         .or_else(|| sp.and_then(|x| x.output_tokens))?;

@@ -154,10 +154,6 @@ pub struct Split {
     pub decode: Attribution,
 }
 
-/// Below this many tokens a prefix that could have been cached is not worth calling
-/// an eviction (as `evict`).
-const MIN_PREFIX_TOKENS: i64 = 256;
-
 /// What an LLM call's unexplained time is. Without a server span the telemetry can
 /// rarely tell: a first-token time separates waiting before the first token from
 /// client-side work after it (request building, chunk handling), and cache reads
@@ -175,9 +171,8 @@ fn residual_cause(
     first_token_measured: bool,
 ) -> Attribution {
     let s = &tree.nodes[call.node].span;
-    let cache_known = calls::cache_read_known(tree, call, &shape.model.sources).is_some();
     let prefix = shape.assumed.get(&s.span_id).copied().unwrap_or(0);
-    let can_be_eviction = !cache_known && prefix >= MIN_PREFIX_TOKENS;
+    let can_be_eviction = reprefill_possible(tree, call, shape);
     let mut alternatives = CauseSet::of(&[Cause::Queue]);
     // a detected eviction: the model extrapolates to a long re-prefill, so time beyond
     // its estimate may be a server wait or a re-prefill costlier than it expects
@@ -395,7 +390,7 @@ fn transport_of(tree: &Tree, i: usize, shape: &Shape<'_>) -> Option<usize> {
 fn reprefill_possible(tree: &Tree, call: &Call, shape: &Shape<'_>) -> bool {
     let s = &tree.nodes[call.node].span;
     calls::cache_read_known(tree, call, &shape.model.sources).is_none()
-        && shape.assumed.get(&s.span_id).copied().unwrap_or(0) >= MIN_PREFIX_TOKENS
+        && shape.assumed.get(&s.span_id).copied().unwrap_or(0) >= crate::evict::MIN_PREFIX_TOKENS
 }
 
 /// The prefill of a call as the latency model reads it. When the call's cache reads
@@ -403,10 +398,7 @@ fn reprefill_possible(tree: &Tree, call: &Call, shape: &Shape<'_>) -> bool {
 /// prefix was cached, part of this prefill may be the re-prefill of an evicted prefix:
 /// prefill or kv_eviction, the telemetry cannot say.
 fn prefill_attribution(tree: &Tree, call: &Call, shape: &Shape<'_>, fit: &Fit) -> Attribution {
-    let s = &tree.nodes[call.node].span;
-    let cache_known = calls::cache_read_known(tree, call, &shape.model.sources).is_some();
-    let prefix = shape.assumed.get(&s.span_id).copied().unwrap_or(0);
-    if !cache_known && !fit.assumes_caching && prefix >= MIN_PREFIX_TOKENS {
+    if !fit.assumes_caching && reprefill_possible(tree, call, shape) {
         Attribution::ambiguous(Cause::Prefill, CauseSet::of(&[Cause::KvEviction]))
     } else {
         Attribution::inferred(Cause::Prefill)

@@ -60,7 +60,9 @@ pub fn prefill_rate(
     uncached: i64,
     model: &LatencyModel,
 ) -> Option<(f64, &'static str)> {
-    let marginal = |f: &crate::latency::Fit| (uncached > 0).then_some(f.ns_per_uncached_token);
+    let rate = |f: &crate::latency::Fit| {
+        Some(f.ns_per_uncached_token).filter(|r| uncached > 0 && *r > 0.0)
+    };
     let server = call.server.map(|x| &tree.nodes[x].span.promoted);
     if let Some(prefill) = server.and_then(|p| p.prefill_ns) {
         if uncached > 0 && prefill > 0 {
@@ -71,21 +73,13 @@ pub fn prefill_rate(
         }
     }
     let (m, addr) = model_key(tree, call);
-    if let Some(r) = model
-        .ttft_fit(&m, &addr)
-        .and_then(marginal)
-        .filter(|r| *r > 0.0)
-    {
+    if let Some(r) = model.ttft_fit(&m, &addr).and_then(rate) {
         return Some((
             r,
             "time-to-first-token model fitted per (model, server.address)",
         ));
     }
-    if let Some(r) = model
-        .duration_fit(&m, &addr)
-        .and_then(marginal)
-        .filter(|r| *r > 0.0)
-    {
+    if let Some(r) = model.duration_fit(&m, &addr).and_then(rate) {
         return Some((r, "duration model fitted per (model, server.address)"));
     }
     let ttft = crate::calls::first_chunk_ns(tree, call)?;
@@ -148,7 +142,7 @@ pub fn llm_calls(tree: &Tree, calls: &[Call], sources: &Sources) -> Vec<LlmCall>
         let sp = call.server.map(|x| &tree.nodes[x].span.promoted);
         let (Some(conv), Some(input)) = (
             p.conversation_id.clone(),
-            p.input_tokens.or_else(|| sp.and_then(|x| x.input_tokens)),
+            crate::calls::input_tokens(tree, call),
         ) else {
             continue;
         };
@@ -212,7 +206,7 @@ pub fn assumed_prefixes(calls: &[LlmCall]) -> HashMap<SpanId, i64> {
 }
 
 /// Below this many expected prefix tokens a miss is not worth calling an eviction.
-const MIN_PREFIX_TOKENS: i64 = 256;
+pub(crate) const MIN_PREFIX_TOKENS: i64 = 256;
 
 /// Detects evictions over every conversation's calls (any order).
 pub fn detect(calls: &[LlmCall]) -> HashMap<SpanId, Eviction> {

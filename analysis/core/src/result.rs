@@ -249,11 +249,7 @@ impl TraceResult {
                 .calls
                 .iter()
                 .filter_map(|c| {
-                    let p = &tree.nodes[c.node].span.promoted;
-                    let input = p.input_tokens.or_else(|| {
-                        c.server
-                            .and_then(|x| tree.nodes[x].span.promoted.input_tokens)
-                    })?;
+                    let input = crate::calls::input_tokens(tree, c)?;
                     let read = crate::calls::cache_read_known(tree, c, &shape.model.sources)
                         .map(crate::calls::CacheRead::tokens)
                         .or_else(|| shape.assumed.get(&tree.nodes[c.node].span.span_id).copied());
