@@ -950,6 +950,34 @@ mod tests {
         assert!(m.get(&Cause::Decode).copied().unwrap_or(0) > 0, "{m:?}");
     }
 
+    /// A driver's client span directly under a DB call is the call's own time: `db`,
+    /// not uninstrumented.
+    #[test]
+    fn a_driver_span_under_a_db_call_is_db() {
+        let mut s = vec![
+            span(1, None, 0, 100 * MS),
+            span(2, Some(1), 10 * MS, 90 * MS),
+            span(3, Some(2), 12 * MS, 88 * MS),
+        ];
+        s[1].kind = SpanKind::Client;
+        s[1].promoted.op_class = OpClass::Db;
+        s[2].kind = SpanKind::Client;
+        s[2].promoted.op_class = OpClass::Other;
+        s[2].name = "socket write/read".into();
+        let t = trace(s);
+        let ev = HashMap::new();
+        let model = LatencyModel::default();
+        let none = HashMap::new();
+        let shape = Shape::new(&t, &ev, &model, &none);
+        let m = by_cause(&assign(&t, &critical_path(&t), &shape));
+        assert_eq!(m[&Cause::Db], 80 * MS, "{m:?}");
+        assert_eq!(
+            m.get(&Cause::Uninstrumented),
+            Some(&(20 * MS)),
+            "only the root's own time"
+        );
+    }
+
     #[test]
     fn backoff_before_the_next_attempt_is_retry_not_a_later_sibling() {
         // root 0..100: failed call 10..30, back-off, retry 50..70, then an unrelated
