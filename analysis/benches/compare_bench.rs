@@ -92,12 +92,13 @@ fn time<T>(label: &str, runs: usize, mut f: impl FnMut() -> Result<T>) -> Result
         times.push(t.elapsed());
     }
     times.sort();
+    let median = tailscope_model::stats::median(&times).unwrap_or_default();
     println!(
         "{label:<44} fastest {:.3} s, median {:.3} s over {runs} runs",
         times[0].as_secs_f64(),
-        times[times.len() / 2].as_secs_f64()
+        median.as_secs_f64()
     );
-    Ok((times[times.len() / 2], last.context("no run")?))
+    Ok((median, last.context("no run")?))
 }
 
 fn span_count(store: &Store) -> Result<i64> {

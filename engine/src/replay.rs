@@ -130,15 +130,10 @@ pub struct RunReport {
     pub leaked_refs: u64,
 }
 
-/// Nearest-rank percentile of unsorted values.
+/// Nearest-rank percentile of unsorted values ([`tailscope_model::stats::percentile_of`];
+/// 0 for none).
 pub fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
+    tailscope_model::stats::percentile_of(&mut values.to_vec(), p).unwrap_or(0.0)
 }
 
 fn ms(ns: i64) -> f64 {

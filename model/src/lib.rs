@@ -5,14 +5,17 @@
 //! [`Promoted`]), [`MetricPoint`]s and [`LogRecord`]s; [`gpu_metrics`] maps GPU and
 //! inference-server metric names to canonical names and units; [`semconv::promote`] is the one
 //! attribute normalisation (ingest and the generator both use it). [`Cause`] names the fixed
-//! latency causes of design.md and [`OpClass`] the operation classes. No IO, no async.
+//! latency causes of design.md and [`OpClass`] the operation classes; [`stats`] holds the one
+//! nearest-rank percentile and median. No IO, no async.
 
 pub mod gpu_metrics;
 mod ids;
 mod metric;
+pub mod samples;
 pub mod semconv;
 pub mod session;
 mod span;
+pub mod stats;
 pub mod time;
 
 pub use ids::{Hex, IdError, SpanId, TraceId};

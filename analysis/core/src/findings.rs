@@ -89,10 +89,7 @@ impl ToolBaseline {
                 by.entry(name).or_default().push((d as f64).ln());
             }
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[(v.len() - 1) / 2]
-        };
+        let median = |v: &mut Vec<f64>| tailscope_model::stats::median_of(v).unwrap_or(0.0);
         Self(
             by.into_iter()
                 .map(|(k, mut v)| {
@@ -612,7 +609,7 @@ fn children_findings(
         d.sort_unstable();
         let (slowest, node) = d[d.len() - 1];
         let second = d[d.len() - 2].0;
-        let median = d[d.len() / 2].0;
+        let median = tailscope_model::stats::median(&d).map_or(0, |m| m.0);
         // Branches of a fan-out vary by nature (tool latencies have long tails): the
         // straggler must be unusually slow for its tool, where the store knows the tool.
         let unusual = tools_baseline

@@ -149,17 +149,9 @@ struct Raw {
     ci: Vec<[f64; 2]>,
 }
 
+/// The nearest-rank median ([`tailscope_model::stats::median_of`]; 0 for none).
 fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        f64::midpoint(v[n / 2 - 1], v[n / 2])
-    }
+    tailscope_model::stats::median_of(v).unwrap_or(0.0)
 }
 
 /// Solves the normal equations of `y ~ 1 + x` columns (up to 3 unknowns); `None` when

@@ -84,13 +84,9 @@ fn z_of(confidence: f64) -> f64 {
 }
 
 /// Nearest-rank quantile (`q` in 0..=1) of sorted values: the value at rank
-/// `ceil(q·n)`, as every percentile in tailscope. NaN for an empty slice.
+/// `ceil(q·n)`, [`tailscope_model::stats::quantile`]. NaN for an empty slice.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    tailscope_model::stats::quantile(sorted, q).unwrap_or(f64::NAN)
 }
 
 /// Fewest clusters on a side for an interval to count.

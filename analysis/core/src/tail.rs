@@ -5,13 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use tailscope_model::Cause;
 
-/// Nearest-rank percentile of sorted values (`p` in 0..=100).
+/// Nearest-rank percentile of sorted values (`p` in 0..=100),
+/// [`tailscope_model::stats::percentile`]; 0 for none.
 pub fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    tailscope_model::stats::percentile(sorted, p).unwrap_or(0)
 }
 
 /// What tail attribution needs of one trace.
@@ -111,14 +108,9 @@ pub fn tail(traces: &[TraceTimes<'_>], p: f64) -> Tail {
     }
 }
 
-/// Median of unsorted values (lower middle; 0 for none).
+/// Median of unsorted values (the nearest-rank lower middle, found in O(n); 0 for none).
 fn median_of(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    // the lower median: the same element a full sort would put there, found in O(n)
-    let k = (v.len() - 1) / 2;
-    *v.select_nth_unstable_by(k, f64::total_cmp).1
+    tailscope_model::stats::median_of(&mut v).unwrap_or(0.0)
 }
 
 /// Median and robust spread (1.4826 × MAD) of values.

@@ -22,9 +22,9 @@ mod anyhow_free {
     pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 }
 
+/// The nearest-rank median of the repetitions (NaN for none).
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    tailscope_model::stats::median_of(&mut v).unwrap_or(f64::NAN)
 }
 
 fn tokens(n: usize, vocab: usize) -> Vec<u32> {

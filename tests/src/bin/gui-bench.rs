@@ -103,10 +103,11 @@ fn big_trace(n: usize) -> TraceDetail {
     TraceDetail::build("bench".into(), spans, &sections)
 }
 
+/// The nearest-rank p50 and p99 of frame times (NaN for none).
 fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
+    let at = |p: f64| tailscope_model::stats::percentile(&v, p).unwrap_or(f64::NAN);
+    (at(50.0), at(99.0))
 }
 
 fn render(detail: &TraceDetail, mode: Mode, zoom_in: bool, frames: usize) -> (f64, f64, usize) {

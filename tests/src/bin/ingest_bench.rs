@@ -698,13 +698,10 @@ fn http_phase(db: &Path, sql: &[String], requests: &Arc<Vec<Request>>) -> Result
 // Measurement helpers
 // ---------------------------------------------------------------------------------
 
-/// Nearest-rank percentile of sorted durations.
+/// Nearest-rank quantile (`p` in 0..=1) of sorted durations
+/// ([`tailscope_model::stats::quantile`]; zero for none).
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    tailscope_model::stats::quantile(sorted, p).unwrap_or(Duration::ZERO)
 }
 
 /// Spans acknowledged per second in each of `n` equal windows of the run: shows whether
@@ -1090,7 +1087,7 @@ fn decode_phase(requests: &[Request], sent: u64) -> Result<()> {
         passes.push(busy);
     }
     passes.sort_unstable();
-    let median = passes[passes.len() / 2];
+    let median = percentile(&passes, 0.5);
     println!(
         "decode + normalise (one thread, per request): {:.0} spans/s (median of {DECODE_PASSES} passes, best {:.0}; {:.2} s per pass, {rejected} rejected)",
         rate(sent, median),
@@ -1147,7 +1144,7 @@ fn decode_phase(requests: &[Request], sent: u64) -> Result<()> {
     println!(
         "decode + normalise OTLP/JSON (one thread, {json_spans} spans, {} bytes/span): {:.0} spans/s (median of {DECODE_PASSES} passes, best {:.0}); through opentelemetry-proto's serde instead: {:.0} spans/s",
         json_bytes / usize::try_from(json_spans.max(1))?,
-        rate(json_spans, passes[passes.len() / 2]),
+        rate(json_spans, percentile(&passes, 0.5)),
         rate(json_spans, passes[0]),
         rate(json_spans, serde_busy)
     );
