@@ -26,7 +26,6 @@ use crate::AnalysisError;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
-use tailscope_model::time::{civil_from_days, days_from_civil};
 use tailscope_store::arrow::array::AsArray;
 use tailscope_store::arrow::datatypes::{Float64Type, Int64Type};
 use tailscope_store::{Store, CAUSE_COLUMNS};
@@ -127,67 +126,14 @@ fn parse_bound(s: &str) -> Result<Bound, String> {
         };
         return ns.map(Bound::At).ok_or_else(bad);
     }
-    parse_rfc3339(s).map(Bound::At).ok_or_else(bad)
+    // RFC 3339, a date alone, or a date and time without offset (UTC)
+    tailscope_model::time::parse_rfc3339(s)
+        .map(Bound::At)
+        .ok_or_else(bad)
 }
 
-/// `YYYY-MM-DD[(T| )HH:MM[:SS[.frac]][Z|±HH:MM]]`, UTC when no offset is given.
-#[allow(clippy::many_single_char_names)] // y, m, d, h, p: the fields of a date and time
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let num = |t: &str| -> Option<i64> {
-        (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| t.parse().ok())
-            .flatten()
-    };
-    let (date, time) = match s.find(['T', 't', ' ']) {
-        Some(i) => (&s[..i], &s[i + 1..]),
-        None => (s, ""),
-    };
-    let mut d = date.split('-');
-    let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let mut secs = days_from_civil(y, m, day).checked_mul(86_400)?;
-    let mut frac_ns = 0i64;
-    if !time.is_empty() {
-        let (clock, offset) = if let Some(t) = time.strip_suffix(['Z', 'z']) {
-            (t, 0)
-        } else if let Some(i) = time.rfind(['+', '-']) {
-            let (sign, o) = (if &time[i..=i] == "-" { -1 } else { 1 }, &time[i + 1..]);
-            let (oh, om) = o.split_once(':').unwrap_or((o.get(..2)?, o.get(2..)?));
-            (&time[..i], sign * (num(oh)? * 3600 + num(om)? * 60))
-        } else {
-            (time, 0)
-        };
-        let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-        let mut p = hms.split(':');
-        let (h, mi) = (num(p.next()?)?, num(p.next()?)?);
-        let sec = p.next().map_or(Some(0), num)?;
-        if p.next().is_some() || h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-        if !frac.is_empty() {
-            num(frac)?;
-            let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-            frac_ns = digits.parse().ok()?;
-        }
-        secs += h * 3600 + mi * 60 + sec - offset;
-    }
-    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
-}
-
-/// An instant as RFC 3339 UTC, to the second.
-pub fn rfc3339(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        t / 3600,
-        t % 3600 / 60,
-        t % 60
-    )
-}
+/// An instant as RFC 3339 UTC, to the second (`2026-03-02T09:00:00Z`).
+pub use tailscope_model::time::format_rfc3339 as rfc3339;
 
 /// How to judge changes.
 #[derive(Debug, Clone, Copy)]
@@ -1204,6 +1150,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::stats::SplitMix64;
+    use tailscope_model::time::{civil_from_days, days_from_civil};
 
     #[test]
     fn windows_read_every_way_of_writing_a_time() {
