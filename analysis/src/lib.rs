@@ -63,7 +63,7 @@ static COLUMN_CAUSES: std::sync::LazyLock<Vec<Option<Cause>>> = std::sync::LazyL
 });
 
 /// Per-cause time from the store's cause columns (the non-zero ones).
-pub(crate) fn cause_map(columns: &[i64; 14]) -> BTreeMap<Cause, i64> {
+pub(crate) fn cause_map(columns: &[i64; Cause::COUNT]) -> BTreeMap<Cause, i64> {
     COLUMN_CAUSES
         .iter()
         .zip(columns)
@@ -73,8 +73,8 @@ pub(crate) fn cause_map(columns: &[i64; 14]) -> BTreeMap<Cause, i64> {
 }
 
 /// Per-cause time as the store's cause columns.
-pub(crate) fn cause_columns(m: &BTreeMap<Cause, i64>) -> [i64; 14] {
-    let mut out = [0; 14];
+pub(crate) fn cause_columns(m: &BTreeMap<Cause, i64>) -> [i64; Cause::COUNT] {
+    let mut out = [0; Cause::COUNT];
     for (slot, c) in out.iter_mut().zip(COLUMN_CAUSES.iter()) {
         if let Some(c) = c {
             *slot = m.get(c).copied().unwrap_or(0);

@@ -5,6 +5,7 @@
 //! `notebook_results.json` for the export test.
 
 use serde_json::{json, Value};
+use tailscope_model::Cause;
 
 enum Cell {
     Md(&'static str),
@@ -37,8 +38,6 @@ import duckdb
 
 DATA = Path(os.environ.get("TAILSCOPE_EXPORT_DIR", "."))
 PERCENTILE = 99.0  # the tail percentile, as `tailscope analyze --percentile`
-CAUSES = ["preprocessing", "retrieval", "pool_wait", "db", "queue", "kv_eviction", "prefill",
-          "decode", "tool", "tool_cold_start", "retry", "network", "uninstrumented", "other"]
 
 def load(name):
     return pl.read_parquet(DATA / f"{name}.parquet")
@@ -506,10 +505,16 @@ pub fn notebook(filter: &str) -> String {
         .into_iter()
         .map(|(raw, canon)| (raw.to_owned(), Value::String(canon.to_owned())))
         .collect();
+    // the causes in the store's column order, from the one list
+    let causes: Vec<String> = Cause::NAMES
+        .iter()
+        .map(|n| Value::String((*n).to_owned()).to_string())
+        .collect();
     let setup = format!(
-        "EXPORT_FILTER = {}  # what `tailscope export` wrote\nCANON = {}  # attribute aliases, as `tailscope compare` folds them\n",
+        "EXPORT_FILTER = {}  # what `tailscope export` wrote\nCANON = {}  # attribute aliases, as `tailscope compare` folds them\nCAUSES = [{}]  # design.md's causes, in the order of the trace_analysis columns\n",
         Value::String(filter.to_owned()),
-        Value::Object(canon)
+        Value::Object(canon),
+        causes.join(", ")
     );
     let cells: Vec<Value> = CELLS
         .iter()
@@ -575,5 +580,14 @@ mod tests {
             .collect();
         assert!(text.contains("EXPORT_FILTER = \"all\""));
         assert!(text.contains("notebook_results.json"));
+        // the cause list is written from Cause::ALL, in the store's column order
+        let names: Vec<String> = tailscope_model::Cause::ALL
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect();
+        assert!(
+            text.contains(&format!("CAUSES = [{}]", names.join(", "))),
+            "{text}"
+        );
     }
 }

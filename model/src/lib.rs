@@ -156,6 +156,10 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// How many causes there are (the length of [`Cause::ALL`]).
+    pub const COUNT: usize = Cause::ALL.len();
+
+    /// Every cause, in the fixed order of design.md (and of the store's columns).
     pub const ALL: [Cause; 14] = [
         Cause::Preprocessing,
         Cause::Retrieval,
@@ -173,7 +177,19 @@ impl Cause {
         Cause::Other,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    /// The names of [`Cause::ALL`], in that order: the store's cause columns and the
+    /// exported notebook's list are built from them.
+    pub const NAMES: [&'static str; Cause::COUNT] = {
+        let mut names = [""; Cause::COUNT];
+        let mut i = 0;
+        while i < Cause::COUNT {
+            names[i] = Cause::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Cause::Preprocessing => "preprocessing",
             Cause::Retrieval => "retrieval",
@@ -331,6 +347,14 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", c.as_str()));
         }
         assert_eq!(Cause::parse("nope"), None);
+        assert_eq!(Cause::NAMES.len(), Cause::COUNT);
+        for (c, name) in Cause::ALL.iter().zip(Cause::NAMES) {
+            assert_eq!(c.as_str(), name);
+            assert_eq!(
+                *c as usize,
+                Cause::ALL.iter().position(|x| x == c).unwrap_or(99)
+            );
+        }
         for e in Evidence::ALL {
             assert_eq!(Evidence::parse(e.as_str()), Some(e));
         }

@@ -6,6 +6,7 @@ use duckdb::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{params, Connection};
 use std::sync::Arc;
+use tailscope_model::Cause;
 
 fn strs<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(v.collect::<StringArray>())
@@ -64,23 +65,9 @@ fn trace_batch(t: &[TraceRow]) -> Result<RecordBatch, StoreError> {
     batch(cols)
 }
 
-/// The cause columns of `trace_analysis`, in table order (design.md cause names).
-pub const CAUSE_COLUMNS: [&str; 14] = [
-    "preprocessing",
-    "retrieval",
-    "pool_wait",
-    "db",
-    "queue",
-    "kv_eviction",
-    "prefill",
-    "decode",
-    "tool",
-    "tool_cold_start",
-    "retry",
-    "network",
-    "uninstrumented",
-    "other",
-];
+/// The cause columns of `trace_analysis`, in table order: the names of
+/// [`Cause::ALL`] (design.md's cause names), each column `<name>_ns`.
+pub const CAUSE_COLUMNS: [&str; Cause::COUNT] = Cause::NAMES;
 
 /// One row of `trace_analysis`; `by_cause_ns` follows [`CAUSE_COLUMNS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +80,7 @@ pub struct TraceRow {
     pub duration_ns: i64,
     pub primary_cause: Option<String>,
     pub orphans: i32,
-    pub by_cause_ns: [i64; 14],
+    pub by_cause_ns: [i64; Cause::COUNT],
     pub analyzed_ns: i64,
     /// The span of another trace that started this one asynchronously (root link).
     pub caller: Option<(String, String)>,
@@ -214,7 +201,7 @@ pub struct TraceSummaries {
     pub route: Vec<String>,
     pub duration_ns: Vec<i64>,
     /// Per trace, following [`CAUSE_COLUMNS`].
-    pub by_cause_ns: Vec<[i64; 14]>,
+    pub by_cause_ns: Vec<[i64; Cause::COUNT]>,
     pub output_tokens: Vec<i64>,
     pub uncached_tokens: Vec<i64>,
     pub primary_cause: Vec<Option<String>>,
@@ -441,7 +428,7 @@ impl Store {
                 out.uncached_tokens.push(uncached.value(r));
                 out.primary_cause
                     .push(primary.is_valid(r).then(|| primary.value(r).to_owned()));
-                let mut a = [0i64; 14];
+                let mut a = [0i64; Cause::COUNT];
                 for (k, col) in causes.iter().enumerate() {
                     a[k] = if col.is_valid(r) { col.value(r) } else { 0 };
                 }
@@ -474,7 +461,7 @@ impl Store {
              FROM trace_analysis ORDER BY trace_id"
         ))?;
         let rows = stmt.query_map([], |r| {
-            let mut by = [0i64; 14];
+            let mut by = [0i64; Cause::COUNT];
             for (k, v) in by.iter_mut().enumerate() {
                 *v = r.get(8 + k)?;
             }
