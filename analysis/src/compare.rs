@@ -28,7 +28,6 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write;
-use tailscope_model::semconv::keys;
 use tailscope_store::Store;
 
 /// What to compare.
@@ -104,72 +103,11 @@ const MAX_CATEGORIES: usize = 12;
 /// Longer string values are free text, not a value to compare.
 const MAX_VALUE_LEN: usize = 200;
 
-/// Alias groups: the one name, and every key that means it.
-const ALIAS_GROUPS: [(&str, &[&str]); 8] = [
-    ("gen_ai.request.model", keys::MODEL),
-    ("gen_ai.provider.name", keys::PROVIDER),
-    ("gen_ai.usage.input_tokens", keys::INPUT_TOKENS),
-    ("gen_ai.usage.output_tokens", keys::OUTPUT_TOKENS),
-    (
-        "gen_ai.usage.cache_read.input_tokens",
-        keys::CACHE_READ_TOKENS,
-    ),
-    (
-        "gen_ai.usage.cache_creation.input_tokens",
-        keys::CACHE_WRITE_TOKENS,
-    ),
-    ("gen_ai.request.stream", keys::STREAM),
-    ("gen_ai.conversation.id", keys::CONVERSATION),
-];
-
-/// Legacy names and the current one.
-const LEGACY: [(&str, &str); 4] = [
-    ("db.system", "db.system.name"),
-    ("http.method", "http.request.method"),
-    ("http.status_code", "http.response.status_code"),
-    ("tool.name", "gen_ai.tool.name"),
-];
-
-/// The one name of an alias group (semconv aliases and a few legacy names).
-fn canonical(key: &str) -> &str {
-    for (canon, aliases) in ALIAS_GROUPS {
-        if aliases.contains(&key) {
-            return canon;
-        }
-    }
-    LEGACY
-        .iter()
-        .find(|(old, _)| *old == key)
-        .map_or(key, |(_, new)| new)
-}
-
-/// (raw key, canonical key) for every alias and legacy name (the notebook's copy).
-pub(crate) fn alias_pairs() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = ALIAS_GROUPS
-        .iter()
-        .flat_map(|(canon, aliases)| aliases.iter().map(move |a| (*a, *canon)))
-        .filter(|(a, c)| a != c)
-        .collect();
-    out.extend(LEGACY);
-    out
-}
-
-/// Every raw key whose canonical name is `canon` (itself included).
-fn raw_keys(canon: &str) -> Vec<&str> {
-    let mut out = vec![canon];
-    for (c, aliases) in ALIAS_GROUPS {
-        if c == canon {
-            out.extend(aliases.iter().copied().filter(|a| *a != canon));
-        }
-    }
-    out.extend(
-        LEGACY
-            .iter()
-            .filter(|(_, new)| *new == canon)
-            .map(|(old, _)| *old),
-    );
-    out
-}
+// Attribute aliases: the one list is `model::semconv::ALIAS_GROUPS` (what `promote`
+// reads); compare folds keys with it, and the notebook writes its pairs.
+pub(crate) use tailscope_model::semconv::alias_pairs;
+use tailscope_model::semconv::canonical_key as canonical;
+pub use tailscope_model::semconv::raw_keys;
 
 /// A SQL string literal.
 fn sql_lit(s: &str) -> String {

@@ -293,6 +293,10 @@ pub mod keys {
     ];
     /// JSON text of the request's parameters (OpenInference), which holds `stream`.
     pub const INVOCATION_PARAMETERS: &[&str] = &["llm.invocation_parameters"];
+    pub const DB_SYSTEM: &[&str] = &["db.system.name", "db.system"];
+    pub const HTTP_METHOD: &[&str] = &["http.request.method", "http.method"];
+    pub const HTTP_STATUS_CODE: &[&str] = &["http.response.status_code", "http.status_code"];
+    pub const TOOL_NAME: &[&str] = &["gen_ai.tool.name", "tool.name"];
     /// Span events that mark the first streamed token or chunk.
     pub const FIRST_TOKEN_EVENTS: &[&str] = &[
         "First Token Stream Event",
@@ -300,6 +304,59 @@ pub mod keys {
         "gen_ai.response.first_chunk",
         "first_token",
     ];
+}
+
+/// The one list of attribute aliases: each meaning's one (canonical) key and every key
+/// that means it, current, deprecated and other dialects' names ([`promote`] reads the
+/// same lists). `compare` and the exported notebook fold keys with it.
+pub const ALIAS_GROUPS: [(&str, &[&str]); 12] = [
+    ("gen_ai.request.model", keys::MODEL),
+    ("gen_ai.provider.name", keys::PROVIDER),
+    ("gen_ai.usage.input_tokens", keys::INPUT_TOKENS),
+    ("gen_ai.usage.output_tokens", keys::OUTPUT_TOKENS),
+    (
+        "gen_ai.usage.cache_read.input_tokens",
+        keys::CACHE_READ_TOKENS,
+    ),
+    (
+        "gen_ai.usage.cache_creation.input_tokens",
+        keys::CACHE_WRITE_TOKENS,
+    ),
+    ("gen_ai.request.stream", keys::STREAM),
+    ("gen_ai.conversation.id", keys::CONVERSATION),
+    // legacy names and the current one
+    ("db.system.name", keys::DB_SYSTEM),
+    ("http.request.method", keys::HTTP_METHOD),
+    ("http.response.status_code", keys::HTTP_STATUS_CODE),
+    ("gen_ai.tool.name", keys::TOOL_NAME),
+];
+
+/// The canonical key of `key`'s alias group; `key` itself when it has no aliases.
+pub fn canonical_key(key: &str) -> &str {
+    ALIAS_GROUPS
+        .iter()
+        .find(|(_, aliases)| aliases.contains(&key))
+        .map_or(key, |(canon, _)| canon)
+}
+
+/// (alias, canonical key) for every alias that is not itself canonical.
+pub fn alias_pairs() -> Vec<(&'static str, &'static str)> {
+    ALIAS_GROUPS
+        .iter()
+        .flat_map(|(canon, aliases)| aliases.iter().map(move |a| (*a, *canon)))
+        .filter(|(a, c)| a != c)
+        .collect()
+}
+
+/// Every key whose canonical key is `canon`: `canon` first, then its aliases.
+pub fn raw_keys(canon: &str) -> Vec<&str> {
+    let mut out = vec![canon];
+    for (c, aliases) in ALIAS_GROUPS {
+        if c == canon {
+            out.extend(aliases.iter().copied().filter(|a| *a != canon));
+        }
+    }
+    out
 }
 
 /// Class of an operation from `gen_ai.operation.name`.
@@ -401,7 +458,7 @@ pub fn promote(
     let mcp_method = a.str(at!(["mcp.method.name"]));
     let db_pool_name = a.str(at!(["db.client.connection.pool.name", "pool.name"]));
     let pool_wait_ns = a.secs_ns(at!(["db.client.connection.wait_time"]));
-    let db_system = a.str(at!(["db.system.name", "db.system"]));
+    let db_system = a.str(at!(keys::DB_SYSTEM));
     let vllm_latency = a.has(at!(["gen_ai.latency.time_in_queue"]))
         || a.has(at!(["gen_ai.latency.e2e"]))
         || a.has(at!(["gen_ai.latency.time_to_first_token"]));
@@ -420,9 +477,9 @@ pub fn promote(
         c
     } else if db_system.is_some() {
         OpClass::Db
-    } else if a.has(at!(["http.request.method"])) || a.has(at!(["http.method"])) {
+    } else if a.has(at!(keys::HTTP_METHOD)) {
         OpClass::Http
-    } else if a.has(at!(["gen_ai.tool.name"])) || a.has(at!(["tool.name"])) {
+    } else if a.has(at!(keys::TOOL_NAME)) {
         OpClass::Tool
     } else {
         OpClass::Other
@@ -486,7 +543,7 @@ pub fn promote(
         inference_ns: a.secs_ns(at!(["gen_ai.latency.time_in_model_inference"])),
         e2e_ns: a.secs_ns(at!(["gen_ai.latency.e2e"])),
         tool_name: (op_class != OpClass::Llm)
-            .then(|| a.str(at!(["gen_ai.tool.name", "tool.name"])))
+            .then(|| a.str(at!(keys::TOOL_NAME)))
             .flatten(),
         tool_call_id: a.str(at!(["gen_ai.tool.call.id", "tool_call.id"])),
         agent_name: a.str(at!(["gen_ai.agent.name", "agent.name"])),
@@ -542,6 +599,9 @@ mod tests {
             keys::STREAM,
             keys::TIME_TO_FIRST_CHUNK,
             keys::INVOCATION_PARAMETERS,
+            keys::DB_SYSTEM,
+            keys::HTTP_METHOD,
+            keys::TOOL_NAME,
         ] {
             for k in list {
                 assert!(slot_of(k).is_some(), "{k}");
@@ -965,5 +1025,25 @@ mod tests {
         assert_eq!(err.op_class, OpClass::Other);
         let err2 = p("x", &[s("error.type", "429")]);
         assert_eq!(err2.error_type.as_deref(), Some("429"));
+    }
+
+    #[test]
+    fn alias_groups_fold_every_alias_to_one_key() {
+        let mut seen = std::collections::HashSet::new();
+        for (canon, aliases) in ALIAS_GROUPS {
+            assert!(aliases.contains(&canon), "{canon} is not in its own group");
+            for a in aliases {
+                assert!(seen.insert(*a), "{a} is in two groups");
+                assert_eq!(canonical_key(a), canon);
+                assert!(raw_keys(canon).contains(a));
+            }
+            assert_eq!(raw_keys(canon)[0], canon);
+        }
+        assert_eq!(canonical_key("db.system"), "db.system.name");
+        assert_eq!(canonical_key("gen_ai.system"), "gen_ai.provider.name");
+        assert_eq!(canonical_key("host.name"), "host.name");
+        assert_eq!(raw_keys("host.name"), ["host.name"]);
+        assert!(alias_pairs().contains(&("http.status_code", "http.response.status_code")));
+        assert!(alias_pairs().iter().all(|(a, c)| a != c));
     }
 }
