@@ -54,6 +54,16 @@ pub enum AnalysisError {
     BadInput(String),
 }
 
+impl From<tailscope_store::query::QueryError> for AnalysisError {
+    fn from(e: tailscope_store::query::QueryError) -> Self {
+        use tailscope_store::query::QueryError;
+        match e {
+            QueryError::Store(s) => AnalysisError::Store(s),
+            QueryError::NotFound(m) | QueryError::BadInput(m) => AnalysisError::BadInput(m),
+        }
+    }
+}
+
 /// The cause of each of the store's cause columns (`CAUSE_COLUMNS`), parsed once.
 static COLUMN_CAUSES: std::sync::LazyLock<Vec<Option<Cause>>> = std::sync::LazyLock::new(|| {
     tailscope_store::CAUSE_COLUMNS
@@ -286,7 +296,7 @@ pub fn analyze_spans(
 
 /// Loads every trace (and the metrics around them) from the store and analyses them.
 pub fn analyze_store(store: &Store, opts: Options) -> Result<Report, AnalysisError> {
-    let spans = store.load_spans(None)?;
+    let spans = store.load_spans(tailscope_store::Traces::All)?;
     let from = spans.iter().map(|s| s.start_ns).min().unwrap_or(0) - 60_000_000_000;
     let to = spans.iter().map(|s| s.end_ns).max().unwrap_or(0) + 60_000_000_000;
     let metrics = Metrics::load(store, from, to)?;

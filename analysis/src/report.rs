@@ -89,13 +89,7 @@ fn signed(ns: i64) -> String {
     }
 }
 
-fn secs(ns: i64) -> String {
-    if ns.abs() >= 1_000_000_000 {
-        format!("{:.1} s", ns as f64 / 1e9)
-    } else {
-        format!("{:.0} ms", ns as f64 / 1e6)
-    }
-}
+use tailscope_analysis_core::text::secs;
 
 impl Report {
     /// The JSON object of design.md's contract.

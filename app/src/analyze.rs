@@ -78,11 +78,11 @@ pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
     let store = match open_store(db) {
         Ok(s) => s,
         Err(e) => {
-            let live = crate::live::held_by_other(db, e)?;
+            let live = crate::live::client::held_by_other(db, e)?;
             live.announce("analysing");
             return live.run(
                 "/analyze",
-                &crate::live::AnalyzeRequest {
+                &crate::live::protocol::AnalyzeRequest {
                     percentile: args.percentile,
                     json: matches!(args.format, Format::Json),
                 },

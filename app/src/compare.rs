@@ -65,9 +65,9 @@ pub fn run(db: &Path, args: &CompareArgs) -> Result<()> {
         percentile: args.percentile,
     }
     .check()?;
-    if let Some(live) = crate::live::held(db) {
+    if let Some(live) = crate::live::client::held(db) {
         live.announce("comparing");
-        return live.run("/cli", &crate::live::forwarded_args("compare"));
+        return live.run("/cli", &crate::live::protocol::forwarded_args("compare"));
     }
     let store = open_analysed(db)?;
     print!("{}", output(&store, args)?);

@@ -70,9 +70,9 @@ pub fn run(db: &Path, args: &DiffArgs) -> Result<()> {
     let before_db = args.before_db.as_deref().unwrap_or(db);
     let after_db = args.after_db.as_deref().unwrap_or(db);
     if before_db == db && after_db == db {
-        if let Some(live) = crate::live::held(db) {
+        if let Some(live) = crate::live::client::held(db) {
             live.announce("comparing periods");
-            return live.run("/cli", &crate::live::forwarded_args("diff"));
+            return live.run("/cli", &crate::live::protocol::forwarded_args("diff"));
         }
     }
     let before_store = open_analysed(before_db)?;

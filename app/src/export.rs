@@ -115,13 +115,13 @@ pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
     let store = match Store::open(db) {
         Ok(s) => s,
         Err(e) => {
-            let live = crate::live::held_by_other(db, e)?;
+            let live = crate::live::client::held_by_other(db, e)?;
             live.announce("exporting");
             let out = std::path::absolute(&args.out)
                 .with_context(|| format!("resolving {}", args.out.display()))?;
             return live.run(
                 "/export",
-                &crate::live::ExportRequest {
+                &crate::live::protocol::ExportRequest {
                     out,
                     window: opts.window,
                     trace_ids: opts.trace_ids,

@@ -182,7 +182,7 @@ pub fn run(db: &Path, args: &ImportArgs) -> Result<()> {
     let store = match Store::open(db) {
         Ok(s) => s,
         Err(e) => {
-            let live = crate::live::held_by_other(db, e)?;
+            let live = crate::live::client::held_by_other(db, e)?;
             live.announce("importing");
             let files = args
                 .files
@@ -196,7 +196,10 @@ pub fn run(db: &Path, args: &ImportArgs) -> Result<()> {
                 SignalArg::Metrics => "metrics".to_owned(),
                 SignalArg::Logs => "logs".to_owned(),
             });
-            return live.run("/import", &crate::live::ImportRequest { files, signal });
+            return live.run(
+                "/import",
+                &crate::live::protocol::ImportRequest { files, signal },
+            );
         }
     };
     let total: u64 = args

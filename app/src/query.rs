@@ -40,7 +40,7 @@ pub fn run(db: &Path, args: &QueryArgs) -> Result<()> {
     let batches = match opened {
         Ok(store) => store.query_read_only(&args.sql)?,
         Err(e) => {
-            let live = crate::live::held_by_other(db, e)?;
+            let live = crate::live::client::held_by_other(db, e)?;
             live.announce("querying");
             live.query(&args.sql)?
         }

@@ -149,12 +149,12 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
             "point your SDK at it: OTEL_EXPORTER_OTLP_ENDPOINT={scheme}://{}{headers}",
             show(collector.http_addr)
         );
-        let live = tailscope::live::publish(db, reader, Arc::clone(&writer)).await?;
+        let live = tailscope::live::service::publish(db, reader, Arc::clone(&writer)).await?;
         println!(
             "live access: `tailscope query|analyze|export|import --db {}` work while this runs (service {}, described in {})",
             db.display(),
             live.info.url,
-            tailscope::live::info_path(db).display()
+            tailscope::live::protocol::info_path(db).display()
         );
         // The sampler prints its one line (GPUs found, or why sampling is off) itself.
         let sampler = (!args.no_gpu).then(|| {

@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod client;
 pub mod decode;
+mod error;
 pub mod gpu;
 pub mod grpc;
 pub mod http;

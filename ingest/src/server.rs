@@ -3,12 +3,12 @@
 //! configured.
 
 use crate::auth::BearerToken;
+pub use crate::error::ServeError;
 use crate::grpc::GrpcReceiver;
 use crate::http::router;
 use crate::pipeline::Pipeline;
 use crate::tls::{TlsFiles, TlsListener};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -42,20 +42,6 @@ impl Default for CollectorConfig {
             tls: None,
         }
     }
-}
-
-/// Why the collector could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("refusing to listen on {0}: it is not a loopback address; pass --allow-remote to accept telemetry from other machines")]
-    RemoteNotAllowed(SocketAddr),
-    #[error("cannot use {path} for TLS: {reason}")]
-    Tls { path: PathBuf, reason: String },
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
 }
 
 /// A running collector. Dropping it does not stop it; call [`Collector::shutdown`].

@@ -3,7 +3,7 @@
 //! [`TlsListener`] does it for the HTTP receiver (handshakes run on their own tasks, so
 //! a slow client does not hold up the others).
 
-use crate::server::ServeError;
+use crate::error::ServeError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -9,11 +9,13 @@
 //! GPU and inference-server series around a time window as [`AlignedSeries`] on one
 //! grid, with canonical names and units (`series.rs`).
 
+mod append;
 mod columns;
 mod dedupe;
 pub mod ingestlog;
 mod llm_calls;
 mod loader;
+pub mod query;
 mod read;
 mod readonly;
 mod replay;
@@ -23,11 +25,12 @@ mod segments;
 mod series;
 mod writer;
 
+pub use append::{Committed, Done, WriterConfig, WriterStats, DEFAULT_DEDUPE_WINDOW};
 pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
 pub use duckdb::polars;
 pub use llm_calls::{CallCensus, CallSampleRow, LlmCallRow, ReplayCandidate};
-pub use read::SeriesPoint;
+pub use read::{SeriesPoint, Traces};
 pub use readonly::check_read_only;
 pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};
 pub use results::{
@@ -37,9 +40,7 @@ pub use results::{
 pub use schema::SCHEMA_VERSION;
 pub use segments::{Published, SEGMENT_TABLES};
 pub use series::{as_of, AlignOptions, AlignedSeries, Alignment};
-pub use writer::{
-    Committed, Done, Saturated, Writer, WriterConfig, WriterStats, DEFAULT_DEDUPE_WINDOW,
-};
+pub use writer::{Saturated, Writer};
 
 use duckdb::{AccessMode, Config, Connection};
 use std::path::{Path, PathBuf};
@@ -294,7 +295,7 @@ fn open_recovering(path: &Path) -> Result<(Connection, Option<Recovery>), StoreE
         return Err(open_error(e));
     }
     let mut aside = wal.as_os_str().to_owned();
-    aside.push(format!(".damaged-{}", writer::now_ns()));
+    aside.push(format!(".damaged-{}", append::now_ns()));
     let set_aside = PathBuf::from(aside);
     std::fs::copy(&wal, &set_aside).map_err(io)?;
     {
@@ -337,7 +338,7 @@ impl Store {
             conn.execute(
                 "INSERT INTO store_recoveries VALUES (?, ?, ?, ?, ?)",
                 duckdb::params![
-                    writer::now_ns(),
+                    append::now_ns(),
                     r.what(),
                     i64::try_from(r.wal_bytes).unwrap_or(i64::MAX),
                     i64::try_from(r.kept_bytes).unwrap_or(i64::MAX),
@@ -563,11 +564,11 @@ impl Store {
     pub fn append_direct(&self, batches: &[tailscope_model::Batch]) -> Result<(), StoreError> {
         let mut known = std::collections::HashSet::new();
         for b in batches {
-            writer::stamped(|stamp| {
+            append::stamped(|stamp| {
                 let mut cols = columns::Columns::new();
                 cols.add(b, stamp, columns::Keep::default(), |id| known.insert(id));
                 self.conn.execute_batch("BEGIN TRANSACTION")?;
-                match writer::append_tables(&self.conn, &mut cols) {
+                match append::append_tables(&self.conn, &mut cols) {
                     Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),
                     Err(e) => {
                         // the append error is the one to report

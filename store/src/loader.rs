@@ -5,8 +5,8 @@
 //! `Worker` of `writer.rs`), recording the last loaded frame in the same
 //! transaction, and answers the batches that asked to be visible once they are.
 
+use crate::append::{weight, Ack, Committed, Done, Dropped, Job, Worker};
 use crate::ingestlog::{self, FileReader, Frame, LogFile, Stop};
-use crate::writer::{weight, Ack, Committed, Done, Dropped, Job, Worker};
 use crate::StoreError;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -146,7 +146,7 @@ pub(crate) fn start(
     };
     let loaded = ingestlog::loaded_seq(&worker.conn)?;
     let scan = ingestlog::scan(dir, loaded).map_err(io)?;
-    let now = crate::writer::now_ns();
+    let now = crate::append::now_ns();
     if scan.torn_bytes > 0 {
         let what = format!(
             "ingest log: a torn tail of {} bytes (an append cut short by a crash, never acknowledged) was cut off",
@@ -244,7 +244,7 @@ pub(crate) struct Logger {
     waiters: Sender<(u64, Done)>,
     stopped: Arc<Mutex<Option<String>>>,
     pending: Arc<std::sync::atomic::AtomicUsize>,
-    stats: Arc<crate::writer::WriterStats>,
+    stats: Arc<crate::append::WriterStats>,
     group_items: usize,
 }
 
@@ -825,12 +825,12 @@ struct Frames {
     reader: Option<(u64, FileReader)>,
     /// The frame after the last one returned (0: none yet).
     next: u64,
-    stats: Arc<crate::writer::WriterStats>,
+    stats: Arc<crate::append::WriterStats>,
 }
 
 impl Frames {
     fn group(&mut self, a: &Ask) -> io::Result<Vec<Item>> {
-        let cpu = crate::writer::thread_cpu_ns();
+        let cpu = crate::append::thread_cpu_ns();
         if a.from != self.next {
             // not where the last group ended (a group read ahead was not taken): the
             // reader only goes forward, so it starts over
@@ -862,7 +862,7 @@ impl Frames {
                 bytes: f.bytes,
             });
         }
-        crate::writer::add_cpu(&self.stats.load_decode_cpu_ns, cpu);
+        crate::append::add_cpu(&self.stats.load_decode_cpu_ns, cpu);
         Ok(group)
     }
 

@@ -13,6 +13,14 @@ use tailscope_model::{
     TraceId,
 };
 
+/// Which traces' spans to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Traces<'a> {
+    All,
+    /// The traces with these hex ids.
+    Ids(&'a [String]),
+}
+
 /// One point of a metric series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesPoint {
@@ -333,12 +341,21 @@ fn spans_of(
 }
 
 impl Store {
-    /// Spans (with events and links, without attributes) of the traces selected by
-    /// `trace_filter`, a SQL predicate over `spans` (e.g. `trace_id IN (...)`), or of
-    /// every trace when `None`. Ordered by trace, then start time. Read as Arrow, only
+    /// Spans (with events and links, without attributes) of the traces `which` selects. Ordered by trace, then start time. Read as Arrow, only
     /// the columns analysis uses.
-    pub fn load_spans(&self, trace_filter: Option<&str>) -> Result<Vec<Span>, StoreError> {
-        self.read_spans(trace_filter, true)
+    pub fn load_spans(&self, which: Traces<'_>) -> Result<Vec<Span>, StoreError> {
+        match which {
+            Traces::All => self.read_spans(None, true),
+            Traces::Ids(ids) => {
+                let filter = self.trace_filter(ids)?;
+                self.read_spans(Some(&filter), true)
+            }
+        }
+    }
+
+    /// [`Store::load_spans`] with a SQL predicate over `spans`.
+    pub(crate) fn load_spans_where(&self, filter: Option<&str>) -> Result<Vec<Span>, StoreError> {
+        self.read_spans(filter, true)
     }
 
     /// [`Store::load_spans`] for analysis: event attributes are parsed only where they

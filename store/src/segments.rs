@@ -96,7 +96,7 @@ impl Store {
     /// finds nothing new writes nothing.
     pub fn publish_segments(&self, dir: &Path) -> Result<Published, StoreError> {
         let mut out = Published::default();
-        let day = tailscope_model::time::utc_date(crate::writer::now_ns());
+        let day = tailscope_model::time::utc_date(crate::append::now_ns());
         for table in SEGMENT_TABLES {
             let table_dir = dir.join(table);
             let (_, done) = segment_files(&table_dir);

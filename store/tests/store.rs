@@ -404,7 +404,7 @@ fn older_schema_files_are_migrated_and_read_back() {
         ),
         1200
     );
-    let spans = store.load_spans(None).unwrap();
+    let spans = store.load_spans(tailscope_store::Traces::All).unwrap();
     assert_eq!(spans.len(), 2);
 }
 

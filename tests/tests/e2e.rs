@@ -1325,7 +1325,7 @@ mod ground_truth {
         assert!(!r3.by_operation.is_empty());
         // Polars (over the stored rows) and the in-memory Rust cohorts agree
         let rust = analyze_spans(
-            full.load_spans(None).unwrap(),
+            full.load_spans(tailscope_store::Traces::All).unwrap(),
             &Metrics::load(&full, i64::MIN / 2, i64::MAX / 2).unwrap(),
             Options::default(),
         )

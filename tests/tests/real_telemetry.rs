@@ -203,7 +203,9 @@ fn load(name: &str) -> (Store, Vec<Span>, Truth, tempfile::TempDir) {
     let truth = parse_truth(
         &std::fs::read_to_string(dir.join(format!("{name}.truth.json"))).expect("truth"),
     );
-    let spans = store.load_spans(None).expect("spans");
+    let spans = store
+        .load_spans(tailscope_store::Traces::All)
+        .expect("spans");
     (store, spans, truth, tmp)
 }
 

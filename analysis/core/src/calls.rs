@@ -4,11 +4,25 @@
 //! OpenAI SDK span) is a wrapper, not a call of its own; the inference server's span
 //! (vLLM `llm_request`) may sit anywhere below the call, e.g. under an HTTP client span.
 
-use crate::latency::Sample;
 use crate::tree::Tree;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tailscope_model::{OpClass, SpanKind};
+
+/// One call as the model sees it (times in ns, counts in tokens).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub model: String,
+    pub server: String,
+    pub uncached_tokens: f64,
+    /// Uncached tokens if the provider cached the previous sequential call of the same
+    /// conversation (input − its input − its output); only for calls with no cache
+    /// reads.
+    pub assumed_uncached_tokens: Option<f64>,
+    pub output_tokens: f64,
+    pub ttft_ns: Option<f64>,
+    pub duration_ns: f64,
+}
 
 /// One LLM call of a tree.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,20 +12,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// One call as the model sees it (times in ns, counts in tokens).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub model: String,
-    pub server: String,
-    pub uncached_tokens: f64,
-    /// Uncached tokens if the provider cached the previous sequential call of the same
-    /// conversation (input − its input − its output); only for calls with no cache
-    /// reads.
-    pub assumed_uncached_tokens: Option<f64>,
-    pub output_tokens: f64,
-    pub ttft_ns: Option<f64>,
-    pub duration_ns: f64,
-}
+pub use crate::calls::Sample;
 
 /// `y = intercept + per_uncached * uncached (+ per_output * output)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

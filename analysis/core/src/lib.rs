@@ -18,6 +18,8 @@ pub mod latency;
 mod result;
 pub mod stats;
 pub mod tail;
+pub mod tenant;
+pub mod text;
 pub mod tree;
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use tailscope_store::Store;
 use tailscope_ui::protocol::{JobProgress, ANALYSIS_JOB};
 use tailscope_ui::Response;
 
-use super::worker::{span_count, Wake};
+use super::query::span_count;
+use super::wake::Wake;
 
 /// The least time between the end of one run and the start of the next while spans
 /// keep arriving.

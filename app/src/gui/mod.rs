@@ -6,6 +6,9 @@
 //! saves one PNG per view.
 
 pub mod analysis;
+mod jobs;
+mod query;
+mod wake;
 pub mod worker;
 
 use crate::sink::WriterSink;
@@ -122,13 +125,14 @@ impl Live {
                         },
                         None => None,
                     };
-                    let published = match crate::live::publish(&db, reader, live_writer).await {
-                        Ok(p) => Some(p),
-                        Err(e) => {
-                            tracing::warn!("no live access to the store: {e:#}");
-                            None
-                        }
-                    };
+                    let published =
+                        match crate::live::service::publish(&db, reader, live_writer).await {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                tracing::warn!("no live access to the store: {e:#}");
+                                None
+                            }
+                        };
                     let addrs = collector
                         .as_ref()
                         .map_or((None, None), |c| (c.grpc_addr, c.http_addr));

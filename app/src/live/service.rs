@@ -1,19 +1,9 @@
-//! Live access to a store that a running `serve` or GUI holds.
-//!
-//! DuckDB lets one process open a database file for writing, and then no other process
-//! may open it, not even to read. So the process that holds the store publishes a
-//! small loopback HTTP service and writes where to find it next to the store,
-//! `<store>.live` (JSON: pid, url, token; readable by its owner only). `tailscope
-//! query`, `analyze`, `export` and `import` that find the store held send their work
-//! there: queries run on a reader connection of the running process and come back as
-//! an Arrow IPC stream; analysis, export and import run in it, import through its one
-//! writer (so exactly-once and resource de-duplication see every write). A notebook
-//! reads live data the same way (see the README: one POST, `pyarrow.ipc.open_stream`).
-//!
-//! Routes (POST, `Authorization: Bearer <token>`): `/query` (body: SQL; answer: Arrow
-//! IPC stream), `/analyze`, `/export`, `/import` (body: JSON; answer:
-//! [`Reply`]). Errors answer 400 (the request) or 500 (the work) with one sentence.
+//! The live service a process that holds a store publishes: queries on its reader
+//! connection, the commands run in it (import through its one writer).
 
+use super::protocol::{
+    info_path, to_ipc, AnalyzeRequest, CliRequest, ExportRequest, ImportRequest, LiveInfo, Reply,
+};
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,105 +11,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tailscope_store::{RecordBatch, Store, StoreError, Writer};
-
-/// What `<store>.live` holds.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LiveInfo {
-    pub pid: u32,
-    /// `http://127.0.0.1:PORT`
-    pub url: String,
-    pub token: String,
-    pub store: String,
-}
-
-/// The answer of `/analyze`, `/export` and `/import`: what the command prints, and
-/// its error if it failed (after printing `stdout`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Reply {
-    pub stdout: String,
-    pub error: Option<String>,
-}
-
-/// `/analyze`'s request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AnalyzeRequest {
-    pub percentile: f64,
-    pub json: bool,
-}
-
-/// `/export`'s request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExportRequest {
-    pub out: PathBuf,
-    pub window: Option<(i64, i64)>,
-    pub trace_ids: Option<Vec<String>>,
-    pub force: bool,
-}
-
-/// `/import`'s request: absolute paths the running process can read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ImportRequest {
-    pub files: Vec<PathBuf>,
-    pub signal: Option<String>,
-}
-
-/// `/cli`'s request: the arguments of `compare` or `diff`, as typed after the command
-/// (without `--db`), parsed by the running process with the same clap definitions.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CliRequest {
-    pub command: String,
-    pub args: Vec<String>,
-}
+use tailscope_store::{Store, Writer};
 
 #[derive(clap::Parser, Debug)]
 #[command(name = "tailscope", no_binary_name = true)]
 enum Forwarded {
     Compare(crate::compare::CompareArgs),
     Diff(crate::diff::DiffArgs),
-}
-
-/// This process's arguments after `command`, less `--db PATH` / `--db=PATH`.
-pub fn forwarded_args(command: &str) -> CliRequest {
-    let all: Vec<String> = std::env::args().skip(1).collect();
-    let after = all
-        .iter()
-        .position(|a| a == command)
-        .map_or(&all[..0], |k| &all[k + 1..]);
-    let mut args = Vec::new();
-    let mut it = after.iter();
-    while let Some(a) = it.next() {
-        if a == "--db" {
-            it.next();
-        } else if !a.starts_with("--db=") {
-            args.push(a.clone());
-        }
-    }
-    CliRequest {
-        command: command.to_owned(),
-        args,
-    }
-}
-
-/// The running process that holds `db`, if one does.
-pub fn held(db: &Path) -> Option<Client> {
-    Client::find(db)
-}
-
-/// Where the running process that holds `db` says it can be reached.
-pub fn info_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".live");
-    PathBuf::from(s)
-}
-
-/// Whether opening the store failed because another process holds it.
-pub fn is_held(e: &StoreError) -> bool {
-    let t = e.to_string();
-    t.contains("Could not set lock") || t.contains("Conflicting lock")
 }
 
 /// How long a live read waits for the ingest log's backlog to load.
@@ -280,26 +180,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Arrow IPC stream of `batches` (an empty stream with no columns when there are none).
-pub fn to_ipc(batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let schema = batches.first().map_or_else(
-        || Arc::new(tailscope_store::arrow::datatypes::Schema::empty()),
-        RecordBatch::schema,
-    );
-    let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema)?;
-    for b in batches {
-        w.write(b)?;
-    }
-    w.finish()?;
-    Ok(w.into_inner()?)
-}
-
-/// Record batches of an Arrow IPC stream.
-pub fn from_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-    let r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-    Ok(r.collect::<Result<Vec<_>, _>>()?)
-}
-
 async fn query(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorised(&s, &headers) {
         return refuse(
@@ -441,100 +321,4 @@ async fn cli(
         })
     })
     .await
-}
-
-/// A client of the live service of the process that holds `db`.
-pub struct Client {
-    pub info: LiveInfo,
-    agent: ureq::Agent,
-}
-
-impl Client {
-    /// The running process that holds `db`, from `<db>.live`; `None` when there is no
-    /// such file or its process no longer answers.
-    pub fn find(db: &Path) -> Option<Client> {
-        let text = std::fs::read(info_path(db)).ok()?;
-        let info: LiveInfo = serde_json::from_slice(&text).ok()?;
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let c = Client { info, agent };
-        // a file left by a process that died: nobody listens there
-        let addr = c.info.url.strip_prefix("http://")?.parse().ok()?;
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok()?;
-        Some(c)
-    }
-
-    fn post(&self, route: &str, content_type: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
-        let url = format!("{}{route}", self.info.url);
-        let mut resp = self
-            .agent
-            .post(&url)
-            .header("Authorization", &format!("Bearer {}", self.info.token))
-            .header("Content-Type", content_type)
-            .send(body)
-            .with_context(|| {
-                format!(
-                    "asking the running tailscope process (pid {}) at {url}",
-                    self.info.pid
-                )
-            })?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_vec()
-            .context("reading the running process's answer")?;
-        Ok((status, bytes))
-    }
-
-    /// Runs read-only SQL in the running process.
-    pub fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let (status, bytes) = self.post("/query", "text/plain", sql.as_bytes())?;
-        if status != 200 {
-            anyhow::bail!("{}", String::from_utf8_lossy(&bytes).trim());
-        }
-        from_ipc(&bytes)
-    }
-
-    /// Runs a command in the running process; prints what it printed, fails with its
-    /// error.
-    pub fn run<T: Serialize>(&self, route: &str, req: &T) -> Result<()> {
-        let (status, bytes) = self.post(route, "application/json", &serde_json::to_vec(req)?)?;
-        if status != 200 {
-            anyhow::bail!("{}", String::from_utf8_lossy(&bytes).trim());
-        }
-        let reply: Reply =
-            serde_json::from_slice(&bytes).context("the running process's answer is not JSON")?;
-        print!("{}", reply.stdout);
-        match reply.error {
-            Some(e) => anyhow::bail!("{e}"),
-            None => Ok(()),
-        }
-    }
-
-    /// The line said on stderr when work goes to the running process.
-    pub fn announce(&self, what: &str) {
-        eprintln!(
-            "the store is held by a running tailscope process (pid {}); {what} through it",
-            self.info.pid
-        );
-    }
-}
-
-/// Opening `db` failed with `e`: the running process to talk to instead, or the error
-/// as one sentence naming the store.
-pub fn held_by_other(db: &Path, e: StoreError) -> Result<Client> {
-    if is_held(&e) {
-        if let Some(c) = Client::find(db) {
-            return Ok(c);
-        }
-        anyhow::bail!(
-            "cannot open {}: it is held by another tailscope process that offers no live access (an older version, or it is still starting); stop it or retry",
-            db.display()
-        );
-    }
-    Err(anyhow::Error::new(e).context(format!("opening store {}", db.display())))
 }

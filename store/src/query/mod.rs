@@ -1,0 +1,131 @@
+//! Typed reads over stored spans and analysis results: the one place the readers'
+//! SQL lives. Callers (the GUI worker, compare, diff, the tenant view, export, replay)
+//! get typed values back and pass typed filters; none of them sees the storage.
+//! [`TraceSource`] is what a second backend implements.
+
+mod replays;
+mod tenants;
+mod traces;
+
+pub use replays::{
+    ReplayDetail, ReplayEvictionItem, ReplayItem, ReplaySideSummary, ReplayTurnItem,
+    REPLAY_SUMMARY_COLUMNS,
+};
+pub use tenants::valid_key;
+pub use traces::{
+    Band, BandMeans, ConversationItem, HasValue, Overview, TraceDetail, TraceFilter, TraceItem,
+    TraceOrder, TracePage, TraceSummary, TurnItem,
+};
+
+use crate::StoreError;
+use tailscope_model::samples::{KeyPresence, TenantTrace};
+
+/// Why a typed read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// What was asked for is not there (a trace, a conversation, a replay).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request itself is wrong (a malformed id, a user filter that does not parse).
+    #[error("{0}")]
+    BadInput(String),
+}
+
+impl From<duckdb::Error> for QueryError {
+    fn from(e: duckdb::Error) -> Self {
+        QueryError::Store(StoreError::Duckdb(e))
+    }
+}
+
+/// Reads a profiler needs from wherever traces are kept: the local store, or (later) a
+/// remote engine. Each read returns typed values; filters are typed, never SQL, except
+/// the user's own predicate in [`TraceFilter::user_sql`].
+pub trait TraceSource {
+    /// Spans, analysed traces and metric points kept.
+    fn totals(&self) -> Result<Totals, QueryError>;
+    /// The overview: trace durations, the cohorts' mean time per cause, the slowest
+    /// trace and the costliest findings.
+    fn overview(&self, findings: usize) -> Result<Overview, QueryError>;
+    /// One page of analysed traces.
+    fn trace_page(&self, filter: &TraceFilter, page: Page) -> Result<TracePage, QueryError>;
+    /// One trace with its spans, attributes, per-span times and critical path.
+    fn trace_detail(&self, trace_id: &str) -> Result<TraceDetail, QueryError>;
+    /// Conversations by total time, at most `limit`.
+    fn conversations(&self, limit: usize) -> Result<Vec<ConversationItem>, QueryError>;
+    /// A conversation's analysed turns in time order.
+    fn conversation(&self, conversation_id: &str) -> Result<Vec<TurnItem>, QueryError>;
+    /// `[first, last]` nanoseconds over spans and metric points (`None`: nothing kept).
+    fn time_span(&self) -> Result<Option<(i64, i64)>, QueryError>;
+    /// Saved replays, latest first, at most `limit`.
+    fn replays(&self, limit: usize) -> Result<Vec<ReplayItem>, QueryError>;
+    /// One saved replay.
+    fn replay(&self, replay_id: i64) -> Result<ReplayDetail, QueryError>;
+    /// Where the attribute `key` occurs (a key of letters, digits and `._-:/@`).
+    fn key_presence(&self, key: &str) -> Result<KeyPresence, QueryError>;
+    /// Every analysed trace by ascending duration (ties by trace id) with its tenant
+    /// under `key` (where it occurs), or its root's service when `key` is `None`, and
+    /// its innermost LLM calls' tokens.
+    fn tenant_traces(
+        &self,
+        key: Option<(&str, KeyPresence)>,
+    ) -> Result<Vec<TenantTrace>, QueryError>;
+}
+
+/// Row counts a view starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub spans: u64,
+    /// Traces with analysis results.
+    pub analysed_traces: u64,
+    pub metric_points: u64,
+}
+
+/// Which page of an ordered list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub order: TraceOrder,
+    pub descending: bool,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl TraceSource for crate::Store {
+    fn totals(&self) -> Result<Totals, QueryError> {
+        self.totals_q()
+    }
+    fn overview(&self, findings: usize) -> Result<Overview, QueryError> {
+        self.overview_q(findings)
+    }
+    fn trace_page(&self, filter: &TraceFilter, page: Page) -> Result<TracePage, QueryError> {
+        self.trace_page_q(filter, page)
+    }
+    fn trace_detail(&self, trace_id: &str) -> Result<TraceDetail, QueryError> {
+        self.trace_detail_q(trace_id)
+    }
+    fn conversations(&self, limit: usize) -> Result<Vec<ConversationItem>, QueryError> {
+        self.conversations_q(limit)
+    }
+    fn conversation(&self, conversation_id: &str) -> Result<Vec<TurnItem>, QueryError> {
+        self.conversation_q(conversation_id)
+    }
+    fn time_span(&self) -> Result<Option<(i64, i64)>, QueryError> {
+        self.time_span_q()
+    }
+    fn replays(&self, limit: usize) -> Result<Vec<ReplayItem>, QueryError> {
+        self.replays_q(limit)
+    }
+    fn replay(&self, replay_id: i64) -> Result<ReplayDetail, QueryError> {
+        self.replay_q(replay_id)
+    }
+    fn key_presence(&self, key: &str) -> Result<KeyPresence, QueryError> {
+        self.key_presence_q(key)
+    }
+    fn tenant_traces(
+        &self,
+        key: Option<(&str, KeyPresence)>,
+    ) -> Result<Vec<TenantTrace>, QueryError> {
+        self.tenant_traces_q(key)
+    }
+}
