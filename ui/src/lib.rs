@@ -14,10 +14,7 @@
 
 pub mod evidence;
 pub mod palette;
-mod periods;
 pub mod protocol;
-mod replay_form;
-mod shared;
 pub mod timeline;
 mod views;
 
@@ -742,7 +739,7 @@ impl App {
             View::Trace => views::trace(self, ui),
             View::Conversation => views::conversation(self, ui),
             View::Metrics => views::metrics(self, ui),
-            View::Periods => periods::show(self, ui),
+            View::Periods => views::periods::show(self, ui),
             View::Replay => views::replay(self, ui),
             View::Sql => views::sql(self, ui),
         });
