@@ -2,8 +2,9 @@
 
 use crate::palette::{self, count};
 use crate::protocol::Request;
+use crate::state::Dialog;
 use crate::timeline::Mode;
-use crate::{App, Dialog, View};
+use crate::{App, View};
 use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText};
 use tailscope_model::Cause;
 

@@ -130,7 +130,7 @@ pub(crate) fn trace(app: &mut App, ui: &mut egui::Ui) {
 }
 
 #[allow(clippy::many_single_char_names)]
-fn latency_tree(ui: &mut egui::Ui, t: &mut crate::TraceState) {
+fn latency_tree(ui: &mut egui::Ui, t: &mut crate::state::TraceState) {
     let mut toggle = None;
     let mut select = None;
     let d = &t.detail;
@@ -222,7 +222,7 @@ fn latency_tree(ui: &mut egui::Ui, t: &mut crate::TraceState) {
 }
 
 /// The selected span's details; returns a linked trace to open.
-fn span_panel(ui: &mut egui::Ui, t: &crate::TraceState) -> Option<String> {
+fn span_panel(ui: &mut egui::Ui, t: &crate::state::TraceState) -> Option<String> {
     let mut open = None;
     let Some(i) = t.selected else {
         ui.weak("Click a span in the timeline or the tree.");
