@@ -11,6 +11,10 @@
 //! "what the slow traces share" panel filters the traces table by a value
 //! ([`TraceQuery::has_value`]); the compare-periods view draws [`protocol::DiffVm`];
 //! the replay form ([`protocol::ReplayRequest`]) runs an A/B replay as a worker job.
+//!
+//! Layout: `views/` holds one file per view plus the window chrome; `state` the per-view
+//! state [`App`] keeps; `actions` what the host and the views ask of [`App`]; `replies`
+//! how the worker's answers update it; `protocol/` the messages and view models by topic.
 
 mod actions;
 pub mod evidence;

@@ -1,4 +1,4 @@
-//! What the UI asks ([`Request`]) and the worker answers ([`Response`]), with job and collector status.
+//! What the UI asks ([`Request`]), the worker's answers ([`Response`]), job and collector status.
 
 use super::{
     Conversation, ConversationSummary, DiffVm, MetricsScope, MetricsWindow, Overview,

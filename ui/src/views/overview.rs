@@ -1,4 +1,4 @@
-//! The Overview view: counts and percentiles, the tail's causes by cohort, histogram, CDF, findings.
+//! The Overview view: counts, percentiles, the tail's causes by cohort, histogram, CDF, findings.
 
 use super::empty_state;
 use crate::evidence;
