@@ -1,0 +1,123 @@
+//! What the UI asks ([`Request`]), the worker's answers ([`Response`]), job and collector status.
+
+use super::{
+    Conversation, ConversationSummary, DiffVm, MetricsScope, MetricsWindow, Overview,
+    ReplayListItem, ReplayRequest, ReplayVm, SqlResult, TraceDetail, TracePage, TraceQuery,
+};
+use std::path::PathBuf;
+
+/// What the UI asks of the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Overview,
+    Traces(TraceQuery),
+    Trace {
+        trace_id: String,
+    },
+    Conversations,
+    Conversation {
+        conversation_id: String,
+    },
+    /// GPU and inference-server series (canonical names, on one grid) around a scope.
+    Metrics {
+        scope: MetricsScope,
+    },
+    /// The saved replays (latest first).
+    Replays,
+    /// One saved replay: summaries, turns, evictions.
+    Replay {
+        replay_id: String,
+    },
+    Sql {
+        sql: String,
+    },
+    /// Two periods of the store compared (`tailscope diff`). Each period is written as
+    /// the CLI takes it (`FROM..TO`: RFC 3339, a date, Unix time, `-2h`; a side may be
+    /// empty); `None` for both: the first half of the stored time range against the
+    /// second.
+    Diff {
+        periods: Option<(String, String)>,
+    },
+    /// Replay a stored conversation under configurations A and B (a job with progress
+    /// and cancel); the result is saved and answered as [`Response::Replay`].
+    RunReplay(ReplayRequest),
+    /// The default configurations A and B (TOML) the replay form starts from.
+    ReplayDefaults,
+    /// Import OTLP files (a job with progress).
+    Import {
+        files: Vec<PathBuf>,
+    },
+    /// Export Parquet tables and a notebook into a folder (a job with progress).
+    Export {
+        dir: PathBuf,
+    },
+    /// Open another store.
+    Open {
+        db: PathBuf,
+    },
+    /// Re-run the (incremental) analysis.
+    Analyze,
+}
+
+/// What the worker answers, or tells unprompted (progress, live updates).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Overview(Box<Overview>),
+    Traces(TracePage),
+    Trace(Box<TraceDetail>),
+    Conversations(Vec<ConversationSummary>),
+    Conversation(Conversation),
+    Metrics(MetricsWindow),
+    Replays(Vec<ReplayListItem>),
+    Replay(Box<ReplayVm>),
+    Sql(SqlResult),
+    Diff(Box<DiffVm>),
+    /// Configurations A and B (TOML) to start the replay form from.
+    ReplayDefaults {
+        a: String,
+        b: String,
+    },
+    /// Progress of the running job; `done` ends it.
+    Progress(JobProgress),
+    /// The store received or analysed new data: views reload.
+    StoreChanged,
+    Collector(CollectorStatus),
+    /// A request failed; one sentence.
+    Error(String),
+}
+
+/// The job name of the worker's background analysis. Its progress answers no request:
+/// runs start on their own (new spans, a finished import) and coalesce.
+pub const ANALYSIS_JOB: &str = "analysis";
+
+impl Response {
+    /// Whether this answers one request (so the UI's pending count goes down).
+    pub fn is_reply(&self) -> bool {
+        match self {
+            Response::Progress(p) => p.done && p.job != ANALYSIS_JOB,
+            Response::StoreChanged | Response::Collector(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Collector endpoints and throughput.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CollectorStatus {
+    pub grpc: String,
+    pub http: String,
+    pub spans_per_s: f64,
+    pub spans_accepted: u64,
+    pub rejected: u64,
+    pub gpu_sampler: Option<String>,
+}
+
+/// Progress of a long job.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobProgress {
+    pub job: String,
+    /// 0..=1, or `None` when unknown.
+    pub fraction: Option<f32>,
+    pub message: String,
+    pub done: bool,
+}
