@@ -109,83 +109,6 @@ pub(crate) use tailscope_model::semconv::alias_pairs;
 use tailscope_model::semconv::canonical_key as canonical;
 pub use tailscope_model::semconv::raw_keys;
 
-/// A SQL string literal.
-fn sql_lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A SQL predicate over `trace_id` that holds for the traces that *have* `key=value`
-/// as [`compare`] counts them, over every trace of the store (not only the cohorts):
-/// `route` is the trace's route; `span.name` and `span.status` a span's name and error
-/// status; any other key a span attribute (any alias) or a resource attribute of a
-/// span with that value; a 1-2-5 band (`2000..5000`) holds when the trace's largest
-/// value of the key lies in it, a number when a span's value equals it.
-pub fn has_value_sql(key: &str, value: &str) -> String {
-    let v = sql_lit(value);
-    match key {
-        "route" => {
-            return format!("trace_id IN (SELECT trace_id FROM trace_analysis WHERE route = {v})")
-        }
-        "span.name" => return format!("trace_id IN (SELECT trace_id FROM spans WHERE name = {v})"),
-        "span.status" => {
-            return "trace_id IN (SELECT trace_id FROM spans WHERE status_code = 'error')"
-                .to_owned()
-        }
-        _ => {}
-    }
-    let keys = raw_keys(key);
-    let extract = |k: &str| {
-        format!(
-            "json_extract_string(attributes, {})",
-            sql_lit(&format!("$.\"{}\"", k.replace('"', "\\\"")))
-        )
-    };
-    let key_list = keys
-        .iter()
-        .map(|k| sql_lit(k))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let resource = format!(
-        "resource_id IN (SELECT resource_id FROM resource_attributes WHERE key IN ({key_list}) AND value = {v})"
-    );
-    let number = |k: &str| format!("TRY_CAST({} AS DOUBLE)", extract(k));
-    let banded = value
-        .split_once("..")
-        .and_then(|(a, b)| Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?)));
-    if let Some((lo, hi)) = banded {
-        // the trace's largest value of the key, in the band (negative bands: |x| in it)
-        let largest = keys
-            .iter()
-            .map(|k| format!("max({})", number(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let cond = if lo < 0.0 {
-            format!("m > {lo} AND m <= {hi}")
-        } else {
-            format!("m >= {lo} AND m < {hi}")
-        };
-        return format!(
-            "trace_id IN (SELECT trace_id FROM (SELECT trace_id, greatest({largest}) AS m FROM spans GROUP BY trace_id) WHERE {cond})"
-        );
-    }
-    let mut span = keys
-        .iter()
-        .map(|k| format!("{} = {v}", extract(k)))
-        .collect::<Vec<_>>();
-    if let Ok(x) = value.parse::<f64>() {
-        // numbers print with 3 significant digits: equal within that rounding
-        let tol = (x.abs() * 5e-3).max(1e-12);
-        span.extend(
-            keys.iter()
-                .map(|k| format!("abs({} - ({x})) <= {tol}", number(k))),
-        );
-    }
-    format!(
-        "trace_id IN (SELECT trace_id FROM spans WHERE {} OR {resource})",
-        span.join(" OR ")
-    )
-}
-
 /// Times, durations and timestamps: what slowness does, not what slow traces share.
 fn is_time_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
@@ -798,14 +721,7 @@ fn explain(
     out
 }
 
-/// Seconds or milliseconds, as the report writes them.
-pub(crate) fn secs(ns: i64) -> String {
-    if ns.abs() >= 1_000_000_000 {
-        format!("{:.1} s", ns as f64 / 1e9)
-    } else {
-        format!("{:.0} ms", ns as f64 / 1e6)
-    }
-}
+pub(crate) use tailscope_analysis_core::text::secs;
 
 impl Comparison {
     /// The readable table.

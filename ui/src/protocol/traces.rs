@@ -16,22 +16,6 @@ pub enum SortColumn {
     Spans,
 }
 
-impl SortColumn {
-    /// The column of the worker's trace list (see [`TraceQuery::where_sql`]).
-    pub fn sql(self) -> &'static str {
-        match self {
-            SortColumn::Start => "start_ns",
-            SortColumn::Duration => "duration_ns",
-            SortColumn::Ttft => "ttft_ns",
-            SortColumn::InputTokens => "input_tokens",
-            SortColumn::OutputTokens => "output_tokens",
-            SortColumn::Root => "root",
-            SortColumn::PrimaryCause => "primary_cause",
-            SortColumn::Spans => "spans",
-        }
-    }
-}
-
 /// One page of the traces table.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct TraceQuery {
