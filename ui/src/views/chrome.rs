@@ -22,8 +22,8 @@ pub(crate) fn apply_theme(ctx: &egui::Context) {
 
 const SHORTCUTS: &[(&str, &str)] = &[
     (
-        "Ctrl+1 … Ctrl+7",
-        "Overview, Traces, Trace, Conversation, Metrics, Replay, SQL",
+        "Ctrl+1 … Ctrl+8",
+        "Overview, Traces, Trace, Conversation, Metrics, Compare periods, Replay, SQL",
     ),
     ("F1", "this help"),
     ("Ctrl+O / Ctrl+I", "open a store / import OTLP files"),
