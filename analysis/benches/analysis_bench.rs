@@ -21,6 +21,7 @@
 //! ```
 
 use anyhow::{Context, Result};
+use clap::Parser;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tailscope_analysis::{load_report, update, Options, Progress, RunStats};
@@ -30,39 +31,26 @@ use tailscope_store::{Store, WriterConfig};
 mod mem;
 use mem::{mib, proc_status_kib, reset_peak_rss};
 
+/// The full analysis of a big store, stage by stage: a full run, a re-run with nothing
+/// new, and a run after `--new-share` more traces arrived.
+#[derive(Parser)]
+#[command(name = "analysis-bench", bin_name = "analysis-bench")]
 struct Args {
+    /// Conversations to generate (about 120 spans each) when `--db` does not exist.
+    #[arg(long, value_name = "N", default_value_t = 8500)]
     conversations: usize,
+    /// The store to analyse (generated first when missing).
+    #[arg(long, value_name = "PATH", default_value_os_t = std::env::temp_dir().join("tailscope-analysis-bench.duckdb"))]
     db: PathBuf,
+    /// Share of new conversations for the third run.
+    #[arg(long, value_name = "F", default_value_t = 0.01)]
     new_share: f64,
-    /// DuckDB's `memory_limit` for the run (its buffer cache counts in the RSS).
+    /// DuckDB's `memory_limit` for the run (its buffer cache counts in the RSS), e.g. 512MB.
+    #[arg(long, value_name = "LIMIT")]
     memory_limit: Option<String>,
-}
-
-fn args() -> Result<Args> {
-    let mut a = Args {
-        conversations: 8500,
-        db: std::env::temp_dir().join("tailscope-analysis-bench.duckdb"),
-        new_share: 0.01,
-        memory_limit: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--conversations" => a.conversations = value()?.parse().context("--conversations")?,
-            "--db" => a.db = PathBuf::from(value()?),
-            "--new-share" => a.new_share = value()?.parse().context("--new-share")?,
-            "--memory-limit" => a.memory_limit = Some(value()?),
-            // `cargo bench` passes `--bench` to harness-less benches
-            "--bench" => {}
-            "-h" | "--help" => {
-                println!("analysis-bench [--conversations N] [--db PATH] [--new-share F] [--memory-limit 512MB]");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    Ok(a)
+    /// Passed by `cargo bench` to harness-less benches; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// Conversations generated per chunk (one seed each).
@@ -161,7 +149,7 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn main() -> Result<()> {
-    let a = args()?;
+    let a = Args::parse();
     let fresh = !a.db.exists();
     let store = Store::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
     if fresh {

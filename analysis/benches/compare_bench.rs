@@ -15,6 +15,7 @@
 //! ```
 
 use anyhow::{Context, Result};
+use clap::Parser;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tailscope_analysis::compare::{compare, CompareOptions};
@@ -24,35 +25,23 @@ use tailscope_analysis::{update, Progress};
 use tailscope_samples::{generate, WorkloadConfig};
 use tailscope_store::{Store, WriterConfig};
 
+/// compare, the per-tenant view and diff on a big store, each timed over a few runs.
+#[derive(Parser)]
+#[command(name = "compare-bench", bin_name = "compare-bench")]
 struct Args {
+    /// Conversations to generate (about 120 spans each) when `--db` does not exist.
+    #[arg(long, value_name = "N", default_value_t = 8500)]
     conversations: usize,
+    /// The store (generated first when missing; its analysis is brought up to date in
+    /// place).
+    #[arg(long, value_name = "PATH", default_value_os_t = std::env::temp_dir().join("tailscope-compare-bench.duckdb"))]
     db: PathBuf,
+    /// Runs of each (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 5)]
     runs: usize,
-}
-
-fn args() -> Result<Args> {
-    let mut a = Args {
-        conversations: 8500,
-        db: std::env::temp_dir().join("tailscope-compare-bench.duckdb"),
-        runs: 5,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--conversations" => a.conversations = value()?.parse().context("--conversations")?,
-            "--db" => a.db = PathBuf::from(value()?),
-            "--runs" => a.runs = value()?.parse::<usize>().context("--runs")?.max(1),
-            // `cargo bench` passes `--bench` to harness-less benches
-            "--bench" => {}
-            "-h" | "--help" => {
-                println!("compare-bench [--conversations N] [--db PATH] [--runs N]");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    Ok(a)
+    /// Passed by `cargo bench` to harness-less benches; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// Writes `conversations` conversations in chunks of 500 (one seed each).
@@ -121,7 +110,8 @@ fn verdict(d: Duration) -> &'static str {
 }
 
 fn main() -> Result<()> {
-    let a = args()?;
+    let mut a = Args::parse();
+    a.runs = a.runs.max(1);
     let fresh = !a.db.exists();
     let store = Store::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
     if fresh {

@@ -7,7 +7,8 @@
 //! `--no-ref` (ours only), `--prompt N --decode N --reps N`, `--device cuda` (a build
 //! with the `cuda` feature; scripts/build-cuda), `--bandwidth-gbs G` (floor denominator;
 //! measured when absent), `--seed-scenario` (the seed scenario's A/B replay instead, on
-//! `--device`/`--dtype`), `--steps` (one decode step's time on the tiny shape).
+//! `--device`/`--dtype`), `--steps` (one decode step's time on the tiny shape); `--help`
+//! lists them.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use anyhow_free::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::llama as reference;
+use clap::Parser;
 use tailscope_engine::model::{random_tensors, KvPool, Llama, SeqChunk};
 use tailscope_engine::ModelShape;
 
@@ -215,25 +217,46 @@ fn load_models(
     Ok((ours_m, reference))
 }
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
-
-fn num(name: &str) -> Result<Option<usize>> {
-    arg(name)
-        .map(|v| {
-            v.parse::<usize>()
-                .map_err(|e| format!("{name} {v}: {e}").into())
-        })
-        .transpose()
+/// Prefill and decode tokens/s of our forward against candle-transformers' llama on the
+/// same shape and the same (seeded) weights, beside design.md's floors.
+#[derive(Parser)]
+#[command(name = "engine-bench")]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches
+struct Args {
+    /// Fewer repetitions on the CPU.
+    #[arg(long)]
+    quick: bool,
+    /// Comma-separated shapes: tiny, small-100m, llama-3.2-1b, llama-3.1-8b.
+    #[arg(long, default_value = "tiny,small-100m")]
+    shapes: String,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// cpu, or cuda in a build with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Ours only, without candle-transformers' reference.
+    #[arg(long)]
+    no_ref: bool,
+    /// Prompt tokens (default: by shape and device).
+    #[arg(long, value_name = "N")]
+    prompt: Option<usize>,
+    /// Decode steps (default: by shape and device).
+    #[arg(long, value_name = "N")]
+    decode: Option<usize>,
+    /// Repetitions (default: by shape and device; at least 1).
+    #[arg(long, value_name = "N")]
+    reps: Option<usize>,
+    /// The floor's memory bandwidth in GB/s, such as the card's datasheet figure (H100
+    /// SXM 3350, H200 4800); measured when absent.
+    #[arg(long, value_name = "G")]
+    bandwidth_gbs: Option<f64>,
+    /// The seed scenario's A/B replay on `--device` / `--dtype` instead.
+    #[arg(long)]
+    seed_scenario: bool,
+    /// One decode step's time on the tiny shape instead.
+    #[arg(long)]
+    steps: bool,
 }
 
 fn main() {
@@ -244,12 +267,13 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let quick = flag("--quick");
-    let device_name = arg("--device").unwrap_or_else(|| "cpu".into());
-    let dtype_name = arg("--dtype").unwrap_or_else(|| "f32".into());
+    let args = Args::parse();
+    let quick = args.quick;
+    let device_name = args.device;
+    let dtype_name = args.dtype;
     let dtype = tailscope_engine::config::parse_dtype(&dtype_name)
         .ok_or_else(|| format!("--dtype {dtype_name}: expected f32, bf16 or f16"))?;
-    if flag("--seed-scenario") {
+    if args.seed_scenario {
         let (workload, mut cfg_a, mut cfg_b) = tailscope_engine::scenario::seed();
         for c in [&mut cfg_a, &mut cfg_b] {
             c.device.clone_from(&device_name);
@@ -266,18 +290,16 @@ fn run() -> Result<()> {
         return Ok(());
     }
     let dev = tailscope_engine::engine::open_device(&device_name)?;
-    if flag("--steps") {
+    if args.steps {
         return steps(&dev, dtype);
     }
     let gpu = dev.is_cuda();
-    let shapes = arg("--shapes").unwrap_or_else(|| "tiny,small-100m".into());
-    let with_ref = !flag("--no-ref");
+    let shapes = args.shapes;
+    let with_ref = !args.no_ref;
     let (measured_bw, flops) = machine(&dev, dtype)?;
     // --bandwidth-gbs: the card's datasheet figure (H100 SXM 3350, H200 4800), if the
     // floor should use it rather than the measured copy bandwidth.
-    let bw = arg("--bandwidth-gbs")
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(measured_bw, |g| g * 1e9);
+    let bw = args.bandwidth_gbs.map_or(measured_bw, |g| g * 1e9);
     println!(
         "device {device_name} {dtype_name}: memory bandwidth {:.1} GB/s measured, floor uses {:.1} GB/s; {dtype_name} matmul {:.1} TFLOP/s; {} CPU threads",
         measured_bw / 1e9,
@@ -310,9 +332,9 @@ fn run() -> Result<()> {
             ("tiny", false) => (512, 64, if quick { 2 } else { 5 }),
             _ => (256, 16, if quick || big { 1 } else { 3 }),
         };
-        let prompt_len = num("--prompt")?.unwrap_or(d_prompt);
-        let decode = num("--decode")?.unwrap_or(d_decode);
-        let reps = num("--reps")?.unwrap_or(d_reps).max(1);
+        let prompt_len = args.prompt.unwrap_or(d_prompt);
+        let decode = args.decode.unwrap_or(d_decode);
+        let reps = args.reps.unwrap_or(d_reps).max(1);
         let (ours_m, ref_m) = load_models(name, &shape, &dev, dtype, with_ref)?;
         let prompt = tokens(prompt_len, shape.vocab_size);
         // Warm-up, then interleaved repetitions.

@@ -20,6 +20,7 @@
 
 #![allow(clippy::many_single_char_names)] // short timing locals: t, w, h, r
 
+use clap::Parser;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tailscope::gui::worker::Worker;
@@ -304,12 +305,32 @@ fn append_live(writer: &Writer, batch: Batch, rate: f64) -> anyhow::Result<(usiz
     Ok((stored, t.elapsed().as_secs_f64(), Instant::now()))
 }
 
+/// GUI benchmark: frame times of a 100,000-span trace, then the GUI worker's requests
+/// over a store of about SPANS_M million spans, alone and while a writer appends.
+#[derive(Parser)]
+#[command(name = "gui-bench")]
+struct Args {
+    /// Frames rendered per view.
+    #[arg(default_value_t = 200)]
+    frames: usize,
+    /// Millions of spans in the store.
+    #[arg(default_value_t = 1.0)]
+    spans_m: f64,
+    /// Seconds of appending while the worker pages traces.
+    #[arg(default_value_t = 10.0)]
+    seconds: f64,
+    /// Spans per second appended meanwhile.
+    #[arg(default_value_t = 20_000.0)]
+    rate: f64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let frames: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
-    let target_m: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1.0);
-    let seconds: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10.0);
-    let rate: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000.0);
+    let Args {
+        frames,
+        spans_m: target_m,
+        seconds,
+        rate,
+    } = Args::parse();
 
     let t = Instant::now();
     let detail = big_trace(100_000);

@@ -66,7 +66,8 @@
 //! says whether the loader kept up: loaded at 90% of the rate sent or more, over a
 //! run that should last well over the loader's 10 s transactions).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use clap::Parser;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -109,8 +110,6 @@ const DECODE_PASSES: usize = 3;
 /// at the default batch; JSON is about twice the protobuf's size).
 const JSON_REQUESTS: usize = 200;
 
-const USAGE: &str = "usage: ingest-bench [--spans N] [--batch N] [--concurrency N] [--seed N] [--db PATH] [--sql STMT]... [--only grpc|decode] [--rate SPANS_PER_S]";
-
 fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
@@ -124,6 +123,60 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------
 // Arguments
 // ---------------------------------------------------------------------------------
+
+/// Sustained OTLP/gRPC and OTLP/HTTP ingest into the DuckDB store, against the bare
+/// DuckDB appender and DuckDB's Parquet writer as ceilings.
+#[derive(Parser)]
+#[command(name = "ingest-bench")]
+struct Cli {
+    /// Spans of load to generate (`_` separators allowed: 300_000).
+    #[arg(long, value_name = "N", default_value_t = 500_000, value_parser = at_least_one)]
+    spans: u64,
+    /// Spans per export request.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = at_least_one)]
+    batch: u64,
+    /// Exports in flight.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = at_least_one)]
+    concurrency: u64,
+    /// The load generator's seed.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = whole_number)]
+    seed: u64,
+    /// The store (and `PATH.bare.duckdb`); temporary files when absent.
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Extra SQL run on both stores before writing (experiments, e.g. DuckDB
+    /// settings); repeatable.
+    #[arg(long, value_name = "STMT")]
+    sql: Vec<String>,
+    /// `grpc`: stop after the gRPC phase (quick A/Bs of the receive path); `decode`:
+    /// only decode and normalise on one thread.
+    #[arg(long, value_enum, value_name = "PHASE")]
+    only: Vec<Only>,
+    /// The gRPC clients pace their sends at this many spans/s (a sustained load
+    /// instead of a burst); the bench reports whether the loader kept up.
+    #[arg(long, value_name = "SPANS_PER_S", value_parser = whole_number)]
+    rate: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    Grpc,
+    Decode,
+}
+
+/// A whole number, `_` separators allowed.
+fn whole_number(s: &str) -> Result<u64, String> {
+    s.replace('_', "")
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))
+}
+
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match whole_number(s)? {
+        0 => Err("must be at least 1".to_owned()),
+        n => Ok(n),
+    }
+}
 
 struct Args {
     spans: usize,
@@ -142,51 +195,19 @@ struct Args {
     rate: Option<f64>,
 }
 
-fn parse_args() -> Result<Option<Args>> {
-    let mut a = Args {
-        spans: 500_000,
-        batch: 512,
-        concurrency: 4,
-        seed: 1,
-        db: None,
-        sql: Vec::new(),
-        grpc_only: false,
-        decode_only: false,
-        rate: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            return Ok(None);
-        }
-        let value = it
-            .next()
-            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = || -> Result<u64> {
-            value
-                .replace('_', "")
-                .parse()
-                .with_context(|| format!("{flag}: {value:?} is not a whole number"))
-        };
-        match flag.as_str() {
-            "--spans" => a.spans = usize::try_from(number()?)?,
-            "--batch" => a.batch = usize::try_from(number()?)?,
-            "--concurrency" => a.concurrency = usize::try_from(number()?)?,
-            "--seed" => a.seed = number()?,
-            "--db" => a.db = Some(PathBuf::from(&value)),
-            "--sql" => a.sql.push(value.clone()),
-            "--rate" => a.rate = Some(number()? as f64),
-            "--only" if value == "grpc" => a.grpc_only = true,
-            "--only" if value == "decode" => a.decode_only = true,
-            "--only" => bail!("--only takes grpc or decode\n{USAGE}"),
-            other => bail!("unknown option {other}\n{USAGE}"),
-        }
-    }
-    ensure!(a.spans > 0, "--spans must be at least 1");
-    ensure!(a.batch > 0, "--batch must be at least 1");
-    ensure!(a.concurrency > 0, "--concurrency must be at least 1");
-    Ok(Some(a))
+fn parse_args() -> Result<Args> {
+    let c = Cli::parse();
+    Ok(Args {
+        spans: usize::try_from(c.spans)?,
+        batch: usize::try_from(c.batch)?,
+        concurrency: usize::try_from(c.concurrency)?,
+        seed: c.seed,
+        db: c.db,
+        sql: c.sql,
+        grpc_only: c.only.contains(&Only::Grpc),
+        decode_only: c.only.contains(&Only::Decode),
+        rate: c.rate.map(|r| r as f64),
+    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -759,9 +780,7 @@ fn remove_store(path: &Path) {
 // ---------------------------------------------------------------------------------
 
 fn run() -> Result<ExitCode> {
-    let Some(args) = parse_args()? else {
-        return Ok(ExitCode::SUCCESS);
-    };
+    let args = parse_args()?;
     let (db, bare_db, temporary) = if let Some(p) = &args.db {
         let mut bare = p.as_os_str().to_owned();
         bare.push(".bare.duckdb");
