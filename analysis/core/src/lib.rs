@@ -14,6 +14,7 @@ pub mod causes;
 pub mod critical;
 pub mod evict;
 pub mod findings;
+pub mod hash;
 pub mod latency;
 mod result;
 pub mod stats;
