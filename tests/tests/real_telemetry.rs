@@ -99,7 +99,7 @@ const PACKAGES: &[Expect] = &[
     ),
     pkg("otel-genai", Reads::None, false, true, gaps(1, 0, 0.15, 1)),
     pkg("openllmetry", Reads::Every, true, true, gaps(0, 1, 0.15, 0)),
-    pkg("langchain", Reads::Every, true, true, gaps(1, 1, 0.35, 0)),
+    pkg("langchain", Reads::Every, true, true, gaps(1, 0, 0.20, 0)),
     pkg("vllm-stack", Reads::None, false, true, NO_GAPS),
     pkg("otel-genai-metrics", Reads::None, false, true, NO_GAPS),
     pkg(
