@@ -68,36 +68,24 @@ fn formatters<'a>(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
+/// The result as CSV (RFC 4180 quoting by the csv crate; NULL as an empty field).
 fn write_csv(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
     let Some(first) = batches.first() else {
         return Ok(());
     };
-    let header: Vec<String> = first
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| csv_field(f.name()))
-        .collect();
-    writeln!(out, "{}", header.join(","))?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(first.schema().fields().iter().map(|f| f.name().as_str()))?;
     let opts = FormatOptions::default().with_null("");
+    let mut cells: Vec<String> = Vec::new();
     for b in batches {
         let fmts = formatters(b, &opts)?;
         for row in 0..b.num_rows() {
-            let cells: Vec<String> = fmts
-                .iter()
-                .map(|f| csv_field(&f.value(row).to_string()))
-                .collect();
-            writeln!(out, "{}", cells.join(","))?;
+            cells.clear();
+            cells.extend(fmts.iter().map(|f| f.value(row).to_string()));
+            w.write_record(&cells)?;
         }
     }
+    w.flush()?;
     Ok(())
 }
 

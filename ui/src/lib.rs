@@ -161,7 +161,7 @@ impl App {
             replay: None,
             periods: PeriodsState::default(),
             replay_form: ReplayForm::default(),
-            sql: "SELECT root, count(*) AS traces, round(quantile_disc(duration_ns, 0.99) / 1e6) AS p99_ms\nFROM trace_analysis GROUP BY root ORDER BY p99_ms DESC".to_owned(),
+            sql: views::sql::SQL_EXAMPLES[0].1.to_owned(),
             sql_result: None,
             job: None,
             errors: Vec::new(),

@@ -8,7 +8,7 @@ pub(crate) mod periods;
 mod replay;
 mod replay_form;
 mod shared_values;
-mod sql;
+pub(crate) mod sql;
 mod trace;
 mod traces;
 

@@ -5,7 +5,7 @@ use crate::App;
 use egui::{Key, KeyboardShortcut, Modifiers};
 use egui_extras::{Column, TableBuilder};
 
-const SQL_EXAMPLES: &[(&str, &str)] = &[
+pub(crate) const SQL_EXAMPLES: &[(&str, &str)] = &[
     ("p99 by root", "SELECT root, count(*) AS traces, round(quantile_disc(duration_ns, 0.99) / 1e6) AS p99_ms\nFROM trace_analysis GROUP BY root ORDER BY p99_ms DESC"),
     ("slowest LLM calls", "SELECT trace_id, name, model, (end_ns - start_ns) / 1e6 AS ms, input_tokens, cache_read_tokens\nFROM spans WHERE op_class = 'llm' ORDER BY ms DESC LIMIT 100"),
     ("findings", "SELECT kind, count(*) AS n, round(sum(estimated_cost_ns) / 1e9, 1) AS total_s\nFROM findings GROUP BY kind ORDER BY total_s DESC"),
