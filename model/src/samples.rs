@@ -27,3 +27,58 @@ pub struct TenantTrace {
     pub input_tokens: i64,
     pub output_tokens: i64,
 }
+
+/// One period of a store as `diff` reads it: what starts in `[from, to)`. A cluster is
+/// a hash of the conversation, else of the trace (as `u64`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeriodRows {
+    pub traces: Vec<PeriodTrace>,
+    /// One row per (service, span name).
+    pub operations: Vec<PeriodOperation>,
+    pub calls: Vec<PeriodCall>,
+}
+
+/// An analysed trace whose root starts in the period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodTrace {
+    /// The root's service and operation, `service operation`.
+    pub route: String,
+    pub duration_ns: i64,
+    pub cluster: u64,
+    /// Critical-path time per cause, in the order of [`crate::Cause::ALL`] (0 when
+    /// unknown).
+    pub by_cause_ns: [i64; crate::Cause::COUNT],
+}
+
+/// The spans of one (service, name) that start in the period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodOperation {
+    pub service: String,
+    pub name: String,
+    /// Each span's duration, with its cluster at the same index in `clusters`.
+    pub durations_ns: Vec<i64>,
+    pub clusters: Vec<u64>,
+}
+
+/// An innermost LLM client call that starts in the period (a call wrapping another is
+/// the framework around it), with the server span directly below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodCall {
+    /// Empty when the call names none.
+    pub model: String,
+    /// `server.address`; empty when the call names none.
+    pub server: String,
+    /// Its trace's route (`service operation`), when the trace is analysed.
+    pub route: Option<String>,
+    pub duration_ns: i64,
+    pub time_to_first_chunk_ns: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub cache_read_tokens: Option<i64>,
+    pub event_count: Option<i64>,
+    pub stream: bool,
+    /// The server span's TTFT and decode time.
+    pub server_ttft_ns: Option<i64>,
+    pub server_decode_ns: Option<i64>,
+    pub cluster: u64,
+}

@@ -12,6 +12,7 @@
 pub mod calls;
 pub mod causes;
 pub mod critical;
+pub mod diff;
 pub mod evict;
 pub mod findings;
 pub mod hash;

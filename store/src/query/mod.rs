@@ -3,6 +3,7 @@
 //! get typed values back and pass typed filters; none of them sees the storage.
 //! [`TraceSource`] is what a second backend implements.
 
+mod periods;
 mod replays;
 mod tenants;
 mod traces;
@@ -71,6 +72,16 @@ pub trait TraceSource {
         &self,
         key: Option<(&str, KeyPresence)>,
     ) -> Result<Vec<TenantTrace>, QueryError>;
+    /// `[first, last]` span start in nanoseconds (`None`: no spans).
+    fn span_starts(&self) -> Result<Option<(i64, i64)>, QueryError>;
+    /// What `diff` reads of the period `[from_ns, to_ns)`: the analysed traces whose
+    /// root starts in it, its spans' durations per (service, name), its innermost LLM
+    /// client calls; each with its cluster (conversation, else trace).
+    fn period_rows(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<tailscope_model::samples::PeriodRows, QueryError>;
 }
 
 /// Row counts a view starts from.
@@ -127,5 +138,15 @@ impl TraceSource for crate::Store {
         key: Option<(&str, KeyPresence)>,
     ) -> Result<Vec<TenantTrace>, QueryError> {
         self.tenant_traces_q(key)
+    }
+    fn span_starts(&self) -> Result<Option<(i64, i64)>, QueryError> {
+        self.span_starts_q()
+    }
+    fn period_rows(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<tailscope_model::samples::PeriodRows, QueryError> {
+        self.period_rows_q(from_ns, to_ns)
     }
 }
