@@ -12,7 +12,6 @@
 //! a headline) and [`tenant`] shows traffic, tokens and tail share per tenant; their
 //! results are plain serde structs for the CLI and the GUI alike.
 
-mod cols;
 pub mod compare;
 pub mod diff;
 pub mod export;

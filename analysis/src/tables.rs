@@ -41,9 +41,7 @@ fn per_group(tail: &DataFrame, key: &str) -> PolarsResult<DataFrame> {
 
 /// Computes the cohorts and tables with Polars from the stored analysis.
 pub fn tail_tables(store: &Store, percentile: f64) -> Result<TailTables, AnalysisError> {
-    let df = store.query_polars(
-        "SELECT * FROM trace_analysis WHERE duration_ns IS NOT NULL ORDER BY duration_ns, trace_id",
-    )?;
+    let df = store.trace_analysis_frame()?;
     let n = df.height();
     let polars =
         |e: tailscope_store::polars::prelude::PolarsError| AnalysisError::Polars(e.to_string());
@@ -56,11 +54,9 @@ pub fn tail_tables(store: &Store, percentile: f64) -> Result<TailTables, Analysi
             by_conversation: DataFrame::empty(),
         });
     }
-    let k = ((n as f64 * (100.0 - percentile) / 100.0).ceil() as usize).clamp(1, n);
-    let tail = df.slice((n - k) as i64, k);
-    let lo = ((n as f64 * 0.4).ceil() as usize).saturating_sub(1);
-    let hi = ((n as f64 * 0.6).ceil() as usize).min(n);
-    let mid = df.slice(lo.min(hi) as i64, hi - lo.min(hi));
+    let c = tailscope_analysis_core::compare::cohort_ranks(n, percentile);
+    let tail = df.slice(c.tail_from as i64, n - c.tail_from);
+    let mid = df.slice(c.band_from as i64, c.band_to - c.band_from);
     let mut gap = BTreeMap::new();
     for name in CAUSE_COLUMNS {
         let col = format!("{name}_ns");

@@ -28,6 +28,46 @@ pub struct TenantTrace {
     pub output_tokens: i64,
 }
 
+/// Which analysed traces a comparison reads, by rank in ascending duration (ties by
+/// trace id): the tail from `tail_from`, the band `band_from..band_to`, and the p50's
+/// rank.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CohortRanks {
+    /// Analysed traces in all.
+    pub traces: usize,
+    pub tail_from: usize,
+    pub band_from: usize,
+    pub band_to: usize,
+    pub p50: usize,
+}
+
+impl CohortRanks {
+    /// Whether the trace of rank `r` is read.
+    pub fn contains(&self, r: usize) -> bool {
+        r >= self.tail_from || (r >= self.band_from && r < self.band_to) || r == self.p50
+    }
+}
+
+/// A trace of the cohorts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CohortTrace {
+    pub rank: usize,
+    pub duration_ns: i64,
+    pub route: String,
+}
+
+/// A span of a cohort trace, borrowed from the source's buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CohortSpan<'a> {
+    /// Its trace's rank.
+    pub rank: usize,
+    pub resource_id: i64,
+    pub name: &'a str,
+    pub error: bool,
+    /// Its attributes as a JSON object.
+    pub attributes: Option<&'a str>,
+}
+
 /// One period of a store as `diff` reads it: what starts in `[from, to)`. A cluster is
 /// a hash of the conversation, else of the trace (as `u64`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

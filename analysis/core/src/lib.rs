@@ -11,6 +11,7 @@
 
 pub mod calls;
 pub mod causes;
+pub mod compare;
 pub mod critical;
 pub mod diff;
 pub mod evict;

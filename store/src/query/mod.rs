@@ -3,6 +3,8 @@
 //! get typed values back and pass typed filters; none of them sees the storage.
 //! [`TraceSource`] is what a second backend implements.
 
+mod cohorts;
+pub mod export;
 mod periods;
 mod replays;
 mod tenants;
@@ -19,7 +21,7 @@ pub use traces::{
 };
 
 use crate::StoreError;
-use tailscope_model::samples::{KeyPresence, TenantTrace};
+use tailscope_model::samples::{CohortRanks, CohortSpan, CohortTrace, KeyPresence, TenantTrace};
 
 /// Why a typed read failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,18 @@ pub trait TraceSource {
         &self,
         key: Option<(&str, KeyPresence)>,
     ) -> Result<Vec<TenantTrace>, QueryError>;
+    /// The cohort traces (rank, duration, route), by rank.
+    fn cohort_traces(&self, cohort: &CohortRanks) -> Result<Vec<CohortTrace>, QueryError>;
+    /// Every span of the cohort traces, in `states.len()` parts read in parallel, each
+    /// visited with its own state.
+    fn cohort_spans<S: Send>(
+        &self,
+        cohort: &CohortRanks,
+        states: &mut [S],
+        visit: &(impl Fn(&mut S, CohortSpan<'_>) + Sync),
+    ) -> Result<(), QueryError>;
+    /// Every resource attribute: (resource id, key, value).
+    fn resource_attributes(&self) -> Result<Vec<(i64, String, String)>, QueryError>;
     /// `[first, last]` span start in nanoseconds (`None`: no spans).
     fn span_starts(&self) -> Result<Option<(i64, i64)>, QueryError>;
     /// What `diff` reads of the period `[from_ns, to_ns)`: the analysed traces whose
@@ -138,6 +152,20 @@ impl TraceSource for crate::Store {
         key: Option<(&str, KeyPresence)>,
     ) -> Result<Vec<TenantTrace>, QueryError> {
         self.tenant_traces_q(key)
+    }
+    fn cohort_traces(&self, cohort: &CohortRanks) -> Result<Vec<CohortTrace>, QueryError> {
+        self.cohort_traces_q(cohort)
+    }
+    fn cohort_spans<S: Send>(
+        &self,
+        cohort: &CohortRanks,
+        states: &mut [S],
+        visit: &(impl Fn(&mut S, CohortSpan<'_>) + Sync),
+    ) -> Result<(), QueryError> {
+        self.cohort_spans_q(cohort, states, visit)
+    }
+    fn resource_attributes(&self) -> Result<Vec<(i64, String, String)>, QueryError> {
+        self.resource_attributes_q()
     }
     fn span_starts(&self) -> Result<Option<(i64, i64)>, QueryError> {
         self.span_starts_q()
