@@ -85,19 +85,6 @@ fn fill(store: &Store, conversations: usize, seed_base: u64) -> Result<u64> {
     Ok(spans)
 }
 
-fn count(store: &Store, sql: &str) -> Result<u64> {
-    let b = store.query_arrow(sql)?;
-    let col = b
-        .first()
-        .context("no result")?
-        .column(0)
-        .as_any()
-        .downcast_ref::<tailscope_store::arrow::array::Int64Array>()
-        .context("count is not BIGINT")?
-        .value(0);
-    Ok(u64::try_from(col).unwrap_or(0))
-}
-
 /// One analysis run ([`update`]), then the text report read back from the results.
 fn run(store: &Store, label: &str) -> Result<(Duration, RunStats, Option<u64>)> {
     reset_peak_rss();
@@ -156,15 +143,12 @@ fn main() -> Result<()> {
         fill(&store, a.conversations, 1)?;
     }
     if let Some(limit) = &a.memory_limit {
-        anyhow::ensure!(
-            limit.chars().all(|c| c.is_ascii_alphanumeric()),
-            "--memory-limit takes a size such as 512MB"
-        );
-        store.execute_batch(&format!("SET memory_limit = '{limit}'"))?;
+        store
+            .set_memory_limit(limit)
+            .context("--memory-limit takes a size such as 512MB")?;
         println!("DuckDB memory_limit {limit}");
     }
-    let spans = count(&store, "SELECT count(*) FROM spans")?;
-    let traces = count(&store, "SELECT count(DISTINCT trace_id) FROM spans")?;
+    let (spans, traces) = store.spans_and_traces()?;
     println!(
         "store {}: {spans} spans in {traces} traces{}",
         a.db.display(),

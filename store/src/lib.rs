@@ -581,6 +581,45 @@ impl Store {
         Ok(())
     }
 
+    /// Spans and distinct traces (cheaper than [`Store::counts`], which also counts
+    /// every attribute).
+    pub fn spans_and_traces(&self) -> Result<(u64, u64), StoreError> {
+        let (spans, traces): (i64, i64) = self.conn.query_row(
+            "SELECT count(*), count(DISTINCT trace_id) FROM spans",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((
+            u64::try_from(spans).unwrap_or(0),
+            u64::try_from(traces).unwrap_or(0),
+        ))
+    }
+
+    /// DuckDB's buffer-cache limit for this database (`512MB`, `2GB`: digits and a
+    /// unit).
+    pub fn set_memory_limit(&self, limit: &str) -> Result<(), StoreError> {
+        if limit.is_empty() || !limit.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(StoreError::Schema(format!(
+                "`{limit}` is not a size such as 512MB"
+            )));
+        }
+        self.execute_batch(&format!("SET memory_limit = '{limit}'"))
+    }
+
+    /// DuckDB's worker threads for this database.
+    pub fn set_threads(&self, threads: usize) -> Result<(), StoreError> {
+        self.execute_batch(&format!("SET threads = {}", threads.max(1)))
+    }
+
+    /// Writes every span row to one Parquet file (zstd), as `serve --segments` lays
+    /// them out; what ingest-bench compares the appender with.
+    pub fn write_spans_parquet(&self, path: &Path) -> Result<(), StoreError> {
+        self.execute_batch(&format!(
+            "COPY (SELECT * FROM spans) TO '{}' (FORMAT parquet, COMPRESSION zstd)",
+            path.display().to_string().replace('\'', "''")
+        ))
+    }
+
     /// Row counts of the main tables.
     pub fn counts(&self) -> Result<Counts, StoreError> {
         let n = |sql: &str| -> Result<u64, StoreError> {

@@ -1017,12 +1017,9 @@ fn bench(args: &Args, db: &Path, bare_db: &Path, http_db: &Path) -> Result<ExitC
     // 5b. The Parquet writer: the same stored spans written out by DuckDB's Parquet
     //     writer (zstd), one thread, the layout of `serve --segments`.
     let parquet = bare_db.with_extension("spans.parquet");
-    bare.execute_batch("SET threads = 1")?;
+    bare.set_threads(1)?;
     let t = Instant::now();
-    bare.execute_batch(&format!(
-        "COPY (SELECT * FROM spans) TO '{}' (FORMAT parquet, COMPRESSION zstd)",
-        parquet.display().to_string().replace('\'', "''")
-    ))?;
+    bare.write_spans_parquet(&parquet)?;
     let parquet_time = t.elapsed();
     let parquet_bytes = std::fs::metadata(&parquet).map_or(0, |m| m.len());
     let _ = std::fs::remove_file(&parquet);
