@@ -12,7 +12,7 @@
 use tailscope_engine::{AbReport, RunReport};
 use tailscope_model::{ReplayWorkload, Segment, Session, Turn};
 use tailscope_store::{
-    LlmCallRow, ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow, Store, StoreError,
+    LlmCallRow, ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow, StoreError,
 };
 
 /// How to cut the recording into a workload.
@@ -44,6 +44,8 @@ pub enum InputError {
     NoCalls(String, tailscope_store::CallCensus),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Query(#[from] tailscope_store::query::QueryError),
 }
 
 /// A conversation's stream id: FNV-1a of its id, so the same id always gives the same tokens.
@@ -62,23 +64,23 @@ fn scaled(n: i64, scale: f64, cap: u32) -> u32 {
 
 /// Builds the workload for `conversation` from the store.
 pub fn workload(
-    store: &Store,
+    store: &impl tailscope_store::query::TraceSource,
     conversation: &str,
     opts: &InputOptions,
 ) -> Result<ReplayWorkload, InputError> {
-    let focus = store.llm_calls(Some(conversation), None)?;
+    let focus = store.replay_calls(Some(conversation), None)?;
     let (Some(first), Some(last_end)) = (focus.first(), focus.iter().map(|c| c.end_ns).max())
     else {
         return Err(InputError::NoCalls(
             conversation.to_owned(),
-            store.llm_call_census(Some(conversation))?,
+            store.call_census(Some(conversation))?,
         ));
     };
     let server = first.server_address.clone();
     let window = (first.start_ns, last_end);
     let mut others: std::collections::BTreeMap<String, Vec<LlmCallRow>> =
         std::collections::BTreeMap::new();
-    for c in store.llm_calls(None, Some(window))? {
+    for c in store.replay_calls(None, Some(window))? {
         if c.conversation_id == conversation
             || (server.is_some() && c.server_address.is_some() && c.server_address != server)
         {

@@ -96,6 +96,16 @@ pub trait TraceSource {
         from_ns: i64,
         to_ns: i64,
     ) -> Result<tailscope_model::samples::PeriodRows, QueryError>;
+    /// LLM client calls in start order, of one conversation and/or overlapping the
+    /// window `[from_ns, to_ns)`: what a replay is built from.
+    fn replay_calls(
+        &self,
+        conversation: Option<&str>,
+        window: Option<(i64, i64)>,
+    ) -> Result<Vec<crate::LlmCallRow>, QueryError>;
+    /// The counts that say why nothing can be replayed (whole store or one
+    /// conversation).
+    fn call_census(&self, conversation: Option<&str>) -> Result<crate::CallCensus, QueryError>;
 }
 
 /// Row counts a view starts from.
@@ -176,5 +186,15 @@ impl TraceSource for crate::Store {
         to_ns: i64,
     ) -> Result<tailscope_model::samples::PeriodRows, QueryError> {
         self.period_rows_q(from_ns, to_ns)
+    }
+    fn replay_calls(
+        &self,
+        conversation: Option<&str>,
+        window: Option<(i64, i64)>,
+    ) -> Result<Vec<crate::LlmCallRow>, QueryError> {
+        Ok(self.llm_calls(conversation, window)?)
+    }
+    fn call_census(&self, conversation: Option<&str>) -> Result<crate::CallCensus, QueryError> {
+        Ok(self.llm_call_census(conversation)?)
     }
 }
