@@ -151,6 +151,9 @@ pub struct Store {
     path: Option<PathBuf>,
     writers: Arc<WriterSlot>,
     recovered: Option<Recovery>,
+    /// Whether this connection's trace list (a temp table the traces pages read) is
+    /// built and current (see `query::traces`).
+    trace_list: std::sync::atomic::AtomicBool,
 }
 
 /// What [`Store::open`] found wrong with the write-ahead log of a store that was not
@@ -351,6 +354,7 @@ impl Store {
             path: Some(path.to_path_buf()),
             writers: Arc::default(),
             recovered,
+            trace_list: std::sync::atomic::AtomicBool::new(false),
         };
         store.load_ingest_log()?;
         Ok(store)
@@ -388,6 +392,7 @@ impl Store {
             path: None,
             writers: Arc::default(),
             recovered: None,
+            trace_list: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -448,6 +453,7 @@ impl Store {
             path: Some(path.to_path_buf()),
             writers: Arc::default(),
             recovered: None,
+            trace_list: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -462,6 +468,7 @@ impl Store {
             path: self.path.clone(),
             writers: Arc::clone(&self.writers),
             recovered: self.recovered.clone(),
+            trace_list: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -661,6 +668,7 @@ impl Store {
             path: Some(path.to_path_buf()),
             writers: Arc::default(),
             recovered: None,
+            trace_list: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

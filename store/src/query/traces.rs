@@ -6,6 +6,7 @@ use crate::read::{opt, Columns};
 use crate::results::SectionRow;
 use crate::{check_read_only, FindingRow, Store, StoreError, CAUSE_COLUMNS};
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use tailscope_model::{Cause, Span, TraceId};
 
 /// A band of analysed traces by duration (nearest-rank percentiles).
@@ -365,12 +366,17 @@ impl Store {
     /// Derived results are stale (an analysis run landed): the trace list is rebuilt
     /// on the next page.
     pub fn results_changed(&self) -> Result<(), StoreError> {
+        self.trace_list.store(false, Ordering::Relaxed);
         self.execute_batch("DROP TABLE IF EXISTS temp.trace_list")
     }
 
     /// The per-trace list pages are a filter and sort over (one temp table, rebuilt
     /// after each analysis), so a page reads traces, not spans.
     fn ensure_trace_list(&self) -> Result<(), QueryError> {
+        // planning the statement below costs a few ms even when the table exists
+        if self.trace_list.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         self.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS trace_list AS
              WITH agg AS (
@@ -383,6 +389,7 @@ impl Store {
                     100 * percent_rank() OVER (ORDER BY t.duration_ns) AS pct, t.cause_evidence
              FROM trace_analysis t LEFT JOIN agg a USING (trace_id)",
         )?;
+        self.trace_list.store(true, Ordering::Relaxed);
         Ok(())
     }
 
