@@ -18,6 +18,7 @@ pub mod auth;
 pub mod client;
 pub mod decode;
 mod error;
+pub mod fuzz;
 pub mod gpu;
 pub mod grpc;
 pub mod http;

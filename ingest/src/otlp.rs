@@ -432,6 +432,11 @@ pub fn traces_from_json(bytes: &[u8]) -> Result<(Batch, Rejections), serde_json:
     serde_json::from_slice::<ExportTraceServiceRequest>(bytes).map(traces_into_model)
 }
 
+/// The direct protobuf decoder alone: `None` where it declines.
+pub(crate) fn traces_from_protobuf_direct(bytes: &[u8]) -> Option<(Batch, Rejections)> {
+    wire::traces(bytes).ok()
+}
+
 /// The direct OTLP/JSON decoder alone: `None` where it declines.
 pub(crate) fn traces_from_json_direct(bytes: &[u8]) -> Option<(Batch, Rejections)> {
     json::traces(bytes).ok()

@@ -622,3 +622,40 @@ fn collector_file_exporter_jsonl_and_protobuf_import() {
     let err = read_file(&junk, None, |_| {}).unwrap_err();
     assert!(err.to_string().contains("junk.bin"), "{err}");
 }
+
+/// The fuzz harness's short pass (the CI share of `fuzz-bench`): each decoder's
+/// target on generated and mutated requests, no panic, and where two decoders read
+/// one format they accept the same inputs and give the same batch.
+#[test]
+fn fuzz_short_pass_every_decoder_agrees_and_never_panics() {
+    use tailscope_ingest::fuzz::{run, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("input");
+    for target in Target::ALL {
+        let n = if target == Target::File { 2_000 } else { 6_000 };
+        let t = std::time::Instant::now();
+        let r = run(target, n, 29, Some(&scratch));
+        eprintln!(
+            "{}: {} inputs in {:.1} s, {} accepted, {} declined, {} disagreements, {} panics",
+            target.name(),
+            r.inputs,
+            t.elapsed().as_secs_f64(),
+            r.accepted,
+            r.declined,
+            r.disagreements,
+            r.panics
+        );
+        assert_eq!(
+            (r.panics, r.disagreements),
+            (0, 0),
+            "{}: {:#?}",
+            target.name(),
+            r.examples
+        );
+        assert!(
+            r.accepted > n / 20 && r.declined > n / 20,
+            "{}: the inputs should both decode and fail often: {r:?}",
+            target.name()
+        );
+    }
+}

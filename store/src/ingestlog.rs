@@ -82,6 +82,44 @@ fn checksum(seq: u64, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// A whole log file's bytes: the file header, then `payloads` framed with sequence
+/// numbers from `first_seq` (what [`LogFile::append_raw`] writes). For the fuzz
+/// harness and tests.
+pub fn frame_file(first_seq: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = FILE_MAGIC.to_vec();
+    for (seq, p) in (first_seq..).zip(payloads) {
+        out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(p.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&checksum(seq, p).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// A batch as a frame's payload (bincode, as the log writes it).
+pub fn encode_payload(batch: &Batch) -> Result<Vec<u8>, bincode::Error> {
+    encode(batch)
+}
+
+/// Reads the log file at `path` as opening a store does: frame by frame until the
+/// end, a torn tail or damage, each payload decoded. Returns (frames read, payloads
+/// decoded, whether it stopped at damage). For the fuzz harness and tests.
+pub fn read_back(path: &Path) -> io::Result<(usize, usize, bool)> {
+    let mut r = FileReader::open(path)?;
+    let (mut frames, mut decoded) = (0, 0);
+    loop {
+        match r.next()? {
+            Ok(f) => {
+                frames += 1;
+                decoded += usize::from(decode(&f.payload).is_ok());
+            }
+            Err(Stop::End { .. }) => return Ok((frames, decoded, false)),
+            Err(Stop::Damaged) => return Ok((frames, decoded, true)),
+        }
+    }
+}
+
 /// One frame read back.
 #[derive(Debug)]
 pub(crate) struct Frame {

@@ -1384,3 +1384,15 @@ mod ground_truth {
         assert_eq!(again.reused, r3.traces.len());
     }
 }
+
+/// The ingest log's fuzz target, short (the CI share of `fuzz-bench --target
+/// ingestlog`): damaged files stop at the checksum, re-framed mutated payloads fail
+/// to decode or decode, and nothing panics.
+#[test]
+fn fuzz_short_pass_ingest_log_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = tailscope_tests::fuzz_log::run(3_000, 29, &dir.path().join("log"));
+    eprintln!("{r:?}");
+    assert_eq!((r.panics, r.disagreements), (0, 0), "{:#?}", r.examples);
+    assert!(r.accepted > 100 && r.declined > 100, "{r:?}");
+}
