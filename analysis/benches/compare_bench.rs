@@ -91,7 +91,7 @@ fn time<T>(label: &str, runs: usize, mut f: impl FnMut() -> Result<T>) -> Result
 }
 
 fn span_count(store: &Store) -> Result<i64> {
-    Ok(i64::try_from(store.spans_and_traces()?.0)?)
+    Ok(i64::try_from(store.span_count()?)?)
 }
 
 fn verdict(d: Duration) -> &'static str {

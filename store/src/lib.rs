@@ -588,6 +588,14 @@ impl Store {
         Ok(())
     }
 
+    /// Spans in the store (one count; what the polling loops ask every second).
+    pub fn span_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM spans", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Spans and distinct traces (cheaper than [`Store::counts`], which also counts
     /// every attribute).
     pub fn spans_and_traces(&self) -> Result<(u64, u64), StoreError> {
@@ -622,8 +630,8 @@ impl Store {
     /// them out; what ingest-bench compares the appender with.
     pub fn write_spans_parquet(&self, path: &Path) -> Result<(), StoreError> {
         self.execute_batch(&format!(
-            "COPY (SELECT * FROM spans) TO '{}' (FORMAT parquet, COMPRESSION zstd)",
-            path.display().to_string().replace('\'', "''")
+            "COPY (SELECT * FROM spans) TO {} (FORMAT parquet, COMPRESSION zstd)",
+            sql_lit(&path.display().to_string())
         ))
     }
 
@@ -688,6 +696,11 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// A SQL string literal (single quotes doubled): the one escaper of the store's own SQL.
+pub(crate) fn sql_lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn first_keyword(sql: &str) -> String {

@@ -87,7 +87,7 @@ fn segment_files(table_dir: &Path) -> (Vec<PathBuf>, Option<i64>) {
 }
 
 fn sql_path(p: &Path) -> String {
-    p.display().to_string().replace('\'', "''")
+    crate::sql_lit(&p.display().to_string())
 }
 
 impl Store {
@@ -115,7 +115,7 @@ impl Store {
             let tmp = part.join(format!(".{name}.tmp"));
             let rows: i64 = self.conn.query_row(
                 &format!(
-                    "COPY (SELECT * FROM {table} WHERE rowid BETWEEN {from} AND {top}) TO '{}' (FORMAT parquet, COMPRESSION zstd)",
+                    "COPY (SELECT * FROM {table} WHERE rowid BETWEEN {from} AND {top}) TO {} (FORMAT parquet, COMPRESSION zstd)",
                     sql_path(&tmp)
                 ),
                 [],
@@ -151,7 +151,7 @@ impl Store {
             if files.is_empty() {
                 continue;
             }
-            let list: Vec<String> = files.iter().map(|f| format!("'{}'", sql_path(f))).collect();
+            let list: Vec<String> = files.iter().map(|f| sql_path(f)).collect();
             store.conn.execute_batch(&format!(
                 "INSERT INTO {table} BY NAME
                  SELECT * EXCLUDE (ingest_date) FROM read_parquet([{}], hive_partitioning = true, union_by_name = true)",

@@ -86,7 +86,7 @@ impl Alignment {
 fn quoted_names() -> String {
     gpu_metrics::SOURCES
         .iter()
-        .map(|s| format!("'{}'", s.name.replace('\'', "''")))
+        .map(|s| crate::sql_lit(s.name))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -6,9 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::time::Instant;
 use tailscope_model::{stats, Cause, CauseSet, Evidence, OpClass};
 use tailscope_store::arrow::util::display::{ArrayFormatter, FormatOptions};
-use tailscope_store::query::{
-    Band, HasValue, Page, TraceFilter, TraceOrder, TraceSource, REPLAY_SUMMARY_COLUMNS,
-};
+use tailscope_store::query::{Band, HasValue, Page, TraceFilter, TraceOrder, TraceSource};
 use tailscope_store::{AlignOptions, Store};
 use tailscope_ui::protocol::{
     ChangeVm, Cohort, ConversationSummary, DiffVm, EventVm, FindingVm, MetricsScope,
@@ -43,7 +41,7 @@ fn class_cause(op: OpClass) -> Cause {
 }
 
 /// `replay_runs` summary metrics as the replay view labels them: (label, unit), in
-/// [`REPLAY_SUMMARY_COLUMNS`] order.
+/// `store::query::REPLAY_SUMMARY_COLUMNS` order.
 const REPLAY_METRICS: [(&str, &str); 15] = [
     ("TTFT p50", "ms"),
     ("TTFT p99", "ms"),
@@ -64,7 +62,7 @@ const REPLAY_METRICS: [(&str, &str); 15] = [
 
 /// Spans in the store.
 pub(crate) fn span_count(store: &Store) -> Result<i64> {
-    Ok(i64::try_from(store.totals()?.spans).unwrap_or(i64::MAX))
+    Ok(i64::try_from(store.span_count()?).unwrap_or(i64::MAX))
 }
 
 pub(crate) fn overview(store: &Store, label: &str) -> Result<Overview> {
@@ -135,10 +133,6 @@ pub(crate) fn traces(store: &Store, q: TraceQuery) -> Result<TracePage> {
         user_sql: q.where_sql.clone(),
         has_value: q.has_value.as_ref().map(|(k, v)| HasValue {
             key: k.clone(),
-            keys: tailscope_model::semconv::raw_keys(k)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
             value: v.clone(),
         }),
     };
@@ -380,7 +374,6 @@ pub(crate) fn replay(store: &Store, replay_id: &str) -> Result<ReplayVm> {
         .parse()
         .with_context(|| format!("`{replay_id}` is not a replay id"))?;
     let r = store.replay(id)?;
-    debug_assert_eq!(REPLAY_METRICS.len(), REPLAY_SUMMARY_COLUMNS.len());
     Ok(ReplayVm {
         replay_id: id.to_string(),
         created_ns: r.created_ns,

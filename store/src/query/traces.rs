@@ -4,7 +4,7 @@
 use super::{Page, QueryError, Totals};
 use crate::read::{opt, Columns};
 use crate::results::SectionRow;
-use crate::{check_read_only, FindingRow, Store, StoreError, CAUSE_COLUMNS};
+use crate::{check_read_only, sql_lit as lit, FindingRow, Store, StoreError, CAUSE_COLUMNS};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use tailscope_model::{Cause, Span, TraceId};
@@ -70,16 +70,14 @@ impl TraceOrder {
     }
 }
 
-/// Traces that have `value` for an attribute (any of `keys`, the raw names of one
-/// attribute), as compare counts them: `route`, `span.name` and `span.status` are the
+/// Traces that have `value` for an attribute (under any of its names,
+/// [`tailscope_model::semconv::raw_keys`]), as compare counts them: `route`, `span.name` and `span.status` are the
 /// trace's route, a span's name and error status; a 1-2-5 band (`2000..5000`) holds
 /// when the trace's largest value lies in it; a number when a span's value equals it
 /// to 3 significant digits; otherwise a span or resource attribute equal to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HasValue {
     pub key: String,
-    /// The raw attribute names the key stands for (itself and its aliases).
-    pub keys: Vec<String>,
     pub value: String,
 }
 
@@ -169,11 +167,6 @@ pub struct TurnItem {
     pub primary_cause: Option<Cause>,
 }
 
-/// A SQL string literal.
-pub(crate) fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// A 32-digit hex trace id, or why not.
 fn trace_id(s: &str) -> Result<&str, QueryError> {
     TraceId::from_hex(s)
@@ -200,10 +193,7 @@ impl HasValue {
             }
             _ => {}
         }
-        let mut keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
-        if keys.is_empty() {
-            keys.push(&self.key);
-        }
+        let keys = tailscope_model::semconv::raw_keys(&self.key);
         let extract = |k: &str| {
             format!(
                 "json_extract_string(attributes, {})",
