@@ -108,6 +108,23 @@ pub struct SectionRow {
     pub alternatives: String,
 }
 
+/// The columns [`section_row`] reads, for a `SELECT` over `critical_path_sections`.
+pub(crate) const SECTION_COLS: &str = "trace_id, span_id, start_ns, end_ns, cause,
+    coalesce(evidence, '') AS evidence, coalesce(alternatives, '') AS alternatives";
+
+/// A [`SectionRow`] from a row of [`SECTION_COLS`].
+pub(crate) fn section_row(r: &duckdb::Row<'_>) -> duckdb::Result<SectionRow> {
+    Ok(SectionRow {
+        trace_id: r.get("trace_id")?,
+        span_id: r.get("span_id")?,
+        start_ns: r.get("start_ns")?,
+        end_ns: r.get("end_ns")?,
+        cause: r.get("cause")?,
+        evidence: r.get("evidence")?,
+        alternatives: r.get("alternatives")?,
+    })
+}
+
 /// One row of `span_analysis`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanRow {
@@ -136,6 +153,26 @@ pub struct FindingRow {
     pub evidence_level: String,
     /// Other causes that explain it about as well, joined by commas.
     pub alternatives: String,
+}
+
+/// The columns [`finding_row`] reads, for a `SELECT` over `findings`.
+pub(crate) const FINDING_COLS: &str = "kind, trace_id, span_id, conversation_id,
+    estimated_cost_ns, summary, evidence, coalesce(evidence_level, '') AS evidence_level,
+    coalesce(alternatives, '') AS alternatives";
+
+/// A [`FindingRow`] from a row of [`FINDING_COLS`].
+pub(crate) fn finding_row(r: &duckdb::Row<'_>) -> duckdb::Result<FindingRow> {
+    Ok(FindingRow {
+        kind: r.get("kind")?,
+        trace_id: r.get("trace_id")?,
+        span_id: r.get("span_id")?,
+        conversation_id: r.get("conversation_id")?,
+        estimated_cost_ns: r.get("estimated_cost_ns")?,
+        summary: r.get("summary")?,
+        evidence: r.get("evidence")?,
+        evidence_level: r.get("evidence_level")?,
+        alternatives: r.get("alternatives")?,
+    })
 }
 
 /// What one chunk of an analysis run writes.
@@ -506,44 +543,19 @@ impl Store {
 
     /// Every stored critical-path section, ordered by trace and start.
     pub fn section_rows(&self) -> Result<Vec<SectionRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT trace_id, span_id, start_ns, end_ns, cause, coalesce(evidence, ''), coalesce(alternatives, '')
-             FROM critical_path_sections ORDER BY trace_id, start_ns",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(SectionRow {
-                trace_id: r.get(0)?,
-                span_id: r.get(1)?,
-                start_ns: r.get(2)?,
-                end_ns: r.get(3)?,
-                cause: r.get(4)?,
-                evidence: r.get(5)?,
-                alternatives: r.get(6)?,
-            })
-        })?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {SECTION_COLS} FROM critical_path_sections ORDER BY trace_id, start_ns"
+        ))?;
+        let rows = stmt.query_map([], section_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every stored finding.
     pub fn finding_rows(&self) -> Result<Vec<FindingRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT kind, trace_id, span_id, conversation_id, estimated_cost_ns, summary, evidence,
-                    coalesce(evidence_level, ''), coalesce(alternatives, '')
-             FROM findings",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(FindingRow {
-                kind: r.get(0)?,
-                trace_id: r.get(1)?,
-                span_id: r.get(2)?,
-                conversation_id: r.get(3)?,
-                estimated_cost_ns: r.get(4)?,
-                summary: r.get(5)?,
-                evidence: r.get(6)?,
-                evidence_level: r.get(7)?,
-                alternatives: r.get(8)?,
-            })
-        })?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {FINDING_COLS} FROM findings"))?;
+        let rows = stmt.query_map([], finding_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -3,7 +3,7 @@
 
 use super::{Page, QueryError, Totals};
 use crate::read::{opt, Columns};
-use crate::results::SectionRow;
+use crate::results::{finding_row, section_row, SectionRow, FINDING_COLS, SECTION_COLS};
 use crate::{check_read_only, sql_lit as lit, FindingRow, Store, StoreError, CAUSE_COLUMNS};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -332,24 +332,11 @@ impl Store {
 
     /// The `limit` costliest findings.
     fn top_findings(&self, limit: usize) -> Result<Vec<FindingRow>, QueryError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT kind, trace_id, span_id, conversation_id, estimated_cost_ns, summary, evidence,
-                    coalesce(evidence_level, '') AS evidence_level, coalesce(alternatives, '') AS alternatives
-             FROM findings ORDER BY estimated_cost_ns DESC, trace_id, span_id LIMIT ?",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok(FindingRow {
-                kind: r.get("kind")?,
-                trace_id: r.get("trace_id")?,
-                span_id: r.get("span_id")?,
-                conversation_id: r.get("conversation_id")?,
-                estimated_cost_ns: r.get("estimated_cost_ns")?,
-                summary: r.get("summary")?,
-                evidence: r.get("evidence")?,
-                evidence_level: r.get("evidence_level")?,
-                alternatives: r.get("alternatives")?,
-            })
-        })?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {FINDING_COLS} FROM findings
+             ORDER BY estimated_cost_ns DESC, trace_id, span_id LIMIT ?"
+        ))?;
+        let rows = stmt.query_map([limit as i64], finding_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -527,23 +514,11 @@ impl Store {
                 );
             }
         }
-        let mut stmt = self.conn.prepare(
-            "SELECT trace_id, span_id, start_ns, end_ns, cause, coalesce(evidence, '') AS evidence,
-                    coalesce(alternatives, '') AS alternatives
-             FROM critical_path_sections WHERE trace_id = ? ORDER BY start_ns",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {SECTION_COLS} FROM critical_path_sections WHERE trace_id = ? ORDER BY start_ns"
+        ))?;
         d.sections = stmt
-            .query_map([id], |r| {
-                Ok(SectionRow {
-                    trace_id: r.get("trace_id")?,
-                    span_id: r.get("span_id")?,
-                    start_ns: r.get("start_ns")?,
-                    end_ns: r.get("end_ns")?,
-                    cause: r.get("cause")?,
-                    evidence: r.get("evidence")?,
-                    alternatives: r.get("alternatives")?,
-                })
-            })?
+            .query_map([id], section_row)?
             .collect::<Result<_, _>>()?;
         let mut stmt = self.conn.prepare(
             "SELECT conversation_id, primary_cause, root, cause_evidence FROM trace_analysis WHERE trace_id = ?",
