@@ -85,32 +85,28 @@ const fn pkg(
 }
 
 /// Every recorded stack (`tests/realtel/README.md` says what each one emits). The
-/// gaps: eviction costs are off by up to 20-60% where prefill is not linear in the
-/// uncached tokens (the recording server's, like a real one's, grows with context)
-/// and jitter adds 10%; a 131 ms eviction in otel-genai (no cache reads, no
-/// first-token time) is not told from noise.
+/// gaps: the cost of one eviction each in openinference (17.6%) and llama-index (31.9%)
+/// is stated with confidence but off by more than 15% (a first-token time that is
+/// noisier than the latency model's spread at a short cached prefill); a 131 ms
+/// eviction in otel-genai (no cache reads, no first-token time) is not told from noise.
+/// Costs the latency model cannot place (more than its linear estimate of the
+/// re-prefill) are stated as a range, checked to cover the truth.
 const PACKAGES: &[Expect] = &[
     pkg(
         "openinference",
         Reads::Every,
         true,
         true,
-        gaps(2, 0, 0.30, 0),
+        gaps(1, 0, 0.20, 0),
     ),
     pkg("otel-genai", Reads::None, false, true, gaps(1, 0, 0.15, 1)),
     pkg("openllmetry", Reads::Every, true, true, gaps(0, 1, 0.15, 0)),
-    pkg("langchain", Reads::Every, true, true, gaps(1, 0, 0.20, 0)),
+    pkg("langchain", Reads::Every, true, true, NO_GAPS),
     pkg("vllm-stack", Reads::None, false, true, NO_GAPS),
     pkg("otel-genai-metrics", Reads::None, false, true, NO_GAPS),
-    pkg(
-        "pydantic-ai",
-        Reads::NonZero,
-        false,
-        true,
-        gaps(1, 0, 0.60, 0),
-    ),
+    pkg("pydantic-ai", Reads::NonZero, false, true, NO_GAPS),
     pkg("openlit", Reads::Every, false, true, NO_GAPS),
-    pkg("litellm", Reads::Every, false, true, gaps(1, 0, 0.25, 0)),
+    pkg("litellm", Reads::Every, false, true, NO_GAPS),
     pkg(
         "llama-index",
         Reads::WithTokens,
@@ -388,8 +384,19 @@ fn check(e: &Expect) -> Row {
                 row.evictions_answered += usize::from(ok);
                 if let Some(f) = eviction {
                     row.evictions_found += 1;
-                    let err = (f.estimated_cost_ns - t.extra_ns).abs() as f64 / t.extra_ns as f64;
+                    // the cost's stated range (time the latency model cannot place
+                    // counted as a wait, or as re-prefill): its error is the truth's
+                    // distance from the range
+                    let (lo, hi) = f.evidence["cost_range_ns"]
+                        .as_array()
+                        .and_then(|r| Some((r.first()?.as_i64()?, r.get(1)?.as_i64()?)))
+                        .unwrap_or((f.estimated_cost_ns, f.estimated_cost_ns));
+                    let off = (lo - t.extra_ns).max(t.extra_ns - hi).max(0);
+                    let err = off as f64 / t.extra_ns as f64;
                     row.max_cost_error = row.max_cost_error.max(err);
+                    if err > 0.15 {
+                        explain("eviction cost off by more than 15% on");
+                    }
                 }
                 // the re-prefill is never decode: decode stays near what the server decoded
                 let decoded = t.server["decode_ns"].as_i64().unwrap_or(0);

@@ -405,6 +405,18 @@ fn prefill_attribution(tree: &Tree, call: &Call, shape: &Shape<'_>, fit: &Fit) -
     }
 }
 
+/// A call with a detected eviction: time beyond what the latency model expects of its
+/// whole re-prefill, up to that estimate again, is counted in the re-prefill (the model
+/// prices prefill linearly and a long re-prefill costs more; `evict::measured_cost`
+/// counts it in the cost), unless the server's metrics show the call waiting.
+fn folds_into_eviction(shape: &Shape<'_>, span: SpanId, residual: Attribution) -> bool {
+    shape
+        .evictions
+        .get(&span)
+        .is_some_and(|e| e.unexplained_ns > 0)
+        && !(residual.cause == Cause::Queue && residual.evidence == Evidence::Measured)
+}
+
 /// Splits an LLM call that has no server span: time to first token when measured,
 /// else the duration model, into the residual above what the latency model expects
 /// (see [`residual_cause`]), prefill and decode.
@@ -433,13 +445,18 @@ pub fn split_call(tree: &Tree, call: &Call, shape: &Shape<'_>) -> Split {
             }
             _ => 0.0,
         };
-        let queue = (resid as i64).clamp(0, ttft);
+        let residual = residual_cause(tree, call, shape, resid, fit, true);
+        let queue = if folds_into_eviction(shape, s.span_id, residual) {
+            0
+        } else {
+            (resid as i64).clamp(0, ttft)
+        };
         return Split {
             queue_ns: queue,
             prefill_ns: ttft - queue,
             decode_ns: dur - ttft,
             fit: fit.map(|f| (*f, "time to first token")),
-            residual: residual_cause(tree, call, shape, resid, fit, true),
+            residual,
             // the time before the first token is measured; calling it prefill is the
             // model's reading when one is fitted
             prefill: if let Some(f) = fit {
@@ -455,7 +472,18 @@ pub fn split_call(tree: &Tree, call: &Call, shape: &Shape<'_>) -> Split {
             let pre = f.prefill_ns(f.uncached(x));
             let dec = f.decode_ns(x.output_tokens);
             let resid = dur as f64 - pre - dec;
-            let (queue, pre, _) = if resid > f.material_residual_ns() {
+            let material = resid > f.material_residual_ns();
+            let residual = residual_cause(
+                tree,
+                call,
+                shape,
+                if material { resid } else { 0.0 },
+                Some(f),
+                false,
+            );
+            let (queue, pre, _) = if material && folds_into_eviction(shape, s.span_id, residual) {
+                (0.0, pre + resid, dec)
+            } else if material {
                 (resid, pre, dec)
             } else {
                 // noise: scale the expected phases to the measured duration
@@ -469,7 +497,7 @@ pub fn split_call(tree: &Tree, call: &Call, shape: &Shape<'_>) -> Split {
                 prefill_ns: prefill,
                 decode_ns: (dur - queue - prefill).max(0),
                 fit: Some((*f, "duration")),
-                residual: residual_cause(tree, call, shape, queue as f64, Some(f), false),
+                residual,
                 prefill: prefill_attribution(tree, call, shape, f),
                 decode: Attribution::inferred(Cause::Decode),
             }
@@ -530,41 +558,41 @@ fn timeline(tree: &Tree, i: usize, shape: &Shape<'_>) -> Vec<Piece> {
         return whole(what);
     }
     let eviction = shape.eviction(tree, i);
-    let evicted = eviction.map_or(0, |e| e.cost_ns);
     let kv_what = Attribution {
         cause: Cause::KvEviction,
         evidence: eviction.map_or(Evidence::Inferred, |e| e.evidence),
         alternatives: CauseSet::EMPTY,
     };
-    let phases = |start: i64, parts: [(i64, Attribution); 3]| {
-        let [(queue, queue_what), (prefill, prefill_what), (decode, decode_what)] = parts;
-        let mut t = start;
-        let mut out = Vec::new();
-        let kv = evicted.min(prefill);
-        for (d, what) in [
-            (queue, queue_what),
-            (kv, kv_what),
-            (prefill - kv, prefill_what),
-            (decode, decode_what),
-        ] {
-            if d > 0 {
+    let phases =
+        |start: i64, parts: [(i64, Attribution); 3], (evicted, kv_what): (i64, Attribution)| {
+            let [(queue, queue_what), (prefill, prefill_what), (decode, decode_what)] = parts;
+            let mut t = start;
+            let mut out = Vec::new();
+            let kv = evicted.min(prefill);
+            for (d, what) in [
+                (queue, queue_what),
+                (kv, kv_what),
+                (prefill - kv, prefill_what),
+                (decode, decode_what),
+            ] {
+                if d > 0 {
+                    out.push(Piece {
+                        from: t,
+                        to: t + d,
+                        what,
+                    });
+                    t += d;
+                }
+            }
+            if t < s.end_ns {
                 out.push(Piece {
                     from: t,
-                    to: t + d,
-                    what,
+                    to: s.end_ns,
+                    what: Attribution::measured(Cause::Uninstrumented),
                 });
-                t += d;
             }
-        }
-        if t < s.end_ns {
-            out.push(Piece {
-                from: t,
-                to: s.end_ns,
-                what: Attribution::measured(Cause::Uninstrumented),
-            });
-        }
-        out
-    };
+            out
+        };
     if s.kind == SpanKind::Server || p.queue_ns.is_some() || p.prefill_ns.is_some() {
         let queue = p.queue_ns.unwrap_or(0);
         let prefill = p
@@ -591,6 +619,7 @@ fn timeline(tree: &Tree, i: usize, shape: &Shape<'_>) -> Vec<Piece> {
                 (prefill, prefill_what),
                 (decode, Attribution::measured(Cause::Decode)),
             ],
+            (eviction.map_or(0, |e| e.cost_ns), kv_what),
         );
     }
     let Some(call) = shape.call_of.get(&i).map(|&k| &shape.calls[k]) else {
@@ -632,6 +661,22 @@ fn timeline(tree: &Tree, i: usize, shape: &Shape<'_>) -> Vec<Piece> {
         return out;
     }
     let split = split_call(tree, call, shape);
+    // the part of the eviction's cost beyond the model's estimate: a wait the server's
+    // metrics showed (split off as queue), or else counted in the re-prefill, which is
+    // then ambiguous with what the residual could otherwise be
+    let kv = match eviction {
+        Some(e) if split.queue_ns > 0 => (e.cost_ns - e.unexplained_ns, kv_what),
+        Some(e) if e.unexplained_ns > 0 => {
+            let mut alternatives = split.residual.alternatives.without(Cause::KvEviction);
+            alternatives.insert(Cause::Queue);
+            (
+                e.cost_ns,
+                Attribution::ambiguous(Cause::KvEviction, alternatives),
+            )
+        }
+        Some(e) => (e.cost_ns, kv_what),
+        None => (0, kv_what),
+    };
     phases(
         s.start_ns,
         [
@@ -639,6 +684,7 @@ fn timeline(tree: &Tree, i: usize, shape: &Shape<'_>) -> Vec<Piece> {
             (split.prefill_ns, split.prefill),
             (split.decode_ns, split.decode),
         ],
+        kv,
     )
 }
 
@@ -828,6 +874,91 @@ mod tests {
             assert!(!s.alternatives.contains(Cause::KvEviction), "{s:?}");
             assert_eq!(s.evidence, Evidence::Ambiguous, "queue or client-side work");
         }
+    }
+
+    /// A detected eviction (16 of 2,600 expected tokens read from cache) whose call took
+    /// `extra` longer than the linear model's full re-prefill: its cost and the sections.
+    fn evicted_call(extra: i64) -> (Eviction, Vec<CausedSection>) {
+        let mut spans = llm_turn(2984, extra);
+        spans[1].promoted.cache_read_tokens = Some(16);
+        let t = trace(spans);
+        let model = caching_fit();
+        let call = calls::calls(&t).0.remove(0);
+        let mut e = Eviction {
+            client_span: SpanId([2; 8]),
+            conversation_id: "c".into(),
+            model: "m".into(),
+            previous_input_tokens: 2500,
+            previous_output_tokens: 100,
+            cache_read_tokens: 16,
+            input_tokens: 3000,
+            output_tokens: 20,
+            evicted_tokens: 2584,
+            prefill_ns_per_token: 0.1e6,
+            cost_method: "test",
+            cost_ns: 0,
+            unexplained_ns: 0,
+            evidence: Evidence::Measured,
+        };
+        let (cost, beyond, _) = crate::evict::measured_cost(&t, &call, &model, &e).unwrap();
+        e.cost_ns = cost;
+        e.unexplained_ns = beyond;
+        let ev = HashMap::from([(e.client_span, e.clone())]);
+        let assumed = HashMap::new();
+        let shape = Shape::new(&t, &ev, &model, &assumed);
+        let sections = assign(&t, &critical_path(&t), &shape)
+            .into_iter()
+            .filter(|s| matches!(s.cause, Cause::Queue | Cause::KvEviction))
+            .collect();
+        (e, sections)
+    }
+
+    /// The linear model expects 258.4 ms of re-prefill (2,584 tokens at 0.1 ms). Time
+    /// beyond it, up to that much again, is a costlier re-prefill or a wait: counted in
+    /// the cost, ambiguous with queue. More than that stays a wait of its own, ambiguous
+    /// with kv_eviction; noise is simply counted.
+    #[test]
+    fn time_beyond_the_models_reprefill_is_counted_or_left_as_a_wait() {
+        let sum = |ss: &[CausedSection], c: Cause| -> i64 {
+            ss.iter()
+                .filter(|s| s.cause == c)
+                .map(|s| s.end - s.start)
+                .sum()
+        };
+        let near = |a: i64, b: i64| (a - b).abs() < 2 * MS;
+        // 100 ms beyond: a costlier re-prefill, or a wait
+        let (e, ss) = evicted_call(100 * MS);
+        assert!(near(e.cost_ns, 358 * MS), "{e:?}");
+        assert!(near(e.unexplained_ns, 100 * MS), "{e:?}");
+        assert!(near(sum(&ss, Cause::KvEviction), e.cost_ns), "{ss:?}");
+        assert_eq!(sum(&ss, Cause::Queue), 0, "{ss:?}");
+        for s in &ss {
+            assert_eq!(s.evidence, Evidence::Ambiguous, "{s:?}");
+            assert!(s.alternatives.contains(Cause::Queue), "{s:?}");
+        }
+        // 400 ms beyond (more than the re-prefill again): a wait, ambiguous with it
+        let (e, ss) = evicted_call(400 * MS);
+        assert!(near(e.cost_ns, 258 * MS), "{e:?}");
+        assert_eq!(e.unexplained_ns, 0);
+        assert!(near(sum(&ss, Cause::KvEviction), e.cost_ns), "{ss:?}");
+        assert!(near(sum(&ss, Cause::Queue), 400 * MS), "{ss:?}");
+        for s in &ss {
+            if s.cause == Cause::KvEviction {
+                assert_eq!(s.evidence, Evidence::Measured, "{s:?}");
+            } else {
+                assert_eq!(s.evidence, Evidence::Ambiguous, "{s:?}");
+                assert!(s.alternatives.contains(Cause::KvEviction), "{s:?}");
+            }
+        }
+        // 20 ms beyond is within the model's noise: the re-prefill, measured
+        let (e, ss) = evicted_call(20 * MS);
+        assert!(near(e.cost_ns, 278 * MS), "{e:?}");
+        assert_eq!(e.unexplained_ns, 0);
+        assert!(
+            ss.iter()
+                .all(|s| s.cause == Cause::KvEviction && s.evidence == Evidence::Measured),
+            "{ss:?}"
+        );
     }
 
     /// Server metrics: a gauge of waiting requests and prefix-cache counters.

@@ -31,6 +31,10 @@ pub struct Eviction {
     /// How the per-token prefill rate was obtained.
     pub cost_method: &'static str,
     pub cost_ns: i64,
+    /// Part of `cost_ns` beyond what the latency model expects of the whole re-prefill
+    /// (0 when within its noise): the model prices prefill linearly and a long
+    /// re-prefill costs more, or the call also waited. See [`measured_cost`].
+    pub unexplained_ns: i64,
     /// `measured` when the call reports its cache reads, `inferred` when its source
     /// left a zero out (see [`crate::calls::Sources`]).
     pub evidence: Evidence,
@@ -92,18 +96,22 @@ pub fn prefill_rate(
 }
 
 /// The re-prefill cost of an eviction as the call's own timing shows it: its time to
-/// first token (else its duration, less the expected decode), less any server queue
-/// the latency model finds, less the prefill the model expects had the previous turn's
-/// prefix been served from cache. This measures the extra time rather than pricing the
-/// evicted tokens at one linear rate (prefill grows faster than linearly with the
-/// prompt). `None` when the call has neither a fitted first-token time nor a fitted
-/// duration.
+/// first token (else its duration, less the expected decode), less the prefill the
+/// model expects had the previous turn's prefix been served from cache. This measures
+/// the extra time rather than pricing the evicted tokens at one linear rate: prefill
+/// grows faster than linearly with the prompt, and the model, fitted mostly on calls
+/// whose prefix was cached, extrapolates to a long re-prefill. The second value is the
+/// part of the cost beyond the model's estimate of the whole re-prefill when that is
+/// more than noise and at most the estimate again: a costlier prefill or a wait, which
+/// only the server can tell apart (its metrics, see `causes::split_call`). A larger
+/// residual is left out of the cost, as a wait. `None` when the call has neither a fitted
+/// first-token time nor a fitted duration.
 pub fn measured_cost(
     tree: &Tree,
     call: &Call,
     model: &LatencyModel,
     e: &Eviction,
-) -> Option<(i64, &'static str)> {
+) -> Option<(i64, i64, &'static str)> {
     let s = &tree.nodes[call.node].span;
     let (m, addr) = model_key(tree, call);
     let actual = (e.input_tokens - e.cache_read_tokens).max(0) as f64;
@@ -122,13 +130,22 @@ pub fn measured_cost(
         )
     };
     let resid = spent - fit.prefill_ns(actual);
-    let queue = if resid > fit.material_residual_ns() {
+    let modelled = fit.prefill_ns(actual) - fit.prefill_ns(if_cached);
+    // a prefill that grows faster than linearly costs a long re-prefill up to about
+    // twice the model's linear estimate; a larger residual is likelier a wait, left to
+    // the call's residual (`causes::split_call`)
+    let beyond = if resid > fit.material_residual_ns() && resid <= modelled.max(0.0) {
         resid
     } else {
         0.0
     };
-    let cost = (spent - queue - fit.prefill_ns(if_cached)).clamp(0.0, spent.max(0.0));
-    Some((cost as i64, what))
+    let waited = if resid > fit.material_residual_ns() {
+        resid - beyond
+    } else {
+        0.0
+    };
+    let cost = (spent - waited - fit.prefill_ns(if_cached)).clamp(0.0, spent.max(0.0));
+    Some((cost as i64, beyond.min(cost) as i64, what))
 }
 
 /// The calls of a tree that carry a conversation id and token counts (prefill rates
@@ -253,6 +270,7 @@ pub fn detect(calls: &[LlmCall]) -> HashMap<SpanId, Eviction> {
                     prefill_ns_per_token: per_token,
                     cost_method: method,
                     cost_ns: cost,
+                    unexplained_ns: 0,
                     evidence: if cur.cache_read_inferred {
                         Evidence::Inferred
                     } else {

@@ -232,8 +232,32 @@ pub fn find(
                 let running = (ctx.metric_at)(gm::REQUESTS_RUNNING, server, s.start_ns);
                 let corroborated =
                     usage.is_some_and(|u| u >= 0.9) || preempt.is_some_and(|p| p > 0.0);
+                // the cost's part beyond the latency model's estimate, when the sections
+                // carry it as ambiguous (a costlier re-prefill, or a wait)
+                let on_path = level_of(
+                    sections
+                        .iter()
+                        .filter(|x| x.cause == Cause::KvEviction && tree.is_within(x.node, i)),
+                );
+                let level = (e.evidence.max(on_path.0), on_path.1);
+                // time of this call given to another cause that may be re-prefill too
+                let could_be_more: i64 = sections
+                    .iter()
+                    .filter(|x| {
+                        x.cause != Cause::KvEviction
+                            && x.evidence == Evidence::Ambiguous
+                            && x.alternatives.contains(Cause::KvEviction)
+                            && tree.is_within(x.node, i)
+                    })
+                    .map(|x| x.end - x.start)
+                    .sum();
+                let beyond = if level.0 == Evidence::Ambiguous {
+                    e.unexplained_ns.min(cost)
+                } else {
+                    0
+                };
                 push(
-                    (e.evidence, CauseSet::EMPTY),
+                    level,
                     "kv_eviction",
                     i,
                     cost,
@@ -248,6 +272,11 @@ pub fn find(
                         "model": e.model,
                         "prefill_ns_per_token": e.prefill_ns_per_token,
                         "cost_method": e.cost_method,
+                        "beyond_model_ns": beyond,
+                        // the cost if the time beyond the model was a wait, and if it,
+                        // and any other wait of this call that could be a re-prefill,
+                        // was all re-prefill
+                        "cost_range_ns": [cost - beyond, cost + could_be_more],
                         "kv_cache_usage_perc": usage,
                         "preemptions_last_30s": preempt,
                         "requests_running": running,
@@ -255,13 +284,18 @@ pub fn find(
                         "cache_reads": if e.evidence == Evidence::Measured { "reported" } else { "left out, read as zero (the source sends them on its other calls)" },
                     }),
                     format!(
-                        "The cached prefix of conversation {} was evicted: only {} of the {} tokens of the previous turn were read from cache, so {} tokens were prefilled again ({} on the critical path, costed from {}){}.",
+                        "The cached prefix of conversation {} was evicted: only {} of the {} tokens of the previous turn were read from cache, so {} tokens were prefilled again ({} on the critical path, costed from {}{}){}.",
                         e.conversation_id,
                         e.cache_read_tokens,
                         e.previous_input_tokens + e.previous_output_tokens,
                         e.evicted_tokens,
                         ms(cost),
                         e.cost_method,
+                        if beyond > 0 {
+                            format!("; {} of it is more than the latency model expects of this re-prefill: a prefill that grows faster than linearly with the prompt, or a wait the telemetry cannot tell apart", ms(beyond))
+                        } else {
+                            String::new()
+                        },
                         match (usage, preempt) {
                             (Some(u), _) if u >= 0.9 => format!("; KV cache was {:.0}% full", u * 100.0),
                             (_, Some(p)) if p > 0.0 => format!("; {p:.0} preemptions in the 30 s before"),
