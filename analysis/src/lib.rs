@@ -15,6 +15,7 @@
 pub mod compare;
 pub mod diff;
 pub mod export;
+pub mod json;
 mod notebook;
 mod persist;
 mod report;
@@ -51,6 +52,8 @@ pub enum AnalysisError {
     Percentile(f64),
     #[error("{0}")]
     BadInput(String),
+    #[error("writing the report: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl From<tailscope_store::query::QueryError> for AnalysisError {

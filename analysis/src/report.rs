@@ -4,6 +4,8 @@
 use crate::findings::Finding;
 use crate::tail::Tail;
 pub(crate) use crate::TraceResult; // also reachable as `crate::report::TraceResult`
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -71,12 +73,83 @@ impl Report {
     }
 }
 
-fn causes_json(m: &BTreeMap<Cause, i64>) -> Value {
-    Value::Object(
-        m.iter()
-            .map(|(c, v)| (c.as_str().to_owned(), json!(v)))
-            .collect(),
-    )
+/// One trace of the JSON report (design.md), with its critical path, serialised
+/// straight to the writer (no intermediate value; the keys in the sorted order a
+/// `serde_json::Value` object has, so both paths give the same bytes).
+pub(crate) struct TraceJson<'a>(pub &'a TraceResult);
+
+impl Serialize for TraceJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = self.0;
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry("alternatives", &t.alternatives)?;
+        m.serialize_entry("ambiguous_ns", &t.ambiguous_ns)?;
+        m.serialize_entry("by_cause_ns", &CausesJson(&t.by_cause_ns))?;
+        m.serialize_entry("critical_path", &SectionsJson(&t.sections))?;
+        m.serialize_entry("duration_ns", &t.duration_ns)?;
+        m.serialize_entry("primary_cause", &t.primary_cause.map(Cause::as_str))?;
+        m.serialize_entry(
+            "primary_evidence",
+            &t.primary_evidence.map(tailscope_model::Evidence::as_str),
+        )?;
+        m.serialize_entry("root", &t.root)?;
+        m.serialize_entry("trace_id", &t.trace_id)?;
+        m.end()
+    }
+}
+
+struct SectionsJson<'a>(&'a [tailscope_analysis_core::Section]);
+
+impl Serialize for SectionsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for x in self.0 {
+            seq.serialize_element(&SectionJson(x))?;
+        }
+        seq.end()
+    }
+}
+
+struct SectionJson<'a>(&'a tailscope_analysis_core::Section);
+
+impl Serialize for SectionJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let x = self.0;
+        let mut m = s.serialize_map(Some(6))?;
+        m.serialize_entry("alternatives", &x.alternatives)?;
+        m.serialize_entry("cause", x.cause.as_str())?;
+        m.serialize_entry("end_ns", &x.end_ns)?;
+        m.serialize_entry("evidence", x.evidence.as_str())?;
+        m.serialize_entry("span_id", &x.span_id.to_hex())?;
+        m.serialize_entry("start_ns", &x.start_ns)?;
+        m.end()
+    }
+}
+
+/// Per-cause nanoseconds as a JSON object, keyed by cause name in name order.
+struct CausesJson<'a>(&'a BTreeMap<Cause, i64>);
+
+impl Serialize for CausesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<(&str, i64)> = self.0.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+        v.sort_unstable_by_key(|e| e.0);
+        let mut m = s.serialize_map(Some(v.len()))?;
+        for (k, n) in v {
+            m.serialize_entry(k, &n)?;
+        }
+        m.end()
+    }
+}
+
+/// The JSON report's `tail` object.
+pub(crate) fn tail_json(t: &Tail) -> Value {
+    json!({
+        "percentile": t.percentile,
+        "p50_ns": t.p50_ns,
+        "p_ns": t.p_ns,
+        "tail_traces": t.tail_traces,
+        "gap_by_cause_ns": CausesJson(&t.gap_by_cause_ns),
+    })
 }
 
 /// A difference with its sign as prose writes it: "+5 ms", "−5 ms" (a minus sign, not
@@ -95,28 +168,8 @@ impl Report {
     /// The JSON object of design.md's contract.
     pub fn to_json(&self) -> Value {
         json!({
-            "traces": self.traces.iter().map(|t| json!({
-                "trace_id": t.trace_id,
-                "root": t.root,
-                "duration_ns": t.duration_ns,
-                "critical_path": t.sections.iter().map(|s| json!({
-                    "span_id": s.span_id.to_hex(), "start_ns": s.start_ns, "end_ns": s.end_ns,
-                    "cause": s.cause.as_str(), "evidence": s.evidence.as_str(),
-                    "alternatives": s.alternatives,
-                })).collect::<Vec<_>>(),
-                "ambiguous_ns": t.ambiguous_ns,
-                "by_cause_ns": causes_json(&t.by_cause_ns),
-                "primary_cause": t.primary_cause.map(Cause::as_str),
-                "primary_evidence": t.primary_evidence.map(tailscope_model::Evidence::as_str),
-                "alternatives": t.alternatives,
-            })).collect::<Vec<_>>(),
-            "tail": {
-                "percentile": self.tail.percentile,
-                "p50_ns": self.tail.p50_ns,
-                "p_ns": self.tail.p_ns,
-                "tail_traces": self.tail.tail_traces,
-                "gap_by_cause_ns": causes_json(&self.tail.gap_by_cause_ns),
-            },
+            "traces": self.traces.iter().map(TraceJson).collect::<Vec<_>>(),
+            "tail": tail_json(&self.tail),
             "findings": self.findings,
         })
     }

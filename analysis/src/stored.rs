@@ -4,11 +4,10 @@
 
 use crate::report::TraceResult;
 use crate::{AnalysisError, Finding, Options, Report};
-use std::collections::BTreeMap;
-use tailscope_model::{Cause, CauseSet, Evidence, SpanId};
-use tailscope_store::{FindingRow, SectionRow, Store, TraceRow};
+use tailscope_model::{Cause, CauseSet, Evidence};
+use tailscope_store::{FindingRow, SectionPage, Store, StoredSection, TraceRow};
 
-fn from_row(row: TraceRow, sections: &[SectionRow]) -> TraceResult {
+pub(crate) fn from_row(row: TraceRow, sections: &[StoredSection]) -> TraceResult {
     let by_cause = crate::cause_map(&row.by_cause_ns);
     let mut t = TraceResult {
         primary_cause: None,
@@ -28,16 +27,13 @@ fn from_row(row: TraceRow, sections: &[SectionRow]) -> TraceResult {
         conversation_id: row.conversation_id,
         sections: sections
             .iter()
-            .filter_map(|s| {
-                Some(tailscope_analysis_core::Section {
-                    span_id: SpanId::from_hex(&s.span_id).ok()?,
-                    start_ns: s.start_ns,
-                    end_ns: s.end_ns,
-                    cause: Cause::parse(&s.cause)?,
-                    // results stored before evidence levels: unknown, so not claimed
-                    evidence: Evidence::parse(&s.evidence).unwrap_or(Evidence::Inferred),
-                    alternatives: CauseSet::parse_list(&s.alternatives),
-                })
+            .map(|s| tailscope_analysis_core::Section {
+                span_id: s.span_id,
+                start_ns: s.start_ns,
+                end_ns: s.end_ns,
+                cause: s.cause,
+                evidence: s.evidence,
+                alternatives: s.alternatives,
             })
             .collect(),
         by_cause_ns: by_cause,
@@ -51,7 +47,7 @@ fn from_row(row: TraceRow, sections: &[SectionRow]) -> TraceResult {
     t
 }
 
-fn finding_from_row(f: FindingRow) -> Finding {
+pub(crate) fn finding_from_row(f: FindingRow) -> Finding {
     Finding {
         kind: f.kind,
         trace_id: f.trace_id,
@@ -69,26 +65,24 @@ fn finding_from_row(f: FindingRow) -> Finding {
 /// critical-path sections (the JSON report lists them; the text report does not).
 pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Report, AnalysisError> {
     opts.check()?;
-    let mut by_trace: BTreeMap<String, Vec<SectionRow>> = BTreeMap::new();
-    if sections {
-        for s in store.section_rows()? {
-            by_trace.entry(s.trace_id.clone()).or_default().push(s);
-        }
-    }
-    let traces: Vec<TraceResult> = store
-        .trace_rows()?
+    let rows = store.trace_rows()?;
+    let page = match rows.last() {
+        Some(last) if sections => store.section_page(None, &last.trace_id)?,
+        _ => SectionPage::default(),
+    };
+    let mut at = 0;
+    let traces: Vec<TraceResult> = rows
         .into_iter()
         .map(|r| {
-            let s = by_trace.remove(&r.trace_id).unwrap_or_default();
-            from_row(r, &s)
+            let s = page.of(&r.trace_id, &mut at);
+            from_row(r, s)
         })
         .collect();
     let findings: Vec<Finding> = store
         .finding_rows()?
         .into_iter()
         .map(finding_from_row)
-        .collect();
-    // primary causes are stored by the run that judged them
+        .collect(); // primary causes are stored by the run that judged them
     let mut report = crate::report_of(traces, findings, opts.percentile, false);
     report.attribute_operations(&store.critical_time_by_operation()?);
     // The cohort and group tables come from Polars over the stored rows.

@@ -36,20 +36,18 @@ fn open_store(db: &Path) -> Result<Store, tailscope_store::StoreError> {
 
 /// Analyses what is new in an open store (a progress bar on stderr while chunks are
 /// written), stores the results, returns the report; `sections`: with every trace's
-/// critical path (the JSON report lists them).
+/// critical path.
 pub fn report(store: &Store, percentile: f64, sections: bool) -> Result<Report> {
-    report_with(store, percentile, sections, true)
-}
-
-/// [`report`] with no progress bar (work done for another process).
-pub fn report_quietly(store: &Store, percentile: f64, sections: bool) -> Result<Report> {
-    report_with(store, percentile, sections, false)
-}
-
-fn report_with(store: &Store, percentile: f64, sections: bool, bar_shown: bool) -> Result<Report> {
     let opts = Options { percentile };
     // before any work: a bad percentile is refused without analysing
     opts.check()?;
+    analyse_new(store, true)?;
+    load_report(store, opts, sections).context("reading the analysis results")
+}
+
+/// Analyses what is new (a progress bar on stderr when `bar_shown` and the work spans
+/// more than one chunk) and stores the results.
+fn analyse_new(store: &Store, bar_shown: bool) -> Result<()> {
     let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template("analysing [{bar:30}] {pos}/{len} chunks {msg}")
@@ -71,7 +69,40 @@ fn report_with(store: &Store, percentile: f64, sections: bool, bar_shown: bool) 
         stats.recomputed,
         stats.reused
     );
-    load_report(store, opts, sections).context("reading the analysis results")
+    Ok(())
+}
+
+/// Analyses what is new, then writes the report to `out`: the text report, or the
+/// JSON report streamed from the stored results a page at a time (memory does not
+/// grow with the store), with a final newline.
+pub fn write_report(
+    store: &Store,
+    percentile: f64,
+    format: Format,
+    bar_shown: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let opts = Options { percentile };
+    opts.check()?;
+    analyse_new(store, bar_shown)?;
+    match format {
+        Format::Text => {
+            let r = load_report(store, opts, false).context("reading the analysis results")?;
+            out.write_all(r.to_text().as_bytes())?;
+        }
+        Format::Json => {
+            tailscope_analysis::json::write_report_json(
+                store,
+                opts,
+                tailscope_analysis::json::PAGE,
+                out,
+            )
+            .context("writing the JSON report")?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
@@ -89,10 +120,7 @@ pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
             );
         }
     };
-    let r = report(&store, args.percentile, matches!(args.format, Format::Json))?;
-    match args.format {
-        Format::Text => print!("{}", r.to_text()),
-        Format::Json => println!("{}", serde_json::to_string(&r.to_json())?),
-    }
-    Ok(())
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    write_report(&store, args.percentile, args.format, true, &mut out)
 }

@@ -6,7 +6,7 @@ use duckdb::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{params, Connection};
 use std::sync::Arc;
-use tailscope_model::Cause;
+use tailscope_model::{Cause, CauseSet, Evidence, SpanId};
 
 fn strs<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(v.collect::<StringArray>())
@@ -137,6 +137,43 @@ pub struct SpanRow {
     /// The span's conversation: its own, an ancestor's or a linked span's.
     pub conversation_id: Option<String>,
     pub orphan: bool,
+}
+
+/// A stored critical-path section as the report reads it: typed, no strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSection {
+    pub span_id: SpanId,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub cause: Cause,
+    pub evidence: Evidence,
+    pub alternatives: CauseSet,
+}
+
+/// The sections of a page of traces ([`Store::section_page`]): each trace id, in
+/// order, with the range of its sections.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SectionPage {
+    pub traces: Vec<(String, std::ops::Range<usize>)>,
+    pub sections: Vec<StoredSection>,
+}
+
+impl SectionPage {
+    /// The sections of `trace` when the walk is at trace `*at` (traces are visited in
+    /// order; a trace with no sections gets none).
+    pub fn of(&self, trace: &str, at: &mut usize) -> &[StoredSection] {
+        while self
+            .traces
+            .get(*at)
+            .is_some_and(|(id, _)| id.as_str() < trace)
+        {
+            *at += 1;
+        }
+        match self.traces.get(*at) {
+            Some((id, r)) if id == trace => &self.sections[r.clone()],
+            _ => &[],
+        }
+    }
 }
 
 /// One row of `findings`; `evidence` is JSON text.
@@ -490,14 +527,37 @@ impl Store {
 
     /// Every stored `trace_analysis` row.
     pub fn trace_rows(&self) -> Result<Vec<TraceRow>, StoreError> {
+        self.trace_rows_where("true", "", [])
+    }
+
+    /// Up to `limit` `trace_analysis` rows after trace `after` (from the first with
+    /// `None`), by trace id: a page of a walk over every trace in bounded memory.
+    pub fn trace_rows_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TraceRow>, StoreError> {
+        self.trace_rows_where(
+            "trace_id > ?",
+            &format!("LIMIT {limit}"),
+            [after.unwrap_or("")],
+        )
+    }
+
+    fn trace_rows_where<P: duckdb::Params>(
+        &self,
+        filter: &str,
+        limit: &str,
+        params: P,
+    ) -> Result<Vec<TraceRow>, StoreError> {
         let cols = CAUSE_COLUMNS.map(|c| format!("{c}_ns")).join(", ");
         let mut stmt = self.conn.prepare(&format!(
             "SELECT trace_id, root, route, conversation_id, start_ns, duration_ns, primary_cause, orphans, {cols}, analyzed_ns,
                     caller_trace_id, caller_span_id, coalesce(output_tokens, 0), coalesce(ambiguous_ns, 0), cause_evidence,
                     coalesce(uncached_tokens, 0)
-             FROM trace_analysis ORDER BY trace_id"
+             FROM trace_analysis WHERE {filter} ORDER BY trace_id {limit}"
         ))?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params, |r| {
             let mut by = [0i64; Cause::COUNT];
             for (k, v) in by.iter_mut().enumerate() {
                 *v = r.get(8 + k)?;
@@ -541,12 +601,86 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every stored critical-path section, ordered by trace and start.
-    pub fn section_rows(&self) -> Result<Vec<SectionRow>, StoreError> {
+    /// The critical-path sections of the traces after `after` up to and including
+    /// `last` (by trace id; `None`: from the first), typed and grouped by trace: a
+    /// page's sections, read as Arrow columns. Sections whose span id or cause no longer
+    /// parse are skipped; an unknown evidence level (results stored before levels) is
+    /// read as inferred, not claimed measured.
+    pub fn section_page(&self, after: Option<&str>, last: &str) -> Result<SectionPage, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {SECTION_COLS} FROM critical_path_sections ORDER BY trace_id, start_ns"
+            "SELECT {SECTION_COLS} FROM critical_path_sections
+             WHERE trace_id > ? AND trace_id <= ? ORDER BY trace_id, start_ns"
         ))?;
-        let rows = stmt.query_map([], section_row)?;
+        let mut page = SectionPage::default();
+        for b in stmt.query_arrow(params![after.unwrap_or(""), last])? {
+            let c = crate::read::Columns::new(&b);
+            let (trace, span, start, end) = (
+                c.str("trace_id")?,
+                c.str("span_id")?,
+                c.i64("start_ns")?,
+                c.i64("end_ns")?,
+            );
+            let (cause, evidence, alternatives) =
+                (c.str("cause")?, c.str("evidence")?, c.str("alternatives")?);
+            for i in 0..b.num_rows() {
+                let (Ok(span_id), Some(cause)) = (
+                    SpanId::from_hex(span.value(i)),
+                    Cause::parse(cause.value(i)),
+                ) else {
+                    continue;
+                };
+                let t = trace.value(i);
+                let k = page.sections.len();
+                match page.traces.last_mut() {
+                    Some((id, r)) if id == t => r.end = k + 1,
+                    _ => page.traces.push((t.to_owned(), k..k + 1)),
+                }
+                page.sections.push(StoredSection {
+                    span_id,
+                    start_ns: start.value(i),
+                    end_ns: end.value(i),
+                    cause,
+                    evidence: Evidence::parse(evidence.value(i)).unwrap_or(Evidence::Inferred),
+                    alternatives: CauseSet::parse_list(alternatives.value(i)),
+                });
+            }
+        }
+        Ok(page)
+    }
+
+    /// Up to `limit` findings after the one with row id `after` in the report's order
+    /// (costliest first, then by trace, span, kind and row): a page of a walk over every
+    /// finding in bounded memory. Each comes with its row id, the next page's cursor.
+    pub fn finding_rows_after(
+        &self,
+        after: Option<(i64, &FindingRow)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, FindingRow)>, StoreError> {
+        let order = "ORDER BY estimated_cost_ns DESC, trace_id, span_id, kind, rowid";
+        let row = |r: &duckdb::Row<'_>| Ok((r.get("rid")?, finding_row(r)?));
+        let mut stmt;
+        let rows = match after {
+            None => {
+                stmt = self.conn.prepare(&format!(
+                    "SELECT rowid AS rid, {FINDING_COLS} FROM findings {order} LIMIT {limit}"
+                ))?;
+                stmt.query_map([], row)?
+            }
+            Some((rid, a)) => {
+                stmt = self.conn.prepare(&format!(
+                    "SELECT rowid AS rid, {FINDING_COLS} FROM findings
+                     WHERE estimated_cost_ns < ?1 OR (estimated_cost_ns = ?1
+                       AND (trace_id > ?2 OR (trace_id = ?2
+                         AND (span_id > ?3 OR (span_id = ?3
+                           AND (kind > ?4 OR (kind = ?4 AND rowid > ?5)))))))
+                     {order} LIMIT {limit}"
+                ))?;
+                stmt.query_map(
+                    params![a.estimated_cost_ns, a.trace_id, a.span_id, a.kind, rid],
+                    row,
+                )?
+            }
+        };
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

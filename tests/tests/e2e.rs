@@ -1322,6 +1322,24 @@ mod ground_truth {
         writer.close().unwrap();
         let (r3, _) = analyze_and_store(&full, Options::default()).unwrap();
         assert_eq!(r2.to_json(), r3.to_json(), "incremental equals full");
+        // the streamed JSON report is the same document, byte for byte, whatever the
+        // page size (pages that split the findings and the traces several times)
+        let whole = serde_json::to_string(&r3.to_json()).unwrap();
+        for page in [1, 7, tailscope_analysis::json::PAGE] {
+            let mut out = Vec::new();
+            let st = tailscope_analysis::json::write_report_json(
+                &full,
+                Options::default(),
+                page,
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(
+                (st.traces, st.findings, st.bytes),
+                (r3.traces.len(), r3.findings.len(), whole.len() as u64)
+            );
+            assert!(String::from_utf8(out).unwrap() == whole, "page {page}");
+        }
         assert!(!r3.by_operation.is_empty());
         // Polars (over the stored rows) and the in-memory Rust cohorts agree
         let rust = analyze_spans(

@@ -240,14 +240,15 @@ async fn analyze(
 ) -> Response {
     command(&s, &headers, move |shared| {
         let store = shared.reader()?;
-        let r = crate::analyze::report_quietly(&store, req.percentile, req.json)?;
-        let stdout = if req.json {
-            format!("{}\n", serde_json::to_string(&r.to_json())?)
+        let format = if req.json {
+            crate::analyze::Format::Json
         } else {
-            r.to_text()
+            crate::analyze::Format::Text
         };
+        let mut out = Vec::new();
+        crate::analyze::write_report(&store, req.percentile, format, false, &mut out)?;
         Ok(Reply {
-            stdout,
+            stdout: String::from_utf8(out)?,
             error: None,
         })
     })

@@ -259,7 +259,7 @@ impl Store {
     }
 
     /// Every analysed trace's duration, ascending.
-    pub(crate) fn trace_durations(&self) -> Result<Vec<i64>, QueryError> {
+    pub fn trace_durations(&self) -> Result<Vec<i64>, QueryError> {
         let mut out = Vec::new();
         for b in self.query_arrow(
             "SELECT duration_ns::BIGINT AS d FROM trace_analysis WHERE duration_ns IS NOT NULL ORDER BY duration_ns",
