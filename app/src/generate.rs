@@ -32,6 +32,14 @@ pub struct GenerateArgs {
     /// Conversations to generate.
     #[arg(long, default_value_t = WorkloadConfig::default().conversations)]
     conversations: usize,
+    /// Seconds over which the conversations start (then their turns run on). Default:
+    /// the rate one inference server is sized for (240 conversations in 180 s), so a big
+    /// run is a longer stretch of realistic traffic. A shorter window packs the same
+    /// conversations into a burst served by a scaled-up server (the shape earlier
+    /// versions gave every run: `--span-secs 180`, heavily queued at thousands of
+    /// conversations).
+    #[arg(long, value_name = "SECS")]
+    span_secs: Option<f64>,
     /// Fraction of turns with a planted cause (0..1).
     #[arg(long, default_value_t = WorkloadConfig::default().cause_rate)]
     cause_rate: f64,
@@ -99,6 +107,21 @@ fn chunks(traces: Vec<Vec<Span>>, max_spans: usize) -> Vec<Vec<Span>> {
     out
 }
 
+/// Traces, and the nearest-rank p50 and p99 of their durations (first start to last
+/// end), of generated spans.
+fn trace_shape(spans: &[Span]) -> (usize, i64, i64) {
+    let mut ends: std::collections::HashMap<TraceId, (i64, i64)> = std::collections::HashMap::new();
+    for s in spans {
+        let e = ends.entry(s.trace_id).or_insert((s.start_ns, s.end_ns));
+        e.0 = e.0.min(s.start_ns);
+        e.1 = e.1.max(s.end_ns);
+    }
+    let mut d: Vec<i64> = ends.values().map(|(a, b)| b - a).collect();
+    d.sort_unstable();
+    let q = |p: f64| tailscope_model::stats::percentile(&d, p).unwrap_or(0);
+    (d.len(), q(50.0), q(99.0))
+}
+
 fn with_spans(resources: &[tailscope_model::Resource], spans: Vec<Span>) -> Batch {
     Batch {
         resources: resources.to_vec(),
@@ -122,16 +145,23 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         conversations: args.conversations,
         cause_rate: args.cause_rate,
         magnitude: args.magnitude,
+        span_secs: args
+            .span_secs
+            .unwrap_or_else(|| tailscope_samples::default_span_secs(args.conversations)),
         ..WorkloadConfig::default()
     };
     if let Some(dir) = &args.samples {
         return write_samples(dir);
     }
     let w = generate(&cfg);
+    let (traces, p50, p99) = trace_shape(&w.batch.spans);
     println!(
-        "generated {} conversations: {} spans, {} metric points, {} planted causes (seed {})",
+        "generated {} conversations over {:.0} s: {} spans in {traces} traces (p50 {:.2} s, p99 {:.2} s), {} metric points, {} planted causes (seed {})",
         cfg.conversations,
+        cfg.span_secs,
         w.batch.spans.len(),
+        p50 as f64 / 1e9,
+        p99 as f64 / 1e9,
         w.batch.metrics.len(),
         w.truth.len(),
         cfg.seed

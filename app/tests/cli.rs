@@ -134,7 +134,7 @@ fn count(db: &Path, sql: &str) -> i64 {
 }
 
 fn generated_spans(out: &str) -> i64 {
-    // "generated 12 conversations: 1588 spans, ..."
+    // "generated 12 conversations over 20 s: 1588 spans in 60 traces (...), ..."
     out.split(": ")
         .nth(1)
         .and_then(|r| r.split(' ').next())
@@ -317,6 +317,43 @@ fn generated_files_import_back_in_every_format() {
             count(&db, "SELECT count(*) FROM metric_points") > 0,
             "{format}"
         );
+    }
+}
+
+/// The conversations start at the rate one server is sized for unless `--span-secs`
+/// packs them tighter; either way the workload is the library's for that window.
+#[test]
+fn generate_spreads_conversations_at_the_sized_rate_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.duckdb");
+    let spans_of = |span_secs: f64| {
+        let cfg = tailscope_samples::WorkloadConfig {
+            seed: 5,
+            conversations: 480,
+            span_secs,
+            ..tailscope_samples::WorkloadConfig::default()
+        };
+        tailscope_samples::generate(&cfg).batch.spans.len() as i64
+    };
+    for (extra, window) in [(None, 360.0), (Some("90"), 90.0)] {
+        let out = dir.path().join(format!("out-{window}"));
+        let mut args = vec![
+            "generate",
+            "--conversations",
+            "480",
+            "--seed",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if let Some(s) = extra {
+            args.extend(["--span-secs", s]);
+        }
+        let o = tailscope(&db, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains(&format!("over {window:.0} s")), "{text}");
+        assert_eq!(generated_spans(&text), spans_of(window), "{text}");
     }
 }
 

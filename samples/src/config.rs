@@ -289,8 +289,8 @@ impl WorkloadConfig {
 }
 
 /// The window over which `conversations` conversations start at the default workload's
-/// rate (240 in 180 s), at least 20 s.
-fn default_span_secs(conversations: usize) -> f64 {
+/// rate (240 in 180 s, the rate one default server is sized for), at least 20 s.
+pub fn default_span_secs(conversations: usize) -> f64 {
     let d = WorkloadConfig::default();
     (d.span_secs * conversations as f64 / d.conversations as f64).max(20.0)
 }

@@ -42,7 +42,9 @@ mod util;
 mod validate;
 mod workload;
 
-pub use config::{GroundTruth, PlantedCause, ServerConfig, Workload, WorkloadConfig};
+pub use config::{
+    default_span_secs, GroundTruth, PlantedCause, ServerConfig, Workload, WorkloadConfig,
+};
 pub use load::{load_spans, LOAD_ATTRS_PER_SPAN};
 pub use replica::{replica_address, replica_host};
 pub use validate::validate;
