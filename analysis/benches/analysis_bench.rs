@@ -60,6 +60,9 @@ struct Args {
     /// that its peak RSS is the report's own.
     #[arg(long)]
     json_only: bool,
+    /// Only time the text report of the (analysed) store, in this fresh process.
+    #[arg(long)]
+    text_only: bool,
     /// Traces (and findings) per page of the streamed JSON report.
     #[arg(long, value_name = "N", default_value_t = tailscope_analysis::json::PAGE)]
     page: usize,
@@ -190,6 +193,17 @@ fn main() -> Result<()> {
             .set_memory_limit(limit)
             .context("--memory-limit takes a size such as 512MB")?;
         println!("DuckDB memory_limit {limit}");
+    }
+    if a.text_only {
+        reset_peak_rss();
+        let d = text_report_time(&store)?;
+        println!(
+            "text report: {:.3} s, peak RSS {} (a fresh process); < 300 ms: {}",
+            d.as_secs_f64(),
+            mib(proc_status_kib("VmHWM")),
+            verdict(d < Duration::from_millis(300))
+        );
+        return Ok(());
     }
     if a.json_only {
         let (d, bytes, peak) = json_report(&store, a.json_baseline, a.page)?;

@@ -35,41 +35,38 @@ pub struct OperationGap {
 }
 
 impl Report {
-    /// Fills [`Report::by_operation`] from per-span critical time rows
-    /// `(trace id, service, operation, critical ns)`.
-    pub fn attribute_operations(&mut self, rows: &[(String, String, String, i64)]) {
+    /// Fills [`Report::by_operation`]: critical-path time per (service, operation)
+    /// in the tail cohort and in the median band, summed by the store.
+    pub fn attribute_operations(
+        &mut self,
+        store: &tailscope_store::Store,
+    ) -> Result<(), tailscope_store::StoreError> {
         let durations: Vec<i64> = self.traces.iter().map(|t| t.duration_ns).collect();
         let (tail, mid, _, _) = crate::tail::cohorts(&durations, self.tail.percentile);
-        let tail: std::collections::HashSet<&str> = tail
-            .iter()
-            .map(|&i| self.traces[i].trace_id.as_str())
-            .collect();
-        let mid_set: std::collections::HashSet<&str> = mid
-            .iter()
-            .map(|&i| self.traces[i].trace_id.as_str())
-            .collect();
-        let mut sums: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
-        for (trace, service, op, ns) in rows {
-            let e = sums.entry((service.as_str(), op.as_str())).or_default();
-            if tail.contains(trace.as_str()) {
-                e.0 += ns;
-            }
-            if mid_set.contains(trace.as_str()) {
-                e.1 += ns;
-            }
-        }
-        let (nt, nm) = (tail.len().max(1) as i64, mid_set.len().max(1) as i64);
+        let ids = |idx: &[usize]| -> Vec<&str> {
+            idx.iter()
+                .map(|&i| self.traces[i].trace_id.as_str())
+                .collect()
+        };
+        let sums = store.critical_time_of_cohorts(&ids(&tail), &ids(&mid))?;
+        let (nt, nm) = (tail.len().max(1) as i64, mid.len().max(1) as i64);
         let mut v: Vec<OperationGap> = sums
             .into_iter()
-            .map(|((s, o), (t, m))| OperationGap {
-                service: s.to_owned(),
-                operation: o.to_owned(),
+            .map(|(service, operation, t, m)| OperationGap {
+                service,
+                operation,
                 tail_mean_ns: t / nt,
                 median_mean_ns: m / nm,
             })
             .collect();
-        v.sort_by_key(|g| std::cmp::Reverse(g.tail_mean_ns - g.median_mean_ns));
+        // largest gap first; ties in name order (the store's groups come unordered)
+        v.sort_by(|a, b| {
+            (b.tail_mean_ns - b.median_mean_ns)
+                .cmp(&(a.tail_mean_ns - a.median_mean_ns))
+                .then_with(|| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)))
+        });
         self.by_operation = v;
+        Ok(())
     }
 }
 

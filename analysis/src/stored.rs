@@ -84,7 +84,7 @@ pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Repor
         .map(finding_from_row)
         .collect(); // primary causes are stored by the run that judged them
     let mut report = crate::report_of(traces, findings, opts.percentile, false);
-    report.attribute_operations(&store.critical_time_by_operation()?);
+    report.attribute_operations(store)?;
     // The cohort and group tables come from Polars over the stored rows.
     let tables = crate::tables::tail_tables(store, opts.percentile)?;
     report

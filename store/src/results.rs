@@ -589,16 +589,38 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// (trace id, service, span name, critical ns) of every span on a critical path.
-    pub fn critical_time_by_operation(
+    /// Critical-path time per (service, span name) summed over two cohorts of traces
+    /// (the tail and the median band): `(service, name, tail ns, band ns)`. The
+    /// cohorts go to a temporary table and DuckDB joins and sums, so only the cohorts'
+    /// spans are read.
+    pub fn critical_time_of_cohorts(
         &self,
-    ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        tail: &[&str],
+        band: &[&str],
+    ) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
+        self.conn.execute_batch(
+            "CREATE OR REPLACE TEMP TABLE cohort (trace_id VARCHAR, tail BOOLEAN, band BOOLEAN)",
+        )?;
+        {
+            let tails: std::collections::HashSet<&str> = tail.iter().copied().collect();
+            let bands: std::collections::HashSet<&str> = band.iter().copied().collect();
+            let mut app = self.conn.appender("cohort")?;
+            for t in tails.union(&bands) {
+                app.append_row(params![t, tails.contains(t), bands.contains(t)])?;
+            }
+        }
         let mut stmt = self.conn.prepare(
-            "SELECT a.trace_id, s.service_name, s.name, a.critical_ns
-             FROM span_analysis a JOIN spans s USING (trace_id, span_id) WHERE a.critical_ns > 0",
+            "SELECT s.service_name, s.name,
+                    coalesce(sum(a.critical_ns) FILTER (WHERE c.tail), 0)::BIGINT,
+                    coalesce(sum(a.critical_ns) FILTER (WHERE c.band), 0)::BIGINT
+             FROM cohort c JOIN span_analysis a USING (trace_id)
+             JOIN spans s ON s.trace_id = a.trace_id AND s.span_id = a.span_id
+             WHERE a.critical_ns > 0 GROUP BY ALL",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let out = rows.collect::<Result<_, _>>()?;
+        self.conn.execute_batch("DROP TABLE IF EXISTS cohort")?;
+        Ok(out)
     }
 
     /// The critical-path sections of the traces after `after` up to and including
