@@ -56,19 +56,23 @@ struct Args {
     /// trace and section in memory, then one JSON value), for a before/after.
     #[arg(long)]
     json_baseline: bool,
-    /// Only stream the JSON report of the (analysed) store, in this fresh process, so
-    /// that its peak RSS is the report's own.
-    #[arg(long)]
-    json_only: bool,
-    /// Only time the text report of the (analysed) store, in this fresh process.
-    #[arg(long)]
-    text_only: bool,
+    /// Only this report of the (analysed) store, timed in this fresh process so that
+    /// its peak RSS is the report's own: `json` (streamed; with `--json-baseline`, built
+    /// in memory first) or `text`.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
     /// Traces (and findings) per page of the streamed JSON report.
     #[arg(long, value_name = "N", default_value_t = tailscope_analysis::json::PAGE)]
     page: usize,
     /// Passed by `cargo bench` to harness-less benches; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    Json,
+    Text,
 }
 
 /// Conversations generated per chunk (one seed each).
@@ -194,7 +198,7 @@ fn main() -> Result<()> {
             .context("--memory-limit takes a size such as 512MB")?;
         println!("DuckDB memory_limit {limit}");
     }
-    if a.text_only {
+    if a.only == Some(Only::Text) {
         reset_peak_rss();
         let d = text_report_time(&store)?;
         println!(
@@ -205,7 +209,7 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    if a.json_only {
+    if a.only == Some(Only::Json) {
         let (d, bytes, peak) = json_report(&store, a.json_baseline, a.page)?;
         let mb_s = bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9);
         println!(

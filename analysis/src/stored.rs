@@ -4,10 +4,11 @@
 
 use crate::report::TraceResult;
 use crate::{AnalysisError, Finding, Options, Report};
+use tailscope_model::samples::Section;
 use tailscope_model::{Cause, CauseSet, Evidence};
-use tailscope_store::{FindingRow, SectionPage, Store, StoredSection, TraceRow};
+use tailscope_store::{FindingRow, SectionPage, Store, TraceRow};
 
-pub(crate) fn from_row(row: TraceRow, sections: &[StoredSection]) -> TraceResult {
+pub(crate) fn from_row(row: TraceRow, sections: &[Section]) -> TraceResult {
     let by_cause = crate::cause_map(&row.by_cause_ns);
     let mut t = TraceResult {
         primary_cause: None,
@@ -25,17 +26,7 @@ pub(crate) fn from_row(row: TraceRow, sections: &[StoredSection]) -> TraceResult
         start_ns: row.start_ns,
         duration_ns: row.duration_ns,
         conversation_id: row.conversation_id,
-        sections: sections
-            .iter()
-            .map(|s| tailscope_analysis_core::Section {
-                span_id: s.span_id,
-                start_ns: s.start_ns,
-                end_ns: s.end_ns,
-                cause: s.cause,
-                evidence: s.evidence,
-                alternatives: s.alternatives,
-            })
-            .collect(),
+        sections: sections.to_vec(),
         by_cause_ns: by_cause,
         output_tokens: row.output_tokens,
         uncached_tokens: row.uncached_tokens,

@@ -1,6 +1,21 @@
 //! What a trace source (the local store, a remote engine) hands the analysis core's
 //! pure functions: plain rows, read once, with no storage behind them.
 
+use crate::{Cause, CauseSet, Evidence, SpanId};
+
+/// One critical-path section of a trace: its span, time, cause, how the cause is
+/// known, and the causes that explain it about as well (what the analysis computes
+/// and a store reads back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section {
+    pub span_id: SpanId,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub cause: Cause,
+    pub evidence: Evidence,
+    pub alternatives: CauseSet,
+}
+
 /// Where an attribute key occurs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyPresence {

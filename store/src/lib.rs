@@ -34,8 +34,8 @@ pub use read::{SeriesPoint, Traces};
 pub use readonly::check_read_only;
 pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};
 pub use results::{
-    AnalysisRows, FindingRow, RunRow, SectionPage, SectionRow, SpanRow, StoredSection, TraceGraph,
-    TraceInfo, TraceRow, TraceSummaries, CAUSE_COLUMNS,
+    AnalysisRows, FindingRow, RunRow, SectionPage, SectionRow, SpanRow, TraceGraph, TraceInfo,
+    TraceRow, TraceSummaries, CAUSE_COLUMNS,
 };
 pub use schema::SCHEMA_VERSION;
 pub use segments::{Published, SEGMENT_TABLES};

@@ -6,6 +6,7 @@ use duckdb::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{params, Connection};
 use std::sync::Arc;
+use tailscope_model::samples::Section;
 use tailscope_model::{Cause, CauseSet, Evidence, SpanId};
 
 fn strs<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
@@ -139,29 +140,18 @@ pub struct SpanRow {
     pub orphan: bool,
 }
 
-/// A stored critical-path section as the report reads it: typed, no strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredSection {
-    pub span_id: SpanId,
-    pub start_ns: i64,
-    pub end_ns: i64,
-    pub cause: Cause,
-    pub evidence: Evidence,
-    pub alternatives: CauseSet,
-}
-
 /// The sections of a page of traces ([`Store::section_page`]): each trace id, in
 /// order, with the range of its sections.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SectionPage {
     pub traces: Vec<(String, std::ops::Range<usize>)>,
-    pub sections: Vec<StoredSection>,
+    pub sections: Vec<Section>,
 }
 
 impl SectionPage {
     /// The sections of `trace` when the walk is at trace `*at` (traces are visited in
     /// order; a trace with no sections gets none).
-    pub fn of(&self, trace: &str, at: &mut usize) -> &[StoredSection] {
+    pub fn of(&self, trace: &str, at: &mut usize) -> &[Section] {
         while self
             .traces
             .get(*at)
@@ -657,7 +647,7 @@ impl Store {
                     Some((id, r)) if id == t => r.end = k + 1,
                     _ => page.traces.push((t.to_owned(), k..k + 1)),
                 }
-                page.sections.push(StoredSection {
+                page.sections.push(Section {
                     span_id,
                     start_ns: start.value(i),
                     end_ns: end.value(i),

@@ -6,17 +6,7 @@ use crate::tree::Tree;
 use std::collections::BTreeMap;
 use tailscope_model::{Cause, CauseSet, Evidence, SpanId};
 
-/// One critical-path section of a trace: its span, time, cause, how the cause is
-/// known, and the causes that explain it about as well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Section {
-    pub span_id: SpanId,
-    pub start_ns: i64,
-    pub end_ns: i64,
-    pub cause: Cause,
-    pub evidence: Evidence,
-    pub alternatives: CauseSet,
-}
+pub use tailscope_model::samples::Section;
 
 /// How each cause of a trace is known: the level of most of its critical-path time
 /// (ambiguous when half or more is, else inferred when half or more is inferred or
