@@ -38,7 +38,7 @@ pub fn handoff(tree: &Tree, i: usize) -> i64 {
     s.end_ns
 }
 
-fn blocking(tree: &Tree, parent: usize, child: usize) -> bool {
+pub(crate) fn blocking(tree: &Tree, parent: usize, child: usize) -> bool {
     let p = &tree.nodes[parent].span;
     let c = &tree.nodes[child].span;
     !(p.kind == SpanKind::Producer && c.kind == SpanKind::Consumer)

@@ -24,6 +24,7 @@ pub mod tail;
 pub mod tenant;
 pub mod text;
 pub mod tree;
+pub mod whatif;
 
 #[cfg(test)]
 mod testutil;
