@@ -23,6 +23,7 @@ pub mod stored;
 pub mod tables;
 pub mod tenant;
 pub mod update;
+pub mod whatif;
 
 pub use persist::analyze_and_store;
 pub use report::{OperationGap, Report};

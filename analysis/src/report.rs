@@ -151,7 +151,7 @@ pub(crate) fn tail_json(t: &Tail) -> Value {
 
 /// A difference with its sign as prose writes it: "+5 ms", "−5 ms" (a minus sign, not
 /// a hyphen; never "+-").
-fn signed(ns: i64) -> String {
+pub(crate) fn signed(ns: i64) -> String {
     if ns < 0 {
         format!("−{}", secs(-ns))
     } else {

@@ -15,3 +15,4 @@ pub mod live;
 pub mod query;
 pub mod replay_input;
 pub mod sink;
+pub mod whatif;

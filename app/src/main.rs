@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tailscope::{analyze, compare, diff, export, gui, import, query};
+use tailscope::{analyze, compare, diff, export, gui, import, query, whatif};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -59,6 +59,9 @@ enum Command {
     Compare(compare::CompareArgs),
     /// What changed between two periods (or two stores), with confidence intervals.
     Diff(diff::DiffArgs),
+    /// The latency after a change to an operation, cause, tool or model, predicted
+    /// from the stored traces; --rank: what would move the tail most.
+    Whatif(whatif::WhatifArgs),
 }
 
 /// The default store: `<data dir>/tailscope/tailscope.duckdb`.
@@ -99,6 +102,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Export(args)) => export::run(&db, &args),
         Some(Command::Compare(args)) => compare::run(&db, &args),
         Some(Command::Diff(args)) => diff::run(&db, &args),
+        Some(Command::Whatif(args)) => whatif::run(&db, &args),
         Some(Command::Gui(args)) => gui::run(&db, &args),
         None => gui::run(&db, &gui::GuiArgs::standard()),
     }

@@ -165,6 +165,91 @@ fn demo_headless_runs_and_stores_the_workload() {
     }
 }
 
+/// `whatif` follows design.md's contract: a change that changes nothing predicts the
+/// same latency, a 50% speed-up of every LLM call's server span lowers the tail, and the
+/// ranking is largest reduction first; a bad target is a usage error.
+#[test]
+fn whatif_predicts_and_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.duckdb");
+    assert!(
+        tailscope(&db, &["demo", "--headless", "--conversations", "15"])
+            .status
+            .success()
+    );
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = tailscope(&db, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = json(&[
+        "whatif",
+        "--target",
+        "op:llm_request",
+        "--speedup",
+        "0",
+        "--format",
+        "json",
+    ]);
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "affected_traces",
+            "after",
+            "before",
+            "change",
+            "new_top_tail_cause",
+            "percentile",
+            "target",
+            "traces"
+        ]
+    );
+    assert_eq!(
+        v["target"],
+        serde_json::json!({"kind": "op", "name": "llm_request"})
+    );
+    for k in ["p50_ns", "p90_ns", "p_ns", "mean_ns"] {
+        assert_eq!(
+            v["before"][k], v["after"][k],
+            "{k}: a 0% speed-up changes nothing"
+        );
+    }
+    assert!(v["affected_traces"].as_u64().unwrap() > 0);
+    assert!(v["traces"].as_u64().unwrap() >= v["affected_traces"].as_u64().unwrap());
+    let v = json(&[
+        "whatif",
+        "--target",
+        "op:llm_request",
+        "--speedup",
+        "0.5",
+        "--format",
+        "json",
+    ]);
+    let (before, after) = (
+        v["before"]["p_ns"].as_i64().unwrap(),
+        v["after"]["p_ns"].as_i64().unwrap(),
+    );
+    assert!(after < before, "{v}");
+    let ci = v["after"]["p_ci_ns"].as_array().unwrap();
+    assert!(
+        ci[0].as_i64().unwrap() <= after && after <= ci[1].as_i64().unwrap(),
+        "{v}"
+    );
+    let r = json(&["whatif", "--rank", "--format", "json"]);
+    let ranking = r["ranking"].as_array().unwrap();
+    assert!(!ranking.is_empty());
+    let changes: Vec<i64> = ranking
+        .iter()
+        .map(|x| x["p_change_ns"].as_i64().unwrap())
+        .collect();
+    assert!(changes.windows(2).all(|w| w[0] <= w[1]), "{changes:?}");
+    assert!(changes[0] < 0, "the top operation moves the tail");
+    let o = tailscope(&db, &["whatif", "--target", "bogus", "--speedup", "0.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("KIND:NAME"), "{}", stderr(&o));
+}
+
 /// `analyze --format json` follows design.md's contract, and re-running is idempotent.
 #[test]
 fn analyze_json_follows_the_contract() {

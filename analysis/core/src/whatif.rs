@@ -50,8 +50,8 @@ fn hits(id: [u8; 8], rate: f64, seed: u64) -> bool {
     (rng.next_u64() as f64 / u64::MAX as f64) < rate
 }
 
-/// Re-walks `tree` with `change` applied to the spans `target` picks.
-pub fn rewalk(tree: &Tree, target: &dyn Fn(usize) -> bool, change: Change, seed: u64) -> Rewalk {
+/// Re-walks `tree` with each span's change (`change_of(node)`, `None`: unchanged).
+pub fn rewalk(tree: &Tree, change_of: &dyn Fn(usize) -> Option<Change>, seed: u64) -> Rewalk {
     let n = tree.nodes.len();
     // children before parents: a post-order without recursion (traces can be deep)
     let mut order = Vec::with_capacity(n);
@@ -97,7 +97,7 @@ pub fn rewalk(tree: &Tree, target: &dyn Fn(usize) -> bool, change: Change, seed:
                     n.checked_sub(1).map(|x| by_end[x].1)
                 })
                 .collect();
-            let parallel = |k: usize| change == Change::Parallel && target(kids[k].0);
+            let parallel = |k: usize| change_of(kids[k].0) == Some(Change::Parallel);
             // a parallel child starts with its predecessor; what waited for it waits
             // for its predecessor instead
             let waits_on: Vec<Option<usize>> = pred
@@ -136,7 +136,7 @@ pub fn rewalk(tree: &Tree, target: &dyn Fn(usize) -> bool, change: Change, seed:
                 .max()
                 .unwrap_or(d);
         }
-        if target(i) && change != Change::Parallel {
+        if let Some(change) = change_of(i) {
             touched += 1;
             d = match change {
                 Change::SpeedUp(f) => (d as f64 * (1.0 - f.clamp(0.0, 1.0))).round() as i64,
@@ -144,10 +144,8 @@ pub fn rewalk(tree: &Tree, target: &dyn Fn(usize) -> bool, change: Change, seed:
                 Change::Cache { hit_rate, hit_ns } if hits(s.span_id.0, hit_rate, seed) => {
                     hit_ns.max(0)
                 }
-                _ => d,
+                Change::Cache { .. } | Change::Parallel => d,
             };
-        } else if target(i) {
-            touched += 1;
         }
         dur[i] = d;
     }
@@ -166,6 +164,9 @@ pub struct Moved {
     pub before_ns: f64,
     pub after_ns: f64,
     pub after_ci_ns: (f64, f64),
+    /// The 95% interval of `after − before`, from the same resamples of traces (paired:
+    /// a change that moves nothing gets an interval of zero width).
+    pub change_ci_ns: (f64, f64),
 }
 
 /// What a change does to a set of traces.
@@ -176,7 +177,8 @@ pub struct Summary {
     pub touched_traces: usize,
     pub p50: Moved,
     pub p90: Moved,
-    pub p99: Moved,
+    /// At the summary's percentile (99 by default).
+    pub p: Moved,
     pub mean: Moved,
 }
 
@@ -194,34 +196,42 @@ fn stat(v: &mut [f64], q: Option<f64>) -> f64 {
     }
 }
 
-/// p50, p90, p99 and mean of the durations before and after, each after value with a
-/// 95% interval from a seeded bootstrap over traces. `None` for no traces.
-pub fn summarize(rewalks: &[Rewalk], seed: u64) -> Option<Summary> {
+/// p50, p90, the `percentile` and the mean of the durations before and after, each
+/// after value with a 95% interval from a seeded bootstrap over traces. `None` for no
+/// traces.
+pub fn summarize(rewalks: &[Rewalk], percentile: f64, seed: u64) -> Option<Summary> {
     let n = rewalks.len();
     if n == 0 {
         return None;
     }
     let before: Vec<f64> = rewalks.iter().map(|r| r.before_ns as f64).collect();
     let after: Vec<f64> = rewalks.iter().map(|r| r.after_ns as f64).collect();
-    let qs = [Some(0.5), Some(0.9), Some(0.99), None];
+    let qs = [Some(0.5), Some(0.9), Some(percentile / 100.0), None];
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(RESAMPLES); qs.len()];
+    let mut diffs: Vec<Vec<f64>> = vec![Vec::with_capacity(RESAMPLES); qs.len()];
     let mut rng = crate::stats::SplitMix64::new(seed ^ 0x005e_ed1f);
-    let mut sample = vec![0.0; n];
+    let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
     for _ in 0..RESAMPLES {
-        for x in &mut sample {
-            *x = after[rng.below(n)];
+        for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+            let k = rng.below(n);
+            (*x, *y) = (after[k], before[k]);
         }
-        for (d, q) in draws.iter_mut().zip(qs) {
-            d.push(stat(&mut sample, q));
+        for ((d, e), q) in draws.iter_mut().zip(diffs.iter_mut()).zip(qs) {
+            let (sa, sb) = (stat(&mut a, q), stat(&mut b, q));
+            d.push(sa);
+            e.push(sa - sb);
         }
     }
+    let interval = |v: &[f64]| {
+        crate::stats::percentile_interval(v.to_vec(), 0.95).unwrap_or((f64::NAN, f64::NAN))
+    };
     let moved = |k: usize| {
         let q = qs[k];
         Moved {
             before_ns: stat(&mut before.clone(), q),
             after_ns: stat(&mut after.clone(), q),
-            after_ci_ns: crate::stats::percentile_interval(draws[k].clone(), 0.95)
-                .unwrap_or((f64::NAN, f64::NAN)),
+            after_ci_ns: interval(&draws[k]),
+            change_ci_ns: interval(&diffs[k]),
         }
     };
     Some(Summary {
@@ -229,7 +239,7 @@ pub fn summarize(rewalks: &[Rewalk], seed: u64) -> Option<Summary> {
         touched_traces: rewalks.iter().filter(|r| r.touched > 0).count(),
         p50: moved(0),
         p90: moved(1),
-        p99: moved(2),
+        p: moved(2),
         mean: moved(3),
     })
 }
@@ -242,9 +252,9 @@ mod tests {
 
     const MS: i64 = 1_000_000;
 
-    fn named<'a>(t: &'a Tree, name: &str) -> impl Fn(usize) -> bool + 'a {
+    fn on<'a>(t: &'a Tree, name: &str, change: Change) -> impl Fn(usize) -> Option<Change> + 'a {
         let name = name.to_owned();
-        move |i| t.nodes[i].span.name == name
+        move |i| (t.nodes[i].span.name == name).then_some(change)
     }
 
     /// root 1 [0,100]: a [10,40] then b [40,90] (sequential), 10 ms after.
@@ -268,7 +278,7 @@ mod tests {
     #[test]
     fn nothing_changed_is_the_same_trace() {
         for t in [sequential(), fan_out()] {
-            let r = rewalk(&t, &|_| false, Change::SpeedUp(0.5), 1);
+            let r = rewalk(&t, &|_| None, 1);
             assert_eq!(
                 (r.before_ns, r.after_ns, r.touched),
                 (100 * MS, 100 * MS, 0)
@@ -280,13 +290,13 @@ mod tests {
     fn sequential_siblings_shift() {
         let t = sequential();
         // b (s3) 50 ms -> 25 ms: the root ends 25 ms sooner
-        let r = rewalk(&t, &named(&t, "s3"), Change::SpeedUp(0.5), 1);
+        let r = rewalk(&t, &on(&t, "s3", Change::SpeedUp(0.5)), 1);
         assert_eq!(r.after_ns, 75 * MS);
         // a (s2) 30 ms -> 10 ms: b starts 20 ms sooner
-        let r = rewalk(&t, &named(&t, "s2"), Change::Duration(10 * MS), 1);
+        let r = rewalk(&t, &on(&t, "s2", Change::Duration(10 * MS)), 1);
         assert_eq!(r.after_ns, 80 * MS);
         // b in parallel with a: b starts at 10 with a, ends at 60; a ends at 40
-        let r = rewalk(&t, &named(&t, "s3"), Change::Parallel, 1);
+        let r = rewalk(&t, &on(&t, "s3", Change::Parallel), 1);
         assert_eq!(r.after_ns, 70 * MS, "b from 10 to 60, then 10 ms after");
     }
 
@@ -296,9 +306,9 @@ mod tests {
     #[test]
     fn parallel_siblings_take_the_maximum() {
         let t = fan_out();
-        let r = rewalk(&t, &named(&t, "s2"), Change::SpeedUp(0.5), 1);
+        let r = rewalk(&t, &on(&t, "s2", Change::SpeedUp(0.5)), 1);
         assert_eq!(r.after_ns, 100 * MS);
-        let r = rewalk(&t, &named(&t, "s3"), Change::SpeedUp(0.5), 1);
+        let r = rewalk(&t, &on(&t, "s3", Change::SpeedUp(0.5)), 1);
         assert_eq!(
             r.after_ns,
             70 * MS,
@@ -316,7 +326,7 @@ mod tests {
         s[1].kind = SpanKind::Producer;
         s[2].kind = SpanKind::Consumer;
         let t = trace(s);
-        let r = rewalk(&t, &named(&t, "s3"), Change::Duration(200 * MS), 1);
+        let r = rewalk(&t, &on(&t, "s3", Change::Duration(200 * MS)), 1);
         assert_eq!(r.after_ns, 100 * MS);
     }
 
@@ -334,11 +344,14 @@ mod tests {
                     let t = trace(s);
                     let r = rewalk(
                         &t,
-                        &named(&t, "s2"),
-                        Change::Cache {
-                            hit_rate: 0.3,
-                            hit_ns: 10 * MS,
-                        },
+                        &on(
+                            &t,
+                            "s2",
+                            Change::Cache {
+                                hit_rate: 0.3,
+                                hit_ns: 10 * MS,
+                            },
+                        ),
                         seed,
                     );
                     r.after_ns == 20 * MS
@@ -365,7 +378,7 @@ mod tests {
             .iter()
             .position(|n| n.span.end_ns == 20_000_000 && n.parent.is_some())
             .unwrap();
-        let r = rewalk(&t, &|i| i == slowest, Change::SpeedUp(0.5), 1);
+        let r = rewalk(&t, &|i| (i == slowest).then_some(Change::SpeedUp(0.5)), 1);
         assert_eq!(r.after_ns, 19_999_000, "the next slowest now bounds it");
     }
 
@@ -380,7 +393,7 @@ mod tests {
             spans.push(s);
         }
         let t = trace(spans);
-        let r = rewalk(&t, &|_| false, Change::SpeedUp(0.5), 1);
+        let r = rewalk(&t, &|_| None, 1);
         assert_eq!(r.after_ns, r.before_ns);
     }
 
@@ -396,21 +409,38 @@ mod tests {
                     span(2, Some(1), 0, 40 * MS),
                     span(3, Some(1), 0, slow),
                 ]);
-                let r = rewalk(&t, &named(&t, "s3"), Change::SpeedUp(0.5), 3);
+                let r = rewalk(&t, &on(&t, "s3", Change::SpeedUp(0.5)), 3);
                 r
             })
             .collect();
-        let s = summarize(&rewalks, 1).unwrap();
+        let s = summarize(&rewalks, 99.0, 1).unwrap();
         assert_eq!((s.traces, s.touched_traces), (1_000, 1_000));
         // p99 before: 148 + 10 ms; after: max(40, 74) + 10 ms
-        assert_eq!(s.p99.before_ns as i64, 158 * MS);
-        assert_eq!(s.p99.after_ns as i64, 84 * MS);
-        let (lo, hi) = s.p99.after_ci_ns;
+        assert_eq!(s.p.before_ns as i64, 158 * MS);
+        assert_eq!(s.p.after_ns as i64, 84 * MS);
+        let (lo, hi) = s.p.after_ci_ns;
         assert!(
-            lo <= s.p99.after_ns && s.p99.after_ns <= hi && hi - lo < 5.0 * MS as f64,
+            lo <= s.p.after_ns && s.p.after_ns <= hi && hi - lo < 5.0 * MS as f64,
             "{s:?}"
         );
         assert!(s.mean.after_ns < s.mean.before_ns);
-        assert!(summarize(&[], 1).is_none());
+        let (lo, hi) = s.p.change_ci_ns;
+        assert!(
+            lo <= -70.0 * MS as f64 && hi >= -76.0 * MS as f64 && hi < 0.0,
+            "{s:?}"
+        );
+        // a change that touches nothing moves nothing, with certainty
+        let same: Vec<Rewalk> = rewalks
+            .iter()
+            .map(|r| Rewalk {
+                after_ns: r.before_ns,
+                ..*r
+            })
+            .collect();
+        assert_eq!(
+            summarize(&same, 99.0, 1).unwrap().p.change_ci_ns,
+            (0.0, 0.0)
+        );
+        assert!(summarize(&[], 99.0, 1).is_none());
     }
 }

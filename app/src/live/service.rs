@@ -20,6 +20,7 @@ use tailscope_store::{Store, Writer};
 enum Forwarded {
     Compare(crate::compare::CompareArgs),
     Diff(crate::diff::DiffArgs),
+    Whatif(crate::whatif::WhatifArgs),
 }
 
 /// How long a live read waits for the ingest log's backlog to load.
@@ -315,6 +316,7 @@ async fn cli(
         let stdout = match &parsed {
             Forwarded::Compare(a) => crate::compare::output(&store, a)?,
             Forwarded::Diff(a) => crate::diff::output(&store, None, (&shared.db, &shared.db), a)?,
+            Forwarded::Whatif(a) => crate::whatif::output(&store, a)?,
         };
         Ok(Reply {
             stdout,
