@@ -271,7 +271,7 @@ pub fn export(
     let replays = store
         .replay_tables()
         .map_err(reading("information_schema.tables"))?;
-    let steps = 1 + TABLES.len() + replays.len() + 1;
+    let steps = 1 + TABLES.len() + replays.len() + 2;
     let mut step = 0;
     let mut report = |step: usize, label: &str, rows: Option<usize>| {
         progress(ExportProgress {
@@ -355,6 +355,15 @@ pub fn export(
     }
     step += 1;
     check_cancel(&written)?;
+    report(step, WHATIF_TABLE, None);
+    written.push(whatif_ranking(store, dir)?);
+    report(
+        step,
+        WHATIF_TABLE,
+        Some(written.last().map_or(0, |w| w.summary.rows)),
+    );
+    step += 1;
+    check_cancel(&written)?;
     report(step, "README and notebook", None);
     let readme = dir.join(README);
     std::fs::write(&readme, readme_text(&written, &filter.description, traces))
@@ -370,6 +379,72 @@ pub fn export(
         readme,
         traces,
         elapsed: started.elapsed(),
+    })
+}
+
+/// The exported `whatif --rank` table.
+pub const WHATIF_TABLE: &str = "whatif_ranking";
+
+/// `whatif --rank` over every analysed trace of the store, as a Parquet table.
+fn whatif_ranking(store: &Store, dir: &Path) -> Result<Written, ExportError> {
+    use polars::prelude::{Column, NamedFrom, Series};
+    let ranked = crate::whatif::rank(store, crate::Options::default())?;
+    let col = |name: &str, v: Vec<i64>| Column::from(Series::new(name.into(), v));
+    let strs = |name: &str, v: Vec<&str>| Column::from(Series::new(name.into(), v));
+    let mut df = DataFrame::new(vec![
+        strs(
+            "kind",
+            ranked.iter().map(|r| r.target.kind.as_str()).collect(),
+        ),
+        strs(
+            "name",
+            ranked.iter().map(|r| r.target.name.as_str()).collect(),
+        ),
+        col(
+            "p_change_ns",
+            ranked.iter().map(|r| r.p_change_ns).collect(),
+        ),
+        col("p_ci_low_ns", ranked.iter().map(|r| r.p_ci_ns.0).collect()),
+        col("p_ci_high_ns", ranked.iter().map(|r| r.p_ci_ns.1).collect()),
+    ])
+    .map_err(|e| ExportError::Parquet {
+        path: parquet_path(dir, WHATIF_TABLE),
+        message: e.to_string(),
+    })?;
+    let path = parquet_path(dir, WHATIF_TABLE);
+    let bytes = write_parquet(&path, &mut df)?;
+    let types = dtype_names(&df);
+    let about = [
+        (
+            "kind",
+            "what was changed: op (an operation: service · span name)",
+        ),
+        ("name", "the operation"),
+        (
+            "p_change_ns",
+            "the p99's change if this operation alone were 50% faster (negative: faster)",
+        ),
+        (
+            "p_ci_low_ns",
+            "95% interval of that change, low end (paired bootstrap over traces)",
+        ),
+        ("p_ci_high_ns", "95% interval of that change, high end"),
+    ];
+    Ok(Written {
+        summary: TableSummary {
+            name: WHATIF_TABLE.to_owned(),
+            path,
+            rows: df.height(),
+            bytes,
+        },
+        about: "`tailscope whatif --rank` over every analysed trace of the store: the operations with the most critical-path time in the p99 tail, each made 50% faster alone, largest reduction first.".to_owned(),
+        columns: about
+            .iter()
+            .map(|(n, a)| {
+                let ty = types.iter().find(|(t, _)| t == n).map_or_else(String::new, |(_, t)| t.clone());
+                ((*n).to_owned(), ty, (*a).to_owned())
+            })
+            .collect(),
     })
 }
 

@@ -476,7 +476,19 @@ else:
 print(f"before: {tb.height} traces · after: {ta.height} traces")
 diff_table"#,
     ),
-    Md(r#"## 11. Results for comparison
+    Md(
+        r#"## 11. What would move the p99 most (`tailscope whatif --rank`)
+
+Each operation with the most critical-path time in the tail, made 50% faster alone, every
+trace re-walked over its tree: the p99's change with a 95% interval. An operation off the
+tail's critical paths moves nothing, however much faster it gets."#,
+    ),
+    Code(
+        r#"ranking = load("whatif_ranking")
+ranking.select("name", (pl.col("p_change_ns") / 1e6).alias("p99_change_ms"),
+               (pl.col("p_ci_low_ns") / 1e6).alias("ci_low_ms"), (pl.col("p_ci_high_ns") / 1e6).alias("ci_high_ms"))"#,
+    ),
+    Md(r#"## 12. Results for comparison
 
 The tail numbers, the shared values and the per-route p50/p99 of the two periods above, written to `notebook_results.json` (the export test compares them
 with `tailscope analyze --format json` on the same store)."#),
@@ -486,7 +498,8 @@ with `tailscope analyze --format json` on the same store)."#),
            "compare": shared.select("key", "value", "tail_traces", "excess_ns").to_dicts() if shared.height else [],
            "diff": {"before": list(BEFORE), "after": list(AFTER), "before_traces": tb.height,
                     "after_traces": ta.height,
-                    "routes": [r for r in diff_rows if r["scope"] == "route"]}}
+                    "routes": [r for r in diff_rows if r["scope"] == "route"]},
+           "whatif_ranking": ranking.select("name", "p_change_ns").to_dicts()}
 out = Path(os.environ.get("TAILSCOPE_RESULTS_DIR", DATA)) / "notebook_results.json"
 out.write_text(json.dumps(results, indent=2, sort_keys=True))
 results"#,

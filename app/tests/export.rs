@@ -174,6 +174,22 @@ fn notebook_reproduces_the_analyze_report() {
             "compare {k}: notebook {nb_top} vs CLI {cli_top}"
         );
     }
+    // the whatif cell shows `tailscope whatif --rank`'s ranking, from the exported table
+    let cli: Value =
+        serde_json::from_str(&ok(&run(&db, &["whatif", "--rank", "--format", "json"]))).unwrap();
+    let (nb_rank, cli_rank) = (
+        got["whatif_ranking"].as_array().unwrap(),
+        cli["ranking"].as_array().unwrap(),
+    );
+    assert!(!cli_rank.is_empty());
+    assert_eq!(nb_rank.len(), cli_rank.len());
+    for (n, c) in nb_rank.iter().zip(cli_rank) {
+        assert_eq!(
+            (&n["name"], &n["p_change_ns"]),
+            (&c["name"], &c["p_change_ns"])
+        );
+    }
+    assert!(readme.contains("## whatif_ranking.parquet"));
     // the diff cell's periods and per-route p50 / p99 are `tailscope diff`'s
     let d = &got["diff"];
     let (b, a) = (&d["before"], &d["after"]);
