@@ -718,6 +718,41 @@ fn gui_shared_values_panel_filters_the_traces_table() {
     assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
 }
 
+/// The overview's "what would move the p99 most" panel: a click ranks the operations,
+/// the worker answers what `whatif --rank` gives, and the top operation is shown.
+#[test]
+fn gui_fix_first_panel_ranks_what_moves_the_tail() {
+    use super::compare::{store, workload, START_NS};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fix.duckdb");
+    let healthy = workload(103, 40, START_NS, None, 0.008);
+    let slow = workload(104, 10, START_NS, None, 0.04).on_replica(1);
+    store(&db, vec![healthy, slow]);
+    let want = {
+        let s = Store::open(&db).unwrap();
+        tailscope_analysis::update(&s, &|_| {}).unwrap();
+        tailscope_analysis::whatif::rank(&s, tailscope_analysis::Options::default()).unwrap()
+    };
+    assert!(!want.is_empty());
+    let mut h = harness(&db);
+    settle(&mut h);
+    h.get_by_label("What would move the p99 most");
+    assert!(h.state().fix_first().is_none(), "ranked only when asked");
+    h.get_by_label("Rank operations").click();
+    settle(&mut h);
+    let got = h.state().fix_first().expect("the ranking arrived").to_vec();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(
+            (&g.operation, g.p_change_ns, g.ci_ns),
+            (&w.target.name, w.p_change_ns, w.p_ci_ns)
+        );
+    }
+    h.get_by_label(&got[0].operation);
+    h.get_by_label("Rank again");
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
+}
+
 /// The compare-periods view: the default halves, then a quiet pair of periods (no
 /// change) and a pair across a planted decode drift (the headline names the model).
 #[test]

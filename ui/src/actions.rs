@@ -1,6 +1,8 @@
 //! What the host and the views ask of [`App`](crate::App), and its read accessors.
 
-use crate::protocol::{self, DiffVm, MetricsScope, ReplayListItem, ReplayRequest, ReplayVm};
+use crate::protocol::{
+    self, DiffVm, FixFirstVm, MetricsScope, ReplayListItem, ReplayRequest, ReplayVm,
+};
 use crate::state::Dialog;
 use crate::{
     palette, App, Conversation, ConversationSummary, JobProgress, MetricsWindow, Overview, Request,
@@ -86,6 +88,17 @@ impl App {
         self.view = View::Periods;
         self.periods.requested = true;
         self.send(Request::Diff { periods });
+    }
+
+    /// Asks which operations' 50% speed-up would move the p99 most (the overview's
+    /// "what do I fix first").
+    pub fn rank_fixes(&mut self) {
+        self.fix_first.requested = true;
+        self.send(Request::FixFirst);
+    }
+
+    pub fn fix_first(&self) -> Option<&[FixFirstVm]> {
+        self.fix_first.rows.as_deref()
     }
 
     pub fn diff(&self) -> Option<&DiffVm> {

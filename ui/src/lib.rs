@@ -31,7 +31,7 @@ pub use protocol::{
 };
 
 use protocol::{CollectorStatus, ReplayListItem, ReplayVm};
-use state::{Dialog, PeriodsState, ReplayForm, TraceState, TracesState};
+use state::{Dialog, FixFirstState, PeriodsState, ReplayForm, TraceState, TracesState};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,7 @@ pub struct App {
     pub(crate) replays: Option<Vec<ReplayListItem>>,
     pub(crate) replay: Option<ReplayVm>,
     pub(crate) periods: PeriodsState,
+    pub(crate) fix_first: FixFirstState,
     pub(crate) replay_form: ReplayForm,
     pub(crate) sql: String,
     pub(crate) sql_result: Option<SqlResult>,
@@ -160,6 +161,7 @@ impl App {
             replays: None,
             replay: None,
             periods: PeriodsState::default(),
+            fix_first: FixFirstState::default(),
             replay_form: ReplayForm::default(),
             sql: views::sql::SQL_EXAMPLES[0].1.to_owned(),
             sql_result: None,

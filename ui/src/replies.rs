@@ -52,6 +52,10 @@ impl App {
             }
             Response::Replay(r) => self.replay = Some(*r),
             Response::Sql(s) => self.sql_result = Some(s),
+            Response::FixFirst(v) => {
+                self.fix_first.requested = false;
+                self.fix_first.rows = Some(v);
+            }
             Response::Diff(d) => {
                 self.periods.before.clone_from(&d.before_text);
                 self.periods.after.clone_from(&d.after_text);

@@ -1,6 +1,6 @@
 //! The per-view UI state [`App`](crate::App) holds: traces pages, the open trace, forms, dialog.
 
-use crate::protocol::{DiffVm, ReplayRequest};
+use crate::protocol::{DiffVm, FixFirstVm, ReplayRequest};
 use crate::timeline;
 use crate::{TraceDetail, TraceQuery, TraceRowVm};
 use std::collections::{HashMap, HashSet};
@@ -113,6 +113,14 @@ impl TraceState {
         };
         self.hit = 0;
     }
+}
+
+/// "What would move the p99 most": the last ranking (`None` until asked), and whether
+/// one is on its way.
+#[derive(Default)]
+pub(crate) struct FixFirstState {
+    pub rows: Option<Vec<FixFirstVm>>,
+    pub requested: bool,
 }
 
 /// The compare-periods form and its last answer.

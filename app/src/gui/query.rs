@@ -9,7 +9,7 @@ use tailscope_store::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tailscope_store::query::{Band, HasValue, Page, TraceFilter, TraceOrder, TraceSource};
 use tailscope_store::{AlignOptions, Store};
 use tailscope_ui::protocol::{
-    ChangeVm, Cohort, ConversationSummary, DiffVm, EventVm, FindingVm, MetricsScope,
+    ChangeVm, Cohort, ConversationSummary, DiffVm, EventVm, FindingVm, FixFirstVm, MetricsScope,
     ReplayEvictionVm, ReplayListItem, ReplaySide, ReplayTurnVm, ReplayVm, SectionInput, SeriesVm,
     SharedValueVm, SharedValues, SortColumn, SpanInput, TurnVm,
 };
@@ -575,6 +575,20 @@ pub(crate) fn distribution(sorted_ns: &[f64]) -> Distribution {
         .collect();
     cdf.push([sorted_ns[n - 1] / 1e6, 1.0]);
     (hist, cdf)
+}
+
+/// What would move the p99 most: `tailscope whatif --rank` over the stored traces.
+pub(crate) fn fix_first(store: &Store) -> Result<Vec<FixFirstVm>> {
+    let ranked = tailscope_analysis::whatif::rank(store, tailscope_analysis::Options::default())
+        .context("ranking what would move the p99")?;
+    Ok(ranked
+        .into_iter()
+        .map(|r| FixFirstVm {
+            operation: r.target.name,
+            p_change_ns: r.p_change_ns,
+            ci_ns: r.p_ci_ns,
+        })
+        .collect())
 }
 
 /// What the slow traces share: `tailscope compare` at p99 over the stored results.

@@ -227,6 +227,7 @@ impl Worker {
             Request::Diff { periods } => {
                 Response::Diff(Box::new(query::diff(&self.store, periods)?))
             }
+            Request::FixFirst => Response::FixFirst(query::fix_first(&self.store)?),
             Request::ReplayDefaults => Response::ReplayDefaults {
                 a: jobs::SEED_A.to_owned(),
                 b: jobs::SEED_B.to_owned(),

@@ -1,7 +1,7 @@
 //! What the UI asks ([`Request`]), the worker's answers ([`Response`]), job and collector status.
 
 use super::{
-    Conversation, ConversationSummary, DiffVm, MetricsScope, MetricsWindow, Overview,
+    Conversation, ConversationSummary, DiffVm, FixFirstVm, MetricsScope, MetricsWindow, Overview,
     ReplayListItem, ReplayRequest, ReplayVm, SqlResult, TraceDetail, TracePage, TraceQuery,
 };
 use std::path::PathBuf;
@@ -38,6 +38,9 @@ pub enum Request {
     Diff {
         periods: Option<(String, String)>,
     },
+    /// The operations whose 50% speed-up alone moves the p99 most (`tailscope whatif
+    /// --rank`), largest reduction first.
+    FixFirst,
     /// Replay a stored conversation under configurations A and B (a job with progress
     /// and cancel); the result is saved and answered as [`Response::Replay`].
     RunReplay(ReplayRequest),
@@ -72,6 +75,7 @@ pub enum Response {
     Replay(Box<ReplayVm>),
     Sql(SqlResult),
     Diff(Box<DiffVm>),
+    FixFirst(Vec<FixFirstVm>),
     /// Configurations A and B (TOML) to start the replay form from.
     ReplayDefaults {
         a: String,

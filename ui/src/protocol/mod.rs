@@ -18,7 +18,7 @@ pub use conversation::{Conversation, ConversationSummary, TurnVm};
 pub use diff::{ChangeVm, DiffVm};
 pub use messages::{CollectorStatus, JobProgress, Request, Response, ANALYSIS_JOB};
 pub use metrics::{MetricsScope, MetricsWindow, SeriesVm};
-pub use overview::{Cohort, FindingVm, Overview, SharedValueVm, SharedValues};
+pub use overview::{Cohort, FindingVm, FixFirstVm, Overview, SharedValueVm, SharedValues};
 pub use replay::{
     ReplayEvictionVm, ReplayListItem, ReplayRequest, ReplaySide, ReplayTurnVm, ReplayVm,
 };

@@ -47,6 +47,16 @@ pub struct Overview {
     pub shared: Option<SharedValues>,
 }
 
+/// One operation of "what would move the p99 most" (`tailscope whatif --rank`): the
+/// change of the percentile if it alone were 50% faster, with its 95% interval.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FixFirstVm {
+    /// `service · span name`.
+    pub operation: String,
+    pub p_change_ns: i64,
+    pub ci_ns: (i64, i64),
+}
+
 /// The tail against the median band, attribute value by attribute value.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SharedValues {

@@ -2,6 +2,7 @@
 
 mod chrome;
 mod conversation;
+mod fix_first;
 mod metrics;
 mod overview;
 pub(crate) mod periods;

@@ -56,6 +56,8 @@ pub(crate) fn overview(app: &mut App, ui: &mut egui::Ui) {
             super::shared_values::panel(app, ui, shared);
         }
         ui.add_space(8.0);
+        super::fix_first::panel(app, ui);
+        ui.add_space(8.0);
         ui.columns(2, |cols| {
             cols[0].strong("Latency histogram");
             let bars: Vec<Bar> = o
