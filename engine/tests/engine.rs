@@ -526,3 +526,104 @@ fn scheduler_respects_budgets_and_sequence_limit() {
         .iter()
         .any(|e| matches!(e.kind, EventKind::Scheduled { new_tokens, .. } if new_tokens < 30)));
 }
+
+/// `scripts/gpu-verdict`, the checking logic of `scripts/gpu-check`, as a CPU dry run over
+/// a recorded result folder: it passes the recorded H200 run and fails, naming the check,
+/// on a failed step, a missing NVML series, a bench figure under half of its baseline, and
+/// a deliberately broken expectation (a baseline twice too high).
+#[test]
+fn gpu_verdict_fails_on_broken_expectations() {
+    use std::path::Path;
+    use std::process::Command;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let fixture = root.join("engine/tests/data/gpu-check");
+    let baselines = root.join("engine/gpu-baselines.tsv");
+    let verdict = |dir: &Path, baselines: &Path| {
+        let o = Command::new("python3")
+            .arg(root.join("scripts/gpu-verdict"))
+            .arg(dir)
+            .arg("--baselines")
+            .arg(baselines)
+            .output()
+            .expect("python3 runs scripts/gpu-verdict");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verdict(&fixture, &baselines);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("all checks passed (card H200)"), "{out}");
+    assert!(
+        out.contains("ok   bench llama-3.1-8b bf16 decode 106 tok/s"),
+        "{out}"
+    );
+    // a broken copy of the recorded folder
+    let broken = |name: &str, edit: &dyn Fn(&Path)| {
+        let dir = std::env::temp_dir().join(format!(
+            "tailscope-gpu-verdict-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["checks.tsv", "gpu-check.log", "nvml.json"] {
+            std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+        }
+        edit(&dir);
+        dir
+    };
+    let rewrite = |path: &Path, from: &str, to: &str| {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains(from), "{from:?} in {}", path.display());
+        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    };
+    let cases: [(&str, &dyn Fn(&Path), &str); 3] = [
+        (
+            "step",
+            &|d: &Path| {
+                rewrite(
+                    &d.join("checks.tsv"),
+                    "logits-equality\t0",
+                    "logits-equality\t101",
+                )
+            },
+            "FAIL step logits-equality: exit 101",
+        ),
+        (
+            "nvml",
+            &|d: &Path| {
+                rewrite(
+                    &d.join("nvml.json"),
+                    "\"nvml.clock.sm\"",
+                    "\"nvml.clock.mem\"",
+                )
+            },
+            "FAIL NVML series nvml.clock.sm: missing",
+        ),
+        (
+            "bench",
+            &|d: &Path| rewrite(&d.join("gpu-check.log"), "   106.4 t/s", "    40.0 t/s"),
+            "FAIL bench llama-3.1-8b bf16 decode 40 tok/s",
+        ),
+    ];
+    for (name, edit, want) in cases {
+        let dir = broken(name, edit);
+        let (code, out) = verdict(&dir, &baselines);
+        assert_eq!(code, Some(1), "{name}: {out}");
+        assert!(out.contains(want), "{name}: {out}");
+        assert!(out.contains("FAILED: 1 check(s)"), "{name}: {out}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    // a deliberately broken expectation: the recorded run against a baseline twice too high
+    let high = std::env::temp_dir().join(format!(
+        "tailscope-gpu-baselines-{}.tsv",
+        std::process::id()
+    ));
+    std::fs::write(&high, "H200\tsmall-100m\tbf16\t129000\t800\n").unwrap();
+    let (code, out) = verdict(&fixture, &high);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL bench small-100m bf16 decode 351 tok/s (baseline 800"),
+        "{out}"
+    );
+    std::fs::remove_file(&high).ok();
+}
