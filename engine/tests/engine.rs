@@ -558,8 +558,31 @@ fn gpu_verdict_fails_on_broken_expectations() {
         out.contains("ok   bench llama-3.1-8b bf16 decode 106 tok/s"),
         "{out}"
     );
-    // a broken copy of the recorded folder
-    let broken = |name: &str, edit: &dyn Fn(&Path)| {
+    // broken copies of the recorded folder: (name, file, text, replaced by, the failure)
+    let cases = [
+        (
+            "step",
+            "checks.tsv",
+            "logits-equality\t0",
+            "logits-equality\t101",
+            "FAIL step logits-equality: exit 101",
+        ),
+        (
+            "nvml",
+            "nvml.json",
+            "\"nvml.clock.sm\"",
+            "\"nvml.clock.mem\"",
+            "FAIL NVML series nvml.clock.sm: missing",
+        ),
+        (
+            "bench",
+            "gpu-check.log",
+            "   106.4 t/s",
+            "    40.0 t/s",
+            "FAIL bench llama-3.1-8b bf16 decode 40 tok/s",
+        ),
+    ];
+    for (name, file, from, to, want) in cases {
         let dir = std::env::temp_dir().join(format!(
             "tailscope-gpu-verdict-{name}-{}",
             std::process::id()
@@ -568,45 +591,9 @@ fn gpu_verdict_fails_on_broken_expectations() {
         for f in ["checks.tsv", "gpu-check.log", "nvml.json"] {
             std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
         }
-        edit(&dir);
-        dir
-    };
-    let rewrite = |path: &Path, from: &str, to: &str| {
-        let text = std::fs::read_to_string(path).unwrap();
-        assert!(text.contains(from), "{from:?} in {}", path.display());
-        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
-    };
-    let cases: [(&str, &dyn Fn(&Path), &str); 3] = [
-        (
-            "step",
-            &|d: &Path| {
-                rewrite(
-                    &d.join("checks.tsv"),
-                    "logits-equality\t0",
-                    "logits-equality\t101",
-                )
-            },
-            "FAIL step logits-equality: exit 101",
-        ),
-        (
-            "nvml",
-            &|d: &Path| {
-                rewrite(
-                    &d.join("nvml.json"),
-                    "\"nvml.clock.sm\"",
-                    "\"nvml.clock.mem\"",
-                )
-            },
-            "FAIL NVML series nvml.clock.sm: missing",
-        ),
-        (
-            "bench",
-            &|d: &Path| rewrite(&d.join("gpu-check.log"), "   106.4 t/s", "    40.0 t/s"),
-            "FAIL bench llama-3.1-8b bf16 decode 40 tok/s",
-        ),
-    ];
-    for (name, edit, want) in cases {
-        let dir = broken(name, edit);
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(text.contains(from), "{from:?} in {file}");
+        std::fs::write(dir.join(file), text.replacen(from, to, 1)).unwrap();
         let (code, out) = verdict(&dir, &baselines);
         assert_eq!(code, Some(1), "{name}: {out}");
         assert!(out.contains(want), "{name}: {out}");
