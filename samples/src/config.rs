@@ -150,6 +150,30 @@ pub struct WorkloadConfig {
     pub metric_interval_secs: f64,
     /// The shared inference server.
     pub server: ServerConfig,
+    /// A what-if applied for real: the named tool's calls take this fraction less time
+    /// (the draws are the same, so the rest of the workload is too).
+    pub tool_speedup: Option<(String, f64)>,
+    /// Server timings to reuse per LLM call (from an earlier run's
+    /// [`Workload::timings`]) instead of simulating the server, so that a changed
+    /// workload does not feed back into the server's queue and cache.
+    pub held_timings: Option<std::sync::Arc<HeldTimings>>,
+}
+
+/// The server's timing of every LLM call of a run, keyed by where the call sits
+/// (conversation, turn, whether in the turn's async job, call index): stable when the
+/// same workload is generated again with a change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeldTimings(
+    pub(crate) std::collections::HashMap<(usize, usize, bool, usize), crate::plan::Timing>,
+);
+
+impl HeldTimings {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Default for WorkloadConfig {
@@ -167,6 +191,8 @@ impl Default for WorkloadConfig {
             causes: PlantedCause::ALL.to_vec(),
             metric_interval_secs: 1.0,
             server: ServerConfig::default(),
+            tool_speedup: None,
+            held_timings: None,
         }
     }
 }
@@ -320,4 +346,6 @@ pub struct Workload {
     /// they are not the trace's cause. One entry per trace and cause: `extra_ns` summed over
     /// the trace's calls, `span_id` the vLLM span of the call that lost the most.
     pub incidental: Vec<GroundTruth>,
+    /// The server's timing of every conversation's LLM calls (see [`HeldTimings`]).
+    pub timings: HeldTimings,
 }

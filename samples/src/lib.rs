@@ -43,7 +43,8 @@ mod validate;
 mod workload;
 
 pub use config::{
-    default_span_secs, GroundTruth, PlantedCause, ServerConfig, Workload, WorkloadConfig,
+    default_span_secs, GroundTruth, HeldTimings, PlantedCause, ServerConfig, Workload,
+    WorkloadConfig,
 };
 pub use load::{load_spans, LOAD_ATTRS_PER_SPAN};
 pub use replica::{replica_address, replica_host};

@@ -487,6 +487,7 @@ fn load_spans_gives_exactly_n_spans_with_twenty_attributes() {
         batch,
         truth: Vec::new(),
         incidental: Vec::new(),
+        timings: crate::HeldTimings::default(),
     };
     assert_valid(&w);
     assert_eq!(load_spans(11, 10_000, start), w.batch, "deterministic");

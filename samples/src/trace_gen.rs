@@ -602,14 +602,20 @@ impl Builder<'_> {
     }
 
     fn tool_dur(&mut self, tool: ToolDef) -> i64 {
-        lognormal_spread(
+        let d = lognormal_spread(
             self.rng,
             tool.median_ms,
             0.45,
             5.0,
             8_000.0,
             self.cfg.variance,
-        )
+        );
+        match &self.cfg.tool_speedup {
+            Some((name, f)) if name == tool.name => {
+                (d as f64 * (1.0 - f.clamp(0.0, 1.0))).round() as i64
+            }
+            _ => d,
+        }
     }
 
     fn agent_attrs(&self, agent: &str, conv_id: &str, step: usize) -> Vec<Attribute> {

@@ -40,6 +40,8 @@ struct Run {
     conversation_id: String,
     /// Async job started after the last call: (run index, offset from the last call's end).
     spawn: Option<(usize, i64)>,
+    /// (conversation, turn, in the turn's async job): the key of its calls' held timings.
+    key: Option<(usize, usize, bool)>,
 }
 
 impl Run {
@@ -67,6 +69,7 @@ impl Run {
             planted: None,
             conversation_id,
             spawn: None,
+            key: None,
         }
     }
 
@@ -95,6 +98,7 @@ struct Sim<'a> {
     next_owner: u64,
     bursts: u64,
     planted_counts: BTreeMap<PlantedCause, u64>,
+    timings: crate::config::HeldTimings,
 }
 
 impl Sim<'_> {
@@ -156,17 +160,18 @@ impl Sim<'_> {
         let Some(c) = self.convs.get_mut(conv) else {
             return;
         };
+        let turn = c.next_turn;
         let plan = plan_turn(c, self.cfg, &mut self.ids, &mut self.next_owner, in_trace);
         let conv_id = c.id.clone();
         let mut run = Run::new(plan.trace_id, plan.root, RunKind::Turn(conv), conv_id);
         run.planted = plan.planted;
+        run.key = Some((conv, turn, false));
         let first_arrival = t + run.leads.first().copied().unwrap_or(0);
         let job = plan.job.map(|j| {
             let offset = run.offset_after_last_call(j.spawn_id) + j.dispatch_ns;
-            (
-                Run::new(j.trace_id, j.root, RunKind::Job, j.conversation_id),
-                offset,
-            )
+            let mut job = Run::new(j.trace_id, j.root, RunKind::Job, j.conversation_id);
+            job.key = Some((conv, turn, true));
+            (job, offset)
         });
         let idx = self.add_run(run, t);
         if let Some((job_run, offset)) = job {
@@ -262,7 +267,21 @@ impl Sim<'_> {
             return;
         };
         let cacheable = self.runs.get(run).is_some_and(|r| r.kind != RunKind::Batch);
-        let timing = self.server.submit(t, c.owner, c.input, c.output, cacheable);
+        let mut timing = self.server.submit(t, c.owner, c.input, c.output, cacheable);
+        let key = self
+            .runs
+            .get(run)
+            .and_then(|r| r.key)
+            .map(|(conv, turn, job)| (conv, turn, job, k));
+        if let Some(key) = key {
+            if let Some(held) = self.cfg.held_timings.as_ref().and_then(|h| h.0.get(&key)) {
+                timing = crate::plan::Timing {
+                    arrival_ns: t,
+                    ..*held
+                };
+            }
+            self.timings.0.insert(key, timing);
+        }
         let end = t + timing.e2e_ns();
         let Some(r) = self.runs.get_mut(run) else {
             return;
@@ -441,6 +460,7 @@ pub fn generate(cfg: &WorkloadConfig) -> Workload {
         next_owner: AUX_OWNER_BASE,
         bursts: 0,
         planted_counts: BTreeMap::new(),
+        timings: crate::config::HeldTimings::default(),
     };
     sim.warm_cache(cfg.start_ns);
     let window = (cfg.span_secs * 1e9) as i64;
@@ -512,5 +532,6 @@ pub fn generate(cfg: &WorkloadConfig) -> Workload {
         },
         truth,
         incidental: incidentals,
+        timings: std::mem::take(&mut sim.timings),
     }
 }

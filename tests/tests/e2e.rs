@@ -1414,3 +1414,120 @@ fn fuzz_short_pass_ingest_log_frames() {
     assert_eq!((r.panics, r.disagreements), (0, 0), "{:#?}", r.examples);
     assert!(r.accepted > 100 && r.declined > 100, "{r:?}");
 }
+
+/// `whatif` against reality (issue 27 item 4): a workload is generated, stored and
+/// analysed; `whatif` predicts a tool made 50% faster; the same workload is generated
+/// again from the same seed with that tool really 50% faster and the server's timing of
+/// every LLM call held to the first run's (so the change does not feed back into the
+/// queue). The second run's measured p50 and p99 lie inside the predicted 95% intervals,
+/// each at most 10% of its value wide. A control, a prediction for a change that was not
+/// made (another tool faster), must fail the same check.
+mod whatif_against_reality {
+    use std::sync::Arc;
+    use tailscope_analysis::whatif::{whatif, Change, Moved, Target, TargetKind};
+    use tailscope_analysis::Options;
+    use tailscope_samples::{default_span_secs, generate, Workload, WorkloadConfig};
+    use tailscope_store::{Store, WriterConfig};
+
+    fn analysed(w: &Workload) -> Store {
+        let store = Store::open_in_memory().unwrap();
+        let writer = store.writer(WriterConfig::default()).unwrap();
+        writer.write(w.batch.clone()).unwrap();
+        writer.close().unwrap();
+        tailscope_analysis::update(&store, &|_| {}).unwrap();
+        store
+    }
+
+    /// Whether `measured` lies in the predicted interval, and the interval is at most
+    /// 10% of the predicted value wide.
+    fn holds(m: &Moved, measured: f64) -> bool {
+        let (lo, hi) = m.after_ci_ns;
+        lo <= measured && measured <= hi && (hi - lo) <= 0.10 * m.after_ns
+    }
+
+    /// Whether the measured change (from the first run's value) lies in the predicted
+    /// change's paired interval: the sharper check, as the same traces are re-walked.
+    fn change_holds(m: &Moved, measured: f64) -> bool {
+        let (lo, hi) = m.change_ci_ns;
+        let d = measured - m.before_ns;
+        lo <= d && d <= hi
+    }
+
+    #[test]
+    fn predictions_hold_on_a_regenerated_run_and_a_control_fails() {
+        let conversations = 600;
+        let base = WorkloadConfig {
+            seed: 2_707,
+            conversations,
+            span_secs: default_span_secs(conversations),
+            cause_rate: 0.0,
+            causes: Vec::new(),
+            ..WorkloadConfig::default()
+        };
+        let first = generate(&base);
+        assert!(!first.timings.is_empty());
+        let store = analysed(&first);
+        let predict = |tool: &str| {
+            let target = Target {
+                kind: TargetKind::Tool,
+                name: tool.to_owned(),
+            };
+            whatif(&store, &target, Change::SpeedUp(0.5), Options::default()).unwrap()
+        };
+        let (changed, control) = (predict("web_search"), predict("get_customer"));
+        let second = generate(&WorkloadConfig {
+            tool_speedup: Some(("web_search".to_owned(), 0.5)),
+            held_timings: Some(Arc::new(first.timings.clone())),
+            ..base.clone()
+        });
+        let mut measured = analysed(&second).trace_durations().unwrap();
+        measured.sort_unstable();
+        let q = |p: f64| tailscope_model::stats::percentile(&measured, p).unwrap() as f64;
+        let (p50, p99) = (q(50.0), q(99.0));
+        let s = &changed.summary;
+        println!(
+            "predicted p50 {:.0} ms [{:.0}, {:.0}], p99 {:.0} ms [{:.0}, {:.0}]; measured p50 {:.0} ms, p99 {:.0} ms; before p50 {:.0}, p99 {:.0}; {} of {} traces touched",
+            s.p50.after_ns / 1e6, s.p50.after_ci_ns.0 / 1e6, s.p50.after_ci_ns.1 / 1e6,
+            s.p.after_ns / 1e6, s.p.after_ci_ns.0 / 1e6, s.p.after_ci_ns.1 / 1e6,
+            p50 / 1e6, p99 / 1e6, s.p50.before_ns / 1e6, s.p.before_ns / 1e6,
+            s.touched_traces, s.traces
+        );
+        assert_eq!(measured.len(), s.traces, "the same traces");
+        assert!(
+            s.p50.after_ns < s.p50.before_ns,
+            "the change moves the median"
+        );
+        assert!(holds(&s.p50, p50), "p50: {p50} against {:?}", s.p50);
+        assert!(holds(&s.p, p99), "p99: {p99} against {:?}", s.p);
+        let c = &control.summary;
+        let ms = |x: f64| x / 1e6;
+        println!(
+            "predicted change p50 [{:.0}, {:.0}] ms, p99 [{:.0}, {:.0}] ms; control p50 {:.0} ms [{:.0}, {:.0}], change [{:.0}, {:.0}]; p99 {:.0} ms [{:.0}, {:.0}], change [{:.0}, {:.0}]",
+            ms(s.p50.change_ci_ns.0), ms(s.p50.change_ci_ns.1), ms(s.p.change_ci_ns.0), ms(s.p.change_ci_ns.1),
+            ms(c.p50.after_ns), ms(c.p50.after_ci_ns.0), ms(c.p50.after_ci_ns.1), ms(c.p50.change_ci_ns.0), ms(c.p50.change_ci_ns.1),
+            ms(c.p.after_ns), ms(c.p.after_ci_ns.0), ms(c.p.after_ci_ns.1), ms(c.p.change_ci_ns.0), ms(c.p.change_ci_ns.1),
+        );
+        assert!(
+            change_holds(&s.p50, p50),
+            "p50 change: {p50} against {:?}",
+            s.p50
+        );
+        assert!(
+            change_holds(&s.p, p99),
+            "p99 change: {p99} against {:?}",
+            s.p
+        );
+        assert!(
+            !(change_holds(&c.p50, p50) && change_holds(&c.p, p99)),
+            "the control's predicted change must miss: p50 {p50} against {:?}, p99 {p99} against {:?}",
+            c.p50,
+            c.p
+        );
+        assert!(
+            !(holds(&c.p50, p50) && holds(&c.p, p99)),
+            "the control must fail: p50 {p50} against {:?}, p99 {p99} against {:?}",
+            c.p50,
+            c.p
+        );
+    }
+}
