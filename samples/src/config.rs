@@ -153,6 +153,10 @@ pub struct WorkloadConfig {
     /// A what-if applied for real: the named tool's calls take this fraction less time
     /// (the draws are the same, so the rest of the workload is too).
     pub tool_speedup: Option<(String, f64)>,
+    /// A what-if applied for real: the named tool's calls are served from a cache that
+    /// hits with this rate (drawn from the call's own duration draw, so no other draw
+    /// moves) and then take this many ns.
+    pub tool_cache: Option<(String, f64, i64)>,
     /// Server timings to reuse per LLM call (from an earlier run's
     /// [`Workload::timings`]) instead of simulating the server, so that a changed
     /// workload does not feed back into the server's queue and cache.
@@ -192,6 +196,7 @@ impl Default for WorkloadConfig {
             metric_interval_secs: 1.0,
             server: ServerConfig::default(),
             tool_speedup: None,
+            tool_cache: None,
             held_timings: None,
         }
     }

@@ -610,9 +610,22 @@ impl Builder<'_> {
             8_000.0,
             self.cfg.variance,
         );
-        match &self.cfg.tool_speedup {
+        let d = match &self.cfg.tool_speedup {
             Some((name, f)) if name == tool.name => {
                 (d as f64 * (1.0 - f.clamp(0.0, 1.0))).round() as i64
+            }
+            _ => d,
+        };
+        match &self.cfg.tool_cache {
+            // the hit is drawn from the duration draw itself: no other draw moves
+            Some((name, rate, hit_ns)) if name == tool.name => {
+                let u = crate::util::mix64(d as u64 ^ self.cfg.seed.rotate_left(17)) as f64
+                    / u64::MAX as f64;
+                if u < *rate {
+                    *hit_ns
+                } else {
+                    d
+                }
             }
             _ => d,
         }

@@ -1453,6 +1453,79 @@ mod whatif_against_reality {
         lo <= d && d <= hi
     }
 
+    /// One kind of change: predicted on the first run's store for `tool` and for the
+    /// control tool, applied for real by `apply`, then checked.
+    fn case(
+        label: &str,
+        first: &Workload,
+        store: &Store,
+        base: &WorkloadConfig,
+        change: Change,
+        apply: &dyn Fn(&mut WorkloadConfig),
+    ) {
+        let predict = |tool: &str| {
+            let target = Target {
+                kind: TargetKind::Tool,
+                name: tool.to_owned(),
+            };
+            whatif(store, &target, change, Options::default()).unwrap()
+        };
+        let (changed, control) = (predict("web_search"), predict("get_customer"));
+        let mut cfg = WorkloadConfig {
+            held_timings: Some(Arc::new(first.timings.clone())),
+            ..base.clone()
+        };
+        apply(&mut cfg);
+        let second = generate(&cfg);
+        let mut measured = analysed(&second).trace_durations().unwrap();
+        measured.sort_unstable();
+        let q = |p: f64| tailscope_model::stats::percentile(&measured, p).unwrap() as f64;
+        let (p50, p99) = (q(50.0), q(99.0));
+        let (s, c) = (&changed.summary, &control.summary);
+        let ms = |x: f64| x / 1e6;
+        println!(
+            "{label}: before p50 {:.0} ms, p99 {:.0} ms; predicted p50 {:.0} [{:.0}, {:.0}] (change [{:.0}, {:.0}]), p99 {:.0} [{:.0}, {:.0}] (change [{:.0}, {:.0}]); measured p50 {:.0}, p99 {:.0}; control change p50 [{:.0}, {:.0}], p99 [{:.0}, {:.0}]; {} of {} traces touched",
+            ms(s.p50.before_ns), ms(s.p.before_ns),
+            ms(s.p50.after_ns), ms(s.p50.after_ci_ns.0), ms(s.p50.after_ci_ns.1),
+            ms(s.p50.change_ci_ns.0), ms(s.p50.change_ci_ns.1),
+            ms(s.p.after_ns), ms(s.p.after_ci_ns.0), ms(s.p.after_ci_ns.1),
+            ms(s.p.change_ci_ns.0), ms(s.p.change_ci_ns.1),
+            ms(p50), ms(p99),
+            ms(c.p50.change_ci_ns.0), ms(c.p50.change_ci_ns.1), ms(c.p.change_ci_ns.0), ms(c.p.change_ci_ns.1),
+            s.touched_traces, s.traces
+        );
+        assert_eq!(measured.len(), s.traces, "{label}: the same traces");
+        assert!(
+            s.p50.after_ns < s.p50.before_ns,
+            "{label}: the change moves the median"
+        );
+        assert!(holds(&s.p50, p50), "{label} p50: {p50} against {:?}", s.p50);
+        assert!(holds(&s.p, p99), "{label} p99: {p99} against {:?}", s.p);
+        assert!(
+            change_holds(&s.p50, p50),
+            "{label} p50 change: {p50} against {:?}",
+            s.p50
+        );
+        assert!(
+            change_holds(&s.p, p99),
+            "{label} p99 change: {p99} against {:?}",
+            s.p
+        );
+        // the control predicted a change that was not made: it fails the check
+        assert!(
+            !(holds(&c.p50, p50) && holds(&c.p, p99)),
+            "{label}: the control must fail: p50 {p50} against {:?}, p99 {p99} against {:?}",
+            c.p50,
+            c.p
+        );
+        assert!(
+            !(change_holds(&c.p50, p50) && change_holds(&c.p, p99)),
+            "{label}: the control's predicted change must miss: p50 {p50} against {:?}, p99 {p99} against {:?}",
+            c.p50,
+            c.p
+        );
+    }
+
     #[test]
     fn predictions_hold_on_a_regenerated_run_and_a_control_fails() {
         let conversations = 600;
@@ -1467,67 +1540,24 @@ mod whatif_against_reality {
         let first = generate(&base);
         assert!(!first.timings.is_empty());
         let store = analysed(&first);
-        let predict = |tool: &str| {
-            let target = Target {
-                kind: TargetKind::Tool,
-                name: tool.to_owned(),
-            };
-            whatif(&store, &target, Change::SpeedUp(0.5), Options::default()).unwrap()
-        };
-        let (changed, control) = (predict("web_search"), predict("get_customer"));
-        let second = generate(&WorkloadConfig {
-            tool_speedup: Some(("web_search".to_owned(), 0.5)),
-            held_timings: Some(Arc::new(first.timings.clone())),
-            ..base.clone()
-        });
-        let mut measured = analysed(&second).trace_durations().unwrap();
-        measured.sort_unstable();
-        let q = |p: f64| tailscope_model::stats::percentile(&measured, p).unwrap() as f64;
-        let (p50, p99) = (q(50.0), q(99.0));
-        let s = &changed.summary;
-        println!(
-            "predicted p50 {:.0} ms [{:.0}, {:.0}], p99 {:.0} ms [{:.0}, {:.0}]; measured p50 {:.0} ms, p99 {:.0} ms; before p50 {:.0}, p99 {:.0}; {} of {} traces touched",
-            s.p50.after_ns / 1e6, s.p50.after_ci_ns.0 / 1e6, s.p50.after_ci_ns.1 / 1e6,
-            s.p.after_ns / 1e6, s.p.after_ci_ns.0 / 1e6, s.p.after_ci_ns.1 / 1e6,
-            p50 / 1e6, p99 / 1e6, s.p50.before_ns / 1e6, s.p.before_ns / 1e6,
-            s.touched_traces, s.traces
+        case(
+            "tool 50% faster",
+            &first,
+            &store,
+            &base,
+            Change::SpeedUp(0.5),
+            &|c| c.tool_speedup = Some(("web_search".to_owned(), 0.5)),
         );
-        assert_eq!(measured.len(), s.traces, "the same traces");
-        assert!(
-            s.p50.after_ns < s.p50.before_ns,
-            "the change moves the median"
-        );
-        assert!(holds(&s.p50, p50), "p50: {p50} against {:?}", s.p50);
-        assert!(holds(&s.p, p99), "p99: {p99} against {:?}", s.p);
-        let c = &control.summary;
-        let ms = |x: f64| x / 1e6;
-        println!(
-            "predicted change p50 [{:.0}, {:.0}] ms, p99 [{:.0}, {:.0}] ms; control p50 {:.0} ms [{:.0}, {:.0}], change [{:.0}, {:.0}]; p99 {:.0} ms [{:.0}, {:.0}], change [{:.0}, {:.0}]",
-            ms(s.p50.change_ci_ns.0), ms(s.p50.change_ci_ns.1), ms(s.p.change_ci_ns.0), ms(s.p.change_ci_ns.1),
-            ms(c.p50.after_ns), ms(c.p50.after_ci_ns.0), ms(c.p50.after_ci_ns.1), ms(c.p50.change_ci_ns.0), ms(c.p50.change_ci_ns.1),
-            ms(c.p.after_ns), ms(c.p.after_ci_ns.0), ms(c.p.after_ci_ns.1), ms(c.p.change_ci_ns.0), ms(c.p.change_ci_ns.1),
-        );
-        assert!(
-            change_holds(&s.p50, p50),
-            "p50 change: {p50} against {:?}",
-            s.p50
-        );
-        assert!(
-            change_holds(&s.p, p99),
-            "p99 change: {p99} against {:?}",
-            s.p
-        );
-        assert!(
-            !(change_holds(&c.p50, p50) && change_holds(&c.p, p99)),
-            "the control's predicted change must miss: p50 {p50} against {:?}, p99 {p99} against {:?}",
-            c.p50,
-            c.p
-        );
-        assert!(
-            !(holds(&c.p50, p50) && holds(&c.p, p99)),
-            "the control must fail: p50 {p50} against {:?}, p99 {p99} against {:?}",
-            c.p50,
-            c.p
+        case(
+            "tool cached (60% hits at 20 ms)",
+            &first,
+            &store,
+            &base,
+            Change::Cache {
+                hit_rate: 0.6,
+                hit_ns: 20_000_000,
+            },
+            &|c| c.tool_cache = Some(("web_search".to_owned(), 0.6, 20_000_000)),
         );
     }
 }
