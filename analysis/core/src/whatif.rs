@@ -17,7 +17,7 @@
 //! A changed span: a speed-up scales its whole re-walked duration (its subtree is the
 //! operation), a fixed duration replaces it, a cache hit (drawn per span with the hit
 //! rate, seeded by the span id) takes the hit latency; "in parallel" starts it with its
-//! predecessor instead of after it, and what waited for it waits for its predecessor.
+//! predecessor instead of after it, and what waited for it waits for both (the slower).
 
 use crate::critical::blocking;
 use crate::tree::Tree;
@@ -98,35 +98,35 @@ pub fn rewalk(tree: &Tree, change_of: &dyn Fn(usize) -> Option<Change>, seed: u6
                 })
                 .collect();
             let parallel = |k: usize| change_of(kids[k].0) == Some(Change::Parallel);
-            // a parallel child starts with its predecessor; what waited for it waits
-            // for its predecessor instead
-            let waits_on: Vec<Option<usize>> = pred
-                .iter()
-                .map(|&first| {
-                    let mut p = first;
-                    while let Some(j) = p.filter(|&j| parallel(j)) {
-                        p = pred[j];
-                    }
-                    p
-                })
-                .collect();
+            // A parallel child starts with its predecessor (at its start), so the two form
+            // a group: what waited for the child waits for the whole group (the slowest of
+            // it), keeping its gap after the child's original end.
             let mut start = vec![0i64; kids.len()];
             let mut end = vec![0i64; kids.len()];
+            let mut waited_for = vec![false; kids.len()];
             for k in 0..kids.len() {
-                let (c, cs, _) = kids[k];
-                let anchor = |p: Option<usize>| p.map_or((0, lo), |j| (end[j], kids[j].2));
+                let (child, cs, _) = kids[k];
                 start[k] = if parallel(k) {
-                    // with its predecessor: at the predecessor's own start
                     pred[k].map_or(cs - lo, |j| start[j])
                 } else {
-                    let (new_at, old_at) = anchor(waits_on[k]);
-                    new_at + (cs - old_at)
+                    match pred[k] {
+                        None => cs - lo,
+                        Some(prev) => {
+                            // the end of prev's group: prev, and while it ran in parallel, the
+                            // predecessors it started with
+                            let mut group_end = end[prev];
+                            waited_for[prev] = true;
+                            let mut member = prev;
+                            while let Some(before) = pred[member].filter(|_| parallel(member)) {
+                                group_end = group_end.max(end[before]);
+                                waited_for[before] = true;
+                                member = before;
+                            }
+                            group_end + (cs - kids[prev].2)
+                        }
+                    }
                 };
-                end[k] = start[k] + dur[c];
-            }
-            let mut waited_for = vec![false; kids.len()];
-            for j in waits_on.iter().flatten() {
-                waited_for[*j] = true;
+                end[k] = start[k] + dur[child];
             }
             let last_child_end = kids.iter().map(|k| k.2).max().unwrap_or(lo);
             let after = hi - last_child_end;
@@ -298,6 +298,32 @@ mod tests {
         // b in parallel with a: b starts at 10 with a, ends at 60; a ends at 40
         let r = rewalk(&t, &on(&t, "s3", Change::Parallel), 1);
         assert_eq!(r.after_ns, 70 * MS, "b from 10 to 60, then 10 ms after");
+    }
+
+    /// a [10,40] -> b [40,90] -> c [90,95] under a root of 100: b in parallel with a
+    /// starts at 10 and ends at 60; c waits for both (60), then the root's last 5 ms.
+    #[test]
+    fn what_waited_for_a_parallel_span_waits_for_its_group() {
+        let t = trace(vec![
+            span(1, None, 0, 100 * MS),
+            span(2, Some(1), 10 * MS, 40 * MS),
+            span(3, Some(1), 40 * MS, 90 * MS),
+            span(4, Some(1), 90 * MS, 95 * MS),
+        ]);
+        let r = rewalk(&t, &on(&t, "s3", Change::Parallel), 1);
+        assert_eq!(r.after_ns, 70 * MS);
+        // a (30 ms) in parallel with nothing before it: unchanged
+        let r = rewalk(&t, &on(&t, "s2", Change::Parallel), 1);
+        assert_eq!(r.after_ns, 100 * MS);
+        // when the parallel span is the shorter, the group ends with its predecessor
+        let t = trace(vec![
+            span(1, None, 0, 100 * MS),
+            span(2, Some(1), 0, 60 * MS),
+            span(3, Some(1), 60 * MS, 80 * MS),
+            span(4, Some(1), 80 * MS, 100 * MS),
+        ]);
+        let r = rewalk(&t, &on(&t, "s3", Change::Parallel), 1);
+        assert_eq!(r.after_ns, 80 * MS, "c after a's 60 ms, then its 20");
     }
 
     /// The inference-optimization trap: the faster branch of a fan-out is not on the
