@@ -107,8 +107,9 @@ fn fill(store: &Store, conversations: usize, seed_base: u64) -> Result<u64> {
     Ok(spans)
 }
 
-/// One analysis run ([`update`]), then the text report read back from the results.
-fn run(store: &Store, label: &str) -> Result<(Duration, RunStats, Option<u64>)> {
+/// One analysis run ([`update`]), then the text report read back from the results:
+/// (wall, stats, peak RSS, the text report's time).
+fn run(store: &Store, label: &str) -> Result<(Duration, RunStats, Option<u64>, Duration)> {
     reset_peak_rss();
     let t = Instant::now();
     let stats = update(store, &|p: Progress| {
@@ -137,24 +138,24 @@ fn run(store: &Store, label: &str) -> Result<(Duration, RunStats, Option<u64>)> 
             println!("    {name:<34} {:>9.3} s", d.as_secs_f64());
         }
     }
-    let t = Instant::now();
-    let report = load_report(store, Options::default(), false)?;
+    let (text, report) = text_report(store)?;
     println!(
         "  then the text report from the stored results: {:.3} s ({} traces, p50 {:.2} s, p99 {:.2} s)",
-        t.elapsed().as_secs_f64(),
+        text.as_secs_f64(),
         report.traces.len(),
         report.tail.p50_ns as f64 / 1e9,
         report.tail.p_ns as f64 / 1e9
     );
-    Ok((wall, stats, peak))
+    Ok((wall, stats, peak, text))
 }
 
-/// The text report read back from the stored results and rendered.
-fn text_report_time(store: &Store) -> Result<Duration> {
+/// The text report read back from the stored results and rendered: its time, and the
+/// report.
+fn text_report(store: &Store) -> Result<(Duration, tailscope_analysis::Report)> {
     let t = Instant::now();
-    let text = load_report(store, Options::default(), false)?.to_text();
-    std::hint::black_box(text);
-    Ok(t.elapsed())
+    let report = load_report(store, Options::default(), false)?;
+    std::hint::black_box(report.to_text());
+    Ok((t.elapsed(), report))
 }
 
 /// The JSON report streamed from the stored results into a sink: (wall, bytes, peak
@@ -200,7 +201,7 @@ fn main() -> Result<()> {
     }
     if a.only == Some(Only::Text) {
         reset_peak_rss();
-        let d = text_report_time(&store)?;
+        let (d, _) = text_report(&store)?;
         println!(
             "text report: {:.3} s, peak RSS {} (a fresh process); < 300 ms: {}",
             d.as_secs_f64(),
@@ -238,16 +239,16 @@ fn main() -> Result<()> {
     );
     // a full analysis: forget earlier results
     store.clear_analysis()?;
-    let (full, _, full_peak) = run(&store, "full analysis")?;
+    let (full, _, full_peak, _) = run(&store, "full analysis")?;
     println!(
         "  {:.0} spans/s",
         spans as f64 / full.as_secs_f64().max(1e-9)
     );
-    let (again, _, _) = run(&store, "re-run, nothing new")?;
+    let (again, _, _, text) = run(&store, "re-run, nothing new")?;
     let extra = ((a.conversations as f64 * a.new_share).ceil() as usize).max(1);
     // seeds not used before in this store (a reused store has had earlier additions)
     let added = fill(&store, extra, 1_000_000 + spans)?;
-    let (inc, _, _) = run(
+    let (inc, _, _, _) = run(
         &store,
         &format!("after {added} new spans ({extra} conversations)"),
     )?;
@@ -271,7 +272,6 @@ fn main() -> Result<()> {
         );
     }
     let gb = 1024 * 1024;
-    let text = text_report_time(&store)?;
     println!("\ntargets (issue 25, on 2 cores; first analysis < 3 s is for the README's ~1M-span store, < 6 s for 1.5M):");
     println!(
         "  full analysis < {} s: {:.2} s {}",

@@ -16,7 +16,7 @@ use tailscope_analysis_core::whatif::{rewalk, summarize, Rewalk};
 pub use tailscope_analysis_core::whatif::{Change, Moved, Summary};
 use tailscope_analysis_core::Tree;
 use tailscope_model::samples::Section;
-use tailscope_model::{Cause, OpClass, Span};
+use tailscope_model::{Cause, OpClass, Span, SpanId};
 use tailscope_store::{Store, TraceRow};
 
 /// What a change targets.
@@ -108,12 +108,16 @@ const SEED: u64 = 27;
 /// Operations the ranking re-walks: those with the most critical-path time in the tail.
 pub const RANK_CANDIDATES: usize = 12;
 
-/// Calls `f` with every trace's tree, its stored row and its critical-path sections,
+/// A stored critical-path section and the tree node of its span.
+type Placed = (usize, Section);
+
+/// Calls `f` with every trace's tree, its stored row and its critical-path sections
+/// placed on the tree's nodes (a section whose span is not in the tree is left out),
 /// [`crate::json::PAGE`] traces at a time; `keep` picks the traces to load.
 fn for_each_trace(
     store: &Store,
     keep: &dyn Fn(&TraceRow) -> bool,
-    f: &mut dyn FnMut(&Tree, &TraceRow, &[Section]),
+    f: &mut dyn FnMut(&Tree, &TraceRow, &[Placed]),
 ) -> Result<(), AnalysisError> {
     let mut after: Option<String> = None;
     loop {
@@ -133,12 +137,36 @@ fn for_each_trace(
             for r in &rows {
                 let sections = page.of(&r.trace_id, &mut at);
                 if let Some(ss) = spans.remove(&r.trace_id) {
-                    f(&Tree::build(ss), r, sections);
+                    let tree = Tree::build(ss);
+                    let node: HashMap<SpanId, usize> = tree
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| (n.span.span_id, i))
+                        .collect();
+                    let placed: Vec<Placed> = sections
+                        .iter()
+                        .filter_map(|s| Some((*node.get(&s.span_id)?, *s)))
+                        .collect();
+                    f(&tree, r, &placed);
                 }
             }
         }
         after = Some(last);
     }
+}
+
+/// For each node, whether one of its ancestors (not itself) is `marked`: one pass from
+/// the root down.
+fn below_marked(tree: &Tree, marked: &[bool]) -> Vec<bool> {
+    let mut out = vec![false; tree.nodes.len()];
+    let mut stack = vec![(tree.root, false)];
+    while let Some((i, under)) = stack.pop() {
+        out[i] = under;
+        let next = under || marked[i];
+        stack.extend(tree.nodes[i].children.iter().map(|&c| (c, next)));
+    }
+    out
 }
 
 /// Whether node `i` is what `target` names (not yet looking at its ancestors).
@@ -162,7 +190,7 @@ fn names(tree: &Tree, i: usize, target: &Target, cause_time: &HashMap<usize, i64
 /// named call is part of it); a cause target changes only its sections' time.
 fn changes_of(
     tree: &Tree,
-    sections: &[Section],
+    sections: &[Placed],
     target: &Target,
     change: Change,
 ) -> Vec<Option<Change>> {
@@ -171,25 +199,17 @@ fn changes_of(
         .then(|| Cause::parse(&target.name))
         .flatten()
     {
-        for s in sections.iter().filter(|s| s.cause == c) {
-            if let Some(i) = tree.find(s.span_id) {
-                *cause_time.entry(i).or_default() += s.end_ns - s.start_ns;
-            }
+        for (i, s) in sections.iter().filter(|(_, s)| s.cause == c) {
+            *cause_time.entry(*i).or_default() += s.end_ns - s.start_ns;
         }
     }
     let named: Vec<bool> = (0..tree.nodes.len())
         .map(|i| names(tree, i, target, &cause_time))
         .collect();
+    let inside_named = below_marked(tree, &named);
     (0..tree.nodes.len())
         .map(|i| {
-            let mut up = tree.nodes[i].parent;
-            while let Some(a) = up {
-                if named[a] {
-                    return None;
-                }
-                up = tree.nodes[a].parent;
-            }
-            if !named[i] {
+            if !named[i] || inside_named[i] {
                 return None;
             }
             match (target.kind, change) {
@@ -217,7 +237,7 @@ fn changes_of(
 fn causes_after(
     tree: &Tree,
     row: &TraceRow,
-    sections: &[Section],
+    sections: &[Placed],
     changes: &[Option<Change>],
     r: &Rewalk,
 ) -> [i64; Cause::COUNT] {
@@ -226,15 +246,12 @@ fn causes_after(
     if saved == 0 {
         return by;
     }
-    let changed: Vec<usize> = (0..changes.len())
-        .filter(|&i| changes[i].is_some())
-        .collect();
+    let changed: Vec<bool> = changes.iter().map(Option::is_some).collect();
+    let below = below_marked(tree, &changed);
     let mut on_changed = [0i64; Cause::COUNT];
-    for s in sections {
-        if let Some(i) = tree.find(s.span_id) {
-            if changed.iter().any(|&c| tree.is_within(i, c)) {
-                on_changed[slot(s.cause)] += s.end_ns - s.start_ns;
-            }
+    for (i, s) in sections {
+        if changed[*i] || below[*i] {
+            on_changed[slot(s.cause)] += s.end_ns - s.start_ns;
         }
     }
     let total: i64 = on_changed.iter().sum();
@@ -313,8 +330,8 @@ pub fn whatif(
 /// [`RANK_CANDIDATES`] operations with the most critical time in the tail are tried.
 pub fn rank(store: &Store, opts: Options) -> Result<Vec<Ranked>, AnalysisError> {
     opts.check()?;
-    let mut durations = store.trace_durations()?;
-    durations.sort_unstable();
+    // ascending, as cohorts wants them
+    let durations = store.trace_durations()?;
     let (tail, _, _, _) = tailscope_analysis_core::tail::cohorts(&durations, opts.percentile);
     let Some(threshold) = tail.iter().map(|&i| durations[i]).min() else {
         return Ok(Vec::new());
@@ -325,13 +342,11 @@ pub fn rank(store: &Store, opts: Options) -> Result<Vec<Ranked>, AnalysisError> 
         store,
         &|r| r.duration_ns >= threshold,
         &mut |tree, _, sections| {
-            for s in sections {
-                if let Some(i) = tree.find(s.span_id) {
-                    let sp = &tree.nodes[i].span;
-                    *critical
-                        .entry(format!("{} · {}", sp.service_name, sp.name))
-                        .or_default() += s.end_ns - s.start_ns;
-                }
+            for (i, s) in sections {
+                let sp = &tree.nodes[*i].span;
+                *critical
+                    .entry(format!("{} · {}", sp.service_name, sp.name))
+                    .or_default() += s.end_ns - s.start_ns;
             }
         },
     )?;

@@ -35,19 +35,19 @@ fn open_store(db: &Path) -> Result<Store, tailscope_store::StoreError> {
 }
 
 /// Analyses what is new in an open store (a progress bar on stderr while chunks are
-/// written), stores the results, returns the report; `sections`: with every trace's
-/// critical path.
-pub fn report(store: &Store, percentile: f64, sections: bool) -> Result<Report> {
+/// written), stores the results, returns the report (without critical paths: the text
+/// report's; the JSON report streams, see [`write_report`]).
+pub fn report(store: &Store, percentile: f64) -> Result<Report> {
     let opts = Options { percentile };
     // before any work: a bad percentile is refused without analysing
     opts.check()?;
     analyse_new(store, true)?;
-    load_report(store, opts, sections).context("reading the analysis results")
+    load_report(store, opts, false).context("reading the analysis results")
 }
 
 /// Analyses what is new (a progress bar on stderr when `bar_shown` and the work spans
 /// more than one chunk) and stores the results.
-fn analyse_new(store: &Store, bar_shown: bool) -> Result<()> {
+pub(crate) fn analyse_new(store: &Store, bar_shown: bool) -> Result<()> {
     let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template("analysing [{bar:30}] {pos}/{len} chunks {msg}")

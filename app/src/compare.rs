@@ -4,11 +4,9 @@
 use crate::analyze::Format;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 use tailscope_analysis::compare::{compare, CompareOptions};
 use tailscope_analysis::tenant::{tenants, TenantOptions};
-use tailscope_analysis::{update, Progress};
 use tailscope_store::Store;
 
 #[derive(Args, Debug, Clone)]
@@ -40,22 +38,8 @@ pub(crate) fn open_analysed(db: &Path) -> Result<Store> {
         );
     }
     let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
-    let bar = ProgressBar::hidden();
-    bar.set_style(
-        ProgressStyle::with_template("analysing [{bar:30}] {pos}/{len} chunks {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    update(&store, &|p: Progress| {
-        if bar.is_hidden() && p.chunks > 1 {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        }
-        bar.set_length(p.chunks as u64);
-        bar.set_position(p.chunks_done as u64);
-        bar.set_message(format!("({} of {} traces)", p.traces_done, p.traces));
-    })
-    .with_context(|| format!("analysing {}", db.display()))?;
-    bar.finish_and_clear();
+    crate::analyze::analyse_new(&store, true)
+        .with_context(|| format!("analysing {}", db.display()))?;
     Ok(store)
 }
 

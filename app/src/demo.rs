@@ -134,7 +134,7 @@ pub fn run(db: Option<&Path>, args: &DemoArgs) -> Result<()> {
     );
     println!("ground truth: {}", truth_path.display());
     let bar = spinner("analysing");
-    let report = crate::analyze::report(&store, 99.0, false)?;
+    let report = crate::analyze::report(&store, 99.0)?;
     bar.finish_and_clear();
     println!("\n{}", report.to_text());
     if !args.headless {

@@ -98,7 +98,6 @@ struct Sim<'a> {
     next_owner: u64,
     bursts: u64,
     planted_counts: BTreeMap<PlantedCause, u64>,
-    timings: crate::config::HeldTimings,
 }
 
 impl Sim<'_> {
@@ -268,19 +267,18 @@ impl Sim<'_> {
         };
         let cacheable = self.runs.get(run).is_some_and(|r| r.kind != RunKind::Batch);
         let mut timing = self.server.submit(t, c.owner, c.input, c.output, cacheable);
-        let key = self
+        let held = self
             .runs
             .get(run)
             .and_then(|r| r.key)
-            .map(|(conv, turn, job)| (conv, turn, job, k));
-        if let Some(key) = key {
-            if let Some(held) = self.cfg.held_timings.as_ref().and_then(|h| h.0.get(&key)) {
-                timing = crate::plan::Timing {
-                    arrival_ns: t,
-                    ..*held
-                };
-            }
-            self.timings.0.insert(key, timing);
+            .and_then(|(conv, turn, job)| {
+                self.cfg.held_timings.as_ref()?.0.get(&(conv, turn, job, k))
+            });
+        if let Some(held) = held {
+            timing = crate::plan::Timing {
+                arrival_ns: t,
+                ..*held
+            };
         }
         let end = t + timing.e2e_ns();
         let Some(r) = self.runs.get_mut(run) else {
@@ -460,7 +458,6 @@ pub fn generate(cfg: &WorkloadConfig) -> Workload {
         next_owner: AUX_OWNER_BASE,
         bursts: 0,
         planted_counts: BTreeMap::new(),
-        timings: crate::config::HeldTimings::default(),
     };
     sim.warm_cache(cfg.start_ns);
     let window = (cfg.span_secs * 1e9) as i64;
@@ -485,6 +482,15 @@ pub fn generate(cfg: &WorkloadConfig) -> Workload {
     let mut truth = Vec::new();
     let mut incidentals = Vec::new();
     let mut spans = Vec::with_capacity(sim.runs.len() * 24);
+    // each call's timing by where it sits, for a later run to hold (see `HeldTimings`)
+    let mut timings = crate::config::HeldTimings::default();
+    for run in &sim.runs {
+        if let Some((conv, turn, job)) = run.key {
+            for (k, t) in run.timings.iter().enumerate() {
+                timings.0.insert((conv, turn, job, k), *t);
+            }
+        }
+    }
     for run in sim.runs {
         let entry = |p: Planted| GroundTruth {
             trace_id: run.trace_id,
@@ -532,6 +538,6 @@ pub fn generate(cfg: &WorkloadConfig) -> Workload {
         },
         truth,
         incidental: incidentals,
-        timings: std::mem::take(&mut sim.timings),
+        timings,
     }
 }
