@@ -53,6 +53,98 @@ pub struct EngineConfig {
     pub max_num_seqs: usize,
     #[serde(default = "default_true")]
     pub chunked_prefill: bool,
+    /// Sampling temperature: 0 (the default) is greedy; above 0 samples from
+    /// softmax(logits / temperature) with a generator seeded from `seed`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub temperature: f64,
+    /// Speculative decoding (`[speculative]`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculative: Option<SpeculativeConfig>,
+}
+
+/// How proposals are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SpecMethod {
+    /// A draft model proposes `k` tokens autoregressively (its own paged KV cache).
+    #[default]
+    Draft,
+    /// Prompt lookup: the tokens that followed the latest earlier occurrence of the
+    /// sequence's last n-gram (n = 3, 2, 1); no model.
+    Ngram,
+}
+
+/// The `[speculative]` section: a draft proposes `k` tokens, the target verifies
+/// them in one forward pass over `k + 1` positions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeculativeConfig {
+    #[serde(default)]
+    pub method: SpecMethod,
+    /// `"self-noised"` (a copy of the target's weights plus gaussian noise of
+    /// relative scale `noise`: the noise sets the acceptance rate), a named shape
+    /// (random weights from `draft_seed`), or a local Hugging Face Llama directory;
+    /// the draft must have the target's vocabulary.
+    #[serde(default = "default_draft")]
+    pub draft: String,
+    /// Tokens proposed per step.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Relative standard deviation of the noise added to every weight matrix of a
+    /// `"self-noised"` draft (0 = the target itself).
+    #[serde(default)]
+    pub noise: f64,
+    /// A `"self-noised"` draft keeps only the target's first `draft_layers` layers
+    /// (a cheaper draft); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_layers: Option<usize>,
+    /// Seed of the noise (or of a named shape's weights); `seed + 1` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_seed: Option<u64>,
+}
+
+fn default_draft() -> String {
+    SpeculativeConfig::SELF_NOISED.into()
+}
+fn default_k() -> usize {
+    4
+}
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+impl SpeculativeConfig {
+    /// The `draft` value of a noised copy of the target.
+    pub const SELF_NOISED: &'static str = "self-noised";
+
+    /// A noised copy of the target proposing `k` tokens.
+    pub fn self_noised(k: usize, noise: f64) -> Self {
+        Self {
+            method: SpecMethod::Draft,
+            draft: Self::SELF_NOISED.into(),
+            k,
+            noise,
+            draft_layers: None,
+            draft_seed: None,
+        }
+    }
+
+    /// One line for reports.
+    pub fn summary(&self) -> String {
+        match self.method {
+            SpecMethod::Ngram => format!("ngram k={}", self.k),
+            SpecMethod::Draft if self.draft == Self::SELF_NOISED => format!(
+                "draft=self-noised noise={} k={}{}",
+                self.noise,
+                self.k,
+                self.draft_layers
+                    .map(|l| format!(" layers={l}"))
+                    .unwrap_or_default()
+            ),
+            SpecMethod::Draft => format!("draft={} k={}", self.draft, self.k),
+        }
+    }
 }
 
 /// "f32", "bf16" or "f16" as a candle dtype.
@@ -104,6 +196,8 @@ impl Default for EngineConfig {
             max_num_batched_tokens: default_batched_tokens(),
             max_num_seqs: default_max_seqs(),
             chunked_prefill: true,
+            temperature: 0.0,
+            speculative: None,
         }
     }
 }
@@ -179,6 +273,34 @@ impl EngineConfig {
         if self.max_num_seqs == 0 {
             return Err(bad("max_num_seqs", "must be at least 1".into()));
         }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(bad("temperature", "must be 0 (greedy) or more".into()));
+        }
+        if let Some(sp) = &self.speculative {
+            if !(1..=32).contains(&sp.k) {
+                return Err(bad("speculative.k", format!("{} (expected 1 to 32)", sp.k)));
+            }
+            if !(sp.noise.is_finite() && sp.noise >= 0.0) {
+                return Err(bad("speculative.noise", "must be 0 or more".into()));
+            }
+            if sp.draft_layers == Some(0) {
+                return Err(bad("speculative.draft_layers", "must be at least 1".into()));
+            }
+            if sp.method == SpecMethod::Draft
+                && sp.draft != SpeculativeConfig::SELF_NOISED
+                && ModelShape::named(&sp.draft).is_none()
+                && !Path::new(&sp.draft).is_dir()
+            {
+                return Err(bad(
+                    "speculative.draft",
+                    format!(
+                        "{:?} is neither \"self-noised\", a shape ({:?}) nor a directory",
+                        sp.draft,
+                        ModelShape::NAMES
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -203,7 +325,16 @@ impl EngineConfig {
             self.max_num_batched_tokens,
             self.max_num_seqs,
             self.chunked_prefill
-        )
+        ) + &self
+            .speculative
+            .as_ref()
+            .map(|sp| format!(" speculative=[{}]", sp.summary()))
+            .unwrap_or_default()
+            + &if self.temperature > 0.0 {
+                format!(" temperature={}", self.temperature)
+            } else {
+                String::new()
+            }
     }
 }
 

@@ -15,9 +15,10 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::cache::{chain_hashes, make_policy, BlockId, BlockPool, Eviction};
-use crate::config::{EngineConfig, ModelShape};
+use crate::config::{EngineConfig, ModelShape, PolicyKind, SpecMethod};
 use crate::error::EngineError;
 use crate::model::{KvPool, Llama, SeqChunk};
+use crate::spec::{self, Rng, SpecStats};
 
 /// What happened, when (ns on the run's clock, from 0).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,6 +85,25 @@ struct Req {
     cached_blocks: usize,
     admitted_once: bool,
     out: RequestOutcome,
+    /// The draft's KV blocks and how many leading positions it holds.
+    draft_blocks: Vec<BlockId>,
+    draft_computed: usize,
+}
+
+/// The draft model of speculative decoding with its own paged KV cache (no prefix
+/// caching: its blocks are plain storage).
+struct Draft {
+    model: Llama,
+    kv: KvPool,
+    pool: BlockPool,
+}
+
+/// What one scheduled request proposed this step.
+#[derive(Default)]
+struct Proposal {
+    tokens: Vec<u32>,
+    /// The draft's distribution of each proposed token (sampled decoding only).
+    q: Vec<Vec<f32>>,
 }
 
 /// A loaded model with its KV pool and block pool, ready to serve requests.
@@ -103,6 +123,14 @@ pub struct Engine {
     /// recomputation; the largest absolute difference is kept here.
     pub check_logits: Option<f32>,
     clock_ns: i64,
+    draft: Option<Draft>,
+    /// Proposals per step (0: speculative decoding off).
+    spec_k: usize,
+    spec_method: SpecMethod,
+    temperature: f64,
+    rng: Rng,
+    /// Speculative decoding's counters so far.
+    pub spec_stats: SpecStats,
 }
 
 /// Opens the configured device: "cpu", or "cuda" / "cuda:N" in a build with the
@@ -197,8 +225,44 @@ pub fn load_model(cfg: &EngineConfig) -> Result<Llama, EngineError> {
 }
 
 impl Engine {
-    /// Builds an engine around a loaded model.
+    /// Builds an engine around a loaded model (and loads the configured draft).
     pub fn new(cfg: &EngineConfig, model: Llama) -> Result<Self, EngineError> {
+        let draft = match &cfg.speculative {
+            Some(sp) => spec::load_draft(sp, &model, cfg.seed)?,
+            None => None,
+        };
+        Self::with_draft(cfg, model, draft)
+    }
+
+    /// Builds an engine around a loaded model and an already loaded draft (used only
+    /// when `cfg.speculative` asks for the draft method).
+    pub fn with_draft(
+        cfg: &EngineConfig,
+        model: Llama,
+        draft: Option<Llama>,
+    ) -> Result<Self, EngineError> {
+        let (spec_k, spec_method) = cfg
+            .speculative
+            .as_ref()
+            .map_or((0, SpecMethod::Draft), |sp| (sp.k, sp.method));
+        let draft = match (spec_k, spec_method, draft) {
+            (1.., SpecMethod::Draft, Some(m)) => Some(Draft {
+                kv: KvPool::new(&m, cfg.cache_capacity_blocks, cfg.block_size)?,
+                pool: BlockPool::new(
+                    cfg.cache_capacity_blocks,
+                    cfg.block_size,
+                    make_policy(PolicyKind::None),
+                ),
+                model: m,
+            }),
+            (1.., SpecMethod::Draft, None) => {
+                return Err(EngineError::Config {
+                    origin: "speculative".into(),
+                    message: "field `speculative.draft`: no draft model was loaded".into(),
+                })
+            }
+            _ => None,
+        };
         let kv = KvPool::new(&model, cfg.cache_capacity_blocks, cfg.block_size)?;
         let pool = BlockPool::new(
             cfg.cache_capacity_blocks,
@@ -217,7 +281,30 @@ impl Engine {
             evictions: Vec::new(),
             check_logits: None,
             clock_ns: 0,
+            draft,
+            spec_k,
+            spec_method,
+            temperature: cfg.temperature,
+            rng: Rng::new(cfg.seed),
+            spec_stats: SpecStats::default(),
         })
+    }
+
+    /// The draft's block pool, when speculative decoding runs a draft model.
+    pub fn draft_pool(&self) -> Option<&BlockPool> {
+        self.draft.as_ref().map(|d| &d.pool)
+    }
+
+    /// Request `id`'s KV state: (positions the target holds, its blocks, positions
+    /// the draft holds, the draft's blocks).
+    pub fn kv_state(&self, id: usize) -> (usize, usize, usize, usize) {
+        let r = &self.reqs[id];
+        (
+            r.computed,
+            r.blocks.len(),
+            r.draft_computed,
+            r.draft_blocks.len(),
+        )
     }
 
     /// The model.
@@ -292,6 +379,8 @@ impl Engine {
                 arrival_ns: t,
                 ..RequestOutcome::default()
             },
+            draft_blocks: Vec::new(),
+            draft_computed: 0,
         });
         self.reqs[id].out.prompt_tokens = self.reqs[id].prompt_len;
         self.waiting.push_back(id);
@@ -314,7 +403,12 @@ impl Engine {
         r.computed = 0;
         r.cached_blocks = 0;
         r.out.preemptions += 1;
+        let draft_blocks = std::mem::take(&mut r.draft_blocks);
+        r.draft_computed = 0;
         self.pool.free(&blocks);
+        if let Some(d) = &mut self.draft {
+            d.pool.free(&draft_blocks);
+        }
         self.events.push(Event {
             t_ns: self.clock_ns,
             request: id,
@@ -323,21 +417,181 @@ impl Engine {
         self.waiting.push_front(id);
     }
 
+    /// The proposals of each scheduled request that asked for some (`sched`'s third
+    /// field): prompt lookup, or the draft run autoregressively, batched over the
+    /// requests (first a pass that catches the draft's cache up with the sequence
+    /// and proposes one token, then one single-token pass per further proposal).
+    fn propose(&mut self, sched: &[(usize, usize, usize)]) -> Result<Vec<Proposal>, EngineError> {
+        let mut out: Vec<Proposal> = sched.iter().map(|_| Proposal::default()).collect();
+        if self.spec_method == SpecMethod::Ngram {
+            for (p, &(id, _, k)) in out.iter_mut().zip(sched) {
+                if k > 0 {
+                    p.tokens = spec::ngram_proposals(&self.reqs[id].tokens, k);
+                }
+            }
+            return Ok(out);
+        }
+        let Some(d) = &mut self.draft else {
+            return Ok(out);
+        };
+        let bs = self.cfg.block_size;
+        // Draft KV blocks for positions up to computed + k - 1.
+        let mut asked: Vec<(usize, usize, usize)> = Vec::new(); // (sched index, id, k)
+        let mut unused = Vec::new();
+        for (i, &(id, _, k)) in sched.iter().enumerate() {
+            if k == 0 {
+                continue;
+            }
+            let r = &mut self.reqs[id];
+            let want = (r.computed + k)
+                .div_ceil(bs)
+                .saturating_sub(r.draft_blocks.len());
+            if let Some(new) = d.pool.allocate(want, id, &mut unused) {
+                r.draft_blocks.extend(new);
+                asked.push((i, id, k));
+            } else {
+                // The draft's pool is full: this request decodes without proposals
+                // and its draft cache starts again.
+                let blocks = std::mem::take(&mut r.draft_blocks);
+                r.draft_computed = 0;
+                d.pool.free(&blocks);
+            }
+        }
+        let max_k = asked.iter().map(|a| a.2).max().unwrap_or(0);
+        for round in 0..max_k {
+            let live: Vec<&(usize, usize, usize)> = asked.iter().filter(|a| a.2 > round).collect();
+            let chunks: Vec<SeqChunk<'_>> = live
+                .iter()
+                .map(|&&(i, id, _)| {
+                    let r = &self.reqs[id];
+                    if round == 0 {
+                        SeqChunk {
+                            tokens: &r.tokens[r.draft_computed..=r.computed],
+                            start: r.draft_computed,
+                            block_table: &r.draft_blocks,
+                        }
+                    } else {
+                        SeqChunk {
+                            tokens: &out[i].tokens[round - 1..round],
+                            start: r.computed + round,
+                            block_table: &r.draft_blocks,
+                        }
+                    }
+                })
+                .collect();
+            let logits = d.model.forward(&d.kv, &chunks, false)?;
+            drop(chunks);
+            let next: Vec<(u32, Vec<f32>)> = if self.temperature > 0.0 {
+                logits
+                    .to_vec2::<f32>()?
+                    .into_iter()
+                    .map(|row| {
+                        let q = spec::probs(&row, self.temperature);
+                        (spec::sample(&q, self.rng.uniform()), q)
+                    })
+                    .collect()
+            } else {
+                Llama::greedy(&logits)?
+                    .into_iter()
+                    .map(|t| (t, Vec::new()))
+                    .collect()
+            };
+            for (&&(i, _, _), (tok, q)) in live.iter().zip(next) {
+                out[i].tokens.push(tok);
+                if self.temperature > 0.0 {
+                    out[i].q.push(q);
+                }
+            }
+        }
+        for &(_, id, k) in &asked {
+            let r = &mut self.reqs[id];
+            r.draft_computed = r.computed + k;
+        }
+        Ok(out)
+    }
+
+    /// Verifies request `id`'s proposals against the target's rows from `row`
+    /// (argmax `greedy`, or host logits `host` when sampling): greedy accepts while
+    /// the proposal is the target's own token, sampling by the rejection rule; the
+    /// first rejection emits the target's token instead, full acceptance a bonus
+    /// token. Takes the proposals back out of the request's tokens, moves `computed`
+    /// (and the draft's) to the accepted positions, and returns the emitted tokens.
+    fn verify(
+        &mut self,
+        id: usize,
+        proposed: &Proposal,
+        row: usize,
+        greedy: &[u32],
+        host: &[Vec<f32>],
+    ) -> Vec<u32> {
+        let k = proposed.tokens.len();
+        let mut emitted = Vec::with_capacity(k + 1);
+        let mut accepted = 0;
+        for (j, &tok) in proposed.tokens.iter().enumerate() {
+            let verdict = if self.temperature > 0.0 {
+                let p = spec::probs(&host[row + j], self.temperature);
+                spec::verify_proposal(&p, proposed.q.get(j).map(Vec::as_slice), tok, &mut self.rng)
+            } else if greedy[row + j] == tok {
+                None
+            } else {
+                Some(greedy[row + j])
+            };
+            match verdict {
+                None => {
+                    accepted += 1;
+                    emitted.push(tok);
+                }
+                Some(t) => {
+                    emitted.push(t);
+                    break;
+                }
+            }
+        }
+        if accepted == k {
+            let bonus = if self.temperature > 0.0 {
+                let p = spec::probs(&host[row + k], self.temperature);
+                spec::sample(&p, self.rng.uniform())
+            } else {
+                greedy[row + k]
+            };
+            emitted.push(bonus);
+        }
+        self.spec_stats.record(k, accepted);
+        let r = &mut self.reqs[id];
+        let last = r.computed; // position of the last sampled token
+        r.tokens.truncate(last + 1);
+        r.computed = last + 1 + accepted;
+        r.draft_computed = r.draft_computed.min(r.computed);
+        emitted
+    }
+
     /// Runs one scheduling step and its forward pass; returns the finished request ids.
     pub fn step(&mut self) -> Result<Vec<usize>, EngineError> {
         let t0 = Instant::now();
         let bs = self.cfg.block_size;
         let chunked = self.cfg.chunked_prefill;
         let mut budget = self.cfg.max_num_batched_tokens;
-        let mut sched: Vec<(usize, usize)> = Vec::new();
+        // (request, tokens computed, proposals asked for)
+        let mut sched: Vec<(usize, usize, usize)> = Vec::new();
         let mut preempted = false;
         let mut evicted = Vec::new();
         // Running requests first, in admission order.
         let mut i = 0;
         while i < self.running.len() && budget > 0 {
             let id = self.running[i];
-            let need = self.reqs[id].tokens.len() - self.reqs[id].computed;
-            let n = if chunked { need.min(budget) } else { need };
+            let r = &self.reqs[id];
+            let need = r.tokens.len() - r.computed;
+            // A decode step verifies up to k proposals: k + 1 positions, never more
+            // tokens than the request still has to generate.
+            let k = if need == 1 && self.spec_k > 0 && !r.out.output.is_empty() {
+                let left = r.max_output.saturating_sub(r.out.output.len());
+                self.spec_k
+                    .min(left.saturating_sub(1))
+                    .min(budget.saturating_sub(1))
+            } else {
+                0
+            };
+            let n = if chunked { need.min(budget) } else { need } + k;
             if n > budget {
                 i += 1;
                 continue;
@@ -364,7 +618,7 @@ impl Engine {
             if !ok {
                 break;
             }
-            sched.push((id, n));
+            sched.push((id, n, k));
             budget -= n;
             i += 1;
         }
@@ -415,7 +669,7 @@ impl Engine {
                 },
             });
             self.running.push(id);
-            sched.push((id, n));
+            sched.push((id, n, 0));
             budget = budget.saturating_sub(n);
         }
         for e in &evicted {
@@ -438,10 +692,20 @@ impl Engine {
             }
             return Ok(Vec::new());
         }
-        // The forward pass over the packed batch.
+        // Speculative decoding: proposals, appended to the requests' tokens for the
+        // verification pass (taken back after it).
+        let proposals = self.propose(&sched)?;
+        for (e, p) in sched.iter_mut().zip(&proposals) {
+            if e.2 > 0 {
+                e.1 = 1 + p.tokens.len();
+                self.reqs[e.0].tokens.extend_from_slice(&p.tokens);
+            }
+        }
+        // The forward pass over the packed batch: the last row of each chunk, every
+        // row of a verified one.
         let chunks: Vec<SeqChunk<'_>> = sched
             .iter()
-            .map(|&(id, n)| {
+            .map(|&(id, n, _)| {
                 let r = &self.reqs[id];
                 SeqChunk {
                     tokens: &r.tokens[r.computed..r.computed + n],
@@ -450,24 +714,43 @@ impl Engine {
                 }
             })
             .collect();
-        let logits = self.model.forward(&self.kv, &chunks, false)?;
+        let mut rows: Vec<u32> = Vec::with_capacity(sched.len());
+        let mut first_row = Vec::with_capacity(sched.len());
+        let mut off = 0u32;
+        for (&(_, n, _), p) in sched.iter().zip(&proposals) {
+            first_row.push(rows.len());
+            let n = n as u32;
+            if p.tokens.is_empty() {
+                rows.push(off + n - 1);
+            } else {
+                rows.extend(off..off + n);
+            }
+            off += n;
+        }
+        let logits = self.model.forward_rows(&self.kv, &chunks, Some(&rows))?;
         drop(chunks);
-        let sampling: Vec<usize> = sched
-            .iter()
-            .enumerate()
-            .filter(|(_, &(id, n))| self.reqs[id].computed + n == self.reqs[id].tokens.len())
-            .map(|(row, _)| row)
-            .collect();
-        let next = Llama::greedy(&logits)?;
+        let greedy = Llama::greedy(&logits)?;
+        let host: Vec<Vec<f32>> = if self.temperature > 0.0 {
+            logits.to_vec2::<f32>()?
+        } else {
+            Vec::new()
+        };
         if let Some(worst) = self.check_logits {
             let mut worst = worst;
-            for &row in &sampling {
-                let (id, _) = sched[row];
-                let naive = self.model.forward_naive(&self.reqs[id].tokens)?;
-                let last = Llama::row(&naive, self.reqs[id].tokens.len() - 1)?;
-                let got = Llama::row(&logits, row)?;
-                for (a, b) in last.iter().zip(&got) {
-                    worst = worst.max((a - b).abs());
+            for (i, &(id, n, _)) in sched.iter().enumerate() {
+                let r = &self.reqs[id];
+                if r.computed + n != r.tokens.len() {
+                    continue;
+                }
+                let naive = self.model.forward_naive(&r.tokens)?;
+                let picked = first_row.get(i + 1).copied().unwrap_or(rows.len()) - first_row[i];
+                for j in 0..picked {
+                    let pos = r.tokens.len() - picked + j;
+                    let want = Llama::row(&naive, pos)?;
+                    let got = Llama::row(&logits, first_row[i] + j)?;
+                    for (a, b) in want.iter().zip(&got) {
+                        worst = worst.max((a - b).abs());
+                    }
                 }
             }
             self.check_logits = Some(worst);
@@ -476,12 +759,45 @@ impl Engine {
         self.clock_ns = self.clock_ns.saturating_add(elapsed);
         let now = self.clock_ns;
         let mut finished = Vec::new();
-        for (row, &(id, n)) in sched.iter().enumerate() {
+        for (i, &(id, n, _)) in sched.iter().enumerate() {
+            let row = first_row[i];
+            let proposed = &proposals[i];
+            let emitted = if proposed.tokens.is_empty() {
+                let r = &mut self.reqs[id];
+                r.computed += n;
+                if r.out.first_token_ns.is_none() {
+                    r.out.prefill_tokens += n;
+                }
+                if r.computed == r.tokens.len() {
+                    let tok = if self.temperature > 0.0 {
+                        let p = spec::probs(&host[row], self.temperature);
+                        spec::sample(&p, self.rng.uniform())
+                    } else {
+                        greedy[row]
+                    };
+                    vec![tok]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                self.verify(id, proposed, row, &greedy, &host)
+            };
             let r = &mut self.reqs[id];
-            r.computed += n;
-            if r.out.first_token_ns.is_none() {
-                r.out.prefill_tokens += n;
+            // Rewind: blocks past the computed positions (those of rejected
+            // proposals) go back to the pool, in the target and in the draft.
+            let keep = r.computed.div_ceil(bs);
+            if r.blocks.len() > keep {
+                let tail = r.blocks.split_off(keep);
+                self.pool.free(&tail);
             }
+            if let Some(d) = &mut self.draft {
+                let keep = r.draft_computed.div_ceil(bs);
+                if r.draft_blocks.len() > keep {
+                    let tail = r.draft_blocks.split_off(keep);
+                    d.pool.free(&tail);
+                }
+            }
+            r.tokens.extend_from_slice(&emitted);
             // Register newly full blocks in the prefix cache.
             let full = r.computed / bs;
             while r.cached_blocks < full {
@@ -497,9 +813,7 @@ impl Engine {
                 self.pool.cache_block(r.blocks[b], r.hashes[b], id);
                 r.cached_blocks += 1;
             }
-            if r.computed == r.tokens.len() {
-                let tok = next[row];
-                r.tokens.push(tok);
+            for tok in emitted {
                 r.out.output.push(tok);
                 r.out.token_ns.push(now);
                 let kind = if r.out.first_token_ns.is_none() {
@@ -517,12 +831,18 @@ impl Engine {
                     r.out.finished_ns = Some(now);
                     let blocks = std::mem::take(&mut r.blocks);
                     self.pool.free(&blocks);
+                    let draft_blocks = std::mem::take(&mut r.draft_blocks);
+                    r.draft_computed = 0;
+                    if let Some(d) = &mut self.draft {
+                        d.pool.free(&draft_blocks);
+                    }
                     self.events.push(Event {
                         t_ns: now,
                         request: id,
                         kind: EventKind::Finished,
                     });
                     finished.push(id);
+                    break;
                 }
             }
         }

@@ -7,7 +7,10 @@
 //! a scheduler with chunked prefill and recompute preemption ([`engine::Engine`]);
 //! replay of recorded conversations and the A/B comparison ([`run_ab`],
 //! [`AbReport`]); Mooncake trace import ([`mooncake::parse`]); and the seed
-//! scenario ([`scenario::seed`]). Configurations are TOML ([`EngineConfig`]).
+//! scenario ([`scenario::seed`]); speculative decoding (a draft model or prompt
+//! lookup proposes, the target verifies k proposals in one pass, both KV caches
+//! rewind past a rejection; [`spec`], [`SpeculativeConfig`]). Configurations are
+//! TOML ([`EngineConfig`]).
 
 pub mod cache;
 pub mod config;
@@ -17,9 +20,10 @@ pub mod model;
 pub mod mooncake;
 pub mod replay;
 pub mod scenario;
+pub mod spec;
 
 pub use cache::EvictionPolicy;
-pub use config::{EngineConfig, ModelShape, PolicyKind};
+pub use config::{EngineConfig, ModelShape, PolicyKind, SpecMethod, SpeculativeConfig};
 pub use engine::{Event, EventKind};
 pub use error::EngineError;
 pub use replay::{

@@ -136,6 +136,12 @@ impl SplitMix {
     fn next_f32(&mut self) -> f32 {
         ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
+    /// Standard normal (Box-Muller).
+    fn next_gaussian(&mut self) -> f32 {
+        let u1 = ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
 }
 
 impl Llama {
@@ -295,6 +301,28 @@ impl Llama {
         chunks: &[SeqChunk<'_>],
         all_logits: bool,
     ) -> CResult<Tensor> {
+        if all_logits {
+            return self.forward_rows(pool, chunks, None);
+        }
+        let mut last = Vec::with_capacity(chunks.len());
+        let mut off = 0u32;
+        for c in chunks {
+            off += c.tokens.len() as u32;
+            last.push(off.saturating_sub(1));
+        }
+        self.forward_rows(pool, chunks, Some(&last))
+    }
+
+    /// [`Llama::forward`] returning the logits of the packed batch's rows `rows`
+    /// (indices into the concatenated tokens; every row when `None`), in f32:
+    /// speculative verification takes all `k + 1` rows of a verified chunk and the
+    /// last row of the others.
+    pub fn forward_rows(
+        &self,
+        pool: &KvPool,
+        chunks: &[SeqChunk<'_>],
+        rows: Option<&[u32]>,
+    ) -> CResult<Tensor> {
         let bs = pool.block_size;
         let mut ids = Vec::new();
         let mut positions = Vec::new();
@@ -358,17 +386,12 @@ impl Llama {
             x = (x + attn)?;
             x = (&x + self.mlp(layer, &x)?)?;
         }
-        let x = if all_logits {
-            x
-        } else {
-            let mut last = Vec::with_capacity(chunks.len());
-            let mut off = 0u32;
-            for c in chunks {
-                off += c.tokens.len() as u32;
-                last.push(off - 1);
-            }
-            let n = last.len();
-            x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?
+        let x = match rows {
+            None => x,
+            Some(rows) => x.index_select(
+                &Tensor::from_vec(rows.to_vec(), rows.len(), &self.device)?,
+                0,
+            )?,
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
         x.matmul(&self.lm_head_t)?.to_dtype(DType::F32)
@@ -517,6 +540,54 @@ impl Llama {
         let gate = candle_nn::ops::silu(&h.matmul(&layer.wgate)?)?;
         let up = h.matmul(&layer.wup)?;
         (gate * up)?.matmul(&layer.wdown)
+    }
+
+    /// A draft for speculative decoding: these weights with gaussian noise of
+    /// relative scale `noise` (standard deviation `noise` times the tensor's RMS)
+    /// added to every matrix (norms kept), keeping the first `layers` layers (all
+    /// when `None`). Noise 0 and all layers is the model itself (weights shared).
+    /// The noise is seeded: the same `seed` gives the same draft.
+    pub fn perturbed(&self, noise: f64, layers: Option<usize>, seed: u64) -> CResult<Self> {
+        let mut out = self.clone();
+        if let Some(n) = layers {
+            let n = n.clamp(1, self.layers.len());
+            out.layers.truncate(n);
+            out.shape.num_hidden_layers = n;
+        }
+        if noise <= 0.0 {
+            return Ok(out);
+        }
+        let mut rng = SplitMix(seed ^ 0x6472_6166_7400_0001);
+        let mut add = |w: &Tensor| -> CResult<Tensor> {
+            let f = w.to_dtype(DType::F32)?;
+            let rms = f.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()?;
+            let n = f.elem_count();
+            let z: Vec<f32> = (0..n).map(|_| rng.next_gaussian()).collect();
+            let z = Tensor::from_vec(z, f.shape(), &self.device)?;
+            (f + (z * (noise * f64::from(rms)))?)?.to_dtype(self.dtype)
+        };
+        // Projections are transposed views: noise the `[out, in]` weight and view it
+        // transposed again, so that the draft's products run on the same layout.
+        for l in &mut out.layers {
+            for w in [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.wgate,
+                &mut l.wup,
+                &mut l.wdown,
+            ] {
+                *w = add(&w.t()?)?.t()?;
+            }
+        }
+        out.embed = add(&out.embed)?;
+        out.lm_head_t = if self.shape.tie_word_embeddings {
+            out.embed.t()?
+        } else {
+            add(&self.lm_head_t.t()?)?.t()?
+        };
+        Ok(out)
     }
 
     /// Argmax of each row of `logits` (`[n, vocab]`).

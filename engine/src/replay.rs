@@ -11,6 +11,7 @@ use crate::config::EngineConfig;
 use crate::engine::{load_model, Engine, Event, RequestSpec};
 use crate::error::EngineError;
 use crate::model::Llama;
+use crate::spec::{load_draft, SpecStats};
 
 /// How turns arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -101,6 +102,13 @@ pub struct Summary {
     pub evicted_blocks: f64,
     pub preemptions: f64,
     pub makespan_ms: f64,
+    /// Speculative decoding (vLLM's names; 0 when it is off): accepted over proposed tokens.
+    pub spec_decode_draft_acceptance_rate: f64,
+    /// Tokens per verification step, 1 + accepted / drafts.
+    pub spec_decode_mean_acceptance_length: f64,
+    pub spec_decode_num_drafts: f64,
+    pub spec_decode_num_draft_tokens: f64,
+    pub spec_decode_num_accepted_tokens: f64,
 }
 
 /// An evicted block, with the conversations involved.
@@ -128,6 +136,9 @@ pub struct RunReport {
     pub events: Vec<Event>,
     /// Sum of block reference counts after the run (0 when nothing leaked).
     pub leaked_refs: u64,
+    /// Speculative decoding's counters, when it was on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_decode: Option<SpecStats>,
 }
 
 /// Nearest-rank percentile of unsorted values ([`tailscope_model::stats::percentile_of`];
@@ -151,6 +162,20 @@ pub fn run_one(
     run_with_model(workload, cfg, model, opts, "A", 0, false, progress).map(|(r, _)| r)
 }
 
+/// The target and, when `cfg` asks for a draft model, the draft.
+fn load_models(cfg: &EngineConfig) -> Result<(Llama, Option<Llama>), EngineError> {
+    let model = load_model(cfg)?;
+    with_draft(cfg, model)
+}
+
+fn with_draft(cfg: &EngineConfig, model: Llama) -> Result<(Llama, Option<Llama>), EngineError> {
+    let draft = match &cfg.speculative {
+        Some(sp) => load_draft(sp, &model, cfg.seed)?,
+        None => None,
+    };
+    Ok((model, draft))
+}
+
 /// Replays with an already loaded model; `check_logits` compares every sampled
 /// token's logits with a naive recomputation and returns the largest difference.
 #[allow(clippy::too_many_arguments)]
@@ -168,7 +193,7 @@ pub fn run_with_model(
     run_model(
         workload,
         cfg,
-        model,
+        with_draft(cfg, model)?,
         opts,
         (label, repeat),
         check_logits,
@@ -183,7 +208,7 @@ pub fn run_with_model(
 fn run_model(
     workload: &ReplayWorkload,
     cfg: &EngineConfig,
-    model: Llama,
+    (model, draft): (Llama, Option<Llama>),
     opts: &ReplayOptions,
     (label, repeat): (&'static str, u32),
     check_logits: bool,
@@ -194,7 +219,7 @@ fn run_model(
         return Err(EngineError::Workload("the workload has no turns".into()));
     }
     let vocab = model.shape().vocab_size as u32;
-    let mut engine = Engine::new(cfg, model)?;
+    let mut engine = Engine::with_draft(cfg, model, draft)?;
     if check_logits {
         engine.check_logits = Some(0.0);
     }
@@ -309,7 +334,15 @@ fn run_model(
         })
         .collect();
     let evictions = eviction_notes(&engine.evictions, &engine.events, &turns);
-    let summary = summarise(&turns, evictions.len(), opts);
+    let mut summary = summarise(&turns, evictions.len(), opts);
+    let spec_decode = cfg.speculative.as_ref().map(|_| engine.spec_stats.clone());
+    if let Some(st) = &spec_decode {
+        summary.spec_decode_draft_acceptance_rate = st.draft_acceptance_rate();
+        summary.spec_decode_mean_acceptance_length = st.mean_acceptance_length();
+        summary.spec_decode_num_drafts = st.num_drafts as f64;
+        summary.spec_decode_num_draft_tokens = st.num_draft_tokens as f64;
+        summary.spec_decode_num_accepted_tokens = st.num_accepted_tokens as f64;
+    }
     let leaked_refs = engine.pool().total_refs();
     // Arrivals are logged when admitted, possibly after later events: order by time.
     engine.events.sort_by_key(|e| e.t_ns);
@@ -322,6 +355,7 @@ fn run_model(
             evictions,
             events: std::mem::take(&mut engine.events),
             leaked_refs,
+            spec_decode,
         },
         worst,
     ))
@@ -400,6 +434,7 @@ fn summarise(turns: &[TurnMetrics], evicted: usize, opts: &ReplayOptions) -> Sum
         evicted_blocks: evicted as f64,
         preemptions: turns.iter().map(|t| f64::from(t.preemptions)).sum(),
         makespan_ms: secs * 1e3,
+        ..Summary::default()
     }
 }
 
@@ -504,8 +539,8 @@ pub fn run_ab_until(
     let repeats = opts.repeats.max(1);
     let mut runs_a = Vec::new();
     let mut runs_b = Vec::new();
-    let model_a = load_model(a)?;
-    let model_b = load_model(b)?;
+    let model_a = load_models(a)?;
+    let model_b = load_models(b)?;
     // Warm-up (untimed): first-touch page faults and allocator growth would
     // otherwise land on whichever side runs first.
     run_model(
@@ -564,7 +599,7 @@ fn build_ab(
     runs_b: Vec<RunReport>,
 ) -> AbReport {
     type Getter = fn(&Summary) -> f64;
-    let fields: [(&str, Getter); 15] = [
+    let fields: [(&str, Getter); 20] = [
         ("ttft_p50_ms", |s| s.ttft_p50_ms),
         ("ttft_p99_ms", |s| s.ttft_p99_ms),
         ("tpot_p50_ms", |s| s.tpot_p50_ms),
@@ -580,6 +615,19 @@ fn build_ab(
         ("evicted_blocks", |s| s.evicted_blocks),
         ("preemptions", |s| s.preemptions),
         ("makespan_ms", |s| s.makespan_ms),
+        ("spec_decode_draft_acceptance_rate", |s| {
+            s.spec_decode_draft_acceptance_rate
+        }),
+        ("spec_decode_mean_acceptance_length", |s| {
+            s.spec_decode_mean_acceptance_length
+        }),
+        ("spec_decode_num_drafts", |s| s.spec_decode_num_drafts),
+        ("spec_decode_num_draft_tokens", |s| {
+            s.spec_decode_num_draft_tokens
+        }),
+        ("spec_decode_num_accepted_tokens", |s| {
+            s.spec_decode_num_accepted_tokens
+        }),
     ];
     let overall = fields
         .iter()
@@ -739,14 +787,22 @@ impl AbReport {
         );
         let _ = writeln!(s, "  A: {}", self.a.summary());
         let _ = writeln!(s, "  B: {}", self.b.summary());
+        // The spec_decode_* rows (and their wider name column) only when a side uses it.
+        let spec = self.a.speculative.is_some() || self.b.speculative.is_some();
+        let w = if spec { 34 } else { 22 };
         let _ = writeln!(
             s,
-            "\noverall                    A mean      B mean        B-A    spread  beyond noise"
+            "\n{:<w$}A mean      B mean        B-A    spread  beyond noise",
+            "overall",
+            w = w + 5
         );
         for m in &self.overall {
+            if !spec && m.metric.starts_with("spec_decode_") {
+                continue;
+            }
             let _ = writeln!(
                 s,
-                "  {:<22} {:>10.2}  {:>10.2}  {:>+9.2}  {:>8.2}  {}",
+                "  {:<w$} {:>10.2}  {:>10.2}  {:>+9.2}  {:>8.2}  {}",
                 m.metric,
                 m.a_mean,
                 m.b_mean,

@@ -1,13 +1,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Engine correctness: paged + prefix-cached + chunked logits against a naive
 //! recomputation (also across evictions and preemptions), block accounting, A/B
-//! determinism, the seed scenario, configuration errors.
+//! determinism, the seed scenario, configuration errors, speculative decoding
+//! (greedy output unchanged, acceptance 1 with the target as its own draft, rejected
+//! slots back in both pools, the sampled rejection rule's distribution).
 
 use candle_core::{DType, Device};
 use tailscope_engine::engine::{Engine, RequestSpec};
 use tailscope_engine::model::{KvPool, Llama, SeqChunk};
 use tailscope_engine::replay::run_with_model;
-use tailscope_engine::{run_ab, scenario, EngineConfig, ModelShape, PolicyKind, ReplayOptions};
+use tailscope_engine::{
+    run_ab, scenario, EngineConfig, ModelShape, PolicyKind, ReplayOptions, SpecMethod,
+    SpeculativeConfig,
+};
 use tailscope_model::{ReplayWorkload, Segment, Session, Turn};
 
 /// The device the model tests run on: `TAILSCOPE_TEST_DEVICE` ("cpu" unless set;
@@ -525,6 +530,207 @@ fn scheduler_respects_budgets_and_sequence_limit() {
     assert!(!ev
         .iter()
         .any(|e| matches!(e.kind, EventKind::Scheduled { new_tokens, .. } if new_tokens < 30)));
+}
+
+/// `c` with speculative decoding: a self-noised draft of relative noise `noise`.
+fn speculative(c: &EngineConfig, k: usize, noise: f64) -> EngineConfig {
+    EngineConfig {
+        speculative: Some(SpeculativeConfig::self_noised(k, noise)),
+        ..c.clone()
+    }
+}
+
+/// Five requests (two sharing a prefix, one arriving late) with 20 output tokens each;
+/// after every step, checks that each unfinished request holds exactly the KV blocks
+/// of the positions it has computed, in the target's pool and in the draft's (a
+/// rejected proposal's slots are not kept). Returns the engine and the outputs.
+fn run_spec(c: &EngineConfig) -> (Engine, Vec<Vec<u32>>) {
+    let mut e = Engine::new(c, tiny()).unwrap();
+    e.check_logits = Some(0.0);
+    let bs = c.block_size;
+    let add = |e: &mut Engine, ids: &mut Vec<usize>, i: u64| {
+        let mut prompt = tokens(100 + i % 2, 21);
+        prompt.extend(tokens(400 + i, 5 + i as u32));
+        ids.push(
+            e.add_request(RequestSpec {
+                prompt,
+                max_output: 20,
+                arrival_ns: e.clock_ns(),
+            })
+            .unwrap(),
+        );
+    };
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        add(&mut e, &mut ids, i);
+    }
+    let mut steps = 0;
+    while e.has_work() {
+        e.step().unwrap();
+        steps += 1;
+        assert!(steps < 10_000);
+        if steps == 5 {
+            add(&mut e, &mut ids, 4);
+        }
+        let mut held = 0;
+        let mut draft_held = 0;
+        for &id in &ids {
+            if e.is_finished(id) {
+                continue;
+            }
+            let (computed, blocks, draft_computed, draft_blocks) = e.kv_state(id);
+            assert_eq!(blocks, computed.div_ceil(bs), "request {id}, step {steps}");
+            assert_eq!(
+                draft_blocks,
+                draft_computed.div_ceil(bs),
+                "request {id}, step {steps}: the draft keeps rejected slots"
+            );
+            held += blocks;
+            draft_held += draft_blocks;
+        }
+        if let Some(d) = e.draft_pool() {
+            assert_eq!(d.num_blocks() - d.num_free(), draft_held);
+        }
+        if c.policy == PolicyKind::None {
+            assert_eq!(e.pool().num_blocks() - e.pool().num_free(), held);
+        }
+    }
+    assert!(ids.iter().all(|&i| e.is_finished(i)));
+    let worst = e.check_logits.unwrap();
+    assert!(worst < 1e-4, "verification logits differ by {worst}");
+    let out = ids.iter().map(|&i| e.outcome(i).output.clone()).collect();
+    (e, out)
+}
+
+#[test]
+fn speculative_greedy_output_equals_plain_greedy() {
+    for base in [
+        cfg(64, PolicyKind::Lru, 64, true),
+        cfg(24, PolicyKind::Lru, 16, true), // preemptions and evictions on the way
+        cfg(64, PolicyKind::None, 9, false),
+    ] {
+        let (_, plain) = run_spec(&base);
+        assert!(plain.iter().all(|o| o.len() == 20));
+        for (k, noise) in [(1, 0.2), (3, 0.1), (5, 0.5)] {
+            let (e, spec) = run_spec(&speculative(&base, k, noise));
+            let st = &e.spec_stats;
+            println!(
+                "k={k} noise={noise}: acceptance {:.2}, mean acceptance length {:.2}",
+                st.draft_acceptance_rate(),
+                st.mean_acceptance_length()
+            );
+            assert!(st.num_draft_tokens > 0);
+            assert!(
+                st.num_accepted_tokens < st.num_draft_tokens,
+                "k={k} noise={noise}: some proposals should be rejected"
+            );
+            assert_eq!(spec, plain, "k={k} noise={noise} changed the greedy output");
+        }
+        // Prompt lookup proposes without a model; same output.
+        let ngram = EngineConfig {
+            speculative: Some(SpeculativeConfig {
+                method: SpecMethod::Ngram,
+                ..SpeculativeConfig::self_noised(4, 0.0)
+            }),
+            ..base.clone()
+        };
+        let (e, spec) = run_spec(&ngram);
+        assert!(e.spec_stats.num_draft_tokens > 0);
+        assert_eq!(spec, plain, "prompt lookup changed the greedy output");
+    }
+}
+
+#[test]
+#[allow(clippy::float_cmp)] // exactly 1.0 is the claim
+fn speculative_acceptance_is_one_when_the_draft_is_the_target() {
+    let base = cfg(64, PolicyKind::Lru, 64, true);
+    let (e, _) = run_spec(&speculative(&base, 4, 0.0));
+    let st = &e.spec_stats;
+    assert!(st.num_draft_tokens > 50, "{st:?}");
+    assert_eq!(st.num_accepted_tokens, st.num_draft_tokens, "{st:?}");
+    assert_eq!(st.draft_acceptance_rate(), 1.0);
+    // Every step accepts all k proposals (k + 1 tokens) except where fewer were left.
+    assert!(st.mean_acceptance_length() > 4.0, "{st:?}");
+    // Noise lowers it: acceptance falls as the noise grows.
+    let rate = |noise| {
+        run_spec(&speculative(&base, 4, noise))
+            .0
+            .spec_stats
+            .draft_acceptance_rate()
+    };
+    let (low, high) = (rate(0.05), rate(1.0));
+    println!("acceptance: noise 0.05 {low:.2}, noise 1.0 {high:.2}");
+    assert!(low < 1.0 && high < low, "{low} {high}");
+}
+
+#[test]
+fn rejected_speculative_slots_return_to_the_pool() {
+    // run_spec checks the per-step accounting; here the pools after runs with
+    // rejections, with and without preemption, against a run without speculation.
+    for base in [
+        cfg(64, PolicyKind::None, 64, true),
+        cfg(24, PolicyKind::Lru, 16, true),
+    ] {
+        let (plain, _) = run_spec(&base);
+        let free_plain = plain.pool().num_free();
+        for temperature in [0.0, 0.8] {
+            let c = EngineConfig {
+                temperature,
+                ..speculative(&base, 4, 0.3)
+            };
+            let (e, _) = run_spec(&c);
+            let st = &e.spec_stats;
+            assert!(
+                st.num_accepted_tokens < st.num_draft_tokens,
+                "rejections expected: {st:?}"
+            );
+            assert_eq!(e.pool().num_free(), free_plain);
+            assert_eq!(e.pool().num_free(), e.pool().num_blocks());
+            assert_eq!(e.pool().total_refs(), 0);
+            let d = e.draft_pool().unwrap();
+            assert_eq!(d.num_free(), d.num_blocks());
+            assert_eq!(d.total_refs(), 0);
+        }
+    }
+}
+
+#[test]
+fn sampled_speculation_keeps_the_target_distribution() {
+    use tailscope_engine::spec::{sample, verify_proposal, Rng};
+    // The rejection rule: proposal drawn from q, accepted with min(1, p/q), else a
+    // draw from max(0, p - q) normalised; the emitted token is distributed as p.
+    let p = [0.5f32, 0.3, 0.15, 0.05, 0.0];
+    let q = [0.1f32, 0.2, 0.3, 0.2, 0.2];
+    let mut rng = Rng::new(42);
+    let draws = 200_000;
+    let mut count = [0usize; 5];
+    let mut accepted = 0;
+    for _ in 0..draws {
+        let d = sample(&q, rng.uniform());
+        let t = match verify_proposal(&p, Some(&q), d, &mut rng) {
+            None => {
+                accepted += 1;
+                d
+            }
+            Some(t) => t,
+        };
+        count[t as usize] += 1;
+    }
+    for (i, &c) in count.iter().enumerate() {
+        let f = c as f64 / f64::from(draws);
+        assert!(
+            (f - f64::from(p[i])).abs() < 0.005,
+            "token {i}: {f} vs {}",
+            p[i]
+        );
+    }
+    // Acceptance is sum(min(p, q)) = 0.1 + 0.2 + 0.15 + 0.05 = 0.5.
+    let rate = f64::from(accepted) / f64::from(draws);
+    assert!((rate - 0.5).abs() < 0.005, "{rate}");
+    // A draft equal to the target is always accepted.
+    for d in 0..4 {
+        assert_eq!(verify_proposal(&p, Some(&p), d, &mut rng), None);
+    }
 }
 
 /// `scripts/gpu-verdict`, the checking logic of `scripts/gpu-check`, as a CPU dry run over
