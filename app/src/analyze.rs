@@ -120,7 +120,12 @@ pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
             );
         }
     };
+    run_on(&store, args)
+}
+
+/// `analyze` over an open store (a local one, or one pulled from `--source`).
+pub fn run_on(store: &Store, args: &AnalyzeArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    write_report(&store, args.percentile, args.format, true, &mut out)
+    write_report(store, args.percentile, args.format, true, &mut out)
 }

@@ -66,6 +66,13 @@ fn window(store: &Store, spec: Option<WindowSpec>, side: &str) -> Result<Window>
     Ok(w)
 }
 
+impl DiffArgs {
+    /// `--before-db` or `--after-db` given.
+    pub fn names_stores(&self) -> bool {
+        self.before_db.is_some() || self.after_db.is_some()
+    }
+}
+
 pub fn run(db: &Path, args: &DiffArgs) -> Result<()> {
     let before_db = args.before_db.as_deref().unwrap_or(db);
     let after_db = args.after_db.as_deref().unwrap_or(db);

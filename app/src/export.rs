@@ -8,13 +8,19 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use tailscope_analysis::export::{export, ExportOptions, ExportProgress, ExportSummary};
+use tailscope_store::clickhouse::ClickHouseUrl;
 use tailscope_store::Store;
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// The folder to write (created if missing; must be empty unless --force).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "to")]
+    out: Option<PathBuf>,
+    /// Copy the store's spans up into ClickHouse instead, in the OpenTelemetry Collector
+    /// ClickHouse exporter's schema (tables created when missing):
+    /// clickhouse://[user[:password]@]HOST[:8123]/DATABASE.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["out", "since", "until", "traces", "force"], value_parser = crate::source::parse)]
+    to: Option<ClickHouseUrl>,
     /// Only traces whose root starts at or after this time (ns since the Unix epoch, or
     /// RFC 3339 such as 2026-11-23T10:00:00Z).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -41,7 +47,8 @@ pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
     })
 }
 
-pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
+/// The export's options from the command line (a bad window is refused).
+fn options(args: &ExportArgs) -> Result<ExportOptions> {
     let window = match (args.since, args.until) {
         (None, None) => None,
         (a, b) => Some((a.unwrap_or(i64::MIN), b.unwrap_or(i64::MAX))),
@@ -51,18 +58,27 @@ pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
             bail!("--until ({b}) must be after --since ({a})");
         }
     }
-    let opts = ExportOptions {
+    Ok(ExportOptions {
         window,
         trace_ids: (!args.traces.is_empty()).then(|| args.traces.clone()),
         force: args.force,
-    };
+    })
+}
+
+pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
+    let opts = options(args)?;
+    if let Some(url) = &args.to {
+        let store = Store::open(db).with_context(|| format!("opening store {}", db.display()))?;
+        return push(&store, url);
+    }
     let store = match Store::open(db) {
         Ok(s) => s,
         Err(e) => {
             let live = crate::live::client::held_by_other(db, e)?;
             live.announce("exporting");
-            let out = std::path::absolute(&args.out)
-                .with_context(|| format!("resolving {}", args.out.display()))?;
+            let dir = args.out.as_deref().unwrap_or(Path::new("."));
+            let out =
+                std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
             return live.run(
                 "/export",
                 &crate::live::protocol::ExportRequest {
@@ -74,6 +90,51 @@ pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
             );
         }
     };
+    write(&store, &opts, args)
+}
+
+/// `export` over an open store (a local one, or one pulled from `--source`).
+pub fn run_on(store: &Store, args: &ExportArgs) -> Result<()> {
+    if let Some(url) = &args.to {
+        return push(store, url);
+    }
+    write(store, &options(args)?, args)
+}
+
+/// `export --to clickhouse://...`: the store's spans copied up in the exporter's schema.
+fn push(store: &Store, url: &ClickHouseUrl) -> Result<()> {
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("copying to ClickHouse [{bar:30}] {pos}/{len} spans")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let t0 = std::time::Instant::now();
+    let pushed = store
+        .push_clickhouse(url, &|done, all| {
+            bar.set_length(all);
+            bar.set_position(done);
+        })
+        .with_context(|| format!("copying the store to {}", url.shown()))?;
+    bar.finish_and_clear();
+    println!(
+        "copied {} spans to {}.{} in {} inserts ({} bytes of RowBinary, {:.1} s){}",
+        pushed.spans,
+        url.shown(),
+        url.traces_table,
+        pushed.inserts,
+        pushed.bytes,
+        t0.elapsed().as_secs_f64(),
+        if pushed.created {
+            "; created the exporter's tables"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn write(store: &Store, opts: &ExportOptions, args: &ExportArgs) -> Result<()> {
     let bar = ProgressBar::new(1);
     bar.set_style(
         ProgressStyle::with_template("exporting [{bar:30}] {pos}/{len} {msg}")
@@ -86,8 +147,9 @@ pub fn run(db: &Path, args: &ExportArgs) -> Result<()> {
         bar.set_message(p.label);
     };
     let cancel = AtomicBool::new(false);
-    let summary = export(&store, &args.out, &opts, &mut on_progress, &cancel)
-        .with_context(|| format!("exporting to {}", args.out.display()))?;
+    let dir = args.out.as_deref().unwrap_or(Path::new("."));
+    let summary = export(store, dir, opts, &mut on_progress, &cancel)
+        .with_context(|| format!("exporting to {}", dir.display()))?;
     bar.finish_and_clear();
     print!("{}", summary_text(&summary));
     Ok(())

@@ -15,4 +15,5 @@ pub mod live;
 pub mod query;
 pub mod replay_input;
 pub mod sink;
+pub mod source;
 pub mod whatif;

@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tailscope::{analyze, compare, diff, export, gui, import, query, whatif};
+use tailscope::{analyze, compare, diff, export, gui, import, query, source, whatif};
+use tailscope_store::clickhouse::ClickHouseUrl;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,6 +32,11 @@ struct Cli {
     /// The DuckDB store to use (default: tailscope.duckdb in the platform data folder).
     #[arg(long, global = true, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Read traces from the OpenTelemetry Collector ClickHouse exporter's tables instead
+    /// of the local store: clickhouse://[user[:password]@]HOST[:8123]/DATABASE (reading
+    /// commands: analyze, compare, diff, whatif, query, export).
+    #[arg(long, global = true, env = "TAILSCOPE_SOURCE", value_name = "URL", value_parser = source::parse)]
+    source: Option<ClickHouseUrl>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -86,7 +92,59 @@ pub fn default_http() -> SocketAddr {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A reading command over the traces of a ClickHouse source.
+fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
+    let reading = "analyze, compare, diff, whatif, query or export";
+    let Some(command) = command else {
+        return Err(UsageError(format!(
+            "--source works with a reading command ({reading}); the GUI does not take it yet"
+        ))
+        .into());
+    };
+    if let Command::Diff(args) = &command {
+        if args.names_stores() {
+            return Err(UsageError("diff --source compares two periods of one source: give --before and --after, not --before-db / --after-db".into()).into());
+        }
+    }
+    if !matches!(
+        command,
+        Command::Analyze(_)
+            | Command::Compare(_)
+            | Command::Diff(_)
+            | Command::Whatif(_)
+            | Command::Query(_)
+            | Command::Export(_)
+    ) {
+        return Err(
+            UsageError(format!("--source works with a reading command ({reading})")).into(),
+        );
+    }
+    let store = source::open(url)?;
+    let shown = PathBuf::from(url.shown());
+    match command {
+        Command::Analyze(args) => analyze::run_on(&store, &args),
+        Command::Compare(args) => {
+            print!("{}", compare::output(&store, &args)?);
+            Ok(())
+        }
+        Command::Diff(args) => {
+            print!("{}", diff::output(&store, None, (&shown, &shown), &args)?);
+            Ok(())
+        }
+        Command::Whatif(args) => {
+            print!("{}", whatif::output(&store, &args)?);
+            Ok(())
+        }
+        Command::Query(args) => query::run_on(&store, &args),
+        Command::Export(args) => export::run_on(&store, &args),
+        _ => unreachable!("checked above"),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if let Some(url) = &cli.source {
+        return run_on_source(url, cli.command);
+    }
     if let Some(Command::Demo(args)) = &cli.command {
         return demo::run(cli.db.as_deref(), args);
     }

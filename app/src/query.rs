@@ -45,15 +45,24 @@ pub fn run(db: &Path, args: &QueryArgs) -> Result<()> {
             live.query(&args.sql)?
         }
     };
+    print(&batches, args)
+}
+
+/// `query` over an open store (a local one, or one pulled from `--source`).
+pub fn run_on(store: &Store, args: &QueryArgs) -> Result<()> {
+    print(&store.query_read_only(&args.sql)?, args)
+}
+
+fn print(batches: &[RecordBatch], args: &QueryArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Table => {
-            let text = tailscope_store::arrow::util::pretty::pretty_format_batches(&batches)
+            let text = tailscope_store::arrow::util::pretty::pretty_format_batches(batches)
                 .context("formatting the result")?;
             writeln!(out, "{text}")?;
         }
-        Format::Csv => write_csv(&mut out, &batches)?,
-        Format::Json => write_json(&mut out, &batches)?,
+        Format::Csv => write_csv(&mut out, batches)?,
+        Format::Json => write_json(&mut out, batches)?,
     }
     Ok(())
 }

@@ -10,16 +10,20 @@
 //! grid, with canonical names and units (`series.rs`).
 
 mod append;
+pub mod clickhouse;
 mod columns;
 mod dedupe;
 pub mod ingestlog;
 mod llm_calls;
 mod loader;
+mod otel_export;
+mod otel_traces;
 pub mod query;
 mod read;
 mod readonly;
 mod replay;
 mod results;
+mod rowbinary;
 mod schema;
 mod segments;
 mod series;
@@ -30,6 +34,8 @@ pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
 pub use duckdb::polars;
 pub use llm_calls::{CallCensus, CallSampleRow, LlmCallRow, ReplayCandidate};
+pub use otel_export::Pushed;
+pub use otel_traces::Pulled;
 pub use read::{SeriesPoint, Traces};
 pub use readonly::check_read_only;
 pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};
@@ -77,6 +83,8 @@ pub enum StoreError {
     WriteRefused(String),
     #[error("write failed: {0}")]
     WriteFailed(String),
+    #[error(transparent)]
+    ClickHouse(#[from] clickhouse::ClickHouseError),
     #[error("the store writer stopped")]
     WriterGone,
     #[error("{0}")]

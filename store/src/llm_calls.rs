@@ -52,7 +52,10 @@ LEFT JOIN span_analysis sa ON sa.trace_id = c.trace_id AND sa.span_id = c.span_i
 WHERE c.op_class = 'llm' AND c.kind <> 'server'
   AND c.input_tokens IS NOT NULL AND c.output_tokens IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM spans k WHERE k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
-                  AND k.op_class = 'llm' AND k.kind <> 'server')";
+                  AND k.op_class = 'llm' AND k.kind <> 'server')
+-- the fit's bootstrap draws by position: an order that does not depend on how the rows
+-- were stored (or on the join's threads) keeps its intervals the same for the same calls
+ORDER BY c.start_ns, c.trace_id, c.span_id";
 
 /// A conversation worth replaying, with how often its prefix was evicted.
 #[derive(Debug, Clone, PartialEq, Eq)]

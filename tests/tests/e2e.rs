@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
+mod clickhouse;
 mod live;
 mod real_telemetry;
 mod remote;

@@ -1,0 +1,451 @@
+//! The OpenTelemetry Collector ClickHouse exporter's span table (`otel_traces`), read
+//! in place: rows become model spans in time windows, pulled as `RowBinary`.
+//!
+//! The exporter writes (exporter/clickhouseexporter, `exporter_traces.go`): the start
+//! time as `Timestamp`, lowercase hex ids (an empty `ParentSpanId` for a root), the
+//! kind and status as `SPAN_KIND_*` / `STATUS_CODE_*` (older versions) or `Client` /
+//! `Error` (newer), every attribute value as a string, the duration in nanoseconds,
+//! events and links as `Nested` columns, and the scope either in `ScopeName` /
+//! `ScopeVersion` columns or as `otel.scope.name` / `otel.scope.version` span
+//! attributes. Types the exporter dropped (an int attribute is the text "42") come
+//! back as strings; the model's value views read numbers and booleans from text.
+
+use crate::clickhouse::{ClickHouse, ClickHouseError, ClickHouseUrl};
+use crate::otel_export::go_float;
+use crate::rowbinary::{Reader, Truncated};
+use crate::{Store, StoreError, WriterConfig};
+use std::collections::HashSet;
+use tailscope_model::semconv::promote;
+use tailscope_model::{
+    AttrValue, Attribute, Batch, Event, Link, Rejections, Resource, Span, SpanId, SpanKind,
+    StatusCode, TraceId,
+};
+
+/// Spans per pull, about: the window is cut so that each holds this many.
+pub const SPANS_PER_PULL: u64 = 100_000;
+
+/// The span table's layout: where the scope is kept.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub table: String,
+    scope_columns: bool,
+}
+
+impl Layout {
+    /// Reads the table's columns; an error names what is missing.
+    pub fn of(ch: &ClickHouse) -> Result<Self, ClickHouseError> {
+        let name = &ch.url.traces_table;
+        let cols = ch.columns(name)?;
+        if cols.is_empty() {
+            return Err(ClickHouseError::Format(format!(
+                "no table {} in {}: point --source at the database the OpenTelemetry Collector's ClickHouse exporter writes to (or name the table with ?traces_table=)",
+                name,
+                ch.url.shown()
+            )));
+        }
+        let missing: Vec<&str> = [
+            "Timestamp",
+            "TraceId",
+            "SpanId",
+            "ParentSpanId",
+            "SpanName",
+            "SpanKind",
+            "ResourceAttributes",
+            "SpanAttributes",
+            "Duration",
+            "StatusCode",
+        ]
+        .into_iter()
+        .filter(|c| !cols.iter().any(|x| x == c))
+        .collect();
+        if !missing.is_empty() {
+            return Err(ClickHouseError::Format(format!(
+                "table {name} is not in the exporter's schema: it has no {}",
+                missing.join(", ")
+            )));
+        }
+        let has = |c: &str| cols.iter().any(|x| x == c);
+        Ok(Self {
+            table: ch.url.table(name),
+            scope_columns: has("ScopeName") && has("ScopeVersion"),
+        })
+    }
+
+    fn select(&self, from_ns: i64, to_ns: i64) -> String {
+        let scope = if self.scope_columns {
+            "ScopeName, ScopeVersion"
+        } else {
+            "'', ''"
+        };
+        format!(
+            "SELECT toUnixTimestamp64Nano(Timestamp), TraceId, SpanId, ParentSpanId, TraceState, SpanName, \
+             SpanKind, ResourceAttributes, SpanAttributes, toInt64(Duration), StatusCode, StatusMessage, \
+             arrayMap(t -> toUnixTimestamp64Nano(t), `Events.Timestamp`), `Events.Name`, `Events.Attributes`, \
+             `Links.TraceId`, `Links.SpanId`, `Links.TraceState`, `Links.Attributes`, {scope} \
+             FROM {} {} FORMAT RowBinary",
+            self.table,
+            window(from_ns, to_ns)
+        )
+    }
+}
+
+/// `WHERE` for spans starting in `[from_ns, to_ns)`.
+fn window(from_ns: i64, to_ns: i64) -> String {
+    format!(
+        "WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64({from_ns})) AND Timestamp < fromUnixTimestamp64Nano(toInt64({to_ns}))"
+    )
+}
+
+/// Spans in the window and the first and last start time (`None`: no spans).
+pub fn extent(
+    ch: &ClickHouse,
+    layout: &Layout,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<Option<(u64, i64, i64)>, ClickHouseError> {
+    let out = ch.query(&format!(
+        "SELECT count(), toInt64(toUnixTimestamp64Nano(min(Timestamp))), toInt64(toUnixTimestamp64Nano(max(Timestamp))) FROM {} {} FORMAT RowBinary",
+        layout.table,
+        window(from_ns, to_ns)
+    ))?;
+    let mut r = Reader::new(&out);
+    let bad = |e: Truncated| ClickHouseError::Format(e.to_string());
+    let n = r.u64().map_err(bad)?;
+    let (lo, hi) = (r.i64().map_err(bad)?, r.i64().map_err(bad)?);
+    Ok((n > 0).then_some((n, lo, hi)))
+}
+
+/// The spans starting in `[from_ns, to_ns)` as a batch (resources once each). Rows
+/// that are not valid spans are counted in the rejections, not loaded.
+pub fn pull(
+    ch: &ClickHouse,
+    layout: &Layout,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<(Batch, Rejections), ClickHouseError> {
+    let out = ch.query(&layout.select(from_ns, to_ns))?;
+    decode(&out).map_err(|e| ClickHouseError::Format(e.to_string()))
+}
+
+/// Decodes the rows of [`Layout::select`].
+pub fn decode(buf: &[u8]) -> Result<(Batch, Rejections), Truncated> {
+    let mut r = Reader::new(buf);
+    let mut batch = Batch::default();
+    let mut rej = Rejections::default();
+    let mut resources: HashSet<i64> = HashSet::new();
+    while !r.is_empty() {
+        let mut row = Row::read(&mut r)?;
+        let resource = Resource::new(strings(std::mem::take(&mut row.resource)));
+        match row.into_span(&resource) {
+            Ok(span) => {
+                if resources.insert(resource.id) {
+                    batch.resources.push(resource);
+                }
+                batch.spans.push(span);
+            }
+            Err(why) => rej.reject(why),
+        }
+    }
+    Ok((batch, rej))
+}
+
+fn strings(pairs: Vec<(String, String)>) -> Vec<Attribute> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| Attribute::new(k, typed(v)))
+        .collect()
+}
+
+/// An attribute value the exporter wrote as text, with the type its text says it had
+/// (`Value.AsString()` of an int, a bool, a double or an array / map), so that a value
+/// reads as the same value it is in a store fed by OTLP: `42` an int, `true` a bool,
+/// `0.5` a double, `[...]` / `{...}` JSON. A string that only looks like one of them
+/// (`"42"`) cannot be told apart: it reads as the number.
+fn typed(v: String) -> AttrValue {
+    match v.as_str() {
+        "true" => return AttrValue::Bool(true),
+        "false" => return AttrValue::Bool(false),
+        _ => {}
+    }
+    let b = v.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    if !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1)
+    {
+        if let Ok(i) = v.parse::<i64>() {
+            return AttrValue::Int(i);
+        }
+    }
+    if matches!(b.first(), Some(b'0'..=b'9' | b'-')) {
+        if let Ok(f) = v.parse::<f64>() {
+            // only the text Go writes for a double, so "1.50" or "007" stay strings
+            if go_float(f) == v {
+                return AttrValue::Double(f);
+            }
+        }
+    }
+    if matches!(b.first(), Some(b'[' | b'{'))
+        && serde_json::from_str::<serde::de::IgnoredAny>(&v).is_ok()
+    {
+        return AttrValue::Json(v);
+    }
+    AttrValue::Str(v)
+}
+
+/// One row as selected.
+struct Row {
+    start_ns: i64,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    trace_state: String,
+    name: String,
+    kind: String,
+    resource: Vec<(String, String)>,
+    attributes: Vec<(String, String)>,
+    duration_ns: i64,
+    status: String,
+    status_message: String,
+    event_times: Vec<i64>,
+    event_names: Vec<String>,
+    event_attributes: Vec<Vec<(String, String)>>,
+    link_trace_ids: Vec<String>,
+    link_span_ids: Vec<String>,
+    link_states: Vec<String>,
+    link_attributes: Vec<Vec<(String, String)>>,
+    scope_name: String,
+    scope_version: String,
+}
+
+impl Row {
+    fn read(r: &mut Reader<'_>) -> Result<Self, Truncated> {
+        Ok(Self {
+            start_ns: r.i64()?,
+            trace_id: r.string()?,
+            span_id: r.string()?,
+            parent_span_id: r.string()?,
+            trace_state: r.string()?,
+            name: r.string()?,
+            kind: r.string()?,
+            resource: r.string_map()?,
+            attributes: r.string_map()?,
+            duration_ns: r.i64()?,
+            status: r.string()?,
+            status_message: r.string()?,
+            event_times: r.array(Reader::i64)?,
+            event_names: r.array(Reader::string)?,
+            event_attributes: r.array(Reader::string_map)?,
+            link_trace_ids: r.array(Reader::string)?,
+            link_span_ids: r.array(Reader::string)?,
+            link_states: r.array(Reader::string)?,
+            link_attributes: r.array(Reader::string_map)?,
+            scope_name: r.string()?,
+            scope_version: r.string()?,
+        })
+    }
+
+    fn into_span(self, resource: &Resource) -> Result<Span, String> {
+        let trace_id = TraceId::from_hex(&self.trace_id).map_err(|e| format!("TraceId: {e}"))?;
+        let span_id = SpanId::from_hex(&self.span_id).map_err(|e| format!("SpanId: {e}"))?;
+        let parent_span_id = if self.parent_span_id.is_empty() {
+            None
+        } else {
+            Some(SpanId::from_hex(&self.parent_span_id).map_err(|e| format!("ParentSpanId: {e}"))?)
+        };
+        let kind =
+            kind_of(&self.kind).ok_or_else(|| format!("unknown SpanKind {:?}", self.kind))?;
+        let status = status_of(&self.status)
+            .ok_or_else(|| format!("unknown StatusCode {:?}", self.status))?;
+        if self.duration_ns < 0 {
+            return Err(format!("Duration {} is negative", self.duration_ns));
+        }
+        let end_ns = self
+            .start_ns
+            .checked_add(self.duration_ns)
+            .ok_or("Timestamp + Duration overflows")?;
+        let (mut scope_name, mut scope_version) = (self.scope_name, self.scope_version);
+        let mut attributes = Vec::with_capacity(self.attributes.len());
+        for (k, v) in self.attributes {
+            // the older exporter keeps the scope among the span's attributes
+            match k.as_str() {
+                "otel.scope.name" if scope_name.is_empty() => scope_name = v,
+                "otel.scope.version" if scope_version.is_empty() => scope_version = v,
+                _ => attributes.push(Attribute::new(k, typed(v))),
+            }
+        }
+        let n = self.event_times.len();
+        if self.event_names.len() != n || self.event_attributes.len() != n {
+            return Err("Events columns of different lengths".into());
+        }
+        let events: Vec<Event> = self
+            .event_times
+            .into_iter()
+            .zip(self.event_names)
+            .zip(self.event_attributes)
+            .map(|((time_ns, name), a)| Event {
+                time_ns,
+                name,
+                attributes: strings(a),
+            })
+            .collect();
+        let n = self.link_trace_ids.len();
+        if self.link_span_ids.len() != n
+            || self.link_states.len() != n
+            || self.link_attributes.len() != n
+        {
+            return Err("Links columns of different lengths".into());
+        }
+        let mut links = Vec::with_capacity(n);
+        for (((t, s), trace_state), a) in self
+            .link_trace_ids
+            .iter()
+            .zip(&self.link_span_ids)
+            .zip(self.link_states)
+            .zip(self.link_attributes)
+        {
+            links.push(Link {
+                trace_id: TraceId::from_hex(t).map_err(|e| format!("link TraceId: {e}"))?,
+                span_id: SpanId::from_hex(s).map_err(|e| format!("link SpanId: {e}"))?,
+                trace_state,
+                attributes: strings(a),
+            });
+        }
+        let promoted = promote(&self.name, self.start_ns, end_ns, &attributes, &events);
+        Ok(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            trace_state: self.trace_state,
+            flags: 0,
+            name: self.name,
+            kind,
+            start_ns: self.start_ns,
+            end_ns,
+            status,
+            status_message: self.status_message,
+            resource_id: resource.id,
+            service_name: resource.service_name.clone(),
+            scope_name,
+            scope_version,
+            attributes,
+            events,
+            links,
+            promoted,
+        })
+    }
+}
+
+/// What a pull from ClickHouse brought to the desktop.
+#[derive(Debug, Default)]
+pub struct Pulled {
+    pub spans: u64,
+    /// Rows that are not valid spans (counted, not loaded).
+    pub rejected: Rejections,
+    /// Queries sent (one per time window).
+    pub pulls: usize,
+    /// Bytes received from ClickHouse.
+    pub bytes: u64,
+}
+
+impl Store {
+    /// An in-memory store filled with the spans of the exporter's table that start in
+    /// `window` (`[from, to)` ns; `None`: all), pulled as `RowBinary` a time window of
+    /// about [`SPANS_PER_PULL`] spans at a time. `progress(spans_done, spans)`.
+    pub fn open_clickhouse(
+        url: &ClickHouseUrl,
+        window: Option<(i64, i64)>,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(Store, Pulled), StoreError> {
+        let ch = ClickHouse::connect(url.clone())?;
+        let layout = Layout::of(&ch)?;
+        let (from, to) = window.unwrap_or((0, i64::MAX));
+        let store = Store::open_in_memory()?;
+        let mut pulled = Pulled::default();
+        let Some((n, lo, hi)) = extent(&ch, &layout, from, to)? else {
+            return Ok((store, pulled));
+        };
+        let writer = store.writer(WriterConfig::default())?;
+        let parts = n.div_ceil(SPANS_PER_PULL).max(1);
+        let step = ((hi - lo) / parts as i64).max(1);
+        let mut at = lo;
+        while at <= hi {
+            let end = if at.saturating_add(step) > hi {
+                hi.saturating_add(1)
+            } else {
+                at + step
+            };
+            let (batch, rej) = pull(&ch, &layout, at, end)?;
+            pulled.pulls += 1;
+            pulled.spans += batch.spans.len() as u64;
+            pulled.rejected.merge(rej);
+            if !batch.is_empty() {
+                writer.write(batch)?;
+            }
+            progress(pulled.spans, n);
+            at = end;
+        }
+        writer.close()?;
+        pulled.bytes = ch.bytes().0;
+        Ok((store, pulled))
+    }
+}
+
+/// The exporter's kind text: `SPAN_KIND_CLIENT` (traceutil) or `Client` (pdata).
+fn kind_of(s: &str) -> Option<SpanKind> {
+    let s = s.strip_prefix("SPAN_KIND_").unwrap_or(s);
+    Some(match s.to_ascii_lowercase().as_str() {
+        "unspecified" | "" => SpanKind::Unspecified,
+        "internal" => SpanKind::Internal,
+        "server" => SpanKind::Server,
+        "client" => SpanKind::Client,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        _ => return None,
+    })
+}
+
+/// The exporter's status text: `STATUS_CODE_ERROR` (traceutil) or `Error` (pdata).
+fn status_of(s: &str) -> Option<StatusCode> {
+    let s = s.strip_prefix("STATUS_CODE_").unwrap_or(s);
+    Some(match s.to_ascii_lowercase().as_str() {
+        "unset" | "" => StatusCode::Unset,
+        "ok" => StatusCode::Ok,
+        "error" => StatusCode::Error,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_get_back_the_type_their_text_says() {
+        for (text, want) in [
+            ("42", AttrValue::Int(42)),
+            ("-7", AttrValue::Int(-7)),
+            ("007", AttrValue::Str("007".into())),
+            ("true", AttrValue::Bool(true)),
+            ("0.5", AttrValue::Double(0.5)),
+            ("1e-7", AttrValue::Double(1e-7)),
+            ("1.50", AttrValue::Str("1.50".into())),
+            ("[1,2]", AttrValue::Json("[1,2]".into())),
+            ("[not json", AttrValue::Str("[not json".into())),
+            ("gpt-4o", AttrValue::Str("gpt-4o".into())),
+            ("", AttrValue::Str(String::new())),
+        ] {
+            assert_eq!(typed(text.into()), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn kinds_and_statuses_in_both_spellings() {
+        assert_eq!(kind_of("SPAN_KIND_CLIENT"), Some(SpanKind::Client));
+        assert_eq!(kind_of("Client"), Some(SpanKind::Client));
+        assert_eq!(kind_of("Sideways"), None);
+        assert_eq!(status_of("STATUS_CODE_ERROR"), Some(StatusCode::Error));
+        assert_eq!(status_of("Ok"), Some(StatusCode::Ok));
+        assert_eq!(status_of("Maybe"), None);
+    }
+}

@@ -1,0 +1,297 @@
+//! tailscope against ClickHouse's own engine (chDB, behind the small HTTP front of
+//! `tests/clickhouse/front.py`), in the OpenTelemetry Collector ClickHouse exporter's
+//! schema created with the exporter's own DDL:
+//! - the recorded fixtures, loaded with the exporter's field mapping
+//!   (`tests/clickhouse/mapping.py`), give through `--source clickhouse://` the answers
+//!   the local store gives for the same files (analyze, compare, diff, whatif);
+//! - `export --to clickhouse://` writes the rows the exporter's mapping gives, row for
+//!   row.
+//!
+//! chDB lives in its own venv outside the clone (`scripts/setup` makes it); without it
+//! these tests fail with the reason, they never pass silently.
+
+use super::{bin, repo};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The recorded stacks whose files hold spans only (the metrics recording is left
+/// out: the source reads the span table).
+const FIXTURES: [&str; 9] = [
+    "langchain",
+    "litellm",
+    "llama-index",
+    "openinference",
+    "openlit",
+    "openllmetry",
+    "otel-genai",
+    "pydantic-ai",
+    "vllm-stack",
+];
+
+fn fixture_paths() -> Vec<PathBuf> {
+    FIXTURES
+        .iter()
+        .map(|f| repo().join(format!("tests/realtel/fixtures/{f}.jsonl")))
+        .collect()
+}
+
+fn chdb_python() -> Result<PathBuf> {
+    let venv = std::env::var_os("TAILSCOPE_CHDB_VENV").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/tailscope/chdb-venv")
+        },
+        PathBuf::from,
+    );
+    let py = venv.join("bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import chdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        bail!(
+            "chDB is not installed in {} (the ClickHouse tests need it): run scripts/setup",
+            venv.display()
+        );
+    }
+    Ok(py)
+}
+
+/// ClickHouse's engine behind its HTTP front; stops when dropped.
+struct Front {
+    child: Child,
+    host_port: String,
+}
+
+impl Front {
+    fn start() -> Result<Front> {
+        let mut child = Command::new(chdb_python()?)
+            .arg(repo().join("tests/clickhouse/front.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the chDB front")?;
+        let out = child.stdout.take().context("front stdout")?;
+        let mut lines = BufReader::new(out).lines();
+        let first = lines.next().context("the front printed nothing")??;
+        let host_port = first
+            .strip_prefix("listening on http://")
+            .map(|s| s.trim_end_matches('/').to_owned())
+            .with_context(|| format!("unexpected first line from the front: {first:?}"))?;
+        std::thread::Builder::new()
+            .name("front-stdout".into())
+            .spawn(move || for _ in lines {})?;
+        Ok(Front { child, host_port })
+    }
+
+    fn http(&self) -> String {
+        format!("http://{}/", self.host_port)
+    }
+
+    fn source(&self, db: &str) -> String {
+        format!("clickhouse://{}/{db}", self.host_port)
+    }
+
+    /// Loads files with the exporter's field mapping (as the Collector would).
+    fn load(&self, db: &str, files: &[PathBuf]) -> Result<()> {
+        let out = Command::new("python3")
+            .arg(repo().join("tests/clickhouse/load.py"))
+            .arg(self.http())
+            .arg(db)
+            .args(files)
+            .output()?;
+        if !out.status.success() {
+            bail!("load.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs tailscope; its stdout, failing with its stderr.
+fn run(args: &[&str]) -> Result<String> {
+    let out = Command::new(bin()).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "tailscope {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn json(text: &str) -> Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("not JSON: {text:.300}"))
+}
+
+#[test]
+fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
+    let front = Front::start()?;
+    front.load("otel", &fixture_paths())?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("local.duckdb");
+    let db = db.to_str().context("path")?;
+    let mut import = vec!["--db", db, "import"];
+    let files = fixture_paths();
+    import.extend(files.iter().map(|p| p.to_str().unwrap_or_default()));
+    run(&import)?;
+    let src = front.source("otel");
+
+    // the same spans arrived both ways
+    let count = "SELECT count(*) AS n, count(DISTINCT trace_id) AS t FROM spans";
+    let local = json(&run(&["--db", db, "query", count, "--format", "json"])?)?;
+    let remote = json(&run(&[
+        "--source", &src, "query", count, "--format", "json",
+    ])?)?;
+    assert_eq!(local, remote, "span and trace counts");
+    assert!(local[0]["n"].as_i64().unwrap_or(0) > 1000, "{local}");
+
+    let range = json(&run(&[
+        "--db",
+        db,
+        "query",
+        "SELECT min(start_ns) AS a, max(start_ns) AS b FROM spans",
+        "--format",
+        "json",
+    ])?)?;
+    let (a, b) = (
+        range[0]["a"].as_i64().context("a")?,
+        range[0]["b"].as_i64().context("b")?,
+    );
+    let mid = a + (b - a) / 2;
+    let before = format!("{a}..{mid}");
+    let after = format!("{mid}..{}", b + 1);
+    let commands: [Vec<&str>; 4] = [
+        vec!["analyze", "--format", "json"],
+        vec!["compare", "--format", "json"],
+        vec![
+            "diff", "--before", &before, "--after", &after, "--format", "json",
+        ],
+        vec!["whatif", "--rank", "--format", "json"],
+    ];
+    for cmd in &commands {
+        let mut l = vec!["--db", db];
+        l.extend(cmd);
+        let mut r = vec!["--source", src.as_str()];
+        r.extend(cmd);
+        let (lo, ro) = (json(&run(&l)?)?, json(&run(&r)?)?);
+        assert_eq!(
+            lo,
+            ro,
+            "`{}` differs between the local store and the ClickHouse source",
+            cmd.join(" ")
+        );
+    }
+    // the report is not empty: the comparison compares something
+    let report = json(&run(&["--source", &src, "analyze", "--format", "json"])?)?;
+    assert!(
+        report["findings"].as_array().is_some_and(|f| !f.is_empty()),
+        "no findings in {report:.500}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bad_source_is_a_clear_error() -> Result<()> {
+    let front = Front::start()?;
+    let out = Command::new(bin())
+        .args(["--source", &front.source("nothing_here"), "analyze"])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no table otel_traces"), "{err}");
+    let out = Command::new(bin())
+        .args(["--source", "http://localhost/x", "analyze"])
+        .output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a malformed address is a usage error"
+    );
+    Ok(())
+}
+
+/// `dump.py`'s canonical rows of a database.
+fn dump(front: &Front, db: &str) -> Result<Vec<String>> {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/clickhouse/dump.py"))
+        .arg(front.http())
+        .arg(db)
+        .output()?;
+    if !out.status.success() {
+        bail!("dump.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+#[test]
+fn export_to_clickhouse_writes_the_exporters_rows() -> Result<()> {
+    let front = Front::start()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("local.duckdb");
+    let db = db.to_str().context("path")?;
+    let files = fixture_paths();
+    let mut import = vec!["--db", db, "import"];
+    import.extend(files.iter().map(|p| p.to_str().unwrap_or_default()));
+    run(&import)?;
+    let said = run(&["--db", db, "export", "--to", &front.source("mine")])?;
+    assert!(said.contains("created the exporter's tables"), "{said}");
+    // the reference: the exporter's mapping of the same files
+    let out = Command::new("python3")
+        .arg(repo().join("tests/clickhouse/mapping.py"))
+        .args(&files)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<String> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let got = dump(&front, "mine")?;
+    assert_eq!(got.len(), want.len(), "rows");
+    let mut differ = 0;
+    for (g, w) in got.iter().zip(&want) {
+        if g != w {
+            if differ < 3 {
+                eprintln!("ours:     {g}\nexporter: {w}");
+            }
+            differ += 1;
+        }
+    }
+    assert_eq!(
+        differ,
+        0,
+        "{differ} of {} rows differ from the exporter's mapping",
+        want.len()
+    );
+    // a second copy would store every span twice: refused
+    let again = Command::new(bin())
+        .args(["--db", db, "export", "--to", &front.source("mine")])
+        .output()?;
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(dump(&front, "mine")?.len(), want.len());
+    Ok(())
+}
