@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tailscope::sink::WriterSink;
 use tailscope_ingest::gpu::{spawn_sampler, SamplerConfig};
 use tailscope_ingest::{BearerToken, Collector, CollectorConfig, IngestStats, Pipeline, TlsFiles};
-use tailscope_store::{Store, Writer, WriterConfig};
+use tailscope_store::clickhouse::ClickHouseUrl;
+use tailscope_store::{ExporterTable, Store, Writer, WriterConfig};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -49,6 +50,16 @@ pub struct ServeArgs {
     /// Seconds between segment publications.
     #[arg(long, default_value_t = 10)]
     segments_every: u64,
+    /// Also send every span to ClickHouse in the OpenTelemetry Collector ClickHouse
+    /// exporter's schema (tables created when missing), in inserts of at least 5,000
+    /// rows (fewer only after --to-flush seconds without enough, and at shutdown):
+    /// clickhouse://[user[:password]@]HOST[:8123]/DATABASE. Spans are acknowledged
+    /// once in the local store; ClickHouse gets them after, resuming where it left off.
+    #[arg(long, value_name = "URL", value_parser = tailscope::source::parse)]
+    to: Option<ClickHouseUrl>,
+    /// Seconds a batch smaller than 5,000 spans waits before it goes to ClickHouse.
+    #[arg(long, default_value_t = 5)]
+    to_flush: u64,
     /// Seconds between GPU samples.
     #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
     gpu_interval: f64,
@@ -107,6 +118,11 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
         .segments
         .as_ref()
         .map(|dir| Publisher::start(&store, dir, args.segments_every))
+        .transpose()?;
+    let forwarder = args
+        .to
+        .as_ref()
+        .map(|url| Forwarder::start(&store, db, url, args.to_flush))
         .transpose()?;
     let stats = Arc::new(IngestStats::default());
     let pipeline = Pipeline::new(
@@ -206,6 +222,9 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<()> {
     if let Some(p) = publisher {
         p.stop(&store)?;
     }
+    if let Some(f) = forwarder {
+        f.stop()?;
+    }
     if dups + dup_points + dup_logs > 0 {
         println!(
             "{dups} spans, {dup_points} metric points and {dup_logs} logs received again were not stored twice (exactly-once)"
@@ -274,6 +293,170 @@ impl Publisher {
                 self.dir.display()
             );
         }
+        Ok(())
+    }
+}
+
+/// Sends the store's new spans to ClickHouse from its own connection and thread: the
+/// rows after the last one sent (a cursor file beside the store, per target), in
+/// inserts of [`ROWS_PER_INSERT`] rows and at least [`MIN_INSERT`] unless `flush`
+/// seconds passed; a failed insert is retried on the next round (the spans are safe
+/// in the store). A range that went out before a crash kept the cursor from moving is
+/// recognised by its first span and not sent twice.
+struct Forwarder {
+    stop: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<Result<Forwarded>>,
+}
+
+/// Spans may wait for more before an insert smaller than this goes out.
+const MIN_INSERT: i64 = 5_000;
+
+#[derive(Default)]
+struct Forwarded {
+    spans: u64,
+    inserts: u64,
+    failures: u64,
+}
+
+impl Forwarder {
+    fn start(store: &Store, db: &Path, url: &ClickHouseUrl, flush: u64) -> Result<Forwarder> {
+        let table = ExporterTable::open(url)
+            .with_context(|| format!("opening the exporter's tables at {}", url.shown()))?;
+        let cursor = Cursor::new(db, url);
+        let reader = store.reader()?;
+        let (stop, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        eprintln!(
+            "sending spans to {} ({}{}), from row {}",
+            url.shown(),
+            url.traces_table,
+            if table.created {
+                ", tables created"
+            } else {
+                ""
+            },
+            cursor.after + 1
+        );
+        let thread = std::thread::Builder::new()
+            .name("tailscope-clickhouse".into())
+            .spawn(move || {
+                let mut state = Forwarding {
+                    table,
+                    cursor,
+                    last_sent: Instant::now(),
+                    checked: false,
+                    done: Forwarded::default(),
+                };
+                loop {
+                    let stopping = !matches!(
+                        rx.recv_timeout(Duration::from_secs(1)),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    );
+                    if let Err(e) = state.round(&reader, flush, stopping) {
+                        state.done.failures += 1;
+                        if stopping {
+                            return Err(e);
+                        }
+                        tracing::warn!("sending spans to ClickHouse (retrying): {e:#}");
+                    }
+                    if stopping {
+                        return Ok(state.done);
+                    }
+                }
+            })
+            .context("starting the ClickHouse thread")?;
+        Ok(Forwarder { stop, thread })
+    }
+
+    /// Sends what is left and stops.
+    fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        let done = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the ClickHouse thread panicked"))??;
+        println!(
+            "sent {} spans to ClickHouse in {} inserts ({} failed attempts retried)",
+            done.spans, done.inserts, done.failures
+        );
+        Ok(())
+    }
+}
+
+struct Forwarding {
+    table: ExporterTable,
+    cursor: Cursor,
+    last_sent: Instant,
+    /// The first range after start was checked against what ClickHouse holds.
+    checked: bool,
+    done: Forwarded,
+}
+
+impl Forwarding {
+    fn round(&mut self, reader: &Store, flush: u64, stopping: bool) -> Result<()> {
+        let Some(top) = reader.last_span_row()? else {
+            return Ok(());
+        };
+        let waiting = top - self.cursor.after;
+        if waiting <= 0
+            || (waiting < MIN_INSERT
+                && !stopping
+                && self.last_sent.elapsed() < Duration::from_secs(flush))
+        {
+            return Ok(());
+        }
+        while self.cursor.after < top {
+            let upto = top.min(self.cursor.after + tailscope_store::ROWS_PER_INSERT as i64);
+            let sent =
+                reader.push_span_rows(&self.table, self.cursor.after, upto, !self.checked)?;
+            self.checked = true;
+            self.cursor.advance(upto)?;
+            self.done.spans += sent;
+            self.done.inserts += u64::from(sent > 0);
+        }
+        self.last_sent = Instant::now();
+        Ok(())
+    }
+}
+
+/// The last span row sent to one ClickHouse table, in `<store>.clickhouse-<hash>`.
+struct Cursor {
+    path: PathBuf,
+    after: i64,
+}
+
+impl Cursor {
+    fn new(db: &Path, url: &ClickHouseUrl) -> Cursor {
+        let key = format!("{}/{}", url.shown(), url.traces_table);
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let mut name = db.as_os_str().to_owned();
+        name.push(format!(".clickhouse-{hash:016x}"));
+        let path = PathBuf::from(name);
+        let after = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.lines().last()?.trim().parse().ok())
+            .unwrap_or(-1);
+        Cursor { path, after }
+    }
+
+    /// Records `upto` as sent (written to a temporary file, synced, renamed).
+    fn advance(&mut self, upto: i64) -> Result<()> {
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            writeln!(
+                f,
+                "# last span row of this store sent to ClickHouse\n{upto}"
+            )?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("recording progress in {}", self.path.display()))?;
+        self.after = upto;
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
 pub use duckdb::polars;
 pub use llm_calls::{CallCensus, CallSampleRow, LlmCallRow, ReplayCandidate};
-pub use otel_export::Pushed;
+pub use otel_export::{ExporterTable, Pushed, ROWS_PER_INSERT};
 pub use otel_traces::Pulled;
 pub use read::{SeriesPoint, Traces};
 pub use readonly::check_read_only;

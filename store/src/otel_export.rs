@@ -359,20 +359,23 @@ fn from_json(v: serde_json::Value) -> AttrValue {
     }
 }
 
-impl Store {
-    /// Copies every span of the store into the exporter's span table at `url`,
-    /// creating the tables with the exporter's DDL when they are missing. Refuses when
-    /// the table already holds traces of this store (a second copy would duplicate
-    /// them). `progress(spans_done, spans)`.
-    pub fn push_clickhouse(
-        &self,
-        url: &ClickHouseUrl,
-        progress: &dyn Fn(u64, u64),
-    ) -> Result<Pushed, StoreError> {
+/// The exporter's span table on a ClickHouse server, created with the exporter's
+/// DDL when it was missing, ready to take rows.
+pub struct ExporterTable {
+    ch: ClickHouse,
+    target: Target,
+    table: String,
+    insert: String,
+    /// The tables were created (they did not exist).
+    pub created: bool,
+}
+
+impl ExporterTable {
+    pub fn open(url: &ClickHouseUrl) -> Result<Self, StoreError> {
         let ch = ClickHouse::connect(url.clone())?;
-        let mut pushed = Pushed::default();
         let table = url.table(&url.traces_table);
         let mut cols = ch.columns(&url.traces_table)?;
+        let mut created = false;
         if cols.is_empty() {
             ch.execute(&format!("CREATE DATABASE IF NOT EXISTS `{}`", url.database))?;
             for stmt in DDL
@@ -387,11 +390,80 @@ impl Store {
             {
                 ch.execute(stmt)?;
             }
-            pushed.created = true;
+            created = true;
             cols = ch.columns(&url.traces_table)?;
         }
         let target = Target {
             current: cols.iter().any(|c| c == "ScopeName"),
+        };
+        Ok(Self {
+            insert: target.insert(&table),
+            ch,
+            target,
+            table,
+            created,
+        })
+    }
+
+    pub fn url(&self) -> &ClickHouseUrl {
+        &self.ch.url
+    }
+
+    /// Bytes sent so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.ch.bytes().1
+    }
+
+    /// The table holds the span `(trace_id, span_id)` (hex).
+    pub fn holds(&self, trace_id: &str, span_id: &str) -> Result<bool, StoreError> {
+        let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(trace_id) || !hex(span_id) {
+            return Ok(false);
+        }
+        let there = self.ch.query(&format!(
+            "SELECT count() FROM {} WHERE TraceId = '{trace_id}' AND SpanId = '{span_id}' FORMAT TabSeparated",
+            self.table
+        ))?;
+        Ok(String::from_utf8_lossy(&there).trim() != "0")
+    }
+
+    /// Inserts `spans`, [`ROWS_PER_INSERT`] rows a statement; the inserts sent.
+    fn insert(
+        &self,
+        spans: &[Span],
+        resources: &HashMap<i64, Vec<Attribute>>,
+        mut sent: impl FnMut(usize),
+    ) -> Result<usize, StoreError> {
+        let none: Vec<Attribute> = Vec::new();
+        let mut inserts = 0;
+        for part in spans.chunks(ROWS_PER_INSERT) {
+            let mut w = Writer::default();
+            for s in part {
+                self.target
+                    .row(&mut w, s, resources.get(&s.resource_id).unwrap_or(&none));
+            }
+            self.ch.insert(&self.insert, &w.buf)?;
+            inserts += 1;
+            sent(part.len());
+        }
+        Ok(inserts)
+    }
+}
+
+impl Store {
+    /// Copies every span of the store into the exporter's span table at `url`,
+    /// creating the tables with the exporter's DDL when they are missing. Refuses when
+    /// the table already holds traces of this store (a second copy would duplicate
+    /// them). `progress(spans_done, spans)`.
+    pub fn push_clickhouse(
+        &self,
+        url: &ClickHouseUrl,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<Pushed, StoreError> {
+        let table = ExporterTable::open(url)?;
+        let mut pushed = Pushed {
+            created: table.created,
+            ..Pushed::default()
         };
         let resources = self.typed_resources()?;
         let ids: Vec<String> = self
@@ -404,45 +476,84 @@ impl Store {
             .query_row("SELECT count(*) FROM spans", [], |r| r.get::<_, i64>(0))?
             as u64;
         if let Some(first) = ids.first() {
-            let there = ch.query(&format!(
-                "SELECT count() FROM {table} WHERE TraceId = '{first}' FORMAT TabSeparated"
-            ))?;
-            if String::from_utf8_lossy(&there).trim() != "0" {
+            let span: String = self.conn.query_row(
+                "SELECT min(span_id) FROM spans WHERE trace_id = ?",
+                [first],
+                |r| r.get(0),
+            )?;
+            if table.holds(first, &span)? {
                 return Err(StoreError::WriteFailed(format!(
                     "{} already holds trace {first} of this store: copying it again would store its spans twice",
                     url.shown()
                 )));
             }
         }
-        let insert = target.insert(&table);
-        let mut w = Writer::default();
-        let mut rows = 0usize;
-        let none: Vec<Attribute> = Vec::new();
-        for chunk in ids.chunks(TRACES_PER_READ) {
+        // a batch of traces read, then sent in full inserts (the last one of the copy
+        // may be short)
+        let mut pending: Vec<Span> = Vec::new();
+        for (n, chunk) in ids.chunks(TRACES_PER_READ).enumerate() {
             let mut spans = self.load_spans(Traces::Ids(chunk))?;
             self.attach_attributes(chunk, &mut spans)?;
-            for s in &spans {
-                let res = resources.get(&s.resource_id).unwrap_or(&none);
-                target.row(&mut w, s, res);
-                rows += 1;
-                if rows == ROWS_PER_INSERT {
-                    ch.insert(&insert, &w.buf)?;
-                    pushed.inserts += 1;
-                    pushed.spans += rows as u64;
-                    progress(pushed.spans, total);
-                    w.buf.clear();
-                    rows = 0;
-                }
-            }
+            pending.append(&mut spans);
+            let last = (n + 1) * TRACES_PER_READ >= ids.len();
+            let full = if last {
+                pending.len()
+            } else {
+                pending.len() / ROWS_PER_INSERT * ROWS_PER_INSERT
+            };
+            let rest = pending.split_off(full);
+            pushed.inserts += table.insert(&pending, &resources, |n| {
+                pushed.spans += n as u64;
+                progress(pushed.spans, total);
+            })?;
+            pending = rest;
         }
-        if rows > 0 {
-            ch.insert(&insert, &w.buf)?;
-            pushed.inserts += 1;
-            pushed.spans += rows as u64;
-            progress(pushed.spans, total);
-        }
-        pushed.bytes = ch.bytes().1;
+        pushed.bytes = table.bytes_sent();
         Ok(pushed)
+    }
+
+    /// The highest row id of `spans` (`None`: no spans).
+    pub fn last_span_row(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT max(rowid) FROM spans", [], |r| r.get(0))?)
+    }
+
+    /// Sends the spans stored at row ids `(after, upto]` to `table`; the spans sent.
+    /// `skip_sent`: first check whether the table already holds the range's first
+    /// span (the range went out before a crash let the caller record it) and send
+    /// nothing then.
+    pub fn push_span_rows(
+        &self,
+        table: &ExporterTable,
+        after: i64,
+        upto: i64,
+        skip_sent: bool,
+    ) -> Result<u64, StoreError> {
+        let keys: Vec<(String, String)> = self
+            .conn
+            .prepare(
+                "SELECT trace_id, span_id FROM spans WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
+            )?
+            .query_map([after, upto], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let Some((t, s)) = keys.first() else {
+            return Ok(0);
+        };
+        if skip_sent && table.holds(t, s)? {
+            return Ok(0);
+        }
+        let mut traces: Vec<String> = keys.iter().map(|(t, _)| t.clone()).collect();
+        traces.sort_unstable();
+        traces.dedup();
+        let wanted: std::collections::HashSet<(String, String)> = keys.into_iter().collect();
+        let mut spans = self.load_spans(Traces::Ids(&traces))?;
+        self.attach_attributes(&traces, &mut spans)?;
+        // spans of these traces stored at other rows went (or go) out with those rows
+        spans.retain(|s| wanted.contains(&(s.trace_id.to_hex(), s.span_id.to_hex())));
+        let resources = self.typed_resources()?;
+        table.insert(&spans, &resources, |_| {})?;
+        Ok(spans.len() as u64)
     }
 
     /// Every resource's attributes with their types.

@@ -295,3 +295,81 @@ fn export_to_clickhouse_writes_the_exporters_rows() -> Result<()> {
     assert_eq!(dump(&front, "mine")?.len(), want.len());
     Ok(())
 }
+
+#[test]
+fn serve_to_clickhouse_sends_the_exporters_rows() -> Result<()> {
+    let front = Front::start()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("served.duckdb");
+    let mut serve = Command::new(bin())
+        .arg("--db")
+        .arg(&db)
+        .args([
+            "serve",
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--status-every",
+            "0",
+            "--no-gpu",
+            "--to-flush",
+            "60",
+            "--to",
+            &front.source("served"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let out = serve.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(out).lines();
+    let first = lines.next().context("serve printed nothing")??;
+    assert!(first.contains("listening"), "{first}");
+    let rest = std::thread::Builder::new()
+        .name("serve-stdout".into())
+        .spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>())?;
+    // the fixtures go in through the running collector (its live service)
+    let files = fixture_paths();
+    let mut import = vec![
+        "--db".to_owned(),
+        db.display().to_string(),
+        "import".to_owned(),
+    ];
+    import.extend(files.iter().map(|p| p.display().to_string()));
+    let import: Vec<&str> = import.iter().map(String::as_str).collect();
+    run(&import)?;
+    // fewer than 5,000 spans and a 60 s flush: nothing is sent before shutdown
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let early = dump(&front, "served")?;
+    assert!(
+        early.is_empty(),
+        "{} rows sent before a full batch",
+        early.len()
+    );
+    let pid = serve.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status()?;
+    let status = serve.wait()?;
+    assert!(status.success(), "serve exited with {status}");
+    let said = rest.join().map_err(|_| anyhow::anyhow!("stdout thread"))?;
+    assert!(
+        said.iter()
+            .any(|l| l.contains("sent 2984 spans to ClickHouse in 1 inserts")),
+        "{said:?}"
+    );
+    let out = Command::new("python3")
+        .arg(repo().join("tests/clickhouse/mapping.py"))
+        .args(&files)
+        .output()?;
+    let want: Vec<String> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let got = dump(&front, "served")?;
+    assert_eq!(got.len(), want.len(), "rows");
+    let differ = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+    assert_eq!(
+        differ, 0,
+        "{differ} rows differ from the exporter's mapping"
+    );
+    Ok(())
+}
