@@ -245,6 +245,18 @@ impl Engine {
             .speculative
             .as_ref()
             .map_or((0, SpecMethod::Draft), |sp| (sp.k, sp.method));
+        if let Some(d) = &draft {
+            if d.shape().vocab_size != model.shape().vocab_size {
+                return Err(EngineError::Config {
+                    origin: "speculative".into(),
+                    message: format!(
+                        "field `speculative.draft`: the draft's vocabulary has {} tokens, the target's {}",
+                        d.shape().vocab_size,
+                        model.shape().vocab_size
+                    ),
+                });
+            }
+        }
         let draft = match (spec_k, spec_method, draft) {
             (1.., SpecMethod::Draft, Some(m)) => Some(Draft {
                 kv: KvPool::new(&m, cfg.cache_capacity_blocks, cfg.block_size)?,

@@ -69,6 +69,7 @@ impl SpecStats {
 
 /// Loads the draft of `sp` for `target` on its device and dtype; `seed` is the
 /// target's (the draft's defaults to `seed + 1`). `None` for the n-gram method.
+/// The engine refuses a draft whose vocabulary differs from the target's.
 pub fn load_draft(
     sp: &SpeculativeConfig,
     target: &Llama,
@@ -85,21 +86,12 @@ pub fn load_draft(
     } else {
         Llama::from_dir_as(Path::new(&sp.draft), target.device(), target.dtype())?
     };
-    if draft.shape().vocab_size != target.shape().vocab_size {
-        return Err(EngineError::Config {
-            origin: "speculative".into(),
-            message: format!(
-                "field `speculative.draft`: the draft's vocabulary has {} tokens, the target's {}",
-                draft.shape().vocab_size,
-                target.shape().vocab_size
-            ),
-        });
-    }
     Ok(Some(draft))
 }
 
-/// Prompt lookup: the (up to `k`) tokens that followed the latest earlier
-/// occurrence of the last n-gram of `tokens`, trying n = 3, 2, 1; none if no match.
+/// Prompt lookup: the (up to `k`) tokens that followed an earlier occurrence of
+/// the last n-gram of `tokens`, trying n = 3, 2, 1: the latest occurrence followed
+/// by `k` tokens, else the latest one; none if no match.
 pub fn ngram_proposals(tokens: &[u32], k: usize) -> Vec<u32> {
     let len = tokens.len();
     for n in (1..=3usize).rev() {
@@ -107,8 +99,9 @@ pub fn ngram_proposals(tokens: &[u32], k: usize) -> Vec<u32> {
             continue;
         }
         let tail = &tokens[len - n..];
-        // Latest start i < len - n with tokens[i..i + n] == tail.
-        if let Some(i) = (0..len - n).rev().find(|&i| &tokens[i..i + n] == tail) {
+        let matches = |i: &usize| &tokens[*i..*i + n] == tail;
+        let full = (0..len.saturating_sub(n + k)).rev().find(matches);
+        if let Some(i) = full.or_else(|| (0..len - n).rev().find(matches)) {
             let from = i + n;
             let to = (from + k).min(len);
             return tokens[from..to].to_vec();

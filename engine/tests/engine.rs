@@ -695,6 +695,52 @@ fn rejected_speculative_slots_return_to_the_pool() {
 }
 
 #[test]
+fn speculative_section_parses_and_errors_name_the_field() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/speculative.toml");
+    let c = EngineConfig::from_file(path).unwrap();
+    let sp = c.speculative.as_ref().unwrap();
+    assert_eq!(
+        (sp.method, sp.draft.as_str(), sp.k),
+        (SpecMethod::Draft, "self-noised", 4)
+    );
+    assert!(c
+        .summary()
+        .contains("speculative=[draft=self-noised noise=0.2 k=4]"));
+    let text = std::fs::read_to_string(path).unwrap();
+    for (from, to, field) in [
+        ("k = 4", "k = 0", "speculative.k"),
+        ("noise = 0.2", "noise = -1.0", "speculative.noise"),
+        (
+            "draft = \"self-noised\"",
+            "draft = \"no-such\"",
+            "speculative.draft",
+        ),
+        ("temperature = 0.0", "temperature = -1.0", "temperature"),
+    ] {
+        let bad = text.replace(from, to);
+        let err = EngineConfig::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{field}`")), "{err}");
+    }
+    let unknown = text.replace("k = 4", "kk = 4");
+    assert!(EngineConfig::from_toml_str(&unknown).is_err());
+    // A draft whose vocabulary differs from the target's is refused when loaded.
+    let c = EngineConfig {
+        speculative: Some(SpeculativeConfig::self_noised(2, 0.0)),
+        ..EngineConfig::default()
+    };
+    let other = ModelShape {
+        vocab_size: 1000,
+        ..ModelShape::named("tiny").unwrap()
+    };
+    let draft = Llama::random(&other, 1, &device()).unwrap();
+    let err = Engine::with_draft(&c, tiny(), Some(draft))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("vocabulary"), "{err}");
+}
+
+#[test]
 fn sampled_speculation_keeps_the_target_distribution() {
     use tailscope_engine::spec::{sample, verify_proposal, Rng};
     // The rejection rule: proposal drawn from q, accepted with min(1, p/q), else a
