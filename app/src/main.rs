@@ -119,24 +119,26 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             UsageError(format!("--source works with a reading command ({reading})")).into(),
         );
     }
-    let store = source::open(url)?;
+    // the report reads results only; the other commands read spans too
+    let run = source::open(url, !matches!(command, Command::Analyze(_)))?;
+    let store = run.store();
     let shown = PathBuf::from(url.shown());
     match command {
-        Command::Analyze(args) => analyze::run_on(&store, &args),
+        Command::Analyze(args) => analyze::run_on(store, &args),
         Command::Compare(args) => {
-            print!("{}", compare::output(&store, &args)?);
+            print!("{}", compare::output(store, &args)?);
             Ok(())
         }
         Command::Diff(args) => {
-            print!("{}", diff::output(&store, None, (&shown, &shown), &args)?);
+            print!("{}", diff::output(store, None, (&shown, &shown), &args)?);
             Ok(())
         }
         Command::Whatif(args) => {
-            print!("{}", whatif::output(&store, &args)?);
+            print!("{}", whatif::output(store, &args)?);
             Ok(())
         }
-        Command::Query(args) => query::run_on(&store, &args),
-        Command::Export(args) => export::run_on(&store, &args),
+        Command::Query(args) => query::run_on(store, &args),
+        Command::Export(args) => export::run_on(store, &args),
         _ => unreachable!("checked above"),
     }
 }

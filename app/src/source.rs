@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 use tailscope_store::clickhouse::ClickHouseUrl;
-use tailscope_store::Store;
+use tailscope_store::{SourceRun, Store};
 
 /// Parses a `--source` value (clap's value parser).
 pub fn parse(s: &str) -> std::result::Result<ClickHouseUrl, String> {
@@ -15,9 +15,11 @@ pub fn parse(s: &str) -> std::result::Result<ClickHouseUrl, String> {
         .map_err(|e: tailscope_store::clickhouse::ClickHouseError| e.to_string())
 }
 
-/// Pulls the source's spans into an in-memory store (a progress bar on stderr), says
-/// on stderr what came over the network, and analyses them.
-pub fn open(url: &ClickHouseUrl) -> Result<Store> {
+/// Opens the source (a progress bar on stderr while spans are pulled; `every_span`:
+/// also the spans of traces analysed before, for commands that read spans), says on stderr
+/// what came over the network, analyses what it pulled and writes those results back
+/// to the source's shared result tables.
+pub fn open(url: &ClickHouseUrl, every_span: bool) -> Result<SourceRun> {
     let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template("pulling [{bar:30}] {pos}/{len} spans")
@@ -25,7 +27,7 @@ pub fn open(url: &ClickHouseUrl) -> Result<Store> {
             .progress_chars("=> "),
     );
     let t0 = Instant::now();
-    let (store, pulled) = Store::open_clickhouse(url, None, &|done, all| {
+    let run = Store::open_clickhouse(url, every_span, &|done, all| {
         if bar.is_hidden() && done < all {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }
@@ -34,23 +36,35 @@ pub fn open(url: &ClickHouseUrl) -> Result<Store> {
     })
     .with_context(|| format!("reading traces from {}", url.shown()))?;
     bar.finish_and_clear();
+    let p = &run.pulled;
+    let reused = if p.reused_traces > 0 {
+        format!(", with the shared results of {} traces", p.reused_traces)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "pulled {} spans from {} ({} bytes of RowBinary in {} queries, {:.1} s)",
-        pulled.spans,
+        "pulled {} spans from {} ({} bytes of RowBinary in {} queries, {:.1} s){reused}",
+        p.spans,
         url.shown(),
-        pulled.bytes,
-        pulled.pulls,
+        p.bytes,
+        p.pulls,
         t0.elapsed().as_secs_f64()
     );
-    if pulled.rejected.count > 0 {
+    if p.rejected.count > 0 {
         eprintln!(
             "{} rows of {} are not valid spans and were left out: {}",
-            pulled.rejected.count,
+            p.rejected.count,
             url.traces_table,
-            pulled.rejected.summary()
+            p.rejected.summary()
         );
     }
-    crate::analyze::analyse_new(&store, true)
+    crate::analyze::analyse_new(run.store(), true)
         .with_context(|| format!("analysing the traces of {}", url.shown()))?;
-    Ok(store)
+    if p.spans > 0 {
+        let n = run
+            .save()
+            .with_context(|| format!("writing the results to {}", url.shown()))?;
+        tracing::debug!("results of {n} traces written to {}", url.shown());
+    }
+    Ok(run)
 }

@@ -32,6 +32,10 @@ pub struct ClickHouseUrl {
     pub database: String,
     /// The exporter's span table (`otel_traces` unless `?traces_table=` says otherwise).
     pub traces_table: String,
+    /// How late spans may reach the table after newer ones (`?late_secs=`, default
+    /// 300): a later run reads again the traces with spans this close to the newest
+    /// span an earlier run saw.
+    pub late_ns: i64,
 }
 
 impl std::str::FromStr for ClickHouseUrl {
@@ -67,9 +71,16 @@ impl std::str::FromStr for ClickHouseUrl {
             return Err(bad());
         }
         let mut traces_table = "otel_traces".to_owned();
+        let mut late_ns = 300_000_000_000;
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
             match kv.split_once('=') {
                 Some(("traces_table", v)) if ident(v) => v.clone_into(&mut traces_table),
+                Some(("late_secs", v)) => {
+                    late_ns = v
+                        .parse::<u32>()
+                        .map(|s| i64::from(s) * 1_000_000_000)
+                        .map_err(|_| bad())?;
+                }
                 _ => return Err(bad()),
             }
         }
@@ -80,6 +91,7 @@ impl std::str::FromStr for ClickHouseUrl {
             password,
             database: database.to_owned(),
             traces_table,
+            late_ns,
         })
     }
 }
@@ -237,6 +249,9 @@ mod tests {
         assert_eq!(u.shown(), "clickhouse://bob@ch.internal:9000/otel");
         let d: ClickHouseUrl = "clickhouse://localhost/default".parse().unwrap();
         assert_eq!((d.port, d.traces_table.as_str()), (8123, "otel_traces"));
+        assert_eq!(d.late_ns, 300_000_000_000);
+        let l: ClickHouseUrl = "clickhouse://h/db?late_secs=0".parse().unwrap();
+        assert_eq!(l.late_ns, 0);
         for bad in [
             "http://localhost:8123/db",
             "clickhouse://localhost:8123",

@@ -27,6 +27,7 @@ mod rowbinary;
 mod schema;
 mod segments;
 mod series;
+mod shared_results;
 mod writer;
 
 pub use append::{Committed, Done, WriterConfig, WriterStats, DEFAULT_DEDUPE_WINDOW};
@@ -35,7 +36,7 @@ pub use duckdb::arrow::record_batch::RecordBatch;
 pub use duckdb::polars;
 pub use llm_calls::{CallCensus, CallSampleRow, LlmCallRow, ReplayCandidate};
 pub use otel_export::{ExporterTable, Pushed, ROWS_PER_INSERT};
-pub use otel_traces::Pulled;
+pub use otel_traces::{Pulled, SourceRun};
 pub use read::{SeriesPoint, Traces};
 pub use readonly::check_read_only;
 pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};

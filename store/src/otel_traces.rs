@@ -13,6 +13,7 @@
 use crate::clickhouse::{ClickHouse, ClickHouseError, ClickHouseUrl};
 use crate::otel_export::go_float;
 use crate::rowbinary::{Reader, Truncated};
+use crate::shared_results::SharedResults;
 use crate::{Store, StoreError, WriterConfig};
 use std::collections::HashSet;
 use tailscope_model::semconv::promote;
@@ -71,7 +72,7 @@ impl Layout {
         })
     }
 
-    fn select(&self, from_ns: i64, to_ns: i64) -> String {
+    fn select(&self, from_ns: i64, to_ns: i64, also: Option<&str>) -> String {
         let scope = if self.scope_columns {
             "ScopeName, ScopeVersion"
         } else {
@@ -84,15 +85,16 @@ impl Layout {
              `Links.TraceId`, `Links.SpanId`, `Links.TraceState`, `Links.Attributes`, {scope} \
              FROM {} {} FORMAT RowBinary",
             self.table,
-            window(from_ns, to_ns)
+            window(from_ns, to_ns, also)
         )
     }
 }
 
-/// `WHERE` for spans starting in `[from_ns, to_ns)`.
-fn window(from_ns: i64, to_ns: i64) -> String {
+/// `WHERE` for spans starting in `[from_ns, to_ns)` (and meeting `also`).
+fn window(from_ns: i64, to_ns: i64, also: Option<&str>) -> String {
+    let also = also.map_or_else(String::new, |f| format!(" AND ({f})"));
     format!(
-        "WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64({from_ns})) AND Timestamp < fromUnixTimestamp64Nano(toInt64({to_ns}))"
+        "WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64({from_ns})) AND Timestamp < fromUnixTimestamp64Nano(toInt64({to_ns})){also}"
     )
 }
 
@@ -102,11 +104,12 @@ pub fn extent(
     layout: &Layout,
     from_ns: i64,
     to_ns: i64,
+    also: Option<&str>,
 ) -> Result<Option<(u64, i64, i64)>, ClickHouseError> {
     let out = ch.query(&format!(
         "SELECT count(), toInt64(toUnixTimestamp64Nano(min(Timestamp))), toInt64(toUnixTimestamp64Nano(max(Timestamp))) FROM {} {} FORMAT RowBinary",
         layout.table,
-        window(from_ns, to_ns)
+        window(from_ns, to_ns, also)
     ))?;
     let mut r = Reader::new(&out);
     let bad = |e: Truncated| ClickHouseError::Format(e.to_string());
@@ -122,8 +125,9 @@ pub fn pull(
     layout: &Layout,
     from_ns: i64,
     to_ns: i64,
+    also: Option<&str>,
 ) -> Result<(Batch, Rejections), ClickHouseError> {
-    let out = ch.query(&layout.select(from_ns, to_ns))?;
+    let out = ch.query(&layout.select(from_ns, to_ns, also))?;
     decode(&out).map_err(|e| ClickHouseError::Format(e.to_string()))
 }
 
@@ -342,30 +346,141 @@ pub struct Pulled {
     pub spans: u64,
     /// Rows that are not valid spans (counted, not loaded).
     pub rejected: Rejections,
-    /// Queries sent (one per time window).
+    /// Queries sent for spans (one per time window).
     pub pulls: usize,
     /// Bytes received from ClickHouse.
     pub bytes: u64,
+    /// Traces whose shared results an earlier run left (read, not re-analysed).
+    pub reused_traces: u64,
+}
+
+/// One run over a ClickHouse source: the in-memory store it filled (the shared
+/// results of earlier runs, and the spans of the traces they did not cover), and what
+/// to write back once it is analysed.
+pub struct SourceRun {
+    ch: ClickHouse,
+    store: Store,
+    pub pulled: Pulled,
+    run: u64,
+    read_upto_ns: i64,
+}
+
+impl SourceRun {
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn url(&self) -> &ClickHouseUrl {
+        &self.ch.url
+    }
+
+    /// Writes the results of the traces pulled (now analysed) to the shared result
+    /// tables; the traces written.
+    pub fn save(&self) -> Result<u64, StoreError> {
+        let shared = SharedResults::open(&self.ch, &self.store)?;
+        shared.save_from(
+            &self.store,
+            "SELECT DISTINCT trace_id FROM spans",
+            self.run,
+            self.read_upto_ns,
+            self.pulled.spans,
+        )
+    }
+
+    /// Bytes (received, sent) so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        self.ch.bytes()
+    }
 }
 
 impl Store {
-    /// An in-memory store filled with the spans of the exporter's table that start in
-    /// `window` (`[from, to)` ns; `None`: all), pulled as `RowBinary` a time window of
-    /// about [`SPANS_PER_PULL`] spans at a time. `progress(spans_done, spans)`.
+    /// Opens a ClickHouse source: the shared results of earlier runs, then the spans
+    /// of every trace they do not cover (all of them the first time; after that, the
+    /// traces new since, the ones with spans within [`LATE_NS`] of the last run's
+    /// newest, and the other traces of their conversations), pulled as `RowBinary` a
+    /// time window of about [`SPANS_PER_PULL`] spans at a time, into an in-memory
+    /// store. `every_span`: also pull the spans of the traces the shared results
+    /// cover (what compare, diff and whatif read; the report needs only the results),
+    /// marked as analysed. `progress(spans_done, spans)`.
     pub fn open_clickhouse(
         url: &ClickHouseUrl,
-        window: Option<(i64, i64)>,
+        every_span: bool,
         progress: &dyn Fn(u64, u64),
-    ) -> Result<(Store, Pulled), StoreError> {
+    ) -> Result<SourceRun, StoreError> {
         let ch = ClickHouse::connect(url.clone())?;
         let layout = Layout::of(&ch)?;
-        let (from, to) = window.unwrap_or((0, i64::MAX));
         let store = Store::open_in_memory()?;
+        let shared = SharedResults::open(&ch, &store)?;
+        let state = shared.state()?;
         let mut pulled = Pulled::default();
-        let Some((n, lo, hi)) = extent(&ch, &layout, from, to)? else {
-            return Ok((store, pulled));
+        let changed = match state.read_upto_ns.filter(|_| state.traces > 0) {
+            None => None,
+            Some(upto) => {
+                pulled.reused_traces = shared.load_into(&store)?;
+                Some(changed_traces(
+                    &layout,
+                    &shared.analysed_traces_sql(),
+                    upto.saturating_sub(url.late_ns),
+                ))
+            }
         };
-        let writer = store.writer(WriterConfig::default())?;
+        let everything = extent(&ch, &layout, 0, i64::MAX, None)?;
+        let mut src = SourceRun {
+            read_upto_ns: everything.map_or(state.read_upto_ns.unwrap_or(0), |e| e.2),
+            ch,
+            store,
+            pulled,
+            run: crate::append::now_ns().max(0) as u64,
+        };
+        let writer = src.store.writer(WriterConfig::default())?;
+        let total = everything.map_or(0, |e| e.0);
+        if let Some(changed) = &changed {
+            if every_span {
+                // the traces the shared results cover, below the watermark the next
+                // analysis starts from: read, not analysed again
+                src.pull_where(
+                    &writer,
+                    &layout,
+                    Some(&format!("NOT ({changed})")),
+                    total,
+                    progress,
+                )?;
+                writer.wait_loaded(std::time::Duration::from_secs(3600));
+                if let Some(w) = src.store.ingest_watermark()? {
+                    let (fits, fit_calls) = src.store.last_fits()?.unzip();
+                    src.store.record_run(&crate::RunRow {
+                        finished_ns: crate::append::now_ns(),
+                        watermark_ns: w,
+                        recomputed: 0,
+                        reused: 0,
+                        seconds: 0.0,
+                        fits,
+                        fit_calls: fit_calls.unwrap_or(0),
+                    })?;
+                }
+            }
+            tracing::debug!("pulling the spans where {changed}");
+        }
+        src.pull_where(&writer, &layout, changed.as_deref(), total, progress)?;
+        writer.close()?;
+        src.pulled.bytes = src.ch.bytes().0;
+        Ok(src)
+    }
+}
+
+impl SourceRun {
+    /// Pulls the spans meeting `filter` (all: `None`), a time window at a time.
+    fn pull_where(
+        &mut self,
+        writer: &crate::Writer,
+        layout: &Layout,
+        filter: Option<&str>,
+        total: u64,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(), StoreError> {
+        let Some((n, lo, hi)) = extent(&self.ch, layout, 0, i64::MAX, filter)? else {
+            return Ok(());
+        };
         let parts = n.div_ceil(SPANS_PER_PULL).max(1);
         let step = ((hi - lo) / parts as i64).max(1);
         let mut at = lo;
@@ -375,20 +490,46 @@ impl Store {
             } else {
                 at + step
             };
-            let (batch, rej) = pull(&ch, &layout, at, end)?;
-            pulled.pulls += 1;
-            pulled.spans += batch.spans.len() as u64;
-            pulled.rejected.merge(rej);
+            let (batch, rej) = pull(&self.ch, layout, at, end, filter)?;
+            self.pulled.pulls += 1;
+            self.pulled.spans += batch.spans.len() as u64;
+            self.pulled.rejected.merge(rej);
             if !batch.is_empty() {
                 writer.write(batch)?;
             }
-            progress(pulled.spans, n);
+            progress(self.pulled.spans, total.max(self.pulled.spans));
             at = end;
         }
-        writer.close()?;
-        pulled.bytes = ch.bytes().0;
-        Ok((store, pulled))
+        Ok(())
     }
+}
+
+/// The ClickHouse predicate of the spans to pull when results exist for the traces
+/// `analysed` (SQL set): the traces without results, those with spans after
+/// `since` (the last run's newest span less the lateness allowed), and the traces
+/// that share a conversation with them (a turn's eviction is judged against the turns
+/// before it).
+fn changed_traces(layout: &Layout, analysed: &str, since: i64) -> String {
+    let t = &layout.table;
+    let new = format!(
+        "SELECT DISTINCT TraceId FROM {t} WHERE TraceId NOT IN ({analysed}) \
+         OR Timestamp > fromUnixTimestamp64Nano(toInt64({since}))"
+    );
+    let keys = tailscope_model::semconv::keys::CONVERSATION;
+    let conv_of = |k: &str| format!("SpanAttributes['{k}']");
+    let convs = format!(
+        "SELECT DISTINCT c FROM {t} ARRAY JOIN [{}] AS c WHERE TraceId IN ({new}) AND c != ''",
+        keys.iter()
+            .map(|k| conv_of(k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let same_conv = keys
+        .iter()
+        .map(|k| format!("{} IN ({convs})", conv_of(k)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    format!("TraceId IN ({new}) OR TraceId IN (SELECT DISTINCT TraceId FROM {t} WHERE {same_conv})")
 }
 
 /// The exporter's kind text: `SPAN_KIND_CLIENT` (traceutil) or `Client` (pdata).

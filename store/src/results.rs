@@ -18,7 +18,7 @@ fn ints(v: impl Iterator<Item = Option<i64>>) -> ArrayRef {
 }
 
 /// A batch of `columns` in table order (the appender matches by position).
-fn batch(columns: Vec<ArrayRef>) -> Result<RecordBatch, StoreError> {
+pub(crate) fn batch(columns: Vec<ArrayRef>) -> Result<RecordBatch, StoreError> {
     let named: Vec<(String, ArrayRef)> = columns
         .into_iter()
         .enumerate()
@@ -28,7 +28,7 @@ fn batch(columns: Vec<ArrayRef>) -> Result<RecordBatch, StoreError> {
 }
 
 /// Appends `b` to `table` with DuckDB's Arrow appender (nothing when it is empty).
-fn append(c: &Connection, table: &str, b: RecordBatch) -> Result<(), StoreError> {
+pub(crate) fn append(c: &Connection, table: &str, b: RecordBatch) -> Result<(), StoreError> {
     if b.num_rows() > 0 {
         let mut app = c.appender(table)?;
         app.append_record_batch(b)?;
@@ -621,7 +621,7 @@ impl Store {
     pub fn section_page(&self, after: Option<&str>, last: &str) -> Result<SectionPage, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {SECTION_COLS} FROM critical_path_sections
-             WHERE trace_id > ? AND trace_id <= ? ORDER BY trace_id, start_ns"
+             WHERE trace_id > ? AND trace_id <= ? ORDER BY trace_id, start_ns, end_ns"
         ))?;
         let mut page = SectionPage::default();
         for b in stmt.query_arrow(params![after.unwrap_or(""), last])? {

@@ -63,6 +63,21 @@ impl<'a> Reader<'a> {
         Ok(i64::from_le_bytes(a))
     }
 
+    pub fn u8(&mut self) -> Result<u8, Truncated> {
+        Ok(self.take(1, "a UInt8")?[0])
+    }
+
+    pub fn i32(&mut self) -> Result<i32, Truncated> {
+        let b = self.take(4, "an Int32")?;
+        let mut a = [0u8; 4];
+        a.copy_from_slice(b);
+        Ok(i32::from_le_bytes(a))
+    }
+
+    pub fn f64(&mut self) -> Result<f64, Truncated> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+
     pub fn u64(&mut self) -> Result<u64, Truncated> {
         let b = self.take(8, "a UInt64")?;
         let mut a = [0u8; 8];
@@ -125,6 +140,22 @@ impl Writer {
 
     pub fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn i32(&mut self, v: i32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    pub fn f64(&mut self, v: f64) {
+        self.buf.extend_from_slice(&v.to_bits().to_le_bytes());
     }
 
     pub fn str(&mut self, s: &str) {

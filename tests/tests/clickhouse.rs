@@ -373,3 +373,111 @@ fn serve_to_clickhouse_sends_the_exporters_rows() -> Result<()> {
     );
     Ok(())
 }
+
+/// Runs tailscope; (stdout, stderr), failing with its stderr.
+fn run_both(args: &[&str]) -> Result<(String, String)> {
+    let out = Command::new(bin()).args(args).output()?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        bail!("tailscope {} failed: {err}", args.join(" "));
+    }
+    Ok((String::from_utf8(out.stdout)?, err))
+}
+
+/// `SELECT ... FORMAT TabSeparated` through the front.
+fn scalar(front: &Front, sql: &str) -> Result<String> {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut resp = agent.post(&front.http()).send(sql.as_bytes())?;
+    let text = resp.body_mut().read_to_string()?;
+    Ok(text.trim().to_owned())
+}
+
+#[test]
+fn shared_results_make_the_next_run_incremental() -> Result<()> {
+    let front = Front::start()?;
+    let files = fixture_paths();
+    let (first, last) = files.split_at(files.len() - 1);
+    let src = format!("{}?late_secs=0", front.source("otel"));
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("local.duckdb");
+    let db = db.to_str().context("path")?;
+    let import = |paths: &[PathBuf]| -> Result<()> {
+        let mut args = vec!["--db", db, "import"];
+        args.extend(paths.iter().map(|p| p.to_str().unwrap_or_default()));
+        run(&args).map(drop)
+    };
+    let report = ["analyze", "--format", "json"];
+    let local = |()| -> Result<Value> {
+        let mut args = vec!["--db", db];
+        args.extend(report);
+        json(&run(&args)?)
+    };
+    let remote = |()| -> Result<(Value, String)> {
+        let mut args = vec!["--source", src.as_str()];
+        args.extend(report);
+        let (out, err) = run_both(&args)?;
+        Ok((json(&out)?, err))
+    };
+    // one desktop analyses what is there
+    front.load("otel", first)?;
+    import(first)?;
+    let (r1, said) = remote(())?;
+    assert_eq!(r1, local(())?, "first run");
+    let spans_before: usize = scalar(&front, "SELECT count() FROM otel.otel_traces")?.parse()?;
+    assert!(
+        said.contains(&format!("pulled {spans_before} spans")),
+        "{said}"
+    );
+    // another one (another process and in-memory store) finds nothing new to pull
+    let (r2, said) = remote(())?;
+    assert_eq!(r2, r1, "a run with nothing new");
+    assert!(said.contains("pulled 0 spans"), "{said}");
+    // new traces arrive: only they are pulled, and the answers are the local store's
+    // after the same two steps
+    front.load("otel", last)?;
+    import(last)?;
+    let (r3, said) = remote(())?;
+    let spans_after: usize = scalar(&front, "SELECT count() FROM otel.otel_traces")?.parse()?;
+    let new = spans_after - spans_before;
+    assert!(
+        said.contains(&format!("pulled {new} spans")),
+        "only the {new} new spans: {said}"
+    );
+    assert_eq!(r3, local(())?, "incremental run");
+    // a command that reads spans gets those of the traces analysed before too, and
+    // re-analyses none of them
+    let rank = ["whatif", "--rank", "--format", "json"];
+    let mut l = vec!["--db", db];
+    l.extend(rank);
+    let mut r = vec!["--source", src.as_str()];
+    r.extend(rank);
+    let (ranked, said) = run_both(&r)?;
+    assert_eq!(
+        json(&ranked)?,
+        json(&run(&l)?)?,
+        "whatif --rank over shared results"
+    );
+    assert!(
+        said.contains(&format!("pulled {spans_after} spans")),
+        "{said}"
+    );
+    // one row per trace in the shared results
+    let rows: usize = scalar(
+        &front,
+        "SELECT count() FROM otel.tailscope_trace_analysis FINAL",
+    )?
+    .parse()?;
+    let traces: usize =
+        scalar(&front, "SELECT uniqExact(TraceId) FROM otel.otel_traces")?.parse()?;
+    assert_eq!(rows, traces, "result rows per trace");
+    let dups: usize = scalar(
+        &front,
+        "SELECT count() FROM (SELECT trace_id FROM otel.tailscope_trace_analysis FINAL GROUP BY trace_id HAVING count() > 1)",
+    )?
+    .parse()?;
+    assert_eq!(dups, 0);
+    Ok(())
+}
