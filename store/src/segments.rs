@@ -2,11 +2,17 @@
 //!
 //! ```text
 //! DIR/
-//!   spans/ingest_date=2026-11-27/seg-000000000000-000000122879.parquet
-//!   spans/ingest_date=2026-11-27/seg-000000122880-000000130001.parquet
-//!   events/ingest_date=.../seg-....parquet
+//!   spans/publisher=3f9c0e1d2b4a6c8e/ingest_date=2026-11-27/seg-000000000000-000000122879.parquet
+//!   spans/publisher=3f9c0e1d2b4a6c8e/ingest_date=2026-11-27/seg-000000122880-000000130001.parquet
+//!   spans/publisher=9a1b.../ingest_date=.../seg-....parquet      (another machine's store)
+//!   events/publisher=.../ingest_date=.../seg-....parquet
 //!   links/ resources/ resource_attributes/ metric_points/ logs/
 //! ```
+//!
+//! Each store publishes under its own `publisher=` folder (a hash of its host name
+//! and absolute path), so several machines (or stores) can publish into one tree:
+//! row ids, and so file names, repeat across stores but never within one folder,
+//! and each publisher resumes after its own highest row id.
 //!
 //! Each data table (append-only: rows are never updated or deleted) is cut into
 //! segments by DuckDB row id: a segment holds the rows `FROM..=TO` of its name,
@@ -15,7 +21,7 @@
 //! a reader never sees half a file, and publishing again continues after the highest
 //! `TO` found on disk (a crash between two tables only delays the second). The folder
 //! is Hive-partitioned by the UTC day the segment was written, so DuckDB, Polars,
-//! Spark, Trino or ClickHouse read it with a glob (`DIR/spans/*/*.parquet`,
+//! Spark, Trino or ClickHouse read it with a glob (`DIR/spans/*/*/*.parquet`,
 //! `hive_partitioning`) and prune by day; within a segment rows are in commit order.
 //! Analysis results are not published: [`Store::open_segments`] rebuilds a store from
 //! the segments, and analysis runs over it as over any store.
@@ -55,16 +61,32 @@ fn range_of(name: &str) -> Option<(i64, i64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// The segment files of one table's folder, and the highest row id they hold;
-/// leftover temporary files of an interrupted publication are removed.
+/// The segment files under a folder (its day folders, or its publishers' day
+/// folders), and the highest row id they hold; leftover temporary files of an
+/// interrupted publication are removed.
 fn segment_files(table_dir: &Path) -> (Vec<PathBuf>, Option<i64>) {
     let mut files = Vec::new();
     let mut top = None;
-    let Ok(days) = std::fs::read_dir(table_dir) else {
+    let Ok(subs) = std::fs::read_dir(table_dir) else {
         return (files, top);
     };
-    for day in days.flatten() {
-        let Ok(entries) = std::fs::read_dir(day.path()) else {
+    let mut days = Vec::new();
+    for sub in subs.flatten() {
+        let path = sub.path();
+        if sub.file_name().to_string_lossy().starts_with("publisher=") {
+            days.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|d| d.path()),
+            );
+        } else {
+            days.push(path);
+        }
+    }
+    for day in days {
+        let Ok(entries) = std::fs::read_dir(&day) else {
             continue;
         };
         for e in entries.flatten() {
@@ -86,6 +108,26 @@ fn segment_files(table_dir: &Path) -> (Vec<PathBuf>, Option<i64>) {
     (files, top)
 }
 
+/// This store's publisher folder name: a hash of the host name and the store's
+/// absolute path, the same at every start.
+fn publisher(store: &Store) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let path = store
+        .path
+        .as_deref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+        .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+    let hash = format!("{}\0{path}", host.trim())
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("publisher={hash:016x}")
+}
+
 fn sql_path(p: &Path) -> String {
     crate::sql_lit(&p.display().to_string())
 }
@@ -97,8 +139,9 @@ impl Store {
     pub fn publish_segments(&self, dir: &Path) -> Result<Published, StoreError> {
         let mut out = Published::default();
         let day = tailscope_model::time::utc_date(crate::append::now_ns());
+        let me = publisher(self);
         for table in SEGMENT_TABLES {
-            let table_dir = dir.join(table);
+            let table_dir = dir.join(table).join(&me);
             let (_, done) = segment_files(&table_dir);
             let top: Option<i64> =
                 self.conn
@@ -152,9 +195,16 @@ impl Store {
                 continue;
             }
             let list: Vec<String> = files.iter().map(|f| sql_path(f)).collect();
+            // the files hold the table's columns; the folders' day and publisher are
+            // not columns of it. A resource two publishers both saw is kept once.
+            let distinct = if table.starts_with("resource") {
+                "DISTINCT "
+            } else {
+                ""
+            };
             store.conn.execute_batch(&format!(
                 "INSERT INTO {table} BY NAME
-                 SELECT * EXCLUDE (ingest_date) FROM read_parquet([{}], hive_partitioning = true, union_by_name = true)",
+                 SELECT {distinct}* FROM read_parquet([{}], hive_partitioning = false, union_by_name = true)",
                 list.join(", ")
             ))?;
         }

@@ -945,14 +945,20 @@ fn segments_publish_incrementally_and_read_back_as_a_store() {
     let second = store.publish_segments(&seg).unwrap();
     // spans, events, links, metric points, logs: new rows; the resource is known
     assert_eq!(second.files, 5, "{second:?}");
-    let spans: Vec<_> = std::fs::read_dir(seg.join("spans"))
+    // spans/publisher=.../ingest_date=.../seg-*.parquet
+    let publishers: Vec<_> = std::fs::read_dir(seg.join("spans"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
+    assert_eq!(publishers.len(), 1, "{publishers:?}");
+    let spans: Vec<_> = std::fs::read_dir(&publishers[0])
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(spans.len(), 2, "{spans:?}");
     // an interrupted publication leaves only a hidden temporary file, removed later
-    let day = std::fs::read_dir(seg.join("spans"))
+    let day = std::fs::read_dir(&publishers[0])
         .unwrap()
         .next()
         .unwrap()
@@ -966,7 +972,7 @@ fn segments_publish_incrementally_and_read_back_as_a_store() {
         scalar_i64(
             &other,
             &format!(
-                "SELECT count(*) FROM read_parquet('{}/spans/*/*.parquet', hive_partitioning = true)",
+                "SELECT count(*) FROM read_parquet('{}/spans/*/*/*.parquet', hive_partitioning = true)",
                 seg.display()
             )
         ),
@@ -979,6 +985,42 @@ fn segments_publish_incrementally_and_read_back_as_a_store() {
     assert!(
         Store::open_segments(dir.path()).is_err(),
         "not a segments folder"
+    );
+}
+
+#[test]
+fn two_stores_publish_into_one_segment_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("segments");
+    let a = Store::open(&dir.path().join("a.duckdb")).unwrap();
+    let b = Store::open(&dir.path().join("b.duckdb")).unwrap();
+    let (wa, wb) = (
+        a.shared_writer(WriterConfig::default()).unwrap(),
+        b.shared_writer(WriterConfig::default()).unwrap(),
+    );
+    // the same row ids in both stores: before, the second publisher skipped its rows
+    // (it resumed after the first one's files) or overwrote the first one's files
+    wa.write(batch(1, 3)).unwrap();
+    wb.write(batch(2, 4)).unwrap();
+    a.publish_segments(&seg).unwrap();
+    b.publish_segments(&seg).unwrap();
+    wa.write(batch(3, 2)).unwrap();
+    a.publish_segments(&seg).unwrap();
+    b.publish_segments(&seg).unwrap();
+    drop((wa, wb));
+    let back = Store::open_segments(&seg).unwrap();
+    let (ca, cb, both) = (
+        a.counts().unwrap(),
+        b.counts().unwrap(),
+        back.counts().unwrap(),
+    );
+    assert_eq!(both.spans, ca.spans + cb.spans, "{both:?}");
+    assert_eq!(both.events, ca.events + cb.events);
+    assert_eq!(both.metric_points, ca.metric_points + cb.metric_points);
+    assert_eq!(
+        scalar_i64(&back, "SELECT count(*) FROM resources"),
+        scalar_i64(&back, "SELECT count(DISTINCT resource_id) FROM resources"),
+        "a resource both stores saw is kept once"
     );
 }
 

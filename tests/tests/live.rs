@@ -304,7 +304,7 @@ fn serve_publishes_segments_that_other_engines_and_analyze_read() -> Result<()> 
     // a stock Python DuckDB reads the published segments while serve runs
     let script = r#"
 import sys, time, duckdb
-glob = sys.argv[1] + "/spans/*/*.parquet"
+glob = sys.argv[1] + "/spans/*/*/*.parquet"
 for _ in range(100):
     try:
         n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)").fetchone()[0]
