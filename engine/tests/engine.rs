@@ -741,6 +741,64 @@ fn speculative_section_parses_and_errors_name_the_field() {
 }
 
 #[test]
+fn replay_ab_reports_speculation_with_vllm_names() {
+    let turn = |stream: u64| Turn {
+        index: 0,
+        trace_id: None,
+        arrival_ns: 0,
+        think_ns: 0,
+        prompt: vec![Segment { stream, len: 30 }],
+        output_tokens: 12,
+        recorded_ttft_ns: None,
+        recorded_e2e_ns: None,
+    };
+    let w = ReplayWorkload {
+        focus: "s0".into(),
+        sessions: (0..3)
+            .map(|i| Session {
+                id: format!("s{i}"),
+                turns: vec![turn(700 + i)],
+            })
+            .collect(),
+    };
+    let a = cfg(64, PolicyKind::Lru, 64, true);
+    let b = speculative(&a, 3, 0.2);
+    let opts = ReplayOptions {
+        repeats: 2,
+        ..ReplayOptions::default()
+    };
+    let r = run_ab(&w, &a, &b, &opts, &mut |_| {}).unwrap();
+    assert!(
+        r.outputs_identical,
+        "greedy output changed under speculation"
+    );
+    let m = |name: &str| r.overall.iter().find(|c| c.metric == name).unwrap();
+    let rate = m("spec_decode_draft_acceptance_rate");
+    assert!(rate.a_mean.abs() < f64::EPSILON, "A has no speculation");
+    assert!(rate.b_mean > 0.0 && rate.b_mean <= 1.0, "{rate:?}");
+    assert!(m("spec_decode_mean_acceptance_length").b_mean >= 1.0);
+    assert!(m("spec_decode_num_draft_tokens").b_mean > 0.0);
+    let st = r.runs_b[0].spec_decode.as_ref().unwrap();
+    assert!(st.num_accepted_tokens <= st.num_draft_tokens);
+    assert!(r.runs_a[0].spec_decode.is_none());
+    for metric in ["tpot_p50_ms", "itl_p99_ms", "ttft_p50_ms"] {
+        m(metric);
+    }
+    let text = r.to_text();
+    assert!(text.contains("spec_decode_draft_acceptance_rate"), "{text}");
+    assert!(
+        text.contains("speculative=[draft=self-noised noise=0.2 k=3]"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["runs_b"][0]["spec_decode"]["num_accepted_tokens_per_pos"].is_array());
+    assert_eq!(json["b"]["speculative"]["k"], 3);
+    // Without speculation on either side the text report has no spec_decode rows.
+    let plain = run_ab(&w, &a, &a, &opts, &mut |_| {}).unwrap();
+    assert!(!plain.to_text().contains("spec_decode_"));
+}
+
+#[test]
 fn sampled_speculation_keeps_the_target_distribution() {
     use tailscope_engine::spec::{sample, verify_proposal, Rng};
     // The rejection rule: proposal drawn from q, accepted with min(1, p/q), else a
