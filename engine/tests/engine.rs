@@ -752,7 +752,7 @@ fn replay_ab_reports_speculation_with_vllm_names() {
         recorded_ttft_ns: None,
         recorded_e2e_ns: None,
     };
-    let w = ReplayWorkload {
+    let workload = ReplayWorkload {
         focus: "s0".into(),
         sessions: (0..3)
             .map(|i| Session {
@@ -767,22 +767,22 @@ fn replay_ab_reports_speculation_with_vllm_names() {
         repeats: 2,
         ..ReplayOptions::default()
     };
-    let r = run_ab(&w, &a, &b, &opts, &mut |_| {}).unwrap();
+    let r = run_ab(&workload, &a, &b, &opts, &mut |_| {}).unwrap();
     assert!(
         r.outputs_identical,
         "greedy output changed under speculation"
     );
-    let m = |name: &str| r.overall.iter().find(|c| c.metric == name).unwrap();
-    let rate = m("spec_decode_draft_acceptance_rate");
+    let metric = |name: &str| r.overall.iter().find(|c| c.metric == name).unwrap();
+    let rate = metric("spec_decode_draft_acceptance_rate");
     assert!(rate.a_mean.abs() < f64::EPSILON, "A has no speculation");
     assert!(rate.b_mean > 0.0 && rate.b_mean <= 1.0, "{rate:?}");
-    assert!(m("spec_decode_mean_acceptance_length").b_mean >= 1.0);
-    assert!(m("spec_decode_num_draft_tokens").b_mean > 0.0);
+    assert!(metric("spec_decode_mean_acceptance_length").b_mean >= 1.0);
+    assert!(metric("spec_decode_num_draft_tokens").b_mean > 0.0);
     let st = r.runs_b[0].spec_decode.as_ref().unwrap();
     assert!(st.num_accepted_tokens <= st.num_draft_tokens);
     assert!(r.runs_a[0].spec_decode.is_none());
-    for metric in ["tpot_p50_ms", "itl_p99_ms", "ttft_p50_ms"] {
-        m(metric);
+    for name in ["tpot_p50_ms", "itl_p99_ms", "ttft_p50_ms"] {
+        metric(name);
     }
     let text = r.to_text();
     assert!(text.contains("spec_decode_draft_acceptance_rate"), "{text}");
@@ -794,7 +794,7 @@ fn replay_ab_reports_speculation_with_vllm_names() {
     assert!(json["runs_b"][0]["spec_decode"]["num_accepted_tokens_per_pos"].is_array());
     assert_eq!(json["b"]["speculative"]["k"], 3);
     // Without speculation on either side the text report has no spec_decode rows.
-    let plain = run_ab(&w, &a, &a, &opts, &mut |_| {}).unwrap();
+    let plain = run_ab(&workload, &a, &a, &opts, &mut |_| {}).unwrap();
     assert!(!plain.to_text().contains("spec_decode_"));
 }
 
