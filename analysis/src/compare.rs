@@ -14,6 +14,16 @@ pub use tailscope_model::semconv::raw_keys;
 pub use tailscope_analysis_core::compare::band;
 pub use tailscope_analysis_core::compare::{AttributeShare, CompareOptions, Comparison};
 
+/// The cohorts `compare` reads at `percentile`: ranks of the analysed traces by
+/// duration (the tail from, the 40th–60th band, the p50).
+pub fn ranks(
+    source: &impl TraceSource,
+    percentile: f64,
+) -> Result<tailscope_model::samples::CohortRanks, AnalysisError> {
+    let n = usize::try_from(source.totals()?.analysed_traces).unwrap_or(0);
+    Ok(cohort_ranks(n, percentile))
+}
+
 /// Compares the tail with the median band over the stored analysis results (run
 /// [`crate::update`] first so they are current).
 pub fn compare(
@@ -24,8 +34,7 @@ pub fn compare(
         percentile: opts.percentile,
     }
     .check()?;
-    let n = usize::try_from(source.totals()?.analysed_traces).unwrap_or(0);
-    let ranks = cohort_ranks(n, opts.percentile);
+    let ranks = ranks(source, opts.percentile)?;
     let cohort = Cohort::new(&ranks, source.cohort_traces(&ranks)?);
     // every span of the cohort's traces, read by one worker per core
     let workers = std::thread::available_parallelism()

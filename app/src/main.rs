@@ -34,7 +34,7 @@ struct Cli {
     db: Option<PathBuf>,
     /// Read traces from the OpenTelemetry Collector ClickHouse exporter's tables instead
     /// of the local store: clickhouse://[user[:password]@]HOST[:8123]/DATABASE (reading
-    /// commands: analyze, compare, diff, whatif, query, export).
+    /// commands: analyze, compare, diff, whatif, query, export, replay --list).
     #[arg(long, global = true, env = "TAILSCOPE_SOURCE", value_name = "URL", value_parser = source::parse)]
     source: Option<ClickHouseUrl>,
     #[command(subcommand)]
@@ -94,7 +94,7 @@ pub struct UsageError(pub String);
 
 /// A reading command over the traces of a ClickHouse source.
 fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
-    let reading = "analyze, compare, diff, whatif, query or export";
+    let reading = "analyze, compare, diff, whatif, query, export or replay --list";
     let Some(command) = command else {
         return Err(UsageError(format!(
             "--source works with a reading command ({reading}); the GUI does not take it yet"
@@ -114,13 +114,23 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             | Command::Whatif(_)
             | Command::Query(_)
             | Command::Export(_)
-    ) {
+    ) && !matches!(&command, Command::Replay(r) if r.list)
+    {
         return Err(
             UsageError(format!("--source works with a reading command ({reading})")).into(),
         );
     }
-    // the report reads results only; the other commands read spans too
-    let run = source::open(url, !matches!(command, Command::Analyze(_)))?;
+    // the report reads results only, compare the spans of its cohorts, the other
+    // commands every span
+    let cohorts = match &command {
+        Command::Compare(args) => args.cohorts_only(),
+        _ => None,
+    };
+    let every_span = !matches!(command, Command::Analyze(_)) && cohorts.is_none();
+    let mut run = source::open(url, every_span)?;
+    if let Some(percentile) = cohorts {
+        source::pull_cohort(&mut run, percentile)?;
+    }
     let store = run.store();
     let shown = PathBuf::from(url.shown());
     match command {
@@ -139,6 +149,7 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
         }
         Command::Query(args) => query::run_on(store, &args),
         Command::Export(args) => export::run_on(store, &args),
+        Command::Replay(_) => replay::list_on(store, &url.shown()),
         _ => unreachable!("checked above"),
     }
 }

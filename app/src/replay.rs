@@ -39,7 +39,7 @@ pub struct ReplayArgs {
     mooncake: Option<PathBuf>,
     /// List the stored conversations worth replaying (most KV evictions first).
     #[arg(long)]
-    list: bool,
+    pub list: bool,
     /// Configuration A (TOML). Defaults to the scenario's A with --scenario.
     #[arg(long, value_name = "A.toml")]
     a: Option<PathBuf>,
@@ -83,13 +83,16 @@ fn config(path: Option<&Path>, default: Option<&EngineConfig>, side: &str) -> Re
 
 fn list(db: &Path) -> Result<()> {
     let store = analysed(db)?;
+    list_on(&store, &db.display().to_string())
+}
+
+/// `replay --list` over an analysed store (a local one, or one pulled from
+/// `--source`) that `shown` names.
+pub fn list_on(store: &Store, shown: &str) -> Result<()> {
     let rows = store.replay_candidates(20)?;
     if rows.is_empty() {
         let census = store.llm_call_census(None)?;
-        println!(
-            "no conversation with two or more replayable LLM calls in {}: {census}",
-            db.display()
-        );
+        println!("no conversation with two or more replayable LLM calls in {shown}: {census}");
         return Ok(());
     }
     println!(

@@ -68,3 +68,20 @@ pub fn open(url: &ClickHouseUrl, every_span: bool) -> Result<SourceRun> {
     }
     Ok(run)
 }
+
+/// Also pulls the spans of `compare`'s cohorts at `percentile` that `open` left out.
+pub fn pull_cohort(run: &mut SourceRun, percentile: f64) -> Result<()> {
+    tailscope_analysis::Options { percentile }.check()?;
+    let ranks = tailscope_analysis::compare::ranks(run.store(), percentile)?;
+    let before = run.pulled.spans;
+    run.pull_cohort(&ranks, &|_, _| {})
+        .with_context(|| format!("reading the cohorts' spans from {}", run.url().shown()))?;
+    if run.pulled.spans > before {
+        eprintln!(
+            "pulled {} spans of the cohorts' traces ({} bytes received in all)",
+            run.pulled.spans - before,
+            run.pulled.bytes
+        );
+    }
+    Ok(())
+}

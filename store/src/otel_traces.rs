@@ -16,6 +16,7 @@ use crate::rowbinary::{Reader, Truncated};
 use crate::shared_results::SharedResults;
 use crate::{Store, StoreError, WriterConfig};
 use std::collections::HashSet;
+use tailscope_model::samples::CohortRanks;
 use tailscope_model::semconv::promote;
 use tailscope_model::{
     AttrValue, Attribute, Batch, Event, Link, Rejections, Resource, Span, SpanId, SpanKind,
@@ -360,9 +361,13 @@ pub struct Pulled {
 pub struct SourceRun {
     ch: ClickHouse,
     store: Store,
+    layout: Layout,
     pub pulled: Pulled,
     run: u64,
     read_upto_ns: i64,
+    /// The ClickHouse predicate of the traces pulled and analysed this run (`None`:
+    /// every trace was).
+    changed: Option<String>,
 }
 
 impl SourceRun {
@@ -429,8 +434,10 @@ impl Store {
             read_upto_ns: everything.map_or(state.read_upto_ns.unwrap_or(0), |e| e.2),
             ch,
             store,
+            layout: layout.clone(),
             pulled,
             run: crate::append::now_ns().max(0) as u64,
+            changed: changed.clone(),
         };
         let writer = src.store.writer(WriterConfig::default())?;
         let total = everything.map_or(0, |e| e.0);
@@ -469,6 +476,34 @@ impl Store {
 }
 
 impl SourceRun {
+    /// Also pulls the spans of the cohort traces (ranked by duration, ties by trace
+    /// id, over the shared results, as the local cohorts are) that this run did not
+    /// pull: what `compare` reads, and all it reads of the traces analysed before.
+    /// Call after [`SourceRun::save`], so the ranks count this run's traces.
+    pub fn pull_cohort(
+        &mut self,
+        c: &CohortRanks,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(), StoreError> {
+        let Some(changed) = self.changed.clone() else {
+            return Ok(());
+        };
+        let shared = SharedResults::open(&self.ch, &self.store)?;
+        let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
+        let cohort = format!(
+            "SELECT trace_id FROM (SELECT trace_id, row_number() OVER (ORDER BY duration_ns, trace_id) - 1 AS r \
+             FROM ({}) ) WHERE r >= {t0} OR (r >= {lo} AND r < {hi}) OR r = {p50}",
+            shared.current_traces_sql()
+        );
+        let filter = format!("TraceId IN ({cohort}) AND NOT ({changed})");
+        let layout = self.layout.clone();
+        let writer = self.store.writer(WriterConfig::default())?;
+        self.pull_where(&writer, &layout, Some(&filter), 0, progress)?;
+        writer.close()?;
+        self.pulled.bytes = self.ch.bytes().0;
+        Ok(())
+    }
+
     /// Pulls the spans meeting `filter` (all: `None`), a time window at a time.
     fn pull_where(
         &mut self,

@@ -189,6 +189,11 @@ impl<'a> SharedResults<'a> {
         })
     }
 
+    /// The current `tailscope_trace_analysis` rows (one per trace).
+    pub fn current_traces_sql(&self) -> String {
+        format!("SELECT * FROM {} FINAL", self.name("trace_analysis"))
+    }
+
     /// The SQL set of trace ids with results.
     pub fn analysed_traces_sql(&self) -> String {
         format!("SELECT trace_id FROM {}", self.name("trace_analysis"))

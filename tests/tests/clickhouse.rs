@@ -194,6 +194,13 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
             cmd.join(" ")
         );
     }
+    let listed = run(&["--source", &src, "replay", "--list"])?;
+    assert_eq!(
+        listed,
+        run(&["--db", db, "replay", "--list"])?,
+        "replay --list"
+    );
+    assert!(listed.lines().count() > 1, "{listed}");
     // the report is not empty: the comparison compares something
     let report = json(&run(&["--source", &src, "analyze", "--format", "json"])?)?;
     assert!(
@@ -447,6 +454,28 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
         "only the {new} new spans: {said}"
     );
     assert_eq!(r3, local(())?, "incremental run");
+    // compare reads only its cohorts' spans of the traces analysed before
+    let cmp = ["compare", "--format", "json"];
+    let mut l = vec!["--db", db];
+    l.extend(cmp);
+    let mut r = vec!["--source", src.as_str()];
+    r.extend(cmp);
+    let (compared, said) = run_both(&r)?;
+    assert_eq!(
+        json(&compared)?,
+        json(&run(&l)?)?,
+        "compare over shared results"
+    );
+    let cohort_spans: usize = said
+        .split("pulled ")
+        .nth(2)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no cohort pull in {said}"))?;
+    assert!(
+        cohort_spans > 0 && cohort_spans < spans_before,
+        "{cohort_spans} of {spans_before} earlier spans pulled for the cohorts: {said}"
+    );
     // a command that reads spans gets those of the traces analysed before too, and
     // re-analyses none of them
     let rank = ["whatif", "--rank", "--format", "json"];
