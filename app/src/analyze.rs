@@ -24,6 +24,13 @@ pub struct AnalyzeArgs {
     percentile: f64,
 }
 
+impl AnalyzeArgs {
+    /// The tail percentile the report compares with the median band.
+    pub fn percentile(&self) -> f64 {
+        self.percentile
+    }
+}
+
 /// The store at `db`: a DuckDB file, or a folder of Parquet segments (rebuilt in
 /// memory, see `Store::open_segments`).
 fn open_store(db: &Path) -> Result<Store, tailscope_store::StoreError> {

@@ -120,13 +120,15 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             UsageError(format!("--source works with a reading command ({reading})")).into(),
         );
     }
-    // the report reads results only, compare the spans of its cohorts, the other
+    // the report and compare read the results and the spans of their cohorts (the
+    // report: which operations the tail's critical paths spend more on), the other
     // commands every span
     let cohorts = match &command {
         Command::Compare(args) => args.cohorts_only(),
+        Command::Analyze(args) => Some(args.percentile()),
         _ => None,
     };
-    let every_span = !matches!(command, Command::Analyze(_)) && cohorts.is_none();
+    let every_span = cohorts.is_none();
     let mut run = source::open(url, every_span)?;
     if let Some(percentile) = cohorts {
         source::pull_cohort(&mut run, percentile)?;

@@ -26,7 +26,7 @@ pub enum Scenario {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").required(true).args(["conversation", "scenario", "mooncake", "list"])))]
+#[command(group(ArgGroup::new("input").required(true).args(["conversation", "scenario", "mooncake", "list"])))]
 pub struct ReplayArgs {
     /// Conversation id (gen_ai.conversation.id) to replay from the store.
     #[arg(long)]

@@ -452,19 +452,7 @@ impl Store {
                     total,
                     progress,
                 )?;
-                writer.wait_loaded(std::time::Duration::from_secs(3600));
-                if let Some(w) = src.store.ingest_watermark()? {
-                    let (fits, fit_calls) = src.store.last_fits()?.unzip();
-                    src.store.record_run(&crate::RunRow {
-                        finished_ns: crate::append::now_ns(),
-                        watermark_ns: w,
-                        recomputed: 0,
-                        reused: 0,
-                        seconds: 0.0,
-                        fits,
-                        fit_calls: fit_calls.unwrap_or(0),
-                    })?;
-                }
+                src.mark_analysed()?;
             }
             tracing::debug!("pulling the spans where {changed}");
         }
@@ -500,8 +488,30 @@ impl SourceRun {
         let writer = self.store.writer(WriterConfig::default())?;
         self.pull_where(&writer, &layout, Some(&filter), 0, progress)?;
         writer.close()?;
+        // their results are the shared ones: a later update must not analyse them
+        // again without the rest of their conversations
+        self.mark_analysed()?;
         self.pulled.bytes = self.ch.bytes().0;
         Ok(())
+    }
+
+    /// Records every span in the store as analysed (a run whose watermark is the
+    /// newest span, with the last fits): spans pulled for traces whose results are
+    /// the shared ones.
+    fn mark_analysed(&self) -> Result<(), StoreError> {
+        let Some(w) = self.store.ingest_watermark()? else {
+            return Ok(());
+        };
+        let (fits, fit_calls) = self.store.last_fits()?.unzip();
+        self.store.record_run(&crate::RunRow {
+            finished_ns: crate::append::now_ns(),
+            watermark_ns: w,
+            recomputed: 0,
+            reused: 0,
+            seconds: 0.0,
+            fits,
+            fit_calls: fit_calls.unwrap_or(0),
+        })
     }
 
     /// Pulls the spans meeting `filter` (all: `None`), a time window at a time.

@@ -454,6 +454,10 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
         "only the {new} new spans: {said}"
     );
     assert_eq!(r3, local(())?, "incremental run");
+    // the text report too (it reads the cohorts' spans: which operations the tail's
+    // critical paths spend more on)
+    let text = run(&["--source", &src, "analyze"])?;
+    assert_eq!(text, run(&["--db", db, "analyze"])?, "text report");
     // compare reads only its cohorts' spans of the traces analysed before
     let cmp = ["compare", "--format", "json"];
     let mut l = vec!["--db", db];
