@@ -26,6 +26,13 @@ the tool returns the long report -> the model answers, streamed on streaming tur
                  LLM, a llama-index Memory per conversation passed to every run,
                  openinference-instrumentation-llama-index
 
+Semantic cache in front of the model (see semcache.py for the plan):
+  semantic-cache redis-py under opentelemetry-instrumentation-redis + openai-v2: per
+                 turn GET semcache:v1:<hash of the normalised question>; on a hit the
+                 cached answer, no model call; on a miss the model call, then
+                 SET key answer EX 3600. A planted slow lookup: a second, untraced
+                 client sends CLIENT PAUSE <ms> ALL right before the GET.
+
 Conversations run one after another, turns strictly sequential. Each turn opens
 an `invoke_agent` span (INTERNAL) with gen_ai.operation.name=invoke_agent,
 gen_ai.agent.name and gen_ai.conversation.id, as an application would.
@@ -125,6 +132,11 @@ def setup_tracing(mode: str, otlp: str):
     if mode == "openinference":
         from openinference.instrumentation.openai import OpenAIInstrumentor
         OpenAIInstrumentor().instrument(tracer_provider=provider)
+    elif mode == "semantic-cache":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        RedisInstrumentor().instrument(tracer_provider=provider)
     elif mode in ("otel-genai", "vllm-stack"):
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
         OpenAIInstrumentor().instrument(tracer_provider=provider)
@@ -399,6 +411,52 @@ class LlamaIndexAgent:
         return str(r.response.content or ""), {}
 
 
+def semantic_cache_run(a, plan, tracer) -> list:
+    """The semantic-cache agent: a Redis lookup before every model call (semcache.py)."""
+    import redis
+    from openai import OpenAI
+    from opentelemetry.trace import SpanKind
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import semcache
+    sc = plan["semantic_cache"]
+    ptur = {(x["conversation_id"], x["turn"]): x for x in sc["turns"]}
+    cache = redis.Redis(host="127.0.0.1", port=a.redis_port, db=0, decode_responses=True)
+    turns_out = []
+    for ci, conv in enumerate(plan["conversations"]):
+        client = OpenAI(base_url=a.base_url, api_key="sk-realtel", max_retries=0,
+                        default_headers={"X-Conversation-Id": conv})
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+        for turn in range(1, plan["turns"] + 1):
+            p = ptur[(conv, turn)]
+            stream = (ci + turn) % 2 == 0
+            attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT_NAME,
+                     "gen_ai.conversation.id": conv}
+            t0 = time.time_ns()
+            usage, pause = {}, None
+            with tracer.start_as_current_span(f"invoke_agent {AGENT_NAME}", kind=SpanKind.INTERNAL,
+                                              attributes=attrs) as span:
+                trace_id = format(span.get_span_context().trace_id, "032x")
+                key = semcache.cache_key(p["question"])
+                assert key == p["key"]
+                if p["slow_ms"]:   # another client pauses the server: the GET waits it out
+                    pause = semcache.raw_command(a.redis_port, "CLIENT", "PAUSE", p["slow_ms"], "ALL")
+                    assert pause.startswith(b"+OK"), pause
+                cached = cache.get(key)
+                messages.append({"role": "user", "content": p["question"]})
+                if cached is not None:
+                    text = cached
+                else:
+                    text, usage = chat_openai(client, messages, stream)
+                    cache.set(key, text, ex=sc["ttl_s"])
+                messages.append({"role": "assistant", "content": text})
+            turns_out.append({"trace_id": trace_id, "conversation_id": conv, "turn": turn,
+                              "stream": stream, "cache": "hit" if cached is not None else "miss",
+                              "client_usage": usage, "duration_ns": time.time_ns() - t0})
+            print(f"{conv} turn {turn} {'hit' if cached is not None else 'miss'} "
+                  f"slow={p['slow_ms']} {(time.time_ns() - t0) / 1e6:.0f} ms", file=sys.stderr)
+    return turns_out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", required=True)
@@ -406,9 +464,17 @@ def main() -> None:
     ap.add_argument("--otlp", required=True)
     ap.add_argument("--plan", required=True, help="plan JSON (conversations, turns, cold starts)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--redis-port", type=int, default=6379, help="semantic-cache: the redis-server")
     a = ap.parse_args()
     plan = json.load(open(a.plan))
     provider, tracer = setup_tracing(a.mode, a.otlp)
+    if a.mode == "semantic-cache":
+        turns_out = semantic_cache_run(a, plan, tracer)
+        provider.force_flush()
+        provider.shutdown()
+        with open(a.out, "w") as f:
+            json.dump(turns_out, f, indent=1, default=str)
+        return
     from opentelemetry.trace import SpanKind
 
     using_session = None

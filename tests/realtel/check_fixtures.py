@@ -6,7 +6,8 @@ parent span name of each, attribute keys and event names seen, and checks that
 ids are lowercase hex of the right length, every parent is in the file, and every
 trace id in <name>.truth.json has spans; token / cached-token / vLLM latency values
 agree with the truth's requests; the truth's per-turn fields are consistent
-(planted, unplanted, clean, requests). Metrics lines (resourceMetrics) are summarised
+(planted, unplanted, clean, requests); for semantic-cache, each turn's Redis lookup,
+LLM call and store against the truth (check_semantic_cache). Metrics lines (resourceMetrics) are summarised
 (metric names, types, points, resource). Exit 1 on a failed check.
 
   python3 tests/realtel/check_fixtures.py [name ...]
@@ -100,6 +101,8 @@ def check(name: str) -> bool:
     tpath = os.path.join(FIX, f"{name}.truth.json")
     if os.path.exists(tpath):
         truth = json.load(open(tpath))
+        if "semantic_cache" in truth:
+            return check_semantic_cache(spans, truth) and ok
         traces = {s["traceId"] for _, _, s, _ in spans}
         missing = [t["trace_id"] for t in truth["turns"] if t["trace_id"] not in traces]
         planted = Counter(t["planted"] or "none" for t in truth["turns"])
@@ -156,6 +159,85 @@ def check_turns(truth) -> bool:
             print(f"  BAD truth turn {where}: {errs}")
             ok = False
     return ok
+
+
+def is_redis(a: dict) -> bool:
+    return a.get("db.system") == "redis" or a.get("db.system.name") == "redis"
+
+
+def check_semantic_cache(spans, truth) -> bool:
+    """semantic-cache: every truth turn has its trace; each trace has one root agent span
+    and a GET (db.system redis) before anything else; a miss has exactly one LLM span,
+    starting after the GET ended, then a SET after it; a hit has no LLM span and no SET.
+    Span ids and durations agree with the truth; the truth's summary with its turns."""
+    by_trace = defaultdict(list)
+    for _, _, s, _ in spans:
+        by_trace[s["traceId"]].append(s)
+    errs = []
+    sm = truth["summary"]
+    for t in truth["turns"]:
+        where = f"{t['conversation_id']}/{t['turn']}"
+        ss = sorted(by_trace.get(t["trace_id"], []), key=lambda s: int(s["startTimeUnixNano"]))
+        if not ss:
+            errs.append(f"{where}: no spans")
+            continue
+        a = {s["spanId"]: {x["key"]: attr_value(x["value"]) for x in s.get("attributes", [])}
+             for s in ss}
+        roots = [s for s in ss if "parentSpanId" not in s]
+        redis = [s for s in ss if is_redis(a[s["spanId"]])]
+        gets = [s for s in redis if a[s["spanId"]].get("db.statement", a[s["spanId"]].get("db.query.text")) == "GET ?"]
+        sets = [s for s in redis if s["name"] == "SET"]
+        llm = [s for s in ss if a[s["spanId"]].get("gen_ai.operation.name") == "chat"]
+        dur = lambda s: int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"])
+        if len(roots) != 1 or len(gets) != 1:
+            errs.append(f"{where}: {len(roots)} roots, {len(gets)} GET spans")
+            continue
+        g = gets[0]
+        if g["parentSpanId"] != roots[0]["spanId"] or g is not ss[1]:
+            errs.append(f"{where}: the GET is not the agent span's first child")
+        if g["spanId"] != t["lookup"]["span_id"] or dur(g) != t["lookup"]["duration_ns"]:
+            errs.append(f"{where}: lookup span/duration differs from the truth")
+        if t["lookup"]["planted_slow"] != (t["lookup"]["planted_pause_ms"] > 0) or \
+                (t["planted"] == "slow_cache_lookup") != t["lookup"]["planted_slow"]:
+            errs.append(f"{where}: planted flags")
+        if t["lookup"]["planted_slow"] and dur(g) < t["lookup"]["planted_pause_ms"] * 1e6 * 0.9:
+            errs.append(f"{where}: slow lookup shorter than its pause")
+        if not t["lookup"]["planted_slow"] and dur(g) > 50e6:
+            errs.append(f"{where}: unplanted slow lookup ({dur(g) / 1e6:.1f} ms)")
+        if t["cache"] == "hit":
+            if llm or sets or t["llm"] is not None or t["repeat_of"] is None:
+                errs.append(f"{where}: hit with {len(llm)} LLM spans, {len(sets)} SETs")
+            continue
+        if len(llm) != 1 or len(sets) != 1 or t["repeat_of"] is not None:
+            errs.append(f"{where}: miss with {len(llm)} LLM spans, {len(sets)} SETs")
+            continue
+        c, st = llm[0], sets[0]
+        if not (int(g["endTimeUnixNano"]) <= int(c["startTimeUnixNano"])
+                and int(c["endTimeUnixNano"]) <= int(st["startTimeUnixNano"])):
+            errs.append(f"{where}: not GET -> LLM -> SET in time")
+        if c["parentSpanId"] != roots[0]["spanId"] or st["parentSpanId"] != roots[0]["spanId"]:
+            errs.append(f"{where}: LLM / SET not children of the agent span")
+        if c["spanId"] != t["llm"]["span_id"] or dur(c) != t["llm"]["duration_ns"] or \
+                st["spanId"] != t["store"]["span_id"]:
+            errs.append(f"{where}: LLM / store span differs from the truth")
+        if a[c["spanId"]].get("gen_ai.usage.input_tokens") != t["llm"]["prompt_tokens"]:
+            errs.append(f"{where}: input tokens {a[c['spanId']].get('gen_ai.usage.input_tokens')} "
+                        f"!= truth {t['llm']['prompt_tokens']}")
+    hits = [t for t in truth["turns"] if t["cache"] == "hit"]
+    slow = [t for t in truth["turns"] if t["lookup"]["planted_slow"]]
+    if (sm["hits"], sm["misses"], sm["slow_lookups"]) != (len(hits), len(truth["turns"]) - len(hits), len(slow)):
+        errs.append("summary counts")
+    costly = [t for t in truth["turns"] if t["conversation_id"] == sm["costly_conversation"]]
+    if not costly or any(t["cache"] != "miss" or not t["lookup"]["planted_slow"] for t in costly) or \
+            not sm["conversations"][sm["costly_conversation"]]["costs_more_than_it_saves"]:
+        errs.append("the costly conversation is not all slow misses that cost more than they save")
+    for e in errs:
+        print(f"  BAD semantic-cache {e}")
+    print(f"  truth: {len(truth['turns'])} turns, {len(hits)} hits / {len(truth['turns']) - len(hits)} "
+          f"misses (hit rate {sm['hit_rate']}), {len(slow)} slow lookups "
+          f"({sm['slow_lookups_on_hits']} on hits), costly {sm['costly_conversation']}, "
+          f"versions {truth['versions']}, redis-server {truth.get('redis_server')}; {len(errs)} disagree")
+    return not errs
 
 
 PROMPT_KEYS = ("llm.token_count.prompt", "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")

@@ -36,7 +36,8 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 VENVS = os.path.join(ROOT, ".venv-realtel")
 FIXTURES = os.path.join(HERE, "fixtures")
 PACKAGES = ["openinference", "otel-genai", "openllmetry", "langchain", "vllm-stack",
-            "pydantic-ai", "openlit", "litellm", "llama-index", "otel-genai-metrics"]
+            "pydantic-ai", "openlit", "litellm", "llama-index", "otel-genai-metrics",
+            "semantic-cache"]
 # A recording that reuses another one's venv and agent mode.
 VENV_OF = {"otel-genai-metrics": "otel-genai"}
 MODE_OF = {"otel-genai-metrics": "otel-genai"}
@@ -65,6 +66,9 @@ ENV = {
                 "OPENINFERENCE_HIDE_INPUTS": "true", "OPENINFERENCE_HIDE_OUTPUTS": "true",
                 "OPENINFERENCE_HIDE_INPUT_MESSAGES": "true",
                 "OPENINFERENCE_HIDE_OUTPUT_MESSAGES": "true"},
+    # semantic-cache: redis-py under opentelemetry-instrumentation-redis (its default, old
+    # semconv: OTEL_SEMCONV_STABILITY_OPT_IN unset) in front of openai-v2
+    "semantic-cache": {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false"},
     "llama-index": {"OPENINFERENCE_HIDE_INPUTS": "true", "OPENINFERENCE_HIDE_OUTPUTS": "true",
                     "OPENINFERENCE_HIDE_INPUT_MESSAGES": "true",
                     "OPENINFERENCE_HIDE_OUTPUT_MESSAGES": "true"},
@@ -73,7 +77,7 @@ ENV = {
 # Packages whose versions go into the truth file.
 VERSION_PREFIXES = ("openai", "opentelemetry-", "openinference-", "langchain", "mcp", "httpx",
                     "protobuf", "pydantic-ai", "pydantic_ai", "logfire", "openlit", "litellm",
-                    "llama-index", "llama_index")
+                    "llama-index", "llama_index", "redis")
 
 
 # ---------------------------------------------------------------- capture server
@@ -236,7 +240,12 @@ def record(name: str, args) -> dict:
     py = ensure_venv(VENV_OF.get(name, name), args.reinstall)
     mode = MODE_OF.get(name, name)
     work = tempfile.mkdtemp(prefix=f"realtel-{name}-")
-    plan = make_plan(name, args.seed, args.conversations, args.turns)
+    sys.path.insert(0, HERE)
+    import semcache
+    if name == "semantic-cache":
+        plan = semcache.make_plan(name, args.seed, args.conversations, args.turns)
+    else:
+        plan = make_plan(name, args.seed, args.conversations, args.turns)
     plan_path = os.path.join(work, "plan.json")
     with open(plan_path, "w") as f:
         json.dump(plan, f)
@@ -264,16 +273,21 @@ def record(name: str, args) -> dict:
     turns_path = os.path.join(work, "turns.json")
     t0 = time.monotonic()
     err_path = os.path.join(work, "agent.stderr")
+    agent_cmd = [py, os.path.join(HERE, "agent.py"), "--mode", mode, "--base-url", base_url,
+                 "--otlp", cap.url, "--plan", plan_path, "--out", turns_path]
+    redis_proc = redis_version = None
     try:
+        if name == "semantic-cache":   # a private redis-server, no persistence
+            redis_proc, redis_port, redis_version = semcache.start_redis(work)
+            agent_cmd += ["--redis-port", str(redis_port)]
         with open(err_path, "w") as err:
-            rc = subprocess.run([py, os.path.join(HERE, "agent.py"), "--mode", mode,
-                                 "--base-url", base_url, "--otlp", cap.url, "--plan", plan_path,
-                                 "--out", turns_path],
-                                env=env, stderr=None if args.verbose else err).returncode
+            rc = subprocess.run(agent_cmd, env=env, stderr=None if args.verbose else err).returncode
         if rc != 0:
             sys.stderr.write(open(err_path).read()[-6000:])
             raise SystemExit(f"[{name}] agent failed (exit {rc})")
     finally:
+        if redis_proc is not None:
+            semcache.stop_redis(redis_proc)
         srv.terminate()
         srv.wait(timeout=30)
     cap.wait_quiet()
@@ -290,7 +304,6 @@ def record(name: str, args) -> dict:
     subprocess.run([py, os.path.join(HERE, "otlpjson.py"), raw, out], check=True)
 
     # ---- truth: the agent's turns (trace ids) joined with the server's log
-    sys.path.insert(0, HERE)
     import server as srvmod
     threshold = srvmod.CLEAN_QUEUE_NS
     turns = json.load(open(turns_path))
@@ -301,6 +314,9 @@ def record(name: str, args) -> dict:
         if not r.get("summary"):
             by_turn.setdefault((r["conversation_id"], r["turn"]), []).append(r)
     truth_turns = []
+    if name == "semantic-cache":
+        return record_semantic_cache(name, args, py, plan, turns, srv_recs, summary, out, work,
+                                     wall, redis_version, cap, srvmod)
     for t in turns:
         reqs = by_turn[(t["conversation_id"], t["turn"])]
         truth_turns.append(turn_truth(t, reqs, threshold))
@@ -341,6 +357,52 @@ def record(name: str, args) -> dict:
           f"{size / 1024:.0f} KiB, {len(truth_turns)} turns / {n_req} requests, planted {counts}, "
           f"unplanted {unpl}, clean {sum(t['clean'] for t in truth_turns)}, {wall:.1f} s", flush=True)
     return counts
+
+
+def record_semantic_cache(name, args, py, plan, turns, srv_recs, summary, out, work, wall,
+                          redis_version, cap, srvmod) -> dict:
+    import semcache
+    threshold = srvmod.CLEAN_QUEUE_NS
+    truth_turns, cache_summary = semcache.build_truth(plan, turns, srv_recs, out, threshold, turn_truth)
+    truth = {
+        "package": name,
+        "versions": versions(py),
+        "redis_server": redis_version,
+        "content_capture": {"env": ENV[name]},
+        "semconv": "instrumentation defaults: OTEL_SEMCONV_STABILITY_OPT_IN unset (old db.*/net.* names)",
+        "semantic_cache": {
+            "client": "redis-py, one redis.Redis(host=127.0.0.1, port, db=0, decode_responses=True)",
+            "key": f"{semcache.KEY_PREFIX} + sha256(normalised question)[:32]",
+            "normalise": "lowercase, whitespace collapsed, trailing ?!. and spaces dropped",
+            "lookup": "GET key (before any LLM call)",
+            "on_hit": "return the cached answer; no LLM call",
+            "on_miss": "LLM call (openai client, openai-v2 instrumentation), then SET key answer EX ttl_s",
+            "ttl_s": semcache.TTL_S,
+            "slow_lookup": "right before the GET a second, untraced client (raw socket) sends "
+                           "CLIENT PAUSE <planted_pause_ms> ALL; the server holds the GET until the "
+                           "pause ends: the latency is inside the GET span (the GET lasts the "
+                           "pause plus up to ~100 ms: Redis releases paused clients from its "
+                           "cron, hz 10; truth lookup.duration_ns is the span's)",
+            "hit_marker": "none on any span: a hit is a GET with no LLM span after it in the trace",
+        },
+        "server": srvmod.params(),
+        "clean_queue_threshold_ns": threshold,
+        "server_summary": summary,
+        "summary": cache_summary,
+        "plan": plan,
+        "turns": truth_turns,
+    }
+    with open(os.path.join(FIXTURES, f"{name}.truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
+        f.write("\n")
+    shutil.rmtree(work, ignore_errors=True)
+    cs = cache_summary
+    print(f"[{name}] {len(cap.bodies)} trace exports, {os.path.getsize(out) / 1024:.0f} KiB, "
+          f"{cs['turns']} turns: {cs['hits']} hits / {cs['misses']} misses "
+          f"(hit rate {cs['hit_rate']:.2f}), {cs['slow_lookups']} slow lookups, "
+          f"costly {cs['costly_conversation']}: "
+          f"{cs['conversations'][cs['costly_conversation']]}, {wall:.1f} s", flush=True)
+    return {"hit": cs["hits"], "miss": cs["misses"]}
 
 
 def main() -> None:
