@@ -252,7 +252,13 @@ fn rows_of(
             )),
         });
     }
-    rows.findings = findings
+    rows.findings = finding_rows(findings);
+    rows
+}
+
+/// The core's findings as stored rows.
+fn finding_rows(findings: Vec<tailscope_analysis_core::findings::Finding>) -> Vec<FindingRow> {
+    findings
         .into_iter()
         .map(|f| FindingRow {
             evidence: f.evidence.to_string(),
@@ -265,8 +271,7 @@ fn rows_of(
             estimated_cost_ns: f.estimated_cost_ns,
             summary: f.summary,
         })
-        .collect();
-    rows
+        .collect()
 }
 
 /// The latency model over every LLM call in the store (not only the new ones), with
@@ -540,6 +545,10 @@ pub fn update_with(
     stats
         .stages
         .lap("primary causes: write changes", &mut clock);
+    // findings judged over the whole store, recomputed as a whole
+    let caches = tailscope_analysis_core::semantic_cache::findings(&store.cache_lookups()?);
+    store.replace_findings_of_kind("semantic_cache", &finding_rows(caches))?;
+    stats.stages.lap("semantic caches", &mut clock);
     store.record_run(&RunRow {
         finished_ns: now_ns(),
         watermark_ns: upto,

@@ -137,3 +137,29 @@ pub struct PeriodCall {
     pub server_decode_ns: Option<i64>,
     pub cluster: u64,
 }
+
+/// One database read and the LLM calls beside it (siblings under its parent): what
+/// the `semantic_cache` finding is judged on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheLookup {
+    pub trace_id: String,
+    pub span_id: String,
+    pub conversation_id: Option<String>,
+    /// `db.system` (or `db.system.name`).
+    pub db_system: String,
+    /// `db.operation` (or `db.operation.name`), else the span name's first word.
+    pub operation: String,
+    /// The parent's service and name: where the lookup is made.
+    pub parent: String,
+    pub duration_ns: i64,
+    /// An LLM call under the same parent starts after the read ended.
+    pub llm_after: bool,
+    /// An LLM call under the same parent ended before the read started.
+    pub llm_before: bool,
+    /// A database write of the same system under the same parent after the read.
+    pub write_after: bool,
+    /// The analysed trace's duration.
+    pub trace_ns: i64,
+    /// The read's time on the trace's critical path.
+    pub critical_ns: i64,
+}

@@ -10,6 +10,7 @@
 //! grid, with canonical names and units (`series.rs`).
 
 mod append;
+mod cache_lookups;
 pub mod clickhouse;
 mod columns;
 mod dedupe;

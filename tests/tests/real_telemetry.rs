@@ -173,6 +173,18 @@ fn parse_truth(text: &str) -> Truth {
 /// Loads a fixture the way a collector stores it: into a store file, acknowledged
 /// once in its ingest log and read after the loader committed it to the tables.
 fn load(name: &str) -> (Store, Vec<Span>, Truth, tempfile::TempDir) {
+    let (store, tmp) = store_of(name);
+    let truth = parse_truth(
+        &std::fs::read_to_string(fixtures().join(format!("{name}.truth.json"))).expect("truth"),
+    );
+    let spans = store
+        .load_spans(tailscope_store::Traces::All)
+        .expect("spans");
+    (store, spans, truth, tmp)
+}
+
+/// A store holding the fixture `name`, through the collector's write path.
+fn store_of(name: &str) -> (Store, tempfile::TempDir) {
     let dir = fixtures();
     let tmp = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&tmp.path().join(format!("{name}.duckdb"))).expect("store");
@@ -196,13 +208,84 @@ fn load(name: &str) -> (Store, Vec<Span>, Truth, tempfile::TempDir) {
         .expect("the writer takes the batch");
     rx.recv().expect("answered").expect("acknowledged");
     writer.close().expect("close: loads the log");
-    let truth = parse_truth(
-        &std::fs::read_to_string(dir.join(format!("{name}.truth.json"))).expect("truth"),
+    (store, tmp)
+}
+
+/// The semantic cache recorded from redis-py under opentelemetry-instrumentation-redis
+/// in front of an openai-v2 chat call (issue 27): the hit rate, the p99 on hits and
+/// misses, the planted slow lookups (precision and recall) and the one conversation
+/// where the cache costs more than it saves, against the recording's truth.
+#[test]
+fn semantic_cache_fixture_is_found_with_its_hit_rate_and_slow_lookups() {
+    let (store, _tmp) = store_of("semantic-cache");
+    tailscope_analysis::update(&store, &|_| {}).expect("analysis");
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("semantic-cache.truth.json")).expect("truth"),
+    )
+    .expect("truth JSON");
+    let found: Vec<_> = store
+        .finding_rows()
+        .expect("findings")
+        .into_iter()
+        .filter(|f| f.kind == "semantic_cache")
+        .map(|f| {
+            (
+                serde_json::from_str::<serde_json::Value>(&f.evidence).expect("evidence"),
+                f,
+            )
+        })
+        .collect();
+    let of = |what: &'static str| found.iter().filter(move |(e, _)| e["finding"] == what);
+    let site: Vec<_> = of("cache").collect();
+    assert_eq!(site.len(), 1, "one cache place");
+    let (e, f) = site[0];
+    let sum = &truth["summary"];
+    println!("semantic-cache: {}", f.summary);
+    assert_eq!(e["hits"], sum["hits"]);
+    assert_eq!(e["misses"], sum["misses"]);
+    let close = |got: &serde_json::Value, want: &serde_json::Value| {
+        let (g, w) = (got.as_f64().unwrap_or(0.0), want.as_f64().unwrap_or(-1.0));
+        (g - w).abs() <= 0.01 * w
+    };
+    assert!(
+        close(&e["hit_turn_p99_ns"], &sum["turn_ns"]["hit"]["p99"]),
+        "{e}"
     );
-    let spans = store
-        .load_spans(tailscope_store::Traces::All)
-        .expect("spans");
-    (store, spans, truth, tmp)
+    assert!(
+        close(&e["miss_turn_p99_ns"], &sum["turn_ns"]["miss"]["p99"]),
+        "{e}"
+    );
+    // planted slow lookups: precision and recall
+    let planted: std::collections::HashSet<&str> = truth["turns"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .filter(|t| t["planted"] == "slow_cache_lookup")
+        .filter_map(|t| t["trace_id"].as_str())
+        .collect();
+    let slow: std::collections::HashSet<&str> = of("slow_lookup")
+        .map(|(_, f)| f.trace_id.as_str())
+        .collect();
+    let tp = slow.intersection(&planted).count();
+    let (precision, recall) = (
+        tp as f64 / slow.len().max(1) as f64,
+        tp as f64 / planted.len().max(1) as f64,
+    );
+    println!(
+        "semantic-cache slow lookups: {} planted, {} found, precision {precision:.2}, recall {recall:.2}",
+        planted.len(),
+        slow.len()
+    );
+    assert!(!planted.is_empty());
+    assert!(precision >= 0.9 && recall >= 0.9);
+    // the cache costs more than it saves in the one conversation where it never hit
+    let costly: Vec<&str> = of("costs_more_than_it_saves")
+        .filter_map(|(_, f)| f.conversation_id.as_deref())
+        .collect();
+    assert_eq!(
+        costly,
+        vec![sum["costly_conversation"].as_str().unwrap_or("?")]
+    );
 }
 
 /// One row of the per-package table.

@@ -19,6 +19,7 @@ pub mod findings;
 pub mod hash;
 pub mod latency;
 mod result;
+pub mod semantic_cache;
 pub mod stats;
 pub mod tail;
 pub mod tenant;
