@@ -43,6 +43,10 @@ pub struct GenerateArgs {
     /// Fraction of turns with a planted cause (0..1).
     #[arg(long, default_value_t = WorkloadConfig::default().cause_rate)]
     cause_rate: f64,
+    /// Put a semantic cache (Redis, as redis-py's instrumentation writes it) in front of
+    /// every turn, answering this share of them; slow lookups join the planted causes.
+    #[arg(long, value_name = "HIT_RATE", value_parser = parse_rate)]
+    semantic_cache: Option<f64>,
     /// Scale of the planted delays (1.0: about 1.5 to 3.5 s).
     #[arg(long, default_value_t = 1.0)]
     magnitude: f64,
@@ -139,6 +143,13 @@ fn framed(messages: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
     out
 }
 
+fn parse_rate(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a hit rate between 0 and 1")),
+    }
+}
+
 pub fn run(args: &GenerateArgs) -> Result<()> {
     let cfg = WorkloadConfig {
         seed: args.seed,
@@ -148,6 +159,14 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         span_secs: args
             .span_secs
             .unwrap_or_else(|| tailscope_samples::default_span_secs(args.conversations)),
+        semantic_cache: args.semantic_cache,
+        causes: {
+            let mut c = WorkloadConfig::default().causes;
+            if args.semantic_cache.is_some() {
+                c.push(tailscope_samples::PlantedCause::SlowCacheLookup);
+            }
+            c
+        },
         ..WorkloadConfig::default()
     };
     if let Some(dir) = &args.samples {

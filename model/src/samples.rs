@@ -138,7 +138,7 @@ pub struct PeriodCall {
     pub cluster: u64,
 }
 
-/// One database read and the LLM calls beside it (siblings under its parent): what
+/// One database read and the LLM calls beside it (under its parent, within its time): what
 /// the `semantic_cache` finding is judged on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheLookup {
@@ -152,9 +152,9 @@ pub struct CacheLookup {
     /// The parent's service and name: where the lookup is made.
     pub parent: String,
     pub duration_ns: i64,
-    /// An LLM call under the same parent starts after the read ended.
+    /// An LLM call under the same parent (within its time) starts after the read ended.
     pub llm_after: bool,
-    /// An LLM call under the same parent ended before the read started.
+    /// An LLM call under the same parent (within its time) ended before the read started.
     pub llm_before: bool,
     /// A database write of the same system under the same parent after the read.
     pub write_after: bool,

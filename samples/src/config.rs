@@ -25,6 +25,10 @@ pub enum PlantedCause {
     NPlusOne,
     /// Finding: long gaps between streamed chunks.
     StreamStutter,
+    /// Finding: a semantic cache's lookup (a Redis `GET` before the model call) is slow.
+    /// Planted only with a semantic cache ([`WorkloadConfig::semantic_cache`]); not in
+    /// [`PlantedCause::ALL`], the default mix.
+    SlowCacheLookup,
 }
 
 impl PlantedCause {
@@ -54,11 +58,15 @@ impl PlantedCause {
             PlantedCause::FanoutStraggler => "fanout_straggler",
             PlantedCause::NPlusOne => "n_plus_one",
             PlantedCause::StreamStutter => "stream_stutter",
+            PlantedCause::SlowCacheLookup => "slow_cache_lookup",
         }
     }
 
     pub fn parse(s: &str) -> Option<PlantedCause> {
-        PlantedCause::ALL.into_iter().find(|c| c.as_str() == s)
+        PlantedCause::ALL
+            .into_iter()
+            .chain([PlantedCause::SlowCacheLookup])
+            .find(|c| c.as_str() == s)
     }
 
     /// True for the findings (patterns), false for the latency causes of design.md.
@@ -69,6 +77,7 @@ impl PlantedCause {
                 | PlantedCause::FanoutStraggler
                 | PlantedCause::NPlusOne
                 | PlantedCause::StreamStutter
+                | PlantedCause::SlowCacheLookup
         )
     }
 
@@ -157,6 +166,11 @@ pub struct WorkloadConfig {
     /// hits with this rate (drawn from the call's own duration draw, so no other draw
     /// moves) and then take this many ns.
     pub tool_cache: Option<(String, f64, i64)>,
+    /// A semantic cache in front of every turn (a Redis `GET` as redis-py's
+    /// instrumentation writes it, before anything else): it answers this share of the
+    /// turns without a model call; a miss runs the turn and writes the answer back
+    /// (`SET`). `None`: no cache (and no draw for it).
+    pub semantic_cache: Option<f64>,
     /// Server timings to reuse per LLM call (from an earlier run's
     /// [`Workload::timings`]) instead of simulating the server, so that a changed
     /// workload does not feed back into the server's queue and cache.
@@ -197,6 +211,7 @@ impl Default for WorkloadConfig {
             server: ServerConfig::default(),
             tool_speedup: None,
             tool_cache: None,
+            semantic_cache: None,
             held_timings: None,
         }
     }

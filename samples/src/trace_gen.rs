@@ -26,6 +26,7 @@ const SCOPE_MCP_CLIENT: &str = "mcp.client";
 const SCOPE_MCP_SERVER: &str = "mcp.server";
 const SCOPE_PG: &str = "pgbouncer";
 const SCOPE_MSG: &str = "opentelemetry.instrumentation.redis";
+const SCOPE_REDIS: &str = "opentelemetry.instrumentation.redis";
 const EMBED_MODEL: &str = "text-embedding-3-small";
 const MCP_PROTOCOL: &str = "2025-06-18";
 /// Most output tokens of one call when the variance widens output lengths.
@@ -465,6 +466,26 @@ impl Builder<'_> {
         Node::new(spec, Body::Leaf(wait + ms(self.rng, 0.01, 0.06))).lead(ms(self.rng, 0.05, 0.3))
     }
 
+    /// A Redis command as redis-py's OpenTelemetry instrumentation writes it: named
+    /// after the command, `db.system` redis, the statement with its arguments masked.
+    fn redis(&mut self, command: &str, args: usize, dur: i64) -> Node {
+        let svc = self.svc;
+        let mut a = Vec::new();
+        a.s("db.system", "redis");
+        let masked = std::iter::once(command)
+            .chain(std::iter::repeat_n("?", args))
+            .collect::<Vec<_>>()
+            .join(" ");
+        a.s("db.statement", masked);
+        a.i("db.redis.args_length", args as i64 + 1);
+        a.i("db.redis.database_index", 0);
+        a.s("net.peer.name", "semantic-cache.redis.svc.cluster.local");
+        a.i("net.peer.port", 6379);
+        a.s("net.transport", "ip_tcp");
+        let spec = self.spec(command, SpanKind::Client, svc, SCOPE_REDIS, a);
+        Node::new(spec, Body::Leaf(dur))
+    }
+
     fn db_query(&mut self, op: &str, table: &str, text: &str) -> Node {
         let svc = self.svc;
         let summary = format!("{op} {table}");
@@ -896,6 +917,63 @@ pub(crate) fn plan_turn(
     let mut planted: Option<Planted> = None;
     let mut children = Vec::new();
 
+    // the semantic cache, first: a hit answers the turn without a model call
+    let cache = cfg.semantic_cache.map(|rate| {
+        let hit = b.rng.random_bool(rate.clamp(0.0, 1.0));
+        let slow = cause == Some(PlantedCause::SlowCacheLookup);
+        let dur = if slow {
+            planted_ns(b.rng, mag, 0.15)
+        } else {
+            lognormal_ms(b.rng, 0.3, 0.5, 0.05, 5.0)
+        };
+        let get = b.redis("GET", 1, dur).lead(ms(b.rng, 0.05, 0.3));
+        if slow {
+            if let Some(id) = get.id() {
+                planted = Some(Planted {
+                    cause: PlantedCause::SlowCacheLookup,
+                    span_id: id,
+                    extra_ns: dur,
+                });
+            }
+        }
+        (hit, get)
+    });
+    if let Some((true, get)) = cache {
+        // a hit: the cached answer is stored with the conversation, nothing else runs
+        let insert = b.db_query(
+            "INSERT",
+            "messages",
+            "INSERT INTO messages (conversation_id, role, content) VALUES ($1, $2, $3)",
+        );
+        let mut a = Vec::new();
+        b.put_conversation(&mut a, &conv_id);
+        a.i("app.turn.index", turn as i64);
+        let route = app.route();
+        a.s("http.request.method", "POST");
+        a.s("http.route", route);
+        a.i("http.response.status_code", 200);
+        let svc = b.svc;
+        let spec = b.spec(
+            format!("POST {route}"),
+            SpanKind::Server,
+            svc,
+            SCOPE_HTTP,
+            a,
+        );
+        let root = Node::new(spec, Body::Seq(vec![get, insert])).tail(ms(b.rng, 0.2, 1.0));
+        conv.next_turn += 1;
+        return TurnPlan {
+            trace_id,
+            root,
+            planted,
+            job: None,
+        };
+    }
+    let cached = cache.is_some();
+    if let Some((false, get)) = cache {
+        children.push(get);
+    }
+
     let (pre, p) = b.preprocess(msg, first_input, cause == Some(PlantedCause::Preprocessing));
     planted = planted.or(p);
     children.push(pre);
@@ -1040,6 +1118,12 @@ pub(crate) fn plan_turn(
         "messages",
         "INSERT INTO messages (conversation_id, role, content) VALUES ($1, $2, $3)",
     ));
+
+    if cached {
+        // the miss's answer written back to the cache
+        let dur = lognormal_ms(b.rng, 0.3, 0.5, 0.05, 5.0);
+        children.push(b.redis("SET", 4, dur).lead(ms(b.rng, 0.05, 0.3)));
+    }
 
     // Sometimes hand a background task to a worker (async sub-agent, linked, not awaited).
     let spawn_p = match app {

@@ -14,21 +14,24 @@ WITH reads AS (
     FROM spans s
     WHERE s.op_class = 'db' AND s.db_system IS NOT NULL AND s.parent_span_id IS NOT NULL
 ),
-sib AS (
-    SELECT s.trace_id, s.parent_span_id, s.op_class, s.db_system, s.start_ns, s.end_ns,
+around AS (
+    SELECT s.trace_id, s.op_class, s.db_system, s.start_ns, s.end_ns,
            upper(coalesce(s.db_operation, split_part(s.name, ' ', 1))) AS operation
     FROM spans s
     WHERE (s.op_class = 'llm' AND s.kind <> 'server') OR s.op_class = 'db'
 )
+-- what ran under the read's parent (inside its time), before and after the read: the
+-- LLM call a cache stands in front of may sit deeper in the parent's subtree (an agent
+-- step under a request)
 SELECT r.trace_id, r.span_id, coalesce(sa.conversation_id, t.conversation_id) AS conversation_id,
        r.db_system, r.operation, p.service_name || ' ' || p.name AS parent,
        r.duration_ns::BIGINT AS duration_ns,
-       EXISTS (SELECT 1 FROM sib l WHERE l.trace_id = r.trace_id AND l.parent_span_id = r.parent_span_id
-               AND l.op_class = 'llm' AND l.start_ns >= r.end_ns) AS llm_after,
-       EXISTS (SELECT 1 FROM sib l WHERE l.trace_id = r.trace_id AND l.parent_span_id = r.parent_span_id
-               AND l.op_class = 'llm' AND l.end_ns <= r.start_ns) AS llm_before,
-       EXISTS (SELECT 1 FROM sib w WHERE w.trace_id = r.trace_id AND w.parent_span_id = r.parent_span_id
-               AND w.op_class = 'db' AND w.db_system = r.db_system AND w.start_ns >= r.end_ns
+       EXISTS (SELECT 1 FROM around l WHERE l.trace_id = r.trace_id AND l.op_class = 'llm'
+               AND l.start_ns >= r.end_ns AND l.end_ns <= p.end_ns) AS llm_after,
+       EXISTS (SELECT 1 FROM around l WHERE l.trace_id = r.trace_id AND l.op_class = 'llm'
+               AND l.end_ns <= r.start_ns AND l.start_ns >= p.start_ns) AS llm_before,
+       EXISTS (SELECT 1 FROM around w WHERE w.trace_id = r.trace_id AND w.op_class = 'db'
+               AND w.db_system = r.db_system AND w.start_ns >= r.end_ns AND w.end_ns <= p.end_ns
                AND w.operation IN ('SET', 'SETEX', 'PSETEX', 'HSET', 'MSET', 'JSON.SET', 'UPSERT', 'ADD', 'INSERT', 'PUT')) AS write_after,
        t.duration_ns::BIGINT AS trace_ns,
        coalesce(sa.critical_ns, 0)::BIGINT AS critical_ns
