@@ -1416,6 +1416,18 @@ fn fuzz_short_pass_ingest_log_frames() {
     assert!(r.accepted > 100 && r.declined > 100, "{r:?}");
 }
 
+/// A generated workload stored in memory and analysed.
+fn analysed(w: &tailscope_samples::Workload) -> tailscope_store::Store {
+    let store = tailscope_store::Store::open_in_memory().unwrap();
+    let writer = store
+        .writer(tailscope_store::WriterConfig::default())
+        .unwrap();
+    writer.write(w.batch.clone()).unwrap();
+    writer.close().unwrap();
+    tailscope_analysis::update(&store, &|_| {}).unwrap();
+    store
+}
+
 /// `whatif` against reality (issue 27 item 4): a workload is generated, stored and
 /// analysed; `whatif` predicts a tool made 50% faster; the same workload is generated
 /// again from the same seed with that tool really 50% faster and the server's timing of
@@ -1424,20 +1436,12 @@ fn fuzz_short_pass_ingest_log_frames() {
 /// each at most 10% of its value wide. A control, a prediction for a change that was not
 /// made (another tool faster), must fail the same check.
 mod whatif_against_reality {
+    use super::analysed;
     use std::sync::Arc;
     use tailscope_analysis::whatif::{whatif, Change, Moved, Target, TargetKind};
     use tailscope_analysis::Options;
     use tailscope_samples::{default_span_secs, generate, Workload, WorkloadConfig};
-    use tailscope_store::{Store, WriterConfig};
-
-    fn analysed(w: &Workload) -> Store {
-        let store = Store::open_in_memory().unwrap();
-        let writer = store.writer(WriterConfig::default()).unwrap();
-        writer.write(w.batch.clone()).unwrap();
-        writer.close().unwrap();
-        tailscope_analysis::update(&store, &|_| {}).unwrap();
-        store
-    }
+    use tailscope_store::Store;
 
     /// Whether `measured` lies in the predicted interval, and the interval is at most
     /// 10% of the predicted value wide.
@@ -1570,16 +1574,11 @@ mod whatif_against_reality {
 /// never found on the default workload, which has Redis (a task queue) and Postgres
 /// reads but no cache.
 mod semantic_cache_generated {
+    use super::analysed;
     use tailscope_samples::{default_span_secs, generate, PlantedCause, Workload, WorkloadConfig};
-    use tailscope_store::{Store, WriterConfig};
 
     fn findings(w: &Workload) -> Vec<(serde_json::Value, tailscope_store::FindingRow)> {
-        let store = Store::open_in_memory().unwrap();
-        let writer = store.writer(WriterConfig::default()).unwrap();
-        writer.write(w.batch.clone()).unwrap();
-        writer.close().unwrap();
-        tailscope_analysis::update(&store, &|_| {}).unwrap();
-        store
+        analysed(w)
             .finding_rows()
             .unwrap()
             .into_iter()
