@@ -29,6 +29,10 @@ pub enum PlantedCause {
     /// Planted only with a semantic cache ([`WorkloadConfig::semantic_cache`]); not in
     /// [`PlantedCause::ALL`], the default mix.
     SlowCacheLookup,
+    /// Finding: one tool call writes to three or more stores one after another (a
+    /// Postgres INSERT, a Redis SET, an Elasticsearch index, an object-store PUT). Not
+    /// in [`PlantedCause::ALL`], the default mix.
+    WriteAmplification,
 }
 
 impl PlantedCause {
@@ -59,13 +63,17 @@ impl PlantedCause {
             PlantedCause::NPlusOne => "n_plus_one",
             PlantedCause::StreamStutter => "stream_stutter",
             PlantedCause::SlowCacheLookup => "slow_cache_lookup",
+            PlantedCause::WriteAmplification => "write_amplification",
         }
     }
 
     pub fn parse(s: &str) -> Option<PlantedCause> {
         PlantedCause::ALL
             .into_iter()
-            .chain([PlantedCause::SlowCacheLookup])
+            .chain([
+                PlantedCause::SlowCacheLookup,
+                PlantedCause::WriteAmplification,
+            ])
             .find(|c| c.as_str() == s)
     }
 
@@ -78,6 +86,7 @@ impl PlantedCause {
                 | PlantedCause::NPlusOne
                 | PlantedCause::StreamStutter
                 | PlantedCause::SlowCacheLookup
+                | PlantedCause::WriteAmplification
         )
     }
 
@@ -89,6 +98,7 @@ impl PlantedCause {
                 | PlantedCause::SequentialWaterfall
                 | PlantedCause::FanoutStraggler
                 | PlantedCause::NPlusOne
+                | PlantedCause::WriteAmplification
         )
     }
 }

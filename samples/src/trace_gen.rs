@@ -574,6 +574,49 @@ impl Builder<'_> {
         .lead(ms(self.rng, 0.1, 0.8))
     }
 
+    /// A write to a store, as its client instrumentation writes it, on `svc`.
+    fn store_write(&mut self, svc: Svc, store: usize, dur: i64) -> Node {
+        let mut a = Vec::new();
+        let (name, scope) = match store {
+            0 => {
+                a.s("db.system.name", "postgresql");
+                a.s("db.operation.name", "INSERT");
+                a.s("db.query.summary", "INSERT tickets");
+                a.s("db.namespace", "support");
+                a.s("server.address", "pg-proxy.db.svc.cluster.local");
+                a.i("server.port", 6432);
+                ("INSERT tickets", SCOPE_DB)
+            }
+            1 => {
+                a.s("db.system", "redis");
+                a.s("db.statement", "SET ? ? ? ?");
+                a.s("net.peer.name", "cache.redis.svc.cluster.local");
+                a.i("net.peer.port", 6379);
+                ("SET", SCOPE_REDIS)
+            }
+            2 => {
+                a.s("db.system.name", "elasticsearch");
+                a.s("db.operation.name", "index");
+                a.s("server.address", "search.es.svc.cluster.local");
+                a.i("server.port", 9200);
+                ("index", "opentelemetry.instrumentation.elasticsearch")
+            }
+            _ => {
+                a.s("http.request.method", "PUT");
+                a.s("server.address", "objects.s3.amazonaws.com");
+                a.i("server.port", 443);
+                a.s(
+                    "url.full",
+                    "https://objects.s3.amazonaws.com/audit/ticket.json",
+                );
+                a.i("http.response.status_code", 200);
+                ("PUT", "opentelemetry.instrumentation.botocore")
+            }
+        };
+        let spec = self.spec(name, SpanKind::Client, svc, scope, a);
+        Node::new(spec, Body::Leaf(dur)).lead(ms(self.rng, 0.1, 1.0))
+    }
+
     /// One MCP `tools/call`; returns the node and the result tokens it adds.
     fn tool_call(
         &mut self,
@@ -691,6 +734,8 @@ enum ToolMode {
     Waterfall,
     Straggler,
     NPlusOne,
+    /// One call whose tool server writes to several stores one after another.
+    Writes,
 }
 
 /// The tool part of one agent step: nodes (already led), result tokens, planted slow-down.
@@ -807,6 +852,37 @@ fn tool_phase(
                 span_id: step_id,
                 extra_ns: (sum - max).max(1),
             });
+        }
+        ToolMode::Writes => {
+            let tool = tools[pick(b.rng, tools.len())];
+            let dur = b.tool_dur(tool);
+            let (mut node, r) = b.tool_call(app, &sid, tool, dur);
+            result_tokens += r;
+            let stores = int(b.rng, 3, 4) as usize;
+            let mut writes = Vec::with_capacity(stores + 1);
+            let mut durs = Vec::with_capacity(stores);
+            let svc = app.mcp();
+            for k in 0..stores {
+                let d = (mag * uni(b.rng, 0.15, 0.4) * SEC as f64) as i64;
+                durs.push(d);
+                writes.push(b.store_write(svc, k, d));
+            }
+            if let Body::Remote { server, .. } = &mut node.body {
+                if let Body::Leaf(d) = server.body {
+                    writes.push(Node::group(Body::Leaf(d)));
+                    server.body = Body::Seq(writes);
+                }
+                if let Some(id) = server.id() {
+                    let sum: i64 = durs.iter().sum();
+                    let max = durs.iter().copied().max().unwrap_or(0);
+                    planted = Some(Planted {
+                        cause: PlantedCause::WriteAmplification,
+                        span_id: id,
+                        extra_ns: (sum - max).max(1),
+                    });
+                }
+            }
+            nodes.push(node.lead(ms(b.rng, 0.05, 1.5)));
         }
         ToolMode::NPlusOne => {
             let n = 8 + pick(b.rng, 5);
@@ -1083,6 +1159,7 @@ pub(crate) fn plan_turn(
                 Some(PlantedCause::SequentialWaterfall) => ToolMode::Waterfall,
                 Some(PlantedCause::FanoutStraggler) => ToolMode::Straggler,
                 Some(PlantedCause::NPlusOne) => ToolMode::NPlusOne,
+                Some(PlantedCause::WriteAmplification) => ToolMode::Writes,
                 _ => ToolMode::Normal,
             };
             let cold = tool_cause == Some(PlantedCause::ToolColdStart);

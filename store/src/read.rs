@@ -55,8 +55,6 @@ fn analysis_cols() -> String {
         ("tool_call_id", "VARCHAR"),
         ("agent_name", "VARCHAR"),
         ("data_source_id", "VARCHAR"),
-        ("db_system", "VARCHAR"),
-        ("db_operation", "VARCHAR"),
         ("db_query_summary", "VARCHAR"),
     ];
     SPAN_COLS
@@ -362,7 +360,8 @@ impl Store {
     /// can hold a token count (the one event attribute analysis reads), and the span
     /// fields analysis never reads (trace state, flags, status message, scope version, operation,
     /// provider, cache writes, inference/e2e times, tool call, agent and data-source ids,
-    /// DB system/operation/query) are left empty.
+    /// DB query summary) are left empty; the DB system and operation are read (a tool
+    /// call writing to several stores is judged on them).
     pub fn load_analysis_spans(&self, trace_filter: Option<&str>) -> Result<Vec<Span>, StoreError> {
         self.read_spans(trace_filter, false)
     }

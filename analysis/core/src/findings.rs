@@ -537,6 +537,50 @@ pub fn find(
         }
         children_findings(tree, i, sections, ctx.tools, &mut push);
     }
+    // one tool call writing to several stores
+    for a in crate::write_amp::find(tree, sections) {
+        let span = |n: usize| &tree.nodes[n].span;
+        let on_path: Vec<String> = a
+            .writes
+            .iter()
+            .filter(|w| sections.iter().any(|s| tree.is_within(s.node, w.node)))
+            .map(|w| format!("{} {}", w.operation, w.store))
+            .collect();
+        push(
+            INFERRED,
+            "write_amplification",
+            a.node,
+            a.parallel_saves_ns,
+            json!({
+                "stores": a.stores,
+                "writes": a.writes.iter().map(|w| json!({
+                    "span_id": span(w.node).span_id.to_hex(), "store": w.store,
+                    "operation": w.operation, "duration_ns": span(w.node).duration_ns(),
+                    "on_critical_path": sections.iter().any(|s| tree.is_within(s.node, w.node)),
+                })).collect::<Vec<_>>(),
+                "writes_critical_ns": a.writes_critical_ns,
+                "critical_path_share": a.share,
+                "parallel_saves_ns": a.parallel_saves_ns,
+                "async_saves_ns": a.async_saves_ns,
+            }),
+            format!(
+                "{} wrote to {} stores{} ({} writes; on the critical path: {}), {} and {:.0}% of the critical path; run in parallel they would save {}, off the request {}.",
+                span(a.node).name,
+                a.stores,
+                if a.writes.windows(2).all(|w| span(w[1].node).start_ns >= span(w[0].node).end_ns) {
+                    " one after another"
+                } else {
+                    ""
+                },
+                a.writes.len(),
+                if on_path.is_empty() { "none".to_owned() } else { on_path.join(", ") },
+                ms(a.writes_critical_ns),
+                a.share * 100.0,
+                ms(a.parallel_saves_ns),
+                ms(a.async_saves_ns),
+            ),
+        );
+    }
     // preprocessing bottleneck: a large share of the path
     let pre: i64 = sections
         .iter()

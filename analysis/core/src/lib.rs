@@ -26,6 +26,7 @@ pub mod tenant;
 pub mod text;
 pub mod tree;
 pub mod whatif;
+pub mod write_amp;
 
 #[cfg(test)]
 mod testutil;
