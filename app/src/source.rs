@@ -43,8 +43,13 @@ pub fn open(url: &ClickHouseUrl, every_span: bool) -> Result<SourceRun> {
         String::new()
     };
     eprintln!(
-        "pulled {} spans from {} ({} bytes of RowBinary in {} queries, {:.1} s){reused}",
+        "pulled {} spans{} from {} ({} bytes of RowBinary in {} queries, {:.1} s){reused}",
         p.spans,
+        if p.metric_points > 0 {
+            format!(" and {} metric points", p.metric_points)
+        } else {
+            String::new()
+        },
         url.shown(),
         p.bytes,
         p.pulls,

@@ -18,6 +18,7 @@ pub mod ingestlog;
 mod llm_calls;
 mod loader;
 mod otel_export;
+mod otel_metrics;
 mod otel_traces;
 pub mod query;
 mod read;

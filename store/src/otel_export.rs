@@ -251,6 +251,43 @@ pub fn go_float(f: f64) -> String {
     }
 }
 
+/// An attribute value the exporter wrote as text, with the type its text says it had
+/// (`Value.AsString()` of an int, a bool, a double or an array / map), so that a value
+/// reads as the same value it is in a store fed by OTLP: `42` an int, `true` a bool,
+/// `0.5` a double, `[...]` / `{...}` JSON. A string that only looks like one of them
+/// (`"42"`) cannot be told apart: it reads as the number.
+pub(crate) fn typed(v: String) -> AttrValue {
+    match v.as_str() {
+        "true" => return AttrValue::Bool(true),
+        "false" => return AttrValue::Bool(false),
+        _ => {}
+    }
+    let b = v.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    if !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1)
+    {
+        if let Ok(i) = v.parse::<i64>() {
+            return AttrValue::Int(i);
+        }
+    }
+    if matches!(b.first(), Some(b'0'..=b'9' | b'-')) {
+        if let Ok(f) = v.parse::<f64>() {
+            // only the text Go writes for a double, so "1.50" or "007" stay strings
+            if go_float(f) == v {
+                return AttrValue::Double(f);
+            }
+        }
+    }
+    if matches!(b.first(), Some(b'[' | b'{'))
+        && serde_json::from_str::<serde::de::IgnoredAny>(&v).is_ok()
+    {
+        return AttrValue::Json(v);
+    }
+    AttrValue::Str(v)
+}
+
 /// Go's `json.Marshal` of a decoded value; `false` where it would fail (no NaN or
 /// infinity can be in serde_json's values, so only through a number it cannot hold).
 fn go_json(v: &serde_json::Value, out: &mut String) -> bool {

@@ -11,7 +11,7 @@
 //! back as strings; the model's value views read numbers and booleans from text.
 
 use crate::clickhouse::{ClickHouse, ClickHouseError, ClickHouseUrl};
-use crate::otel_export::go_float;
+use crate::otel_export::typed;
 use crate::rowbinary::{Reader, Truncated};
 use crate::shared_results::SharedResults;
 use crate::{Store, StoreError, WriterConfig};
@@ -19,8 +19,8 @@ use std::collections::HashSet;
 use tailscope_model::samples::CohortRanks;
 use tailscope_model::semconv::promote;
 use tailscope_model::{
-    AttrValue, Attribute, Batch, Event, Link, Rejections, Resource, Span, SpanId, SpanKind,
-    StatusCode, TraceId,
+    Attribute, Batch, Event, Link, Rejections, Resource, Span, SpanId, SpanKind, StatusCode,
+    TraceId,
 };
 
 /// Spans per pull, about: the window is cut so that each holds this many.
@@ -159,43 +159,6 @@ fn strings(pairs: Vec<(String, String)>) -> Vec<Attribute> {
         .into_iter()
         .map(|(k, v)| Attribute::new(k, typed(v)))
         .collect()
-}
-
-/// An attribute value the exporter wrote as text, with the type its text says it had
-/// (`Value.AsString()` of an int, a bool, a double or an array / map), so that a value
-/// reads as the same value it is in a store fed by OTLP: `42` an int, `true` a bool,
-/// `0.5` a double, `[...]` / `{...}` JSON. A string that only looks like one of them
-/// (`"42"`) cannot be told apart: it reads as the number.
-fn typed(v: String) -> AttrValue {
-    match v.as_str() {
-        "true" => return AttrValue::Bool(true),
-        "false" => return AttrValue::Bool(false),
-        _ => {}
-    }
-    let b = v.as_bytes();
-    let digits = b.strip_prefix(b"-").unwrap_or(b);
-    if !digits.is_empty()
-        && digits.iter().all(u8::is_ascii_digit)
-        && (digits[0] != b'0' || digits.len() == 1)
-    {
-        if let Ok(i) = v.parse::<i64>() {
-            return AttrValue::Int(i);
-        }
-    }
-    if matches!(b.first(), Some(b'0'..=b'9' | b'-')) {
-        if let Ok(f) = v.parse::<f64>() {
-            // only the text Go writes for a double, so "1.50" or "007" stay strings
-            if go_float(f) == v {
-                return AttrValue::Double(f);
-            }
-        }
-    }
-    if matches!(b.first(), Some(b'[' | b'{'))
-        && serde_json::from_str::<serde::de::IgnoredAny>(&v).is_ok()
-    {
-        return AttrValue::Json(v);
-    }
-    AttrValue::Str(v)
 }
 
 /// One row as selected.
@@ -353,6 +316,8 @@ pub struct Pulled {
     pub bytes: u64,
     /// Traces whose shared results an earlier run left (read, not re-analysed).
     pub reused_traces: u64,
+    /// Metric points read from the exporter's metric tables.
+    pub metric_points: u64,
 }
 
 /// One run over a ClickHouse source: the in-memory store it filled (the shared
@@ -457,6 +422,27 @@ impl Store {
             tracing::debug!("pulling the spans where {changed}");
         }
         src.pull_where(&writer, &layout, changed.as_deref(), total, progress)?;
+        // the metric points around the pulled spans: the server's gauges and counters
+        // over each call's window are evidence (a minute either side, as analysis reads)
+        let span: Option<(i64, i64)> =
+            src.store
+                .conn
+                .query_row("SELECT min(start_ns), max(end_ns) FROM spans", [], |r| {
+                    Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
+                })?;
+        if let Some((lo, hi)) = span {
+            const MINUTE: i64 = 60_000_000_000;
+            let (points, rej) = crate::otel_metrics::pull_metrics(
+                &src.ch,
+                lo.saturating_sub(MINUTE),
+                hi.saturating_add(MINUTE),
+            )?;
+            src.pulled.metric_points = points.metrics.len() as u64;
+            src.pulled.rejected.merge(rej);
+            if !points.is_empty() {
+                writer.write(points)?;
+            }
+        }
         writer.close()?;
         src.pulled.bytes = src.ch.bytes().0;
         Ok(src)
@@ -605,6 +591,7 @@ fn status_of(s: &str) -> Option<StatusCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tailscope_model::AttrValue;
 
     #[test]
     fn values_get_back_the_type_their_text_says() {
