@@ -33,6 +33,14 @@ Semantic cache in front of the model (see semcache.py for the plan):
                  SET key answer EX 3600. A planted slow lookup: a second, untraced
                  client sends CLIENT PAUSE <ms> ALL right before the GET.
 
+Several stores written by one tool call (see writeamp.py for the plan):
+  write-amplification  openai-v2 tool loop (save_ticket); the tool runs inside an
+                 `execute_tool save_ticket` span and writes, one after another, through
+                 sqlite3 (opentelemetry-instrumentation-sqlite3), redis-py
+                 (opentelemetry-instrumentation-redis) and requests
+                 (opentelemetry-instrumentation-requests, PUT to a small HTTP store):
+                 all three on planted turns, one or two on the others.
+
 Conversations run one after another, turns strictly sequential. Each turn opens
 an `invoke_agent` span (INTERNAL) with gen_ai.operation.name=invoke_agent,
 gen_ai.agent.name and gen_ai.conversation.id, as an application would.
@@ -137,6 +145,15 @@ def setup_tracing(mode: str, otlp: str):
         from opentelemetry.instrumentation.redis import RedisInstrumentor
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         RedisInstrumentor().instrument(tracer_provider=provider)
+    elif mode == "write-amplification":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+        from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        RedisInstrumentor().instrument(tracer_provider=provider)
+        RequestsInstrumentor().instrument(tracer_provider=provider)
+        SQLite3Instrumentor().instrument(tracer_provider=provider)
     elif mode in ("otel-genai", "vllm-stack"):
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
         OpenAIInstrumentor().instrument(tracer_provider=provider)
@@ -457,6 +474,156 @@ def semantic_cache_run(a, plan, tracer) -> list:
     return turns_out
 
 
+SAVE_TICKET_SCHEMA = {"type": "function", "function": {
+    "name": "save_ticket", "description": "File a support ticket about a city's weather service.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+TICKET_SQL = """
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS tickets (id TEXT PRIMARY KEY, conversation_id TEXT, turn INTEGER,
+                                    city TEXT, body TEXT, created_ns INTEGER);
+CREATE TABLE IF NOT EXISTS city_counts (city TEXT PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS audit (tbl TEXT, key TEXT, hook INTEGER);
+CREATE TRIGGER IF NOT EXISTS tickets_audit AFTER INSERT ON tickets
+  BEGIN INSERT INTO audit VALUES ('tickets', NEW.id, audit_hook('tickets', NEW.id)); END;
+CREATE TRIGGER IF NOT EXISTS city_counts_audit AFTER UPDATE ON city_counts
+  BEGIN INSERT INTO audit VALUES ('city_counts', NEW.city, audit_hook('city_counts', NEW.city)); END;
+"""
+
+
+def write_amplification_run(a, plan, tracer) -> list:
+    """The write-amplification agent: a tool loop whose tool writes to 1-3 stores (writeamp.py)."""
+    import sqlite3
+    import redis
+    import requests
+    from openai import OpenAI
+    from opentelemetry.trace import SpanKind
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import semcache
+    wa = plan["write_amplification"]
+    ptur = {(x["conversation_id"], x["turn"]): x for x in wa["turns"]}
+    # the trigger's hook sleeps the planted time of the write being executed
+    pending = {"s": 0.0}
+
+    def audit_hook(tbl, key):
+        time.sleep(pending["s"])
+        pending["s"] = 0.0
+        return 1
+    db = sqlite3.connect(a.sqlite_path)          # a TracedConnectionProxy (cursor execute traced)
+    db.create_function("audit_hook", 2, audit_hook)
+    db.executescript(TICKET_SQL)                 # set-up: Connection.executescript is not traced
+    db.executemany("INSERT OR IGNORE INTO city_counts(city, n) VALUES (?, 0)", [(c,) for c in CITIES])
+    db.commit()
+    cache = redis.Redis(host="127.0.0.1", port=a.redis_port, db=0, decode_responses=True)
+    http = requests.Session()
+
+    def save_ticket(p, conv, turn, city):
+        tid, stored = p["ticket_id"], []
+        ticket = {"id": tid, "conversation_id": conv, "turn": turn, "city": city,
+                  "summary": f"umbrella stand broken in {city}", "created_ns": time.time_ns()}
+        body = json.dumps(ticket)
+        for o in p["ops"]:
+            st, op = o["store"], o["op"]
+            if st == "sqlite":
+                cur = db.cursor()
+                if op == "INSERT":
+                    pending["s"] = o["delay_ms"] / 1000
+                    cur.execute("INSERT INTO tickets(id, conversation_id, turn, city, body, created_ns) "
+                                "VALUES (?, ?, ?, ?, ?, ?)",
+                                (tid, conv, turn, city, body, ticket["created_ns"]))
+                    db.commit()
+                elif op == "UPDATE":
+                    pending["s"] = o["delay_ms"] / 1000
+                    cur.execute("UPDATE city_counts SET n = n + 1 WHERE city = ?", (city,))
+                    db.commit()
+                else:
+                    cur.execute("SELECT id, turn FROM tickets WHERE city = ? ORDER BY created_ns DESC "
+                                "LIMIT 5", (city,))
+                    cur.fetchall()
+                cur.close()
+            elif st == "redis":
+                if o["write"]:   # another client pauses writes: the command waits it out
+                    r = semcache.raw_command(a.redis_port, "CLIENT", "PAUSE", o["delay_ms"], "WRITE")
+                    assert r.startswith(b"+OK"), r
+                if op == "SET":
+                    cache.set(f"ticket:{tid}", body, ex=wa["ttl_s"])
+                elif op == "SADD":
+                    cache.sadd(f"tickets:city:{city}", tid)
+                else:
+                    cache.get(f"ticket:last:{city}")
+            else:
+                if op == "PUT":
+                    path = o["target"]
+                    r = http.put(a.store_url + path, data=body,
+                                 headers={"Content-Type": "application/json"}, timeout=30)
+                else:
+                    r = http.get(f"{a.store_url}/cities/{city}/tickets",
+                                 headers={"X-Ticket-Id": tid}, timeout=30)
+                r.raise_for_status()
+            stored.append(f"{st}:{op}")
+        return json.dumps({"ticket_id": tid, "status": "filed", "ops": stored})
+
+    def call(client, messages, stream):
+        kw = dict(model=MODEL, messages=messages, tools=[SAVE_TICKET_SCHEMA], max_tokens=256,
+                  temperature=0.2)
+        if not stream:
+            r = client.chat.completions.create(**kw)
+            m = r.choices[0].message
+            msg = {"role": "assistant", "content": m.content}
+            if m.tool_calls:
+                msg["tool_calls"] = [tc.model_dump() for tc in m.tool_calls]
+            return msg, r.usage.model_dump()
+        return OpenAiToolLoop.accumulate(client.chat.completions.create(
+            stream=True, stream_options={"include_usage": True}, **kw))
+
+    turns_out = []
+    for ci, conv in enumerate(plan["conversations"]):
+        client = OpenAI(base_url=a.base_url, api_key="sk-realtel", max_retries=0,
+                        default_headers={"X-Conversation-Id": conv})
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+        for turn in range(1, plan["turns"] + 1):
+            p = ptur[(conv, turn)]
+            stream = (ci + turn) % 2 == 0
+            city = CITIES[h("city", conv, turn) % len(CITIES)]
+            attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT_NAME,
+                     "gen_ai.conversation.id": conv}
+            t0 = time.time_ns()
+            calls = 0
+            with tracer.start_as_current_span(f"invoke_agent {AGENT_NAME}", kind=SpanKind.INTERNAL,
+                                              attributes=attrs) as span:
+                trace_id = format(span.get_span_context().trace_id, "032x")
+                messages.append({"role": "user", "content":
+                                 f"Question {turn}: the umbrella stand in {city} is broken, "
+                                 f"please file a ticket."})
+                for _ in range(4):
+                    msg, usage = call(client, messages, stream)
+                    messages.append(msg)
+                    if not msg.get("tool_calls"):
+                        break
+                    for tc in msg["tool_calls"]:
+                        fn = tc["function"]["name"]
+                        args = json.loads(tc["function"]["arguments"] or "{}")
+                        tattrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": fn,
+                                  "gen_ai.tool.call.id": tc["id"], "gen_ai.tool.type": "function"}
+                        with tracer.start_as_current_span(f"execute_tool {fn}", kind=SpanKind.INTERNAL,
+                                                          attributes=tattrs):
+                            assert fn == "save_ticket", fn
+                            result = save_ticket(p, conv, turn, args.get("city", city))
+                        calls += 1
+                        messages.append({"role": "tool", "tool_call_id": tc["id"], "content": result})
+                else:
+                    raise RuntimeError("no answer after 4 model calls")
+            assert calls == 1, f"{conv}/{turn}: {calls} tool calls"
+            turns_out.append({"trace_id": trace_id, "conversation_id": conv, "turn": turn,
+                              "stream": stream, "client_usage": usage, "city": city,
+                              "duration_ns": time.time_ns() - t0})
+            print(f"{conv} turn {turn} {p['kind']} {[o['store'] + ':' + o['op'] for o in p['ops']]} "
+                  f"{(time.time_ns() - t0) / 1e6:.0f} ms", file=sys.stderr)
+    http.close()
+    db.close()
+    return turns_out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", required=True)
@@ -465,11 +632,14 @@ def main() -> None:
     ap.add_argument("--plan", required=True, help="plan JSON (conversations, turns, cold starts)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--redis-port", type=int, default=6379, help="semantic-cache: the redis-server")
+    ap.add_argument("--store-url", help="write-amplification: the HTTP store")
+    ap.add_argument("--sqlite-path", help="write-amplification: the SQLite file")
     a = ap.parse_args()
     plan = json.load(open(a.plan))
     provider, tracer = setup_tracing(a.mode, a.otlp)
-    if a.mode == "semantic-cache":
-        turns_out = semantic_cache_run(a, plan, tracer)
+    if a.mode in ("semantic-cache", "write-amplification"):
+        run = semantic_cache_run if a.mode == "semantic-cache" else write_amplification_run
+        turns_out = run(a, plan, tracer)
         provider.force_flush()
         provider.shutdown()
         with open(a.out, "w") as f:

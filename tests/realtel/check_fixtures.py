@@ -7,7 +7,8 @@ ids are lowercase hex of the right length, every parent is in the file, and ever
 trace id in <name>.truth.json has spans; token / cached-token / vLLM latency values
 agree with the truth's requests; the truth's per-turn fields are consistent
 (planted, unplanted, clean, requests); for semantic-cache, each turn's Redis lookup,
-LLM call and store against the truth (check_semantic_cache). Metrics lines (resourceMetrics) are summarised
+LLM call and store against the truth (check_semantic_cache); for write-amplification, each
+turn's tool span and its store writes / reads against the truth (check_write_amplification). Metrics lines (resourceMetrics) are summarised
 (metric names, types, points, resource). Exit 1 on a failed check.
 
   python3 tests/realtel/check_fixtures.py [name ...]
@@ -103,6 +104,8 @@ def check(name: str) -> bool:
         truth = json.load(open(tpath))
         if "semantic_cache" in truth:
             return check_semantic_cache(spans, truth) and ok
+        if "write_amplification" in truth:
+            return check_write_amplification(spans, truth) and ok
         traces = {s["traceId"] for _, _, s, _ in spans}
         missing = [t["trace_id"] for t in truth["turns"] if t["trace_id"] not in traces]
         planted = Counter(t["planted"] or "none" for t in truth["turns"])
@@ -237,6 +240,113 @@ def check_semantic_cache(spans, truth) -> bool:
           f"misses (hit rate {sm['hit_rate']}), {len(slow)} slow lookups "
           f"({sm['slow_lookups_on_hits']} on hits), costly {sm['costly_conversation']}, "
           f"versions {truth['versions']}, redis-server {truth.get('redis_server')}; {len(errs)} disagree")
+    return not errs
+
+
+WRITE_OPS = {"INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT", "MERGE", "SET", "SADD", "HSET",
+             "DEL", "PUT", "PATCH", "POST"}
+
+
+def store_access(s: dict, a: dict):
+    """(store, operation) of a store client span, from the instrumentations' attributes
+    (old or new semconv names); None for other spans."""
+    system = a.get("db.system.name", a.get("db.system"))
+    if system:
+        stmt = a.get("db.statement", a.get("db.query.text", "")) or s["name"]
+        return system, (a.get("db.operation.name", a.get("db.operation")) or stmt.split()[0]).upper()
+    method = a.get("http.request.method", a.get("http.method"))
+    if method and s.get("kind") == 3:
+        return "http", method.upper()
+    return None
+
+
+def check_write_amplification(spans, truth) -> bool:
+    """write-amplification: every truth turn has its trace: one root agent span (with the
+    conversation id), two chat spans and one `execute_tool save_ticket` span between them,
+    all children of the root; every store client span (sqlite / redis / HTTP) is a child of
+    the tool span, inside it, one after another, and is the truth's write or read (span id,
+    store, operation, duration); each write lasts at least 0.9 x its planted delay; planted
+    exactly when the writes reach 3 distinct stores, extra_ns = sum - max of the writes;
+    chat input tokens equal the truth's requests; summary counts."""
+    by_trace = defaultdict(list)
+    for _, _, s, _ in spans:
+        by_trace[s["traceId"]].append(s)
+    errs = []
+    dur = lambda s: int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"])
+    st = lambda s: int(s["startTimeUnixNano"])
+    en = lambda s: int(s["endTimeUnixNano"])
+    for t in truth["turns"]:
+        where = f"{t['conversation_id']}/{t['turn']}"
+        ss = sorted(by_trace.get(t["trace_id"], []), key=st)
+        if not ss:
+            errs.append(f"{where}: no spans")
+            continue
+        a = {s["spanId"]: {x["key"]: attr_value(x["value"]) for x in s.get("attributes", [])}
+             for s in ss}
+        roots = [s for s in ss if "parentSpanId" not in s]
+        tools = [s for s in ss if a[s["spanId"]].get("gen_ai.operation.name") == "execute_tool"]
+        chats = [s for s in ss if a[s["spanId"]].get("gen_ai.operation.name") == "chat"]
+        if len(roots) != 1 or len(tools) != 1 or len(chats) != 2:
+            errs.append(f"{where}: {len(roots)} roots, {len(tools)} tool spans, {len(chats)} chat spans")
+            continue
+        root, tool = roots[0], tools[0]
+        if a[root["spanId"]].get("gen_ai.conversation.id") != t["conversation_id"] or \
+                root["spanId"] != t["agent_span_id"] or dur(root) != t["turn_duration_ns"]:
+            errs.append(f"{where}: agent span differs from the truth")
+        if tool["spanId"] != t["tool"]["span_id"] or dur(tool) != t["tool"]["duration_ns"] or \
+                a[tool["spanId"]].get("gen_ai.tool.name") != "save_ticket" or \
+                tool["name"] != "execute_tool save_ticket":
+            errs.append(f"{where}: tool span differs from the truth")
+        if any(s.get("parentSpanId") != root["spanId"] for s in [tool] + chats) or \
+                not en(chats[0]) <= st(tool) <= en(tool) <= st(chats[1]):
+            errs.append(f"{where}: not chat -> execute_tool -> chat under the agent span")
+        acc = [s for s in ss if store_access(s, a[s["spanId"]])]
+        want = sorted(t["writes"] + t["reads"], key=lambda w: w["start_ns"])
+        if [s["spanId"] for s in acc] != [w["span_id"] for w in want]:
+            errs.append(f"{where}: store spans {[s['name'] for s in acc]} != truth "
+                        f"{[w['name'] for w in want]}")
+            continue
+        for s, w in zip(acc, want):
+            store, op = store_access(s, a[s["spanId"]])
+            if s.get("parentSpanId") != tool["spanId"] or st(s) < st(tool) or en(s) > en(tool):
+                errs.append(f"{where}: {s['name']} not inside the tool span")
+            if (store, op, dur(s)) != (w["store"], w["operation"], w["duration_ns"]):
+                errs.append(f"{where}: {s['name']} is {(store, op, dur(s))}, truth "
+                            f"{(w['store'], w['operation'], w['duration_ns'])}")
+            if (op in WRITE_OPS) != (w in t["writes"]):
+                errs.append(f"{where}: {s['name']} write/read differs from the truth")
+            if w in t["writes"] and dur(s) < w["planted_delay_ms"] * 1e6 * 0.9:
+                errs.append(f"{where}: {s['name']} shorter than its planted delay")
+        for x, y in zip(acc, acc[1:]):
+            if en(x) > st(y):
+                errs.append(f"{where}: store spans overlap")
+        stores = {w["store"] for w in t["writes"]}
+        ds = [w["duration_ns"] for w in t["writes"]]
+        if (t["planted"] == "write_amplification") != (len(stores) >= 3) or \
+                t["distinct_write_stores"] != len(stores) or \
+                t["sum_minus_max_ns"] != sum(ds) - max(ds) or \
+                t["extra_ns"] != (sum(ds) - max(ds) if t["planted"] else 0):
+            errs.append(f"{where}: planted / distinct stores / sum - max")
+        for c, r in zip(chats, t["llm"]["requests"]):
+            if a[c["spanId"]].get("gen_ai.usage.input_tokens") != r["prompt_tokens"]:
+                errs.append(f"{where}: chat input tokens {a[c['spanId']].get('gen_ai.usage.input_tokens')} "
+                            f"!= truth {r['prompt_tokens']}")
+        if t["clean"] != (t["planted"] is None and t["clean_llm"]) or t["clean_llm"] != t["llm"]["clean"]:
+            errs.append(f"{where}: clean flags")
+        if [r["tool_call"] for r in t["llm"]["requests"]] != [True, False]:
+            errs.append(f"{where}: the server's requests are not tool call, answer")
+    sm = truth["summary"]
+    planted = [t for t in truth["turns"] if t["planted"]]
+    if (sm["turns"], sm["planted"]) != (len(truth["turns"]), len(planted)):
+        errs.append("summary counts")
+    for e in errs:
+        print(f"  BAD write-amplification {e}")
+    kinds = Counter(t["kind"] for t in truth["turns"])
+    print(f"  truth: {len(truth['turns'])} turns, {len(planted)} planted write_amplification, "
+          f"kinds {dict(kinds)}, {sum(len(t['writes']) for t in truth['turns'])} writes / "
+          f"{sum(len(t['reads']) for t in truth['turns'])} reads, planted saving (sum - max) "
+          f"{sm['planted_saving_ns']}, versions {truth['versions']}, redis-server "
+          f"{truth.get('redis_server')}; {len(errs)} disagree")
     return not errs
 
 

@@ -37,7 +37,7 @@ VENVS = os.path.join(ROOT, ".venv-realtel")
 FIXTURES = os.path.join(HERE, "fixtures")
 PACKAGES = ["openinference", "otel-genai", "openllmetry", "langchain", "vllm-stack",
             "pydantic-ai", "openlit", "litellm", "llama-index", "otel-genai-metrics",
-            "semantic-cache"]
+            "semantic-cache", "write-amplification"]
 # A recording that reuses another one's venv and agent mode.
 VENV_OF = {"otel-genai-metrics": "otel-genai"}
 MODE_OF = {"otel-genai-metrics": "otel-genai"}
@@ -69,6 +69,9 @@ ENV = {
     # semantic-cache: redis-py under opentelemetry-instrumentation-redis (its default, old
     # semconv: OTEL_SEMCONV_STABILITY_OPT_IN unset) in front of openai-v2
     "semantic-cache": {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false"},
+    # write-amplification: sqlite3 / redis-py / requests instrumentations at their defaults
+    # (old semconv) under an openai-v2 tool loop
+    "write-amplification": {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false"},
     "llama-index": {"OPENINFERENCE_HIDE_INPUTS": "true", "OPENINFERENCE_HIDE_OUTPUTS": "true",
                     "OPENINFERENCE_HIDE_INPUT_MESSAGES": "true",
                     "OPENINFERENCE_HIDE_OUTPUT_MESSAGES": "true"},
@@ -77,7 +80,7 @@ ENV = {
 # Packages whose versions go into the truth file.
 VERSION_PREFIXES = ("openai", "opentelemetry-", "openinference-", "langchain", "mcp", "httpx",
                     "protobuf", "pydantic-ai", "pydantic_ai", "logfire", "openlit", "litellm",
-                    "llama-index", "llama_index", "redis")
+                    "llama-index", "llama_index", "redis", "requests")
 
 
 # ---------------------------------------------------------------- capture server
@@ -242,8 +245,11 @@ def record(name: str, args) -> dict:
     work = tempfile.mkdtemp(prefix=f"realtel-{name}-")
     sys.path.insert(0, HERE)
     import semcache
+    import writeamp
     if name == "semantic-cache":
         plan = semcache.make_plan(name, args.seed, args.conversations, args.turns)
+    elif name == "write-amplification":
+        plan = writeamp.make_plan(name, args.seed, args.conversations, args.turns)
     else:
         plan = make_plan(name, args.seed, args.conversations, args.turns)
     plan_path = os.path.join(work, "plan.json")
@@ -275,11 +281,14 @@ def record(name: str, args) -> dict:
     err_path = os.path.join(work, "agent.stderr")
     agent_cmd = [py, os.path.join(HERE, "agent.py"), "--mode", mode, "--base-url", base_url,
                  "--otlp", cap.url, "--plan", plan_path, "--out", turns_path]
-    redis_proc = redis_version = None
+    redis_proc = redis_version = store = None
     try:
-        if name == "semantic-cache":   # a private redis-server, no persistence
+        if name in ("semantic-cache", "write-amplification"):   # a private redis-server, no persistence
             redis_proc, redis_port, redis_version = semcache.start_redis(work)
             agent_cmd += ["--redis-port", str(redis_port)]
+        if name == "write-amplification":   # the HTTP object store, and the SQLite file
+            store = writeamp.Store(plan)
+            agent_cmd += ["--store-url", store.url, "--sqlite-path", os.path.join(work, "tickets.db")]
         with open(err_path, "w") as err:
             rc = subprocess.run(agent_cmd, env=env, stderr=None if args.verbose else err).returncode
         if rc != 0:
@@ -288,6 +297,8 @@ def record(name: str, args) -> dict:
     finally:
         if redis_proc is not None:
             semcache.stop_redis(redis_proc)
+        if store is not None:
+            store.close()
         srv.terminate()
         srv.wait(timeout=30)
     cap.wait_quiet()
@@ -317,6 +328,9 @@ def record(name: str, args) -> dict:
     if name == "semantic-cache":
         return record_semantic_cache(name, args, py, plan, turns, srv_recs, summary, out, work,
                                      wall, redis_version, cap, srvmod)
+    if name == "write-amplification":
+        return record_write_amplification(name, args, py, plan, turns, srv_recs, summary, out, work,
+                                          wall, redis_version, store, cap, srvmod)
     for t in turns:
         reqs = by_turn[(t["conversation_id"], t["turn"])]
         truth_turns.append(turn_truth(t, reqs, threshold))
@@ -403,6 +417,67 @@ def record_semantic_cache(name, args, py, plan, turns, srv_recs, summary, out, w
           f"costly {cs['costly_conversation']}: "
           f"{cs['conversations'][cs['costly_conversation']]}, {wall:.1f} s", flush=True)
     return {"hit": cs["hits"], "miss": cs["misses"]}
+
+
+def record_write_amplification(name, args, py, plan, turns, srv_recs, summary, out, work, wall,
+                               redis_version, store, cap, srvmod) -> dict:
+    import writeamp
+    threshold = srvmod.CLEAN_QUEUE_NS
+    truth_turns, wa_summary = writeamp.build_truth(plan, turns, srv_recs, out, threshold, turn_truth)
+    truth = {
+        "package": name,
+        "versions": versions(py),
+        "redis_server": redis_version,
+        "content_capture": {"env": ENV[name]},
+        "semconv": "instrumentation defaults: OTEL_SEMCONV_STABILITY_OPT_IN unset (old db.*/net.*/http.* names)",
+        "write_amplification": {
+            "finding": "one tool call (execute_tool span) writing to >= 3 distinct stores",
+            "tool": "save_ticket(city), run by the agent inside `execute_tool save_ticket` "
+                    "(INTERNAL; gen_ai.operation.name=execute_tool, gen_ai.tool.name, "
+                    "gen_ai.tool.call.id, gen_ai.tool.type) between the two chat calls of a turn",
+            "stores": {
+                "sqlite": "Python sqlite3 under opentelemetry-instrumentation-sqlite3, a file "
+                          "(WAL); INSERT INTO tickets / UPDATE city_counts via a cursor, then "
+                          "COMMIT (untraced); delay: an AFTER INSERT/UPDATE trigger calls a "
+                          "Python user function that sleeps the planted time (inside the span)",
+                "redis": "redis-py under opentelemetry-instrumentation-redis, private "
+                         "redis-server on 127.0.0.1; SET ticket:<id> <json> EX 86400 / SADD "
+                         "tickets:city:<city> <id>; delay: CLIENT PAUSE <ms> WRITE from an "
+                         "untraced raw-socket client right before (released by Redis's cron, "
+                         "hz 10: up to ~100 ms more)",
+                "http": f"requests (one Session) under opentelemetry-instrumentation-requests; "
+                        f"PUT {store.url}/tickets/<id> (or /audit/<id>) to a small HTTP store in "
+                        f"the recorder (writeamp.Store) that sleeps the planted time, then 201; "
+                        f"a read is GET /cities/<city>/tickets"},
+            "planted": "all_three: one write to each store, one after another, in a seeded order",
+            "negatives": {"one": "one store written", "two": "two stores written",
+                          "two_plus_read": "two stores written and the third only read "
+                                           "(SELECT / GET / HTTP GET)",
+                          "two_one_twice": "two stores, one written twice (INSERT + UPDATE, "
+                                           "SET + SADD, PUT + PUT /audit): 3 write spans, 2 stores"},
+            "delay_ms": writeamp.DELAY_MS, "read_delay_ms": writeamp.READ_DELAY_MS,
+            "write_operations": sorted(writeamp.WRITE_OPS),
+            "extra_ns": "planted turns: sum minus max of the write spans' durations "
+                        "(what running the writes in parallel would save); 0 otherwise",
+        },
+        "http_store": {"url": store.url, "log": store.log},
+        "server": srvmod.params(),
+        "clean_queue_threshold_ns": threshold,
+        "server_summary": summary,
+        "summary": wa_summary,
+        "plan": plan,
+        "turns": truth_turns,
+    }
+    with open(os.path.join(FIXTURES, f"{name}.truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
+        f.write("\n")
+    shutil.rmtree(work, ignore_errors=True)
+    ws = wa_summary
+    print(f"[{name}] {len(cap.bodies)} trace exports, {os.path.getsize(out) / 1024:.0f} KiB, "
+          f"{ws['turns']} turns: {ws['planted']} planted write_amplification, {ws['negatives']} "
+          f"negatives {ws['kinds']}, saving {ws['planted_saving_ns']}, unplanted "
+          f"{ws['unplanted_llm']}, clean {ws['clean_turns']}, {wall:.1f} s", flush=True)
+    return {"write_amplification": ws["planted"], "none": ws["negatives"]}
 
 
 def main() -> None:
