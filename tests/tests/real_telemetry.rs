@@ -699,3 +699,53 @@ fn real_instrumentation_fixtures() {
         table.join("\n")
     );
 }
+
+/// A tool writing to several stores, recorded from real instrumentations (sqlite3,
+/// redis-py, requests; issue 27): the planted turns (one write to each of three stores)
+/// against the negatives (one or two stores, a read of the third, one store written
+/// twice), and the parallel saving against the recorded writes' sum minus max.
+#[test]
+fn write_amplification_fixture_is_found_on_its_planted_turns() {
+    let (store, _tmp) = store_of("write-amplification");
+    tailscope_analysis::update(&store, &|_| {}).expect("analysis");
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("write-amplification.truth.json")).expect("truth"),
+    )
+    .expect("truth JSON");
+    let planted: HashMap<&str, f64> = truth["turns"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .filter(|t| t["planted"] == "write_amplification")
+        .filter_map(|t| Some((t["trace_id"].as_str()?, t["extra_ns"].as_f64()?)))
+        .collect();
+    let found: Vec<_> = store
+        .finding_rows()
+        .expect("findings")
+        .into_iter()
+        .filter(|f| f.kind == "write_amplification")
+        .collect();
+    let tp: Vec<_> = found
+        .iter()
+        .filter(|f| planted.contains_key(f.trace_id.as_str()))
+        .collect();
+    let precision = tp.len() as f64 / found.len().max(1) as f64;
+    let recall = tp.len() as f64 / planted.len().max(1) as f64;
+    let close = tp
+        .iter()
+        .filter(|f| {
+            let want = planted[f.trace_id.as_str()];
+            (f.estimated_cost_ns as f64 - want).abs() <= 0.15 * want
+        })
+        .count();
+    println!(
+        "write-amplification: {} planted, {} found, precision {precision:.2}, recall {recall:.2}, parallel saving within 15% on {close} of {}; e.g. {}",
+        planted.len(),
+        found.len(),
+        tp.len(),
+        found.first().map_or("", |f| f.summary.as_str())
+    );
+    assert!(!planted.is_empty());
+    assert!(precision >= 0.9 && recall >= 0.9);
+    assert!(close * 10 >= tp.len() * 9, "savings");
+}
