@@ -2,7 +2,9 @@
 # Self-check of the ClickHouse test harness: starts the chDB front, creates the exporter's
 # tables, loads two recorded fixtures with the exporter's mapping, and checks what comes back
 # (counts, an exact quantile, a RowBinary result, an error, the lookup materialized view, and
-# the rows themselves against mapping.py). Exits non-zero on any failure.
+# the rows themselves against mapping.py); then loads a recorded metrics fixture and a synthetic
+# one into a second database and checks the metric tables (points per table, and the rows
+# against metrics_mapping.py). Exits non-zero on any failure.
 #   tests/clickhouse/selfcheck.sh [FIXTURE.jsonl...]   (default: openinference + langchain)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -115,4 +117,41 @@ if ! cmp -s "$work/dump.jsonl" "$work/expected.jsonl"; then
   fail "dump.py and mapping.py disagree"
 fi
 echo "dump.py == mapping.py: $(wc -l <"$work/dump.jsonl") rows identical"
+
+# 5. metrics: the recorded vLLM metrics (prometheus receiver; spans and metrics mixed) and a
+#    synthetic fixture (histograms, exemplars, int/NaN/Inf/-0 values, a summary, an exponential
+#    histogram, a request with a metric of unset type) into their own database
+mfix=("$root/tests/realtel/fixtures/otel-genai-metrics.jsonl" "$here/fixtures/metrics-synthetic.jsonl")
+python3 "$here/load.py" "$url" selfmetrics "${mfix[@]}" | tee "$work/mload.out"
+# points per table straight from the fixtures (not through metrics_mapping): a request with a
+# metric of unset type is written by the exporter not at all
+python3 - "${mfix[@]}" >"$work/mwant" <<'PY'
+import json, sys
+n = {"gauge": 0, "sum": 0, "histogram": 0}
+for p in sys.argv[1:]:
+    for line in open(p):
+        req = json.loads(line)
+        m = [m for rm in req.get("resourceMetrics", []) for sm in rm.get("scopeMetrics", []) for m in sm.get("metrics", [])]
+        if any(not any(k in x for k in ("gauge", "sum", "histogram", "exponentialHistogram", "summary")) for x in m):
+            continue
+        for x in m:
+            for k in n:
+                if k in x:
+                    n[k] += len(x[k].get("dataPoints", []))
+print("\t".join(str(n[k]) for k in ("gauge", "sum", "histogram")))
+PY
+mgot=$(curl -sf --data-binary 'SELECT (SELECT count() FROM otel_metrics_gauge), (SELECT count() FROM otel_metrics_sum), (SELECT count() FROM otel_metrics_histogram)' "${url}?database=selfmetrics")
+echo "metric points gauge/sum/histogram: $mgot (expected $(cat "$work/mwant"))"
+[ "$mgot" = "$(cat "$work/mwant")" ] || fail "metric point counts"
+# the recorded fixture alone, by its own numbers: 219 gauge and 219 sum points, no histograms
+gr=$(python3 "$here/metrics_mapping.py" "${mfix[0]}" | python3 -c 'import sys,json,collections; c=collections.Counter(json.loads(l)["_table"] for l in sys.stdin); print(c["otel_metrics_gauge"], c["otel_metrics_sum"], c["otel_metrics_histogram"])')
+echo "otel-genai-metrics.jsonl alone: gauge sum histogram = $gr"
+[ "$gr" = "219 219 0" ] || fail "otel-genai-metrics.jsonl point counts changed: $gr"
+python3 "$here/dump.py" "$url" selfmetrics --metrics >"$work/mdump.jsonl"
+python3 "$here/metrics_mapping.py" "${mfix[@]}" >"$work/mexpected.jsonl"
+if ! cmp -s "$work/mdump.jsonl" "$work/mexpected.jsonl"; then
+  diff "$work/mdump.jsonl" "$work/mexpected.jsonl" | cut -c1-600 | head -10 >&2 || true
+  fail "dump.py --metrics and metrics_mapping.py disagree"
+fi
+echo "dump.py --metrics == metrics_mapping.py: $(wc -l <"$work/mdump.jsonl") rows identical"
 echo "selfcheck: ok"
