@@ -514,3 +514,61 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     assert_eq!(dups, 0);
     Ok(())
 }
+
+/// The inference server's metrics, loaded with the exporter's metric mapping
+/// (`tests/clickhouse/metrics_mapping.py`), are evidence through `--source` too: the
+/// recorded vLLM gauges and counters corroborate the same findings as in the local
+/// store. The exporter keeps a sum's times in whole seconds, so a counter's window
+/// can come out less sharp: a finding may turn ambiguous there, never more confident.
+#[test]
+fn clickhouse_metrics_are_evidence_as_in_the_local_store() -> Result<()> {
+    let front = Front::start()?;
+    let file = repo().join("tests/realtel/fixtures/otel-genai-metrics.jsonl");
+    front.load("m", std::slice::from_ref(&file))?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("m.duckdb");
+    let db = db.to_str().context("path")?;
+    run(&["--db", db, "import", file.to_str().context("path")?])?;
+    let local = json(&run(&["--db", db, "analyze", "--format", "json"])?)?;
+    let (out, said) = run_both(&[
+        "--source",
+        &front.source("m"),
+        "analyze",
+        "--format",
+        "json",
+    ])?;
+    assert!(said.contains("and 438 metric points"), "{said}");
+    let remote = json(&out)?;
+    let key = |f: &Value| {
+        (
+            f["kind"].to_string(),
+            f["trace_id"].to_string(),
+            f["span_id"].to_string(),
+        )
+    };
+    let findings =
+        |v: &Value| -> Vec<Value> { v["findings"].as_array().cloned().unwrap_or_default() };
+    let (l, r) = (findings(&local), findings(&remote));
+    let mut lk: Vec<_> = l.iter().map(key).collect();
+    let mut rk: Vec<_> = r.iter().map(key).collect();
+    lk.sort();
+    rk.sort();
+    assert_eq!(lk, rk, "the same findings");
+    let corroborated = |v: &[Value]| {
+        v.iter()
+            .filter(|f| f["evidence"]["corroborated_by_metrics"] == true)
+            .count()
+    };
+    assert!(corroborated(&l) > 0);
+    assert_eq!(
+        corroborated(&r),
+        corroborated(&l),
+        "metrics corroborate as locally"
+    );
+    for f in &r {
+        let g = l.iter().find(|x| key(x) == key(f)).context("finding")?;
+        let (a, b) = (g["evidence_level"].as_str(), f["evidence_level"].as_str());
+        assert!(a == b || b == Some("ambiguous"), "{a:?} -> {b:?}: {f}");
+    }
+    Ok(())
+}
