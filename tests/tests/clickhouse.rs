@@ -566,9 +566,15 @@ fn clickhouse_metrics_are_evidence_as_in_the_local_store() -> Result<()> {
         "metrics corroborate as locally"
     );
     for f in &r {
-        let g = l.iter().find(|x| key(x) == key(f)).context("finding")?;
-        let (a, b) = (g["evidence_level"].as_str(), f["evidence_level"].as_str());
-        assert!(a == b || b == Some("ambiguous"), "{a:?} -> {b:?}: {f}");
+        let here = l.iter().find(|x| key(x) == key(f)).context("finding")?;
+        let (was, now) = (
+            here["evidence_level"].as_str(),
+            f["evidence_level"].as_str(),
+        );
+        assert!(
+            was == now || now == Some("ambiguous"),
+            "{was:?} -> {now:?}: {f}"
+        );
     }
     Ok(())
 }
