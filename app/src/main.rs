@@ -34,7 +34,7 @@ struct Cli {
     db: Option<PathBuf>,
     /// Read traces from the OpenTelemetry Collector ClickHouse exporter's tables instead
     /// of the local store: clickhouse://[user[:password]@]HOST[:8123]/DATABASE (reading
-    /// commands: analyze, compare, diff, whatif, query, export, replay --list).
+    /// commands: gui, analyze, compare, diff, whatif, query, export, replay --list).
     #[arg(long, global = true, env = "TAILSCOPE_SOURCE", value_name = "URL", value_parser = source::parse)]
     source: Option<ClickHouseUrl>,
     #[command(subcommand)]
@@ -94,13 +94,8 @@ pub struct UsageError(pub String);
 
 /// A reading command over the traces of a ClickHouse source.
 fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
-    let reading = "analyze, compare, diff, whatif, query, export or replay --list";
-    let Some(command) = command else {
-        return Err(UsageError(format!(
-            "--source works with a reading command ({reading}); the GUI does not take it yet"
-        ))
-        .into());
-    };
+    let reading = "gui, analyze, compare, diff, whatif, query, export or replay --list";
+    let command = command.unwrap_or_else(|| Command::Gui(gui::GuiArgs::standard()));
     if let Command::Diff(args) = &command {
         if args.names_stores() {
             return Err(UsageError("diff --source compares two periods of one source: give --before and --after, not --before-db / --after-db".into()).into());
@@ -114,6 +109,7 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             | Command::Whatif(_)
             | Command::Query(_)
             | Command::Export(_)
+            | Command::Gui(_)
     ) && !matches!(&command, Command::Replay(r) if r.list)
     {
         return Err(
@@ -152,6 +148,7 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
         Command::Query(args) => query::run_on(store, &args),
         Command::Export(args) => export::run_on(store, &args),
         Command::Replay(_) => replay::list_on(store, &url.shown()),
+        Command::Gui(args) => gui::run_source(store, url.shown(), &args),
         _ => unreachable!("checked above"),
     }
 }

@@ -578,3 +578,37 @@ fn clickhouse_metrics_are_evidence_as_in_the_local_store() -> Result<()> {
     }
     Ok(())
 }
+
+/// The desktop app over a ClickHouse source: a real window under Xvfb renders every
+/// view from the pulled traces (no collector in that window).
+#[test]
+fn the_gui_opens_on_a_clickhouse_source() -> Result<()> {
+    let xvfb = Command::new("sh")
+        .args(["-c", "command -v Xvfb && command -v xvfb-run"])
+        .output()?;
+    if !xvfb.status.success() {
+        bail!("Xvfb and xvfb-run are not installed: run scripts/setup");
+    }
+    let front = Front::start()?;
+    front.load("otel", &fixture_paths()[..2])?;
+    let dir = tempfile::tempdir()?;
+    let shots = dir.path().join("shots");
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1600x1000x24"])
+        .arg(bin())
+        .args(["--source", &front.source("otel"), "gui", "--screenshot"])
+        .arg(&shots)
+        .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pngs = std::fs::read_dir(&shots)?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
+        .count();
+    assert!(pngs >= 5, "{pngs} views captured");
+    Ok(())
+}

@@ -225,6 +225,24 @@ pub fn run(db: &Path, args: &GuiArgs) -> Result<()> {
             }
         }
     };
+    show(&store, label, live, startup_error, args)
+}
+
+/// The window over a store pulled from a ClickHouse source (`--source`): no collector,
+/// and no live access for other processes (the store is this process's memory).
+pub fn run_source(store: &Store, label: String, args: &GuiArgs) -> Result<()> {
+    let notice = format!("traces read from {label}; no collector in this window");
+    show(store, label, None, Some(notice), args)
+}
+
+/// Runs the window and its worker over `store` until the window closes.
+fn show(
+    store: &Store,
+    label: String,
+    live: Option<Live>,
+    startup_error: Option<String>,
+    args: &GuiArgs,
+) -> Result<()> {
     if let Some(dir) = &args.screenshot {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating screenshot folder {}", dir.display()))?;
@@ -280,7 +298,6 @@ pub fn run(db: &Path, args: &GuiArgs) -> Result<()> {
     if let Some(l) = live {
         l.stop();
     }
-    drop(store);
     if let Some(dir) = &args.screenshot {
         result.map_err(|e| {
             anyhow::anyhow!("the window failed: {e} (is a display available? run under xvfb-run)")
