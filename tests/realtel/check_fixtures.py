@@ -11,7 +11,7 @@ LLM call and store against the truth (check_semantic_cache); for write-amplifica
 turn's tool span and its store writes / reads against the truth (check_write_amplification). Metrics lines (resourceMetrics) are summarised
 (metric names, types, points, resource). Exit 1 on a failed check.
 
-  python3 tests/realtel/check_fixtures.py [name ...]
+  python3 tests/realtel/check_fixtures.py [--dir DIR] [name ...]   # DIR: default fixtures/
 """
 
 from __future__ import annotations
@@ -405,7 +405,11 @@ def check_truth(spans, truth) -> bool:
 
 
 def main() -> None:
-    names = sys.argv[1:] or sorted(f[:-6] for f in os.listdir(FIX) if f.endswith(".jsonl"))
+    global FIX
+    args = sys.argv[1:]
+    if args[:1] == ["--dir"] and len(args) > 1:
+        FIX, args = os.path.abspath(args[1]), args[2:]
+    names = args or sorted(f[:-6] for f in os.listdir(FIX) if f.endswith(".jsonl"))
     ok = all([check(n) for n in names])
     sys.exit(0 if ok else 1)
 

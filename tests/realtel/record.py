@@ -14,6 +14,7 @@ Standard library only; runs with any python3 >= 3.9. Usage:
   tests/realtel/record                     # all packages
   tests/realtel/record openinference       # some
   tests/realtel/record --seed 7 --conversations 4 --turns 6 otel-genai
+  tests/realtel/record --seed 7 --out tests/realtel/fixtures-seed7 otel-genai   # elsewhere
 """
 
 from __future__ import annotations
@@ -486,10 +487,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--conversations", type=int, default=8)
     ap.add_argument("--turns", type=int, default=8)
+    ap.add_argument("--out", metavar="DIR",
+                    help="where <name>.jsonl / <name>.truth.json go (default tests/realtel/fixtures)")
     ap.add_argument("--reinstall", action="store_true", help="recreate the venvs")
     ap.add_argument("--setup-only", action="store_true", help="only create the venvs")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the agent's per-turn lines")
     args = ap.parse_args()
+    global FIXTURES
+    FIXTURES = os.path.abspath(args.out or FIXTURES)
     for p in args.packages:
         if p not in PACKAGES:
             raise SystemExit(f"unknown package {p}; choose from {PACKAGES}")
