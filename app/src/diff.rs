@@ -50,7 +50,11 @@ pub struct DiffArgs {
 
 /// The window of one side over its store, refused when it is empty or has no traces.
 fn window(store: &Store, spec: Option<WindowSpec>, side: &str) -> Result<Window> {
-    let range = diff::store_range(store)?;
+    resolve(diff::store_range(store)?, spec, side)
+}
+
+/// A period given on the command line, resolved against the span starts `range`.
+fn resolve(range: (i64, i64), spec: Option<WindowSpec>, side: &str) -> Result<Window> {
     let spec = spec.unwrap_or(WindowSpec {
         from: diff::Bound::Open,
         to: diff::Bound::Open,
@@ -110,6 +114,43 @@ pub fn output(
     let after_ref = after_store.unwrap_or(before_store);
     let bw = window(before_store, args.before, "before")?;
     let aw = window(after_ref, args.after, "after")?;
+    compared(
+        before_store,
+        after_ref,
+        (bw, aw),
+        (before_db, after_db),
+        args,
+    )
+}
+
+impl DiffArgs {
+    /// The two periods resolved against the span starts `range` (`[first, last + 1)`)
+    /// of a source that does not hold every span in memory.
+    pub fn windows(&self, range: (i64, i64)) -> Result<(Window, Window)> {
+        Ok((
+            resolve(range, self.before, "before")?,
+            resolve(range, self.after, "after")?,
+        ))
+    }
+}
+
+/// `diff` over one analysed store whose periods are already resolved.
+pub fn output_in(
+    store: &Store,
+    (bw, aw): (Window, Window),
+    shown: &Path,
+    args: &DiffArgs,
+) -> Result<String> {
+    compared(store, store, (bw, aw), (shown, shown), args)
+}
+
+fn compared(
+    before_store: &Store,
+    after_ref: &Store,
+    (bw, aw): (Window, Window),
+    (before_db, after_db): (&Path, &Path),
+    args: &DiffArgs,
+) -> Result<String> {
     let opts = DiffOptions {
         min_change: args.min_change,
         confidence: args.confidence,

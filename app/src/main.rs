@@ -124,11 +124,16 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
         Command::Analyze(args) => Some(args.percentile()),
         _ => None,
     };
-    let every_span = cohorts.is_none();
+    // diff reads the traces of its two periods
+    let every_span = cohorts.is_none() && !matches!(command, Command::Diff(_));
     let mut run = source::open(url, every_span)?;
     if let Some(percentile) = cohorts {
         source::pull_cohort(&mut run, percentile)?;
     }
+    let periods = match &command {
+        Command::Diff(args) => Some(source::pull_periods(&mut run, args)?),
+        _ => None,
+    };
     let store = run.store();
     let shown = PathBuf::from(url.shown());
     match command {
@@ -138,7 +143,8 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             Ok(())
         }
         Command::Diff(args) => {
-            print!("{}", diff::output(store, None, (&shown, &shown), &args)?);
+            let periods = periods.expect("pulled above");
+            print!("{}", diff::output_in(store, periods, &shown, &args)?);
             Ok(())
         }
         Command::Whatif(args) => {

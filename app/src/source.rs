@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
+use tailscope_analysis::diff::Window;
 use tailscope_store::clickhouse::ClickHouseUrl;
 use tailscope_store::{SourceRun, Store};
 
@@ -89,4 +90,27 @@ pub fn pull_cohort(run: &mut SourceRun, percentile: f64) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Also pulls the traces of `diff`'s two periods that `open` left out; the periods
+/// resolved against the whole source's span starts.
+pub fn pull_periods(run: &mut SourceRun, args: &crate::diff::DiffArgs) -> Result<(Window, Window)> {
+    let range = run
+        .span_starts()
+        .map_or((0, 0), |(lo, hi)| (lo, hi.saturating_add(1)));
+    let (bw, aw) = args.windows(range)?;
+    let before = run.pulled.spans;
+    run.pull_windows(
+        &[(bw.from_ns, bw.to_ns), (aw.from_ns, aw.to_ns)],
+        &|_, _| {},
+    )
+    .with_context(|| format!("reading the two periods' spans from {}", run.url().shown()))?;
+    if run.pulled.spans > before {
+        eprintln!(
+            "pulled {} spans of the two periods' traces ({} bytes received in all)",
+            run.pulled.spans - before,
+            run.pulled.bytes
+        );
+    }
+    Ok((bw, aw))
 }

@@ -333,6 +333,8 @@ pub struct SourceRun {
     /// The ClickHouse predicate of the traces pulled and analysed this run (`None`:
     /// every trace was).
     changed: Option<String>,
+    /// `[first, last]` span start in the whole table (`None`: no spans).
+    starts: Option<(i64, i64)>,
 }
 
 impl SourceRun {
@@ -403,6 +405,7 @@ impl Store {
             pulled,
             run: crate::append::now_ns().max(0) as u64,
             changed: changed.clone(),
+            starts: everything.map(|e| (e.1, e.2)),
         };
         let writer = src.store.writer(WriterConfig::default())?;
         let total = everything.map_or(0, |e| e.0);
@@ -450,6 +453,12 @@ impl Store {
 }
 
 impl SourceRun {
+    /// `[first, last]` span start over the whole table, as a local store holding every
+    /// span would give it.
+    pub fn span_starts(&self) -> Option<(i64, i64)> {
+        self.starts
+    }
+
     /// Also pulls the spans of the cohort traces (ranked by duration, ties by trace
     /// id, over the shared results, as the local cohorts are) that this run did not
     /// pull: what `compare` reads, and all it reads of the traces analysed before.
@@ -459,9 +468,6 @@ impl SourceRun {
         c: &CohortRanks,
         progress: &dyn Fn(u64, u64),
     ) -> Result<(), StoreError> {
-        let Some(changed) = self.changed.clone() else {
-            return Ok(());
-        };
         let shared = SharedResults::open(&self.ch, &self.store)?;
         let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
         let cohort = format!(
@@ -469,7 +475,43 @@ impl SourceRun {
              FROM ({}) ) WHERE r >= {t0} OR (r >= {lo} AND r < {hi}) OR r = {p50}",
             shared.current_traces_sql()
         );
-        let filter = format!("TraceId IN ({cohort}) AND NOT ({changed})");
+        self.pull_more(&format!("TraceId IN ({cohort})"), progress)
+    }
+
+    /// Also pulls the traces with a span starting in the windows `[from, to)` (what
+    /// `diff` reads of two periods, the server spans below a call that ends past the
+    /// window included) that this run did not pull.
+    pub fn pull_windows(
+        &mut self,
+        windows: &[(i64, i64)],
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(), StoreError> {
+        let any: Vec<String> = windows
+            .iter()
+            .map(|&(a, b)| {
+                format!(
+                    "(Timestamp >= fromUnixTimestamp64Nano(toInt64({a})) AND Timestamp < fromUnixTimestamp64Nano(toInt64({b})))"
+                )
+            })
+            .collect();
+        if any.is_empty() {
+            return Ok(());
+        }
+        let within = format!(
+            "TraceId IN (SELECT TraceId FROM {} WHERE {})",
+            self.layout.table,
+            any.join(" OR ")
+        );
+        self.pull_more(&within, progress)
+    }
+
+    /// Pulls the spans meeting `filter` that this run did not pull, recorded as
+    /// analysed (their results are the shared ones).
+    fn pull_more(&mut self, filter: &str, progress: &dyn Fn(u64, u64)) -> Result<(), StoreError> {
+        let Some(changed) = self.changed.clone() else {
+            return Ok(());
+        };
+        let filter = format!("({filter}) AND NOT ({changed})");
         let layout = self.layout.clone();
         let writer = self.store.writer(WriterConfig::default())?;
         self.pull_where(&writer, &layout, Some(&filter), 0, progress)?;

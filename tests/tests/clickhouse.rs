@@ -480,6 +480,39 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
         cohort_spans > 0 && cohort_spans < spans_before,
         "{cohort_spans} of {spans_before} earlier spans pulled for the cohorts: {said}"
     );
+    // diff reads only the traces of its two periods (here the first half of the
+    // range, split in two)
+    let range = json(&run(&[
+        "--db",
+        db,
+        "query",
+        "SELECT min(start_ns) AS a, max(start_ns) AS b FROM spans",
+        "--format",
+        "json",
+    ])?)?;
+    let first = range[0]["a"].as_i64().context("a")?;
+    let last = range[0]["b"].as_i64().context("b")?;
+    let (q1, q2) = (first + (last - first) / 4, first + (last - first) / 2);
+    let (before, after) = (format!("{first}..{q1}"), format!("{q1}..{q2}"));
+    let periods = [
+        "diff", "--before", &before, "--after", &after, "--format", "json",
+    ];
+    let mut l = vec!["--db", db];
+    l.extend(periods);
+    let mut r = vec!["--source", src.as_str()];
+    r.extend(periods);
+    let (diffed, said) = run_both(&r)?;
+    assert_eq!(json(&diffed)?, json(&run(&l)?)?, "diff over shared results");
+    let period_spans: usize = said
+        .split("pulled ")
+        .nth(2)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no period pull in {said}"))?;
+    assert!(
+        period_spans > 0 && period_spans < spans_after,
+        "{period_spans} of {spans_after} spans pulled for the two periods: {said}"
+    );
     // a command that reads spans gets those of the traces analysed before too, and
     // re-analyses none of them
     let rank = ["whatif", "--rank", "--format", "json"];
