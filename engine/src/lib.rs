@@ -16,6 +16,7 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fused;
 pub mod model;
 pub mod mooncake;
 pub mod replay;

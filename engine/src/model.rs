@@ -9,20 +9,24 @@ use candle_core::{DType, Device, IndexOp, Tensor, D};
 
 use crate::config::ModelShape;
 use crate::error::EngineError;
+use crate::fused;
 
 type CResult<T> = candle_core::Result<T>;
 
-/// One transformer layer's weights; projections are kept as transposed views (`[in, out]`) of the `[out, in]` weights.
+/// One transformer layer's weights, each projection contiguous as `[out, in]` (products
+/// use the transposed view). Q, K and V are one stacked matrix, gate and up another, so
+/// that a step runs one product for each (fused QKV and gate/up projections).
 #[derive(Clone)]
 struct Layer {
     attn_norm: Tensor,
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
+    /// `[q_dim + 2 * kv_dim, hidden]`: Q (pre-scaled by 1/sqrt(head_dim)), then K, then V.
+    wqkv: Tensor,
+    /// `[hidden, q_dim]`.
     wo: Tensor,
     mlp_norm: Tensor,
-    wgate: Tensor,
-    wup: Tensor,
+    /// `[2 * intermediate, hidden]`: gate, then up.
+    wgu: Tensor,
+    /// `[hidden, intermediate]`.
     wdown: Tensor,
 }
 
@@ -34,12 +38,16 @@ pub struct Llama {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    /// `[hidden, vocab]` (transposed).
-    lm_head_t: Tensor,
+    /// `[vocab, hidden]` (the embedding itself when tied).
+    lm_head: Tensor,
     cos: Tensor,
     sin: Tensor,
     /// Weights, activations and the KV pool are in this type; logits come back as f32.
     dtype: DType,
+    /// One product for QKV and one for gate/up, and on the CPU in f32 the fused decode
+    /// kernels of [`crate::fused`]; `false`: the unfused reference path (separate Q, K,
+    /// V, gate and up products, candle's attention), for comparison.
+    fused: bool,
 }
 
 /// The paged KV pool: per layer, K and V as `[num_blocks * block_size, kv_dim]`.
@@ -226,29 +234,33 @@ impl Llama {
                 .to_device(device)?
                 .to_dtype(dtype)
         };
-        let tr = |name: &str| -> CResult<Tensor> { get(name)?.t() };
         // Attention's 1/sqrt(head_dim) is folded into W_q (RoPE is linear): one
         // operation less per layer and step.
         let q_scale = 1.0 / (shape.head_dim() as f64).sqrt();
         let mut layers = Vec::with_capacity(shape.num_hidden_layers);
         for i in 0..shape.num_hidden_layers {
             let p = format!("model.layers.{i}");
+            let w = |n: &str| get(&format!("{p}.{n}.weight"));
             layers.push(Layer {
-                attn_norm: get(&format!("{p}.input_layernorm.weight"))?,
-                wq: (get(&format!("{p}.self_attn.q_proj.weight"))? * q_scale)?.t()?,
-                wk: tr(&format!("{p}.self_attn.k_proj.weight"))?,
-                wv: tr(&format!("{p}.self_attn.v_proj.weight"))?,
-                wo: tr(&format!("{p}.self_attn.o_proj.weight"))?,
-                mlp_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
-                wgate: tr(&format!("{p}.mlp.gate_proj.weight"))?,
-                wup: tr(&format!("{p}.mlp.up_proj.weight"))?,
-                wdown: tr(&format!("{p}.mlp.down_proj.weight"))?,
+                attn_norm: w("input_layernorm")?,
+                wqkv: Tensor::cat(
+                    &[
+                        (w("self_attn.q_proj")? * q_scale)?,
+                        w("self_attn.k_proj")?,
+                        w("self_attn.v_proj")?,
+                    ],
+                    0,
+                )?,
+                wo: w("self_attn.o_proj")?.contiguous()?,
+                mlp_norm: w("post_attention_layernorm")?,
+                wgu: Tensor::cat(&[w("mlp.gate_proj")?, w("mlp.up_proj")?], 0)?,
+                wdown: w("mlp.down_proj")?.contiguous()?,
             });
         }
-        let embed = get("model.embed_tokens.weight")?;
-        let lm_head_t = match t.get("lm_head.weight") {
-            Some(_) if !shape.tie_word_embeddings => get("lm_head.weight")?.t()?,
-            _ => embed.t()?,
+        let embed = get("model.embed_tokens.weight")?.contiguous()?;
+        let lm_head = match t.get("lm_head.weight") {
+            Some(_) if !shape.tie_word_embeddings => get("lm_head.weight")?.contiguous()?,
+            _ => embed.clone(),
         };
         let hd = shape.head_dim();
         let max_pos = shape.max_position_embeddings;
@@ -269,11 +281,26 @@ impl Llama {
             embed,
             layers,
             norm: get("model.norm.weight")?,
-            lm_head_t,
+            lm_head,
             cos: freqs.cos()?.to_dtype(dtype)?,
             sin: freqs.sin()?.to_dtype(dtype)?,
             dtype,
+            fused: true,
         })
+    }
+
+    /// This model with the fused path on (the default) or off: off runs separate Q, K,
+    /// V, gate and up products and candle's attention over gathered K/V, the reference
+    /// the fused path is tested against. The weights are shared.
+    #[must_use]
+    pub fn with_fused(mut self, fused: bool) -> Self {
+        self.fused = fused;
+        self
+    }
+
+    /// Whether the fused path is on.
+    pub fn fused(&self) -> bool {
+        self.fused
     }
 
     /// The type of the weights, activations and KV pool.
@@ -323,6 +350,16 @@ impl Llama {
         chunks: &[SeqChunk<'_>],
         rows: Option<&[u32]>,
     ) -> CResult<Tensor> {
+        self.forward_rows_inner(pool, chunks, rows)
+    }
+
+    #[allow(clippy::many_single_char_names)] // x, h, k, v, s as in the maths
+    fn forward_rows_inner(
+        &self,
+        pool: &KvPool,
+        chunks: &[SeqChunk<'_>],
+        rows: Option<&[u32]>,
+    ) -> CResult<Tensor> {
         let bs = pool.block_size;
         let mut ids = Vec::new();
         let mut positions = Vec::new();
@@ -342,49 +379,78 @@ impl Llama {
         let pos_t = Tensor::from_vec(positions, total, &self.device)?;
         let cos = self.cos.index_select(&pos_t, 0)?;
         let sin = self.sin.index_select(&pos_t, 0)?;
-        // Context slots (positions 0..start+len) of each chunk that continues a sequence.
-        let ctx_slots = chunks
-            .iter()
-            .map(|c| {
-                if c.start == 0 {
-                    return Ok(None);
-                }
-                let slots: Vec<u32> = (0..c.start + c.tokens.len())
-                    .map(|p| c.block_table[p / bs] * bs as u32 + (p % bs) as u32)
-                    .collect();
-                let n = slots.len();
-                Tensor::from_vec(slots, n, &self.device).map(Some)
-            })
-            .collect::<CResult<Vec<_>>>()?;
-        let masks = chunks
-            .iter()
-            .map(|c| self.causal_mask(c.tokens.len(), c.start))
-            .collect::<CResult<Vec<_>>>()?;
         let kv_write = self.kv_write(chunks, bs, total)?;
         let mut x = self.embed.index_select(&ids, 0)?;
-        for (li, layer) in self.layers.iter().enumerate() {
-            let kc = &pool.k[li];
-            let vc = &pool.v[li];
-            let attn = self.attention(layer, &x, &cos, &sin, |k, v| {
-                // Write the new K/V, then gather each chunk's context.
-                kv_write.apply(kc, &k.contiguous()?)?;
-                kv_write.apply(vc, &v.contiguous()?)?;
-                let mut off = 0;
-                let mut outs = Vec::with_capacity(chunks.len());
-                for ((c, slots), mask) in chunks.iter().zip(&ctx_slots).zip(&masks) {
-                    let n = c.tokens.len();
-                    // A chunk from position 0 attends only to itself: no gather needed.
-                    let (kctx, vctx) = match slots {
-                        None => (k.narrow(0, off, n)?, v.narrow(0, off, n)?),
-                        Some(slots) => (kc.index_select(slots, 0)?, vc.index_select(slots, 0)?),
-                    };
-                    outs.push((off, n, kctx, vctx, mask.clone()));
-                    off += n;
-                }
-                Ok(outs)
-            })?;
-            x = (x + attn)?;
-            x = (&x + self.mlp(layer, &x)?)?;
+        if self.fused && fused::applies(&x, total) {
+            // Decode-sized batch on the CPU: fused kernels, attention in place in the pool.
+            let attn_chunks: Vec<fused::AttnChunk> = chunks
+                .iter()
+                .map(|c| fused::AttnChunk {
+                    rows: c.tokens.len(),
+                    start: c.start,
+                    slots: (0..c.start + c.tokens.len())
+                        .map(|p| c.block_table[p / bs] * bs as u32 + (p % bs) as u32)
+                        .collect(),
+                })
+                .collect();
+            let s = &self.shape;
+            let (nh, nkv, hd) = (s.num_attention_heads, s.num_key_value_heads, s.head_dim());
+            let eps = s.rms_norm_eps as f32;
+            for (li, layer) in self.layers.iter().enumerate() {
+                let (kc, vc) = (&pool.k[li], &pool.v[li]);
+                let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+                let (qk, k, v) = self.qkv_roped(layer, &h, &cos, &sin)?;
+                kv_write.apply(kc, &k)?;
+                kv_write.apply(vc, &v)?;
+                let a = fused::paged_attention(&qk, kc, vc, nh, nkv, hd, &attn_chunks)?;
+                x = fused::linear_add(&a, &layer.wo, &x)?;
+                let h = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, eps)?;
+                let m = fused::gate_up_silu(&h, &layer.wgu)?;
+                x = fused::linear_add(&m, &layer.wdown, &x)?;
+            }
+        } else {
+            // Context slots (positions 0..start+len) of each chunk that continues a sequence.
+            let ctx_slots = chunks
+                .iter()
+                .map(|c| {
+                    if c.start == 0 {
+                        return Ok(None);
+                    }
+                    let slots: Vec<u32> = (0..c.start + c.tokens.len())
+                        .map(|p| c.block_table[p / bs] * bs as u32 + (p % bs) as u32)
+                        .collect();
+                    let n = slots.len();
+                    Tensor::from_vec(slots, n, &self.device).map(Some)
+                })
+                .collect::<CResult<Vec<_>>>()?;
+            let masks = chunks
+                .iter()
+                .map(|c| self.causal_mask(c.tokens.len(), c.start))
+                .collect::<CResult<Vec<_>>>()?;
+            for (li, layer) in self.layers.iter().enumerate() {
+                let kc = &pool.k[li];
+                let vc = &pool.v[li];
+                let attn = self.attention(layer, &x, &cos, &sin, |k, v| {
+                    // Write the new K/V, then gather each chunk's context.
+                    kv_write.apply(kc, &k.contiguous()?)?;
+                    kv_write.apply(vc, &v.contiguous()?)?;
+                    let mut off = 0;
+                    let mut outs = Vec::with_capacity(chunks.len());
+                    for ((c, slots), mask) in chunks.iter().zip(&ctx_slots).zip(&masks) {
+                        let n = c.tokens.len();
+                        // A chunk from position 0 attends only to itself: no gather needed.
+                        let (kctx, vctx) = match slots {
+                            None => (k.narrow(0, off, n)?, v.narrow(0, off, n)?),
+                            Some(slots) => (kc.index_select(slots, 0)?, vc.index_select(slots, 0)?),
+                        };
+                        outs.push((off, n, kctx, vctx, mask.clone()));
+                        off += n;
+                    }
+                    Ok(outs)
+                })?;
+                x = (x + attn)?;
+                x = (&x + self.mlp(layer, &x)?)?;
+            }
         }
         let x = match rows {
             None => x,
@@ -393,8 +459,48 @@ impl Llama {
                 0,
             )?,
         };
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
-        x.matmul(&self.lm_head_t)?.to_dtype(DType::F32)
+        self.logits(&x)
+    }
+
+    /// The final norm and the LM head, in f32.
+    fn logits(&self, x: &Tensor) -> CResult<Tensor> {
+        let x = candle_nn::ops::rms_norm(x, &self.norm, self.shape.rms_norm_eps as f32)?;
+        let rows = x.dim(0)?;
+        if self.fused && fused::applies(&x, rows) {
+            return fused::linear(&x, &self.lm_head);
+        }
+        x.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)
+    }
+
+    /// The fused QKV product of the normed `h` (`[T, hidden]`) with RoPE applied to Q and
+    /// K in one call: (`[T, q_dim + kv_dim]` roped Q then K, K `[T, kv_dim]`, V
+    /// `[T, kv_dim]`), K and V contiguous.
+    #[allow(clippy::many_single_char_names)]
+    fn qkv_roped(
+        &self,
+        layer: &Layer,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> CResult<(Tensor, Tensor, Tensor)> {
+        let s = &self.shape;
+        let (t, _) = h.dims2()?;
+        let (nh, nkv, hd) = (s.num_attention_heads, s.num_key_value_heads, s.head_dim());
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let qkv = if fused::applies(h, t) {
+            fused::linear(h, &layer.wqkv)?
+        } else {
+            h.matmul(&layer.wqkv.t()?)?
+        };
+        // Q and K have the same head size: one RoPE call over their nh + nkv heads.
+        let qk = qkv
+            .narrow(1, 0, qd + kvd)?
+            .contiguous()?
+            .reshape((1, t, nh + nkv, hd))?;
+        let qk = candle_nn::rotary_emb::rope_thd(&qk, cos, sin)?.reshape((t, qd + kvd))?;
+        let k = qk.narrow(1, qd, kvd)?.contiguous()?;
+        let v = qkv.narrow(1, qd + kvd, kvd)?.contiguous()?;
+        Ok((qk, k, v))
     }
 
     /// How this batch's new K/V rows reach their pool slots (the same for every layer).
@@ -442,7 +548,7 @@ impl Llama {
             x = (&x + self.mlp(layer, &x)?)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
-        x.matmul(&self.lm_head_t)?.to_dtype(DType::F32)
+        x.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)
     }
 
     /// Additive causal mask `[1, 1, n, start + n]` for `n` queries at positions
@@ -487,11 +593,21 @@ impl Llama {
         let (nh, nkv, hd) = (s.num_attention_heads, s.num_key_value_heads, s.head_dim());
         let g = nh / nkv;
         let h = candle_nn::ops::rms_norm(x, &layer.attn_norm, s.rms_norm_eps as f32)?;
-        let q = h.matmul(&layer.wq)?.reshape((1, t, nh, hd))?;
-        let k = h.matmul(&layer.wk)?.reshape((1, t, nkv, hd))?;
-        let v = h.matmul(&layer.wv)?;
-        let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?.reshape((t, nh * hd))?;
-        let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?.reshape((t, nkv * hd))?;
+        let (q, k, v) = if self.fused {
+            let (qk, k, v) = self.qkv_roped(layer, &h, cos, sin)?;
+            (qk.narrow(1, 0, nh * hd)?, k, v)
+        } else {
+            // Unfused: three products over row blocks of the stacked weight, RoPE on Q
+            // and on K.
+            let w = |from: usize, rows: usize| layer.wqkv.narrow(0, from, rows)?.t();
+            let (qd, kvd) = (nh * hd, nkv * hd);
+            let q = h.matmul(&w(0, qd)?)?.reshape((1, t, nh, hd))?;
+            let k = h.matmul(&w(qd, kvd)?)?.reshape((1, t, nkv, hd))?;
+            let v = h.matmul(&w(qd + kvd, kvd)?)?;
+            let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?.reshape((t, qd))?;
+            let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?.reshape((t, kvd))?;
+            (q, k, v)
+        };
         let seqs = kv(&k, &v)?;
         let mut outs = Vec::with_capacity(seqs.len());
         for (off, n, kctx, vctx, mask) in seqs {
@@ -532,14 +648,22 @@ impl Llama {
         } else {
             Tensor::cat(&outs, 0)?
         };
-        o.matmul(&layer.wo)
+        o.matmul(&layer.wo.t()?)
     }
 
+    /// SwiGLU: one gate/up product and candle's SiLU-mul when fused, two products and
+    /// SiLU then mul when not.
     fn mlp(&self, layer: &Layer, x: &Tensor) -> CResult<Tensor> {
         let h = candle_nn::ops::rms_norm(x, &layer.mlp_norm, self.shape.rms_norm_eps as f32)?;
-        let gate = candle_nn::ops::silu(&h.matmul(&layer.wgate)?)?;
-        let up = h.matmul(&layer.wup)?;
-        (gate * up)?.matmul(&layer.wdown)
+        let act = if self.fused {
+            candle_nn::ops::swiglu(&h.matmul(&layer.wgu.t()?)?)?
+        } else {
+            let inter = self.shape.intermediate_size;
+            let gate = h.matmul(&layer.wgu.narrow(0, 0, inter)?.t()?)?;
+            let up = h.matmul(&layer.wgu.narrow(0, inter, inter)?.t()?)?;
+            (candle_nn::ops::silu(&gate)? * up)?
+        };
+        act.matmul(&layer.wdown.t()?)
     }
 
     /// A draft for speculative decoding: these weights with gaussian noise of
@@ -566,26 +690,30 @@ impl Llama {
             let z = Tensor::from_vec(z, f.shape(), &self.device)?;
             (f + (z * (noise * f64::from(rms)))?)?.to_dtype(self.dtype)
         };
-        // Projections are transposed views: noise the `[out, in]` weight and view it
-        // transposed again, so that the draft's products run on the same layout.
+        // Noise each projection on its own (its own RMS), in the order Q, K, V, O, gate,
+        // up, down, then restack: the same draft as with separate matrices.
+        let s = &self.shape;
+        let (qd, kvd) = (
+            s.num_attention_heads * s.head_dim(),
+            s.num_key_value_heads * s.head_dim(),
+        );
+        let inter = s.intermediate_size;
         for l in &mut out.layers {
-            for w in [
-                &mut l.wq,
-                &mut l.wk,
-                &mut l.wv,
-                &mut l.wo,
-                &mut l.wgate,
-                &mut l.wup,
-                &mut l.wdown,
-            ] {
-                *w = add(&w.t()?)?.t()?;
-            }
+            let q = add(&l.wqkv.narrow(0, 0, qd)?)?;
+            let k = add(&l.wqkv.narrow(0, qd, kvd)?)?;
+            let v = add(&l.wqkv.narrow(0, qd + kvd, kvd)?)?;
+            l.wqkv = Tensor::cat(&[q, k, v], 0)?;
+            l.wo = add(&l.wo)?;
+            let gate = add(&l.wgu.narrow(0, 0, inter)?)?;
+            let up = add(&l.wgu.narrow(0, inter, inter)?)?;
+            l.wgu = Tensor::cat(&[gate, up], 0)?;
+            l.wdown = add(&l.wdown)?;
         }
         out.embed = add(&out.embed)?;
-        out.lm_head_t = if self.shape.tie_word_embeddings {
-            out.embed.t()?
+        out.lm_head = if self.shape.tie_word_embeddings {
+            out.embed.clone()
         } else {
-            add(&self.lm_head_t.t()?)?.t()?
+            add(&self.lm_head)?
         };
         Ok(out)
     }

@@ -108,7 +108,9 @@ fn machine(dev: &Device, dtype: DType) -> Result<(f64, f64)> {
         best = best.min(t.elapsed().as_secs_f64());
     }
     std::hint::black_box(&dst);
-    let bw = 2.0 * n as f64 / best; // read + write
+    // Decode reads weights: the floor's bandwidth is the better of the copy (read +
+    // write) and a read over all of candle's threads of a buffer far beyond the caches.
+    let bw = (2.0 * n as f64 / best).max(read_bandwidth(256 << 20));
     let a = Tensor::ones((1024, 1024), dtype, dev)?;
     let mut bestm = f64::INFINITY;
     for _ in 0..5 {
@@ -118,6 +120,40 @@ fn machine(dev: &Device, dtype: DType) -> Result<(f64, f64)> {
         bestm = bestm.min(t.elapsed().as_secs_f64());
     }
     Ok((bw, 2.0 * 1024f64.powi(3) / bestm))
+}
+
+/// Bytes/s of a read of a `bytes`-sized buffer by candle's CPU pool and this thread, the best of several passes after a warm-up: beyond the last-level cache this
+/// is the memory's read bandwidth, within it the cache's.
+fn read_bandwidth(bytes: usize) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let words = (bytes / 8).max(1024);
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let pool = candle_core::utils::barrier_pool();
+    let parts = (pool.n_workers() + 1) * 8;
+    let per = words.div_ceil(parts);
+    let pass = || -> u64 {
+        let total = AtomicU64::new(0);
+        pool.execute_chunked(parts, |range| {
+            for i in range {
+                let c = &buf[(i * per).min(words)..((i + 1) * per).min(words)];
+                let s = c.iter().fold(0u64, |a, &x| a.wrapping_add(x));
+                total.fetch_add(s, Ordering::Relaxed);
+            }
+        });
+        total.into_inner()
+    };
+    std::hint::black_box(pass());
+    // Enough passes that the timing is not a handful of microseconds.
+    let passes = (64usize << 20).div_ceil(words * 8).clamp(1, 1000);
+    let mut best = f64::INFINITY;
+    for _ in 0..7 {
+        let t = Instant::now();
+        for _ in 0..passes {
+            std::hint::black_box(pass());
+        }
+        best = best.min(t.elapsed().as_secs_f64() / passes as f64);
+    }
+    (words * 8) as f64 / best
 }
 
 /// [`machine`] on a GPU: 1 GiB of f32, allocated before the clock starts, copied
@@ -254,9 +290,12 @@ struct Args {
     /// The seed scenario's A/B replay on `--device` / `--dtype` instead.
     #[arg(long)]
     seed_scenario: bool,
-    /// One decode step's time on the tiny shape instead.
+    /// One decode step's time on the tiny shape instead (`--decode` steps, default 200).
     #[arg(long)]
     steps: bool,
+    /// With `--steps`: the unfused path.
+    #[arg(long)]
+    unfused: bool,
 }
 
 fn main() {
@@ -291,7 +330,7 @@ fn run() -> Result<()> {
     }
     let dev = tailscope_engine::engine::open_device(&device_name)?;
     if args.steps {
-        return steps(&dev, dtype);
+        return steps(&dev, dtype, args.decode.unwrap_or(200), args.unfused);
     }
     let gpu = dev.is_cuda();
     let shapes = args.shapes;
@@ -308,21 +347,24 @@ fn run() -> Result<()> {
         candle_core::utils::get_num_threads()
     );
     println!(
-        "{:<12} {:>5} {:>7} {:>6}/{:<4} {:>13} {:>13} {:>6} {:>12} {:>12} {:>6} {:>9} {:>9} {:>10}",
+        "{:<12} {:>5} {:>7} {:>10} {:>10} {:>10} {:>6} | {:>10} {:>10} {:>10} {:>6} | {:>9} {:>6} {:>6} {:>6} {:>9} {:>8}",
         "shape",
         "dtype",
         "params",
-        "prompt",
-        "dec",
-        "prefill ours",
-        "prefill ref",
+        "prompt/dec",
+        "prefill",
+        "pf ref",
         "ratio",
-        "decode ours",
-        "decode ref",
+        "decode",
+        "unfused",
+        "dec ref",
         "ratio",
-        "pf floor",
-        "dec floor",
-        "floor/step"
+        "floor/step",
+        "floor%",
+        "unf%",
+        "ref%",
+        "ws GB/s",
+        "ws flr%",
     );
     for name in shapes.split(',') {
         let shape = ModelShape::named(name).ok_or_else(|| format!("unknown shape {name}"))?;
@@ -336,17 +378,30 @@ fn run() -> Result<()> {
         let decode = args.decode.unwrap_or(d_decode);
         let reps = args.reps.unwrap_or(d_reps).max(1);
         let (ours_m, ref_m) = load_models(name, &shape, &dev, dtype, with_ref)?;
+        // The same weights on the unfused path (separate Q/K/V and gate/up products,
+        // candle's attention over gathered K/V): the before of the fused kernels.
+        let unfused_m = ours_m.clone().with_fused(false);
         let prompt = tokens(prompt_len, shape.vocab_size);
         // Warm-up, then interleaved repetitions.
         ours(&ours_m, &prompt, 2)?;
+        ours(&unfused_m, &prompt, 2)?;
         if let Some((m, cfg)) = &ref_m {
             theirs(&dev, m, cfg, dtype, &prompt, 2)?;
         }
-        let (mut po, mut pr, mut d_o, mut dr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut po, mut pr, mut d_o, mut du, mut dr) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // The floor's bandwidth is re-measured between repetitions and the best kept:
+        // other load on a shared machine lowers it for a while, and the floor is what
+        // the machine can do.
+        let mut run_bw = bw;
         for _ in 0..reps {
+            if !gpu && args.bandwidth_gbs.is_none() {
+                run_bw = run_bw.max(read_bandwidth(256 << 20));
+            }
             let (p, d) = ours(&ours_m, &prompt, decode)?;
             po.push(p);
             d_o.push(d);
+            du.push(ours(&unfused_m, &prompt, decode)?.1);
             if let Some((m, cfg)) = &ref_m {
                 let (p, d) = theirs(&dev, m, cfg, dtype, &prompt, decode)?;
                 pr.push(p);
@@ -355,62 +410,82 @@ fn run() -> Result<()> {
         }
         let pf = |s: f64| prompt_len as f64 / s;
         let dc = |s: f64| decode as f64 / s;
-        let (po, d_o) = (median(po), median(d_o));
+        let (po, d_o, du) = (median(po), median(d_o), median(du));
         // Floors: prefill >= 2 * params * tokens / FLOP/s; decode step >= bytes read / bandwidth.
         let params = shape.params() as f64;
         let el = dtype.size_in_bytes() as f64;
         let pf_floor = 2.0 * params * prompt_len as f64 / flops;
         let kv_per_token = shape.kv_bytes_per_token() as f64 / 4.0 * el;
         let kv_read = kv_per_token * (prompt_len as f64 + decode as f64 / 2.0);
-        let step_floor = (params * el + kv_read) / bw;
+        let step_bytes = params * el + kv_read;
+        let step_floor = step_bytes / run_bw;
         let dec_floor = step_floor * decode as f64;
-        let (pref, pratio, dref, dratio) = if pr.is_empty() {
-            (
-                "-".to_string(),
-                "-".to_string(),
-                "-".to_string(),
-                "-".to_string(),
-            )
+        // The same bytes read at the rate this machine reads a buffer of their size (a
+        // working set that fits in the last-level cache is read faster than memory).
+        let ws_bw = if gpu {
+            bw
+        } else {
+            read_bandwidth(step_bytes as usize)
+        };
+        let ws_floor = step_bytes / ws_bw * decode as f64;
+        let dash = || "-".to_string();
+        let (pref, pratio, dref, dratio, dref_pct) = if pr.is_empty() {
+            (dash(), dash(), dash(), dash(), dash())
         } else {
             let (pr, dr) = (median(pr), median(dr));
             (
-                format!("{:.0} t/s", pf(pr)),
+                format!("{:.0}", pf(pr)),
                 format!("{:.2}", pr / po),
-                format!("{:.1} t/s", dc(dr)),
+                format!("{:.1}", dc(dr)),
                 format!("{:.2}", dr / d_o),
+                format!("{:.0}%", 100.0 * dec_floor / dr),
             )
         };
         println!(
-            "{:<12} {:>5} {:>6.1}M {:>6}/{:<4} {:>9.0} t/s {:>13} {:>6} {:>8.1} t/s {:>12} {:>6} {:>8.0}% {:>8.0}% {:>7.3} ms",
+            "{:<12} {:>5} {:>6.1}M {:>10} {:>10.0} {:>10} {:>6} | {:>10.1} {:>10.1} {:>10} {:>6} | {:>6.3} ms {:>5.0}% {:>5.0}% {:>6} {:>9.1} {:>7.0}%",
             name,
             dtype_name,
             params / 1e6,
-            prompt_len,
-            decode,
+            format!("{prompt_len}/{decode}"),
             pf(po),
             pref,
             pratio,
             dc(d_o),
+            dc(du),
             dref,
             dratio,
-            100.0 * pf_floor / po,
-            100.0 * dec_floor / d_o,
             step_floor * 1e3,
+            100.0 * dec_floor / d_o,
+            100.0 * dec_floor / du,
+            dref_pct,
+            ws_bw / 1e9,
+            100.0 * ws_floor / d_o,
+        );
+        println!(
+            "{:<12} prefill {:.0}% of its floor ({:.1} TFLOP/s); decode step ours {:.3} ms, unfused {:.3} ms, floor {:.3} ms at {:.1} GB/s",
+            "",
+            100.0 * pf_floor / po,
+            flops / 1e12,
+            d_o / decode as f64 * 1e3,
+            du / decode as f64 * 1e3,
+            step_floor * 1e3,
+            run_bw / 1e9,
         );
     }
+    println!("prefill/decode: tokens/s at batch 1; decode = ours (fused), unfused = ours with the fused path off, ref = candle-transformers' llama, same weights, same run;");
     println!("ratio = ours / candle-transformers tokens/s (>= 1.0: ours is at least as fast);");
-    println!("floor % = design.md floor time / our measured time (100% = at the floor);");
-    println!("decode floor = (weight bytes + KV bytes read) / bandwidth per step.");
+    println!("floor% / unf% / ref% = decode floor time / measured time (100% = at the floor);");
+    println!("decode floor = (weight bytes + KV bytes read) / memory bandwidth per step;");
+    println!("ws flr% = the same bytes at the read rate of a buffer of their size (cache-resident when small).");
     Ok(())
 }
 
 /// The per-step cost of decoding on the tiny shape (forward + argmax + copy back),
 /// where per-step overhead, not arithmetic or bandwidth, sets the pace.
-fn steps(dev: &Device, dtype: DType) -> Result<()> {
+fn steps(dev: &Device, dtype: DType, n: usize, unfused: bool) -> Result<()> {
     let shape = ModelShape::named("tiny").ok_or("tiny")?;
-    let m = Llama::random_as(&shape, 1, dev, dtype)?;
+    let m = Llama::random_as(&shape, 1, dev, dtype)?.with_fused(!unfused);
     let prompt = tokens(512, shape.vocab_size);
-    let n = 200;
     let bs = 16;
     let blocks = (prompt.len() + n + 8).div_ceil(bs) + 1;
     let pool = KvPool::new(&m, blocks, bs)?;
@@ -442,6 +517,7 @@ fn steps(dev: &Device, dtype: DType) -> Result<()> {
         }
         Ok(())
     })?;
-    println!("tiny {dtype:?} decode step (forward + argmax + to host): {step:.1} us");
+    let path = if unfused { "unfused" } else { "fused" };
+    println!("tiny {dtype:?} {path} decode step (forward + argmax + to host): {step:.1} us");
     Ok(())
 }
