@@ -347,7 +347,7 @@ fn run() -> Result<()> {
         candle_core::utils::get_num_threads()
     );
     println!(
-        "{:<12} {:>5} {:>7} {:>10} {:>10} {:>10} {:>6} | {:>10} {:>10} {:>10} {:>6} | {:>9} {:>6} {:>6} {:>6} {:>9} {:>8}",
+        "{:<12} {:>5} {:>7} {:>10} {:>13} {:>13} {:>6} {:>12} {:>12} {:>12} {:>6} | {:>9} {:>6} {:>6} {:>6} {:>9} {:>8}",
         "shape",
         "dtype",
         "params",
@@ -434,15 +434,17 @@ fn run() -> Result<()> {
         } else {
             let (pr, dr) = (median(pr), median(dr));
             (
-                format!("{:.0}", pf(pr)),
+                format!("{:.0} t/s", pf(pr)),
                 format!("{:.2}", pr / po),
-                format!("{:.1}", dc(dr)),
+                format!("{:.1} t/s", dc(dr)),
                 format!("{:.2}", dr / d_o),
                 format!("{:.0}%", 100.0 * dec_floor / dr),
             )
         };
+        // scripts/gpu-verdict reads this row: shape, dtype, params, prompt/decode,
+        // "N t/s" prefill, "N t/s" or "-", ratio or "-", "N t/s" decode, then the rest.
         println!(
-            "{:<12} {:>5} {:>6.1}M {:>10} {:>10.0} {:>10} {:>6} | {:>10.1} {:>10.1} {:>10} {:>6} | {:>6.3} ms {:>5.0}% {:>5.0}% {:>6} {:>9.1} {:>7.0}%",
+            "{:<12} {:>5} {:>6.1}M {:>10} {:>9.0} t/s {:>13} {:>6} {:>8.1} t/s {:>8.1} t/s {:>12} {:>6} | {:>6.3} ms {:>5.0}% {:>5.0}% {:>6} {:>9.1} {:>7.0}%",
             name,
             dtype_name,
             params / 1e6,
