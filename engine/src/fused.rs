@@ -89,6 +89,59 @@ fn axpy<S: pulp::Simd>(simd: S, acc: &mut [f32], p: f32, v: &[f32]) {
     }
 }
 
+/// `acc += p[0] v[0] + p[1] v[1] + p[2] v[2] + p[3] v[3]`: four rows per load and
+/// store of `acc`, summed as a tree, so consecutive rows do not wait on each other's
+/// store of the accumulator.
+#[inline(always)]
+fn axpy4<S: pulp::Simd>(simd: S, acc: &mut [f32], p: [f32; 4], v: [&[f32]; 4]) {
+    let (a8, at) = S::as_mut_simd_f32s(acc);
+    let (v0, t0) = S::as_simd_f32s(v[0]);
+    let (v1, t1) = S::as_simd_f32s(v[1]);
+    let (v2, t2) = S::as_simd_f32s(v[2]);
+    let (v3, t3) = S::as_simd_f32s(v[3]);
+    let (p0, p1) = (simd.splat_f32s(p[0]), simd.splat_f32s(p[1]));
+    let (p2, p3) = (simd.splat_f32s(p[2]), simd.splat_f32s(p[3]));
+    for (i, a) in a8.iter_mut().enumerate() {
+        let lo = simd.mul_add_e_f32s(p1, v1[i], simd.mul_f32s(p0, v0[i]));
+        let hi = simd.mul_add_e_f32s(p3, v3[i], simd.mul_f32s(p2, v2[i]));
+        *a = simd.add_f32s(*a, simd.add_f32s(lo, hi));
+    }
+    for (i, a) in at.iter_mut().enumerate() {
+        *a += (p[0] * t0[i] + p[1] * t1[i]) + (p[2] * t2[i] + p[3] * t3[i]);
+    }
+}
+
+/// `exp(x)` for `x <= 0` (softmax after subtracting the maximum), in plain arithmetic
+/// so that a loop of it vectorises: `e^x = 2^n e^f` with `n` the integer nearest to
+/// `x / ln 2`, `f = x - n ln 2` reduced in two parts (Cody-Waite, so `f` keeps its
+/// precision for large `|x|`), and a degree-6 Taylor polynomial for `e^f`,
+/// `|f| <= ln 2 / 2` (relative error about 2e-7). Below -87 it returns about 1e-38,
+/// not 0.
+#[inline(always)]
+fn exp_le0(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4; // 0.693359375: exact in 9 bits, so n * LN2_HI is exact
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let f = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + f * (1.0
+            + f * (1.0 / 2.0
+                + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0))))));
+    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+}
+
+/// The sum of `v`, in `S`'s vector width.
+#[inline(always)]
+fn sum<S: pulp::Simd>(simd: S, v: &[f32]) -> f32 {
+    let (v8, vt) = S::as_simd_f32s(v);
+    let mut acc = simd.splat_f32s(0.0);
+    for x in v8 {
+        acc = simd.add_f32s(acc, *x);
+    }
+    simd.reduce_sum_f32s(acc) + vt.iter().sum::<f32>()
+}
+
 #[inline]
 fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
@@ -331,16 +384,30 @@ impl PagedAttention {
                 *s = dot(simd, qh, &kp[b..b + hd]);
             }
             let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
+            // Exponentials in a loop of their own (it vectorises), then their sum.
             for s in &mut scores {
-                *s = (*s - m).exp();
-                sum += *s;
+                *s = exp_le0(*s - m);
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / sum(simd, &scores);
             let oh = &mut o[gi * hd..(gi + 1) * hd];
-            for (p, &slot) in scores.iter().zip(slots) {
-                let b = slot as usize * kvd + kvh * hd;
-                axpy(simd, oh, p * inv, &vp[b..b + hd]);
+            let vrow = |j: usize| {
+                let b = slots[j] as usize * kvd + kvh * hd;
+                &vp[b..b + hd]
+            };
+            let mut j = 0;
+            while j + 4 <= len {
+                let p = [scores[j], scores[j + 1], scores[j + 2], scores[j + 3]];
+                let p = p.map(|x| x * inv);
+                axpy4(
+                    simd,
+                    oh,
+                    p,
+                    [vrow(j), vrow(j + 1), vrow(j + 2), vrow(j + 3)],
+                );
+                j += 4;
+            }
+            for (jj, p) in scores.iter().enumerate().skip(j) {
+                axpy(simd, oh, p * inv, vrow(jj));
             }
         }
     }
@@ -485,6 +552,18 @@ mod tests {
                     - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn exp_le0_tracks_exp() {
+        for i in 0..=20_000 {
+            let x = -(i as f32) * 0.005; // 0 down to -100
+            let (got, want) = (exp_le0(x), x.exp());
+            assert!(
+                (got - want).abs() <= 1e-6 * want + 1e-37,
+                "exp({x}) = {want}, got {got}"
+            );
+        }
     }
 
     #[test]
