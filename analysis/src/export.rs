@@ -1,5 +1,5 @@
 //! `tailscope export`: the store's spans, analysis results and metrics as Parquet
-//! (written with Polars), a `README.md` describing every table and column, and a
+//! (written by DuckDB's own Parquet writer), a `README.md` describing every table and column, and a
 //! ready-to-run `analysis.ipynb` that reproduces the report from the Parquet files.
 //!
 //! Every exported table comes from one spec ([`TABLES`]): the SELECT that reads it and
@@ -8,13 +8,12 @@
 //! [`ExportProgress`] per table and stops between tables when `cancel` is set.
 
 use crate::AnalysisError;
-use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tailscope_store::query::export::ExportScope;
+use tailscope_store::query::export::{ExportScope, ParquetColumn, ParquetWritten};
 use tailscope_store::{Store, StoreError, CAUSE_COLUMNS};
 
 /// Errors of an export; each names the folder, file or input at fault.
@@ -231,16 +230,23 @@ fn select(store: &Store, opts: &ExportOptions) -> Result<(Filter, usize), Export
     Ok((scope_filter(scope, description), selected.len()))
 }
 
-fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<u64, ExportError> {
-    let file = std::fs::File::create(path).map_err(io(path))?;
-    ParquetWriter::new(file)
-        .with_compression(ParquetCompression::Zstd(None))
-        .finish(df)
-        .map_err(|e| ExportError::Parquet {
+/// The size of a written file; a failed write names the file.
+fn wrote(
+    path: &Path,
+    table: &str,
+    done: Result<ParquetWritten, StoreError>,
+) -> Result<(ParquetWritten, u64), ExportError> {
+    let w = done.map_err(|e| match e {
+        StoreError::Duckdb(d) => ExportError::Parquet {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    Ok(std::fs::metadata(path).map_err(io(path))?.len())
+            message: d.to_string(),
+        },
+        source => ExportError::Query {
+            table: table.to_owned(),
+            source,
+        },
+    })?;
+    Ok((w, std::fs::metadata(path).map_err(io(path))?.len()))
 }
 
 /// One written table and what the README says about it.
@@ -248,13 +254,6 @@ struct Written {
     summary: TableSummary,
     about: String,
     columns: Vec<(String, String, String)>,
-}
-
-fn dtype_names(df: &DataFrame) -> Vec<(String, String)> {
-    df.get_columns()
-        .iter()
-        .map(|c| (c.name().to_string(), c.dtype().to_string()))
-        .collect()
 }
 
 /// Writes the export of `store` into `dir` (see the module docs). The analysis results
@@ -301,57 +300,55 @@ pub fn export(
         step += 1;
         check_cancel(&written)?;
         report(step, spec.name, None);
-        let mut df = store
-            .export_frame(spec, &filter.scope)
-            .map_err(reading(spec.name))?;
         let path = parquet_path(dir, spec.name);
-        let bytes = write_parquet(&path, &mut df)?;
-        let types = dtype_names(&df);
+        let (w, bytes) = wrote(
+            &path,
+            spec.name,
+            store.export_parquet(spec, &filter.scope, &path),
+        )?;
+        let rows = w.rows;
         written.push(Written {
             summary: TableSummary {
                 name: spec.name.to_owned(),
                 path,
-                rows: df.height(),
+                rows,
                 bytes,
             },
             about: spec.about.to_owned(),
             columns: spec
                 .columns
                 .iter()
-                .map(|c| {
-                    let ty = types
-                        .iter()
-                        .find(|(n, _)| n == c.name)
-                        .map_or_else(String::new, |(_, t)| t.clone());
-                    (c.name.to_owned(), ty, c.about.to_owned())
-                })
+                .map(|c| (c.name.to_owned(), type_of(&w, c.name), c.about.to_owned()))
                 .collect(),
         });
-        report(step, spec.name, Some(df.height()));
+        report(step, spec.name, Some(rows));
     }
     for table in &replays {
         step += 1;
         check_cancel(&written)?;
         report(step, table, None);
-        let mut df = store
-            .replay_frame(table, &filter.scope)
-            .map_err(reading(table))?;
         let path = parquet_path(dir, table);
-        let bytes = write_parquet(&path, &mut df)?;
+        let (w, bytes) = wrote(
+            &path,
+            table,
+            store.replay_parquet(table, &filter.scope, &path),
+        )?;
+        let rows = w.rows;
         written.push(Written {
             summary: TableSummary {
                 name: table.clone(),
                 path,
-                rows: df.height(),
+                rows,
                 bytes,
             },
             about: "Replay results (A/B replay through the embedded engine), as stored.".to_owned(),
-            columns: dtype_names(&df)
+            columns: w
+                .columns
                 .into_iter()
                 .map(|(n, t)| (n, t, String::new()))
                 .collect(),
         });
-        report(step, table, Some(df.height()));
+        report(step, table, Some(rows));
     }
     step += 1;
     check_cancel(&written)?;
@@ -382,38 +379,38 @@ pub fn export(
     })
 }
 
+/// A written column's DuckDB type, empty when the column is not there.
+fn type_of(w: &ParquetWritten, column: &str) -> String {
+    w.columns
+        .iter()
+        .find(|(n, _)| n == column)
+        .map_or_else(String::new, |(_, t)| t.clone())
+}
+
 /// The exported `whatif --rank` table.
 pub const WHATIF_TABLE: &str = "whatif_ranking";
 
 /// `whatif --rank` over every analysed trace of the store, as a Parquet table.
 fn whatif_ranking(store: &Store, dir: &Path) -> Result<Written, ExportError> {
-    use polars::prelude::{Column, NamedFrom, Series};
     let ranked = crate::whatif::rank(store, crate::Options::default())?;
-    let col = |name: &str, v: Vec<i64>| Column::from(Series::new(name.into(), v));
-    let strs = |name: &str, v: Vec<&str>| Column::from(Series::new(name.into(), v));
-    let mut df = DataFrame::new(vec![
-        strs(
+    let path = parquet_path(dir, WHATIF_TABLE);
+    let ints = |name, f: fn(&crate::whatif::Ranked) -> i64| {
+        ParquetColumn::Int(name, ranked.iter().map(f).collect())
+    };
+    let columns = [
+        ParquetColumn::Text(
             "kind",
             ranked.iter().map(|r| r.target.kind.as_str()).collect(),
         ),
-        strs(
+        ParquetColumn::Text(
             "name",
             ranked.iter().map(|r| r.target.name.as_str()).collect(),
         ),
-        col(
-            "p_change_ns",
-            ranked.iter().map(|r| r.p_change_ns).collect(),
-        ),
-        col("p_ci_low_ns", ranked.iter().map(|r| r.p_ci_ns.0).collect()),
-        col("p_ci_high_ns", ranked.iter().map(|r| r.p_ci_ns.1).collect()),
-    ])
-    .map_err(|e| ExportError::Parquet {
-        path: parquet_path(dir, WHATIF_TABLE),
-        message: e.to_string(),
-    })?;
-    let path = parquet_path(dir, WHATIF_TABLE);
-    let bytes = write_parquet(&path, &mut df)?;
-    let types = dtype_names(&df);
+        ints("p_change_ns", |r| r.p_change_ns),
+        ints("p_ci_low_ns", |r| r.p_ci_ns.0),
+        ints("p_ci_high_ns", |r| r.p_ci_ns.1),
+    ];
+    let (w, bytes) = wrote(&path, WHATIF_TABLE, store.rows_to_parquet(&columns, &path))?;
     let about = [
         (
             "kind",
@@ -434,16 +431,13 @@ fn whatif_ranking(store: &Store, dir: &Path) -> Result<Written, ExportError> {
         summary: TableSummary {
             name: WHATIF_TABLE.to_owned(),
             path,
-            rows: df.height(),
+            rows: w.rows,
             bytes,
         },
         about: "`tailscope whatif --rank` over every analysed trace of the store: the operations with the most critical-path time in the p99 tail, each made 50% faster alone, largest reduction first.".to_owned(),
         columns: about
             .iter()
-            .map(|(n, a)| {
-                let ty = types.iter().find(|(t, _)| t == n).map_or_else(String::new, |(_, t)| t.clone());
-                ((*n).to_owned(), ty, (*a).to_owned())
-            })
+            .map(|(n, a)| ((*n).to_owned(), type_of(&w, n), (*a).to_owned()))
             .collect(),
     })
 }

@@ -76,7 +76,7 @@ pub fn write_report_json(
         }
         cursor = Some(last);
     }
-    // the tail: cohorts over every trace's duration, the gap from the Polars tables
+    // the tail: cohorts over every trace's duration, the gap from the tail tables
     let durations = store.trace_durations()?;
     let (tail_idx, _, p_ns, p50_ns) =
         tailscope_analysis_core::tail::cohorts(&durations, opts.percentile);

@@ -47,8 +47,6 @@ use tailscope_store::{Store, StoreError};
 pub enum AnalysisError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("polars: {0}")]
-    Polars(String),
     #[error("the percentile must be between 1 and 100, got {0}")]
     Percentile(f64),
     #[error("{0}")]

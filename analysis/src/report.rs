@@ -21,7 +21,7 @@ pub struct Report {
     /// Tail attribution per (service, operation): mean critical-path time in the tail
     /// cohort and in the median band, largest gap first.
     pub by_operation: Vec<OperationGap>,
-    /// The Polars cohort and group tables, when the run went through the store.
+    /// The cohort and group tables, when the run went through the store.
     pub tables: Option<crate::tables::TailTables>,
 }
 
@@ -293,26 +293,16 @@ impl Report {
         if linked > 0 {
             let _ = writeln!(o, "\n{linked} traces were started asynchronously by a span of another trace (span links): they are analysed on their own and never block their caller's critical path.");
         }
-        if let Some(t) = &self.tables {
-            let df = &t.by_route;
-            if df.height() > 0 {
-                let _ = writeln!(o, "\nTail traces by route:");
-                let col = |name: &str, i: usize| {
-                    df.column(name)
-                        .ok()
-                        .and_then(|c| c.get(i).ok())
-                        .map_or_else(String::new, |v| v.to_string().trim_matches('"').to_owned())
-                };
-                for i in 0..df.height().min(6) {
-                    let mean: f64 = col("duration_ns_mean", i).parse().unwrap_or(0.0);
-                    let _ = writeln!(
-                        o,
-                        "  {:<40} {:>4} traces, mean {}",
-                        col("route", i),
-                        col("duration_ns_count", i),
-                        secs(mean as i64)
-                    );
-                }
+        if let Some(t) = self.tables.as_ref().filter(|t| !t.by_route.is_empty()) {
+            let _ = writeln!(o, "\nTail traces by route:");
+            for g in t.by_route.iter().take(6) {
+                let _ = writeln!(
+                    o,
+                    "  {:<40} {:>4} traces, mean {}",
+                    g.key.as_deref().unwrap_or("(no route)"),
+                    g.traces,
+                    secs(g.mean_duration_ns as i64)
+                );
             }
         }
         let routes = if self.tables.is_some() {

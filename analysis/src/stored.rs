@@ -1,6 +1,6 @@
 //! The report read back from the result tables (what [`crate::update`] wrote): trace
 //! rows, optionally their critical-path sections, findings, the tail over every
-//! trace, critical time per operation and the Polars tail tables.
+//! trace, critical time per operation and the tail tables.
 
 use crate::report::TraceResult;
 use crate::{AnalysisError, Finding, Options, Report};
@@ -76,7 +76,7 @@ pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Repor
         .collect(); // primary causes are stored by the run that judged them
     let mut report = crate::report_of(traces, findings, opts.percentile, false);
     report.attribute_operations(store)?;
-    // The cohort and group tables come from Polars over the stored rows.
+    // The cohort and group tables come from the stored rows.
     let tables = crate::tables::tail_tables(store, opts.percentile)?;
     report
         .tail

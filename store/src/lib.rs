@@ -35,7 +35,6 @@ mod writer;
 pub use append::{Committed, Done, WriterConfig, WriterStats, DEFAULT_DEDUPE_WINDOW};
 pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
-pub use duckdb::polars;
 pub use llm_calls::{CallCensus, CallSampleRow, LlmCallRow, ReplayCandidate};
 pub use otel_export::{ExporterTable, Pushed, ROWS_PER_INSERT};
 pub use otel_traces::{Pulled, SourceRun};
@@ -76,8 +75,6 @@ pub enum StoreError {
     Migration { version: i32, source: duckdb::Error },
     #[error("{0}")]
     Duckdb(#[from] duckdb::Error),
-    #[error("polars: {0}")]
-    Polars(String),
     #[error("unexpected query result: {0}")]
     Schema(String),
     #[error("arrow: {0}")]
@@ -545,20 +542,6 @@ impl Store {
     pub fn query_arrow(&self, sql: &str) -> Result<Vec<RecordBatch>, StoreError> {
         let mut stmt = self.conn.prepare(sql)?;
         Ok(stmt.query_arrow([])?.collect())
-    }
-
-    /// Runs trusted SQL and returns the result as one Polars frame.
-    pub fn query_polars(&self, sql: &str) -> Result<polars::prelude::DataFrame, StoreError> {
-        let mut stmt = self.conn.prepare(sql)?;
-        let mut frames = stmt.query_polars([])?;
-        let Some(mut out) = frames.next() else {
-            return Ok(polars::prelude::DataFrame::empty());
-        };
-        for f in frames {
-            out.vstack_mut(&f)
-                .map_err(|e| StoreError::Polars(e.to_string()))?;
-        }
-        Ok(out)
     }
 
     /// Runs user SQL after refusing anything that writes (see [`check_read_only`]).

@@ -1342,28 +1342,30 @@ mod ground_truth {
             assert!(String::from_utf8(out).unwrap() == whole, "page {page}");
         }
         assert!(!r3.by_operation.is_empty());
-        // Polars (over the stored rows) and the in-memory Rust cohorts agree
+        // the tables over the stored rows and the in-memory cohorts agree
         let rust = analyze_spans(
             full.load_spans(tailscope_store::Traces::All).unwrap(),
             &Metrics::load(&full, i64::MIN / 2, i64::MAX / 2).unwrap(),
             Options::default(),
         )
         .unwrap();
-        let polars = r3.tables.as_ref().expect("tables from polars");
-        assert_eq!(polars.tail_traces, rust.tail.tail_traces);
-        assert_eq!(polars.median_traces, rust.tail.median_traces);
+        let stored = r3.tables.as_ref().expect("tables over the stored rows");
+        assert_eq!(stored.tail_traces, rust.tail.tail_traces);
+        assert_eq!(stored.median_traces, rust.tail.median_traces);
         assert_eq!(
-            polars.gap_by_cause_ns.keys().collect::<Vec<_>>(),
+            stored.gap_by_cause_ns.keys().collect::<Vec<_>>(),
             rust.tail.gap_by_cause_ns.keys().collect::<Vec<_>>()
         );
         for (c, v) in &rust.tail.gap_by_cause_ns {
             assert!(
-                (polars.gap_by_cause_ns[c] - v).abs() <= 1,
-                "{c}: polars {} vs rust {v}",
-                polars.gap_by_cause_ns[c]
+                (stored.gap_by_cause_ns[c] - v).abs() <= 1,
+                "{c}: stored {} vs in memory {v}",
+                stored.gap_by_cause_ns[c]
             );
         }
-        assert!(polars.by_route.height() > 0);
+        assert!(!stored.by_route.is_empty());
+        let grouped: usize = stored.by_route.iter().map(|g| g.traces).sum();
+        assert_eq!(grouped, stored.tail_traces, "every tail trace in one route");
         assert_eq!(
             r2.by_operation, r3.by_operation,
             "per-operation attribution too"

@@ -1,9 +1,41 @@
 //! What `tailscope export` reads: every exported table's spec (the SELECT of each
-//! column and what it means; the README is generated from the same spec) and the
-//! frames read by it, restricted to the selected traces and time window.
+//! column and what it means; the README is generated from the same spec), written
+//! as Parquet by DuckDB itself (`COPY ... TO`), restricted to the selected traces and
+//! time window.
 
-use crate::{Store, StoreError};
-use duckdb::polars::prelude::DataFrame;
+use crate::read::{opt, Columns};
+use crate::{Store, StoreError, CAUSE_COLUMNS};
+use std::path::Path;
+
+/// What one `COPY ... TO` Parquet wrote: its rows, and each column's name and DuckDB
+/// type (for the export's README).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetWritten {
+    pub rows: usize,
+    pub columns: Vec<(String, String)>,
+}
+
+/// One column of rows computed outside the store, for [`Store::rows_to_parquet`].
+#[derive(Debug, Clone)]
+pub enum ParquetColumn<'a> {
+    Text(&'a str, Vec<&'a str>),
+    Int(&'a str, Vec<i64>),
+}
+
+/// One analysed trace, for the tail tables: its group keys, duration and per-cause
+/// critical-path time (`None`: the column is empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TailRow {
+    pub route: Option<String>,
+    pub conversation_id: Option<String>,
+    pub duration_ns: i64,
+    pub by_cause_ns: [Option<i64>; CAUSE_COLUMNS.len()],
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
 
 /// One exported column: its name, the SQL that reads it, what it means.
 #[derive(Debug, Clone, Copy)]
@@ -328,11 +360,37 @@ fn select_sql(spec: &TableSpec, scope: &ExportScope) -> String {
 
 impl Store {
     /// Every `trace_analysis` row with a duration, by ascending duration (ties by trace
-    /// id), as one frame.
-    pub fn trace_analysis_frame(&self) -> Result<DataFrame, StoreError> {
-        self.query_polars(
-            "SELECT * FROM trace_analysis WHERE duration_ns IS NOT NULL ORDER BY duration_ns, trace_id",
-        )
+    /// id): what the tail tables are computed from.
+    pub fn tail_rows(&self) -> Result<Vec<TailRow>, StoreError> {
+        let causes = CAUSE_COLUMNS
+            .map(|c| format!("{c}_ns::BIGINT AS {c}"))
+            .join(", ");
+        let mut out = Vec::new();
+        for b in self.query_arrow(&format!(
+            "SELECT route, conversation_id, duration_ns::BIGINT AS d, {causes} FROM trace_analysis
+             WHERE duration_ns IS NOT NULL ORDER BY duration_ns, trace_id"
+        ))? {
+            let c = Columns::new(&b);
+            let (route, conv, d) = (c.str("route")?, c.str("conversation_id")?, c.i64("d")?);
+            let mut cols = Vec::with_capacity(CAUSE_COLUMNS.len());
+            for n in CAUSE_COLUMNS {
+                cols.push(c.i64(n)?);
+            }
+            out.reserve(b.num_rows());
+            for i in 0..b.num_rows() {
+                let mut by_cause_ns = [None; CAUSE_COLUMNS.len()];
+                for (v, col) in by_cause_ns.iter_mut().zip(&cols) {
+                    *v = opt(*col, i, |i| col.value(i));
+                }
+                out.push(TailRow {
+                    route: opt(route, i, |i| route.value(i).to_owned()),
+                    conversation_id: opt(conv, i, |i| conv.value(i).to_owned()),
+                    duration_ns: d.value(i),
+                    by_cause_ns,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// (trace id, start, duration) of every analysed trace, by trace id.
@@ -366,25 +424,83 @@ impl Store {
         })
     }
 
-    /// The rows of an exported table; an empty result keeps its schema (DuckDB yields
-    /// no Arrow batch for zero rows, so the schema comes from one all-null row).
-    pub fn export_frame(
+    /// Writes the rows of an exported table to the Parquet file `path` (zstd); an empty
+    /// result keeps its schema.
+    pub fn export_parquet(
         &self,
         spec: &TableSpec,
         scope: &ExportScope,
-    ) -> Result<DataFrame, StoreError> {
-        self.frame(&select_sql(spec, scope))
+        path: &Path,
+    ) -> Result<ParquetWritten, StoreError> {
+        self.copy_parquet(&select_sql(spec, scope), path)
     }
 
-    fn frame(&self, sql: &str) -> Result<DataFrame, StoreError> {
-        let df = self.query_polars(sql)?;
-        if df.width() > 0 {
-            return Ok(df);
+    /// `COPY (sql) TO path` as zstd Parquet, with the column names and types.
+    fn copy_parquet(&self, sql: &str, path: &Path) -> Result<ParquetWritten, StoreError> {
+        let mut describe = self.conn.prepare(&format!("DESCRIBE {sql}"))?;
+        let columns = describe
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let to = path
+            .to_str()
+            .ok_or_else(|| StoreError::Schema(format!("{} is not UTF-8", path.display())))?;
+        let rows = self.conn.execute(
+            &format!(
+                "COPY ({sql}) TO {} (FORMAT parquet, COMPRESSION zstd)",
+                literal(to)
+            ),
+            [],
+        )?;
+        Ok(ParquetWritten { rows, columns })
+    }
+
+    /// Writes rows computed outside the store (equal-length columns) as a Parquet
+    /// file, typed VARCHAR and BIGINT.
+    pub fn rows_to_parquet(
+        &self,
+        columns: &[ParquetColumn<'_>],
+        path: &Path,
+    ) -> Result<ParquetWritten, StoreError> {
+        let len = |c: &ParquetColumn<'_>| match c {
+            ParquetColumn::Text(_, v) => v.len(),
+            ParquetColumn::Int(_, v) => v.len(),
+        };
+        let n = columns.first().map_or(0, len);
+        if columns.iter().any(|c| len(c) != n) {
+            return Err(StoreError::Schema(
+                "Parquet columns of unequal length".into(),
+            ));
         }
-        let typed = self.query_polars(&format!(
-            "SELECT q.* FROM (SELECT 1) AS one LEFT JOIN ({sql}) AS q ON true LIMIT 1"
-        ))?;
-        Ok(typed.head(Some(0)))
+        let typed: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(k, c)| match c {
+                ParquetColumn::Text(name, _) => format!("c{k}::VARCHAR AS \"{name}\""),
+                ParquetColumn::Int(name, _) => format!("c{k}::BIGINT AS \"{name}\""),
+            })
+            .collect();
+        let cell = |c: &ParquetColumn<'_>, i: usize| match c {
+            ParquetColumn::Text(_, v) => literal(v[i]),
+            ParquetColumn::Int(_, v) => v[i].to_string(),
+        };
+        let names = (0..columns.len())
+            .map(|k| format!("c{k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let values = if n == 0 {
+            // one typed row, filtered out: the schema without rows
+            let nulls = vec!["NULL"; columns.len()].join(", ");
+            format!("(VALUES ({nulls})) v({names}) WHERE false")
+        } else {
+            let rows: Vec<String> = (0..n)
+                .map(|i| {
+                    let cells: Vec<String> = columns.iter().map(|c| cell(c, i)).collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            format!("(VALUES {}) v({names})", rows.join(", "))
+        };
+        self.copy_parquet(&format!("SELECT {} FROM {values}", typed.join(", ")), path)
     }
 
     /// `replay_*` tables, when the store has any (replay results arrive later).
@@ -401,8 +517,14 @@ impl Store {
             .collect())
     }
 
-    /// A replay table as stored, only the selected traces' rows when it has a trace id.
-    pub fn replay_frame(&self, table: &str, scope: &ExportScope) -> Result<DataFrame, StoreError> {
+    /// A replay table as stored, only the selected traces' rows when it has a trace id,
+    /// written as the Parquet file `path`.
+    pub fn replay_parquet(
+        &self,
+        table: &str,
+        scope: &ExportScope,
+        path: &Path,
+    ) -> Result<ParquetWritten, StoreError> {
         if !table
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -418,6 +540,6 @@ impl Store {
             Some(p) if has_trace > 0 => format!(" WHERE {p}"),
             _ => String::new(),
         };
-        self.frame(&format!("SELECT * FROM {table}{predicate}"))
+        self.copy_parquet(&format!("SELECT * FROM {table}{predicate}"), path)
     }
 }
