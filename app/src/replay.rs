@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{ArgGroup, Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+use tailscope::as_recorded;
 use tailscope::replay_input::rows;
 use tailscope::replay_input::{self, InputOptions};
 use tailscope_engine::{run_ab, AbReport, Arrival, EngineConfig, ReplayOptions};
@@ -41,8 +42,20 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub list: bool,
     /// Configuration A (TOML). Defaults to the scenario's A with --scenario.
-    #[arg(long, value_name = "A.toml")]
+    #[arg(long, value_name = "A.toml", conflicts_with = "as_recorded")]
     a: Option<PathBuf>,
+    /// Derive configuration A from the store, sized like the recorded server (cache
+    /// capacity from the hit/miss pattern, unseen load as bursts before the recorded
+    /// misses), write it to this TOML file (edit it and pass it as --a later) and use it
+    /// as A. Without --b, B is the same with twice the cache (written beside it as
+    /// NAME.b.toml). Replays open loop at the recorded times.
+    #[arg(
+        long,
+        value_name = "OUT.toml",
+        requires = "conversation",
+        conflicts_with = "closed_loop"
+    )]
+    as_recorded: Option<PathBuf>,
     /// Configuration B (TOML).
     #[arg(long, value_name = "B.toml")]
     b: Option<PathBuf>,
@@ -176,6 +189,9 @@ fn source(db: &Path, args: &ReplayArgs) -> Result<Source> {
             open(db)?,
         ));
     }
+    if let Some(out) = &args.as_recorded {
+        return as_recorded(db, args, out);
+    }
     let a = config(args.a.as_deref(), None, "A")?;
     let b = config(args.b.as_deref(), None, "B")?;
     if let Some(path) = &args.mooncake {
@@ -196,6 +212,62 @@ fn source(db: &Path, args: &ReplayArgs) -> Result<Source> {
     Ok((w, a, b, store))
 }
 
+/// `--as-recorded OUT.toml`: the workload at the snapped token scale, A derived from
+/// the store and written to `OUT.toml`, B from `--b` or A with twice the cache.
+fn as_recorded(db: &Path, args: &ReplayArgs, out: &Path) -> Result<Source> {
+    let conv = args.conversation.as_deref().unwrap_or_default();
+    let store = analysed(db)?;
+    let scale = as_recorded::snapped_scale(args.token_scale);
+    if (scale - args.token_scale).abs() > 1e-9 {
+        eprintln!(
+            "token scale {} -> {scale}: one recorded 16-token block is then one replay block",
+            args.token_scale
+        );
+    }
+    let input = InputOptions {
+        token_scale: scale,
+        max_background: args.max_background,
+        max_prompt_tokens: 4096,
+    };
+    let w = replay_input::workload(&store, conv, &input)?;
+    let focus = store
+        .llm_calls(Some(conv), None)
+        .context("reading the conversation's calls")?;
+    let base =
+        EngineConfig::from_toml_str_named(tailscope_engine::scenario::SEED_A_TOML, "seed-a.toml")?;
+    let derived = as_recorded::derive(&w, &focus, scale, args.max_output_tokens, &base)?;
+    std::fs::write(out, derived.toml())
+        .with_context(|| format!("writing the as-recorded configuration {}", out.display()))?;
+    eprintln!(
+        "configuration A (as recorded) written to {}:",
+        out.display()
+    );
+    for n in &derived.notes {
+        eprintln!("  {n}");
+    }
+    let b = if let Some(p) = &args.b {
+        EngineConfig::from_file(p)?
+    } else {
+        let b = derived.bigger_cache(2);
+        let path = out.with_extension("b.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "# B: the as-recorded configuration ({}) with twice the cache.\n\n{}",
+                out.display(),
+                b.to_toml()
+            ),
+        )
+        .with_context(|| format!("writing configuration B {}", path.display()))?;
+        eprintln!(
+            "configuration B (twice the cache) written to {}",
+            path.display()
+        );
+        b
+    };
+    Ok((w, derived.config, b, store))
+}
+
 fn run_with_progress(
     w: &ReplayWorkload,
     a: &EngineConfig,
@@ -203,22 +275,24 @@ fn run_with_progress(
     opts: &ReplayOptions,
     show: bool,
 ) -> Result<AbReport> {
-    let turns: usize = w.sessions.iter().map(|s| s.turns.len()).sum();
-    let total = (turns as u64) * 2 * u64::from(opts.repeats);
+    // per run, in thousandths of its own turns (a [background] section adds turns)
+    let total = 1000 * 2 * u64::from(opts.repeats);
     let bar = if show {
         ProgressBar::new(total)
     } else {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} replay {msg} [{bar:30}] {pos}/{len} turns {elapsed}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{spinner} replay {msg} [{bar:30}] {percent}% {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut progress = |p: tailscope_engine::ReplayProgress| {
         let run = u64::from(p.repeat) * 2 + u64::from(p.config == "B");
-        bar.set_position(run * turns as u64 + p.turns_done as u64);
+        if p.config.ends_with("warm-up") {
+            return;
+        }
+        let within = 1000 * p.turns_done as u64 / p.turns_total.max(1) as u64;
+        bar.set_position(run * 1000 + within);
         bar.set_message(format!("{} run {}/{}", p.config, p.repeat + 1, p.repeats));
     };
     let r = run_ab(w, a, b, opts, &mut progress).context("replaying")?;

@@ -1157,3 +1157,46 @@ fn gui_trace_view_and_findings_show_evidence_levels() {
         "the header and the span panel"
     );
 }
+
+/// The replay form offers the as-recorded configuration as A: "A = as recorded" over a
+/// conversation of a real recording (tests/realtel OpenInference, whose spans carry
+/// cached-token counts) fills A with the derived TOML (its `[background]` bursts before
+/// the recorded misses), B with twice its cache, snaps the token scale so that a
+/// recorded 16-token block is one replay block, and shows what A rests on.
+#[test]
+fn gui_replay_form_offers_the_as_recorded_configuration_as_a() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("realtel.duckdb");
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/realtel/fixtures/openinference.jsonl");
+    let o = super::tailscope(&db, &["import", fixture.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", super::stderr(&o));
+    let mut h = harness(&db);
+    settle(&mut h);
+    h.state_mut().set_view(View::Replay);
+    h.state_mut().open_replay_form("openinference-conv-07");
+    settle(&mut h);
+    assert!(h.state().as_recorded_notes().is_empty());
+    h.get_by_label("A = as recorded").click();
+    h.run_steps(2);
+    settle(&mut h);
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
+    let r = h.state().replay_request().clone();
+    assert!(
+        r.a_toml.contains("[background]") && r.a_toml.contains("bursts"),
+        "{}",
+        r.a_toml
+    );
+    assert!((r.token_scale - 0.0625).abs() < 1e-9, "{}", r.token_scale);
+    let a = tailscope_engine::EngineConfig::from_toml_str(&r.a_toml).unwrap();
+    let b = tailscope_engine::EngineConfig::from_toml_str(&r.b_toml).unwrap();
+    assert_eq!(b.cache_capacity_blocks, 2 * a.cache_capacity_blocks);
+    assert_eq!(a.background.map(|bg| bg.bursts.len()), Some(2));
+    assert!(h
+        .state()
+        .as_recorded_notes()
+        .iter()
+        .any(|n| n.contains("cache_capacity_blocks")));
+    h.run_steps(2);
+    h.get_by_label("A is as recorded");
+}

@@ -227,3 +227,133 @@ fn empty_replay_list_gives_the_reason() {
     let out = stdout(&o);
     assert!(out.contains("1 LLM calls, 0 with a conversation"), "{out}");
 }
+
+fn metric<'a>(turn: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    turn["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {turn}"))
+}
+
+/// `--as-recorded` on a recording with real cache pressure (tests/realtel, OpenInference:
+/// the server's LRU prefix cache shared with untraced background tenants). In
+/// `openinference-conv-07` turn 3 lost its whole cached prefix (planted) and turn 8 lost
+/// 194 of its 270 cached blocks to LRU pressure (truth: `unplanted` kv_eviction, cached
+/// 1216 of 4320 tokens). Replayed as recorded, exactly those two turns lose their prefix
+/// to the unseen load, turn 8 keeping the 76 blocks the server kept; B (twice the cache)
+/// keeps every prefix; every other turn hits the same under A and B. The derived A is a
+/// TOML file that reads back.
+#[test]
+fn as_recorded_reproduces_the_recorded_pressure_eviction_and_b_resolves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pressure.duckdb");
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/realtel/fixtures/openinference.jsonl");
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.with_extension("truth.json")).unwrap())
+            .unwrap();
+    let o = tailscope(&db, &["import", fixture.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a_path = dir.path().join("as-recorded.toml");
+    let o = tailscope(
+        &db,
+        &[
+            "replay",
+            "--conversation",
+            "openinference-conv-07",
+            "--as-recorded",
+            a_path.to_str().unwrap(),
+            "--repeats",
+            "1",
+            "--token-scale",
+            "0.125",
+            "--max-output-tokens",
+            "8",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a_text = std::fs::read_to_string(&a_path).unwrap();
+    let a = tailscope_engine::EngineConfig::from_toml_str(&a_text).unwrap();
+    let b =
+        tailscope_engine::EngineConfig::from_file(dir.path().join("as-recorded.b.toml")).unwrap();
+    assert_eq!(b.cache_capacity_blocks, 2 * a.cache_capacity_blocks);
+    assert_eq!(a.block_size, 2, "16 recorded tokens x 0.125");
+    let bursts = &a
+        .background
+        .as_ref()
+        .expect("a [background] section")
+        .bursts;
+    assert_eq!(bursts.len(), 2, "one per recorded miss: {a_text}");
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["focus"], "openinference-conv-07");
+    // The recorded misses of the conversation, from the truth: turn -> (cached, would cache).
+    let recorded: Vec<(u64, u64, u64)> = truth["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["conversation_id"] == "openinference-conv-07")
+        .map(|t| {
+            (
+                t["turn"].as_u64().unwrap(),
+                t["cached_tokens"].as_u64().unwrap(),
+                t["server"]["would_cache_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let missed: Vec<u64> = recorded
+        .iter()
+        .filter(|(_, c, w)| c < w)
+        .map(|(t, _, _)| *t)
+        .collect();
+    assert_eq!(
+        missed,
+        vec![3, 8],
+        "the fixture's planted and pressure evictions"
+    );
+    let turns = r["focus_turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 8);
+    let input = |k: usize| turns[k]["input_tokens"].as_u64().unwrap();
+    for (k, t) in turns.iter().enumerate().skip(1) {
+        let recorded_turn = k as u64 + 1;
+        // all of the previous prompt's full blocks (2 tokens each), never the whole prompt
+        let full = ((input(k) - 1) / 2).min(input(k - 1) / 2) as f64 * 2.0;
+        let hits = metric(t, "prefix_hit_tokens");
+        let (ha, hb) = (
+            hits["a_mean"].as_f64().unwrap(),
+            hits["b_mean"].as_f64().unwrap(),
+        );
+        assert!(
+            (hb - full).abs() < 0.5,
+            "turn {recorded_turn}: B found {hb} of {full} tokens cached"
+        );
+        if missed.contains(&recorded_turn) {
+            let (_, cached, _) = recorded[k];
+            // exactly the blocks the recorded server kept, in replay tokens
+            let kept = (cached / 16 * 2) as f64;
+            assert!(
+                (ha - kept).abs() < 0.5,
+                "turn {recorded_turn}: A found {ha} tokens cached, the recording kept {kept}"
+            );
+            let ev = t["evicted_before_a"].as_array().unwrap();
+            assert!(!ev.is_empty(), "turn {recorded_turn}: no eviction under A");
+            assert!(
+                ev.iter()
+                    .all(|e| e["by_session"] == "background (unseen load)"),
+                "{ev:?}"
+            );
+            let why = t["explanation"].as_str().unwrap_or_default();
+            assert!(why.contains("by the background (unseen load)"), "{why}");
+            let pf = metric(t, "prefill_tokens");
+            assert!(pf["a_mean"].as_f64().unwrap() > pf["b_mean"].as_f64().unwrap() + 100.0);
+        } else {
+            assert!(
+                (ha - full).abs() < 0.5,
+                "turn {recorded_turn}: A found {ha} of {full} tokens cached"
+            );
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Engine configuration (the A/B TOML files) and model shapes.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,55 @@ pub struct EngineConfig {
     /// Speculative decoding (`[speculative]`); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speculative: Option<SpeculativeConfig>,
+    /// Load the recording could not see (`[background]`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<BackgroundLoad>,
+}
+
+/// The `[background]` section: other tenants' requests on the same server that no
+/// trace shows, replayed as unrelated prompts (each its own token stream, so they share
+/// nothing with each other or with the conversations): a steady rate and bursts at
+/// given times. They take scheduler slots and KV blocks and, under LRU, push older
+/// cached prefixes out, which is how a recorded server evicts a conversation that no
+/// traced request competed with. `tailscope replay --as-recorded` derives the bursts
+/// from the store's prefix-cache hits and misses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackgroundLoad {
+    /// Steady requests per second (evenly spaced; 0 = none).
+    #[serde(default)]
+    pub rate_per_s: f64,
+    /// Prompt tokens of each request (a burst's last request takes the remainder).
+    pub prompt_tokens: u32,
+    /// Output tokens of each request.
+    #[serde(default = "default_bg_output")]
+    pub output_tokens: u32,
+    /// Seconds of steady load before the workload's first arrival.
+    #[serde(default)]
+    pub warmup_s: f64,
+    /// Bursts: `tokens` prompt tokens pushed through the server at `at_s`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bursts: Vec<Burst>,
+}
+
+/// A burst of unseen load: `tokens` prompt tokens, in requests of the load's
+/// `prompt_tokens`, all arriving at `at_s` seconds after the workload's first arrival.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Burst {
+    pub at_s: f64,
+    pub tokens: u32,
+}
+
+fn default_bg_output() -> u32 {
+    8
+}
+
+impl BackgroundLoad {
+    /// Id of the replayed session that carries this load.
+    pub const SESSION: &'static str = "background (unseen load)";
+    /// Most requests one replay generates (a config that asks for more is refused).
+    pub const MAX_REQUESTS: usize = 20_000;
 }
 
 /// How proposals are made.
@@ -147,6 +197,23 @@ impl SpeculativeConfig {
     }
 }
 
+/// A TOML basic string.
+fn toml_string(v: &str) -> String {
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// "f32", "bf16" or "f16" as a candle dtype.
 pub fn parse_dtype(name: &str) -> Option<candle_core::DType> {
     match name {
@@ -198,6 +265,7 @@ impl Default for EngineConfig {
             chunked_prefill: true,
             temperature: 0.0,
             speculative: None,
+            background: None,
         }
     }
 }
@@ -301,7 +369,107 @@ impl EngineConfig {
                 ));
             }
         }
+        if let Some(bg) = &self.background {
+            if !(bg.rate_per_s.is_finite() && (0.0..=1000.0).contains(&bg.rate_per_s)) {
+                return Err(bad(
+                    "background.rate_per_s",
+                    format!("{} (expected 0 to 1000)", bg.rate_per_s),
+                ));
+            }
+            if let Some(b) = bg
+                .bursts
+                .iter()
+                .find(|b| !(b.at_s.is_finite() && b.at_s.abs() <= 86_400.0))
+            {
+                return Err(bad(
+                    "background.bursts.at_s",
+                    format!("{} (expected within a day of the first arrival)", b.at_s),
+                ));
+            }
+            if !(bg.warmup_s.is_finite() && (0.0..=3600.0).contains(&bg.warmup_s)) {
+                return Err(bad(
+                    "background.warmup_s",
+                    format!("{} (expected 0 to 3600)", bg.warmup_s),
+                ));
+            }
+            let blocks = (bg.prompt_tokens as usize + bg.output_tokens as usize)
+                .div_ceil(self.block_size.max(1));
+            if bg.prompt_tokens == 0 || blocks > self.cache_capacity_blocks {
+                return Err(bad(
+                    "background.prompt_tokens",
+                    format!(
+                        "{} (expected 1 or more, and prompt + output within the {} blocks of the cache)",
+                        bg.prompt_tokens, self.cache_capacity_blocks
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// This configuration as TOML text (every field, `[speculative]` and `[background]`
+    /// when set), which [`EngineConfig::from_toml_str`] reads back to an equal value.
+    pub fn to_toml(&self) -> String {
+        let q = toml_string;
+        let mut s = String::new();
+        if let Some(m) = &self.model {
+            let _ = writeln!(s, "model = {}", q(m));
+        }
+        if let Some(p) = &self.model_path {
+            let _ = writeln!(s, "model_path = {}", q(&p.display().to_string()));
+        }
+        let _ = writeln!(s,
+            "seed = {}\ndevice = {}\ndtype = {}\nblock_size = {}\ncache_capacity_blocks = {}\npolicy = {}\nmax_num_batched_tokens = {}\nmax_num_seqs = {}\nchunked_prefill = {}",
+            self.seed,
+            q(&self.device),
+            q(&self.dtype),
+            self.block_size,
+            self.cache_capacity_blocks,
+            q(match self.policy {
+                PolicyKind::Lru => "lru",
+                PolicyKind::Fifo => "fifo",
+                PolicyKind::None => "none",
+            }),
+            self.max_num_batched_tokens,
+            self.max_num_seqs,
+            self.chunked_prefill
+        );
+        if self.temperature > 0.0 {
+            let _ = writeln!(s, "temperature = {:?}", self.temperature);
+        }
+        if let Some(sp) = &self.speculative {
+            let _ = write!(
+                s,
+                "\n[speculative]\nmethod = {}\ndraft = {}\nk = {}\nnoise = {:?}\n",
+                q(match sp.method {
+                    SpecMethod::Draft => "draft",
+                    SpecMethod::Ngram => "ngram",
+                }),
+                q(&sp.draft),
+                sp.k,
+                sp.noise
+            );
+            if let Some(l) = sp.draft_layers {
+                let _ = writeln!(s, "draft_layers = {l}");
+            }
+            if let Some(d) = sp.draft_seed {
+                let _ = writeln!(s, "draft_seed = {d}");
+            }
+        }
+        if let Some(bg) = &self.background {
+            let _ = writeln!(s,
+                "\n[background]\nrate_per_s = {:?}\nprompt_tokens = {}\noutput_tokens = {}\nwarmup_s = {:?}",
+                bg.rate_per_s, bg.prompt_tokens, bg.output_tokens, bg.warmup_s
+            );
+            if !bg.bursts.is_empty() {
+                s += "bursts = [\n";
+                for b in &bg.bursts {
+                    let _ = writeln!(s, "    {{ at_s = {:?}, tokens = {} }},", b.at_s, b.tokens);
+                }
+                s += "]\n";
+            }
+        }
+        s
     }
 
     /// The configured dtype (f32 if the field was never validated and is unknown).
@@ -335,6 +503,21 @@ impl EngineConfig {
             } else {
                 String::new()
             }
+            + &self
+                .background
+                .as_ref()
+                .map(|bg| {
+                    format!(
+                        " background=[{:.2} req/s x {} + {} tokens, warm-up {:.1} s, {} bursts of {} tokens]",
+                        bg.rate_per_s,
+                        bg.prompt_tokens,
+                        bg.output_tokens,
+                        bg.warmup_s,
+                        bg.bursts.len(),
+                        bg.bursts.iter().map(|b| u64::from(b.tokens)).sum::<u64>()
+                    )
+                })
+                .unwrap_or_default()
     }
 }
 

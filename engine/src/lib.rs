@@ -24,7 +24,9 @@ pub mod scenario;
 pub mod spec;
 
 pub use cache::EvictionPolicy;
-pub use config::{EngineConfig, ModelShape, PolicyKind, SpecMethod, SpeculativeConfig};
+pub use config::{
+    BackgroundLoad, Burst, EngineConfig, ModelShape, PolicyKind, SpecMethod, SpeculativeConfig,
+};
 pub use engine::{Event, EventKind};
 pub use error::EngineError;
 pub use replay::{

@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
-use tailscope_model::ReplayWorkload;
+use tailscope_model::{ReplayWorkload, Segment, Session, Turn};
 
 use crate::cache::Eviction;
-use crate::config::EngineConfig;
+use crate::config::{BackgroundLoad, EngineConfig};
 use crate::engine::{load_model, Engine, Event, RequestSpec};
 use crate::error::EngineError;
 use crate::model::Llama;
@@ -218,6 +218,14 @@ fn run_model(
     if workload.sessions.iter().all(|s| s.turns.is_empty()) {
         return Err(EngineError::Workload("the workload has no turns".into()));
     }
+    let loaded;
+    let workload = match &cfg.background {
+        Some(bg) => {
+            loaded = with_background(workload, bg)?;
+            &loaded
+        }
+        None => workload,
+    };
     let vocab = model.shape().vocab_size as u32;
     let mut engine = Engine::with_draft(cfg, model, draft)?;
     if check_logits {
@@ -359,6 +367,79 @@ fn run_model(
         },
         worst,
     ))
+}
+
+/// `workload` plus the background load: one single-turn session
+/// [`BackgroundLoad::SESSION`] per request (so a closed-loop replay keeps their
+/// arrival times), steady ones every `1 / rate_per_s` seconds from `warmup_s` before
+/// the first arrival to the last one, then the bursts; each prompt its own token stream.
+pub fn with_background(
+    workload: &ReplayWorkload,
+    bg: &BackgroundLoad,
+) -> Result<ReplayWorkload, EngineError> {
+    let arrivals = workload
+        .sessions
+        .iter()
+        .flat_map(|s| s.turns.iter().map(|t| t.arrival_ns));
+    let (first, last) = arrivals.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    if first > last {
+        return Ok(workload.clone());
+    }
+    let too_many = |n: usize| {
+        EngineError::Workload(format!(
+            "[background] asks for {n} requests or more; at most {} are replayed",
+            BackgroundLoad::MAX_REQUESTS
+        ))
+    };
+    // (arrival, prompt tokens)
+    let mut reqs: Vec<(i64, u32)> = Vec::new();
+    if bg.rate_per_s > 0.0 {
+        let step = 1e9 / bg.rate_per_s;
+        let start = first as f64 - bg.warmup_s * 1e9;
+        let n = ((last as f64 - start) / step).floor() + 1.0;
+        if n > BackgroundLoad::MAX_REQUESTS as f64 {
+            return Err(too_many(n as usize));
+        }
+        reqs.extend((0..n as usize).map(|i| ((start + step * i as f64) as i64, bg.prompt_tokens)));
+    }
+    let per = bg.prompt_tokens.max(1);
+    for b in &bg.bursts {
+        let n = b.tokens.div_ceil(per) as usize;
+        if reqs.len() + n > BackgroundLoad::MAX_REQUESTS {
+            return Err(too_many(reqs.len() + n));
+        }
+        let at = first + (b.at_s * 1e9) as i64;
+        let mut left = b.tokens;
+        while left > 0 {
+            let len = left.min(per);
+            reqs.push((at, len));
+            left -= len;
+        }
+    }
+    let mut out = workload.clone();
+    out.sessions.extend(
+        reqs.iter()
+            .enumerate()
+            .map(|(i, &(arrival_ns, len))| Session {
+                id: BackgroundLoad::SESSION.to_owned(),
+                turns: vec![Turn {
+                    index: i as u32,
+                    trace_id: None,
+                    arrival_ns,
+                    think_ns: 0,
+                    prompt: vec![Segment {
+                        // a stream of its own (the recorded ones are FNV-1a hashes of ids)
+                        stream: 0xB6_0000_0000_0000
+                            ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                        len,
+                    }],
+                    output_tokens: bg.output_tokens.max(1),
+                    recorded_ttft_ns: None,
+                    recorded_e2e_ns: None,
+                }],
+            }),
+    );
+    Ok(out)
 }
 
 fn eviction_notes(
@@ -726,18 +807,23 @@ fn focus_rows(focus: &str, runs_a: &[RunReport], runs_b: &[RunReport]) -> Vec<Fo
 }
 
 fn who(ev: &[EvictionNote]) -> String {
-    let mut by: Vec<(String, u32, usize)> = Vec::new();
+    // the background load's requests count as one evicter
+    let mut by: Vec<(String, Option<u32>, usize)> = Vec::new();
     for e in ev {
+        let turn = (e.by_session != BackgroundLoad::SESSION).then_some(e.by_turn);
         match by
             .iter_mut()
-            .find(|(s, t, _)| *s == e.by_session && *t == e.by_turn)
+            .find(|(s, t, _)| *s == e.by_session && *t == turn)
         {
             Some(x) => x.2 += 1,
-            None => by.push((e.by_session.clone(), e.by_turn, 1)),
+            None => by.push((e.by_session.clone(), turn, 1)),
         }
     }
     by.iter()
-        .map(|(s, t, n)| format!("{n} by {s} turn {t}"))
+        .map(|(s, t, n)| match t {
+            Some(t) => format!("{n} by {s} turn {t}"),
+            None => format!("{n} by the {s}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

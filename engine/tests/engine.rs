@@ -11,8 +11,8 @@ use tailscope_engine::engine::{Engine, RequestSpec};
 use tailscope_engine::model::{KvPool, Llama, SeqChunk};
 use tailscope_engine::replay::run_with_model;
 use tailscope_engine::{
-    run_ab, scenario, EngineConfig, ModelShape, PolicyKind, ReplayOptions, SpecMethod,
-    SpeculativeConfig,
+    run_ab, scenario, BackgroundLoad, Burst, EngineConfig, ModelShape, PolicyKind, ReplayOptions,
+    SpecMethod, SpeculativeConfig,
 };
 use tailscope_model::{ReplayWorkload, Segment, Session, Turn};
 
@@ -424,6 +424,132 @@ fn seed_scenario_evicts_the_focus_prefix_under_a_only() {
         .unwrap()
         .iter()
         .any(|e| e["kind"] == "EVICTED_BLOCK"));
+}
+
+/// A conversation of two turns (64 then 80 tokens, blocks of 4) and a `[background]`
+/// burst of 64 tokens between them. With 24 blocks the burst's 16 allocations take the
+/// 7 never-used blocks, turn 0's freed decode block, then 8 of its 16 cached prompt
+/// blocks, tail first: turn 1 finds exactly 8 blocks (`capacity - kept` allocations evict
+/// down to `kept`). With 48 blocks nothing of the conversation is evicted.
+#[test]
+fn background_burst_evicts_an_idle_prefix_down_to_what_lru_keeps() {
+    let turn = |i: u32, at_ms: i64, len: u32| Turn {
+        index: i,
+        trace_id: None,
+        arrival_ns: at_ms * 1_000_000,
+        think_ns: 0,
+        prompt: vec![Segment { stream: 9, len }],
+        output_tokens: 2,
+        recorded_ttft_ns: None,
+        recorded_e2e_ns: None,
+    };
+    let w = ReplayWorkload {
+        focus: "chat".into(),
+        sessions: vec![Session {
+            id: "chat".into(),
+            turns: vec![turn(0, 0, 64), turn(1, 1_000, 80)],
+        }],
+    };
+    let load = BackgroundLoad {
+        rate_per_s: 0.0,
+        prompt_tokens: 16,
+        output_tokens: 1,
+        warmup_s: 0.0,
+        bursts: vec![Burst {
+            at_s: 0.5,
+            tokens: 64,
+        }],
+    };
+    let with = |capacity: usize| EngineConfig {
+        background: Some(load.clone()),
+        ..cfg(capacity, PolicyKind::Lru, 512, true)
+    };
+    let opts = ReplayOptions::default();
+    let run = |c: &EngineConfig| {
+        run_with_model(&w, c, tiny(), &opts, "A", 0, false, &mut |_| {})
+            .unwrap()
+            .0
+    };
+    let small = run(&with(24));
+    let focus = |r: &tailscope_engine::RunReport, t: u32| {
+        r.turns
+            .iter()
+            .find(|x| x.session == "chat" && x.turn == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        small
+            .turns
+            .iter()
+            .filter(|t| t.session == BackgroundLoad::SESSION)
+            .count(),
+        4,
+        "64 tokens in requests of 16"
+    );
+    assert_eq!(focus(&small, 1).prefix_hit_tokens, 8 * 4);
+    let lost: Vec<_> = small
+        .evictions
+        .iter()
+        .filter(|e| e.owner_session.as_deref() == Some("chat"))
+        .collect();
+    assert_eq!(lost.len(), 8, "{lost:?}");
+    assert!(lost.iter().all(|e| e.by_session == BackgroundLoad::SESSION));
+    assert_eq!(small.leaked_refs, 0);
+    let big = run(&with(48));
+    assert_eq!(focus(&big, 1).prefix_hit_tokens, 16 * 4);
+    assert!(big
+        .evictions
+        .iter()
+        .all(|e| e.owner_session.as_deref() != Some("chat")));
+    // The same load without the burst: nothing is evicted at 24 blocks either.
+    let calm = run(&EngineConfig {
+        background: Some(BackgroundLoad {
+            bursts: Vec::new(),
+            ..load.clone()
+        }),
+        ..cfg(24, PolicyKind::Lru, 512, true)
+    });
+    assert_eq!(focus(&calm, 1).prefix_hit_tokens, 16 * 4);
+}
+
+/// `to_toml` writes every field; reading it back gives the same configuration, and a
+/// `[background]` with a bad field is refused by name.
+#[test]
+fn config_to_toml_reads_back_equal() {
+    let mut c = EngineConfig::from_toml_str(scenario::SEED_A_TOML).unwrap();
+    c.temperature = 0.5;
+    c.speculative = Some(SpeculativeConfig {
+        draft_layers: Some(1),
+        draft_seed: Some(11),
+        ..SpeculativeConfig::self_noised(3, 0.125)
+    });
+    c.background = Some(BackgroundLoad {
+        rate_per_s: 0.5,
+        prompt_tokens: 32,
+        output_tokens: 2,
+        warmup_s: 1.5,
+        bursts: vec![
+            Burst {
+                at_s: 0.25,
+                tokens: 100,
+            },
+            Burst {
+                at_s: 3.0,
+                tokens: 7,
+            },
+        ],
+    });
+    let text = c.to_toml();
+    assert_eq!(EngineConfig::from_toml_str(&text).unwrap(), c, "{text}");
+    c.model_path = Some("/tmp/a \"quoted\" dir".into());
+    assert_eq!(EngineConfig::from_toml_str(&c.to_toml()).unwrap(), c);
+    let bad = format!(
+        "{}\n[background]\nprompt_tokens = 0\n",
+        scenario::SEED_A_TOML
+    );
+    let e = EngineConfig::from_toml_str(&bad).unwrap_err().to_string();
+    assert!(e.contains("background.prompt_tokens"), "{e}");
 }
 
 #[test]

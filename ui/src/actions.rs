@@ -121,6 +121,23 @@ impl App {
         &self.replay_form.request
     }
 
+    /// Asks for configuration A sized like the recorded server (and B with twice its
+    /// cache) for the form's conversation.
+    pub fn request_as_recorded(&mut self) {
+        let r = &self.replay_form.request;
+        let req = Request::AsRecorded {
+            conversation_id: r.conversation_id.trim().to_owned(),
+            token_scale: r.token_scale,
+            max_output_tokens: r.max_output_tokens,
+        };
+        self.send(req);
+    }
+
+    /// What the form's as-recorded A rests on (empty when A is not one).
+    pub fn as_recorded_notes(&self) -> &[String] {
+        &self.replay_form.as_recorded_notes
+    }
+
     /// Runs the replay form's request as a job.
     pub fn run_replay(&mut self) {
         self.link

@@ -62,6 +62,20 @@ impl App {
                 self.periods.requested = false;
                 self.periods.diff = Some(*d);
             }
+            Response::AsRecorded {
+                conversation_id,
+                a,
+                b,
+                token_scale,
+                notes,
+            } => {
+                let f = &mut self.replay_form;
+                f.request.conversation_id = conversation_id;
+                f.request.a_toml = a;
+                f.request.b_toml = b;
+                f.request.token_scale = token_scale;
+                f.as_recorded_notes = notes;
+            }
             Response::ReplayDefaults { a, b } => {
                 let r = &mut self.replay_form.request;
                 if r.a_toml.is_empty() {

@@ -140,6 +140,8 @@ pub(crate) struct ReplayForm {
     pub request: ReplayRequest,
     /// Asked the worker for the default configurations.
     pub defaults_requested: bool,
+    /// What the as-recorded A rests on, when the form holds one.
+    pub as_recorded_notes: Vec<String>,
 }
 
 impl Default for ReplayForm {
@@ -153,6 +155,7 @@ impl Default for ReplayForm {
                 ..ReplayRequest::default()
             },
             defaults_requested: false,
+            as_recorded_notes: Vec::new(),
         }
     }
 }

@@ -81,12 +81,6 @@ pub(crate) fn replay_job(
     opts: &tailscope_engine::ReplayOptions,
     job: &Job,
 ) {
-    let turns: usize = workload
-        .sessions
-        .iter()
-        .map(|s| s.turns.len())
-        .sum::<usize>()
-        .max(1);
     // two untimed warm-up runs, then A and B per repeat
     let runs = 2 * (u64::from(opts.repeats) + 1);
     let mut last: Option<Instant> = None;
@@ -102,9 +96,10 @@ pub(crate) fn replay_job(
             "B warm-up" => 1,
             c => 2 + u64::from(p.repeat) * 2 + u64::from(c == "B"),
         };
-        let done = run * turns as u64 + p.turns_done as u64;
+        // per run, its own total: a [background] section adds turns to one side only
+        let within = p.turns_done as f64 / p.turns_total.max(1) as f64;
         job.progress(
-            Some((done as f64 / (runs * turns as u64) as f64) as f32),
+            Some(((run as f64 + within) / runs as f64) as f32),
             format!("{} run {}/{}", p.config, p.repeat + 1, p.repeats),
         );
     };

@@ -233,6 +233,11 @@ impl Worker {
                 b: jobs::SEED_B.to_owned(),
             },
             Request::RunReplay(r) => self.start_replay(&r)?,
+            Request::AsRecorded {
+                conversation_id,
+                token_scale,
+                max_output_tokens,
+            } => self.as_recorded(&conversation_id, token_scale, max_output_tokens)?,
             // Answered with the stored overview; the run reports on its own.
             Request::Analyze => {
                 self.trigger(Trigger::Now);
@@ -318,6 +323,44 @@ impl Worker {
     /// read here (a bad conversation or configuration is refused at once), the engine
     /// runs there with progress and the cancel flag, and the result is saved as the
     /// CLI saves it.
+    /// The replay form's "A = as recorded": [`crate::as_recorded::derive`] over the
+    /// conversation at the snapped token scale, as `tailscope replay --as-recorded` does.
+    fn as_recorded(
+        &self,
+        conv: &str,
+        token_scale: f64,
+        max_output_tokens: u32,
+    ) -> Result<Response> {
+        use crate::as_recorded::{derive, snapped_scale};
+        use crate::replay_input::{workload, InputOptions};
+        let conv = conv.trim();
+        if conv.is_empty() {
+            bail!("pick a conversation to size A for");
+        }
+        let scale = snapped_scale(token_scale.clamp(0.001, 1.0));
+        let input = InputOptions {
+            token_scale: scale,
+            max_background: 8,
+            max_prompt_tokens: 4096,
+        };
+        let w = workload(&self.store, conv, &input)
+            .with_context(|| format!("reading conversation {conv} for replay"))?;
+        let focus = self.store.llm_calls(Some(conv), None)?;
+        let base =
+            tailscope_engine::EngineConfig::from_toml_str_named(jobs::SEED_A, "seed-a.toml")?;
+        let d = derive(&w, &focus, scale, max_output_tokens, &base)?;
+        Ok(Response::AsRecorded {
+            conversation_id: conv.to_owned(),
+            a: d.toml(),
+            b: format!(
+                "# B: the as-recorded A with twice the cache.\n\n{}",
+                d.bigger_cache(2).to_toml()
+            ),
+            token_scale: scale,
+            notes: d.notes,
+        })
+    }
+
     fn start_replay(&mut self, r: &ReplayRequest) -> Result<Response> {
         use crate::replay_input::{workload, InputOptions};
         use tailscope_engine::EngineConfig;

@@ -46,6 +46,14 @@ pub enum Request {
     RunReplay(ReplayRequest),
     /// The default configurations A and B (TOML) the replay form starts from.
     ReplayDefaults,
+    /// Configuration A sized like the recorded server (`tailscope replay --as-recorded`)
+    /// for a conversation, and B with twice its cache; answered as
+    /// [`Response::AsRecorded`].
+    AsRecorded {
+        conversation_id: String,
+        token_scale: f64,
+        max_output_tokens: u32,
+    },
     /// Import OTLP files (a job with progress).
     Import {
         files: Vec<PathBuf>,
@@ -80,6 +88,15 @@ pub enum Response {
     ReplayDefaults {
         a: String,
         b: String,
+    },
+    /// The as-recorded A, B with twice its cache (TOML), the token scale they are
+    /// sized for, and the evidence (one line each).
+    AsRecorded {
+        conversation_id: String,
+        a: String,
+        b: String,
+        token_scale: f64,
+        notes: Vec<String>,
     },
     /// Progress of the running job; `done` ends it.
     Progress(JobProgress),

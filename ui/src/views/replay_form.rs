@@ -63,6 +63,29 @@ pub(crate) fn show(app: &mut App, ui: &mut egui::Ui) {
         ui.label("Max output tokens:");
         ui.add(egui::DragValue::new(&mut form.max_output_tokens).range(1..=4096));
     });
+    let conv_set = !app.replay_form.request.conversation_id.trim().is_empty();
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(conv_set, egui::Button::new("A = as recorded"))
+            .on_hover_text("size A like the server the conversation was recorded on: the cache from its hits and misses, the load no trace shows as bursts before its misses; B gets twice the cache")
+            .clicked()
+        {
+            app.request_as_recorded();
+        }
+        if !app.replay_form.as_recorded_notes.is_empty() {
+            ui.label(RichText::new("A is as recorded").italics());
+        }
+    });
+    if !app.replay_form.as_recorded_notes.is_empty() {
+        egui::CollapsingHeader::new("Why A is sized this way")
+            .id_salt("replay_as_recorded_notes")
+            .show(ui, |ui| {
+                for n in &app.replay_form.as_recorded_notes {
+                    ui.label(n);
+                }
+            });
+    }
+    let form = &mut app.replay_form.request;
     ui.columns(2, |cols| {
         for (k, (side, text)) in [("A", &mut form.a_toml), ("B", &mut form.b_toml)]
             .into_iter()
