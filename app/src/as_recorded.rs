@@ -5,7 +5,9 @@
 //!
 //! What the store shows, and what it is turned into:
 //! - **hits and misses**: per call, the cached prompt tokens the server reported
-//!   (`cache_read`). Turn k of a conversation should have found the previous turn's
+//!   (`cache_read`; absent on a call whose source sends it elsewhere means 0; a call
+//!   that starts while another of the conversation runs is a duplicate span of that
+//!   request and is skipped). Turn k of a conversation should have found the previous turn's
 //!   prompt and answer cached (`min(input_k - 1, input_j + output_j)`, in full blocks);
 //!   it *missed* when it found at least one block less.
 //! - **capacity**: the pool held, at once, the prompts and answers of the calls that
@@ -173,8 +175,20 @@ pub fn derive(
     ));
     let mut misses = Vec::new();
     let mut bursts = Vec::new();
-    for k in 1..focus.len() {
-        let (j, c) = (&focus[k - 1], &focus[k]);
+    for (k, c) in focus.iter().enumerate().skip(1) {
+        // A call that starts while an earlier one of the conversation still runs is the
+        // same request seen twice (LangChain's ChatOpenAI + ChatCompletion siblings),
+        // not a turn: skip it. Otherwise its previous turn is the call that finished last.
+        if focus[..k].iter().any(|e| e.end_ns > c.start_ns) {
+            continue;
+        }
+        let Some((jx, j)) = focus[..k]
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, e)| (e.end_ns, *i))
+        else {
+            continue;
+        };
         let cached = c.cache_read_tokens.unwrap_or(0);
         let expected_rec = (c.input_tokens - 1).min(j.input_tokens + j.output_tokens) / rb;
         let kept_rec = cached / rb;
@@ -182,7 +196,7 @@ pub fn derive(
             continue;
         }
         // in replay blocks: turn j's prompt is what the replayed turn k can find
-        let (tj, tk) = (&session.turns[k - 1], &session.turns[k]);
+        let (tj, tk) = (&session.turns[jx], &session.turns[k]);
         let expected = (tk.input_tokens().saturating_sub(1) as usize / bs)
             .min(tj.input_tokens() as usize / bs);
         let kept = (kept_rec.max(0) as usize).min(expected);
@@ -200,7 +214,7 @@ pub fn derive(
         // it had), so that the turn queues behind the whole burst
         let at_ns = tk.arrival_ns - ((tk.arrival_ns - tj.arrival_ns) / 2).min(1_000_000) - first;
         notes.push(format!(
-            "turn {} ({}) found {cached} of {} cached tokens recorded: {} of {} blocks lost{}",
+            "call {} (trace {}) found {cached} of {} cached tokens recorded: {} of {} blocks lost{}",
             k + 1,
             c.trace_id,
             expected_rec * rb,
@@ -208,7 +222,7 @@ pub fn derive(
             expected,
             if needed > 0 {
                 format!(
-                    "; the traced competitors allocate {traced} blocks in between, so a burst of {needed} blocks of unseen load at {:.3} s, just before the turn",
+                    "; the traced competitors allocate {traced} blocks in between, so a burst of {needed} blocks of unseen load at {:.3} s, just before the call",
                     at_ns as f64 / 1e9
                 )
             } else {

@@ -357,3 +357,45 @@ fn as_recorded_reproduces_the_recorded_pressure_eviction_and_b_resolves_it() {
         }
     }
 }
+
+/// LangChain sends every call twice (ChatOpenAI and ChatCompletion, overlapping
+/// siblings): the second span is not a turn that missed the first one's prefix. In
+/// `langchain-conv-07` the derived A has exactly the recorded misses, turn 3 (planted)
+/// and turn 8 (LRU pressure: 2432 of 4192 tokens kept), one burst each.
+#[test]
+fn as_recorded_counts_duplicate_langchain_spans_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lc.duckdb");
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/realtel/fixtures/langchain.jsonl");
+    let o = tailscope(&db, &["import", fixture.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a_path = dir.path().join("lc.toml");
+    let o = tailscope(
+        &db,
+        &[
+            "replay",
+            "--conversation",
+            "langchain-conv-07",
+            "--as-recorded",
+            a_path.to_str().unwrap(),
+            "--repeats",
+            "1",
+            "--token-scale",
+            "0.125",
+            "--max-output-tokens",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&a_path).unwrap();
+    let a = tailscope_engine::EngineConfig::from_toml_str(&text).unwrap();
+    let bursts = a.background.map(|bg| bg.bursts).unwrap_or_default();
+    assert_eq!(bursts.len(), 2, "{text}");
+    assert!(
+        text.contains("found 0 of 2128 cached tokens") && text.contains("found 2432 of 4192"),
+        "{text}"
+    );
+}
