@@ -2,7 +2,7 @@
 //! errors that name their input.
 
 use super::{stderr, stdout, tailscope};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn config(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -237,6 +237,43 @@ fn metric<'a>(turn: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .unwrap_or_else(|| panic!("no {name} in {turn}"))
 }
 
+/// Imports the realtel fixture `stack` into a store in `dir` and replays `conversation`
+/// with `--as-recorded` (JSON, one repeat, token scale 0.125); the store, the derived A's
+/// path, and the successful run's output.
+fn replay_as_recorded(
+    dir: &Path,
+    stack: &str,
+    conversation: &str,
+    max_output_tokens: &str,
+) -> (PathBuf, PathBuf, std::process::Output) {
+    let db = dir.join(format!("{stack}.duckdb"));
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../tests/realtel/fixtures/{stack}.jsonl"));
+    let o = tailscope(&db, &["import", fixture.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a_path = dir.join("as-recorded.toml");
+    let o = tailscope(
+        &db,
+        &[
+            "replay",
+            "--conversation",
+            conversation,
+            "--as-recorded",
+            a_path.to_str().unwrap(),
+            "--repeats",
+            "1",
+            "--token-scale",
+            "0.125",
+            "--max-output-tokens",
+            max_output_tokens,
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    (db, a_path, o)
+}
+
 /// `--as-recorded` on a recording with real cache pressure (tests/realtel, OpenInference:
 /// the server's LRU prefix cache shared with untraced background tenants). In
 /// `openinference-conv-07` turn 3 lost its whole cached prefix (planted) and turn 8 lost
@@ -248,34 +285,13 @@ fn metric<'a>(turn: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 #[test]
 fn as_recorded_reproduces_the_recorded_pressure_eviction_and_b_resolves_it() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("pressure.duckdb");
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/realtel/fixtures/openinference.jsonl");
     let truth: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture.with_extension("truth.json")).unwrap())
             .unwrap();
-    let o = tailscope(&db, &["import", fixture.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let a_path = dir.path().join("as-recorded.toml");
-    let o = tailscope(
-        &db,
-        &[
-            "replay",
-            "--conversation",
-            "openinference-conv-07",
-            "--as-recorded",
-            a_path.to_str().unwrap(),
-            "--repeats",
-            "1",
-            "--token-scale",
-            "0.125",
-            "--max-output-tokens",
-            "8",
-            "--format",
-            "json",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, a_path, o) =
+        replay_as_recorded(dir.path(), "openinference", "openinference-conv-07", "8");
     let a_text = std::fs::read_to_string(&a_path).unwrap();
     let a = tailscope_engine::EngineConfig::from_toml_str(&a_text).unwrap();
     let b =
@@ -365,31 +381,7 @@ fn as_recorded_reproduces_the_recorded_pressure_eviction_and_b_resolves_it() {
 #[test]
 fn as_recorded_counts_duplicate_langchain_spans_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("lc.duckdb");
-    let fixture =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/realtel/fixtures/langchain.jsonl");
-    let o = tailscope(&db, &["import", fixture.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let a_path = dir.path().join("lc.toml");
-    let o = tailscope(
-        &db,
-        &[
-            "replay",
-            "--conversation",
-            "langchain-conv-07",
-            "--as-recorded",
-            a_path.to_str().unwrap(),
-            "--repeats",
-            "1",
-            "--token-scale",
-            "0.125",
-            "--max-output-tokens",
-            "2",
-            "--format",
-            "json",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, a_path, _) = replay_as_recorded(dir.path(), "langchain", "langchain-conv-07", "2");
     let text = std::fs::read_to_string(&a_path).unwrap();
     let a = tailscope_engine::EngineConfig::from_toml_str(&text).unwrap();
     let bursts = a.background.map(|bg| bg.bursts).unwrap_or_default();

@@ -391,6 +391,15 @@ fn run_both(args: &[&str]) -> Result<(String, String)> {
     Ok((String::from_utf8(out.stdout)?, err))
 }
 
+/// The spans of the second "pulled N spans" a run printed (the first is the changed
+/// traces, the second what the command reads beyond them).
+fn second_pull(said: &str) -> Option<usize> {
+    said.split("pulled ")
+        .nth(2)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+}
+
 /// `SELECT ... FORMAT TabSeparated` through the front.
 fn scalar(front: &Front, sql: &str) -> Result<String> {
     let agent = ureq::Agent::config_builder()
@@ -470,12 +479,7 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
         json(&run(&l)?)?,
         "compare over shared results"
     );
-    let cohort_spans: usize = said
-        .split("pulled ")
-        .nth(2)
-        .and_then(|t| t.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no cohort pull in {said}"))?;
+    let cohort_spans = second_pull(&said).with_context(|| format!("no cohort pull in {said}"))?;
     assert!(
         cohort_spans > 0 && cohort_spans < spans_before,
         "{cohort_spans} of {spans_before} earlier spans pulled for the cohorts: {said}"
@@ -503,12 +507,7 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     r.extend(periods);
     let (diffed, said) = run_both(&r)?;
     assert_eq!(json(&diffed)?, json(&run(&l)?)?, "diff over shared results");
-    let period_spans: usize = said
-        .split("pulled ")
-        .nth(2)
-        .and_then(|t| t.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no period pull in {said}"))?;
+    let period_spans = second_pull(&said).with_context(|| format!("no period pull in {said}"))?;
     assert!(
         period_spans > 0 && period_spans < spans_after,
         "{period_spans} of {spans_after} spans pulled for the two periods: {said}"
