@@ -5,7 +5,7 @@
 use crate::AnalysisError;
 use std::collections::BTreeMap;
 use tailscope_model::Cause;
-use tailscope_store::query::export::TailRow;
+use tailscope_store::query::TailRow;
 use tailscope_store::{Store, CAUSE_COLUMNS};
 
 /// One group of the tail cohort (a route or a conversation; `None`: traces without

@@ -155,12 +155,7 @@ pub fn derive(
         .max()
         .unwrap_or(1);
     let capacity = held + 1;
-    let first = workload
-        .sessions
-        .iter()
-        .flat_map(|s| s.turns.iter().map(|t| t.arrival_ns))
-        .min()
-        .unwrap_or(0);
+    let first = workload.first_arrival_ns();
     let mut notes = vec![
         format!(
             "token_scale {token_scale}: one recorded block of {RECORDED_BLOCK} tokens is one replay block of {bs}"

@@ -82,14 +82,19 @@ pub fn pull_cohort(run: &mut SourceRun, percentile: f64) -> Result<()> {
     let before = run.pulled.spans;
     run.pull_cohort(&ranks, &|_, _| {})
         .with_context(|| format!("reading the cohorts' spans from {}", run.url().shown()))?;
+    said_pulled(run, before, "the cohorts' traces");
+    Ok(())
+}
+
+/// Says how many spans of `what` a pull added to the `before` already pulled.
+fn said_pulled(run: &SourceRun, before: u64, what: &str) {
     if run.pulled.spans > before {
         eprintln!(
-            "pulled {} spans of the cohorts' traces ({} bytes received in all)",
+            "pulled {} spans of {what} ({} bytes received in all)",
             run.pulled.spans - before,
             run.pulled.bytes
         );
     }
-    Ok(())
 }
 
 /// Also pulls the traces of `diff`'s two periods that `open` left out; the periods
@@ -105,12 +110,6 @@ pub fn pull_periods(run: &mut SourceRun, args: &crate::diff::DiffArgs) -> Result
         &|_, _| {},
     )
     .with_context(|| format!("reading the two periods' spans from {}", run.url().shown()))?;
-    if run.pulled.spans > before {
-        eprintln!(
-            "pulled {} spans of the two periods' traces ({} bytes received in all)",
-            run.pulled.spans - before,
-            run.pulled.bytes
-        );
-    }
+    said_pulled(run, before, "the two periods' traces");
     Ok((bw, aw))
 }

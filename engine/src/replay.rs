@@ -231,12 +231,7 @@ fn run_model(
     if check_logits {
         engine.check_logits = Some(0.0);
     }
-    let t0 = workload
-        .sessions
-        .iter()
-        .flat_map(|s| s.turns.iter().map(|t| t.arrival_ns))
-        .min()
-        .unwrap_or(0);
+    let t0 = workload.first_arrival_ns();
     let scale = match opts.arrival {
         Arrival::OpenLoop { time_scale } => time_scale.max(0.0),
         Arrival::ClosedLoop => 1.0,

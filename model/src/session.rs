@@ -89,6 +89,17 @@ pub struct ReplayWorkload {
     pub sessions: Vec<Session>,
 }
 
+impl ReplayWorkload {
+    /// The earliest turn arrival of any session (0 for an empty workload).
+    pub fn first_arrival_ns(&self) -> i64 {
+        self.sessions
+            .iter()
+            .flat_map(|s| s.turns.iter().map(|t| t.arrival_ns))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

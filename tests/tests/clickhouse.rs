@@ -158,18 +158,7 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
     assert_eq!(local, remote, "span and trace counts");
     assert!(local[0]["n"].as_i64().unwrap_or(0) > 1000, "{local}");
 
-    let range = json(&run(&[
-        "--db",
-        db,
-        "query",
-        "SELECT min(start_ns) AS a, max(start_ns) AS b FROM spans",
-        "--format",
-        "json",
-    ])?)?;
-    let (a, b) = (
-        range[0]["a"].as_i64().context("a")?,
-        range[0]["b"].as_i64().context("b")?,
-    );
+    let (a, b) = span_starts(db)?;
     let mid = a + (b - a) / 2;
     let before = format!("{a}..{mid}");
     let after = format!("{mid}..{}", b + 1);
@@ -391,6 +380,22 @@ fn run_both(args: &[&str]) -> Result<(String, String)> {
     Ok((String::from_utf8(out.stdout)?, err))
 }
 
+/// `[first, last]` span start of the local store `db`.
+fn span_starts(db: &str) -> Result<(i64, i64)> {
+    let range = json(&run(&[
+        "--db",
+        db,
+        "query",
+        "SELECT min(start_ns) AS a, max(start_ns) AS b FROM spans",
+        "--format",
+        "json",
+    ])?)?;
+    Ok((
+        range[0]["a"].as_i64().context("a")?,
+        range[0]["b"].as_i64().context("b")?,
+    ))
+}
+
 /// The spans of the second "pulled N spans" a run printed (the first is the changed
 /// traces, the second what the command reads beyond them).
 fn second_pull(said: &str) -> Option<usize> {
@@ -486,16 +491,7 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     );
     // diff reads only the traces of its two periods (here the first half of the
     // range, split in two)
-    let range = json(&run(&[
-        "--db",
-        db,
-        "query",
-        "SELECT min(start_ns) AS a, max(start_ns) AS b FROM spans",
-        "--format",
-        "json",
-    ])?)?;
-    let first = range[0]["a"].as_i64().context("a")?;
-    let last = range[0]["b"].as_i64().context("b")?;
+    let (first, last) = span_starts(db)?;
     let (q1, q2) = (first + (last - first) / 4, first + (last - first) / 2);
     let (before, after) = (format!("{first}..{q1}"), format!("{q1}..{q2}"));
     let periods = [

@@ -1,11 +1,21 @@
 //! What compare reads: the cohorts' traces by rank, every span of them, and the
-//! resources' attributes.
+//! resources' attributes; and the rows the report's tail tables are computed from.
 
 use super::QueryError;
 use crate::read::{opt, Columns};
-use crate::Store;
+use crate::{Store, StoreError, CAUSE_COLUMNS};
 use duckdb::arrow::record_batch::RecordBatch;
 use tailscope_model::samples::{CohortRanks, CohortSpan, CohortTrace};
+
+/// One analysed trace, for the tail tables: its group keys, duration and per-cause
+/// critical-path time (`None`: the column is empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TailRow {
+    pub route: Option<String>,
+    pub conversation_id: Option<String>,
+    pub duration_ns: i64,
+    pub by_cause_ns: [Option<i64>; CAUSE_COLUMNS.len()],
+}
 
 /// The ranked traces and the predicate of the cohort `c` (a SQL `WITH` prefix).
 fn cohort_sql(c: &CohortRanks) -> String {
@@ -104,6 +114,42 @@ impl Store {
             let (id, k, v) = (c.i64("resource_id")?, c.str("key")?, c.str("value")?);
             for i in 0..b.num_rows() {
                 out.push((id.value(i), k.value(i).to_owned(), v.value(i).to_owned()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Every `trace_analysis` row with a duration, by ascending duration (ties by trace
+    /// id): what the tail tables are computed from.
+    pub fn tail_rows(&self) -> Result<Vec<TailRow>, StoreError> {
+        let causes = CAUSE_COLUMNS
+            .map(|c| format!("{c}_ns::BIGINT AS {c}"))
+            .join(", ");
+        let mut out = Vec::new();
+        for b in self.query_arrow(&format!(
+            "SELECT route, conversation_id, duration_ns::BIGINT AS d, {causes} FROM trace_analysis
+             WHERE duration_ns IS NOT NULL ORDER BY duration_ns, trace_id"
+        ))? {
+            let c = Columns::new(&b);
+            let (route, conv, d) = (c.str("route")?, c.str("conversation_id")?, c.i64("d")?);
+            let mut cols = Vec::with_capacity(CAUSE_COLUMNS.len());
+            for n in CAUSE_COLUMNS {
+                cols.push(c.i64(n)?);
+            }
+            out.reserve(b.num_rows());
+            for i in 0..b.num_rows() {
+                let mut by_cause_ns = [None; CAUSE_COLUMNS.len()];
+                for (v, col) in by_cause_ns.iter_mut().zip(&cols) {
+                    *v = opt(*col, i, |i| col.value(i));
+                }
+                out.push(TailRow {
+                    route: opt(route, i, |i| route.value(i).to_owned()),
+                    conversation_id: opt(conv, i, |i| conv.value(i).to_owned()),
+                    duration_ns: d.value(i),
+                    by_cause_ns,
+                });
             }
         }
         Ok(out)

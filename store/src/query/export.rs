@@ -3,8 +3,7 @@
 //! as Parquet by DuckDB itself (`COPY ... TO`), restricted to the selected traces and
 //! time window.
 
-use crate::read::{opt, Columns};
-use crate::{Store, StoreError, CAUSE_COLUMNS};
+use crate::{sql_lit, Store, StoreError};
 use std::path::Path;
 
 /// What one `COPY ... TO` Parquet wrote: its rows, and each column's name and DuckDB
@@ -20,21 +19,6 @@ pub struct ParquetWritten {
 pub enum ParquetColumn<'a> {
     Text(&'a str, Vec<&'a str>),
     Int(&'a str, Vec<i64>),
-}
-
-/// One analysed trace, for the tail tables: its group keys, duration and per-cause
-/// critical-path time (`None`: the column is empty).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TailRow {
-    pub route: Option<String>,
-    pub conversation_id: Option<String>,
-    pub duration_ns: i64,
-    pub by_cause_ns: [Option<i64>; CAUSE_COLUMNS.len()],
-}
-
-/// A SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// One exported column: its name, the SQL that reads it, what it means.
@@ -359,40 +343,6 @@ fn select_sql(spec: &TableSpec, scope: &ExportScope) -> String {
 }
 
 impl Store {
-    /// Every `trace_analysis` row with a duration, by ascending duration (ties by trace
-    /// id): what the tail tables are computed from.
-    pub fn tail_rows(&self) -> Result<Vec<TailRow>, StoreError> {
-        let causes = CAUSE_COLUMNS
-            .map(|c| format!("{c}_ns::BIGINT AS {c}"))
-            .join(", ");
-        let mut out = Vec::new();
-        for b in self.query_arrow(&format!(
-            "SELECT route, conversation_id, duration_ns::BIGINT AS d, {causes} FROM trace_analysis
-             WHERE duration_ns IS NOT NULL ORDER BY duration_ns, trace_id"
-        ))? {
-            let c = Columns::new(&b);
-            let (route, conv, d) = (c.str("route")?, c.str("conversation_id")?, c.i64("d")?);
-            let mut cols = Vec::with_capacity(CAUSE_COLUMNS.len());
-            for n in CAUSE_COLUMNS {
-                cols.push(c.i64(n)?);
-            }
-            out.reserve(b.num_rows());
-            for i in 0..b.num_rows() {
-                let mut by_cause_ns = [None; CAUSE_COLUMNS.len()];
-                for (v, col) in by_cause_ns.iter_mut().zip(&cols) {
-                    *v = opt(*col, i, |i| col.value(i));
-                }
-                out.push(TailRow {
-                    route: opt(route, i, |i| route.value(i).to_owned()),
-                    conversation_id: opt(conv, i, |i| conv.value(i).to_owned()),
-                    duration_ns: d.value(i),
-                    by_cause_ns,
-                });
-            }
-        }
-        Ok(out)
-    }
-
     /// (trace id, start, duration) of every analysed trace, by trace id.
     pub fn analysed_trace_times(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let mut stmt = self.conn.prepare(
@@ -447,7 +397,7 @@ impl Store {
         let rows = self.conn.execute(
             &format!(
                 "COPY ({sql}) TO {} (FORMAT parquet, COMPRESSION zstd)",
-                literal(to)
+                sql_lit(to)
             ),
             [],
         )?;
@@ -480,7 +430,7 @@ impl Store {
             })
             .collect();
         let cell = |c: &ParquetColumn<'_>, i: usize| match c {
-            ParquetColumn::Text(_, v) => literal(v[i]),
+            ParquetColumn::Text(_, v) => sql_lit(v[i]),
             ParquetColumn::Int(_, v) => v[i].to_string(),
         };
         let names = (0..columns.len())

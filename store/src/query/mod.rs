@@ -10,6 +10,7 @@ mod replays;
 mod tenants;
 mod traces;
 
+pub use cohorts::TailRow;
 pub use replays::{
     ReplayDetail, ReplayEvictionItem, ReplayItem, ReplaySideSummary, ReplayTurnItem,
     REPLAY_SUMMARY_COLUMNS,
