@@ -30,11 +30,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tailscope_analysis_core::compute;
+use tailscope_analysis_core::semantic_cache::{self, CACHE_SYSTEMS};
 use tailscope_analysis_core::{findings::ToolBaseline, latency::LatencyModel, tail};
-use tailscope_model::{Cause, SpanId};
-use tailscope_store::{
-    AnalysisRows, FindingRow, RunRow, SectionRow, SpanRow, Store, TraceGraph, TraceRow,
-};
+use tailscope_model::{Cause, SpanId, TraceId};
+use tailscope_store::{AnalysisRows, FindingRow, RunRow, SpanRow, Store, TraceGraph, TraceRow};
 
 /// Spans per chunk: big enough that per-chunk reads amortise, small enough that a
 /// chunk's spans (about 1 KB each in memory) stay far below the memory budget.
@@ -209,28 +208,19 @@ fn rows_of(
         ..AnalysisRows::default()
     };
     for t in results {
-        for s in &t.sections {
-            rows.sections.push(SectionRow {
-                trace_id: t.trace_id.clone(),
-                span_id: s.span_id.to_hex(),
-                start_ns: s.start_ns,
-                end_ns: s.end_ns,
-                cause: s.cause.as_str().to_owned(),
-                evidence: s.evidence.as_str().to_owned(),
-                alternatives: s.alternatives.to_list(),
-            });
-        }
-        for s in &t.spans {
-            rows.spans.push(SpanRow {
-                trace_id: t.trace_id.clone(),
-                span_id: s.span_id.to_hex(),
+        // ids from the trace's own hex: a trace id the core could not have made has no rows
+        if let Ok(id) = TraceId::from_hex(&t.trace_id) {
+            rows.sections.extend(t.sections.iter().map(|s| (id, *s)));
+            rows.spans.extend(t.spans.iter().map(|s| SpanRow {
+                trace_id: id,
+                span_id: s.span_id,
                 total_ns: s.total_ns,
                 self_ns: s.self_ns,
                 critical_ns: s.critical_ns,
                 skew_ns: s.skew_ns,
                 orphan: s.orphan,
                 conversation_id: s.conversation_id.clone(),
-            });
+            }));
         }
         rows.traces.push(TraceRow {
             by_cause_ns: crate::cause_columns(&t.by_cause_ns),
@@ -545,9 +535,16 @@ pub fn update_with(
     stats
         .stages
         .lap("primary causes: write changes", &mut clock);
-    // findings judged over the whole store, recomputed as a whole
-    let caches = tailscope_analysis_core::semantic_cache::findings(&store.cache_lookups()?);
-    store.replace_findings_of_kind("semantic_cache", &finding_rows(caches))?;
+    // findings judged over the whole store, recomputed as a whole; their rows change
+    // only with the traces recomputed, so a run whose traces read no cache keeps them
+    let touched = since.is_none() || {
+        let ids: Vec<String> = chunks.iter().flat_map(|c| c.ids.iter().cloned()).collect();
+        store.any_reads_of(CACHE_SYSTEMS, &ids)?
+    };
+    if touched {
+        let caches = semantic_cache::findings(&store.cache_lookups(CACHE_SYSTEMS)?);
+        store.replace_findings_of_kind("semantic_cache", &finding_rows(caches))?;
+    }
     stats.stages.lap("semantic caches", &mut clock);
     store.record_run(&RunRow {
         finished_ns: now_ns(),

@@ -1035,12 +1035,18 @@ fn make_one_ambiguous(db: &Path) -> (String, tailscope_model::Cause, tailscope_m
         Cause::KvEviction
     };
     let (id, p, a) = (&slowest.trace_id, primary.as_str(), alt.as_str());
+    // the sections are stored compact (schema v10): codes and a bit set
+    let (ambiguous, alts, cause) = (
+        2,
+        tailscope_model::CauseSet::of(&[alt]).bits(),
+        primary as u8,
+    );
     store
         .execute_batch(&format!(
             r#"UPDATE trace_analysis SET cause_evidence = '{{"{p}": {{"evidence": "ambiguous", "alternatives": ["{a}"]}}}}'
                  WHERE trace_id = '{id}';
-               UPDATE critical_path_sections SET evidence = 'ambiguous', alternatives = '{a}'
-                 WHERE trace_id = '{id}' AND cause = '{p}';
+               UPDATE path_sections SET evidence = {ambiguous}, alternatives = {alts}
+                 WHERE trace_id = '{id}'::UUID AND cause = {cause};
                UPDATE findings SET evidence_level = 'ambiguous', alternatives = '{a}'
                  WHERE (trace_id, span_id, kind) IN (SELECT (trace_id, span_id, kind) FROM findings
                    ORDER BY estimated_cost_ns DESC, trace_id, span_id LIMIT 1);"#

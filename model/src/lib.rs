@@ -307,6 +307,16 @@ impl CauseSet {
         Cause::ALL.into_iter().filter(move |c| self.contains(*c))
     }
 
+    /// The set as bits: bit `c as u16` for each cause `c` (how the store keeps it).
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// [`CauseSet::bits`] read back; bits of no cause are dropped.
+    pub fn from_bits(bits: u16) -> Self {
+        CauseSet(bits & ((1 << Cause::COUNT) - 1))
+    }
+
     /// The names joined by commas (`""` when empty).
     pub fn to_list(self) -> String {
         self.iter().map(Cause::as_str).collect::<Vec<_>>().join(",")

@@ -12,7 +12,7 @@ WITH reads AS (
            upper(coalesce(s.db_operation, split_part(s.name, ' ', 1))) AS operation,
            s.start_ns, s.end_ns, s.duration_ns
     FROM spans s
-    WHERE s.op_class = 'db' AND s.db_system IS NOT NULL AND s.parent_span_id IS NOT NULL
+    WHERE s.op_class = 'db' AND lower(s.db_system) IN ({systems}) AND s.parent_span_id IS NOT NULL
 ),
 around AS (
     SELECT s.trace_id, s.op_class, s.db_system, s.start_ns, s.end_ns,
@@ -38,15 +38,19 @@ SELECT r.trace_id, r.span_id, coalesce(sa.conversation_id, t.conversation_id) AS
 FROM reads r
 JOIN spans p ON p.trace_id = r.trace_id AND p.span_id = r.parent_span_id
 JOIN trace_analysis t ON t.trace_id = r.trace_id
-LEFT JOIN span_analysis sa ON sa.trace_id = r.trace_id AND sa.span_id = r.span_id
+LEFT JOIN span_times sa ON sa.trace_id = TRY_CAST(r.trace_id AS UUID)
+    AND sa.span_id = TRY_CAST('0x' || r.span_id AS UBIGINT)
 ORDER BY r.trace_id, r.start_ns, r.span_id";
 
 impl Store {
-    /// Every database read under a parent, with the LLM calls and writes beside it,
-    /// of the analysed traces.
-    pub fn cache_lookups(&self) -> Result<Vec<CacheLookupRow>, StoreError> {
+    /// Every read of a store in `systems` (lower case `db.system` values) under a
+    /// parent, with the LLM calls and writes beside it, of the analysed traces.
+    pub fn cache_lookups(&self, systems: &[&str]) -> Result<Vec<CacheLookupRow>, StoreError> {
         let mut out = Vec::new();
-        for b in self.query_arrow(LOOKUPS)? {
+        if systems.is_empty() {
+            return Ok(out);
+        }
+        for b in self.query_arrow(&LOOKUPS.replace("{systems}", &system_list(systems)))? {
             let c = Columns::new(&b);
             let (trace, span, conv, system, op, parent) = (
                 c.str("trace_id")?,
@@ -86,6 +90,34 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether any of `traces` holds a database span of a store in `systems` (lower case
+    /// `db.system` values): when none does, a run that recomputed only these traces left
+    /// every cache lookup as it was.
+    pub fn any_reads_of(&self, systems: &[&str], traces: &[String]) -> Result<bool, StoreError> {
+        if systems.is_empty() || traces.is_empty() {
+            return Ok(false);
+        }
+        let c = &self.conn;
+        c.execute_batch("CREATE OR REPLACE TEMP TABLE touched (trace_id VARCHAR)")?;
+        {
+            let mut app = c.appender("touched")?;
+            for t in traces {
+                app.append_row([t])?;
+            }
+        }
+        let n: i64 = c.query_row(
+            &format!(
+                "SELECT count(*) FROM spans WHERE op_class = 'db' AND lower(db_system) IN ({})
+                 AND trace_id IN (SELECT trace_id FROM touched)",
+                system_list(systems)
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        c.execute_batch("DROP TABLE IF EXISTS touched")?;
+        Ok(n > 0)
+    }
+
     /// Replaces every stored finding of `kind` with `rows` (a finding judged over the
     /// whole store rather than per trace).
     pub fn replace_findings_of_kind(
@@ -121,4 +153,13 @@ impl Store {
             }
         }
     }
+}
+
+/// `systems` as a SQL list of literals.
+fn system_list(systems: &[&str]) -> String {
+    systems
+        .iter()
+        .map(|s| crate::sql_lit(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -48,7 +48,8 @@ SELECT coalesce(c.model, ''), coalesce(c.server_address, ''), c.input_tokens, c.
        c.service_name, coalesce(c.scope_name, '')
 FROM spans c
 LEFT JOIN spans p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
-LEFT JOIN span_analysis sa ON sa.trace_id = c.trace_id AND sa.span_id = c.span_id
+LEFT JOIN span_times sa ON sa.trace_id = TRY_CAST(c.trace_id AS UUID)
+    AND sa.span_id = TRY_CAST('0x' || c.span_id AS UBIGINT)
 WHERE c.op_class = 'llm' AND c.kind <> 'server'
   AND c.input_tokens IS NOT NULL AND c.output_tokens IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM spans k WHERE k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
@@ -76,7 +77,8 @@ const CALL_ROWS: &str = "
 WITH calls AS (
     SELECT c.*, coalesce(c.conversation_id, sa.conversation_id) AS conv
     FROM spans c
-    LEFT JOIN span_analysis sa ON sa.trace_id = c.trace_id AND sa.span_id = c.span_id
+    LEFT JOIN span_times sa ON sa.trace_id = TRY_CAST(c.trace_id AS UUID)
+    AND sa.span_id = TRY_CAST('0x' || c.span_id AS UBIGINT)
     WHERE c.op_class = 'llm' AND c.kind <> 'server'
       AND NOT EXISTS (SELECT 1 FROM spans k WHERE k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
                       AND k.op_class = 'llm' AND k.kind <> 'server')

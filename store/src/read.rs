@@ -4,8 +4,9 @@
 use crate::{Store, StoreError};
 use duckdb::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array,
+    UInt64Array,
 };
-use duckdb::arrow::datatypes::{Float64Type, Int64Type, UInt32Type};
+use duckdb::arrow::datatypes::{Float64Type, Int64Type, UInt32Type, UInt64Type};
 use duckdb::arrow::record_batch::RecordBatch;
 use std::collections::{HashMap, HashSet};
 use tailscope_model::{
@@ -110,7 +111,8 @@ fn json_attrs(text: &str) -> Vec<Attribute> {
 }
 
 /// Typed access to the columns of one Arrow batch by name; DuckDB's VARCHAR, BIGINT,
-/// INTEGER, UINTEGER and BOOLEAN come back as Utf8, Int64, Int32, UInt32 and Boolean.
+/// INTEGER, UINTEGER, UBIGINT and BOOLEAN come back as Utf8, Int64, Int32, UInt32, UInt64
+/// and Boolean.
 pub(crate) struct Columns<'a> {
     batch: &'a RecordBatch,
 }
@@ -150,11 +152,33 @@ impl<'a> Columns<'a> {
             .ok_or_else(|| StoreError::Schema(format!("column {name} is not UINTEGER")))
     }
 
+    pub(crate) fn u64(&self, name: &str) -> Result<&'a UInt64Array, StoreError> {
+        self.col(name)?
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| StoreError::Schema(format!("column {name} is not UBIGINT")))
+    }
+
     pub(crate) fn bool(&self, name: &str) -> Result<&'a BooleanArray, StoreError> {
         self.col(name)?
             .as_boolean_opt()
             .ok_or_else(|| StoreError::Schema(format!("column {name} is not BOOLEAN")))
     }
+}
+
+/// Runs `stmt` as a streaming query and hands each batch to `f`: DuckDB passes its
+/// chunks on as they are produced instead of first materialising the whole result
+/// (which copied every string once more: about half of a chunk's load in analysis).
+/// Fetch errors are returned, not panicked on as the driver's iterator does.
+pub(crate) fn stream_batches<P: duckdb::Params>(
+    stmt: &mut duckdb::Statement<'_>,
+    params: P,
+    mut f: impl FnMut(&RecordBatch) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    drop(stmt.stream_arrow(params)?);
+    while let Some(a) = stmt.step()? {
+        f(&RecordBatch::from(&a))?;
+    }
+    Ok(())
 }
 
 /// `Some` value of a nullable Arrow array at `i`.
@@ -446,9 +470,7 @@ impl Store {
         let sql = format!("SELECT {cols} FROM spans {filter}");
         let mut stmt = self.conn.prepare(&sql)?;
         let mut spans = Vec::new();
-        for b in stmt.query_arrow([])? {
-            spans_of(&b, &mut spans, keep)?;
-        }
+        stream_batches(&mut stmt, [], |b| spans_of(b, &mut spans, keep))?;
         spans.sort_unstable_by(|a, b| {
             (a.trace_id, a.start_ns, a.span_id).cmp(&(b.trace_id, b.start_ns, b.span_id))
         });
@@ -478,8 +500,8 @@ impl Store {
                  FROM events {filter}"
             );
             let mut stmt = self.conn.prepare(&sql)?;
-            for b in stmt.query_arrow([])? {
-                let c = Columns::new(&b);
+            stream_batches(&mut stmt, [], |b| {
+                let c = Columns::new(b);
                 let (t, s, at, time, name, attrs) = (
                     c.str("trace_id")?,
                     c.str("span_id")?,
@@ -518,7 +540,8 @@ impl Store {
                     };
                     found.push((k, at.value(r), event));
                 }
-            }
+                Ok(())
+            })?;
         }
         found.sort_unstable_by_key(|e| (e.0, e.1));
         for (k, _, event) in found {

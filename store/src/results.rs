@@ -2,12 +2,16 @@
 //! back so a later run only recomputes traces that changed.
 
 use crate::{Store, StoreError};
-use duckdb::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray};
+use duckdb::arrow::array::{
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, Int32Array, Int64Array, StringArray,
+    UInt16Array, UInt64Array, UInt8Array,
+};
+use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{params, Connection};
 use std::sync::Arc;
 use tailscope_model::samples::Section;
-use tailscope_model::{Cause, CauseSet, Evidence, SpanId};
+use tailscope_model::{Cause, CauseSet, Evidence, SpanId, TraceId};
 
 fn strs<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(v.collect::<StringArray>())
@@ -35,6 +39,105 @@ pub(crate) fn append(c: &Connection, table: &str, b: RecordBatch) -> Result<(), 
         app.flush()?;
     }
     Ok(())
+}
+
+/// Trace ids as DuckDB UUIDs (16 bytes, big-endian, tagged as Arrow's UUID extension).
+fn uuids<'a>(v: impl Iterator<Item = &'a TraceId>) -> Result<ArrayRef, StoreError> {
+    Ok(Arc::new(FixedSizeBinaryArray::try_from_iter(
+        v.map(|t| t.0),
+    )?))
+}
+
+/// Span ids as UBIGINT (the 8 bytes big-endian, so `printf('%016x')` is the hex id).
+fn span_ints<'a>(v: impl Iterator<Item = &'a SpanId>) -> ArrayRef {
+    Arc::new(v.map(|s| u64::from_be_bytes(s.0)).collect::<UInt64Array>())
+}
+
+/// A batch whose first column is a trace id (UUID) and the rest as in [`batch`].
+fn batch_by_trace(columns: Vec<ArrayRef>) -> Result<RecordBatch, StoreError> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(k, a)| {
+            let f = Field::new(format!("c{k}"), a.data_type().clone(), true);
+            if k == 0 {
+                f.with_metadata(std::collections::HashMap::from([(
+                    "ARROW:extension:name".to_owned(),
+                    "arrow.uuid".to_owned(),
+                )]))
+            } else {
+                f
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// `path_sections` rows as one batch in table order.
+fn section_batch(rows: &[(TraceId, Section)]) -> Result<RecordBatch, StoreError> {
+    batch_by_trace(vec![
+        uuids(rows.iter().map(|r| &r.0))?,
+        span_ints(rows.iter().map(|r| &r.1.span_id)),
+        ints(rows.iter().map(|r| Some(r.1.start_ns))),
+        ints(rows.iter().map(|r| Some(r.1.end_ns))),
+        Arc::new(rows.iter().map(|r| r.1.cause as u8).collect::<UInt8Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| evidence_code(r.1.evidence))
+                .collect::<UInt8Array>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.1.alternatives.bits())
+                .collect::<UInt16Array>(),
+        ),
+    ])
+}
+
+/// `span_times` rows as one batch in table order.
+fn span_batch(rows: &[SpanRow]) -> Result<RecordBatch, StoreError> {
+    batch_by_trace(vec![
+        uuids(rows.iter().map(|r| &r.trace_id))?,
+        span_ints(rows.iter().map(|r| &r.span_id)),
+        ints(rows.iter().map(|r| Some(r.total_ns))),
+        ints(rows.iter().map(|r| Some(r.self_ns))),
+        ints(rows.iter().map(|r| Some(r.critical_ns))),
+        ints(rows.iter().map(|r| Some(r.skew_ns))),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.orphan))
+                .collect::<BooleanArray>(),
+        ),
+        strs(rows.iter().map(|r| r.conversation_id.as_deref())),
+    ])
+}
+
+/// A trace id (32 hex digits) as a DuckDB UUID literal; `None` for any other text.
+pub(crate) fn uuid_of(trace_id: &str) -> Option<String> {
+    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("'{}'::UUID", trace_id.to_ascii_lowercase()))
+}
+
+/// An evidence level's code in `path_sections` (the order of schema v10's list).
+fn evidence_code(e: Evidence) -> u8 {
+    match e {
+        Evidence::Measured => 0,
+        Evidence::Inferred => 1,
+        Evidence::Ambiguous => 2,
+    }
+}
+
+/// [`evidence_code`] read back; code 3 (a section stored before levels) and unknown
+/// codes read as inferred, never claimed measured.
+fn evidence_of(code: u8) -> Evidence {
+    match code {
+        0 => Evidence::Measured,
+        2 => Evidence::Ambiguous,
+        _ => Evidence::Inferred,
+    }
 }
 
 /// `trace_analysis` rows as one batch in table order.
@@ -109,28 +212,11 @@ pub struct SectionRow {
     pub alternatives: String,
 }
 
-/// The columns [`section_row`] reads, for a `SELECT` over `critical_path_sections`.
-pub(crate) const SECTION_COLS: &str = "trace_id, span_id, start_ns, end_ns, cause,
-    coalesce(evidence, '') AS evidence, coalesce(alternatives, '') AS alternatives";
-
-/// A [`SectionRow`] from a row of [`SECTION_COLS`].
-pub(crate) fn section_row(r: &duckdb::Row<'_>) -> duckdb::Result<SectionRow> {
-    Ok(SectionRow {
-        trace_id: r.get("trace_id")?,
-        span_id: r.get("span_id")?,
-        start_ns: r.get("start_ns")?,
-        end_ns: r.get("end_ns")?,
-        cause: r.get("cause")?,
-        evidence: r.get("evidence")?,
-        alternatives: r.get("alternatives")?,
-    })
-}
-
-/// One row of `span_analysis`.
+/// One row of `span_times` (the `span_analysis` view: per-span results).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanRow {
-    pub trace_id: String,
-    pub span_id: String,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
     pub total_ns: i64,
     pub self_ns: i64,
     pub critical_ns: i64,
@@ -212,7 +298,8 @@ pub struct AnalysisRows {
     /// Whether older rows of those traces may exist (false right after
     /// [`Store::clear_analysis`]: nothing to delete, and the delete scans are skipped).
     pub delete_old: bool,
-    pub sections: Vec<SectionRow>,
+    /// Critical-path sections, each with its trace.
+    pub sections: Vec<(TraceId, Section)>,
     pub spans: Vec<SpanRow>,
     pub findings: Vec<FindingRow>,
 }
@@ -446,8 +533,8 @@ impl Store {
         let cleared = c.execute_batch(
             "DELETE FROM analysis_runs;
              DELETE FROM trace_analysis;
-             DELETE FROM critical_path_sections;
-             DELETE FROM span_analysis;
+             DELETE FROM path_sections;
+             DELETE FROM span_times;
              DELETE FROM findings;",
         );
         match cleared {
@@ -547,36 +634,70 @@ impl Store {
                     coalesce(uncached_tokens, 0)
              FROM trace_analysis WHERE {filter} ORDER BY trace_id {limit}"
         ))?;
-        let rows = stmt.query_map(params, |r| {
-            let mut by = [0i64; Cause::COUNT];
-            for (k, v) in by.iter_mut().enumerate() {
-                *v = r.get(8 + k)?;
+        // read as Arrow columns: row by row through the driver cost about as much as the scan
+        let mut out = Vec::new();
+        crate::read::stream_batches(&mut stmt, params, |b| {
+            let str_at = |k: usize| -> Result<&StringArray, StoreError> {
+                b.column(k)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| {
+                        StoreError::Schema(format!("trace_analysis column {k} is not VARCHAR"))
+                    })
+            };
+            let int_at = |k: usize| -> Result<&Int64Array, StoreError> {
+                b.column(k)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .ok_or_else(|| {
+                        StoreError::Schema(format!("trace_analysis column {k} is not BIGINT"))
+                    })
+            };
+            let (id, root, route, conv) = (str_at(0)?, str_at(1)?, str_at(2)?, str_at(3)?);
+            let (start, dur, primary) = (int_at(4)?, int_at(5)?, str_at(6)?);
+            let orphans = b
+                .column(7)
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .ok_or_else(|| {
+                    StoreError::Schema("trace_analysis.orphans is not INTEGER".into())
+                })?;
+            let by: Vec<&Int64Array> = (0..Cause::COUNT)
+                .map(|k| int_at(8 + k))
+                .collect::<Result<_, _>>()?;
+            let (analyzed, caller_t, caller_s) = (int_at(22)?, str_at(23)?, str_at(24)?);
+            let (output, ambiguous, evidence, uncached) =
+                (int_at(25)?, int_at(26)?, str_at(27)?, int_at(28)?);
+            let text = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
+            for i in 0..b.num_rows() {
+                let mut by_cause_ns = [0i64; Cause::COUNT];
+                for (k, v) in by_cause_ns.iter_mut().enumerate() {
+                    *v = by[k].value(i);
+                }
+                out.push(TraceRow {
+                    trace_id: id.value(i).to_owned(),
+                    root: root.value(i).to_owned(),
+                    route: route.value(i).to_owned(),
+                    conversation_id: text(conv, i),
+                    start_ns: start.value(i),
+                    duration_ns: dur.value(i),
+                    primary_cause: text(primary, i),
+                    orphans: orphans.value(i),
+                    by_cause_ns,
+                    analyzed_ns: analyzed.value(i),
+                    caller: match (text(caller_t, i), text(caller_s, i)) {
+                        (Some(t), Some(s)) => Some((t, s)),
+                        _ => None,
+                    },
+                    output_tokens: output.value(i),
+                    ambiguous_ns: ambiguous.value(i),
+                    cause_evidence: text(evidence, i),
+                    uncached_tokens: uncached.value(i),
+                });
             }
-            Ok(TraceRow {
-                trace_id: r.get(0)?,
-                root: r.get(1)?,
-                route: r.get(2)?,
-                conversation_id: r.get(3)?,
-                start_ns: r.get(4)?,
-                duration_ns: r.get(5)?,
-                primary_cause: r.get(6)?,
-                orphans: r.get(7)?,
-                by_cause_ns: by,
-                analyzed_ns: r.get(22)?,
-                caller: match (
-                    r.get::<_, Option<String>>(23)?,
-                    r.get::<_, Option<String>>(24)?,
-                ) {
-                    (Some(t), Some(s)) => Some((t, s)),
-                    _ => None,
-                },
-                output_tokens: r.get(25)?,
-                ambiguous_ns: r.get(26)?,
-                cause_evidence: r.get(27)?,
-                uncached_tokens: r.get(28)?,
-            })
+            Ok(())
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(out)
     }
 
     /// Critical-path time per (service, span name) summed over two cohorts of traces
@@ -599,13 +720,17 @@ impl Store {
                 app.append_row(params![t, tails.contains(t), bands.contains(t)])?;
             }
         }
+        // the cohorts' critical spans from the compact table, their ids as hex only then
         let mut stmt = self.conn.prepare(
             "SELECT s.service_name, s.name,
-                    coalesce(sum(a.critical_ns) FILTER (WHERE c.tail), 0)::BIGINT,
-                    coalesce(sum(a.critical_ns) FILTER (WHERE c.band), 0)::BIGINT
-             FROM cohort c JOIN span_analysis a USING (trace_id)
+                    coalesce(sum(a.critical_ns) FILTER (WHERE a.tail), 0)::BIGINT,
+                    coalesce(sum(a.critical_ns) FILTER (WHERE a.band), 0)::BIGINT
+             FROM (SELECT c.trace_id, printf('%016x', t.span_id) AS span_id, t.critical_ns,
+                          c.tail, c.band
+                   FROM cohort c JOIN span_times t ON t.trace_id = TRY_CAST(c.trace_id AS UUID)
+                   WHERE t.critical_ns > 0) a
              JOIN spans s ON s.trace_id = a.trace_id AND s.span_id = a.span_id
-             WHERE a.critical_ns > 0 GROUP BY ALL",
+             GROUP BY ALL",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         let out = rows.collect::<Result<_, _>>()?;
@@ -619,25 +744,52 @@ impl Store {
     /// parse are skipped; an unknown evidence level (results stored before levels) is
     /// read as inferred, not claimed measured.
     pub fn section_page(&self, after: Option<&str>, last: &str) -> Result<SectionPage, StoreError> {
+        // trace ids are 32 hex digits; anything else has no sections
+        let Some(last) = uuid_of(last) else {
+            return Ok(SectionPage::default());
+        };
+        let from = match after {
+            None => String::new(),
+            Some(a) => match uuid_of(a) {
+                Some(a) => format!("trace_id > {a} AND"),
+                None => return Ok(SectionPage::default()),
+            },
+        };
+        self.sections_where(&format!("{from} trace_id <= {last}"))
+    }
+
+    /// The sections of the one trace `trace_id` (none for an id that is no trace id).
+    pub(crate) fn sections_of(&self, trace_id: &str) -> Result<Vec<Section>, StoreError> {
+        Ok(match uuid_of(trace_id) {
+            Some(id) => self.sections_where(&format!("trace_id = {id}"))?.sections,
+            None => Vec::new(),
+        })
+    }
+
+    /// The sections of `path_sections` rows matching `filter`, grouped by trace.
+    fn sections_where(&self, filter: &str) -> Result<SectionPage, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {SECTION_COLS} FROM critical_path_sections
-             WHERE trace_id > ? AND trace_id <= ? ORDER BY trace_id, start_ns, end_ns"
+            "SELECT replace(trace_id::VARCHAR, '-', '') AS trace_id, span_id, start_ns, end_ns,
+                    cause::UINTEGER AS cause, evidence::UINTEGER AS evidence,
+                    alternatives::UINTEGER AS alternatives
+             FROM path_sections WHERE {filter}
+             ORDER BY path_sections.trace_id, start_ns, end_ns"
         ))?;
         let mut page = SectionPage::default();
-        for b in stmt.query_arrow(params![after.unwrap_or(""), last])? {
+        for b in stmt.query_arrow([])? {
             let c = crate::read::Columns::new(&b);
             let (trace, span, start, end) = (
                 c.str("trace_id")?,
-                c.str("span_id")?,
+                c.u64("span_id")?,
                 c.i64("start_ns")?,
                 c.i64("end_ns")?,
             );
             let (cause, evidence, alternatives) =
-                (c.str("cause")?, c.str("evidence")?, c.str("alternatives")?);
+                (c.u32("cause")?, c.u32("evidence")?, c.u32("alternatives")?);
             for i in 0..b.num_rows() {
-                let (Ok(span_id), Some(cause)) = (
-                    SpanId::from_hex(span.value(i)),
-                    Cause::parse(cause.value(i)),
+                let (Ok(span_id), Some(&cause)) = (
+                    SpanId::from_bytes(&span.value(i).to_be_bytes()),
+                    Cause::ALL.get(cause.value(i) as usize),
                 ) else {
                     continue;
                 };
@@ -652,8 +804,10 @@ impl Store {
                     start_ns: start.value(i),
                     end_ns: end.value(i),
                     cause,
-                    evidence: Evidence::parse(evidence.value(i)).unwrap_or(Evidence::Inferred),
-                    alternatives: CauseSet::parse_list(alternatives.value(i)),
+                    evidence: evidence_of(u8::try_from(evidence.value(i)).unwrap_or(u8::MAX)),
+                    alternatives: CauseSet::from_bits(
+                        u16::try_from(alternatives.value(i)).unwrap_or(0),
+                    ),
                 });
             }
         }
@@ -718,45 +872,15 @@ impl Store {
                 )?;
                 c.execute_batch(
                     "DELETE FROM trace_analysis WHERE trace_id IN (SELECT trace_id FROM recomputed);
-                     DELETE FROM critical_path_sections WHERE trace_id IN (SELECT trace_id FROM recomputed);
-                     DELETE FROM span_analysis WHERE trace_id IN (SELECT trace_id FROM recomputed);
+                     DELETE FROM path_sections WHERE trace_id IN (SELECT TRY_CAST(trace_id AS UUID) FROM recomputed);
+                     DELETE FROM span_times WHERE trace_id IN (SELECT TRY_CAST(trace_id AS UUID) FROM recomputed);
                      DELETE FROM findings WHERE trace_id IN (SELECT trace_id FROM recomputed);
                      DROP TABLE recomputed;",
                 )?;
             }
             append(c, "trace_analysis", trace_batch(&rows.traces)?)?;
-            append(
-                c,
-                "critical_path_sections",
-                batch(vec![
-                    strs(rows.sections.iter().map(|r| Some(r.trace_id.as_str()))),
-                    strs(rows.sections.iter().map(|r| Some(r.span_id.as_str()))),
-                    ints(rows.sections.iter().map(|r| Some(r.start_ns))),
-                    ints(rows.sections.iter().map(|r| Some(r.end_ns))),
-                    strs(rows.sections.iter().map(|r| Some(r.cause.as_str()))),
-                    strs(rows.sections.iter().map(|r| Some(r.evidence.as_str()))),
-                    strs(rows.sections.iter().map(|r| Some(r.alternatives.as_str()))),
-                ])?,
-            )?;
-            append(
-                c,
-                "span_analysis",
-                batch(vec![
-                    strs(rows.spans.iter().map(|r| Some(r.trace_id.as_str()))),
-                    strs(rows.spans.iter().map(|r| Some(r.span_id.as_str()))),
-                    ints(rows.spans.iter().map(|r| Some(r.total_ns))),
-                    ints(rows.spans.iter().map(|r| Some(r.self_ns))),
-                    ints(rows.spans.iter().map(|r| Some(r.critical_ns))),
-                    ints(rows.spans.iter().map(|r| Some(r.skew_ns))),
-                    Arc::new(
-                        rows.spans
-                            .iter()
-                            .map(|r| Some(r.orphan))
-                            .collect::<BooleanArray>(),
-                    ),
-                    strs(rows.spans.iter().map(|r| r.conversation_id.as_deref())),
-                ])?,
-            )?;
+            append(c, "path_sections", section_batch(&rows.sections)?)?;
+            append(c, "span_times", span_batch(&rows.spans)?)?;
             append(
                 c,
                 "findings",

@@ -19,10 +19,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "canonical metric names for SQL, store recoveries", V7),
     (8, "the ingest log's loaded position", V8),
     (9, "evidence levels of causes and findings", V9),
+    (10, "compact critical-path sections and span results", V10),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 const V1: &str = r"
 CREATE TABLE resources (
@@ -475,3 +476,172 @@ ALTER TABLE findings ADD COLUMN evidence_level VARCHAR;
 ALTER TABLE findings ADD COLUMN alternatives VARCHAR;
 DELETE FROM analysis_runs;
 ";
+
+/// The cause names in code order (`Cause as u8`, design.md's order) as a DuckDB list,
+/// frozen at v10: a new cause takes a migration that replaces the views below.
+macro_rules! v10_causes {
+    () => {
+        "['preprocessing', 'retrieval', 'pool_wait', 'db', 'queue', 'kv_eviction', 'prefill', 'decode', 'tool', 'tool_cold_start', 'retry', 'network', 'uninstrumented', 'other']"
+    };
+}
+pub(crate) use v10_causes;
+
+/// `critical_path_sections` rows (text ids and names, as before v10) of `$src` as
+/// `path_sections` rows; rows whose ids or cause do not parse are left out.
+macro_rules! sections_from_text {
+    ($src:literal) => {
+        concat!(
+            "SELECT trace_id::UUID, ('0x' || span_id)::UBIGINT, start_ns, end_ns,
+       list_position(", $crate::schema::v10_causes!(), ", cause) - 1,
+       coalesce(list_position(['measured', 'inferred', 'ambiguous'], evidence), 4) - 1,
+       coalesce(list_sum(list_transform(string_split(coalesce(alternatives, ''), ','),
+           lambda x: 1 << (list_position(", $crate::schema::v10_causes!(), ", trim(x)) - 1))), 0)
+FROM ", $src, "
+WHERE TRY_CAST(trace_id AS UUID) IS NOT NULL AND TRY_CAST('0x' || span_id AS UBIGINT) IS NOT NULL
+  AND list_position(", $crate::schema::v10_causes!(), ", cause) IS NOT NULL"
+        )
+    };
+}
+pub(crate) use sections_from_text;
+
+/// `span_analysis` rows (text ids, as before v10) of `$src` as `span_times` rows.
+macro_rules! spans_from_text {
+    ($src:literal) => {
+        concat!(
+            "SELECT trace_id::UUID, ('0x' || span_id)::UBIGINT, total_ns, self_ns, critical_ns,
+       skew_ns, orphan, conversation_id
+FROM ", $src, "
+WHERE TRY_CAST(trace_id AS UUID) IS NOT NULL AND TRY_CAST('0x' || span_id AS UBIGINT) IS NOT NULL"
+        )
+    };
+}
+pub(crate) use spans_from_text;
+
+/// Critical-path sections and per-span results in compact tables (issue 25): ids as
+/// UUID (trace) and UBIGINT (span), the cause and evidence as codes (evidence 3: a
+/// section stored before levels), the alternatives as a bit set (bit `Cause as u16`).
+/// Written with hex ids and names they cost about four times as much (DuckDB
+/// compressing millions of random strings at commit). The old tables are moved over,
+/// and `critical_path_sections` and `span_analysis` stay as views with the old
+/// columns, so SQL, export and the shared results read them as before.
+const V10: &str = concat!(
+    "CREATE TABLE path_sections (
+    trace_id UUID NOT NULL,
+    span_id UBIGINT NOT NULL,
+    start_ns BIGINT NOT NULL,
+    end_ns BIGINT NOT NULL,
+    cause UTINYINT NOT NULL,
+    evidence UTINYINT NOT NULL,
+    alternatives USMALLINT NOT NULL
+);
+CREATE TABLE span_times (
+    trace_id UUID NOT NULL,
+    span_id UBIGINT NOT NULL,
+    total_ns BIGINT NOT NULL,
+    self_ns BIGINT NOT NULL,
+    critical_ns BIGINT NOT NULL,
+    skew_ns BIGINT NOT NULL,
+    orphan BOOLEAN NOT NULL,
+    conversation_id VARCHAR
+);
+INSERT INTO path_sections ",
+    sections_from_text!("critical_path_sections"),
+    ";
+INSERT INTO span_times ",
+    spans_from_text!("span_analysis"),
+    ";
+DROP TABLE critical_path_sections;
+DROP TABLE span_analysis;
+CREATE VIEW critical_path_sections AS
+SELECT replace(trace_id::VARCHAR, '-', '') AS trace_id, printf('%016x', span_id) AS span_id,
+       start_ns, end_ns, ",
+    v10_causes!(),
+    "[cause + 1] AS cause,
+       ['measured', 'inferred', 'ambiguous', ''][evidence + 1] AS evidence,
+       array_to_string(list_filter(",
+    v10_causes!(),
+    ", lambda x, i: (alternatives >> (i - 1)) & 1 = 1), ',') AS alternatives
+FROM path_sections;
+CREATE VIEW span_analysis AS
+SELECT replace(trace_id::VARCHAR, '-', '') AS trace_id, printf('%016x', span_id) AS span_id,
+       total_ns, self_ns, critical_ns, skew_ns, orphan, conversation_id
+FROM span_times;
+"
+);
+
+/// The cause list of v10, for the test that it is this build's.
+#[cfg(test)]
+const V10_CAUSES: &str = v10_causes!();
+
+#[cfg(test)]
+mod v10_tests {
+    use super::*;
+    use tailscope_model::Cause;
+
+    /// The codes v10 stores are `Cause as u8`, and its list of names is this build's.
+    #[test]
+    fn cause_codes_are_this_builds() {
+        let names: Vec<String> = Cause::ALL
+            .iter()
+            .map(|c| format!("'{}'", c.as_str()))
+            .collect();
+        assert_eq!(V10_CAUSES, format!("[{}]", names.join(", ")));
+        for (k, c) in Cause::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, k);
+        }
+    }
+
+    /// Sections and span rows of a v9 store read back the same through v10's views.
+    #[test]
+    fn v9_results_move_to_the_compact_tables() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO critical_path_sections VALUES
+               ('0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331', 10, 20, 'kv_eviction', 'ambiguous', 'queue,kv_eviction'),
+               ('0af7651916cd43dd8448eb211c80319c', 'ffffffffffffffff', 20, 30, 'decode', '', ''),
+               ('0af7651916cd43dd8448eb211c80319c', '00f067aa0ba902b7', 30, 40, 'decode', NULL, NULL),
+               ('not-a-trace', 'b7ad6b7169203331', 1, 2, 'db', 'measured', ''),
+               ('0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331', 1, 2, 'no_such_cause', 'measured', '');
+             INSERT INTO span_analysis VALUES
+               ('0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331', 5, 4, 3, 0, false, 'conv-1'),
+               ('0af7651916cd43dd8448eb211c80319c', '00f067aa0ba902b7', 9, 9, 0, 1, true, NULL);",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let rows = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let out = stmt
+                .query_map([], |r| {
+                    let n = r.as_ref().column_count();
+                    Ok((0..n)
+                        .map(|k| match r.get_ref(k).unwrap() {
+                            duckdb::types::ValueRef::Null => "NULL".to_owned(),
+                            duckdb::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                            v => format!("{v:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            out
+        };
+        assert_eq!(
+            rows("SELECT * FROM critical_path_sections ORDER BY start_ns"),
+            vec![
+                "0af7651916cd43dd8448eb211c80319c|b7ad6b7169203331|BigInt(10)|BigInt(20)|kv_eviction|ambiguous|queue,kv_eviction",
+                "0af7651916cd43dd8448eb211c80319c|ffffffffffffffff|BigInt(20)|BigInt(30)|decode||",
+                "0af7651916cd43dd8448eb211c80319c|00f067aa0ba902b7|BigInt(30)|BigInt(40)|decode||",
+            ]
+        );
+        assert_eq!(
+            rows("SELECT * FROM span_analysis ORDER BY total_ns"),
+            vec![
+                "0af7651916cd43dd8448eb211c80319c|b7ad6b7169203331|BigInt(5)|BigInt(4)|BigInt(3)|BigInt(0)|Boolean(false)|conv-1",
+                "0af7651916cd43dd8448eb211c80319c|00f067aa0ba902b7|BigInt(9)|BigInt(9)|BigInt(0)|BigInt(1)|Boolean(true)|NULL",
+            ]
+        );
+    }
+}

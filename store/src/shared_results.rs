@@ -91,11 +91,26 @@ fn columns(store: &Store, table: &str) -> Result<Vec<Col>, StoreError> {
                 )))
             }
         };
-        out.push(Col {
-            name,
-            ty,
-            nullable: nullable == "YES",
-        });
+        // the views of schema v10 report every column nullable; the shared tables keep
+        // the columns of the tables they replaced (ClickHouse sorts by the ids)
+        let not_null = match table {
+            "critical_path_sections" => {
+                ["trace_id", "span_id", "start_ns", "end_ns", "cause"].contains(&name.as_str())
+            }
+            "span_analysis" => [
+                "trace_id",
+                "span_id",
+                "total_ns",
+                "self_ns",
+                "critical_ns",
+                "skew_ns",
+                "orphan",
+            ]
+            .contains(&name.as_str()),
+            _ => false,
+        };
+        let nullable = nullable == "YES" && !not_null;
+        out.push(Col { name, ty, nullable });
     }
     Ok(out)
 }
@@ -243,7 +258,31 @@ impl<'a> SharedResults<'a> {
         let out = self.ch.query(&format!("{sql} FORMAT RowBinary"))?;
         let arrays = decode(&out, cols).map_err(|e| ClickHouseError::Format(e.to_string()))?;
         let n = arrays.first().map_or(0, Array::len);
-        append(&store.conn, table, batch(arrays)?)?;
+        // the sections and span rows are views (schema v10) over compact tables: the
+        // rows go through a staging table with the view's columns
+        let into = match table {
+            "critical_path_sections" => Some(concat!(
+                "INSERT INTO path_sections ",
+                crate::schema::sections_from_text!("shared_staging")
+            )),
+            "span_analysis" => Some(concat!(
+                "INSERT INTO span_times ",
+                crate::schema::spans_from_text!("shared_staging")
+            )),
+            _ => None,
+        };
+        match into {
+            None => append(&store.conn, table, batch(arrays)?)?,
+            Some(insert) => {
+                store.conn.execute_batch(&format!(
+                    "CREATE OR REPLACE TEMP TABLE shared_staging AS SELECT * FROM {table} LIMIT 0"
+                ))?;
+                append(&store.conn, "shared_staging", batch(arrays)?)?;
+                store
+                    .conn
+                    .execute_batch(&format!("{insert}; DROP TABLE shared_staging;"))?;
+            }
+        }
         Ok(n as u64)
     }
 

@@ -1650,6 +1650,86 @@ mod semantic_cache_generated {
             "no cache in the default workload"
         );
     }
+
+    fn cache_findings(store: &tailscope_store::Store) -> Vec<(String, String, String, i64)> {
+        let mut v: Vec<_> = store
+            .finding_rows()
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.kind == "semantic_cache")
+            .map(|f| (f.trace_id, f.span_id, f.summary, f.estimated_cost_ns))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The semantic-cache findings of a store analysed in two runs (half the traces,
+    /// then the rest) equal those of one full run; a later run whose new traces read no
+    /// cache (it skips the store-wide recompute, issue 25) leaves them as they were.
+    #[test]
+    fn incremental_runs_keep_the_cache_findings_of_a_full_run() {
+        let w = generate(&WorkloadConfig {
+            seed: 15,
+            conversations: 60,
+            span_secs: default_span_secs(60),
+            semantic_cache: Some(0.35),
+            causes: vec![PlantedCause::SlowCacheLookup],
+            cause_rate: 0.1,
+            ..WorkloadConfig::default()
+        });
+        let full = cache_findings(&analysed(&w));
+        assert!(!full.is_empty(), "the cache is found");
+        let mut first: std::collections::HashMap<_, i64> = std::collections::HashMap::new();
+        for s in &w.batch.spans {
+            let e = first.entry(s.trace_id).or_insert(s.start_ns);
+            *e = (*e).min(s.start_ns);
+        }
+        let mut starts: Vec<i64> = first.values().copied().collect();
+        starts.sort_unstable();
+        let mid = starts[starts.len() / 2];
+        let (early, late): (Vec<_>, Vec<_>) = w
+            .batch
+            .spans
+            .iter()
+            .cloned()
+            .partition(|s| first[&s.trace_id] < mid);
+        let store = tailscope_store::Store::open_in_memory().unwrap();
+        let write = |batch: tailscope_model::Batch| {
+            let writer = store
+                .writer(tailscope_store::WriterConfig::default())
+                .unwrap();
+            writer.write(batch).unwrap();
+            writer.close().unwrap();
+            tailscope_analysis::update(&store, &|_| {}).unwrap()
+        };
+        let part = |spans, metrics| tailscope_model::Batch {
+            resources: w.batch.resources.clone(),
+            spans,
+            metrics,
+            logs: Vec::new(),
+        };
+        write(part(early, w.batch.metrics.clone()));
+        let second = write(part(late, Vec::new()));
+        assert!(
+            second.recomputed > 0 && second.reused > 0,
+            "an incremental run"
+        );
+        assert_eq!(cache_findings(&store), full, "two runs = one full run");
+        // new traces with no cache reads: the findings stay
+        let other = generate(&WorkloadConfig::small(16, 4));
+        let plain = tailscope_model::Batch {
+            spans: other
+                .batch
+                .spans
+                .into_iter()
+                .filter(|s| s.promoted.db_system.is_none())
+                .collect(),
+            ..other.batch
+        };
+        let third = write(plain);
+        assert!(third.recomputed > 0);
+        assert_eq!(cache_findings(&store), full, "traces without cache reads");
+    }
 }
 
 /// The write-amplification finding on generated workloads (issue 27 item 3): a tool

@@ -60,18 +60,28 @@ pub fn cause_evidence_json(e: &CauseEvidence) -> String {
 }
 
 /// Reads [`cause_evidence_json`]'s text (unknown causes and levels are skipped).
+/// Deserialised straight into borrowed entries, not through a JSON value: the stored
+/// report reads one per trace.
 pub fn parse_cause_evidence(text: &str) -> CauseEvidence {
-    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(text) else {
+    #[derive(serde::Deserialize)]
+    struct Entry<'a> {
+        #[serde(borrow)]
+        evidence: std::borrow::Cow<'a, str>,
+        #[serde(default, borrow)]
+        alternatives: Vec<std::borrow::Cow<'a, str>>,
+    }
+    type Map<'a> = std::collections::HashMap<std::borrow::Cow<'a, str>, Entry<'a>>;
+    let Ok(m) = serde_json::from_str::<Map<'_>>(text) else {
         return CauseEvidence::new();
     };
     m.iter()
         .filter_map(|(k, v)| {
             let c = Cause::parse(k)?;
-            let level = Evidence::parse(v.get("evidence")?.as_str()?)?;
-            let alts = v
-                .get("alternatives")
-                .and_then(|a| serde_json::from_value::<CauseSet>(a.clone()).ok())
-                .unwrap_or_default();
+            let level = Evidence::parse(&v.evidence)?;
+            let mut alts = CauseSet::EMPTY;
+            for a in v.alternatives.iter().filter_map(|a| Cause::parse(a)) {
+                alts.insert(a);
+            }
             Some((c, (level, alts)))
         })
         .collect()
@@ -261,5 +271,37 @@ impl TraceResult {
                 .find(|l| l.trace_id != root.trace_id)
                 .map(|l| (l.trace_id.to_hex(), l.span_id.to_hex())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored text reads back as written; unknown causes and levels are skipped,
+    /// text that is no such object reads as nothing.
+    #[test]
+    fn cause_evidence_round_trips() {
+        let mut e = CauseEvidence::new();
+        e.insert(
+            Cause::Queue,
+            (
+                Evidence::Ambiguous,
+                CauseSet::of(&[Cause::KvEviction, Cause::Prefill]),
+            ),
+        );
+        e.insert(Cause::Decode, (Evidence::Measured, CauseSet::EMPTY));
+        let text = cause_evidence_json(&e);
+        assert_eq!(parse_cause_evidence(&text), e);
+        let odd = r#"{"queue":{"evidence":"inferred","alternatives":["kv_eviction","nope"]},
+                      "nope":{"evidence":"measured"},"decode":{"evidence":"sure"}}"#;
+        let mut want = CauseEvidence::new();
+        want.insert(
+            Cause::Queue,
+            (Evidence::Inferred, CauseSet::of(&[Cause::KvEviction])),
+        );
+        assert_eq!(parse_cause_evidence(odd), want);
+        assert!(parse_cause_evidence("[1]").is_empty());
+        assert!(parse_cause_evidence("").is_empty());
     }
 }

@@ -19,7 +19,7 @@ use tailscope_model::samples::CacheLookup;
 use tailscope_model::{CauseSet, Evidence};
 
 /// Stores whose reads can be a cache in front of a model.
-const CACHE_SYSTEMS: &[&str] = &[
+pub const CACHE_SYSTEMS: &[&str] = &[
     "redis",
     "valkey",
     "memcached",

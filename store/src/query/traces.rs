@@ -3,7 +3,7 @@
 
 use super::{Page, QueryError, Totals};
 use crate::read::{opt, Columns};
-use crate::results::{finding_row, section_row, SectionRow, FINDING_COLS, SECTION_COLS};
+use crate::results::{finding_row, SectionRow, FINDING_COLS};
 use crate::{check_read_only, sql_lit as lit, FindingRow, Store, StoreError, CAUSE_COLUMNS};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -500,13 +500,14 @@ impl Store {
         }
         for b in self.query_arrow(&format!(
             "SELECT span_id, self_ns::BIGINT AS self_ns, critical_ns::BIGINT AS critical_ns
-             FROM span_analysis WHERE {filter}"
+             FROM span_times WHERE trace_id = TRY_CAST({} AS UUID)",
+            lit(id)
         ))? {
             let c = Columns::new(&b);
-            let (span, own, crit) = (c.str("span_id")?, c.i64("self_ns")?, c.i64("critical_ns")?);
+            let (span, own, crit) = (c.u64("span_id")?, c.i64("self_ns")?, c.i64("critical_ns")?);
             for i in 0..b.num_rows() {
                 d.span_times.insert(
-                    span.value(i).to_owned(),
+                    format!("{:016x}", span.value(i)),
                     (
                         opt(own, i, |i| own.value(i)).unwrap_or(0),
                         opt(crit, i, |i| crit.value(i)).unwrap_or(0),
@@ -514,12 +515,19 @@ impl Store {
                 );
             }
         }
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {SECTION_COLS} FROM critical_path_sections WHERE trace_id = ? ORDER BY start_ns"
-        ))?;
-        d.sections = stmt
-            .query_map([id], section_row)?
-            .collect::<Result<_, _>>()?;
+        d.sections = self
+            .sections_of(id)?
+            .into_iter()
+            .map(|s| SectionRow {
+                trace_id: id.to_owned(),
+                span_id: s.span_id.to_hex(),
+                start_ns: s.start_ns,
+                end_ns: s.end_ns,
+                cause: s.cause.as_str().to_owned(),
+                evidence: s.evidence.as_str().to_owned(),
+                alternatives: s.alternatives.to_list(),
+            })
+            .collect();
         let mut stmt = self.conn.prepare(
             "SELECT conversation_id, primary_cause, root, cause_evidence FROM trace_analysis WHERE trace_id = ?",
         )?;
