@@ -1804,3 +1804,66 @@ mod write_amplification_generated {
         assert_eq!(none, 0, "no write amplification in the default workload");
     }
 }
+
+/// A store file written by an earlier tailscope (commit 083f855, schema v9: sections
+/// and span rows as text) and analysed there, committed gzipped with what that build's
+/// `query` read from it (`tests/fixtures/store-v9/expected.json`, see its README): this
+/// build migrates it to the compact tables (issue 25 item 6), reads the same sections
+/// and span rows back through the views, keeps the run log (nothing to recompute) and
+/// reports from the stored results.
+mod store_of_an_earlier_build {
+    use std::io::Read;
+    use tailscope_store::Store;
+
+    fn rows(store: &Store, sql: &str) -> serde_json::Value {
+        let batches = store.query_arrow(sql).unwrap();
+        let mut out = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let mut row = Vec::new();
+                for c in b.columns() {
+                    let v =
+                        tailscope_store::arrow::util::display::array_value_to_string(c, r).unwrap();
+                    row.push(serde_json::Value::String(v));
+                }
+                out.push(serde_json::Value::Array(row));
+            }
+        }
+        serde_json::Value::Array(out)
+    }
+
+    #[test]
+    fn a_v9_store_is_migrated_and_reads_back_the_same() {
+        let dir = super::repo().join("tests/fixtures/store-v9");
+        let expected: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("old.duckdb");
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(dir.join("store.duckdb.gz")).unwrap())
+            .read_to_end(&mut bytes)
+            .unwrap();
+        std::fs::write(&db, bytes).unwrap();
+        let store = Store::open(&db).unwrap();
+        assert_eq!(
+            rows(&store, "SELECT max(version) FROM schema_version"),
+            serde_json::json!([["10"]])
+        );
+        let queries = expected["queries"].as_object().unwrap();
+        assert!(queries.len() >= 4);
+        for (sql, want) in queries {
+            assert_eq!(&rows(&store, sql), want, "{sql}");
+        }
+        // the run log is kept: nothing new to analyse, every trace reused
+        let run = tailscope_analysis::update(&store, &|_| {}).unwrap();
+        assert_eq!(run.recomputed, 0);
+        let traces = expected["traces"].as_u64().unwrap() as usize;
+        assert_eq!(run.reused, traces);
+        let report =
+            tailscope_analysis::load_report(&store, tailscope_analysis::Options::default(), true)
+                .unwrap();
+        assert_eq!(report.traces.len(), traces);
+        let sections: usize = report.traces.iter().map(|t| t.sections.len()).sum();
+        assert_eq!(sections as u64, expected["sections"].as_u64().unwrap());
+    }
+}
