@@ -115,6 +115,16 @@ fn span_batch(rows: &[SpanRow]) -> Result<RecordBatch, StoreError> {
     ])
 }
 
+/// Column `k` of a result batch as the Arrow array type `T`.
+fn column_at<T: Array + 'static>(b: &RecordBatch, k: usize) -> Result<&T, StoreError> {
+    b.column(k).as_any().downcast_ref::<T>().ok_or_else(|| {
+        StoreError::Schema(format!(
+            "result column {k} is {}, not the type expected",
+            b.column(k).data_type()
+        ))
+    })
+}
+
 /// A trace id (32 hex digits) as a DuckDB UUID literal; `None` for any other text.
 pub(crate) fn uuid_of(trace_id: &str) -> Option<String> {
     (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -637,31 +647,11 @@ impl Store {
         // read as Arrow columns: row by row through the driver cost about as much as the scan
         let mut out = Vec::new();
         crate::read::stream_batches(&mut stmt, params, |b| {
-            let str_at = |k: usize| -> Result<&StringArray, StoreError> {
-                b.column(k)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .ok_or_else(|| {
-                        StoreError::Schema(format!("trace_analysis column {k} is not VARCHAR"))
-                    })
-            };
-            let int_at = |k: usize| -> Result<&Int64Array, StoreError> {
-                b.column(k)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .ok_or_else(|| {
-                        StoreError::Schema(format!("trace_analysis column {k} is not BIGINT"))
-                    })
-            };
+            let str_at = |k: usize| column_at::<StringArray>(b, k);
+            let int_at = |k: usize| column_at::<Int64Array>(b, k);
             let (id, root, route, conv) = (str_at(0)?, str_at(1)?, str_at(2)?, str_at(3)?);
             let (start, dur, primary) = (int_at(4)?, int_at(5)?, str_at(6)?);
-            let orphans = b
-                .column(7)
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .ok_or_else(|| {
-                    StoreError::Schema("trace_analysis.orphans is not INTEGER".into())
-                })?;
+            let orphans = column_at::<Int32Array>(b, 7)?;
             let by: Vec<&Int64Array> = (0..Cause::COUNT)
                 .map(|k| int_at(8 + k))
                 .collect::<Result<_, _>>()?;
