@@ -97,24 +97,16 @@ impl Store {
         if systems.is_empty() || traces.is_empty() {
             return Ok(false);
         }
-        let c = &self.conn;
-        c.execute_batch("CREATE OR REPLACE TEMP TABLE touched (trace_id VARCHAR)")?;
-        {
-            let mut app = c.appender("touched")?;
-            for t in traces {
-                app.append_row([t])?;
-            }
-        }
-        let n: i64 = c.query_row(
+        let of_traces = self.trace_filter(traces)?;
+        let n: i64 = self.conn.query_row(
             &format!(
                 "SELECT count(*) FROM spans WHERE op_class = 'db' AND lower(db_system) IN ({})
-                 AND trace_id IN (SELECT trace_id FROM touched)",
+                 AND {of_traces}",
                 system_list(systems)
             ),
             [],
             |r| r.get(0),
         )?;
-        c.execute_batch("DROP TABLE IF EXISTS touched")?;
         Ok(n > 0)
     }
 

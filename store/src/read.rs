@@ -3,10 +3,10 @@
 
 use crate::{Store, StoreError};
 use duckdb::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
+    UInt32Array, UInt64Array,
 };
-use duckdb::arrow::datatypes::{Float64Type, Int64Type, UInt32Type, UInt64Type};
+use duckdb::arrow::datatypes::{Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use duckdb::arrow::record_batch::RecordBatch;
 use std::collections::{HashMap, HashSet};
 use tailscope_model::{
@@ -152,6 +152,20 @@ impl<'a> Columns<'a> {
             .ok_or_else(|| StoreError::Schema(format!("column {name} is not UINTEGER")))
     }
 
+    /// The BIGINT columns `names`, in order.
+    pub(crate) fn i64s<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<Vec<&'a Int64Array>, StoreError> {
+        names.into_iter().map(|n| self.i64(n)).collect()
+    }
+
+    pub(crate) fn i32(&self, name: &str) -> Result<&'a Int32Array, StoreError> {
+        self.col(name)?
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(|| StoreError::Schema(format!("column {name} is not INTEGER")))
+    }
+
     pub(crate) fn u64(&self, name: &str) -> Result<&'a UInt64Array, StoreError> {
         self.col(name)?
             .as_primitive_opt::<UInt64Type>()
@@ -186,7 +200,7 @@ pub(crate) fn opt<T>(a: &impl Array, i: usize, v: impl FnOnce(usize) -> T) -> Op
     a.is_valid(i).then(|| v(i))
 }
 
-fn opt_string(a: &StringArray, i: usize) -> Option<String> {
+pub(crate) fn opt_string(a: &StringArray, i: usize) -> Option<String> {
     opt(a, i, |i| a.value(i).to_owned())
 }
 

@@ -115,16 +115,6 @@ fn span_batch(rows: &[SpanRow]) -> Result<RecordBatch, StoreError> {
     ])
 }
 
-/// Column `k` of a result batch as the Arrow array type `T`.
-fn column_at<T: Array + 'static>(b: &RecordBatch, k: usize) -> Result<&T, StoreError> {
-    b.column(k).as_any().downcast_ref::<T>().ok_or_else(|| {
-        StoreError::Schema(format!(
-            "result column {k} is {}, not the type expected",
-            b.column(k).data_type()
-        ))
-    })
-}
-
 /// A trace id (32 hex digits) as a DuckDB UUID literal; `None` for any other text.
 pub(crate) fn uuid_of(trace_id: &str) -> Option<String> {
     (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -637,32 +627,48 @@ impl Store {
         limit: &str,
         params: P,
     ) -> Result<Vec<TraceRow>, StoreError> {
-        let cols = CAUSE_COLUMNS.map(|c| format!("{c}_ns")).join(", ");
+        let names = CAUSE_COLUMNS.map(|c| format!("{c}_ns"));
+        let cols = names.join(", ");
         let mut stmt = self.conn.prepare(&format!(
             "SELECT trace_id, root, route, conversation_id, start_ns, duration_ns, primary_cause, orphans, {cols}, analyzed_ns,
-                    caller_trace_id, caller_span_id, coalesce(output_tokens, 0), coalesce(ambiguous_ns, 0), cause_evidence,
-                    coalesce(uncached_tokens, 0)
+                    caller_trace_id, caller_span_id, coalesce(output_tokens, 0) AS output_tokens,
+                    coalesce(ambiguous_ns, 0) AS ambiguous_ns, cause_evidence,
+                    coalesce(uncached_tokens, 0) AS uncached_tokens
              FROM trace_analysis WHERE {filter} ORDER BY trace_id {limit}"
         ))?;
         // read as Arrow columns: row by row through the driver cost about as much as the scan
         let mut out = Vec::new();
         crate::read::stream_batches(&mut stmt, params, |b| {
-            let str_at = |k: usize| column_at::<StringArray>(b, k);
-            let int_at = |k: usize| column_at::<Int64Array>(b, k);
-            let (id, root, route, conv) = (str_at(0)?, str_at(1)?, str_at(2)?, str_at(3)?);
-            let (start, dur, primary) = (int_at(4)?, int_at(5)?, str_at(6)?);
-            let orphans = column_at::<Int32Array>(b, 7)?;
-            let by: Vec<&Int64Array> = (0..Cause::COUNT)
-                .map(|k| int_at(8 + k))
-                .collect::<Result<_, _>>()?;
-            let (analyzed, caller_t, caller_s) = (int_at(22)?, str_at(23)?, str_at(24)?);
-            let (output, ambiguous, evidence, uncached) =
-                (int_at(25)?, int_at(26)?, str_at(27)?, int_at(28)?);
-            let text = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
+            let c = crate::read::Columns::new(b);
+            let (id, root, route, conv) = (
+                c.str("trace_id")?,
+                c.str("root")?,
+                c.str("route")?,
+                c.str("conversation_id")?,
+            );
+            let (start, dur, primary, orphans) = (
+                c.i64("start_ns")?,
+                c.i64("duration_ns")?,
+                c.str("primary_cause")?,
+                c.i32("orphans")?,
+            );
+            let by = c.i64s(names.iter().map(String::as_str))?;
+            let (analyzed, caller_t, caller_s) = (
+                c.i64("analyzed_ns")?,
+                c.str("caller_trace_id")?,
+                c.str("caller_span_id")?,
+            );
+            let (output, ambiguous, evidence, uncached) = (
+                c.i64("output_tokens")?,
+                c.i64("ambiguous_ns")?,
+                c.str("cause_evidence")?,
+                c.i64("uncached_tokens")?,
+            );
+            let text = crate::read::opt_string;
             for i in 0..b.num_rows() {
                 let mut by_cause_ns = [0i64; Cause::COUNT];
-                for (k, v) in by_cause_ns.iter_mut().enumerate() {
-                    *v = by[k].value(i);
+                for (v, col) in by_cause_ns.iter_mut().zip(&by) {
+                    *v = col.value(i);
                 }
                 out.push(TraceRow {
                     trace_id: id.value(i).to_owned(),

@@ -134,10 +134,7 @@ impl Store {
         ))? {
             let c = Columns::new(&b);
             let (route, conv, d) = (c.str("route")?, c.str("conversation_id")?, c.i64("d")?);
-            let mut cols = Vec::with_capacity(CAUSE_COLUMNS.len());
-            for n in CAUSE_COLUMNS {
-                cols.push(c.i64(n)?);
-            }
+            let cols = c.i64s(CAUSE_COLUMNS)?;
             out.reserve(b.num_rows());
             for i in 0..b.num_rows() {
                 let mut by_cause_ns = [None; CAUSE_COLUMNS.len()];

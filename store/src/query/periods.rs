@@ -51,10 +51,7 @@ impl Store {
         ))? {
             let c = Columns::new(&b);
             let (route, d, cl) = (c.str("route")?, c.i64("d")?, c.i64("cl")?);
-            let mut cols = Vec::with_capacity(CAUSE_COLUMNS.len());
-            for n in CAUSE_COLUMNS {
-                cols.push(c.i64(n)?);
-            }
+            let cols = c.i64s(CAUSE_COLUMNS)?;
             out.reserve(b.num_rows());
             for i in 0..b.num_rows() {
                 let mut by_cause_ns = [0; CAUSE_COLUMNS.len()];

@@ -500,8 +500,8 @@ impl Store {
         }
         for b in self.query_arrow(&format!(
             "SELECT span_id, self_ns::BIGINT AS self_ns, critical_ns::BIGINT AS critical_ns
-             FROM span_times WHERE trace_id = TRY_CAST({} AS UUID)",
-            lit(id)
+             FROM span_times WHERE trace_id = {}",
+            crate::results::uuid_of(id).unwrap_or_else(|| "NULL".to_owned())
         ))? {
             let c = Columns::new(&b);
             let (span, own, crit) = (c.u64("span_id")?, c.i64("self_ns")?, c.i64("critical_ns")?);
