@@ -1805,12 +1805,13 @@ mod write_amplification_generated {
     }
 }
 
-/// A store file written by an earlier tailscope (commit 083f855, schema v9: sections
-/// and span rows as text) and analysed there, committed gzipped with what that build's
-/// `query` read from it (`tests/fixtures/store-v9/expected.json`, see its README): this
-/// build migrates it to the compact tables (issue 25 item 6), reads the same sections
-/// and span rows back through the views, keeps the run log (nothing to recompute) and
-/// reports from the stored results.
+/// Store files written by earlier builds, committed gzipped with what DuckDB read
+/// from them before anything migrated them (`expected.json`, see each folder's
+/// README): this build migrates them (issue 25 item 6) and reads the same rows back.
+/// - `store-v8`: spans written by commit 7f41125 (schema v8), not analysed.
+/// - `store-v9`: written and analysed by commit 083f855 (schema v9: sections and span
+///   rows as text), read back through the views over the compact tables, with the run
+///   log kept (nothing to recompute) and the report read with its sections.
 mod store_of_an_earlier_build {
     use std::io::Read;
     use tailscope_store::Store;
@@ -1832,9 +1833,10 @@ mod store_of_an_earlier_build {
         serde_json::Value::Array(out)
     }
 
-    #[test]
-    fn a_v9_store_is_migrated_and_reads_back_the_same() {
-        let dir = super::repo().join("tests/fixtures/store-v9");
+    /// The fixture in `tests/fixtures/<name>` opened (so migrated) by this build, after
+    /// its expected queries were checked; with the expectations and the folder it lives in.
+    fn migrated(name: &str) -> (Store, serde_json::Value, tempfile::TempDir) {
+        let dir = super::repo().join("tests/fixtures").join(name);
         let expected: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
         let tmp = tempfile::tempdir().unwrap();
@@ -1852,8 +1854,27 @@ mod store_of_an_earlier_build {
         let queries = expected["queries"].as_object().unwrap();
         assert!(queries.len() >= 4);
         for (sql, want) in queries {
-            assert_eq!(&rows(&store, sql), want, "{sql}");
+            assert_eq!(&rows(&store, sql), want, "{name}: {sql}");
         }
+        (store, expected, tmp)
+    }
+
+    #[test]
+    fn a_v8_store_is_migrated_and_analysed() {
+        let (store, expected, _tmp) = migrated("store-v8");
+        let traces = expected["traces"].as_u64().unwrap() as usize;
+        let run = tailscope_analysis::update(&store, &|_| {}).unwrap();
+        assert_eq!((run.recomputed, run.reused), (traces, 0));
+        let report =
+            tailscope_analysis::load_report(&store, tailscope_analysis::Options::default(), true)
+                .unwrap();
+        assert_eq!(report.traces.len(), traces);
+        assert!(report.traces.iter().all(|t| !t.sections.is_empty()));
+    }
+
+    #[test]
+    fn a_v9_store_is_migrated_and_reads_back_the_same() {
+        let (store, expected, _tmp) = migrated("store-v9");
         // the run log is kept: nothing new to analyse, every trace reused
         let run = tailscope_analysis::update(&store, &|_| {}).unwrap();
         assert_eq!(run.recomputed, 0);
