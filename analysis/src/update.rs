@@ -289,6 +289,8 @@ fn latency_model(store: &Store) -> Result<LatencyModel, AnalysisError> {
                     cache_read_tokens: r.cache_read_tokens,
                     cache_read_inferred: false,
                     prefill_rate: None,
+                    counted: true,
+                    trace_id: None,
                 },
                 r.duration_ns as f64,
                 r.ttft_ns.map(|t| t as f64),

@@ -85,20 +85,14 @@ const fn pkg(
 }
 
 /// Every recorded stack (`tests/realtel/README.md` says what each one emits). The
-/// gaps: the cost of one eviction each in openinference (17.6%) and llama-index (31.9%)
-/// is stated with confidence but off by more than 15% (a first-token time that is
-/// noisier than the latency model's spread at a short cached prefill); a 131 ms
-/// eviction in otel-genai (no cache reads, no first-token time) is not told from noise.
-/// Costs the latency model cannot place (more than its linear estimate of the
-/// re-prefill) are stated as a range, checked to cover the truth.
+/// gaps: a 131 ms eviction in otel-genai (no cache reads, no first-token time) is not
+/// told from noise; one OpenLLMetry queue wait is costed 406 ms against 329 ms (its
+/// turn also lost part of its cached prefix to LRU pressure, and the linear latency
+/// model underprices that longer prefill). Costs the latency model cannot place (more
+/// than its linear estimate of the re-prefill, or a prefix unknown because the turns
+/// between report no token counts) are stated as a range, checked to cover the truth.
 const PACKAGES: &[Expect] = &[
-    pkg(
-        "openinference",
-        Reads::Every,
-        true,
-        true,
-        gaps(1, 0, 0.20, 0),
-    ),
+    pkg("openinference", Reads::Every, true, true, NO_GAPS),
     pkg("otel-genai", Reads::None, false, true, gaps(1, 0, 0.15, 1)),
     pkg("openllmetry", Reads::Every, true, true, gaps(0, 1, 0.15, 0)),
     pkg("langchain", Reads::Every, true, true, NO_GAPS),
@@ -107,13 +101,7 @@ const PACKAGES: &[Expect] = &[
     pkg("pydantic-ai", Reads::NonZero, false, true, NO_GAPS),
     pkg("openlit", Reads::Every, false, true, NO_GAPS),
     pkg("litellm", Reads::Every, false, true, NO_GAPS),
-    pkg(
-        "llama-index",
-        Reads::WithTokens,
-        false,
-        false,
-        gaps(1, 0, 0.35, 0),
-    ),
+    pkg("llama-index", Reads::WithTokens, false, false, NO_GAPS),
 ];
 
 struct Truth {

@@ -898,9 +898,11 @@ mod tests {
             cost_method: "test",
             cost_ns: 0,
             unexplained_ns: 0,
+            calls_without_counts: 0,
+            cost_low_ns: 0,
             evidence: Evidence::Measured,
         };
-        let (cost, beyond, _) = crate::evict::measured_cost(&t, &call, &model, &e).unwrap();
+        let (cost, beyond, _, _) = crate::evict::measured_cost(&t, &call, &model, &e).unwrap();
         e.cost_ns = cost;
         e.unexplained_ns = beyond;
         let ev = HashMap::from([(e.client_span, e.clone())]);

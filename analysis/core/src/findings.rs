@@ -267,7 +267,7 @@ pub fn find(
                         "input_tokens": e.input_tokens,
                         "cache_read_tokens": e.cache_read_tokens,
                         "previous_output_tokens": e.previous_output_tokens,
-                        "expected_cached_tokens": e.previous_input_tokens + e.previous_output_tokens,
+                        "expected_cached_tokens": e.cache_read_tokens + e.evicted_tokens,
                         "evicted_tokens": e.evicted_tokens,
                         "model": e.model,
                         "prefill_ns_per_token": e.prefill_ns_per_token,
@@ -276,7 +276,12 @@ pub fn find(
                         // the cost if the time beyond the model was a wait, and if it,
                         // and any other wait of this call that could be a re-prefill,
                         // was all re-prefill
-                        "cost_range_ns": [cost - beyond, cost + could_be_more],
+                        // and had the cache held only the previous counted call's prefix
+                        "cost_range_ns": [
+                            (cost - beyond - (e.cost_ns - e.cost_low_ns)).max(0),
+                            cost + could_be_more
+                        ],
+                        "calls_between_without_token_counts": e.calls_without_counts,
                         "kv_cache_usage_perc": usage,
                         "preemptions_last_30s": preempt,
                         "requests_running": running,
@@ -284,13 +289,18 @@ pub fn find(
                         "cache_reads": if e.evidence == Evidence::Measured { "reported" } else { "left out, read as zero (the source sends them on its other calls)" },
                     }),
                     format!(
-                        "The cached prefix of conversation {} was evicted: only {} of the {} tokens of the previous turn were read from cache, so {} tokens were prefilled again ({} on the critical path, costed from {}{}){}.",
+                        "The cached prefix of conversation {} was evicted: only {} of the {} tokens of the previous turn were read from cache, so {} tokens were prefilled again ({} on the critical path, costed from {}{}{}){}.",
                         e.conversation_id,
                         e.cache_read_tokens,
-                        e.previous_input_tokens + e.previous_output_tokens,
+                        e.cache_read_tokens + e.evicted_tokens,
                         e.evicted_tokens,
                         ms(cost),
                         e.cost_method,
+                        if e.calls_without_counts > 0 {
+                            format!("; {} call(s) before it report no token counts, so the previous turn's length is taken as this prompt's: at least {} tokens were cached before, and the cost is at least {}", e.calls_without_counts, e.previous_input_tokens + e.previous_output_tokens, ms((cost - (e.cost_ns - e.cost_low_ns)).max(0)))
+                        } else {
+                            String::new()
+                        },
                         if beyond > 0 {
                             format!("; {} of it is more than the latency model expects of this re-prefill: a prefill that grows faster than linearly with the prompt, or a wait the telemetry cannot tell apart", ms(beyond))
                         } else {

@@ -122,6 +122,10 @@ mod pairs {
 /// Fewest calls a fit is made from.
 const MIN_CALLS: usize = 6;
 
+/// Fewest calls without a first-token time for the duration model to be fitted on
+/// those alone (twice a fit's minimum: a trimmed fit keeps enough of them).
+const MIN_DURATION_ONLY_CALLS: usize = 2 * MIN_CALLS;
+
 /// Residuals below this are never trimmed as waiting: half of the 50 ms below which a
 /// residual is not material (see [`Fit::material_residual_ns`]).
 const TRIM_FLOOR_NS: f64 = 25e6;
@@ -377,11 +381,21 @@ impl LatencyModel {
             if let Some(f) = ttft {
                 out.ttft.insert(key.clone(), f);
             }
+            // the duration model splits calls with no first-token time; where enough
+            // of them exist it is fitted on them alone: a streamed call's duration also
+            // holds the client's handling of each chunk, which would price decode high
+            let unstreamed: Vec<&Sample> =
+                ss.iter().copied().filter(|s| s.ttft_ns.is_none()).collect();
+            let for_duration = if unstreamed.len() >= MIN_DURATION_ONLY_CALLS {
+                &unstreamed
+            } else {
+                &ss
+            };
             let dur = best(
                 hypotheses
                     .iter()
                     .filter_map(|&h| {
-                        let pts: Vec<(Vec<f64>, f64)> = ss
+                        let pts: Vec<(Vec<f64>, f64)> = for_duration
                             .iter()
                             .map(|s| (vec![x(s, h), s.output_tokens], s.duration_ns))
                             .collect();
@@ -559,5 +573,43 @@ mod tests {
             d.ns_per_output_token >= 0.0 && d.ns_per_uncached_token > 0.0,
             "{d:?}"
         );
+    }
+
+    /// Streamed calls' durations also hold the client's per-chunk work: the duration
+    /// model, which only splits calls with no first-token time, is fitted on those
+    /// when there are enough, and on every call otherwise.
+    #[test]
+    fn the_duration_model_is_fitted_on_the_calls_it_splits() {
+        let calls = |n: i32, streamed: bool| -> Vec<Sample> {
+            (0..n)
+                .map(|i| {
+                    let unc = 200.0 + f64::from(i * 97 % 2000);
+                    let out = 10.0 + f64::from(i * 13 % 60);
+                    // a streamed call's client spends 1.5 ms more per output token
+                    let per_out = if streamed { 5.5e6 } else { 4e6 };
+                    let prefill = 10e6 + 0.1e6 * unc;
+                    Sample {
+                        model: "m".into(),
+                        server: "s".into(),
+                        uncached_tokens: unc,
+                        assumed_uncached_tokens: None,
+                        output_tokens: out,
+                        ttft_ns: streamed.then_some(prefill),
+                        duration_ns: prefill + per_out * out,
+                    }
+                })
+                .collect()
+        };
+        let mut ss = calls(40, true);
+        ss.extend(calls(MIN_DURATION_ONLY_CALLS as i32, false));
+        let d = *LatencyModel::fit(&ss).duration_fit("m", "s").unwrap();
+        assert!((d.ns_per_output_token - 4e6).abs() < 0.05e6, "{d:?}");
+        assert_eq!(d.calls, MIN_DURATION_ONLY_CALLS);
+        // too few unstreamed calls: every call, streamed ones included
+        let mut ss = calls(40, true);
+        ss.extend(calls(MIN_DURATION_ONLY_CALLS as i32 - 1, false));
+        let d = *LatencyModel::fit(&ss).duration_fit("m", "s").unwrap();
+        assert_eq!(d.calls, 40 + MIN_DURATION_ONLY_CALLS - 1);
+        assert!(d.ns_per_output_token > 4.5e6, "{d:?}");
     }
 }

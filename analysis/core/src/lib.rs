@@ -257,8 +257,9 @@ pub fn compute(
     for (t, cs) in trees.iter().zip(&call_lists) {
         for c in *cs {
             if let Some(e) = evictions.get_mut(&t.nodes[c.node].span.span_id) {
-                if let Some((cost, beyond, method)) = evict::measured_cost(t, c, model, e) {
+                if let Some((cost, beyond, method, low)) = evict::measured_cost(t, c, model, e) {
                     e.cost_ns = cost.min(t.nodes[c.node].span.duration_ns());
+                    e.cost_low_ns = low.min(e.cost_ns);
                     e.unexplained_ns = beyond.min(e.cost_ns);
                     e.cost_method = method;
                     e.prefill_ns_per_token = cost as f64 / e.evicted_tokens.max(1) as f64;
