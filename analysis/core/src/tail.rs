@@ -133,8 +133,9 @@ pub const MIN_SURPRISE: f64 = 3.0;
 /// Decode that varies with output length is not surprising: decode qualifies only when
 /// its per-token time is unusual too. A cause present in a quarter or more of the
 /// group's traces (but not all) is compared with its usual size when present, so a
-/// step that half the turns take is not surprising merely for being taken. `None` when
-/// nothing qualifies.
+/// step that half the turns take is not surprising merely for being taken; a queue or
+/// re-prefill wait, a residual the latency model already found material, always is
+/// compared with the median. `None` when nothing qualifies.
 pub fn primary_causes(traces: &[TraceTimes<'_>]) -> Vec<Option<Cause>> {
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, t) in traces.iter().enumerate() {
@@ -156,7 +157,11 @@ pub fn primary_causes(traces: &[TraceTimes<'_>]) -> Vec<Option<Cause>> {
                 let present: Vec<f64> = values.iter().copied().filter(|v| *v > 0.0).collect();
                 // A cause that many traces have and many do not (a tool step in half the
                 // turns) is judged by its usual size when present; a rare one against 0.
-                let (m, sd) = if present.len() * 4 >= values.len() {
+                // A wait the latency model cannot explain (queue, or a re-prefill) is
+                // never usual: the model already judged it material on its call, so it
+                // is judged against the traces' median however many have one.
+                let residual = matches!(c, Cause::Queue | Cause::KvEviction);
+                let (m, sd) = if !residual && present.len() * 4 >= values.len() {
                     center_spread(present)
                 } else {
                     center_spread(values)
@@ -258,6 +263,40 @@ mod tests {
             "most surprising, not largest share"
         );
         assert_eq!(p[0], None);
+    }
+
+    /// A third of the traces waited in a queue (120-300 ms): each of them has queue as
+    /// its primary cause, not only those that waited longer than the others did.
+    #[test]
+    fn a_common_queue_wait_is_still_surprising() {
+        let maps: Vec<BTreeMap<Cause, i64>> = (0..30i64)
+            .map(|k| {
+                let mut m: BTreeMap<Cause, i64> = [
+                    (Cause::Prefill, 80 * MS),
+                    (Cause::Decode, (180 + k % 7) * MS),
+                ]
+                .into();
+                if k % 3 == 0 {
+                    m.insert(Cause::Queue, (120 + k * 18) * MS);
+                }
+                m
+            })
+            .collect();
+        let ts: Vec<TraceTimes<'_>> = maps
+            .iter()
+            .map(|m| TraceTimes {
+                duration_ns: m.values().sum(),
+                group: "turn",
+                by_cause: m,
+                output_tokens: 0,
+                uncached_tokens: 0,
+            })
+            .collect();
+        let p = primary_causes(&ts);
+        for (k, c) in p.iter().enumerate() {
+            let want = (k % 3 == 0).then_some(Cause::Queue);
+            assert_eq!(*c, want, "trace {k}: {p:?}");
+        }
     }
 
     #[test]
