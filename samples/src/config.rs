@@ -176,6 +176,11 @@ pub struct WorkloadConfig {
     /// hits with this rate (drawn from the call's own duration draw, so no other draw
     /// moves) and then take this many ns.
     pub tool_cache: Option<(String, f64, i64)>,
+    /// A what-if applied for real: in a sequential run of tool calls (the
+    /// `sequential_waterfall` plant), the named tool runs in parallel with the call
+    /// before it instead of after it (the draws are the same, so the rest of the
+    /// workload is too).
+    pub tool_parallel: Option<String>,
     /// A semantic cache in front of every turn (a Redis `GET` as redis-py's
     /// instrumentation writes it, before anything else): it answers this share of the
     /// turns without a model call; a miss runs the turn and writes the answer back
@@ -221,6 +226,7 @@ impl Default for WorkloadConfig {
             server: ServerConfig::default(),
             tool_speedup: None,
             tool_cache: None,
+            tool_parallel: None,
             semantic_cache: None,
             held_timings: None,
         }

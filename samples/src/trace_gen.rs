@@ -843,7 +843,17 @@ fn tool_phase(
                 result_tokens += r;
                 let node = node.lead(ms(b.rng, 0.2, 2.0));
                 durs.push(client_dur(&node));
-                nodes.push(node);
+                let parallel = j > 0 && b.cfg.tool_parallel.as_deref() == Some(tool.name);
+                match nodes.pop() {
+                    // the what-if made real: this call runs beside the one before it
+                    Some(before) if parallel => {
+                        nodes.push(Node::group(Body::Par(vec![before, node])));
+                    }
+                    before => {
+                        nodes.extend(before);
+                        nodes.push(node);
+                    }
+                }
             }
             let sum: i64 = durs.iter().sum();
             let max = durs.iter().copied().max().unwrap_or(0);

@@ -1430,7 +1430,7 @@ fn analysed(w: &tailscope_samples::Workload) -> tailscope_store::Store {
     store
 }
 
-/// `whatif` against reality (issue 27 item 4): a workload is generated, stored and
+/// `whatif` against reality (issue 27 item 4), three kinds of change: a workload is generated, stored and
 /// analysed; `whatif` predicts a tool made 50% faster; the same workload is generated
 /// again from the same seed with that tool really 50% faster and the server's timing of
 /// every LLM call held to the first run's (so the change does not feed back into the
@@ -1442,7 +1442,7 @@ mod whatif_against_reality {
     use std::sync::Arc;
     use tailscope_analysis::whatif::{whatif, Change, Moved, Target, TargetKind};
     use tailscope_analysis::Options;
-    use tailscope_samples::{default_span_secs, generate, Workload, WorkloadConfig};
+    use tailscope_samples::{default_span_secs, generate, PlantedCause, Workload, WorkloadConfig};
     use tailscope_store::Store;
 
     /// Whether `measured` lies in the predicted interval, and the interval is at most
@@ -1461,9 +1461,11 @@ mod whatif_against_reality {
     }
 
     /// One kind of change: predicted on the first run's store for `tool` and for the
-    /// control tool, applied for real by `apply`, then checked.
+    /// `control` tool, applied for real (to `tool`) by `apply`, then checked.
+    #[allow(clippy::too_many_arguments)]
     fn case(
         label: &str,
+        (tool, control): (&str, &str),
         first: &Workload,
         store: &Store,
         base: &WorkloadConfig,
@@ -1477,7 +1479,7 @@ mod whatif_against_reality {
             };
             whatif(store, &target, change, Options::default()).unwrap()
         };
-        let (changed, control) = (predict("web_search"), predict("get_customer"));
+        let (changed, control) = (predict(tool), predict(control));
         let mut cfg = WorkloadConfig {
             held_timings: Some(Arc::new(first.timings.clone())),
             ..base.clone()
@@ -1547,8 +1549,10 @@ mod whatif_against_reality {
         let first = generate(&base);
         assert!(!first.timings.is_empty());
         let store = analysed(&first);
+        let tools = ("web_search", "get_customer");
         case(
             "tool 50% faster",
+            tools,
             &first,
             &store,
             &base,
@@ -1557,6 +1561,7 @@ mod whatif_against_reality {
         );
         case(
             "tool cached (60% hits at 20 ms)",
+            tools,
             &first,
             &store,
             &base,
@@ -1565,6 +1570,35 @@ mod whatif_against_reality {
                 hit_ns: 20_000_000,
             },
             &|c| c.tool_cache = Some(("web_search".to_owned(), 0.6, 20_000_000)),
+        );
+    }
+
+    /// The third kind of change, "in parallel": every turn runs its tools one after
+    /// another (the `sequential_waterfall` plant), and `fetch_url` is made to run beside
+    /// the tool before it. Where it is the first tool after the model call it stays
+    /// (it consumed that call's answer), in the prediction and in the second run alike.
+    #[test]
+    fn a_parallel_prediction_holds_on_a_regenerated_run_and_a_control_fails() {
+        let conversations = 400;
+        let base = WorkloadConfig {
+            seed: 2_708,
+            conversations,
+            span_secs: default_span_secs(conversations),
+            cause_rate: 1.0,
+            magnitude: 0.5,
+            causes: vec![PlantedCause::SequentialWaterfall],
+            ..WorkloadConfig::default()
+        };
+        let first = generate(&base);
+        let store = analysed(&first);
+        case(
+            "tool in parallel with the one before it",
+            ("fetch_url", "get_customer"),
+            &first,
+            &store,
+            &base,
+            Change::Parallel,
+            &|c| c.tool_parallel = Some("fetch_url".to_owned()),
         );
     }
 }

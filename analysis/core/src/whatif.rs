@@ -17,10 +17,13 @@
 //! operation), a fixed duration replaces it, a cache hit (drawn per span with the hit
 //! rate, seeded by the span id) takes the hit latency; "in parallel" starts it with its
 //! predecessor (the last sibling to end before it started) instead of after it, and
-//! what waited for it waits for both (the slower).
+//! what waited for it waits for both (the slower). A span that is not a model call
+//! does not move before a model call it follows: it consumed that call's answer (a
+//! tool the model chose), so "in parallel" leaves it where it is.
 
 use crate::critical::blocking;
 use crate::tree::Tree;
+use tailscope_model::OpClass;
 
 /// What happens to the targeted spans.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,6 +95,9 @@ pub fn rewalk(tree: &Tree, change_of: &dyn Fn(usize) -> Option<Change>, seed: u6
                 kids.iter().enumerate().map(|(j, k)| (k.2, j)).collect();
             by_end.sort_unstable();
             let parallel = |k: usize| change_of(kids[k].0) == Some(Change::Parallel);
+            let llm = |k: usize| tree.nodes[kids[k].0].span.promoted.op_class == OpClass::Llm;
+            // a span other than a model call consumed the answer of a model call before it
+            let consumed = |pred: usize, k: usize| llm(pred) && !llm(k);
             let mut start = vec![0i64; kids.len()];
             let mut end = vec![0i64; kids.len()];
             for k in 0..kids.len() {
@@ -102,7 +108,7 @@ pub fn rewalk(tree: &Tree, change_of: &dyn Fn(usize) -> Option<Change>, seed: u6
                 start[k] = match n.checked_sub(1).map(|x| by_end[x]) {
                     None => cs - lo,
                     // "in parallel": starts with its predecessor instead of after it
-                    Some((_, pred)) if parallel(k) => start[pred],
+                    Some((_, pred)) if parallel(k) && !consumed(pred, k) => start[pred],
                     Some((last_end, _)) => {
                         let ready = by_end[..n].iter().map(|&(_, j)| end[j]).max().unwrap_or(0);
                         ready + (cs - last_end)
@@ -302,6 +308,24 @@ mod tests {
         ]);
         let r = rewalk(&t, &on(&t, "s3", Change::Parallel), 1);
         assert_eq!(r.after_ns, 80 * MS, "c after a's 60 ms, then its 20");
+    }
+
+    /// A tool call right after the model call that chose it consumed its answer: made
+    /// "in parallel" it stays after it; a second tool after the first runs beside it.
+    #[test]
+    fn a_tool_does_not_run_beside_the_model_call_that_chose_it() {
+        let mut spans = vec![
+            span(1, None, 0, 100 * MS),
+            span(2, Some(1), 0, 30 * MS),
+            span(3, Some(1), 30 * MS, 60 * MS),
+            span(4, Some(1), 60 * MS, 100 * MS),
+        ];
+        spans[1].promoted.op_class = OpClass::Llm;
+        let t = trace(spans);
+        let r = rewalk(&t, &on(&t, "s3", Change::Parallel), 1);
+        assert_eq!(r.after_ns, 100 * MS, "after the model call, unchanged");
+        let r = rewalk(&t, &on(&t, "s4", Change::Parallel), 1);
+        assert_eq!(r.after_ns, 70 * MS, "beside the first tool: 30 + 40");
     }
 
     /// The inference-optimization trap: the faster branch of a fan-out is not on the
