@@ -12,8 +12,8 @@ use crate::{AnalysisError, Options};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use tailscope_analysis_core::whatif::{rewalk, summarize, Rewalk};
-pub use tailscope_analysis_core::whatif::{Change, Moved, Summary};
+use tailscope_analysis_core::whatif::{rewalk, summarize};
+pub use tailscope_analysis_core::whatif::{Change, Moved, Rewalk, Summary};
 use tailscope_analysis_core::Tree;
 use tailscope_model::samples::Section;
 use tailscope_model::{Cause, OpClass, Span, SpanId};
@@ -323,6 +323,30 @@ pub fn whatif(
         new_top_tail_cause: top_tail_cause(&after, &after_causes, opts.percentile),
         summary,
     })
+}
+
+/// One span of one trace changed (the trace view's "what if"): the trace's duration
+/// before and after its tree is re-walked. A speed-up or fixed duration covers the
+/// span's subtree; "in parallel" starts it with the sibling before it.
+pub fn span_whatif(
+    store: &Store,
+    trace_id: &str,
+    span_id: &str,
+    change: Change,
+) -> Result<Rewalk, AnalysisError> {
+    let bad = |what: String| AnalysisError::BadInput(what);
+    let id = SpanId::from_hex(span_id).map_err(|_| bad(format!("not a span id: {span_id}")))?;
+    let spans = store.load_spans(tailscope_store::Traces::Ids(&[trace_id.to_owned()]))?;
+    if spans.is_empty() {
+        return Err(bad(format!("no trace {trace_id} in the store")));
+    }
+    let tree = Tree::build(spans);
+    let node = tree
+        .nodes
+        .iter()
+        .position(|n| n.span.span_id == id)
+        .ok_or_else(|| bad(format!("no span {span_id} in trace {trace_id}")))?;
+    Ok(rewalk(&tree, &|i| (i == node).then_some(change), SEED))
 }
 
 /// The operations on the tail's critical paths ranked by how much a 50% speed-up of

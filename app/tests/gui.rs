@@ -753,6 +753,114 @@ fn gui_fix_first_panel_ranks_what_moves_the_tail() {
     assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
 }
 
+/// The trace view's "what if": the slowest trace's span with the most critical time
+/// (not the root), made 50% faster and then instant from the span panel, shortens the
+/// trace by what `whatif::span_whatif` re-walks; a span off the critical path made
+/// instant changes nothing, and says so.
+#[test]
+fn gui_trace_view_what_if_a_span_changed() {
+    use tailscope_analysis::whatif::{span_whatif, Change};
+    let dir = tempfile::tempdir().unwrap();
+    let db = generated_store(dir.path(), 10);
+    let (trace_id, on_path, off_path, faster, instant) = {
+        let store = Store::open(&db).unwrap();
+        let (report, _) =
+            tailscope_analysis::analyze_and_store(&store, tailscope_analysis::Options::default())
+                .unwrap();
+        let t = report
+            .traces
+            .iter()
+            .max_by_key(|t| t.duration_ns)
+            .expect("traces")
+            .clone();
+        let spans = store
+            .load_spans(tailscope_store::Traces::Ids(std::slice::from_ref(
+                &t.trace_id,
+            )))
+            .unwrap();
+        let parent: std::collections::HashMap<_, _> = spans
+            .iter()
+            .map(|s| (s.span_id, s.parent_span_id))
+            .collect();
+        let root = spans
+            .iter()
+            .find(|s| s.parent_span_id.is_none())
+            .unwrap()
+            .span_id;
+        // critical time per span (its own sections), and every span on the path: those
+        // with sections and their ancestors
+        let mut critical: std::collections::HashMap<_, i64> = std::collections::HashMap::new();
+        let mut on_path = std::collections::HashSet::new();
+        for sec in &t.sections {
+            *critical.entry(sec.span_id).or_default() += sec.end_ns - sec.start_ns;
+            let mut at = Some(sec.span_id);
+            while let Some(id) = at.filter(|id| on_path.insert(*id)) {
+                at = parent.get(&id).copied().flatten();
+            }
+        }
+        let on = critical
+            .iter()
+            .filter(|(id, _)| **id != root)
+            .max_by_key(|(id, ns)| (**ns, **id))
+            .expect("a child span on the critical path")
+            .0
+            .to_hex();
+        let off = spans
+            .iter()
+            .find(|s| !on_path.contains(&s.span_id))
+            .map(|s| s.span_id.to_hex());
+        let faster = span_whatif(&store, &t.trace_id, &on, Change::SpeedUp(0.5)).unwrap();
+        let instant = span_whatif(&store, &t.trace_id, &on, Change::Duration(0)).unwrap();
+        (t.trace_id, on, off, faster, instant)
+    };
+    println!("span {on_path} of {trace_id}: 50% faster {faster:?}, instant {instant:?}; off the path: {off_path:?}");
+    assert!(faster.after_ns < faster.before_ns, "{faster:?}");
+    assert!(
+        instant.after_ns < faster.after_ns,
+        "{instant:?} vs {faster:?}"
+    );
+    let mut h = harness(&db);
+    settle(&mut h);
+    h.state_mut().open_trace(&trace_id, Some(&on_path));
+    settle(&mut h);
+    assert_eq!(
+        h.state().selected_span().map(|s| s.input.span_id.clone()),
+        Some(on_path.clone())
+    );
+    h.get_by_label("What if this span were…");
+    assert!(
+        h.state().span_whatif_result().is_none(),
+        "asked only on a click"
+    );
+    for (label, want) in [("50% faster", faster), ("instant", instant)] {
+        h.get_by_label(label).click();
+        settle(&mut h);
+        let got = h.state().span_whatif_result().cloned().expect("answered");
+        assert_eq!(
+            (got.span_id.as_str(), got.before_ns, got.after_ns),
+            (on_path.as_str(), want.before_ns, want.after_ns),
+            "{label}"
+        );
+        assert!(h
+            .query_all_by_label_contains(&format!("{label}: the trace"))
+            .next()
+            .is_some());
+    }
+    if let Some(off) = off_path {
+        h.state_mut().open_trace(&trace_id, Some(&off));
+        settle(&mut h);
+        h.get_by_label("instant").click();
+        settle(&mut h);
+        let got = h.state().span_whatif_result().cloned().expect("answered");
+        assert_eq!((got.span_id, got.after_ns), (off, got.before_ns));
+        assert!(h
+            .query_all_by_label_contains("no change: off the critical path")
+            .next()
+            .is_some());
+    }
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
+}
+
 /// The compare-periods view: the default halves, then a quiet pair of periods (no
 /// change) and a pair across a planted decode drift (the headline names the model).
 #[test]

@@ -97,6 +97,26 @@ impl App {
         self.send(Request::FixFirst);
     }
 
+    /// Asks what the open trace's duration would be if its selected span changed.
+    pub fn span_whatif(&mut self, change: protocol::SpanChange) {
+        let Some(t) = self.trace.as_mut() else { return };
+        let Some(s) = t.selected.and_then(|i| t.detail.spans.get(i)) else {
+            return;
+        };
+        let req = Request::SpanWhatif {
+            trace_id: t.detail.trace_id.clone(),
+            span_id: s.input.span_id.clone(),
+            change,
+        };
+        t.whatif_asked = true;
+        self.send(req);
+    }
+
+    /// The last "what if" answered for the open trace.
+    pub fn span_whatif_result(&self) -> Option<&protocol::SpanWhatifVm> {
+        self.trace.as_ref()?.whatif.as_ref()
+    }
+
     pub fn fix_first(&self) -> Option<&[FixFirstVm]> {
         self.fix_first.rows.as_deref()
     }

@@ -52,6 +52,16 @@ impl App {
             }
             Response::Replay(r) => self.replay = Some(*r),
             Response::Sql(s) => self.sql_result = Some(s),
+            Response::SpanWhatif(w) => {
+                if let Some(t) = self
+                    .trace
+                    .as_mut()
+                    .filter(|t| t.detail.trace_id == w.trace_id)
+                {
+                    t.whatif_asked = false;
+                    t.whatif = Some(w);
+                }
+            }
             Response::FixFirst(v) => {
                 self.fix_first.requested = false;
                 self.fix_first.rows = Some(v);

@@ -27,6 +27,9 @@ pub(crate) struct TraceState {
     pub search: String,
     pub hits: Vec<usize>,
     pub hit: usize,
+    /// The last "what if" answered for a span of this trace, and whether one is asked.
+    pub whatif: Option<crate::protocol::SpanWhatifVm>,
+    pub whatif_asked: bool,
 }
 
 impl TraceState {
@@ -48,6 +51,8 @@ impl TraceState {
             search: String::new(),
             hits: Vec::new(),
             hit: 0,
+            whatif: None,
+            whatif_asked: false,
         };
         t.recompute_rows();
         t

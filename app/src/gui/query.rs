@@ -11,7 +11,7 @@ use tailscope_store::{AlignOptions, Store};
 use tailscope_ui::protocol::{
     ChangeVm, Cohort, ConversationSummary, DiffVm, EventVm, FindingVm, FixFirstVm, MetricsScope,
     ReplayEvictionVm, ReplayListItem, ReplaySide, ReplayTurnVm, ReplayVm, SectionInput, SeriesVm,
-    SharedValueVm, SharedValues, SortColumn, SpanInput, TurnVm,
+    SharedValueVm, SharedValues, SortColumn, SpanChange, SpanInput, SpanWhatifVm, TurnVm,
 };
 use tailscope_ui::{
     Conversation, MetricsWindow, Overview, SqlResult, TraceDetail, TracePage, TraceQuery,
@@ -614,6 +614,30 @@ fn shared(store: &Store) -> Result<SharedValues> {
                 same: a.same_traces,
             })
             .collect(),
+    })
+}
+
+/// The trace's duration if one span changed: `whatif` on that span alone.
+pub(crate) fn span_whatif(
+    store: &Store,
+    trace_id: &str,
+    span_id: &str,
+    change: SpanChange,
+) -> Result<SpanWhatifVm> {
+    use tailscope_analysis::whatif::Change;
+    let c = match change {
+        SpanChange::Faster(f) => Change::SpeedUp(f),
+        SpanChange::Parallel => Change::Parallel,
+        SpanChange::Instant => Change::Duration(0),
+    };
+    let r = tailscope_analysis::whatif::span_whatif(store, trace_id, span_id, c)
+        .with_context(|| format!("what if span {span_id} of trace {trace_id} changed"))?;
+    Ok(SpanWhatifVm {
+        trace_id: trace_id.to_owned(),
+        span_id: span_id.to_owned(),
+        change,
+        before_ns: r.before_ns,
+        after_ns: r.after_ns,
     })
 }
 

@@ -228,6 +228,16 @@ impl Worker {
                 Response::Diff(Box::new(query::diff(&self.store, periods)?))
             }
             Request::FixFirst => Response::FixFirst(query::fix_first(&self.store)?),
+            Request::SpanWhatif {
+                trace_id,
+                span_id,
+                change,
+            } => Response::SpanWhatif(query::span_whatif(
+                &self.store,
+                &trace_id,
+                &span_id,
+                change,
+            )?),
             Request::ReplayDefaults => Response::ReplayDefaults {
                 a: jobs::SEED_A.to_owned(),
                 b: jobs::SEED_B.to_owned(),

@@ -2,7 +2,8 @@
 
 use super::{
     Conversation, ConversationSummary, DiffVm, FixFirstVm, MetricsScope, MetricsWindow, Overview,
-    ReplayListItem, ReplayRequest, ReplayVm, SqlResult, TraceDetail, TracePage, TraceQuery,
+    ReplayListItem, ReplayRequest, ReplayVm, SpanChange, SpanWhatifVm, SqlResult, TraceDetail,
+    TracePage, TraceQuery,
 };
 use std::path::PathBuf;
 
@@ -41,6 +42,12 @@ pub enum Request {
     /// The operations whose 50% speed-up alone moves the p99 most (`tailscope whatif
     /// --rank`), largest reduction first.
     FixFirst,
+    /// The trace's duration if one of its spans changed (the trace view's "what if").
+    SpanWhatif {
+        trace_id: String,
+        span_id: String,
+        change: SpanChange,
+    },
     /// Replay a stored conversation under configurations A and B (a job with progress
     /// and cancel); the result is saved and answered as [`Response::Replay`].
     RunReplay(ReplayRequest),
@@ -84,6 +91,7 @@ pub enum Response {
     Sql(SqlResult),
     Diff(Box<DiffVm>),
     FixFirst(Vec<FixFirstVm>),
+    SpanWhatif(SpanWhatifVm),
     /// Configurations A and B (TOML) to start the replay form from.
     ReplayDefaults {
         a: String,

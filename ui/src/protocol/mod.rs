@@ -23,5 +23,7 @@ pub use replay::{
     ReplayEvictionVm, ReplayListItem, ReplayRequest, ReplaySide, ReplayTurnVm, ReplayVm,
 };
 pub use sql::SqlResult;
-pub use trace::{EventVm, SectionInput, SectionVm, SpanInput, SpanVm, TraceDetail};
+pub use trace::{
+    EventVm, SectionInput, SectionVm, SpanChange, SpanInput, SpanVm, SpanWhatifVm, TraceDetail,
+};
 pub use traces::{SortColumn, TracePage, TraceQuery, TraceRowVm};

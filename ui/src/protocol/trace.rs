@@ -285,3 +285,35 @@ impl TraceDetail {
         self.sections.iter().filter(move |s| s.span == i)
     }
 }
+
+/// A change to one span for the trace view's "what if" (`tailscope whatif` on one span).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SpanChange {
+    /// The span (and its subtree) takes this fraction less time (0.5: 50% faster).
+    Faster(f64),
+    /// The span starts with the sibling before it instead of after it.
+    Parallel,
+    /// The span takes no time (an upper bound on what removing it saves).
+    Instant,
+}
+
+impl SpanChange {
+    /// The button's words.
+    pub fn label(self) -> String {
+        match self {
+            SpanChange::Faster(f) => format!("{:.0}% faster", f * 100.0),
+            SpanChange::Parallel => "in parallel".to_owned(),
+            SpanChange::Instant => "instant".to_owned(),
+        }
+    }
+}
+
+/// The trace's duration if one of its spans changed, re-walked over its tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanWhatifVm {
+    pub trace_id: String,
+    pub span_id: String,
+    pub change: SpanChange,
+    pub before_ns: i64,
+    pub after_ns: i64,
+}

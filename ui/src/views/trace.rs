@@ -2,6 +2,7 @@
 
 use crate::evidence;
 use crate::palette::{self, cause_colour, clock, count, dur, short};
+use crate::protocol::SpanChange;
 use crate::timeline::{self, Mode};
 use crate::{App, View};
 use egui::{RichText, Sense};
@@ -99,12 +100,13 @@ pub(crate) fn trace(app: &mut App, ui: &mut egui::Ui) {
             }
         });
     }
+    let mut whatif: Option<SpanChange> = None;
     let Some(t) = app.trace.as_mut() else { return };
     egui::SidePanel::right("span_panel")
         .resizable(true)
         .default_width(340.0)
         .show_inside(ui, |ui| {
-            open_link = span_panel(ui, t);
+            (open_link, whatif) = span_panel(ui, t);
         });
     egui::TopBottomPanel::bottom("tree_panel")
         .resizable(true)
@@ -115,6 +117,9 @@ pub(crate) fn trace(app: &mut App, ui: &mut egui::Ui) {
     let out = timeline::show(ui, &t.detail, &t.rows, &mut t.timeline, t.selected, &t.hits);
     if let Some(i) = out.clicked {
         t.selected = Some(i);
+    }
+    if let Some(c) = whatif {
+        app.span_whatif(c);
     }
     if let Some(c) = open_conv {
         app.open_conversation(&c);
@@ -221,16 +226,68 @@ fn latency_tree(ui: &mut egui::Ui, t: &mut crate::state::TraceState) {
     }
 }
 
-/// The selected span's details; returns a linked trace to open.
-fn span_panel(ui: &mut egui::Ui, t: &crate::state::TraceState) -> Option<String> {
+/// The changes the span panel offers.
+const WHATIFS: [SpanChange; 3] = [
+    SpanChange::Faster(0.5),
+    SpanChange::Parallel,
+    SpanChange::Instant,
+];
+
+/// "What if this span ...": a button per change, and the trace's re-walked duration
+/// once the worker answers for this span.
+fn whatif_section(
+    ui: &mut egui::Ui,
+    t: &crate::state::TraceState,
+    span_id: &str,
+) -> Option<SpanChange> {
+    let mut asked = None;
+    ui.add_space(6.0);
+    ui.strong("What if this span were…");
+    ui.horizontal_wrapped(|ui| {
+        for c in WHATIFS {
+            if ui
+                .add_enabled(!t.whatif_asked, egui::Button::new(c.label()))
+                .clicked()
+            {
+                asked = Some(c);
+            }
+        }
+        if t.whatif_asked {
+            ui.spinner();
+        }
+    });
+    if let Some(w) = t.whatif.as_ref().filter(|w| w.span_id == span_id) {
+        let saved = w.before_ns - w.after_ns;
+        ui.label(format!(
+            "{}: the trace {} → {} ({})",
+            w.change.label(),
+            dur(w.before_ns),
+            dur(w.after_ns),
+            if saved > 0 {
+                format!("−{}", dur(saved))
+            } else {
+                "no change: off the critical path".to_owned()
+            }
+        ));
+    }
+    ui.weak("The trace re-walked over its tree with this span changed (`tailscope whatif`): what waits for it moves, a parallel sibling bounds it.");
+    asked
+}
+
+/// The selected span's details; returns a linked trace to open and a "what if" asked.
+fn span_panel(
+    ui: &mut egui::Ui,
+    t: &crate::state::TraceState,
+) -> (Option<String>, Option<SpanChange>) {
     let mut open = None;
+    let mut whatif = None;
     let Some(i) = t.selected else {
         ui.weak("Click a span in the timeline or the tree.");
         ui.add_space(8.0);
         ui.label("Colours:");
         palette::legend(ui, &Cause::ALL);
         ui.weak("Bright: on the critical path (coloured by its cause). Dim: off the path. Hatched (critical-path lane): an ambiguous cause.");
-        return None;
+        return (None, None);
     };
     let s = &t.detail.spans[i];
     egui::ScrollArea::vertical().show(ui, |ui| {
@@ -264,6 +321,7 @@ fn span_panel(ui: &mut egui::Ui, t: &crate::state::TraceState) -> Option<String>
                 evidence::suffix(ui, e, alts);
             });
         }
+        whatif = whatif_section(ui, t, &s.input.span_id);
         ui.collapsing(format!("Attributes ({})", s.input.attributes.len()), |ui| {
             egui::Grid::new("attrs")
                 .num_columns(2)
@@ -301,5 +359,5 @@ fn span_panel(ui: &mut egui::Ui, t: &crate::state::TraceState) -> Option<String>
             }
         });
     });
-    open
+    (open, whatif)
 }
