@@ -449,6 +449,56 @@ fn input(rng: &mut Rng, target: Target) -> Vec<u8> {
     b
 }
 
+/// One libFuzzer input for `target` (the `fuzz/` crate's cargo-fuzz targets): an even
+/// first byte feeds the rest to the decoders as it is (coverage-guided bytes); an odd
+/// one seeds this module's structured generator with the next 8 bytes and then
+/// overwrites the encoded request at (position, value) pairs from the bytes after
+/// them, so libFuzzer also explores well-formed OTLP. Returns the bytes decoded and
+/// whether a file input is gzipped.
+pub fn libfuzzer_input(target: Target, data: &[u8]) -> (Vec<u8>, bool) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return (Vec::new(), false);
+    };
+    let gz = target == Target::File && mode & 2 == 2;
+    if mode & 1 == 0 {
+        return (rest.to_vec(), gz);
+    }
+    let (seed, edits) = rest.split_at(rest.len().min(8));
+    let mut s = [0u8; 8];
+    s[..seed.len()].copy_from_slice(seed);
+    let mut rng = Rng::new(u64::from_le_bytes(s));
+    let mut b = match target {
+        Target::Wire => traces_request(&mut rng).encode_to_vec(),
+        Target::Json => serde_json::to_vec(&traces_request(&mut rng)).unwrap_or_default(),
+        Target::Prost | Target::File => match rng.below(6) {
+            0 => traces_request(&mut rng).encode_to_vec(),
+            1 => serde_json::to_vec(&traces_request(&mut rng)).unwrap_or_default(),
+            2 => metrics_request(&mut rng).encode_to_vec(),
+            3 => serde_json::to_vec(&metrics_request(&mut rng)).unwrap_or_default(),
+            4 => logs_request(&mut rng).encode_to_vec(),
+            _ => serde_json::to_vec(&logs_request(&mut rng)).unwrap_or_default(),
+        },
+    };
+    if !b.is_empty() {
+        for e in edits.chunks_exact(3) {
+            let at = usize::from(u16::from_le_bytes([e[0], e[1]])) % b.len();
+            b[at] = e[2];
+        }
+    }
+    (b, gz)
+}
+
+/// Checks one input of `target` (see [`run`]): `Ok(accepted)`, or how two decoders of
+/// one format disagreed. A panic is the caller's to catch (libFuzzer reports it).
+pub fn check(target: Target, b: &[u8], gz: bool, scratch: Option<&Path>) -> Result<bool, String> {
+    match target {
+        Target::Wire => wire(b),
+        Target::Json => json(b),
+        Target::Prost => prost_messages(b),
+        Target::File => file(b, gz, scratch),
+    }
+}
+
 /// Runs `inputs` inputs of `target` from `seed`; file inputs are written to
 /// `scratch` (a file path; needed for [`Target::File`]).
 pub fn run(target: Target, inputs: u64, seed: u64, scratch: Option<&Path>) -> Report {
@@ -458,12 +508,7 @@ pub fn run(target: Target, inputs: u64, seed: u64, scratch: Option<&Path>) -> Re
         let b = input(&mut rng, target);
         let gz = target == Target::File && rng.chance(5);
         r.inputs += 1;
-        let outcome = catch_unwind(AssertUnwindSafe(|| match target {
-            Target::Wire => wire(&b),
-            Target::Json => json(&b),
-            Target::Prost => prost_messages(&b),
-            Target::File => file(&b, gz, scratch),
-        }));
+        let outcome = catch_unwind(AssertUnwindSafe(|| check(target, &b, gz, scratch)));
         match outcome {
             Err(_) => {
                 r.panics += 1;
@@ -564,6 +609,30 @@ fn file(b: &[u8], gz: bool, scratch: Option<&Path>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An odd first byte with no edits gives a generated request that decodes; an
+    /// even one passes the bytes through.
+    #[test]
+    fn libfuzzer_inputs_are_raw_or_generated() {
+        let (raw, _) = libfuzzer_input(Target::Wire, &[0, 1, 2, 3]);
+        assert_eq!(raw, vec![1, 2, 3]);
+        for seed in 0u8..20 {
+            let (b, _) = libfuzzer_input(Target::Wire, &[1, seed, 7, 0, 0, 0, 0, 0, 0]);
+            assert_eq!(
+                check(Target::Wire, &b, false, None),
+                Ok(true),
+                "seed {seed}"
+            );
+            let (j, _) = libfuzzer_input(Target::Json, &[1, seed]);
+            assert_eq!(
+                check(Target::Json, &j, false, None),
+                Ok(true),
+                "seed {seed}"
+            );
+        }
+        let (_, gz) = libfuzzer_input(Target::File, &[3]);
+        assert!(gz);
+    }
 
     #[test]
     fn generated_requests_decode_unmutated() {

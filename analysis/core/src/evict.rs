@@ -184,39 +184,23 @@ pub fn llm_calls(tree: &Tree, calls: &[Call], sources: &Sources) -> Vec<LlmCall>
         let Some(conv) = p.conversation_id.clone() else {
             continue;
         };
-        let Some(input) = crate::calls::input_tokens(tree, call) else {
-            out.push(LlmCall {
-                span_id: s.span_id,
-                conversation_id: conv,
-                model: model_key(tree, call).0,
-                start_ns: s.start_ns,
-                end_ns: s.end_ns,
-                input_tokens: 0,
-                output_tokens: 0,
-                cache_read_tokens: None,
-                cache_read_inferred: false,
-                prefill_rate: None,
-                counted: false,
-                trace_id: Some(s.trace_id),
-            });
-            continue;
-        };
-        let read = cache_read_known(tree, call, sources);
+        // a call without token counts is kept only to show the conversation went on
+        let input = crate::calls::input_tokens(tree, call);
+        let read = input.and_then(|_| cache_read_known(tree, call, sources));
         out.push(LlmCall {
             span_id: s.span_id,
             conversation_id: conv,
             model: model_key(tree, call).0,
             start_ns: s.start_ns,
             end_ns: s.end_ns,
-            input_tokens: input,
-            output_tokens: p
-                .output_tokens
-                .or_else(|| sp.and_then(|x| x.output_tokens))
+            input_tokens: input.unwrap_or(0),
+            output_tokens: input
+                .and(p.output_tokens.or_else(|| sp.and_then(|x| x.output_tokens)))
                 .unwrap_or(0),
             cache_read_tokens: read.map(CacheRead::tokens),
             cache_read_inferred: read == Some(CacheRead::AbsentMeansZero),
             prefill_rate: None,
-            counted: true,
+            counted: input.is_some(),
             trace_id: Some(s.trace_id),
         });
     }

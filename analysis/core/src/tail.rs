@@ -265,6 +265,19 @@ mod tests {
         assert_eq!(p[0], None);
     }
 
+    /// One group of traces, each with its time per cause and no token counts.
+    fn turns(maps: &[BTreeMap<Cause, i64>]) -> Vec<TraceTimes<'_>> {
+        maps.iter()
+            .map(|m| TraceTimes {
+                duration_ns: m.values().sum(),
+                group: "turn",
+                by_cause: m,
+                output_tokens: 0,
+                uncached_tokens: 0,
+            })
+            .collect()
+    }
+
     /// A third of the traces waited in a queue (120-300 ms): each of them has queue as
     /// its primary cause, not only those that waited longer than the others did.
     #[test]
@@ -282,16 +295,7 @@ mod tests {
                 m
             })
             .collect();
-        let ts: Vec<TraceTimes<'_>> = maps
-            .iter()
-            .map(|m| TraceTimes {
-                duration_ns: m.values().sum(),
-                group: "turn",
-                by_cause: m,
-                output_tokens: 0,
-                uncached_tokens: 0,
-            })
-            .collect();
+        let ts = turns(&maps);
         let p = primary_causes(&ts);
         for (k, c) in p.iter().enumerate() {
             let want = (k % 3 == 0).then_some(Cause::Queue);
@@ -312,16 +316,7 @@ mod tests {
             }
             maps.push(m);
         }
-        let ts: Vec<TraceTimes<'_>> = maps
-            .iter()
-            .map(|m| TraceTimes {
-                duration_ns: m.values().sum(),
-                group: "turn",
-                by_cause: m,
-                output_tokens: 0,
-                uncached_tokens: 0,
-            })
-            .collect();
+        let ts = turns(&maps);
         let p = primary_causes(&ts);
         assert_eq!(
             p[7],

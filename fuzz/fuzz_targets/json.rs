@@ -1,0 +1,13 @@
+//! The json decoder under libFuzzer: never a panic, and no disagreement with its
+//! reference decoder (`tailscope_ingest::fuzz::check`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tailscope_ingest::fuzz::{check, libfuzzer_input, Target};
+
+fuzz_target!(|data: &[u8]| {
+    let (bytes, gz) = libfuzzer_input(Target::Json, data);
+    if let Err(why) = check(Target::Json, &bytes, gz, None) {
+        panic!("{why}");
+    }
+});
