@@ -5,13 +5,11 @@
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use tailscope_ingest::fuzz::{check, libfuzzer_input, Target};
+use tailscope_ingest::fuzz::{check, libfuzzer_input, scratch_file, Target};
 
 fn scratch() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        std::env::temp_dir().join(format!("tailscope-fuzz-file-{}", std::process::id()))
-    })
+    P.get_or_init(|| scratch_file("file"))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -7,13 +7,12 @@
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use tailscope_ingest::fuzz::scratch_file;
 use tailscope_store::ingestlog::{frame_file, read_back};
 
 fn scratch() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        std::env::temp_dir().join(format!("tailscope-fuzz-log-{}", std::process::id()))
-    })
+    P.get_or_init(|| scratch_file("log"))
 }
 
 fuzz_target!(|data: &[u8]| {

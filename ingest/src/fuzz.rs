@@ -426,12 +426,10 @@ pub fn mutate(rng: &mut Rng, b: &mut Vec<u8>) {
 
 /// One input of `target` from `rng`: a generated request's encoding, mostly mutated,
 /// sometimes random bytes.
-fn input(rng: &mut Rng, target: Target) -> Vec<u8> {
-    if rng.chance(20) {
-        let n = rng.below(400);
-        return rng.bytes(n);
-    }
-    let mut b = match target {
+/// A generated request in the encoding `target` reads (protobuf or JSON; traces, or
+/// for the targets that read them, metrics and logs too).
+fn generated(rng: &mut Rng, target: Target) -> Vec<u8> {
+    match target {
         Target::Wire => traces_request(rng).encode_to_vec(),
         Target::Json => serde_json::to_vec(&traces_request(rng)).unwrap_or_default(),
         Target::Prost | Target::File => match rng.below(6) {
@@ -442,7 +440,15 @@ fn input(rng: &mut Rng, target: Target) -> Vec<u8> {
             4 => logs_request(rng).encode_to_vec(),
             _ => serde_json::to_vec(&logs_request(rng)).unwrap_or_default(),
         },
-    };
+    }
+}
+
+fn input(rng: &mut Rng, target: Target) -> Vec<u8> {
+    if rng.chance(20) {
+        let n = rng.below(400);
+        return rng.bytes(n);
+    }
+    let mut b = generated(rng, target);
     if !rng.chance(4) {
         mutate(rng, &mut b);
     }
@@ -467,18 +473,7 @@ pub fn libfuzzer_input(target: Target, data: &[u8]) -> (Vec<u8>, bool) {
     let mut s = [0u8; 8];
     s[..seed.len()].copy_from_slice(seed);
     let mut rng = Rng::new(u64::from_le_bytes(s));
-    let mut b = match target {
-        Target::Wire => traces_request(&mut rng).encode_to_vec(),
-        Target::Json => serde_json::to_vec(&traces_request(&mut rng)).unwrap_or_default(),
-        Target::Prost | Target::File => match rng.below(6) {
-            0 => traces_request(&mut rng).encode_to_vec(),
-            1 => serde_json::to_vec(&traces_request(&mut rng)).unwrap_or_default(),
-            2 => metrics_request(&mut rng).encode_to_vec(),
-            3 => serde_json::to_vec(&metrics_request(&mut rng)).unwrap_or_default(),
-            4 => logs_request(&mut rng).encode_to_vec(),
-            _ => serde_json::to_vec(&logs_request(&mut rng)).unwrap_or_default(),
-        },
-    };
+    let mut b = generated(&mut rng, target);
     if !b.is_empty() {
         for e in edits.chunks_exact(3) {
             let at = usize::from(u16::from_le_bytes([e[0], e[1]])) % b.len();
@@ -486,6 +481,12 @@ pub fn libfuzzer_input(target: Target, data: &[u8]) -> (Vec<u8>, bool) {
         }
     }
     (b, gz)
+}
+
+/// A scratch file of this process under the temp dir (`tag` names the target), for the
+/// cargo-fuzz targets that read files.
+pub fn scratch_file(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tailscope-fuzz-{tag}-{}", std::process::id()))
 }
 
 /// Checks one input of `target` (see [`run`]): `Ok(accepted)`, or how two decoders of

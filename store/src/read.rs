@@ -3,10 +3,12 @@
 
 use crate::{Store, StoreError};
 use duckdb::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
-    UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, PrimitiveArray,
+    StringArray, UInt32Array, UInt64Array,
 };
-use duckdb::arrow::datatypes::{Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
+use duckdb::arrow::datatypes::{
+    ArrowPrimitiveType, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type,
+};
 use duckdb::arrow::record_batch::RecordBatch;
 use std::collections::{HashMap, HashSet};
 use tailscope_model::{
@@ -128,6 +130,17 @@ impl<'a> Columns<'a> {
             .ok_or_else(|| StoreError::Schema(format!("result has no column {name}")))
     }
 
+    /// A column of primitive Arrow type `T` (`sql`: its DuckDB name, for the error).
+    fn prim<T: ArrowPrimitiveType>(
+        &self,
+        name: &str,
+        sql: &str,
+    ) -> Result<&'a PrimitiveArray<T>, StoreError> {
+        self.col(name)?
+            .as_primitive_opt::<T>()
+            .ok_or_else(|| StoreError::Schema(format!("column {name} is not {sql}")))
+    }
+
     pub(crate) fn str(&self, name: &str) -> Result<&'a StringArray, StoreError> {
         self.col(name)?
             .as_string_opt::<i32>()
@@ -135,21 +148,15 @@ impl<'a> Columns<'a> {
     }
 
     pub(crate) fn i64(&self, name: &str) -> Result<&'a Int64Array, StoreError> {
-        self.col(name)?
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| StoreError::Schema(format!("column {name} is not BIGINT")))
+        self.prim::<Int64Type>(name, "BIGINT")
     }
 
     pub(crate) fn f64(&self, name: &str) -> Result<&'a Float64Array, StoreError> {
-        self.col(name)?
-            .as_primitive_opt::<Float64Type>()
-            .ok_or_else(|| StoreError::Schema(format!("column {name} is not DOUBLE")))
+        self.prim::<Float64Type>(name, "DOUBLE")
     }
 
     pub(crate) fn u32(&self, name: &str) -> Result<&'a UInt32Array, StoreError> {
-        self.col(name)?
-            .as_primitive_opt::<UInt32Type>()
-            .ok_or_else(|| StoreError::Schema(format!("column {name} is not UINTEGER")))
+        self.prim::<UInt32Type>(name, "UINTEGER")
     }
 
     /// The BIGINT columns `names`, in order.
@@ -161,15 +168,11 @@ impl<'a> Columns<'a> {
     }
 
     pub(crate) fn i32(&self, name: &str) -> Result<&'a Int32Array, StoreError> {
-        self.col(name)?
-            .as_primitive_opt::<Int32Type>()
-            .ok_or_else(|| StoreError::Schema(format!("column {name} is not INTEGER")))
+        self.prim::<Int32Type>(name, "INTEGER")
     }
 
     pub(crate) fn u64(&self, name: &str) -> Result<&'a UInt64Array, StoreError> {
-        self.col(name)?
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| StoreError::Schema(format!("column {name} is not UBIGINT")))
+        self.prim::<UInt64Type>(name, "UBIGINT")
     }
 
     pub(crate) fn bool(&self, name: &str) -> Result<&'a BooleanArray, StoreError> {

@@ -251,6 +251,8 @@ pub fn find(
                     })
                     .map(|x| x.end - x.start)
                     .sum();
+                // the part of the cost that rests on turns that reported no token counts
+                let unknown_prefix = e.cost_ns - e.cost_low_ns;
                 let beyond = if level.0 == Evidence::Ambiguous {
                     e.unexplained_ns.min(cost)
                 } else {
@@ -278,7 +280,7 @@ pub fn find(
                         // was all re-prefill
                         // and had the cache held only the previous counted call's prefix
                         "cost_range_ns": [
-                            (cost - beyond - (e.cost_ns - e.cost_low_ns)).max(0),
+                            (cost - beyond - unknown_prefix).max(0),
                             cost + could_be_more
                         ],
                         "calls_between_without_token_counts": e.calls_without_counts,
@@ -297,7 +299,7 @@ pub fn find(
                         ms(cost),
                         e.cost_method,
                         if e.calls_without_counts > 0 {
-                            format!("; {} call(s) before it report no token counts, so the previous turn's length is taken as this prompt's: at least {} tokens were cached before, and the cost is at least {}", e.calls_without_counts, e.previous_input_tokens + e.previous_output_tokens, ms((cost - (e.cost_ns - e.cost_low_ns)).max(0)))
+                            format!("; {} call(s) before it report no token counts, so the previous turn's length is taken as this prompt's: at least {} tokens were cached before, and the cost is at least {}", e.calls_without_counts, e.previous_input_tokens + e.previous_output_tokens, ms((cost - unknown_prefix).max(0)))
                         } else {
                             String::new()
                         },
