@@ -178,9 +178,19 @@ impl Store {
         Ok(out)
     }
 
-    /// A store rebuilt in memory from a folder of segments (written by
-    /// [`Store::publish_segments`], possibly by several machines into one folder
-    /// tree, or copied down from a bucket), to query and analyse as any store.
+    /// A store over a folder of segments (written by [`Store::publish_segments`],
+    /// possibly by several machines into one folder tree, or copied down from a
+    /// bucket), to query and analyse as any store. The big tables (spans, events,
+    /// links, metric points, logs) are read in place: each is a view over its files,
+    /// so a folder larger than memory is analysed a chunk at a time, as a store is.
+    /// Only the resources (small, and deduplicated across publishers) and the analysis
+    /// results live in memory.
+    ///
+    /// A view has no row ids of its own: its `rowid` column is the file's place in
+    /// the sorted file list (publisher, day, first row) times 2^32 plus the row's
+    /// place in its file, so rows keep the order they were committed in and a read of
+    /// a stretch of rows opens only the files that hold it. (`SELECT *` over these
+    /// tables shows that column.)
     pub fn open_segments(dir: &Path) -> Result<Store, StoreError> {
         if !dir.join("spans").is_dir() {
             return Err(StoreError::Schema(format!(
@@ -195,21 +205,72 @@ impl Store {
                 continue;
             }
             let list: Vec<String> = files.iter().map(|f| sql_path(f)).collect();
-            // the files hold the table's columns; the folders' day and publisher are
-            // not columns of it. A resource two publishers both saw is kept once.
-            let distinct = if table.starts_with("resource") {
-                "DISTINCT "
-            } else {
-                ""
-            };
-            store.conn.execute_batch(&format!(
-                "INSERT INTO {table} BY NAME
-                 SELECT {distinct}* FROM read_parquet([{}], hive_partitioning = false, union_by_name = true)",
+            let source = format!(
+                "read_parquet([{}], hive_partitioning = false, union_by_name = true",
                 list.join(", ")
-            ))?;
+            );
+            if table.starts_with("resource") {
+                // the files hold the table's columns; the folders' day and publisher
+                // are not columns of it. A resource two publishers both saw is kept once.
+                store.conn.execute_batch(&format!(
+                    "INSERT INTO {table} BY NAME SELECT DISTINCT * FROM {source})"
+                ))?;
+                continue;
+            }
+            store.conn.execute_batch(&view_over_files(
+                &store.conn,
+                table,
+                &source,
+                files.len(),
+            )?)?;
         }
         Ok(store)
     }
+}
+
+/// The SQL that replaces `table` by a view over the files `source` reads (an
+/// unclosed `read_parquet(...` call): the table's columns in its order, NULL where no
+/// file has one (files written by an older schema), plus `rowid` (see
+/// [`Store::open_segments`]).
+fn view_over_files(
+    conn: &duckdb::Connection,
+    table: &str,
+    source: &str,
+    files: usize,
+) -> Result<String, StoreError> {
+    if u32::try_from(files).is_err() {
+        return Err(StoreError::Schema(format!(
+            "{files} segment files of {table}: too many"
+        )));
+    }
+    let mut stmt = conn.prepare(
+        "SELECT column_name, data_type FROM duckdb_columns()
+         WHERE schema_name = 'main' AND table_name = ? ORDER BY column_index",
+    )?;
+    let columns: Vec<(String, String)> = stmt
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(&format!("DESCRIBE SELECT * FROM {source})"))?;
+    let in_files: std::collections::HashSet<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    let select: Vec<String> = columns
+        .iter()
+        .map(|(name, ty)| {
+            if in_files.contains(name) {
+                format!("\"{name}\"")
+            } else {
+                format!("NULL::{ty} AS \"{name}\"")
+            }
+        })
+        .collect();
+    Ok(format!(
+        "DROP TABLE {table};
+         CREATE VIEW {table} AS
+         SELECT {}, (file_index::BIGINT << 32) + file_row_number AS rowid
+         FROM {source}, file_row_number = true);",
+        select.join(", ")
+    ))
 }
 
 #[cfg(test)]

@@ -1024,6 +1024,79 @@ fn two_stores_publish_into_one_segment_tree() {
     );
 }
 
+#[test]
+fn a_segments_folder_is_read_in_place_even_from_an_older_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("segments");
+    let store = Store::open(&dir.path().join("a.duckdb")).unwrap();
+    let writer = store.shared_writer(WriterConfig::default()).unwrap();
+    writer.write(batch(1, 3)).unwrap();
+    store.publish_segments(&seg).unwrap();
+    writer.write(batch(2, 4)).unwrap();
+    store.publish_segments(&seg).unwrap();
+    drop(writer);
+    // a segment an older build wrote: no resend_count column yet
+    let old = seg.join("spans/publisher=old/ingest_date=2026-01-01");
+    std::fs::create_dir_all(&old).unwrap();
+    store
+        .execute_batch(&format!(
+            "COPY (SELECT * EXCLUDE (resend_count) FROM spans WHERE rowid = 0) TO '{}' (FORMAT parquet)",
+            old.join("seg-000000000000-000000000000.parquet").display()
+        ))
+        .unwrap();
+    let back = Store::open_segments(&seg).unwrap();
+    // the big tables are views over the files, not copies
+    for table in ["spans", "events", "links", "metric_points", "logs"] {
+        assert_eq!(
+            scalar_i64(
+                &back,
+                &format!("SELECT count(*) FROM duckdb_views() WHERE view_name = '{table}'")
+            ),
+            1,
+            "{table} is a view"
+        );
+    }
+    assert_eq!(scalar_i64(&back, "SELECT count(*) FROM spans"), 8);
+    assert_eq!(
+        scalar_i64(
+            &back,
+            "SELECT count(*) FROM spans WHERE resend_count IS NULL"
+        ),
+        1 + scalar_i64(
+            &store,
+            "SELECT count(*) FROM spans WHERE resend_count IS NULL"
+        ),
+        "the old segment's rows read the missing column as NULL"
+    );
+    // row ids are unique and keep each file's rows together, in file order
+    assert_eq!(
+        scalar_i64(&back, "SELECT count(DISTINCT rowid) FROM spans"),
+        8
+    );
+    let ids: Vec<i64> = (0..3)
+        .map(|k| {
+            scalar_i64(
+                &back,
+                &format!("SELECT rowid FROM spans ORDER BY rowid LIMIT 1 OFFSET {k}"),
+            )
+        })
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2], "the first file's rows, in order");
+    // a stretch of row ids reads the rows of that stretch
+    let second_file = 1_i64 << 32;
+    assert_eq!(
+        scalar_i64(
+            &back,
+            &format!(
+                "SELECT count(*) FROM spans WHERE rowid BETWEEN {second_file} AND {}",
+                second_file + 3
+            )
+        ),
+        4
+    );
+    assert_eq!(back.counts().unwrap().spans, 8);
+}
+
 /// Submits through the collector's path (`try_submit`) and waits for the answer.
 fn submit_durable(
     writer: &tailscope_store::Writer,
