@@ -16,6 +16,10 @@
 //! Then the JSON report streamed from the stored results (`--json-baseline`: also
 //! built in memory first, as before it streamed).
 //!
+//! With `--db` a folder of Parquet segments (`serve --segments`), one full analysis of
+//! the folder read in place (`--segments-copied`: copied into memory first, as before).
+//! Each run prints its CPU time beside its wall time (steadier on a shared machine).
+//!
 //! Targets (issue 25): full analysis of 1M spans < 3 s (1.5M spans < 6 s) and < 1 GB
 //! peak, nothing new < 100 ms, the text report < 300 ms, 1% new < 0.3 s, the JSON
 //! report < 300 MB peak and >= 100 MB/s. Each is printed as met or missed.
@@ -33,7 +37,11 @@ use tailscope_samples::{generate, WorkloadConfig};
 use tailscope_store::{Store, WriterConfig};
 #[path = "../../tests/src/mem.rs"]
 mod mem;
-use mem::{mib, proc_status_kib, reset_peak_rss};
+use mem::{cpu_seconds, mib, proc_status_kib, reset_peak_rss};
+
+// The tailscope binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The full analysis of a big store, stage by stage: a full run, a re-run with nothing
 /// new, and a run after `--new-share` more traces arrived.
@@ -64,6 +72,11 @@ struct Args {
     /// Traces (and findings) per page of the streamed JSON report.
     #[arg(long, value_name = "N", default_value_t = tailscope_analysis::json::PAGE)]
     page: usize,
+    /// With `--db` a folder of Parquet segments (`serve --segments`): copy its tables
+    /// into an in-memory store first, as `analyze --db DIR` did before it read the
+    /// files in place, for a before/after.
+    #[arg(long)]
+    segments_copied: bool,
     /// Passed by `cargo bench` to harness-less benches; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -111,16 +124,20 @@ fn fill(store: &Store, conversations: usize, seed_base: u64) -> Result<u64> {
 /// (wall, stats, peak RSS, the text report's time).
 fn run(store: &Store, label: &str) -> Result<(Duration, RunStats, Option<u64>, Duration)> {
     reset_peak_rss();
+    let cpu = cpu_seconds();
     let t = Instant::now();
     let stats = update(store, &|p: Progress| {
         eprint!("\r  chunk {} of {}", p.chunks_done, p.chunks);
     })?;
     let wall = t.elapsed();
+    // CPU time varies less than wall time on a shared machine: for before/after pairs
+    let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
     let peak = proc_status_kib("VmHWM");
     eprint!("\r");
     println!(
-        "\n{label}: {:.3} s wall, {} traces recomputed ({} spans, {} chunks, {} workers, fits {}), {} reused, peak RSS {}",
+        "\n{label}: {:.3} s wall, {} CPU, {} traces recomputed ({} spans, {} chunks, {} workers, fits {}), {} reused, peak RSS {}",
         wall.as_secs_f64(),
+        cpu.map_or_else(|| "n/a".to_owned(), |c| format!("{c:.2} s")),
         stats.recomputed,
         stats.spans,
         stats.chunks,
@@ -186,8 +203,52 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// A folder of segments analysed once (a full analysis and the text report): read in
+/// place, or (`copied`) copied into memory first.
+fn segments(dir: &std::path::Path, copied: bool) -> Result<()> {
+    let t = Instant::now();
+    let store = if copied {
+        let store = Store::open_in_memory()?;
+        for table in tailscope_store::SEGMENT_TABLES {
+            let glob = dir.join(table).join("*/*/*.parquet");
+            if dir.join(table).is_dir() {
+                store.execute_batch(&format!(
+                    "INSERT INTO {table} BY NAME SELECT * FROM read_parquet('{}', hive_partitioning = false, union_by_name = true)",
+                    glob.display()
+                ))?;
+            }
+        }
+        store
+    } else {
+        Store::open_segments(dir)?
+    };
+    println!(
+        "segments {} {}: opened in {:.3} s, RSS {}",
+        dir.display(),
+        if copied {
+            "copied into memory (before)"
+        } else {
+            "read in place"
+        },
+        t.elapsed().as_secs_f64(),
+        mib(proc_status_kib("VmRSS"))
+    );
+    let (spans, traces) = store.spans_and_traces()?;
+    println!("{spans} spans in {traces} traces");
+    let (wall, _, peak, _) = run(&store, "full analysis")?;
+    println!(
+        "  {:.0} spans/s; peak RSS during the analysis {} (the store's tables included)",
+        spans as f64 / wall.as_secs_f64().max(1e-9),
+        mib(peak)
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
+    if a.db.is_dir() {
+        return segments(&a.db, a.segments_copied);
+    }
     let fresh = !a.db.exists();
     let store = Store::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
     if fresh {
