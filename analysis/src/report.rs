@@ -34,40 +34,35 @@ pub struct OperationGap {
     pub median_mean_ns: i64,
 }
 
-impl Report {
-    /// Fills [`Report::by_operation`]: critical-path time per (service, operation)
-    /// in the tail cohort and in the median band, summed by the store.
-    pub fn attribute_operations(
-        &mut self,
-        store: &tailscope_store::Store,
-    ) -> Result<(), tailscope_store::StoreError> {
-        let durations: Vec<i64> = self.traces.iter().map(|t| t.duration_ns).collect();
-        let (tail, mid, _, _) = crate::tail::cohorts(&durations, self.tail.percentile);
-        let ids = |idx: &[usize]| -> Vec<&str> {
-            idx.iter()
-                .map(|&i| self.traces[i].trace_id.as_str())
-                .collect()
-        };
-        let sums = store.critical_time_of_cohorts(&ids(&tail), &ids(&mid))?;
-        let (nt, nm) = (tail.len().max(1) as i64, mid.len().max(1) as i64);
-        let mut v: Vec<OperationGap> = sums
-            .into_iter()
-            .map(|(service, operation, t, m)| OperationGap {
-                service,
-                operation,
-                tail_mean_ns: t / nt,
-                median_mean_ns: m / nm,
-            })
-            .collect();
-        // largest gap first; ties in name order (the store's groups come unordered)
-        v.sort_by(|a, b| {
-            (b.tail_mean_ns - b.median_mean_ns)
-                .cmp(&(a.tail_mean_ns - a.median_mean_ns))
-                .then_with(|| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)))
-        });
-        self.by_operation = v;
-        Ok(())
-    }
+/// Critical-path time per (service, operation) in the tail cohort and in the median
+/// band of `traces` (trace id, duration; the report's traces in its order), summed by
+/// the store; the largest gap first.
+pub(crate) fn operation_gaps(
+    store: &tailscope_store::Store,
+    traces: &[(&str, i64)],
+    percentile: f64,
+) -> Result<Vec<OperationGap>, tailscope_store::StoreError> {
+    let durations: Vec<i64> = traces.iter().map(|t| t.1).collect();
+    let (tail, mid, _, _) = crate::tail::cohorts(&durations, percentile);
+    let ids = |idx: &[usize]| -> Vec<&str> { idx.iter().map(|&i| traces[i].0).collect() };
+    let sums = store.critical_time_of_cohorts(&ids(&tail), &ids(&mid))?;
+    let (nt, nm) = (tail.len().max(1) as i64, mid.len().max(1) as i64);
+    let mut v: Vec<OperationGap> = sums
+        .into_iter()
+        .map(|(service, operation, t, m)| OperationGap {
+            service,
+            operation,
+            tail_mean_ns: t / nt,
+            median_mean_ns: m / nm,
+        })
+        .collect();
+    // largest gap first; ties in name order (the store's groups come unordered)
+    v.sort_by(|a, b| {
+        (b.tail_mean_ns - b.median_mean_ns)
+            .cmp(&(a.tail_mean_ns - a.median_mean_ns))
+            .then_with(|| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)))
+    });
+    Ok(v)
 }
 
 /// One trace of the JSON report (design.md), with its critical path, serialised

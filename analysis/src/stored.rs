@@ -52,32 +52,61 @@ pub(crate) fn finding_from_row(f: FindingRow) -> Finding {
     }
 }
 
+/// A scoped thread's result; its panic goes on in the caller.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 /// The report of the stored results. `sections`: also read every trace's
 /// critical-path sections (the JSON report lists them; the text report does not).
 pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Report, AnalysisError> {
     opts.check()?;
-    let rows = store.trace_rows()?;
-    let page = match rows.last() {
-        Some(last) if sections => store.section_page(None, &last.trace_id)?,
-        _ => SectionPage::default(),
-    };
-    let mut at = 0;
-    let traces: Vec<TraceResult> = rows
-        .into_iter()
-        .map(|r| {
-            let s = page.of(&r.trace_id, &mut at);
-            from_row(r, s)
-        })
-        .collect();
-    let findings: Vec<Finding> = store
-        .finding_rows()?
-        .into_iter()
-        .map(finding_from_row)
-        .collect(); // primary causes are stored by the run that judged them
-    let mut report = crate::report_of(traces, findings, opts.percentile, false);
-    report.attribute_operations(store)?;
-    // The cohort and group tables come from the stored rows.
-    let tables = crate::tables::tail_tables(store, opts.percentile)?;
+    // Three scans of the stored rows, each on its own connection: the traces (here),
+    // the findings with the cohort and group tables, and the critical time per
+    // operation of the cohorts (once the traces' durations are known).
+    let (other, third) = (store.reader()?, store.reader()?);
+    let (traces, side, by_operation) = std::thread::scope(|scope| {
+        let side = scope.spawn(move || -> Result<_, AnalysisError> {
+            let findings: Vec<Finding> = other
+                .finding_rows()?
+                .into_iter()
+                .map(finding_from_row)
+                .collect(); // primary causes are stored by the run that judged them
+                            // The cohort and group tables come from the stored rows.
+            let tables = crate::tables::tail_tables(&other, opts.percentile)?;
+            Ok((findings, tables))
+        });
+        let rows = match store.trace_rows() {
+            Ok(rows) => rows,
+            Err(e) => return (Err(e.into()), join(side), Ok(Vec::new())),
+        };
+        let ids: Vec<(String, i64)> = rows
+            .iter()
+            .map(|r| (r.trace_id.clone(), r.duration_ns))
+            .collect();
+        let by_operation = scope.spawn(move || {
+            let ids: Vec<(&str, i64)> = ids.iter().map(|(t, d)| (t.as_str(), *d)).collect();
+            crate::report::operation_gaps(&third, &ids, opts.percentile)
+        });
+        let traces = (|| -> Result<Vec<TraceResult>, AnalysisError> {
+            let page = match rows.last() {
+                Some(last) if sections => store.section_page(None, &last.trace_id)?,
+                _ => SectionPage::default(),
+            };
+            let mut at = 0;
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    let s = page.of(&r.trace_id, &mut at);
+                    from_row(r, s)
+                })
+                .collect())
+        })();
+        (traces, join(side), join(by_operation))
+    });
+    let (findings, tables) = side?;
+    let mut report = crate::report_of(traces?, findings, opts.percentile, false);
+    report.by_operation = by_operation?;
     report
         .tail
         .gap_by_cause_ns

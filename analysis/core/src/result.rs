@@ -63,28 +63,43 @@ pub fn cause_evidence_json(e: &CauseEvidence) -> String {
 /// Deserialised straight into borrowed entries, not through a JSON value: the stored
 /// report reads one per trace.
 pub fn parse_cause_evidence(text: &str) -> CauseEvidence {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
     #[derive(serde::Deserialize)]
     struct Entry<'a> {
         #[serde(borrow)]
-        evidence: std::borrow::Cow<'a, str>,
+        evidence: Cow<'a, str>,
         #[serde(default, borrow)]
-        alternatives: Vec<std::borrow::Cow<'a, str>>,
+        alternatives: Vec<Cow<'a, str>>,
     }
-    type Map<'a> = std::collections::HashMap<std::borrow::Cow<'a, str>, Entry<'a>>;
-    let Ok(m) = serde_json::from_str::<Map<'_>>(text) else {
-        return CauseEvidence::new();
-    };
-    m.iter()
-        .filter_map(|(k, v)| {
-            let c = Cause::parse(k)?;
-            let level = Evidence::parse(&v.evidence)?;
-            let mut alts = CauseSet::EMPTY;
-            for a in v.alternatives.iter().filter_map(|a| Cause::parse(a)) {
-                alts.insert(a);
+    // read entry by entry into the map (no intermediate map of the JSON object)
+    struct Causes;
+    impl<'de> Visitor<'de> for Causes {
+        type Value = CauseEvidence;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of causes")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CauseEvidence, A::Error> {
+            let mut out = CauseEvidence::new();
+            while let Some((Key(k), v)) = map.next_entry::<Key<'de>, Entry<'de>>()? {
+                let (Some(c), Some(level)) = (Cause::parse(&k), Evidence::parse(&v.evidence))
+                else {
+                    continue;
+                };
+                let mut alts = CauseSet::EMPTY;
+                for a in v.alternatives.iter().filter_map(|a| Cause::parse(a)) {
+                    alts.insert(a);
+                }
+                out.insert(c, (level, alts));
             }
-            Some((c, (level, alts)))
-        })
-        .collect()
+            Ok(out)
+        }
+    }
+    serde_json::Deserializer::from_str(text)
+        .deserialize_map(Causes)
+        .unwrap_or_default()
 }
 
 /// Per-span timing: total, self (not covered by children) and on-critical-path time.
@@ -303,5 +318,12 @@ mod tests {
         assert_eq!(parse_cause_evidence(odd), want);
         assert!(parse_cause_evidence("[1]").is_empty());
         assert!(parse_cause_evidence("").is_empty());
+        // an escaped key is read as its text
+        let mut queue = CauseEvidence::new();
+        queue.insert(Cause::Queue, (Evidence::Measured, CauseSet::EMPTY));
+        assert_eq!(
+            parse_cause_evidence(r#"{"qu\u0065ue":{"evidence":"measured"}}"#),
+            queue
+        );
     }
 }
