@@ -196,6 +196,11 @@ fn residual_cause(
     // The server's own metrics over the call's window settle it where they exist.
     match server_says(s, shape.metrics, residual_ns, can_be_eviction) {
         Some(ServerSays::Waiting) => Attribution::measured(Cause::Queue),
+        // both happened in the window; the metrics cannot say how much of the time
+        // is the wait and how much the re-prefill
+        Some(ServerSays::WaitingAndCacheMiss) => {
+            Attribution::ambiguous(Cause::Queue, CauseSet::of(&[Cause::KvEviction]))
+        }
         Some(ServerSays::CacheMiss) => Attribution::measured(Cause::KvEviction),
         Some(ServerSays::NoWait) => {
             // not the server's queue: a re-prefill (when possible), the client's work, or
@@ -219,6 +224,10 @@ fn residual_cause(
 enum ServerSays {
     /// Requests were waiting in its queue while the call waited.
     Waiting,
+    /// Requests were waiting, and most prompt tokens it looked up in its prefix cache
+    /// in the call's window missed, where the call could have been re-prefilled: a
+    /// wait and a re-prefill both, in shares the metrics do not give.
+    WaitingAndCacheMiss,
     /// Nothing waited, and most prompt tokens it looked up in its prefix cache in the
     /// call's window missed (a re-prefill).
     CacheMiss,
@@ -245,19 +254,18 @@ fn server_says(
     if samples.is_empty() {
         return None;
     }
-    if samples.iter().any(|w| *w >= 1.0) {
-        return Some(ServerSays::Waiting);
-    }
-    if can_be_eviction {
+    let waiting = samples.iter().any(|w| *w >= 1.0);
+    let missed = can_be_eviction && {
         let queries = metrics.increase(gm::PREFIX_CACHE_QUERIES_RATE, server, s.start_ns, s.end_ns);
         let hits = metrics.increase(gm::PREFIX_CACHE_HITS_RATE, server, s.start_ns, s.end_ns);
-        if let (Some(q), Some(h)) = (queries, hits) {
-            if q > 0.0 && h / q < 0.5 {
-                return Some(ServerSays::CacheMiss);
-            }
-        }
-    }
-    Some(ServerSays::NoWait)
+        matches!((queries, hits), (Some(q), Some(h)) if q > 0.0 && h / q < 0.5)
+    };
+    Some(match (waiting, missed) {
+        (true, true) => ServerSays::WaitingAndCacheMiss,
+        (true, false) => ServerSays::Waiting,
+        (false, true) => ServerSays::CacheMiss,
+        (false, false) => ServerSays::NoWait,
+    })
 }
 
 fn is_preprocessing_name(name: &str) -> bool {
@@ -988,7 +996,9 @@ mod tests {
 
     /// The same ambiguous wait becomes measured when the server's metrics cover it:
     /// requests waiting -> queue; nothing waiting and the prefix cache missing -> a
-    /// re-prefill; nothing waiting and the cache hitting -> not the queue, still open.
+    /// re-prefill; nothing waiting and the cache hitting -> not the queue, still open;
+    /// requests waiting and the cache missing -> both, so queue but ambiguous with the
+    /// re-prefill (the metrics give no shares).
     #[test]
     fn server_metrics_settle_a_queue_or_eviction() {
         let t = trace(llm_turn(500, 300 * MS));
@@ -1026,6 +1036,18 @@ mod tests {
         assert_eq!(unclear.len(), 1);
         assert_eq!(unclear[0].1, Evidence::Ambiguous);
         assert!(!unclear[0].2.contains(Cause::Queue) && unclear[0].0 != Cause::Queue);
+        let both = with(&ServerMetrics {
+            waiting: 3.0,
+            hit_ratio: 0.1,
+        });
+        assert_eq!(
+            both,
+            vec![(
+                Cause::Queue,
+                Evidence::Ambiguous,
+                CauseSet::of(&[Cause::KvEviction])
+            )]
+        );
     }
 
     /// With a first-token time and cache reads, waiting before the first token is the

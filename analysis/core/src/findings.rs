@@ -361,7 +361,18 @@ pub fn find(
                     },
                 );
             let first_token = call.is_some_and(|c| crate::calls::first_chunk_ns(tree, c).is_some());
-            let summary = if level.0 == Evidence::Ambiguous {
+            let summary = if level.0 == Evidence::Ambiguous
+                && corroborated
+                && (level.1.contains(Cause::KvEviction) || cause == Cause::KvEviction)
+            {
+                format!(
+                    "The call spent {} more than the latency model expects{}: {}. The inference server's metrics show both in the call's window ({:.0} requests waiting, and most prompt tokens missing its prefix cache), but not how the time divides between the wait and the re-prefill.",
+                    ms(queued),
+                    if first_token { " before its first token" } else { "" },
+                    alternatives_words(cause, level.1),
+                    waiting.unwrap_or(0.0),
+                )
+            } else if level.0 == Evidence::Ambiguous {
                 let mut missing = Vec::new();
                 if level.1.contains(Cause::KvEviction) || cause == Cause::KvEviction {
                     missing.push("reports no cache reads");
