@@ -547,7 +547,9 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
 /// (`tests/clickhouse/metrics_mapping.py`), are evidence through `--source` too: the
 /// recorded vLLM gauges and counters corroborate the same findings as in the local
 /// store. The exporter keeps a sum's times in whole seconds, so a counter's window
-/// can come out less sharp: a finding may turn ambiguous there, never more confident.
+/// can come out less sharp: a finding may turn ambiguous there, and never more
+/// confident but in one way (one finding here): a prefix-cache miss during a measured
+/// wait, which makes the wait queue-or-eviction locally, is averaged away.
 #[test]
 fn clickhouse_metrics_are_evidence_as_in_the_local_store() -> Result<()> {
     let front = Front::start()?;
@@ -593,17 +595,34 @@ fn clickhouse_metrics_are_evidence_as_in_the_local_store() -> Result<()> {
         corroborated(&l),
         "metrics corroborate as locally"
     );
+    let mut sharper_locally = 0;
     for f in &r {
         let here = l.iter().find(|x| key(x) == key(f)).context("finding")?;
         let (was, now) = (
             here["evidence_level"].as_str(),
             f["evidence_level"].as_str(),
         );
+        // One exception, the other way: a queue wait that the local counters show
+        // overlapping a prefix-cache miss is queue-or-eviction locally; through the
+        // exporter (sum times in whole seconds) the miss averages into the hits of
+        // its second, and the waiting gauge alone says queue.
+        let miss_averaged_away = here["kind"] == "queueing"
+            && was == Some("ambiguous")
+            && now == Some("measured")
+            && here["evidence"]["corroborated_by_metrics"] == true
+            && here["alternatives"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "kv_eviction"));
+        sharper_locally += usize::from(miss_averaged_away);
         assert!(
-            was == now || now == Some("ambiguous"),
+            was == now || now == Some("ambiguous") || miss_averaged_away,
             "{was:?} -> {now:?}: {f}"
         );
     }
+    assert!(
+        sharper_locally <= 1,
+        "{sharper_locally} queue waits measured only remotely"
+    );
     Ok(())
 }
 
