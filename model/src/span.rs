@@ -300,6 +300,32 @@ pub struct Span {
 }
 
 impl Span {
+    /// An internal span with these ids and times and nothing else: no parent, name,
+    /// service, attributes, events, links or promoted fields.
+    pub fn bare(trace_id: TraceId, span_id: SpanId, start_ns: i64, end_ns: i64) -> Self {
+        Self {
+            trace_id,
+            span_id,
+            parent_span_id: None,
+            trace_state: String::new(),
+            flags: 0,
+            name: String::new(),
+            kind: SpanKind::Internal,
+            start_ns,
+            end_ns,
+            status: StatusCode::Unset,
+            status_message: String::new(),
+            resource_id: 0,
+            service_name: String::new(),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            promoted: Promoted::default(),
+        }
+    }
+
     pub fn duration_ns(&self) -> i64 {
         self.end_ns - self.start_ns
     }

@@ -693,26 +693,8 @@ mod tests {
 
     #[test]
     fn spans_sort_by_trace_then_start_then_id() {
-        let span = |t: u8, start: i64, id: u8| Span {
-            trace_id: TraceId([t; 16]),
-            span_id: SpanId([id; 8]),
-            parent_span_id: None,
-            trace_state: String::new(),
-            flags: 0,
-            name: String::new(),
-            kind: SpanKind::Internal,
-            start_ns: start,
-            end_ns: start + 1,
-            status: StatusCode::Unset,
-            status_message: String::new(),
-            resource_id: 0,
-            service_name: String::new(),
-            scope_name: String::new(),
-            scope_version: String::new(),
-            attributes: Vec::new(),
-            events: Vec::new(),
-            links: Vec::new(),
-            promoted: Promoted::default(),
+        let span = |t: u8, start: i64, id: u8| {
+            Span::bare(TraceId([t; 16]), SpanId([id; 8]), start, start + 1)
         };
         let order = |v: &[Span]| -> Vec<(u8, i64, u8)> {
             v.iter()

@@ -280,25 +280,8 @@ impl Tree {
 fn unreachable_empty() -> Span {
     // Tree::build is never called with no spans (traces come from grouping spans).
     Span {
-        trace_id: tailscope_model::TraceId([1; 16]),
-        span_id: SYNTHETIC_ROOT,
-        parent_span_id: None,
-        trace_state: String::new(),
-        flags: 0,
         name: "(empty)".into(),
-        kind: SpanKind::Internal,
-        start_ns: 0,
-        end_ns: 0,
-        status: tailscope_model::StatusCode::Unset,
-        status_message: String::new(),
-        resource_id: 0,
-        service_name: String::new(),
-        scope_name: String::new(),
-        scope_version: String::new(),
-        attributes: Vec::new(),
-        events: Vec::new(),
-        links: Vec::new(),
-        promoted: tailscope_model::Promoted::default(),
+        ..Span::bare(tailscope_model::TraceId([1; 16]), SYNTHETIC_ROOT, 0, 0)
     }
 }
 
