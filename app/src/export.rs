@@ -18,7 +18,7 @@ pub struct ExportArgs {
     out: Option<PathBuf>,
     /// Copy the store's spans up into ClickHouse instead, in the OpenTelemetry Collector
     /// ClickHouse exporter's schema (tables created when missing):
-    /// clickhouse://[user[:password]@]HOST[:8123]/DATABASE.
+    /// clickhouse://[user[:password]@]HOST[:8123]/DATABASE[?secure=true[&ca=PEM]].
     #[arg(long, value_name = "URL", conflicts_with_all = ["out", "since", "until", "traces", "force"], value_parser = crate::source::parse)]
     to: Option<ClickHouseUrl>,
     /// Only traces whose root starts at or after this time (ns since the Unix epoch, or

@@ -33,7 +33,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     db: Option<PathBuf>,
     /// Read traces from the OpenTelemetry Collector ClickHouse exporter's tables instead
-    /// of the local store: clickhouse://[user[:password]@]HOST[:8123]/DATABASE (reading
+    /// of the local store: clickhouse://[user[:password]@]HOST[:8123]/DATABASE, over HTTPS
+    /// with ?secure=true (port 8443; &ca=PEM to trust a private CA) (reading
     /// commands: gui, analyze, compare, diff, whatif, query, export, replay --list).
     #[arg(long, global = true, env = "TAILSCOPE_SOURCE", value_name = "URL", value_parser = source::parse)]
     source: Option<ClickHouseUrl>,

@@ -53,7 +53,7 @@ pub struct ServeArgs {
     /// Also send every span to ClickHouse in the OpenTelemetry Collector ClickHouse
     /// exporter's schema (tables created when missing), in inserts of at least 5,000
     /// rows (fewer only after --to-flush seconds without enough, and at shutdown):
-    /// clickhouse://[user[:password]@]HOST[:8123]/DATABASE. Spans are acknowledged
+    /// clickhouse://[user[:password]@]HOST[:8123]/DATABASE[?secure=true[&ca=PEM]]. Spans are acknowledged
     /// once in the local store; ClickHouse gets them after, resuming where it left off.
     #[arg(long, value_name = "URL", value_parser = tailscope::source::parse)]
     to: Option<ClickHouseUrl>,

@@ -1,8 +1,6 @@
 //! A ClickHouse server over its HTTP interface: the `clickhouse://` source address,
-//! and a small blocking client that sends SQL and moves `RowBinary` both ways.
-//!
-//! Only plain HTTP: a server behind TLS is reached through a local tunnel (say so in
-//! the error rather than fail obscurely).
+//! and a small blocking client that sends SQL and moves `RowBinary` both ways, over
+//! plain HTTP or (`?secure=true`) HTTPS.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,9 +9,11 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClickHouseError {
     #[error(
-        "not a ClickHouse address `{0}`: want clickhouse://[user[:password]@]HOST[:8123]/DATABASE"
+        "not a ClickHouse address `{0}`: want clickhouse://[user[:password]@]HOST[:8123]/DATABASE[?secure=true[&ca=PEM]]"
     )]
     Address(String),
+    #[error("the CA certificate {path} for ClickHouse: {message}")]
+    Ca { path: String, message: String },
     #[error("cannot reach ClickHouse at {url}: {message}")]
     Unreachable { url: String, message: String },
     #[error("ClickHouse error {code}: {message}")]
@@ -22,7 +22,9 @@ pub enum ClickHouseError {
     Format(String),
 }
 
-/// `clickhouse://[user[:password]@]host[:port]/database[?traces_table=NAME]`.
+/// `clickhouse://[user[:password]@]host[:port]/database[?traces_table=NAME]`; with
+/// `secure=true` over HTTPS (port 8443 unless given), trusting the Mozilla roots or,
+/// with `ca=PATH`, the PEM certificates in that file (a private CA).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickHouseUrl {
     pub host: String,
@@ -36,6 +38,10 @@ pub struct ClickHouseUrl {
     /// 300): a later run reads again the traces with spans this close to the newest
     /// span an earlier run saw.
     pub late_ns: i64,
+    /// HTTPS instead of HTTP (`?secure=true`).
+    pub secure: bool,
+    /// PEM file of the certificates to trust instead of the Mozilla roots (`?ca=`).
+    pub ca: Option<String>,
 }
 
 impl std::str::FromStr for ClickHouseUrl {
@@ -58,8 +64,8 @@ impl std::str::FromStr for ClickHouseUrl {
             None => (None, None),
         };
         let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
-            None => (hostport, 8123),
+            Some((h, p)) => (h, Some(p.parse().map_err(|_| bad())?)),
+            None => (hostport, None),
         };
         let database = database.trim_end_matches('/');
         let ident = |x: &str| {
@@ -72,8 +78,12 @@ impl std::str::FromStr for ClickHouseUrl {
         }
         let mut traces_table = "otel_traces".to_owned();
         let mut late_ns = 300_000_000_000;
+        let (mut secure, mut ca) = (false, None);
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
             match kv.split_once('=') {
+                Some(("secure", "true" | "1")) => secure = true,
+                Some(("secure", "false" | "0")) => secure = false,
+                Some(("ca", v)) if !v.is_empty() => ca = Some(v.to_owned()),
                 Some(("traces_table", v)) if ident(v) => v.clone_into(&mut traces_table),
                 Some(("late_secs", v)) => {
                     late_ns = v
@@ -84,14 +94,19 @@ impl std::str::FromStr for ClickHouseUrl {
                 _ => return Err(bad()),
             }
         }
+        if ca.is_some() && !secure {
+            return Err(bad());
+        }
         Ok(Self {
             host: host.to_owned(),
-            port,
+            port: port.unwrap_or(if secure { 8443 } else { 8123 }),
             user,
             password,
             database: database.to_owned(),
             traces_table,
             late_ns,
+            secure,
+            ca,
         })
     }
 }
@@ -105,8 +120,11 @@ impl ClickHouseUrl {
             .map(|u| format!("{u}@"))
             .unwrap_or_default();
         format!(
-            "clickhouse://{user}{}:{}/{}",
-            self.host, self.port, self.database
+            "clickhouse://{user}{}:{}/{}{}",
+            self.host,
+            self.port,
+            self.database,
+            if self.secure { "?secure=true" } else { "" }
         )
     }
 
@@ -128,13 +146,35 @@ pub struct ClickHouse {
 impl ClickHouse {
     /// Connects and checks the server answers.
     pub fn connect(url: ClickHouseUrl) -> Result<Self, ClickHouseError> {
-        let agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .build()
-            .new_agent();
+            .timeout_connect(Some(Duration::from_secs(10)));
+        if let Some(path) = &url.ca {
+            let ca_error = |message: String| ClickHouseError::Ca {
+                path: path.clone(),
+                message,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(ca_error(e.to_string()))),
+                })
+                .collect::<Result<_, _>>()?;
+            if certs.is_empty() {
+                return Err(ca_error("no PEM certificate in it".into()));
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        let agent = config.build().new_agent();
+        let scheme = if url.secure { "https" } else { "http" };
         let c = Self {
-            http: format!("http://{}:{}/", url.host, url.port),
+            http: format!("{scheme}://{}:{}/", url.host, url.port),
             url,
             agent,
             received: AtomicU64::new(0),
@@ -252,6 +292,17 @@ mod tests {
         assert_eq!(d.late_ns, 300_000_000_000);
         let l: ClickHouseUrl = "clickhouse://h/db?late_secs=0".parse().unwrap();
         assert_eq!(l.late_ns, 0);
+        assert!(!l.secure);
+        let tls: ClickHouseUrl = "clickhouse://h/db?secure=true&ca=/etc/ch/ca.pem"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (tls.secure, tls.port, tls.ca.as_deref()),
+            (true, 8443, Some("/etc/ch/ca.pem"))
+        );
+        assert_eq!(tls.shown(), "clickhouse://h:8443/db?secure=true");
+        let port: ClickHouseUrl = "clickhouse://h:9443/db?secure=1".parse().unwrap();
+        assert_eq!((port.secure, port.port, port.ca), (true, 9443, None));
         for bad in [
             "http://localhost:8123/db",
             "clickhouse://localhost:8123",
@@ -259,6 +310,8 @@ mod tests {
             "clickhouse://localhost/db;drop",
             "clickhouse://localhost/db?traces_table=a`b",
             "clickhouse:///db",
+            "clickhouse://h/db?secure=yes",
+            "clickhouse://h/db?ca=/x.pem",
         ] {
             assert!(bad.parse::<ClickHouseUrl>().is_err(), "{bad}");
         }

@@ -335,6 +335,8 @@ def main():
     ap.add_argument("--log", action="store_true", help="log each query and the response size to stderr")
     ap.add_argument("--exit-on-stdin-eof", action="store_true",
                     help="stop when stdin closes (a spawning test that dies takes the front with it)")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", help="the certificate's PEM private key")
     a = ap.parse_args()
 
     tmp = None
@@ -347,8 +349,15 @@ def main():
     srv = Server((a.host, a.port), Handler)
     srv.engine = engine
     srv.log = a.log
+    scheme = "http"
+    if a.tls_cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        scheme = "https"
     port = srv.server_address[1]
-    sys.stdout.write("listening on http://%s:%d/\n" % (a.host, port))
+    sys.stdout.write("listening on %s://%s:%d/\n" % (scheme, a.host, port))
     sys.stdout.flush()
     log("chdb %s, ClickHouse %s, data %s%s" % (chdb.__version__, engine.version, data,
                                               " (temporary)" if tmp else ""))

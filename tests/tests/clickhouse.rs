@@ -68,9 +68,15 @@ struct Front {
 
 impl Front {
     fn start() -> Result<Front> {
+        Front::start_with(&[])
+    }
+
+    /// The front with these extra arguments (`--tls-cert`, `--tls-key`).
+    fn start_with(extra: &[&str]) -> Result<Front> {
         let mut child = Command::new(chdb_python()?)
             .arg(repo().join("tests/clickhouse/front.py"))
             .args(["--port", "0", "--exit-on-stdin-eof"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -81,6 +87,7 @@ impl Front {
         let first = lines.next().context("the front printed nothing")??;
         let host_port = first
             .strip_prefix("listening on http://")
+            .or_else(|| first.strip_prefix("listening on https://"))
             .map(|s| s.trim_end_matches('/').to_owned())
             .with_context(|| format!("unexpected first line from the front: {first:?}"))?;
         std::thread::Builder::new()
@@ -623,6 +630,59 @@ fn clickhouse_metrics_are_evidence_as_in_the_local_store() -> Result<()> {
         sharper_locally <= 1,
         "{sharper_locally} queue waits measured only remotely"
     );
+    Ok(())
+}
+
+/// A ClickHouse server behind TLS (`?secure=true`, trusting a private CA with
+/// `&ca=`): `export --to` writes through it and `--source` reads the local store's
+/// answers back; without the CA, or without `secure`, the error says why.
+#[test]
+fn clickhouse_over_tls_with_a_private_ca() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let [ca, cert, key] = super::remote::certificates(dir.path())?;
+    let (ca, cert, key) = (
+        ca.to_str().context("path")?,
+        cert.to_str().context("path")?,
+        key.to_str().context("path")?,
+    );
+    let front = Front::start_with(&["--tls-cert", cert, "--tls-key", key])?;
+    let db = dir.path().join("local.duckdb");
+    let db = db.to_str().context("path")?;
+    let file = repo().join("tests/realtel/fixtures/openinference.jsonl");
+    run(&["--db", db, "import", file.to_str().context("path")?])?;
+    let secure = format!("clickhouse://{}/tls?secure=true&ca={ca}", front.host_port);
+    let said = run(&["--db", db, "export", "--to", &secure])?;
+    assert!(said.contains("created the exporter's tables"), "{said}");
+    let local = json(&run(&["--db", db, "analyze", "--format", "json"])?)?;
+    let remote = json(&run(&["--source", &secure, "analyze", "--format", "json"])?)?;
+    assert_eq!(
+        remote["traces"].as_array().map(Vec::len),
+        local["traces"].as_array().map(Vec::len)
+    );
+    assert!(remote["traces"].as_array().is_some_and(|t| !t.is_empty()));
+    assert_eq!(remote["tail"], local["tail"]);
+    // the Mozilla roots do not know the private CA; plain HTTP to a TLS port fails
+    for (url, says) in [
+        (
+            format!("clickhouse://{}/tls?secure=true", front.host_port),
+            "certificate",
+        ),
+        (
+            format!("clickhouse://{}/tls", front.host_port),
+            "cannot reach",
+        ),
+        (
+            format!("clickhouse://{}/tls?secure=true&ca={key}", front.host_port),
+            "no pem certificate",
+        ),
+    ] {
+        let out = Command::new(bin())
+            .args(["--source", &url, "analyze"])
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}");
+        assert!(err.to_lowercase().contains(says), "{url}: {err}");
+    }
     Ok(())
 }
 

@@ -275,7 +275,7 @@ fn python_sdk_needs_the_bearer_token() -> Result<()> {
 
 /// A CA (what the SDK is told to trust) and a certificate for localhost and 127.0.0.1
 /// signed by it; (ca, cert, key) files in `dir`.
-fn certificates(dir: &Path) -> Result<[std::path::PathBuf; 3]> {
+pub(crate) fn certificates(dir: &Path) -> Result<[std::path::PathBuf; 3]> {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
