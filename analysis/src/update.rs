@@ -11,7 +11,11 @@
 //!    evictions compare a conversation's turns, and a linked trace inherits its
 //!    caller's conversation. The connected components that hold a changed trace are
 //!    recomputed whole, so a trace's answer is the same whether it was analysed in a
-//!    full run or an incremental one.
+//!    full run or an incremental one. The latency model and tool baselines of the
+//!    last run are reused until the store holds [`REFIT_GROWTH`] times the LLM calls
+//!    they were fitted over; a run that fits them again also recomputes the traces
+//!    the old fit judged (a cause stored as inferred or ambiguous), in the same run,
+//!    so their answers are the new fit's (`RunStats::refreshed`).
 //! 3. **Chunks.** Components are packed into chunks of about [`CHUNK_SPANS`] spans.
 //!    Worker threads (one per core) each load a chunk's spans as Arrow (only the
 //!    columns analysis reads), compute it with the pure core, and hand back rows; the
@@ -62,6 +66,9 @@ pub struct RunStats {
     pub spans: u64,
     /// Whether the last run's latency model and tool baselines were reused.
     pub fits_reused: bool,
+    /// Traces analysed before whose causes the old fit judged, recomputed because the
+    /// fit was refitted (they count in `recomputed` too).
+    pub refreshed: usize,
     /// Chunks and worker threads.
     pub chunks: usize,
     pub workers: usize,
@@ -345,7 +352,23 @@ pub fn update_with(
         stats.stages.lap("find new traces", &mut clock);
         return Ok(stats);
     };
-    let changed = since.map(|w| store.changed_traces(w)).transpose()?;
+    let mut changed = since.map(|w| store.changed_traces(w)).transpose()?;
+    // The fits: the last run's while the store has not grown past REFIT_GROWTH since
+    // they were fitted; else fitted again, and then the traces the old fit judged are
+    // stale (a new fit can answer them differently) and are recomputed too.
+    let calls = store.llm_call_count()?;
+    let reuse = match since {
+        Some(_) => store
+            .last_fits()?
+            .filter(|(_, fitted)| calls as f64 <= *fitted as f64 * REFIT_GROWTH)
+            .and_then(|(json, fitted)| Some((serde_json::from_str::<Fits>(&json).ok()?, fitted))),
+        None => None,
+    };
+    if let (Some(changed), None) = (changed.as_mut(), &reuse) {
+        let stale = store.fit_judged_traces()?;
+        stats.refreshed = stale.len();
+        changed.extend(stale);
+    }
     let graph = store.trace_graph()?;
     let plan = plan_chunks(&graph, changed.as_deref(), chunk_spans.max(1));
     if since.is_none() {
@@ -365,14 +388,6 @@ pub fn update_with(
         Metrics::load(store, from - 60_000_000_000, to + 60_000_000_000)?
     };
     stats.stages.lap("metric evidence", &mut clock);
-    let calls = store.llm_call_count()?;
-    let reuse = match since {
-        Some(_) => store
-            .last_fits()?
-            .filter(|(_, fitted)| calls as f64 <= *fitted as f64 * REFIT_GROWTH)
-            .and_then(|(json, fitted)| Some((serde_json::from_str::<Fits>(&json).ok()?, fitted))),
-        None => None,
-    };
     let (fits, fit_calls) = match reuse {
         Some(f) => {
             stats.fits_reused = true;

@@ -71,6 +71,12 @@ pub(crate) fn analyse_new(store: &Store, bar_shown: bool) -> Result<()> {
     })
     .context("analysing the store")?;
     bar.finish_and_clear();
+    if stats.refreshed > 0 {
+        eprintln!(
+            "the latency model was fitted again (the store has grown): {} traces the old fit judged were recomputed",
+            stats.refreshed
+        );
+    }
     tracing::debug!(
         "analysis: {} traces recomputed, {} reused",
         stats.recomputed,

@@ -398,6 +398,19 @@ impl Store {
         Ok(out)
     }
 
+    /// The analysed traces some of whose causes the latency model judged (a cause
+    /// stored as inferred or ambiguous): those a new fit can answer differently.
+    pub fn fit_judged_traces(&self) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT trace_id FROM trace_analysis
+                   WHERE cause_evidence LIKE '%\"inferred\"%' OR cause_evidence LIKE '%\"ambiguous\"%'";
+        let mut out = Vec::new();
+        for b in self.conn.prepare(sql)?.query_arrow([])? {
+            let t = crate::read::Columns::new(&b).str("trace_id")?;
+            out.extend((0..b.num_rows()).map(|r| t.value(r).to_owned()));
+        }
+        Ok(out)
+    }
+
     /// Every trace with its span count and time range, the conversations its spans
     /// name, and its links to other traces.
     pub fn trace_graph(&self) -> Result<TraceGraph, StoreError> {

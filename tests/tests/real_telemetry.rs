@@ -171,6 +171,58 @@ fn load(dir: &Path, name: &str) -> (Store, Vec<Span>, Truth, tempfile::TempDir) 
     (store, spans, truth, tmp)
 }
 
+/// When new traces grow the LLM calls past `REFIT_GROWTH`, the latency model is
+/// fitted again and the traces the old fit judged are recomputed with the new one, so
+/// the incremental run still equals a full analysis. On OpenTelemetry GenAI's
+/// recording (no server span, no first-token time: the duration model judges every
+/// call): three of its eight conversations first, the other five later (whole
+/// conversations, so nothing else recomputes the first ones).
+#[test]
+fn a_refit_refreshes_the_traces_the_old_fit_judged() {
+    use tailscope_analysis::analyze_and_store;
+    let mut batch = Batch::default();
+    tailscope_ingest::read_file(&fixtures().join("otel-genai.jsonl"), None, |mut c| {
+        batch.append(&mut c.batch);
+    })
+    .expect("fixture decodes");
+    let conversation: HashMap<tailscope_model::TraceId, String> = batch
+        .spans
+        .iter()
+        .filter_map(|s| Some((s.trace_id, s.promoted.conversation_id.clone()?)))
+        .collect();
+    let mut convs: Vec<&String> = conversation.values().collect();
+    convs.sort();
+    convs.dedup();
+    assert_eq!(convs.len(), 8);
+    let early: Vec<String> = convs.iter().take(3).map(|c| (*c).clone()).collect();
+    let mut first = Batch {
+        resources: batch.resources.clone(),
+        ..Batch::default()
+    };
+    let mut second = first.clone();
+    (first.spans, second.spans) = batch.spans.iter().cloned().partition(|s| {
+        conversation
+            .get(&s.trace_id)
+            .is_none_or(|c| early.contains(c))
+    });
+    let write = |store: &Store, b: Batch| {
+        let writer = store.writer(WriterConfig::default()).expect("writer");
+        writer.write(b).expect("write");
+        writer.close().expect("close");
+    };
+    let inc = Store::open_in_memory().expect("store");
+    write(&inc, first);
+    analyze_and_store(&inc, Options::default()).expect("first run");
+    write(&inc, second);
+    let (r2, s2) = analyze_and_store(&inc, Options::default()).expect("second run");
+    // every earlier turn here was judged by the fit (no server span, no first-token time)
+    assert!(!s2.fits_reused && s2.refreshed == 24, "{s2:?}");
+    let full = Store::open_in_memory().expect("store");
+    write(&full, batch);
+    let (r3, _) = analyze_and_store(&full, Options::default()).expect("full run");
+    assert_eq!(r2.to_json(), r3.to_json(), "incremental equals full");
+}
+
 /// A store holding the fixture `name`, through the collector's write path.
 fn store_of(name: &str) -> (Store, tempfile::TempDir) {
     store_in(&fixtures(), name)
