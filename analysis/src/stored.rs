@@ -67,12 +67,13 @@ pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Repor
     let (other, third) = (store.reader()?, store.reader()?);
     let (traces, side, by_operation) = std::thread::scope(|scope| {
         let side = scope.spawn(move || -> Result<_, AnalysisError> {
+            // primary causes are stored by the run that judged them
             let findings: Vec<Finding> = other
                 .finding_rows()?
                 .into_iter()
                 .map(finding_from_row)
-                .collect(); // primary causes are stored by the run that judged them
-                            // The cohort and group tables come from the stored rows.
+                .collect();
+            // the cohort and group tables come from the stored rows
             let tables = crate::tables::tail_tables(&other, opts.percentile)?;
             Ok((findings, tables))
         });

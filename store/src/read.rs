@@ -398,7 +398,8 @@ fn spans_of(
 }
 
 /// `spans` ordered by trace, then start time, then span id. A span is large (most of a
-/// kilobyte), so the sort moves small keys and each span moves once, into its place.
+/// kilobyte), so the sort moves small keys, and each span moves twice (into a slot,
+/// then into its place) instead of through every partition of a sort.
 fn sorted_by_trace(spans: Vec<Span>) -> Vec<Span> {
     let mut keys: Vec<(TraceId, i64, SpanId, usize)> = spans
         .iter()

@@ -188,9 +188,10 @@ impl Store {
     ///
     /// A view has no row ids of its own: its `rowid` column is the file's place in
     /// the sorted file list (publisher, day, first row) times 2^32 plus the row's
-    /// place in its file, so rows keep the order they were committed in and a read of
-    /// a stretch of rows opens only the files that hold it. (`SELECT *` over these
-    /// tables shows that column.)
+    /// place in its file, so rows keep the order they were committed in and reads by
+    /// stretches of rows work as over a table. (DuckDB filters that column after
+    /// reading, so such a read decodes more than the stretch; `SELECT *` over these
+    /// tables shows the column.)
     pub fn open_segments(dir: &Path) -> Result<Store, StoreError> {
         if !dir.join("spans").is_dir() {
             return Err(StoreError::Schema(format!(
@@ -204,43 +205,46 @@ impl Store {
             if files.is_empty() {
                 continue;
             }
-            let list: Vec<String> = files.iter().map(|f| sql_path(f)).collect();
-            let source = format!(
-                "read_parquet([{}], hive_partitioning = false, union_by_name = true",
-                list.join(", ")
-            );
             if table.starts_with("resource") {
                 // the files hold the table's columns; the folders' day and publisher
                 // are not columns of it. A resource two publishers both saw is kept once.
                 store.conn.execute_batch(&format!(
-                    "INSERT INTO {table} BY NAME SELECT DISTINCT * FROM {source})"
+                    "INSERT INTO {table} BY NAME SELECT DISTINCT * FROM {}",
+                    read_parquet(&files, "")
                 ))?;
                 continue;
             }
-            store.conn.execute_batch(&view_over_files(
-                &store.conn,
-                table,
-                &source,
-                files.len(),
-            )?)?;
+            store
+                .conn
+                .execute_batch(&view_over_files(&store.conn, table, &files)?)?;
         }
         Ok(store)
     }
 }
 
-/// The SQL that replaces `table` by a view over the files `source` reads (an
-/// unclosed `read_parquet(...` call): the table's columns in its order, NULL where no
-/// file has one (files written by an older schema), plus `rowid` (see
-/// [`Store::open_segments`]).
+/// `read_parquet` over `files` (the folders' day and publisher are not columns; files
+/// of older schemas lack some columns), with `extra` options.
+fn read_parquet(files: &[PathBuf], extra: &str) -> String {
+    let list: Vec<String> = files.iter().map(|f| sql_path(f)).collect();
+    format!(
+        "read_parquet([{}], hive_partitioning = false, union_by_name = true{extra})",
+        list.join(", ")
+    )
+}
+
+/// The SQL that replaces `table` by a view over `files`: the table's columns in its
+/// order, NULL where no file has one (files written by an older schema), plus `rowid`
+/// (see [`Store::open_segments`]).
 fn view_over_files(
     conn: &duckdb::Connection,
     table: &str,
-    source: &str,
-    files: usize,
+    files: &[PathBuf],
 ) -> Result<String, StoreError> {
-    if u32::try_from(files).is_err() {
+    // file index << 32 stays within a BIGINT
+    if i32::try_from(files.len()).is_err() {
         return Err(StoreError::Schema(format!(
-            "{files} segment files of {table}: too many"
+            "{} segment files of {table}: too many",
+            files.len()
         )));
     }
     let mut stmt = conn.prepare(
@@ -250,7 +254,10 @@ fn view_over_files(
     let columns: Vec<(String, String)> = stmt
         .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare(&format!("DESCRIBE SELECT * FROM {source})"))?;
+    let mut stmt = conn.prepare(&format!(
+        "DESCRIBE SELECT * FROM {}",
+        read_parquet(files, "")
+    ))?;
     let in_files: std::collections::HashSet<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<_, _>>()?;
@@ -267,9 +274,9 @@ fn view_over_files(
     Ok(format!(
         "DROP TABLE {table};
          CREATE VIEW {table} AS
-         SELECT {}, (file_index::BIGINT << 32) + file_row_number AS rowid
-         FROM {source}, file_row_number = true);",
-        select.join(", ")
+         SELECT {}, (file_index::BIGINT << 32) + file_row_number AS rowid FROM {};",
+        select.join(", "),
+        read_parquet(files, ", file_row_number = true")
     ))
 }
 

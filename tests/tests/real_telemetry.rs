@@ -180,11 +180,7 @@ fn load(dir: &Path, name: &str) -> (Store, Vec<Span>, Truth, tempfile::TempDir) 
 #[test]
 fn a_refit_refreshes_the_traces_the_old_fit_judged() {
     use tailscope_analysis::analyze_and_store;
-    let mut batch = Batch::default();
-    tailscope_ingest::read_file(&fixtures().join("otel-genai.jsonl"), None, |mut c| {
-        batch.append(&mut c.batch);
-    })
-    .expect("fixture decodes");
+    let batch = fixture_batch(&fixtures(), "otel-genai");
     let conversation: HashMap<tailscope_model::TraceId, String> = batch
         .spans
         .iter()
@@ -223,6 +219,19 @@ fn a_refit_refreshes_the_traces_the_old_fit_judged() {
     assert_eq!(r2.to_json(), r3.to_json(), "incremental equals full");
 }
 
+/// The fixture `name` of the folder `dir`, decoded (every line accepted).
+fn fixture_batch(dir: &Path, name: &str) -> Batch {
+    let mut batch = Batch::default();
+    let mut rejected = 0;
+    tailscope_ingest::read_file(&dir.join(format!("{name}.jsonl")), None, |mut c| {
+        rejected += c.rejections.count;
+        batch.append(&mut c.batch);
+    })
+    .expect("fixture decodes");
+    assert_eq!(rejected, 0, "{name}: nothing rejected");
+    batch
+}
+
 /// A store holding the fixture `name`, through the collector's write path.
 fn store_of(name: &str) -> (Store, tempfile::TempDir) {
     store_in(&fixtures(), name)
@@ -233,14 +242,7 @@ fn store_in(dir: &Path, name: &str) -> (Store, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&tmp.path().join(format!("{name}.duckdb"))).expect("store");
     let writer = store.writer(WriterConfig::default()).expect("writer");
-    let mut batch = Batch::default();
-    let mut rejected = 0;
-    tailscope_ingest::read_file(&dir.join(format!("{name}.jsonl")), None, |mut c| {
-        rejected += c.rejections.count;
-        batch.append(&mut c.batch);
-    })
-    .expect("fixture decodes");
-    assert_eq!(rejected, 0, "{name}: nothing rejected");
+    let batch = fixture_batch(dir, name);
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     writer
         .try_submit(
