@@ -208,17 +208,7 @@ fn verdict(ok: bool) -> &'static str {
 fn segments(dir: &std::path::Path, copied: bool) -> Result<()> {
     let t = Instant::now();
     let store = if copied {
-        let store = Store::open_in_memory()?;
-        for table in tailscope_store::SEGMENT_TABLES {
-            let glob = dir.join(table).join("*/*/*.parquet");
-            if dir.join(table).is_dir() {
-                store.execute_batch(&format!(
-                    "INSERT INTO {table} BY NAME SELECT * FROM read_parquet('{}', hive_partitioning = false, union_by_name = true)",
-                    glob.display()
-                ))?;
-            }
-        }
-        store
+        Store::open_segments_copied(dir)?
     } else {
         Store::open_segments(dir)?
     };

@@ -222,6 +222,31 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A store with a segments folder's tables copied into memory, as
+    /// [`Store::open_segments`] built it before it read the files in place: the
+    /// "before" of `analysis-bench --db DIR --segments-copied`.
+    pub fn open_segments_copied(dir: &Path) -> Result<Store, StoreError> {
+        let store = Store::open_in_memory()?;
+        for table in SEGMENT_TABLES {
+            let (files, _) = segment_files(&dir.join(table));
+            if !files.is_empty() {
+                // a resource two publishers both saw is kept once
+                let distinct = if table.starts_with("resource") {
+                    "DISTINCT "
+                } else {
+                    ""
+                };
+                store.conn.execute_batch(&format!(
+                    "INSERT INTO {table} BY NAME SELECT {distinct}* FROM {}",
+                    read_parquet(&files, "")
+                ))?;
+            }
+        }
+        Ok(store)
+    }
+}
+
 /// `read_parquet` over `files` (the folders' day and publisher are not columns; files
 /// of older schemas lack some columns), with `extra` options.
 fn read_parquet(files: &[PathBuf], extra: &str) -> String {

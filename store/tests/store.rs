@@ -1095,6 +1095,16 @@ fn a_segments_folder_is_read_in_place_even_from_an_older_schema() {
         4
     );
     assert_eq!(back.counts().unwrap().spans, 8);
+    // the bench's "before": the same rows copied into memory
+    let copied = Store::open_segments_copied(&seg).unwrap();
+    assert_eq!(copied.counts().unwrap(), back.counts().unwrap());
+    assert_eq!(
+        scalar_i64(
+            &copied,
+            "SELECT count(*) FROM duckdb_views() WHERE view_name = 'spans'"
+        ),
+        0
+    );
 }
 
 /// Submits through the collector's path (`try_submit`) and waits for the answer.
