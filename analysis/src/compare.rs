@@ -36,6 +36,14 @@ pub fn compare(
     .check()?;
     let ranks = ranks(source, opts.percentile)?;
     let cohort = Cohort::new(&ranks, source.cohort_traces(&ranks)?);
+    // a source that finds each cohort trace's values itself sends them, not the spans
+    if let Some(values) = source.cohort_values(&ranks)? {
+        let mut scan = cohort.scan();
+        for v in values {
+            scan.add_value(v);
+        }
+        return Ok(cohort.finish(vec![scan], Vec::new(), opts));
+    }
     // every span of the cohort's traces, read by one worker per core
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)

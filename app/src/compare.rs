@@ -7,6 +7,7 @@ use clap::Args;
 use std::path::Path;
 use tailscope_analysis::compare::{compare, CompareOptions};
 use tailscope_analysis::tenant::{tenants, TenantOptions};
+use tailscope_store::query::TraceSource;
 use tailscope_store::Store;
 
 #[derive(Args, Debug, Clone)]
@@ -66,8 +67,8 @@ impl CompareArgs {
     }
 }
 
-/// What `compare` prints for an analysed store.
-pub fn output(store: &Store, args: &CompareArgs) -> Result<String> {
+/// What `compare` prints for an analysed source.
+pub fn output(store: &impl TraceSource, args: &CompareArgs) -> Result<String> {
     if args.by_tenant {
         let v = tenants(
             store,

@@ -117,16 +117,16 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             UsageError(format!("--source works with a reading command ({reading})")).into(),
         );
     }
-    // the report and compare read the results and the spans of their cohorts (the
-    // report: which operations the tail's critical paths spend more on), the other
-    // commands every span
+    // the report reads the results and the spans of its cohorts (which operations the
+    // tail's critical paths spend more on); compare the results, and its cohorts' values
+    // counted in ClickHouse; diff the traces of its two periods; the other commands
+    // every span
     let cohorts = match &command {
-        Command::Compare(args) => args.cohorts_only(),
         Command::Analyze(args) => Some(args.percentile()),
         _ => None,
     };
-    // diff reads the traces of its two periods
-    let every_span = cohorts.is_none() && !matches!(command, Command::Diff(_));
+    let counted_there = matches!(&command, Command::Compare(a) if a.cohorts_only().is_some());
+    let every_span = cohorts.is_none() && !counted_there && !matches!(command, Command::Diff(_));
     let mut run = source::open(url, every_span)?;
     if let Some(percentile) = cohorts {
         source::pull_cohort(&mut run, percentile)?;
@@ -140,7 +140,16 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
     match command {
         Command::Analyze(args) => analyze::run_on(store, &args),
         Command::Compare(args) => {
-            print!("{}", compare::output(store, &args)?);
+            let before = run.bytes().0;
+            let out = compare::output(&run, &args)?;
+            if counted_there {
+                eprintln!(
+                    "counted the cohorts' values in {} ({} bytes received)",
+                    url.shown(),
+                    run.bytes().0 - before
+                );
+            }
+            print!("{out}");
             Ok(())
         }
         Command::Diff(args) => {

@@ -83,6 +83,31 @@ pub struct CohortSpan<'a> {
     pub attributes: Option<&'a str>,
 }
 
+/// Where a [`CohortValue`] was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueOn {
+    /// A span's name (key empty).
+    Name,
+    /// A span's error status (key and value empty).
+    Error,
+    /// A span's attribute; the value as JSON (a string quoted, a number bare), as a
+    /// span's attributes hold it.
+    Span,
+    /// A resource's attribute; the value as text.
+    Resource,
+}
+
+/// One distinct value on a cohort trace, found where the spans are kept (a remote
+/// engine counts them there and sends these instead of the spans).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CohortValue {
+    /// Its trace's rank.
+    pub rank: usize,
+    pub on: ValueOn,
+    pub key: String,
+    pub value: String,
+}
+
 /// One period of a store as `diff` reads it: what starts in `[from, to)`. A cluster is
 /// a hash of the conversation, else of the trace (as `u64`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

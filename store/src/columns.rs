@@ -637,6 +637,29 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
+/// A value as a span's `attributes` JSON holds it (what [`JsonWriter::attrs`] writes).
+pub(crate) fn value_json_text(v: &AttrValue) -> String {
+    let mut out = Vec::new();
+    match v {
+        AttrValue::Str(v) => write_json(&mut out, v),
+        AttrValue::Int(v) => write_json(&mut out, v),
+        AttrValue::Bool(v) => write_json(&mut out, v),
+        other => write_json(&mut out, &value_json(other)),
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A value as an attribute table's `value` column holds it (what `push_attr_value` writes).
+pub(crate) fn value_text(v: &AttrValue) -> String {
+    match v {
+        AttrValue::Str(s) | AttrValue::Json(s) => s.clone(),
+        AttrValue::Int(i) => i.to_string(),
+        AttrValue::Double(d) => d.to_string(),
+        AttrValue::Bool(b) => if *b { "true" } else { "false" }.to_owned(),
+        AttrValue::Bytes(_) => v.to_display(),
+    }
+}
+
 fn push_attr_value(t: &mut TableBuilder, v: &AttrValue) {
     t.str(Some(v.type_name()));
     match v {

@@ -20,6 +20,7 @@ mod loader;
 mod otel_export;
 mod otel_metrics;
 mod otel_traces;
+mod pushdown;
 pub mod query;
 mod read;
 mod readonly;

@@ -30,7 +30,7 @@ pub const SPANS_PER_PULL: u64 = 100_000;
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub table: String,
-    scope_columns: bool,
+    pub(crate) scope_columns: bool,
 }
 
 impl Layout {
@@ -324,9 +324,9 @@ pub struct Pulled {
 /// results of earlier runs, and the spans of the traces they did not cover), and what
 /// to write back once it is analysed.
 pub struct SourceRun {
-    ch: ClickHouse,
-    store: Store,
-    layout: Layout,
+    pub(crate) ch: ClickHouse,
+    pub(crate) store: Store,
+    pub(crate) layout: Layout,
     pub pulled: Pulled,
     run: u64,
     read_upto_ns: i64,

@@ -10,7 +10,7 @@ pub struct Reader<'a> {
 }
 
 /// The input ended inside a value, or a string is not UTF-8.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("RowBinary: {what} at byte {at}")]
 pub struct Truncated {
     pub what: &'static str,

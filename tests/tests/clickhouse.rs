@@ -412,6 +412,16 @@ fn second_pull(said: &str) -> Option<usize> {
         .and_then(|n| n.parse().ok())
 }
 
+/// The number just before the first `what` in `said` (`123 bytes received`).
+fn number_after(said: &str, what: &str) -> Option<u64> {
+    let (head, _) = said.split_once(what)?;
+    head.trim_end()
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// `SELECT ... FORMAT TabSeparated` through the front.
 fn scalar(front: &Front, sql: &str) -> Result<String> {
     let agent = ureq::Agent::config_builder()
@@ -477,9 +487,19 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     assert_eq!(r3, local(())?, "incremental run");
     // the text report too (it reads the cohorts' spans: which operations the tail's
     // critical paths spend more on)
-    let text = run(&["--source", &src, "analyze"])?;
+    let (text, said) = run_both(&["--source", &src, "analyze"])?;
     assert_eq!(text, run(&["--db", db, "analyze"])?, "text report");
-    // compare reads only its cohorts' spans of the traces analysed before
+    let cohort_spans = second_pull(&said).with_context(|| format!("no cohort pull in {said}"))?;
+    assert!(
+        cohort_spans > 0 && cohort_spans < spans_before,
+        "{cohort_spans} of {spans_before} earlier spans pulled for the cohorts: {said}"
+    );
+    let cohort_span_bytes = number_after(&said, "bytes received in all")
+        .zip(number_after(&said, "bytes of RowBinary"))
+        .map(|(all, first)| all - first)
+        .with_context(|| format!("no byte counts in {said}"))?;
+    // compare counts its cohorts' values in ClickHouse: no span comes over, and what
+    // does is less than the cohorts' spans
     let cmp = ["compare", "--format", "json"];
     let mut l = vec!["--db", db];
     l.extend(cmp);
@@ -491,10 +511,12 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
         json(&run(&l)?)?,
         "compare over shared results"
     );
-    let cohort_spans = second_pull(&said).with_context(|| format!("no cohort pull in {said}"))?;
+    assert_eq!(second_pull(&said), None, "{said}");
+    let value_bytes = number_after(&said, "bytes received)")
+        .with_context(|| format!("no count of the cohorts' values in {said}"))?;
     assert!(
-        cohort_spans > 0 && cohort_spans < spans_before,
-        "{cohort_spans} of {spans_before} earlier spans pulled for the cohorts: {said}"
+        value_bytes > 0 && value_bytes < cohort_span_bytes,
+        "{value_bytes} bytes of values against {cohort_span_bytes} of the cohorts' spans: {said}"
     );
     // diff reads only the traces of its two periods (here the first half of the
     // range, split in two)

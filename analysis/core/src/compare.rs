@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write;
-use tailscope_model::samples::{CohortRanks, CohortSpan, CohortTrace};
+use tailscope_model::samples::{CohortRanks, CohortSpan, CohortTrace, CohortValue, ValueOn};
 use tailscope_model::semconv::canonical_key as canonical;
 
 /// What to compare.
@@ -422,6 +422,9 @@ pub struct Scan<'c> {
     slot_of: &'c FastMap<usize, u32>,
     acc: Acc,
     resources: Vec<(u32, i64)>,
+    /// Resource values sent as values (slot, key, value): taken after every span's,
+    /// as the resources of `resources` are.
+    resource_values: Vec<(u32, String, String)>,
     name_key: Option<usize>,
     status_key: Option<usize>,
 }
@@ -446,6 +449,32 @@ impl Scan<'_> {
                     acc.add_json(k, slot, raw.get());
                 }
             });
+        }
+    }
+
+    /// Takes one value a source found on a cohort trace (what it sends instead of the
+    /// spans): read as the same value on a span would be.
+    pub fn add_value(&mut self, v: CohortValue) {
+        let Some(&slot) = self.slot_of.get(&v.rank) else {
+            return;
+        };
+        match v.on {
+            ValueOn::Name => {
+                if let Some(k) = self.name_key {
+                    self.acc.add_str(k, slot, &v.value);
+                }
+            }
+            ValueOn::Error => {
+                if let Some(k) = self.status_key {
+                    self.acc.add_str(k, slot, "error");
+                }
+            }
+            ValueOn::Span => {
+                if let Some(k) = self.acc.key(&v.key, true) {
+                    self.acc.add_json(k, slot, &v.value);
+                }
+            }
+            ValueOn::Resource => self.resource_values.push((slot, v.key, v.value)),
         }
     }
 }
@@ -491,6 +520,7 @@ impl Cohort {
             slot_of: &self.slot_of,
             acc,
             resources: Vec::new(),
+            resource_values: Vec::new(),
             name_key,
             status_key,
         }
@@ -506,9 +536,11 @@ impl Cohort {
     ) -> Comparison {
         let mut acc = Acc::new(self.slots.len());
         let mut resources: Vec<(u32, i64)> = Vec::new();
+        let mut resource_values = Vec::new();
         for s in scans {
             acc.merge(s.acc);
             resources.extend(s.resources);
+            resource_values.extend(s.resource_values);
         }
         if let Some(k) = acc.key("route", false) {
             for (route, i) in self.routes.iter().zip(0u32..) {
@@ -526,6 +558,11 @@ impl Cohort {
                 if let Some(k) = acc.key(k, false) {
                     acc.add_str(k, slot, v);
                 }
+            }
+        }
+        for (slot, k, v) in resource_values {
+            if let Some(k) = acc.key(&k, false) {
+                acc.add_str(k, slot, &v);
             }
         }
         score(acc, &self.slots, opts, self.p50)
@@ -900,6 +937,103 @@ mod tests {
             .attributes
             .iter()
             .all(|a| a.key != "gen_ai.request.temperature"));
+    }
+
+    /// A source that sends each trace's distinct values instead of its spans gets the
+    /// same comparison as one that sends the spans (repeats, resources and times
+    /// included).
+    #[test]
+    fn values_sent_instead_of_spans_compare_the_same() {
+        let ranks = cohort_ranks(100, 90.0);
+        let traces: Vec<CohortTrace> = (0..100)
+            .filter(|&r| ranks.contains(r))
+            .map(|r| CohortTrace {
+                rank: r,
+                duration_ns: 1_000 + r as i64 * 10,
+                route: if r % 3 == 0 { "api chat" } else { "api plan" }.into(),
+            })
+            .collect();
+        let cohort = Cohort::new(&ranks, traces);
+        // resource 1 or 2 per trace: slow traces mostly on gpu-b
+        let res_of = |r: usize| if r >= 90 && r % 5 != 0 { 2 } else { 1 };
+        let attrs = |r: usize, i: usize| {
+            format!(
+                r#"{{"gen_ai.request.model":"{}","llm.token_count.prompt":{},"app.note":"q\"{}","gen_ai.latency.time_in_queue":{}}}"#,
+                if r >= 92 && r % 2 == 0 {
+                    "big"
+                } else {
+                    "small"
+                },
+                r * 37 + i,
+                i % 2,
+                r
+            )
+        };
+        let mut by_spans = cohort.scan();
+        let mut by_values = cohort.scan();
+        let mut values = Vec::new();
+        for r in (0..100).filter(|&r| ranks.contains(r)) {
+            for i in 0..3 {
+                let a = attrs(r, i);
+                let name = if i == 2 && r > 95 { "retry" } else { "call" };
+                by_spans.add(CohortSpan {
+                    rank: r,
+                    resource_id: res_of(r),
+                    name,
+                    error: r % 7 == 0,
+                    attributes: Some(&a),
+                });
+                values.push(CohortValue {
+                    rank: r,
+                    on: ValueOn::Name,
+                    key: String::new(),
+                    value: name.into(),
+                });
+                if r % 7 == 0 {
+                    values.push(CohortValue {
+                        rank: r,
+                        on: ValueOn::Error,
+                        key: String::new(),
+                        value: String::new(),
+                    });
+                }
+                for_each_entry(&a, |k, v| {
+                    values.push(CohortValue {
+                        rank: r,
+                        on: ValueOn::Span,
+                        key: k.to_owned(),
+                        value: v.get().to_owned(),
+                    });
+                });
+            }
+            let host = if res_of(r) == 2 { "gpu-b" } else { "gpu-a" };
+            values.push(CohortValue {
+                rank: r,
+                on: ValueOn::Resource,
+                key: "host.name".into(),
+                value: host.into(),
+            });
+        }
+        values.sort_by(|a, b| (&a.key, &a.value, a.rank).cmp(&(&b.key, &b.value, b.rank)));
+        values.dedup();
+        for v in values {
+            by_values.add_value(v);
+        }
+        let res = vec![
+            (1, "host.name".to_owned(), "gpu-a".to_owned()),
+            (2, "host.name".to_owned(), "gpu-b".to_owned()),
+        ];
+        let opts = CompareOptions::default();
+        let a = cohort.finish(vec![by_spans], res, &opts);
+        let b = cohort.finish(vec![by_values], Vec::new(), &opts);
+        // the resource's host is what most slow traces share
+        assert_eq!(
+            (a.attributes[0].key.as_str(), a.attributes[0].value.as_str()),
+            ("host.name", "gpu-b"),
+            "{:#?}",
+            a.attributes
+        );
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub use traces::{
 };
 
 use crate::StoreError;
-use tailscope_model::samples::{CohortRanks, CohortSpan, CohortTrace, KeyPresence, TenantTrace};
+use tailscope_model::samples::{
+    CohortRanks, CohortSpan, CohortTrace, CohortValue, KeyPresence, TenantTrace,
+};
 
 /// Why a typed read failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,14 @@ pub trait TraceSource {
         states: &mut [S],
         visit: &(impl Fn(&mut S, CohortSpan<'_>) + Sync),
     ) -> Result<(), QueryError>;
+    /// Each cohort trace's distinct values, where the source finds them itself (a
+    /// remote engine counts them where the spans are kept and sends these instead);
+    /// `None`: read [`TraceSource::cohort_spans`] and
+    /// [`TraceSource::resource_attributes`].
+    fn cohort_values(&self, cohort: &CohortRanks) -> Result<Option<Vec<CohortValue>>, QueryError> {
+        let _ = cohort;
+        Ok(None)
+    }
     /// Every resource attribute: (resource id, key, value).
     fn resource_attributes(&self) -> Result<Vec<(i64, String, String)>, QueryError>;
     /// `[first, last]` span start in nanoseconds (`None`: no spans).

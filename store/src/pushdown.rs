@@ -1,0 +1,195 @@
+//! What a ClickHouse source computes where the spans are kept, so that they need not
+//! come to the desktop: each cohort trace's distinct values for `compare` (counted
+//! with `ARRAY JOIN` over the maps, sent as `RowBinary`) over cohorts ranked there
+//! (`row_number()` by duration, ties by trace id: the nearest ranks the local cohorts
+//! use). The answers are still the analysis core's: it reads these rows as it reads a
+//! local store's spans.
+//!
+//! [`SourceRun`] is a [`TraceSource`]: the reads that need the spans of the traces it
+//! analysed come from its in-memory store, the cohorts' values from ClickHouse.
+
+use crate::clickhouse::ClickHouseError;
+use crate::columns::{value_json_text, value_text};
+use crate::otel_export::typed;
+use crate::query::{
+    ConversationItem, Overview, Page, QueryError, ReplayDetail, ReplayItem, Totals, TraceDetail,
+    TraceFilter, TracePage, TraceSource, TurnItem,
+};
+use crate::rowbinary::{Reader, Truncated};
+use crate::shared_results::SharedResults;
+use crate::{SourceRun, StoreError};
+use tailscope_model::samples::{
+    CohortRanks, CohortSpan, CohortTrace, CohortValue, KeyPresence, PeriodRows, TenantTrace,
+    ValueOn,
+};
+
+/// A minute, in nanoseconds: the margin around a cohort's traces for spans that start
+/// before their root or end after it.
+const MINUTE_NS: i64 = 60_000_000_000;
+
+fn bad(e: Truncated) -> StoreError {
+    ClickHouseError::Format(e.to_string()).into()
+}
+
+impl SourceRun {
+    /// The ranked analysed traces and the cohort `c` of them, as ClickHouse SQL `WITH`
+    /// clauses over the shared results (the same ranks the local cohorts use).
+    fn cohort_sql(&self) -> Result<String, StoreError> {
+        let shared = SharedResults::open(&self.ch, &self.store)?;
+        Ok(format!(
+            "ranked AS (SELECT trace_id, start_ns, duration_ns, \
+             row_number() OVER (ORDER BY duration_ns, trace_id) - 1 AS r FROM ({}))",
+            shared.current_traces_sql()
+        ))
+    }
+
+    /// Each cohort trace's distinct span names, error statuses, span attributes and
+    /// resource attributes, found in ClickHouse within a time window around the
+    /// cohort's traces (spans the pull would reject as malformed included). Fails when
+    /// the shared results no longer hold the traces the ranks were counted over
+    /// (another desktop saved results meanwhile).
+    pub fn cohort_values(&self, c: &CohortRanks) -> Result<Vec<CohortValue>, StoreError> {
+        let ranked = self.cohort_sql()?;
+        let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
+        let cohort = format!(
+            "cohort AS (SELECT trace_id, r, start_ns, duration_ns FROM ranked \
+             WHERE r >= {t0} OR (r >= {lo} AND r < {hi}) OR r = {p50})"
+        );
+        let out = self.ch.query(&format!(
+            // a scalar subquery is Nullable: ifNull makes it a plain number
+            "WITH {ranked}, {cohort} SELECT toUInt64(ifNull((SELECT count() FROM ranked), 0)), toUInt64(count()), \
+             toInt64(ifNull(min(start_ns), 0)), toInt64(ifNull(max(start_ns + duration_ns), 0)) \
+             FROM cohort FORMAT RowBinary"
+        ))?;
+        let mut r = Reader::new(&out);
+        let (traces, members) = (r.u64().map_err(bad)?, r.u64().map_err(bad)?);
+        let (from, to) = (r.i64().map_err(bad)?, r.i64().map_err(bad)?);
+        if traces != c.traces as u64 {
+            return Err(ClickHouseError::Format(format!(
+                "the shared results hold {traces} analysed traces, not the {} this run ranked: another desktop saved results meanwhile; run the command again",
+                c.traces
+            ))
+            .into());
+        }
+        if members == 0 {
+            return Ok(Vec::new());
+        }
+        let scope_keys = if self.layout.scope_columns {
+            ""
+        } else {
+            // the older exporter keeps the scope among the span's attributes; the pull
+            // takes it out of them
+            " AND v.2 NOT IN ('otel.scope.name', 'otel.scope.version')"
+        };
+        let out = self.ch.query(&format!(
+            "WITH {ranked}, {cohort} \
+             SELECT DISTINCT toUInt64(c.r), v.1, v.2, v.3 FROM {table} AS s \
+             INNER JOIN cohort AS c ON s.TraceId = c.trace_id \
+             ARRAY JOIN arrayConcat( \
+               [(toUInt8(0), '', toString(s.SpanName))], \
+               if(lower(replaceOne(toString(s.StatusCode), 'STATUS_CODE_', '')) = 'error', [(toUInt8(1), '', '')], []), \
+               arrayMap((k, x) -> (toUInt8(2), toString(k), toString(x)), mapKeys(s.SpanAttributes), mapValues(s.SpanAttributes)), \
+               arrayMap((k, x) -> (toUInt8(3), toString(k), toString(x)), mapKeys(s.ResourceAttributes), mapValues(s.ResourceAttributes))) AS v \
+             WHERE s.Timestamp >= fromUnixTimestamp64Nano(toInt64({from})) \
+               AND s.Timestamp < fromUnixTimestamp64Nano(toInt64({to})){scope_keys} \
+             FORMAT RowBinary",
+            table = self.layout.table,
+            from = from.saturating_sub(MINUTE_NS),
+            to = to.saturating_add(MINUTE_NS),
+        ))?;
+        let mut r = Reader::new(&out);
+        let mut values = Vec::new();
+        while !r.is_empty() {
+            let rank = usize::try_from(r.u64().map_err(bad)?).unwrap_or(usize::MAX);
+            let on = r.u8().map_err(bad)?;
+            let key = r.string().map_err(bad)?;
+            let text = r.string().map_err(bad)?;
+            let (on, value) = match on {
+                0 => (ValueOn::Name, text),
+                1 => (ValueOn::Error, text),
+                2 => (ValueOn::Span, value_json_text(&typed(text))),
+                _ => (ValueOn::Resource, value_text(&typed(text))),
+            };
+            values.push(CohortValue {
+                rank,
+                on,
+                key,
+                value,
+            });
+        }
+        Ok(values)
+    }
+}
+
+impl TraceSource for SourceRun {
+    fn totals(&self) -> Result<Totals, QueryError> {
+        self.store.totals()
+    }
+    fn overview(&self, findings: usize) -> Result<Overview, QueryError> {
+        self.store.overview(findings)
+    }
+    fn trace_page(&self, filter: &TraceFilter, page: Page) -> Result<TracePage, QueryError> {
+        self.store.trace_page(filter, page)
+    }
+    fn trace_detail(&self, trace_id: &str) -> Result<TraceDetail, QueryError> {
+        self.store.trace_detail(trace_id)
+    }
+    fn conversations(&self, limit: usize) -> Result<Vec<ConversationItem>, QueryError> {
+        self.store.conversations(limit)
+    }
+    fn conversation(&self, conversation_id: &str) -> Result<Vec<TurnItem>, QueryError> {
+        self.store.conversation(conversation_id)
+    }
+    fn time_span(&self) -> Result<Option<(i64, i64)>, QueryError> {
+        self.store.time_span()
+    }
+    fn replays(&self, limit: usize) -> Result<Vec<ReplayItem>, QueryError> {
+        self.store.replays(limit)
+    }
+    fn replay(&self, replay_id: i64) -> Result<ReplayDetail, QueryError> {
+        self.store.replay(replay_id)
+    }
+    fn key_presence(&self, key: &str) -> Result<KeyPresence, QueryError> {
+        self.store.key_presence(key)
+    }
+    fn tenant_traces(
+        &self,
+        key: Option<(&str, KeyPresence)>,
+    ) -> Result<Vec<TenantTrace>, QueryError> {
+        self.store.tenant_traces(key)
+    }
+    fn cohort_traces(&self, cohort: &CohortRanks) -> Result<Vec<CohortTrace>, QueryError> {
+        self.store.cohort_traces(cohort)
+    }
+    fn cohort_spans<S: Send>(
+        &self,
+        cohort: &CohortRanks,
+        states: &mut [S],
+        visit: &(impl Fn(&mut S, CohortSpan<'_>) + Sync),
+    ) -> Result<(), QueryError> {
+        self.store.cohort_spans(cohort, states, visit)
+    }
+    fn cohort_values(&self, cohort: &CohortRanks) -> Result<Option<Vec<CohortValue>>, QueryError> {
+        Ok(Some(SourceRun::cohort_values(self, cohort)?))
+    }
+    fn resource_attributes(&self) -> Result<Vec<(i64, String, String)>, QueryError> {
+        self.store.resource_attributes()
+    }
+    fn span_starts(&self) -> Result<Option<(i64, i64)>, QueryError> {
+        // over the whole table, as a local store holding every span would give it
+        Ok(SourceRun::span_starts(self))
+    }
+    fn period_rows(&self, from_ns: i64, to_ns: i64) -> Result<PeriodRows, QueryError> {
+        self.store.period_rows(from_ns, to_ns)
+    }
+    fn replay_calls(
+        &self,
+        conversation: Option<&str>,
+        window: Option<(i64, i64)>,
+    ) -> Result<Vec<crate::LlmCallRow>, QueryError> {
+        self.store.replay_calls(conversation, window)
+    }
+    fn call_census(&self, conversation: Option<&str>) -> Result<crate::CallCensus, QueryError> {
+        self.store.call_census(conversation)
+    }
+}
