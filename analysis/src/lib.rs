@@ -26,8 +26,8 @@ pub mod update;
 pub mod whatif;
 
 pub use persist::analyze_and_store;
-pub use report::{OperationGap, Report};
-pub use stored::load_report;
+pub use report::{OperationGap, OperationSums, Report};
+pub use stored::{load_report, load_report_with};
 pub use tailscope_analysis_core::{
     calls, causes, critical, evict, findings, latency, stats, tail, tree,
 };

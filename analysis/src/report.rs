@@ -34,18 +34,35 @@ pub struct OperationGap {
     pub median_mean_ns: i64,
 }
 
+/// Sums the critical-path time per (service, operation) over the tail and over the
+/// median band of the cohort ranks given, where the spans are kept (a source that has
+/// not handed them over): rows of (service, operation, tail sum, band sum).
+pub type OperationSums<'a> = dyn Fn(
+        &tailscope_model::samples::CohortRanks,
+    ) -> Result<Vec<(String, String, i64, i64)>, tailscope_store::StoreError>
+    + Sync
+    + 'a;
+
 /// Critical-path time per (service, operation) in the tail cohort and in the median
 /// band of `traces` (trace id, duration; the report's traces in its order), summed by
-/// the store; the largest gap first.
+/// the store, or by `sums` where given; the largest gap first.
 pub(crate) fn operation_gaps(
     store: &tailscope_store::Store,
+    sums: Option<&OperationSums<'_>>,
     traces: &[(&str, i64)],
     percentile: f64,
 ) -> Result<Vec<OperationGap>, tailscope_store::StoreError> {
     let durations: Vec<i64> = traces.iter().map(|t| t.1).collect();
     let (tail, mid, _, _) = crate::tail::cohorts(&durations, percentile);
     let ids = |idx: &[usize]| -> Vec<&str> { idx.iter().map(|&i| traces[i].0).collect() };
-    let sums = store.critical_time_of_cohorts(&ids(&tail), &ids(&mid))?;
+    let sums = match sums {
+        // the same cohorts, by rank (ascending duration, ties in trace id order)
+        Some(f) => f(&tailscope_analysis_core::compare::cohort_ranks(
+            traces.len(),
+            percentile,
+        ))?,
+        None => store.critical_time_of_cohorts(&ids(&tail), &ids(&mid))?,
+    };
     let (nt, nm) = (tail.len().max(1) as i64, mid.len().max(1) as i64);
     let mut v: Vec<OperationGap> = sums
         .into_iter()

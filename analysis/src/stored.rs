@@ -60,6 +60,17 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
 /// The report of the stored results. `sections`: also read every trace's
 /// critical-path sections (the JSON report lists them; the text report does not).
 pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Report, AnalysisError> {
+    load_report_with(store, None, opts, sections)
+}
+
+/// [`load_report`], with the critical time per operation of the cohorts summed by
+/// `sums` where given (a source that keeps the spans elsewhere).
+pub fn load_report_with(
+    store: &Store,
+    sums: Option<&crate::report::OperationSums<'_>>,
+    opts: Options,
+    sections: bool,
+) -> Result<Report, AnalysisError> {
     opts.check()?;
     // Three scans of the stored rows, each on its own connection: the traces (here),
     // the findings with the cohort and group tables, and the critical time per
@@ -87,7 +98,7 @@ pub fn load_report(store: &Store, opts: Options, sections: bool) -> Result<Repor
             .collect();
         let by_operation = scope.spawn(move || {
             let ids: Vec<(&str, i64)> = ids.iter().map(|(t, d)| (t.as_str(), *d)).collect();
-            crate::report::operation_gaps(&third, &ids, opts.percentile)
+            crate::report::operation_gaps(&third, sums, &ids, opts.percentile)
         });
         let traces = (|| -> Result<Vec<TraceResult>, AnalysisError> {
             let page = match rows.last() {

@@ -5,8 +5,11 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
-use tailscope_analysis::{load_report, update, Options, Progress, Report};
-use tailscope_store::Store;
+use tailscope_analysis::{
+    load_report, load_report_with, update, OperationSums, Options, Progress, Report,
+};
+use tailscope_model::samples::CohortRanks;
+use tailscope_store::{SourceRun, Store};
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
 pub enum Format {
@@ -95,12 +98,26 @@ pub fn write_report(
     bar_shown: bool,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
+    write_report_with(store, None, percentile, format, bar_shown, out)
+}
+
+/// [`write_report`], with the cohorts' critical time per operation summed by `sums`
+/// where given (a source that keeps the spans elsewhere).
+fn write_report_with(
+    store: &Store,
+    sums: Option<&OperationSums<'_>>,
+    percentile: f64,
+    format: Format,
+    bar_shown: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
     let opts = Options { percentile };
     opts.check()?;
     analyse_new(store, bar_shown)?;
     match format {
         Format::Text => {
-            let r = load_report(store, opts, false).context("reading the analysis results")?;
+            let r = load_report_with(store, sums, opts, false)
+                .context("reading the analysis results")?;
             out.write_all(r.to_text().as_bytes())?;
         }
         Format::Json => {
@@ -133,12 +150,33 @@ pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
             );
         }
     };
-    run_on(&store, args)
-}
-
-/// `analyze` over an open store (a local one, or one pulled from `--source`).
-pub fn run_on(store: &Store, args: &AnalyzeArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    write_report(store, args.percentile, args.format, true, &mut out)
+    write_report(&store, args.percentile, args.format, true, &mut out)
+}
+
+/// `analyze` over a ClickHouse source (already analysed and saved): the results from
+/// its in-memory store, the cohorts' critical time per operation summed in ClickHouse.
+pub fn run_on_source(run: &SourceRun, args: &AnalyzeArgs) -> Result<()> {
+    let before = run.bytes().0;
+    let pushdown = run.pushdown();
+    let sums = |c: &CohortRanks| pushdown.critical_time_of_ranks(c);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    write_report_with(
+        run.store(),
+        Some(&sums),
+        args.percentile,
+        args.format,
+        true,
+        &mut out,
+    )?;
+    if matches!(args.format, Format::Text) {
+        eprintln!(
+            "summed the cohorts' critical time per operation in {} ({} bytes received)",
+            run.url().shown(),
+            run.bytes().0 - before
+        );
+    }
+    Ok(())
 }

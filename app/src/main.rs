@@ -117,28 +117,24 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             UsageError(format!("--source works with a reading command ({reading})")).into(),
         );
     }
-    // the report reads the results and the spans of its cohorts (which operations the
-    // tail's critical paths spend more on); compare the results, and its cohorts' values
-    // counted in ClickHouse; diff the traces of its two periods; the other commands
-    // every span
-    let cohorts = match &command {
-        Command::Analyze(args) => Some(args.percentile()),
-        _ => None,
+    // the report reads the results, and its cohorts' critical time per operation
+    // summed in ClickHouse; compare the results, and its cohorts' values counted in
+    // ClickHouse; diff the traces of its two periods; the other commands every span
+    let counted_there = match &command {
+        Command::Analyze(_) => true,
+        Command::Compare(a) => a.cohorts_only().is_some(),
+        _ => false,
     };
-    let counted_there = matches!(&command, Command::Compare(a) if a.cohorts_only().is_some());
-    let every_span = cohorts.is_none() && !counted_there && !matches!(command, Command::Diff(_));
+    let every_span = !counted_there && !matches!(command, Command::Diff(_));
     let mut run = source::open(url, every_span)?;
-    if let Some(percentile) = cohorts {
-        source::pull_cohort(&mut run, percentile)?;
-    }
     let periods = match &command {
         Command::Diff(args) => Some(source::pull_periods(&mut run, args)?),
         _ => None,
     };
     let store = run.store();
     let shown = PathBuf::from(url.shown());
-    match command {
-        Command::Analyze(args) => analyze::run_on(store, &args),
+    let done = match command {
+        Command::Analyze(args) => analyze::run_on_source(&run, &args),
         Command::Compare(args) => {
             let before = run.bytes().0;
             let out = compare::output(&run, &args)?;
@@ -166,7 +162,13 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
         Command::Replay(_) => replay::list_on(store, &url.shown()),
         Command::Gui(args) => gui::run_source(store, url.shown(), &args),
         _ => unreachable!("checked above"),
-    }
+    };
+    let (received, sent) = run.bytes();
+    eprintln!(
+        "{received} bytes received from {} in all ({sent} sent)",
+        url.shown()
+    );
+    done
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -75,17 +75,6 @@ pub fn open(url: &ClickHouseUrl, every_span: bool) -> Result<SourceRun> {
     Ok(run)
 }
 
-/// Also pulls the spans of `compare`'s cohorts at `percentile` that `open` left out.
-pub fn pull_cohort(run: &mut SourceRun, percentile: f64) -> Result<()> {
-    tailscope_analysis::Options { percentile }.check()?;
-    let ranks = tailscope_analysis::compare::ranks(run.store(), percentile)?;
-    let before = run.pulled.spans;
-    run.pull_cohort(&ranks, &|_, _| {})
-        .with_context(|| format!("reading the cohorts' spans from {}", run.url().shown()))?;
-    said_pulled(run, before, "the cohorts' traces");
-    Ok(())
-}
-
 /// Says how many spans of `what` a pull added to the `before` already pulled.
 fn said_pulled(run: &SourceRun, before: u64, what: &str) {
     if run.pulled.spans > before {

@@ -16,7 +16,6 @@ use crate::rowbinary::{Reader, Truncated};
 use crate::shared_results::SharedResults;
 use crate::{Store, StoreError, WriterConfig};
 use std::collections::HashSet;
-use tailscope_model::samples::CohortRanks;
 use tailscope_model::semconv::promote;
 use tailscope_model::{
     Attribute, Batch, Event, Link, Rejections, Resource, Span, SpanId, SpanKind, StatusCode,
@@ -372,8 +371,10 @@ impl Store {
     /// newest, and the other traces of their conversations), pulled as `RowBinary` a
     /// time window of about [`SPANS_PER_PULL`] spans at a time, into an in-memory
     /// store. `every_span`: also pull the spans of the traces the shared results
-    /// cover (what compare, diff and whatif read; the report needs only the results),
-    /// marked as analysed. `progress(spans_done, spans)`.
+    /// cover, marked as analysed, and their per-span times (what a trace's detail,
+    /// `whatif`, `query` and `export` read; the report and `compare` need only the
+    /// per-trace results and what [`SourceRun::pushdown`] sums, `diff` the traces of
+    /// its periods). `progress(spans_done, spans)`.
     pub fn open_clickhouse(
         url: &ClickHouseUrl,
         every_span: bool,
@@ -388,7 +389,7 @@ impl Store {
         let changed = match state.read_upto_ns.filter(|_| state.traces > 0) {
             None => None,
             Some(upto) => {
-                pulled.reused_traces = shared.load_into(&store)?;
+                pulled.reused_traces = shared.load_into(&store, every_span)?;
                 Some(changed_traces(
                     &layout,
                     &shared.analysed_traces_sql(),
@@ -457,25 +458,6 @@ impl SourceRun {
     /// span would give it.
     pub fn span_starts(&self) -> Option<(i64, i64)> {
         self.starts
-    }
-
-    /// Also pulls the spans of the cohort traces (ranked by duration, ties by trace
-    /// id, over the shared results, as the local cohorts are) that this run did not
-    /// pull: what `compare` reads, and all it reads of the traces analysed before.
-    /// Call after [`SourceRun::save`], so the ranks count this run's traces.
-    pub fn pull_cohort(
-        &mut self,
-        c: &CohortRanks,
-        progress: &dyn Fn(u64, u64),
-    ) -> Result<(), StoreError> {
-        let shared = SharedResults::open(&self.ch, &self.store)?;
-        let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
-        let cohort = format!(
-            "SELECT trace_id FROM (SELECT trace_id, row_number() OVER (ORDER BY duration_ns, trace_id) - 1 AS r \
-             FROM ({}) ) WHERE r >= {t0} OR (r >= {lo} AND r < {hi}) OR r = {p50}",
-            shared.current_traces_sql()
-        );
-        self.pull_more(&format!("TraceId IN ({cohort})"), progress)
     }
 
     /// Also pulls the traces with a span starting in the windows `[from, to)` (what

@@ -8,9 +8,10 @@
 //! [`SourceRun`] is a [`TraceSource`]: the reads that need the spans of the traces it
 //! analysed come from its in-memory store, the cohorts' values from ClickHouse.
 
-use crate::clickhouse::ClickHouseError;
+use crate::clickhouse::{ClickHouse, ClickHouseError};
 use crate::columns::{value_json_text, value_text};
 use crate::otel_export::typed;
+use crate::otel_traces::Layout;
 use crate::query::{
     ConversationItem, Overview, Page, QueryError, ReplayDetail, ReplayItem, Totals, TraceDetail,
     TraceFilter, TracePage, TraceSource, TurnItem,
@@ -31,16 +32,33 @@ fn bad(e: Truncated) -> StoreError {
     ClickHouseError::Format(e.to_string()).into()
 }
 
+/// The queries a ClickHouse source answers where the spans are kept (it holds no local
+/// store, so threads may share it). Call after the run's results are saved.
+pub struct Pushdown<'a> {
+    ch: &'a ClickHouse,
+    layout: &'a Layout,
+    shared: SharedResults<'a>,
+}
+
 impl SourceRun {
-    /// The ranked analysed traces and the cohort `c` of them, as ClickHouse SQL `WITH`
-    /// clauses over the shared results (the same ranks the local cohorts use).
-    fn cohort_sql(&self) -> Result<String, StoreError> {
-        let shared = SharedResults::open(&self.ch, &self.store)?;
-        Ok(format!(
-            "ranked AS (SELECT trace_id, start_ns, duration_ns, \
+    pub fn pushdown(&self) -> Pushdown<'_> {
+        Pushdown {
+            ch: &self.ch,
+            layout: &self.layout,
+            shared: SharedResults::existing(&self.ch),
+        }
+    }
+}
+
+impl Pushdown<'_> {
+    /// The analysed traces ranked by duration (ties by trace id) over the shared
+    /// results, as a ClickHouse SQL `WITH` clause (the same ranks the local cohorts use).
+    fn ranked_sql(&self) -> String {
+        format!(
+            "ranked AS (SELECT trace_id, start_ns, duration_ns, _run, \
              row_number() OVER (ORDER BY duration_ns, trace_id) - 1 AS r FROM ({}))",
-            shared.current_traces_sql()
-        ))
+            self.shared.current_traces_sql()
+        )
     }
 
     /// Each cohort trace's distinct span names, error statuses, span attributes and
@@ -49,7 +67,7 @@ impl SourceRun {
     /// the shared results no longer hold the traces the ranks were counted over
     /// (another desktop saved results meanwhile).
     pub fn cohort_values(&self, c: &CohortRanks) -> Result<Vec<CohortValue>, StoreError> {
-        let ranked = self.cohort_sql()?;
+        let ranked = self.ranked_sql();
         let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
         let cohort = format!(
             "cohort AS (SELECT trace_id, r, start_ns, duration_ns FROM ranked \
@@ -119,6 +137,59 @@ impl SourceRun {
         }
         Ok(values)
     }
+
+    /// The critical-path time per (service, span name) summed over the tail and over
+    /// the median band of `c` (what the report's "where the tail's critical paths
+    /// spend more" reads): the shared per-span results joined in ClickHouse with the
+    /// spans' names, within a time window around the cohorts' traces.
+    pub fn critical_time_of_ranks(
+        &self,
+        c: &CohortRanks,
+    ) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
+        let ranked = self.ranked_sql();
+        let (t0, lo, hi) = (c.tail_from, c.band_from, c.band_to);
+        let cohort = format!(
+            "cohort AS (SELECT trace_id, _run, start_ns, duration_ns, r >= {t0} AS tail, \
+             (r >= {lo} AND r < {hi}) AS band FROM ranked WHERE tail OR band)"
+        );
+        let out = self.ch.query(&format!(
+            "WITH {ranked}, {cohort} SELECT toInt64(ifNull(min(start_ns), 0)), \
+             toInt64(ifNull(max(start_ns + duration_ns), 0)), toUInt64(count()) FROM cohort FORMAT RowBinary"
+        ))?;
+        let mut r = Reader::new(&out);
+        let (from, to) = (r.i64().map_err(bad)?, r.i64().map_err(bad)?);
+        if r.u64().map_err(bad)? == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self.ch.query(&format!(
+            "WITH {ranked}, {cohort}, \
+             a AS (SELECT toString(x.trace_id) AS trace_id, toString(x.span_id) AS span_id, \
+                          x.critical_ns AS critical_ns, c.tail AS tail, c.band AS band \
+                   FROM {spans} AS x INNER JOIN cohort AS c ON x.trace_id = c.trace_id AND x._run = c._run \
+                   WHERE x.critical_ns > 0) \
+             SELECT toString(s.ServiceName), toString(s.SpanName), \
+                    toInt64(ifNull(sumIf(a.critical_ns, a.tail), 0)), toInt64(ifNull(sumIf(a.critical_ns, a.band), 0)) \
+             FROM {table} AS s INNER JOIN a ON s.TraceId = a.trace_id AND s.SpanId = a.span_id \
+             WHERE s.Timestamp >= fromUnixTimestamp64Nano(toInt64({from})) \
+               AND s.Timestamp < fromUnixTimestamp64Nano(toInt64({to})) \
+             GROUP BY 1, 2 FORMAT RowBinary",
+            spans = self.shared.name("span_analysis"),
+            table = self.layout.table,
+            from = from.saturating_sub(MINUTE_NS),
+            to = to.saturating_add(MINUTE_NS),
+        ))?;
+        let mut r = Reader::new(&out);
+        let mut rows = Vec::new();
+        while !r.is_empty() {
+            rows.push((
+                r.string().map_err(bad)?,
+                r.string().map_err(bad)?,
+                r.i64().map_err(bad)?,
+                r.i64().map_err(bad)?,
+            ));
+        }
+        Ok(rows)
+    }
 }
 
 impl TraceSource for SourceRun {
@@ -170,7 +241,7 @@ impl TraceSource for SourceRun {
         self.store.cohort_spans(cohort, states, visit)
     }
     fn cohort_values(&self, cohort: &CohortRanks) -> Result<Option<Vec<CohortValue>>, QueryError> {
-        Ok(Some(SourceRun::cohort_values(self, cohort)?))
+        Ok(Some(self.pushdown().cohort_values(cohort)?))
     }
     fn resource_attributes(&self) -> Result<Vec<(i64, String, String)>, QueryError> {
         self.store.resource_attributes()

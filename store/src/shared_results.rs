@@ -147,6 +147,14 @@ pub struct Shared {
 }
 
 impl<'a> SharedResults<'a> {
+    /// The tables of an earlier [`SharedResults::open`] (nothing is created).
+    pub fn existing(ch: &'a ClickHouse) -> Self {
+        Self {
+            ch,
+            db: ch.url.database.clone(),
+        }
+    }
+
     /// Creates the tables where missing (their columns follow the local store's).
     pub fn open(ch: &'a ClickHouse, store: &Store) -> Result<Self, StoreError> {
         let db = ch.url.database.clone();
@@ -179,7 +187,8 @@ impl<'a> SharedResults<'a> {
         Ok(s)
     }
 
-    fn name(&self, table: &str) -> String {
+    /// The shared table of a local result table (`span_analysis`), as SQL names it.
+    pub fn name(&self, table: &str) -> String {
         format!("`{}`.`tailscope_{table}`", self.db)
     }
 
@@ -215,14 +224,19 @@ impl<'a> SharedResults<'a> {
     }
 
     /// Loads every current result row into the (empty) local result tables, and the
-    /// latest run (its fits and watermark); the traces loaded.
-    pub fn load_into(&self, store: &Store) -> Result<u64, StoreError> {
+    /// latest run (its fits and watermark); the traces loaded. `span_rows`: also the
+    /// per-span times (`span_analysis`: a row per span, what a trace's detail, `query`,
+    /// `export` and `whatif` read; the report, `compare` and `diff` do not).
+    pub fn load_into(&self, store: &Store, span_rows: bool) -> Result<u64, StoreError> {
         let mut traces = 0;
         let current = format!(
             "SELECT trace_id, _run FROM {} FINAL",
             self.name("trace_analysis")
         );
         for table in PER_TRACE {
+            if table == "span_analysis" && !span_rows {
+                continue;
+            }
             let cols = columns(store, table)?;
             let sql = if table == "trace_analysis" {
                 format!("SELECT {} FROM {} FINAL", quoted(&cols), self.name(table))
