@@ -28,9 +28,9 @@ pub struct AnalyzeArgs {
 }
 
 impl AnalyzeArgs {
-    /// The tail percentile the report compares with the median band.
-    pub fn percentile(&self) -> f64 {
-        self.percentile
+    /// Whether it writes the JSON report (which lists every trace's critical path).
+    pub fn is_json(&self) -> bool {
+        matches!(self.format, Format::Json)
     }
 }
 

@@ -125,8 +125,13 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
         Command::Compare(a) => a.cohorts_only().is_some(),
         _ => false,
     };
-    let every_span = !counted_there && !matches!(command, Command::Diff(_));
-    let mut run = source::open(url, every_span)?;
+    let earlier = match &command {
+        Command::Analyze(a) if a.is_json() => tailscope_store::Earlier::Sections,
+        Command::Diff(_) => tailscope_store::Earlier::Results,
+        _ if counted_there => tailscope_store::Earlier::Results,
+        _ => tailscope_store::Earlier::Everything,
+    };
+    let mut run = source::open(url, earlier)?;
     let periods = match &command {
         Command::Diff(args) => Some(source::pull_periods(&mut run, args)?),
         _ => None,

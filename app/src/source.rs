@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 use tailscope_analysis::diff::Window;
 use tailscope_store::clickhouse::ClickHouseUrl;
-use tailscope_store::{SourceRun, Store};
+use tailscope_store::{Earlier, SourceRun, Store};
 
 /// Parses a `--source` value (clap's value parser).
 pub fn parse(s: &str) -> std::result::Result<ClickHouseUrl, String> {
@@ -16,11 +16,11 @@ pub fn parse(s: &str) -> std::result::Result<ClickHouseUrl, String> {
         .map_err(|e: tailscope_store::clickhouse::ClickHouseError| e.to_string())
 }
 
-/// Opens the source (a progress bar on stderr while spans are pulled; `every_span`:
-/// also the spans of traces analysed before, for commands that read spans), says on stderr
+/// Opens the source (a progress bar on stderr while spans are pulled; `earlier`: what
+/// the command reads of the traces analysed before), says on stderr
 /// what came over the network, analyses what it pulled and writes those results back
 /// to the source's shared result tables.
-pub fn open(url: &ClickHouseUrl, every_span: bool) -> Result<SourceRun> {
+pub fn open(url: &ClickHouseUrl, earlier: Earlier) -> Result<SourceRun> {
     let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template("pulling [{bar:30}] {pos}/{len} spans")
@@ -28,7 +28,7 @@ pub fn open(url: &ClickHouseUrl, every_span: bool) -> Result<SourceRun> {
             .progress_chars("=> "),
     );
     let t0 = Instant::now();
-    let run = Store::open_clickhouse(url, every_span, &|done, all| {
+    let run = Store::open_clickhouse(url, earlier, &|done, all| {
         if bar.is_hidden() && done < all {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }

@@ -49,6 +49,7 @@ pub use results::{
 pub use schema::SCHEMA_VERSION;
 pub use segments::{Published, SEGMENT_TABLES};
 pub use series::{as_of, AlignOptions, AlignedSeries, Alignment};
+pub use shared_results::Earlier;
 pub use writer::{Saturated, Writer};
 
 use duckdb::{AccessMode, Config, Connection};

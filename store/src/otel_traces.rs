@@ -13,7 +13,7 @@
 use crate::clickhouse::{ClickHouse, ClickHouseError, ClickHouseUrl};
 use crate::otel_export::typed;
 use crate::rowbinary::{Reader, Truncated};
-use crate::shared_results::SharedResults;
+use crate::shared_results::{Earlier, SharedResults};
 use crate::{Store, StoreError, WriterConfig};
 use std::collections::HashSet;
 use tailscope_model::semconv::promote;
@@ -370,14 +370,14 @@ impl Store {
     /// traces new since, the ones with spans within [`LATE_NS`] of the last run's
     /// newest, and the other traces of their conversations), pulled as `RowBinary` a
     /// time window of about [`SPANS_PER_PULL`] spans at a time, into an in-memory
-    /// store. `every_span`: also pull the spans of the traces the shared results
-    /// cover, marked as analysed, and their per-span times (what a trace's detail,
-    /// `whatif`, `query` and `export` read; the report and `compare` need only the
-    /// per-trace results and what [`SourceRun::pushdown`] sums, `diff` the traces of
-    /// its periods). `progress(spans_done, spans)`.
+    /// store. `earlier`: what to read of the traces the shared results cover (with
+    /// [`Earlier::Everything`] their spans too, marked as analysed; the report and
+    /// `compare` need only results and what [`SourceRun::pushdown`] sums, `diff` also
+    /// the traces of its periods, see [`SourceRun::pull_windows`]).
+    /// `progress(spans_done, spans)`.
     pub fn open_clickhouse(
         url: &ClickHouseUrl,
-        every_span: bool,
+        earlier: Earlier,
         progress: &dyn Fn(u64, u64),
     ) -> Result<SourceRun, StoreError> {
         let ch = ClickHouse::connect(url.clone())?;
@@ -389,7 +389,7 @@ impl Store {
         let changed = match state.read_upto_ns.filter(|_| state.traces > 0) {
             None => None,
             Some(upto) => {
-                pulled.reused_traces = shared.load_into(&store, every_span)?;
+                pulled.reused_traces = shared.load_into(&store, earlier)?;
                 Some(changed_traces(
                     &layout,
                     &shared.analysed_traces_sql(),
@@ -411,7 +411,7 @@ impl Store {
         let writer = src.store.writer(WriterConfig::default())?;
         let total = everything.map_or(0, |e| e.0);
         if let Some(changed) = &changed {
-            if every_span {
+            if earlier == Earlier::Everything {
                 // the traces the shared results cover, below the watermark the next
                 // analysis starts from: read, not analysed again
                 src.pull_where(

@@ -131,6 +131,19 @@ fn local(cols: &[Col]) -> String {
         .join(", ")
 }
 
+/// What a command reads of the traces an earlier run analysed (their results are
+/// the shared ones), least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Earlier {
+    /// Their per-trace results and findings (the text report, `compare`, `diff`).
+    Results,
+    /// Also their critical-path sections (the JSON report).
+    Sections,
+    /// Also their spans and per-span times (a trace's detail, `whatif`, `query`,
+    /// `export`, `replay --list`).
+    Everything,
+}
+
 /// tailscope's result tables in one ClickHouse database.
 pub struct SharedResults<'a> {
     ch: &'a ClickHouse,
@@ -223,18 +236,21 @@ impl<'a> SharedResults<'a> {
         format!("SELECT trace_id FROM {}", self.name("trace_analysis"))
     }
 
-    /// Loads every current result row into the (empty) local result tables, and the
-    /// latest run (its fits and watermark); the traces loaded. `span_rows`: also the
-    /// per-span times (`span_analysis`: a row per span, what a trace's detail, `query`,
-    /// `export` and `whatif` read; the report, `compare` and `diff` do not).
-    pub fn load_into(&self, store: &Store, span_rows: bool) -> Result<u64, StoreError> {
+    /// Loads the current result rows `earlier` asks for into the (empty) local result
+    /// tables, and the latest run (its fits and watermark); the traces loaded.
+    pub fn load_into(&self, store: &Store, earlier: Earlier) -> Result<u64, StoreError> {
         let mut traces = 0;
         let current = format!(
             "SELECT trace_id, _run FROM {} FINAL",
             self.name("trace_analysis")
         );
         for table in PER_TRACE {
-            if table == "span_analysis" && !span_rows {
+            let wanted = match table {
+                "critical_path_sections" => earlier >= Earlier::Sections,
+                "span_analysis" => earlier >= Earlier::Everything,
+                _ => true,
+            };
+            if !wanted {
                 continue;
             }
             let cols = columns(store, table)?;
