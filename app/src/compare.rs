@@ -59,14 +59,6 @@ pub fn run(db: &Path, args: &CompareArgs) -> Result<()> {
     Ok(())
 }
 
-impl CompareArgs {
-    /// What it reads of the traces: the cohorts' spans only (`None`: every trace's,
-    /// per tenant), at its percentile.
-    pub fn cohorts_only(&self) -> Option<f64> {
-        (!self.by_tenant).then_some(self.percentile)
-    }
-}
-
 /// What `compare` prints for an analysed source.
 pub fn output(store: &impl TraceSource, args: &CompareArgs) -> Result<String> {
     if args.by_tenant {

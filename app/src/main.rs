@@ -119,12 +119,9 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
     }
     // the report reads the results, and its cohorts' critical time per operation
     // summed in ClickHouse; compare the results, and its cohorts' values counted in
-    // ClickHouse; diff the traces of its two periods; the other commands every span
-    let counted_there = match &command {
-        Command::Analyze(_) => true,
-        Command::Compare(a) => a.cohorts_only().is_some(),
-        _ => false,
-    };
+    // ClickHouse (per tenant: a row per trace joined there); diff the traces of its two
+    // periods; the other commands every span
+    let counted_there = matches!(command, Command::Analyze(_) | Command::Compare(_));
     let earlier = match &command {
         Command::Analyze(a) if a.is_json() => tailscope_store::Earlier::Sections,
         Command::Diff(_) => tailscope_store::Earlier::Results,
@@ -143,13 +140,11 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
         Command::Compare(args) => {
             let before = run.bytes().0;
             let out = compare::output(&run, &args)?;
-            if counted_there {
-                eprintln!(
-                    "counted the cohorts' values in {} ({} bytes received)",
-                    url.shown(),
-                    run.bytes().0 - before
-                );
-            }
+            eprintln!(
+                "counted in {} ({} bytes received)",
+                url.shown(),
+                run.bytes().0 - before
+            );
             print!("{out}");
             Ok(())
         }

@@ -13,8 +13,8 @@ use crate::columns::{value_json_text, value_text};
 use crate::otel_export::typed;
 use crate::otel_traces::Layout;
 use crate::query::{
-    ConversationItem, Overview, Page, QueryError, ReplayDetail, ReplayItem, Totals, TraceDetail,
-    TraceFilter, TracePage, TraceSource, TurnItem,
+    checked_key, ConversationItem, Overview, Page, QueryError, ReplayDetail, ReplayItem, Totals,
+    TraceDetail, TraceFilter, TracePage, TraceSource, TurnItem,
 };
 use crate::rowbinary::{Reader, Truncated};
 use crate::shared_results::SharedResults;
@@ -192,6 +192,83 @@ impl Pushdown<'_> {
     }
 }
 
+impl Pushdown<'_> {
+    /// Where the attribute `key` occurs in the span table (a key of letters, digits and
+    /// `._-:/@`).
+    pub fn key_presence(&self, key: &str) -> Result<KeyPresence, QueryError> {
+        let k = checked_key(key)?;
+        let out = self
+            .ch
+            .query(&format!(
+                "SELECT toUInt8(countIf(mapContains(SpanAttributes, '{k}')) > 0), \
+             toUInt8(countIf(mapContains(ResourceAttributes, '{k}')) > 0) FROM {} FORMAT RowBinary",
+                self.layout.table
+            ))
+            .map_err(StoreError::from)?;
+        let mut r = Reader::new(&out);
+        Ok(KeyPresence {
+            on_spans: r.u8().map_err(bad)? == 1,
+            on_resources: r.u8().map_err(bad)? == 1,
+        })
+    }
+
+    /// Every analysed trace by ascending duration (ties by trace id) with its tenant
+    /// under `key` (the smallest value on its spans, else on their resources), or its
+    /// root's service when `key` is `None`, and its tokens as the shared results keep
+    /// them: joined in ClickHouse, a row per trace.
+    pub fn tenant_traces(
+        &self,
+        key: Option<(&str, KeyPresence)>,
+    ) -> Result<Vec<TenantTrace>, QueryError> {
+        let tenant = match key {
+            None => "SELECT trace_id, splitByChar(' ', route)[1] AS tenant FROM cur".to_owned(),
+            Some((k, at)) => {
+                let k = checked_key(k)?;
+                let on = |m: &str, yes: bool| {
+                    if yes {
+                        format!("mapContains({m}, '{k}')")
+                    } else {
+                        "false".to_owned()
+                    }
+                };
+                let (s, r) = (
+                    on("SpanAttributes", at.on_spans),
+                    on("ResourceAttributes", at.on_resources),
+                );
+                format!(
+                    "SELECT TraceId AS trace_id, \
+                     if(countIf({s}) > 0, minIf(SpanAttributes['{k}'], {s}), minIf(ResourceAttributes['{k}'], {r})) AS tenant \
+                     FROM {} WHERE {s} OR {r} GROUP BY TraceId",
+                    self.layout.table
+                )
+            }
+        };
+        let out = self.ch.query(&format!(
+            "WITH cur AS (SELECT trace_id, duration_ns, route FROM {analysed} FINAL), \
+             ten AS ({tenant}), tok AS ({tokens}) \
+             SELECT toUInt8(ten.trace_id != ''), toString(ten.tenant), toInt64(cur.duration_ns), \
+                    toInt64(tok.input_tokens), toInt64(tok.output_tokens) \
+             FROM cur LEFT JOIN ten ON ten.trace_id = cur.trace_id LEFT JOIN tok ON tok.trace_id = cur.trace_id \
+             ORDER BY cur.duration_ns, cur.trace_id FORMAT RowBinary",
+            analysed = self.shared.name("trace_analysis"),
+            tokens = self.shared.current_tokens_sql(),
+        )).map_err(StoreError::from)?;
+        let mut r = Reader::new(&out);
+        let mut rows = Vec::new();
+        while !r.is_empty() {
+            let has = r.u8().map_err(bad)? == 1;
+            let tenant = r.string().map_err(bad)?;
+            rows.push(TenantTrace {
+                tenant: has.then_some(tenant),
+                duration_ns: r.i64().map_err(bad)?,
+                input_tokens: r.i64().map_err(bad)?,
+                output_tokens: r.i64().map_err(bad)?,
+            });
+        }
+        Ok(rows)
+    }
+}
+
 impl TraceSource for SourceRun {
     fn totals(&self) -> Result<Totals, QueryError> {
         self.store.totals()
@@ -221,13 +298,13 @@ impl TraceSource for SourceRun {
         self.store.replay(replay_id)
     }
     fn key_presence(&self, key: &str) -> Result<KeyPresence, QueryError> {
-        self.store.key_presence(key)
+        self.pushdown().key_presence(key)
     }
     fn tenant_traces(
         &self,
         key: Option<(&str, KeyPresence)>,
     ) -> Result<Vec<TenantTrace>, QueryError> {
-        self.store.tenant_traces(key)
+        self.pushdown().tenant_traces(key)
     }
     fn cohort_traces(&self, cohort: &CohortRanks) -> Result<Vec<CohortTrace>, QueryError> {
         self.store.cohort_traces(cohort)

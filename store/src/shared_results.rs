@@ -197,6 +197,12 @@ impl<'a> SharedResults<'a> {
             "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, read_upto_ns Int64, traces UInt64, spans UInt64, finished DateTime64(9)) ENGINE = MergeTree ORDER BY (_run)",
             s.name("source_runs")
         ))?;
+        // each trace's tokens as the per-tenant view counts them (from its spans, which
+        // a later run may not pull again)
+        ch.execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, trace_id String, input_tokens Int64, output_tokens Int64) ENGINE = MergeTree ORDER BY (trace_id, _run)",
+            s.name("trace_tokens")
+        ))?;
         Ok(s)
     }
 
@@ -344,6 +350,7 @@ impl<'a> SharedResults<'a> {
             local(&cols)
         );
         self.save_table(store, "analysis_runs", &cols, &sql, run)?;
+        self.save_tokens(store, ids, run)?;
         let mut w = Writer::default();
         w.u64(run);
         w.i64(read_upto_ns);
@@ -355,6 +362,42 @@ impl<'a> SharedResults<'a> {
             &w.buf,
         )?;
         Ok(traces)
+    }
+
+    /// Writes the tokens of the traces `ids` (a SQL set over the local store), counted
+    /// from their local spans as the per-tenant view counts them.
+    fn save_tokens(&self, store: &Store, ids: &str, run: u64) -> Result<(), StoreError> {
+        let mut w = Writer::default();
+        let mut rows = 0;
+        for b in store.query_arrow(&crate::query::trace_tokens_sql(Some(ids)))? {
+            let cols = crate::read::Columns::new(&b);
+            let (trace, input, output) = (cols.str("trace_id")?, cols.i64("i")?, cols.i64("o")?);
+            for r in 0..b.num_rows() {
+                w.u64(run);
+                w.str(trace.value(r));
+                w.i64(input.value(r));
+                w.i64(output.value(r));
+            }
+            rows += b.num_rows();
+        }
+        if rows > 0 {
+            self.ch.insert(
+                &format!("INSERT INTO {} FORMAT RowBinary", self.name("trace_tokens")),
+                &w.buf,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The tokens of the traces with current results (`trace_id, input_tokens,
+    /// output_tokens`; a trace without LLM calls has no row).
+    pub fn current_tokens_sql(&self) -> String {
+        format!(
+            "SELECT trace_id, input_tokens, output_tokens FROM {} WHERE (trace_id, _run) IN \
+             (SELECT trace_id, _run FROM {} FINAL)",
+            self.name("trace_tokens"),
+            self.name("trace_analysis")
+        )
     }
 
     fn save_table(

@@ -169,9 +169,29 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
     let mid = a + (b - a) / 2;
     let before = format!("{a}..{mid}");
     let after = format!("{mid}..{}", b + 1);
-    let commands: [Vec<&str>; 4] = [
+    let commands: [Vec<&str>; 7] = [
         vec!["analyze", "--format", "json"],
         vec!["compare", "--format", "json"],
+        // per tenant: the default key (none here: the root's service), a span
+        // attribute with several values in a trace (the smallest names it) and a
+        // resource attribute, each found and joined in ClickHouse
+        vec!["compare", "--by-tenant", "--format", "json"],
+        vec![
+            "compare",
+            "--by-tenant",
+            "--tenant-key",
+            "gen_ai.operation.name",
+            "--format",
+            "json",
+        ],
+        vec![
+            "compare",
+            "--by-tenant",
+            "--tenant-key",
+            "telemetry.sdk.language",
+            "--format",
+            "json",
+        ],
         vec![
             "diff", "--before", &before, "--after", &after, "--format", "json",
         ],
@@ -512,6 +532,24 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
         "compare over shared results"
     );
     assert_eq!(second_pull(&said), None, "{said}");
+    // per tenant: the earlier traces' tokens come from the shared results
+    let tenants = ["compare", "--by-tenant", "--format", "json"];
+    let mut l = vec!["--db", db];
+    l.extend(tenants);
+    let mut r = vec!["--source", src.as_str()];
+    r.extend(tenants);
+    let (by_tenant, said_tenants) = run_both(&r)?;
+    let local_tenants = json(&run(&l)?)?;
+    assert_eq!(
+        json(&by_tenant)?,
+        local_tenants,
+        "per tenant over shared results"
+    );
+    assert_eq!(second_pull(&said_tenants), None, "{said_tenants}");
+    let tokens: i64 = local_tenants["tenants"].as_array().map_or(0, |t| {
+        t.iter().filter_map(|x| x["input_tokens"].as_i64()).sum()
+    });
+    assert!(tokens > 0, "no tokens counted: {local_tenants}");
     let value_bytes = number_after(&said, "bytes received)")
         .with_context(|| format!("no count of the cohorts' values in {said}"))?;
     assert!(

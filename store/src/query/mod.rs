@@ -16,6 +16,7 @@ pub use replays::{
     REPLAY_SUMMARY_COLUMNS,
 };
 pub use tenants::valid_key;
+pub(crate) use tenants::{checked_key, trace_tokens_sql};
 pub use traces::{
     Band, BandMeans, ConversationItem, HasValue, Overview, TraceDetail, TraceFilter, TraceItem,
     TraceOrder, TracePage, TraceSummary, TurnItem,

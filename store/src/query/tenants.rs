@@ -14,7 +14,7 @@ pub fn valid_key(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-:/@".contains(c))
 }
 
-fn checked(key: &str) -> Result<&str, QueryError> {
+pub(crate) fn checked_key(key: &str) -> Result<&str, QueryError> {
     if valid_key(key) {
         Ok(key)
     } else {
@@ -24,9 +24,26 @@ fn checked(key: &str) -> Result<&str, QueryError> {
     }
 }
 
+/// Each trace's input and output tokens (`trace_id, i, o`): those of its innermost LLM
+/// client calls (a call wrapping another is the framework around it), over the local
+/// spans of the traces in `traces` (a SQL set of trace ids; `None`: every trace). The
+/// one definition of a trace's tokens for the per-tenant view, local or shared.
+pub(crate) fn trace_tokens_sql(traces: Option<&str>) -> String {
+    let only = traces.map_or_else(String::new, |t| format!(" AND trace_id IN ({t})"));
+    format!(
+        "SELECT c.trace_id, sum(coalesce(c.input_tokens, 0))::BIGINT AS i, sum(coalesce(c.output_tokens, 0))::BIGINT AS o
+         FROM (SELECT trace_id, span_id, input_tokens, output_tokens FROM spans
+               WHERE op_class = 'llm' AND kind <> 'server'{only}) c
+         ANTI JOIN (SELECT DISTINCT trace_id, parent_span_id AS span_id FROM spans
+                    WHERE op_class = 'llm' AND kind <> 'server' AND parent_span_id IS NOT NULL{only}) w
+           ON w.trace_id = c.trace_id AND w.span_id = c.span_id
+         GROUP BY c.trace_id"
+    )
+}
+
 impl Store {
     pub(super) fn key_presence_q(&self, key: &str) -> Result<KeyPresence, QueryError> {
-        let key = checked(key)?;
+        let key = checked_key(key)?;
         let on_spans: i64 = self.conn.query_row(
             &format!(
                 "SELECT count(*) FROM (SELECT 1 FROM spans WHERE contains(attributes, '\"{key}\"')
@@ -53,7 +70,7 @@ impl Store {
         const NONE: &str = "SELECT NULL::VARCHAR AS trace_id, NULL::VARCHAR AS v WHERE false";
         let tenant_sql = match key {
             Some((k, at)) => {
-                let k = checked(k)?;
+                let k = checked_key(k)?;
                 let spans = if at.on_spans {
                     format!(
                         "SELECT trace_id, min(json_extract_string(attributes, '$.\"{k}\"')) AS v
@@ -81,17 +98,12 @@ impl Store {
         };
         let sql = format!(
             "WITH tenant AS ({tenant_sql}),
-             calls AS (SELECT trace_id, span_id, input_tokens, output_tokens FROM spans
-                       WHERE op_class = 'llm' AND kind <> 'server'),
-             wrappers AS (SELECT DISTINCT trace_id, parent_span_id AS span_id FROM spans
-                          WHERE op_class = 'llm' AND kind <> 'server' AND parent_span_id IS NOT NULL),
-             tokens AS (SELECT c.trace_id, sum(coalesce(c.input_tokens, 0)) AS i, sum(coalesce(c.output_tokens, 0)) AS o
-                        FROM calls c ANTI JOIN wrappers w ON w.trace_id = c.trace_id AND w.span_id = c.span_id
-                        GROUP BY c.trace_id)
+             tokens AS ({tokens})
              SELECT t.tenant, r.duration_ns::BIGINT AS duration_ns,
                     coalesce(k.i, 0)::BIGINT AS input_tokens, coalesce(k.o, 0)::BIGINT AS output_tokens
              FROM trace_analysis r LEFT JOIN tenant t USING (trace_id) LEFT JOIN tokens k USING (trace_id)
-             ORDER BY r.duration_ns, r.trace_id"
+             ORDER BY r.duration_ns, r.trace_id",
+            tokens = trace_tokens_sql(None)
         );
         let mut out = Vec::new();
         for b in self.query_arrow(&sql)? {
