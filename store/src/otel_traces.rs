@@ -336,6 +336,16 @@ pub struct SourceRun {
     starts: Option<(i64, i64)>,
 }
 
+impl Drop for SourceRun {
+    fn drop(&mut self) {
+        if self.changed.is_some() {
+            if let Err(e) = SharedResults::existing(&self.ch).drop_kept(self.run) {
+                tracing::warn!("could not drop this run's kept trace ids: {e}");
+            }
+        }
+    }
+}
+
 impl SourceRun {
     pub fn store(&self) -> &Store {
         &self.store
@@ -386,15 +396,18 @@ impl Store {
         let shared = SharedResults::open(&ch, &store)?;
         let state = shared.state()?;
         let mut pulled = Pulled::default();
+        let run = crate::append::now_ns().max(0) as u64;
         let changed = match state.read_upto_ns.filter(|_| state.traces > 0) {
             None => None,
             Some(upto) => {
                 pulled.reused_traces = shared.load_into(&store, earlier)?;
-                Some(changed_traces(
+                let pred = changed_traces(
                     &layout,
                     &shared.analysed_traces_sql(),
                     upto.saturating_sub(url.late_ns),
-                ))
+                );
+                // found once, not again by every windowed pull
+                Some(shared.keep_traces(&layout.table, &pred, run)?)
             }
         };
         let everything = extent(&ch, &layout, 0, i64::MAX, None)?;
@@ -404,7 +417,7 @@ impl Store {
             store,
             layout: layout.clone(),
             pulled,
-            run: crate::append::now_ns().max(0) as u64,
+            run,
             changed: changed.clone(),
             starts: everything.map(|e| (e.1, e.2)),
         };

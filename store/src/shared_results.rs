@@ -131,6 +131,9 @@ fn local(cols: &[Col]) -> String {
         .join(", ")
 }
 
+/// The name of a run's kept trace ids, before its run number.
+const KEPT: &str = "tailscope_pull_";
+
 /// What a command reads of the traces an earlier run analysed (their results are
 /// the shared ones), least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -209,6 +212,43 @@ impl<'a> SharedResults<'a> {
     /// The shared table of a local result table (`span_analysis`), as SQL names it.
     pub fn name(&self, table: &str) -> String {
         format!("`{}`.`tailscope_{table}`", self.db)
+    }
+
+    /// Keeps the ids of the traces in `table` that meet `pred` in a table of run `run`
+    /// (`tailscope_pull_RUN`), so that each later query tests membership instead of
+    /// evaluating `pred` over the whole table again; the predicate that does. Kept
+    /// tables of runs over an hour old (left by a run that died) are dropped first.
+    pub fn keep_traces(&self, table: &str, pred: &str, run: u64) -> Result<String, StoreError> {
+        let out = self.ch.query(&format!(
+            "SELECT name FROM system.tables WHERE database = '{}' AND startsWith(name, '{KEPT}') FORMAT TabSeparated",
+            self.db.replace('\'', "")
+        ))?;
+        let hour_ago = run.saturating_sub(3_600_000_000_000);
+        for name in String::from_utf8_lossy(&out).lines() {
+            if name[KEPT.len()..]
+                .parse::<u64>()
+                .is_ok_and(|r| r < hour_ago)
+            {
+                self.ch
+                    .execute(&format!("DROP TABLE IF EXISTS `{}`.`{name}`", self.db))?;
+            }
+        }
+        let kept = self.kept(run);
+        self.ch.execute(&format!(
+            "CREATE TABLE {kept} ENGINE = MergeTree ORDER BY TraceId AS SELECT DISTINCT TraceId FROM {table} WHERE {pred}"
+        ))?;
+        Ok(format!("TraceId IN {kept}"))
+    }
+
+    /// Drops run `run`'s kept trace ids.
+    pub fn drop_kept(&self, run: u64) -> Result<(), StoreError> {
+        Ok(self
+            .ch
+            .execute(&format!("DROP TABLE IF EXISTS {}", self.kept(run)))?)
+    }
+
+    fn kept(&self, run: u64) -> String {
+        format!("`{}`.`{KEPT}{run}`", self.db)
     }
 
     /// What the earlier runs left.

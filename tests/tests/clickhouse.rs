@@ -607,6 +607,13 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     )?
     .parse()?;
     assert_eq!(dups, 0);
+    // each run's kept trace ids (the changed traces, found once) are dropped with it
+    let kept: usize = scalar(
+        &front,
+        "SELECT count() FROM system.tables WHERE database = 'otel' AND startsWith(name, 'tailscope_pull_')",
+    )?
+    .parse()?;
+    assert_eq!(kept, 0, "kept trace-id tables left behind");
     Ok(())
 }
 
