@@ -1,12 +1,14 @@
 //! What a ClickHouse source computes where the spans are kept, so that they need not
-//! come to the desktop: each cohort trace's distinct values for `compare` (counted
-//! with `ARRAY JOIN` over the maps, sent as `RowBinary`) over cohorts ranked there
-//! (`row_number()` by duration, ties by trace id: the nearest ranks the local cohorts
-//! use). The answers are still the analysis core's: it reads these rows as it reads a
-//! local store's spans.
+//! come to the desktop: each cohort trace's distinct values for `compare` (`ARRAY
+//! JOIN` over the maps), the cohorts' critical-path time per operation for the report
+//! (the shared per-span results joined with the spans' names), and a row per analysed
+//! trace for the per-tenant view (its tenant, duration and tokens), all sent as
+//! `RowBinary`. Cohorts are ranked there (`row_number()` by duration, ties by trace
+//! id: the nearest ranks the local cohorts use). The answers are still the analysis
+//! core's: it reads these rows as it reads a local store's.
 //!
 //! [`SourceRun`] is a [`TraceSource`]: the reads that need the spans of the traces it
-//! analysed come from its in-memory store, the cohorts' values from ClickHouse.
+//! analysed come from its in-memory store, the rest from ClickHouse.
 
 use crate::clickhouse::{ClickHouse, ClickHouseError};
 use crate::columns::{value_json_text, value_text};
