@@ -117,15 +117,15 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             UsageError(format!("--source works with a reading command ({reading})")).into(),
         );
     }
-    // the report reads the results, and its cohorts' critical time per operation
-    // summed in ClickHouse; compare the results, and its cohorts' values counted in
-    // ClickHouse (per tenant: a row per trace joined there); diff the traces of its two
-    // periods; the other commands every span
-    let counted_there = matches!(command, Command::Analyze(_) | Command::Compare(_));
+    // what each command reads of the traces analysed before: the report their results
+    // (the JSON report with their sections), and its cohorts' critical time per
+    // operation summed in ClickHouse; compare nothing, its cohorts and values (per
+    // tenant: a row per trace) come from ClickHouse; diff their results and the traces
+    // of its two periods; the other commands every span
     let earlier = match &command {
         Command::Analyze(a) if a.is_json() => tailscope_store::Earlier::Sections,
-        Command::Diff(_) => tailscope_store::Earlier::Results,
-        _ if counted_there => tailscope_store::Earlier::Results,
+        Command::Compare(_) => tailscope_store::Earlier::Nothing,
+        Command::Diff(_) | Command::Analyze(_) => tailscope_store::Earlier::Results,
         _ => tailscope_store::Earlier::Everything,
     };
     let mut run = source::open(url, earlier)?;

@@ -334,6 +334,8 @@ pub struct SourceRun {
     changed: Option<String>,
     /// `[first, last]` span start in the whole table (`None`: no spans).
     starts: Option<(i64, i64)>,
+    /// Spans in the whole table when the run opened.
+    pub(crate) spans_total: u64,
 }
 
 impl Drop for SourceRun {
@@ -400,7 +402,8 @@ impl Store {
         let changed = match state.read_upto_ns.filter(|_| state.traces > 0) {
             None => None,
             Some(upto) => {
-                pulled.reused_traces = shared.load_into(&store, earlier)?;
+                shared.load_into(&store, earlier)?;
+                pulled.reused_traces = state.traces;
                 let pred = changed_traces(
                     &layout,
                     &shared.analysed_traces_sql(),
@@ -420,6 +423,7 @@ impl Store {
             run,
             changed: changed.clone(),
             starts: everything.map(|e| (e.1, e.2)),
+            spans_total: everything.map_or(0, |e| e.0),
         };
         let writer = src.store.writer(WriterConfig::default())?;
         let total = everything.map_or(0, |e| e.0);

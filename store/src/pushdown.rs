@@ -57,10 +57,39 @@ impl Pushdown<'_> {
     /// results, as a ClickHouse SQL `WITH` clause (the same ranks the local cohorts use).
     fn ranked_sql(&self) -> String {
         format!(
-            "ranked AS (SELECT trace_id, start_ns, duration_ns, _run, \
+            "ranked AS (SELECT trace_id, start_ns, duration_ns, route, _run, \
              row_number() OVER (ORDER BY duration_ns, trace_id) - 1 AS r FROM ({}))",
             self.shared.current_traces_sql()
         )
+    }
+
+    /// Traces with shared results.
+    pub fn analysed_traces(&self) -> Result<u64, StoreError> {
+        let out = self.ch.query(&format!(
+            "SELECT toUInt64(count()) FROM ({}) FORMAT RowBinary",
+            self.shared.current_traces_sql()
+        ))?;
+        Reader::new(&out).u64().map_err(bad)
+    }
+
+    /// The cohort traces (rank, duration, route), by rank, ranked in ClickHouse.
+    pub fn cohort_traces(&self, c: &CohortRanks) -> Result<Vec<CohortTrace>, StoreError> {
+        let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
+        let out = self.ch.query(&format!(
+            "WITH {} SELECT toUInt64(r), toInt64(duration_ns), toString(route) FROM ranked \
+             WHERE r >= {t0} OR (r >= {lo} AND r < {hi}) OR r = {p50} ORDER BY r FORMAT RowBinary",
+            self.ranked_sql()
+        ))?;
+        let mut r = Reader::new(&out);
+        let mut traces = Vec::new();
+        while !r.is_empty() {
+            traces.push(CohortTrace {
+                rank: usize::try_from(r.u64().map_err(bad)?).unwrap_or(usize::MAX),
+                duration_ns: r.i64().map_err(bad)?,
+                route: r.string().map_err(bad)?,
+            });
+        }
+        Ok(traces)
     }
 
     /// Each cohort trace's distinct span names, error statuses, span attributes and
@@ -273,7 +302,12 @@ impl Pushdown<'_> {
 
 impl TraceSource for SourceRun {
     fn totals(&self) -> Result<Totals, QueryError> {
-        self.store.totals()
+        // the spans and analysed traces of the whole source, not of what was pulled
+        Ok(Totals {
+            spans: self.spans_total,
+            analysed_traces: self.pushdown().analysed_traces()?,
+            metric_points: self.store.totals()?.metric_points,
+        })
     }
     fn overview(&self, findings: usize) -> Result<Overview, QueryError> {
         self.store.overview(findings)
@@ -309,7 +343,7 @@ impl TraceSource for SourceRun {
         self.pushdown().tenant_traces(key)
     }
     fn cohort_traces(&self, cohort: &CohortRanks) -> Result<Vec<CohortTrace>, QueryError> {
-        self.store.cohort_traces(cohort)
+        Ok(self.pushdown().cohort_traces(cohort)?)
     }
     fn cohort_spans<S: Send>(
         &self,

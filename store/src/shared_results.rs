@@ -138,7 +138,10 @@ const KEPT: &str = "tailscope_pull_";
 /// the shared ones), least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Earlier {
-    /// Their per-trace results and findings (the text report, `compare`, `diff`).
+    /// None of their results, only the latest run's fits (`compare`, which reads the
+    /// cohorts and the values in ClickHouse).
+    Nothing,
+    /// Their per-trace results and findings (the text report, `diff`).
     Results,
     /// Also their critical-path sections (the JSON report).
     Sections,
@@ -294,7 +297,7 @@ impl<'a> SharedResults<'a> {
             let wanted = match table {
                 "critical_path_sections" => earlier >= Earlier::Sections,
                 "span_analysis" => earlier >= Earlier::Everything,
-                _ => true,
+                _ => earlier >= Earlier::Results,
             };
             if !wanted {
                 continue;
