@@ -198,10 +198,7 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
         vec!["whatif", "--rank", "--format", "json"],
     ];
     for cmd in &commands {
-        let mut l = vec!["--db", db];
-        l.extend(cmd);
-        let mut r = vec!["--source", src.as_str()];
-        r.extend(cmd);
+        let (l, r) = both(db, &src, cmd);
         let (lo, ro) = (json(&run(&l)?)?, json(&run(&r)?)?);
         assert_eq!(
             lo,
@@ -432,6 +429,15 @@ fn second_pull(said: &str) -> Option<usize> {
         .and_then(|n| n.parse().ok())
 }
 
+/// The same command over the local store `db` and over the source `src`.
+fn both<'a>(db: &'a str, src: &'a str, cmd: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut l = vec!["--db", db];
+    l.extend_from_slice(cmd);
+    let mut r = vec!["--source", src];
+    r.extend_from_slice(cmd);
+    (l, r)
+}
+
 /// The number just before the first `what` in `said` (`123 bytes received`).
 fn number_after(said: &str, what: &str) -> Option<u64> {
     let (head, _) = said.split_once(what)?;
@@ -521,10 +527,7 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     );
     // compare counts its cohorts' values in ClickHouse: no span comes over
     let cmp = ["compare", "--format", "json"];
-    let mut l = vec!["--db", db];
-    l.extend(cmp);
-    let mut r = vec!["--source", src.as_str()];
-    r.extend(cmp);
+    let (l, r) = both(db, &src, &cmp);
     let (compared, said) = run_both(&r)?;
     assert_eq!(
         json(&compared)?,
@@ -534,10 +537,7 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     assert_eq!(second_pull(&said), None, "{said}");
     // per tenant: the earlier traces' tokens come from the shared results
     let tenants = ["compare", "--by-tenant", "--format", "json"];
-    let mut l = vec!["--db", db];
-    l.extend(tenants);
-    let mut r = vec!["--source", src.as_str()];
-    r.extend(tenants);
+    let (l, r) = both(db, &src, &tenants);
     let (by_tenant, said_tenants) = run_both(&r)?;
     let local_tenants = json(&run(&l)?)?;
     assert_eq!(
@@ -564,10 +564,7 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     let periods = [
         "diff", "--before", &before, "--after", &after, "--format", "json",
     ];
-    let mut l = vec!["--db", db];
-    l.extend(periods);
-    let mut r = vec!["--source", src.as_str()];
-    r.extend(periods);
+    let (l, r) = both(db, &src, &periods);
     let (diffed, said) = run_both(&r)?;
     assert_eq!(json(&diffed)?, json(&run(&l)?)?, "diff over shared results");
     let period_spans = second_pull(&said).with_context(|| format!("no period pull in {said}"))?;
@@ -578,10 +575,7 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     // a command that reads spans gets those of the traces analysed before too, and
     // re-analyses none of them
     let rank = ["whatif", "--rank", "--format", "json"];
-    let mut l = vec!["--db", db];
-    l.extend(rank);
-    let mut r = vec!["--source", src.as_str()];
-    r.extend(rank);
+    let (l, r) = both(db, &src, &rank);
     let (ranked, said) = run_both(&r)?;
     assert_eq!(
         json(&ranked)?,
