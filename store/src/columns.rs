@@ -8,6 +8,7 @@ use duckdb::arrow::array::{
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::error::ArrowError;
 use duckdb::arrow::record_batch::RecordBatch;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tailscope_model::{
     AttrValue, Attribute, Batch, Exemplar, LogRecord, MetricPoint, Resource, Span,
@@ -364,16 +365,21 @@ impl JsonWriter {
             first = false;
             write_json(&mut self.out, &a.key);
             self.out.push(b':');
-            match &a.value {
-                AttrValue::Str(v) => write_json(&mut self.out, v),
-                AttrValue::Int(v) => write_json(&mut self.out, v),
-                AttrValue::Bool(v) => write_json(&mut self.out, v),
-                other => write_json(&mut self.out, &value_json(other)),
-            }
+            write_value_json(&mut self.out, &a.value);
         }
         self.out.push(b'}');
         // serde_json writes UTF-8 only
         std::str::from_utf8(&self.out).unwrap_or_default()
+    }
+}
+
+/// One value as the `attributes` JSON holds it.
+fn write_value_json(out: &mut Vec<u8>, v: &AttrValue) {
+    match v {
+        AttrValue::Str(v) => write_json(out, v),
+        AttrValue::Int(v) => write_json(out, v),
+        AttrValue::Bool(v) => write_json(out, v),
+        other => write_json(out, &value_json(other)),
     }
 }
 
@@ -640,60 +646,33 @@ fn non_empty(s: &str) -> Option<&str> {
 /// A value as a span's `attributes` JSON holds it (what [`JsonWriter::attrs`] writes).
 pub(crate) fn value_json_text(v: &AttrValue) -> String {
     let mut out = Vec::new();
-    match v {
-        AttrValue::Str(v) => write_json(&mut out, v),
-        AttrValue::Int(v) => write_json(&mut out, v),
-        AttrValue::Bool(v) => write_json(&mut out, v),
-        other => write_json(&mut out, &value_json(other)),
-    }
+    write_value_json(&mut out, v);
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// A value as an attribute table's `value` column holds it (what `push_attr_value` writes).
-pub(crate) fn value_text(v: &AttrValue) -> String {
+/// A value as an attribute table's `value` column holds it.
+pub(crate) fn value_text(v: &AttrValue) -> Cow<'_, str> {
     match v {
-        AttrValue::Str(s) | AttrValue::Json(s) => s.clone(),
-        AttrValue::Int(i) => i.to_string(),
-        AttrValue::Double(d) => d.to_string(),
-        AttrValue::Bool(b) => if *b { "true" } else { "false" }.to_owned(),
-        AttrValue::Bytes(_) => v.to_display(),
+        AttrValue::Str(s) | AttrValue::Json(s) => Cow::Borrowed(s),
+        AttrValue::Int(i) => Cow::Owned(i.to_string()),
+        AttrValue::Double(d) => Cow::Owned(d.to_string()),
+        AttrValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        AttrValue::Bytes(_) => Cow::Owned(v.to_display()),
     }
 }
 
 fn push_attr_value(t: &mut TableBuilder, v: &AttrValue) {
     t.str(Some(v.type_name()));
-    match v {
-        AttrValue::Str(s) | AttrValue::Json(s) => {
-            t.str(Some(s));
-            t.i64(None);
-            t.f64(None);
-            t.bool(None);
-        }
-        AttrValue::Int(i) => {
-            t.str(Some(&i.to_string()));
-            t.i64(Some(*i));
-            t.f64(Some(*i as f64));
-            t.bool(None);
-        }
-        AttrValue::Double(d) => {
-            t.str(Some(&d.to_string()));
-            t.i64(None);
-            t.f64(Some(*d));
-            t.bool(None);
-        }
-        AttrValue::Bool(b) => {
-            t.str(Some(if *b { "true" } else { "false" }));
-            t.i64(None);
-            t.f64(None);
-            t.bool(Some(*b));
-        }
-        AttrValue::Bytes(_) => {
-            t.str(Some(&v.to_display()));
-            t.i64(None);
-            t.f64(None);
-            t.bool(None);
-        }
-    }
+    t.str(Some(&value_text(v)));
+    let (int, float, boolean) = match v {
+        AttrValue::Int(i) => (Some(*i), Some(*i as f64), None),
+        AttrValue::Double(d) => (None, Some(*d), None),
+        AttrValue::Bool(b) => (None, None, Some(*b)),
+        AttrValue::Str(_) | AttrValue::Json(_) | AttrValue::Bytes(_) => (None, None, None),
+    };
+    t.i64(int);
+    t.f64(float);
+    t.bool(boolean);
 }
 
 #[cfg(test)]

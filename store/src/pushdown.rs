@@ -34,6 +34,25 @@ fn bad(e: Truncated) -> StoreError {
     ClickHouseError::Format(e.to_string()).into()
 }
 
+/// The ranks of the cohort `c`, as a SQL predicate over `r`.
+fn members(c: &CohortRanks) -> String {
+    let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
+    format!("r >= {t0} OR (r >= {lo} AND r < {hi}) OR r = {p50}")
+}
+
+/// Every row of a `RowBinary` answer, each read by `row`.
+fn rows<T>(
+    out: &[u8],
+    mut row: impl FnMut(&mut Reader<'_>) -> Result<T, Truncated>,
+) -> Result<Vec<T>, StoreError> {
+    let mut r = Reader::new(out);
+    let mut v = Vec::new();
+    while !r.is_empty() {
+        v.push(row(&mut r).map_err(bad)?);
+    }
+    Ok(v)
+}
+
 /// The queries a ClickHouse source answers where the spans are kept (it holds no local
 /// store, so threads may share it). Call after the run's results are saved.
 pub struct Pushdown<'a> {
@@ -74,22 +93,34 @@ impl Pushdown<'_> {
 
     /// The cohort traces (rank, duration, route), by rank, ranked in ClickHouse.
     pub fn cohort_traces(&self, c: &CohortRanks) -> Result<Vec<CohortTrace>, StoreError> {
-        let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
         let out = self.ch.query(&format!(
             "WITH {} SELECT toUInt64(r), toInt64(duration_ns), toString(route) FROM ranked \
-             WHERE r >= {t0} OR (r >= {lo} AND r < {hi}) OR r = {p50} ORDER BY r FORMAT RowBinary",
-            self.ranked_sql()
+             WHERE {} ORDER BY r FORMAT RowBinary",
+            self.ranked_sql(),
+            members(c)
+        ))?;
+        rows(&out, |r| {
+            Ok(CohortTrace {
+                rank: usize::try_from(r.u64()?).unwrap_or(usize::MAX),
+                duration_ns: r.i64()?,
+                route: r.string()?,
+            })
+        })
+    }
+
+    /// Over the `cohort` of `WITH {with}`: the traces ranked in all, and the cohort's
+    /// `[first start, last end]` (`None`: an empty cohort).
+    fn cohort_window(&self, with: &str) -> Result<(u64, Option<(i64, i64)>), StoreError> {
+        let out = self.ch.query(&format!(
+            // a scalar subquery is Nullable: ifNull makes it a plain number
+            "WITH {with} SELECT toUInt64(ifNull((SELECT count() FROM ranked), 0)), toUInt64(count()), \
+             toInt64(ifNull(min(start_ns), 0)), toInt64(ifNull(max(start_ns + duration_ns), 0)) \
+             FROM cohort FORMAT RowBinary"
         ))?;
         let mut r = Reader::new(&out);
-        let mut traces = Vec::new();
-        while !r.is_empty() {
-            traces.push(CohortTrace {
-                rank: usize::try_from(r.u64().map_err(bad)?).unwrap_or(usize::MAX),
-                duration_ns: r.i64().map_err(bad)?,
-                route: r.string().map_err(bad)?,
-            });
-        }
-        Ok(traces)
+        let (traces, members) = (r.u64().map_err(bad)?, r.u64().map_err(bad)?);
+        let (from, to) = (r.i64().map_err(bad)?, r.i64().map_err(bad)?);
+        Ok((traces, (members > 0).then_some((from, to))))
     }
 
     /// Each cohort trace's distinct span names, error statuses, span attributes and
@@ -99,20 +130,11 @@ impl Pushdown<'_> {
     /// (another desktop saved results meanwhile).
     pub fn cohort_values(&self, c: &CohortRanks) -> Result<Vec<CohortValue>, StoreError> {
         let ranked = self.ranked_sql();
-        let (t0, lo, hi, p50) = (c.tail_from, c.band_from, c.band_to, c.p50);
         let cohort = format!(
-            "cohort AS (SELECT trace_id, r, start_ns, duration_ns FROM ranked \
-             WHERE r >= {t0} OR (r >= {lo} AND r < {hi}) OR r = {p50})"
+            "cohort AS (SELECT trace_id, r, start_ns, duration_ns FROM ranked WHERE {})",
+            members(c)
         );
-        let out = self.ch.query(&format!(
-            // a scalar subquery is Nullable: ifNull makes it a plain number
-            "WITH {ranked}, {cohort} SELECT toUInt64(ifNull((SELECT count() FROM ranked), 0)), toUInt64(count()), \
-             toInt64(ifNull(min(start_ns), 0)), toInt64(ifNull(max(start_ns + duration_ns), 0)) \
-             FROM cohort FORMAT RowBinary"
-        ))?;
-        let mut r = Reader::new(&out);
-        let (traces, members) = (r.u64().map_err(bad)?, r.u64().map_err(bad)?);
-        let (from, to) = (r.i64().map_err(bad)?, r.i64().map_err(bad)?);
+        let (traces, window) = self.cohort_window(&format!("{ranked}, {cohort}"))?;
         if traces != c.traces as u64 {
             return Err(ClickHouseError::Format(format!(
                 "the shared results hold {traces} analysed traces, not the {} this run ranked: another desktop saved results meanwhile; run the command again",
@@ -120,9 +142,9 @@ impl Pushdown<'_> {
             ))
             .into());
         }
-        if members == 0 {
+        let Some((from, to)) = window else {
             return Ok(Vec::new());
-        }
+        };
         let scope_keys = if self.layout.scope_columns {
             ""
         } else {
@@ -146,27 +168,24 @@ impl Pushdown<'_> {
             from = from.saturating_sub(MINUTE_NS),
             to = to.saturating_add(MINUTE_NS),
         ))?;
-        let mut r = Reader::new(&out);
-        let mut values = Vec::new();
-        while !r.is_empty() {
-            let rank = usize::try_from(r.u64().map_err(bad)?).unwrap_or(usize::MAX);
-            let on = r.u8().map_err(bad)?;
-            let key = r.string().map_err(bad)?;
-            let text = r.string().map_err(bad)?;
+        rows(&out, |r| {
+            let rank = usize::try_from(r.u64()?).unwrap_or(usize::MAX);
+            let on = r.u8()?;
+            let key = r.string()?;
+            let text = r.string()?;
             let (on, value) = match on {
                 0 => (ValueOn::Name, text),
                 1 => (ValueOn::Error, text),
                 2 => (ValueOn::Span, value_json_text(&typed(text))),
-                _ => (ValueOn::Resource, value_text(&typed(text))),
+                _ => (ValueOn::Resource, value_text(&typed(text)).into_owned()),
             };
-            values.push(CohortValue {
+            Ok(CohortValue {
                 rank,
                 on,
                 key,
                 value,
-            });
-        }
-        Ok(values)
+            })
+        })
     }
 
     /// The critical-path time per (service, span name) summed over the tail and over
@@ -183,15 +202,9 @@ impl Pushdown<'_> {
             "cohort AS (SELECT trace_id, _run, start_ns, duration_ns, r >= {t0} AS tail, \
              (r >= {lo} AND r < {hi}) AS band FROM ranked WHERE tail OR band)"
         );
-        let out = self.ch.query(&format!(
-            "WITH {ranked}, {cohort} SELECT toInt64(ifNull(min(start_ns), 0)), \
-             toInt64(ifNull(max(start_ns + duration_ns), 0)), toUInt64(count()) FROM cohort FORMAT RowBinary"
-        ))?;
-        let mut r = Reader::new(&out);
-        let (from, to) = (r.i64().map_err(bad)?, r.i64().map_err(bad)?);
-        if r.u64().map_err(bad)? == 0 {
+        let Some((from, to)) = self.cohort_window(&format!("{ranked}, {cohort}"))?.1 else {
             return Ok(Vec::new());
-        }
+        };
         let out = self.ch.query(&format!(
             "WITH {ranked}, {cohort}, \
              a AS (SELECT toString(x.trace_id) AS trace_id, toString(x.span_id) AS span_id, \
@@ -209,17 +222,7 @@ impl Pushdown<'_> {
             from = from.saturating_sub(MINUTE_NS),
             to = to.saturating_add(MINUTE_NS),
         ))?;
-        let mut r = Reader::new(&out);
-        let mut rows = Vec::new();
-        while !r.is_empty() {
-            rows.push((
-                r.string().map_err(bad)?,
-                r.string().map_err(bad)?,
-                r.i64().map_err(bad)?,
-                r.i64().map_err(bad)?,
-            ));
-        }
-        Ok(rows)
+        rows(&out, |r| Ok((r.string()?, r.string()?, r.i64()?, r.i64()?)))
     }
 }
 
@@ -284,19 +287,16 @@ impl Pushdown<'_> {
             analysed = self.shared.name("trace_analysis"),
             tokens = self.shared.current_tokens_sql(),
         )).map_err(StoreError::from)?;
-        let mut r = Reader::new(&out);
-        let mut rows = Vec::new();
-        while !r.is_empty() {
-            let has = r.u8().map_err(bad)? == 1;
-            let tenant = r.string().map_err(bad)?;
-            rows.push(TenantTrace {
+        Ok(rows(&out, |r| {
+            let has = r.u8()? == 1;
+            let tenant = r.string()?;
+            Ok(TenantTrace {
                 tenant: has.then_some(tenant),
-                duration_ns: r.i64().map_err(bad)?,
-                input_tokens: r.i64().map_err(bad)?,
-                output_tokens: r.i64().map_err(bad)?,
-            });
-        }
-        Ok(rows)
+                duration_ns: r.i64()?,
+                input_tokens: r.i64()?,
+                output_tokens: r.i64()?,
+            })
+        })?)
     }
 }
 
