@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use tailscope_analysis::diff::{self, DiffOptions, Window, WindowSpec};
+use tailscope_store::query::TraceSource;
 use tailscope_store::Store;
 
 fn share(s: &str) -> Result<f64, String> {
@@ -136,7 +137,7 @@ impl DiffArgs {
 
 /// `diff` over one analysed store whose periods are already resolved.
 pub fn output_in(
-    store: &Store,
+    store: &impl TraceSource,
     (bw, aw): (Window, Window),
     shown: &Path,
     args: &DiffArgs,
@@ -145,8 +146,8 @@ pub fn output_in(
 }
 
 fn compared(
-    before_store: &Store,
-    after_ref: &Store,
+    before_store: &impl TraceSource,
+    after_ref: &impl TraceSource,
     (bw, aw): (Window, Window),
     (before_db, after_db): (&Path, &Path),
     args: &DiffArgs,

@@ -120,17 +120,17 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
     // what each command reads of the traces analysed before: the report their results
     // (the JSON report with their sections), and its cohorts' critical time per
     // operation summed in ClickHouse; compare nothing, its cohorts and values (per
-    // tenant: a row per trace) come from ClickHouse; diff their results and the traces
-    // of its two periods; the other commands every span
+    // tenant: a row per trace) come from ClickHouse; diff nothing, its periods' traces,
+    // operations and calls come from ClickHouse; the other commands every span
     let earlier = match &command {
         Command::Analyze(a) if a.is_json() => tailscope_store::Earlier::Sections,
-        Command::Compare(_) => tailscope_store::Earlier::Nothing,
-        Command::Diff(_) | Command::Analyze(_) => tailscope_store::Earlier::Results,
+        Command::Compare(_) | Command::Diff(_) => tailscope_store::Earlier::Nothing,
+        Command::Analyze(_) => tailscope_store::Earlier::Results,
         _ => tailscope_store::Earlier::Everything,
     };
-    let mut run = source::open(url, earlier)?;
+    let run = source::open(url, earlier)?;
     let periods = match &command {
-        Command::Diff(args) => Some(source::pull_periods(&mut run, args)?),
+        Command::Diff(args) => Some(source::periods(&run, args)?),
         _ => None,
     };
     let store = run.store();
@@ -149,8 +149,15 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
             Ok(())
         }
         Command::Diff(args) => {
-            let periods = periods.expect("pulled above");
-            print!("{}", diff::output_in(store, periods, &shown, &args)?);
+            let periods = periods.expect("resolved above");
+            let before = run.bytes().0;
+            let out = diff::output_in(&run, periods, &shown, &args)?;
+            eprintln!(
+                "the two periods read in {} ({} bytes received)",
+                url.shown(),
+                run.bytes().0 - before
+            );
+            print!("{out}");
             Ok(())
         }
         Command::Whatif(args) => {

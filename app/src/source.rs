@@ -75,30 +75,11 @@ pub fn open(url: &ClickHouseUrl, earlier: Earlier) -> Result<SourceRun> {
     Ok(run)
 }
 
-/// Says how many spans of `what` a pull added to the `before` already pulled.
-fn said_pulled(run: &SourceRun, before: u64, what: &str) {
-    if run.pulled.spans > before {
-        eprintln!(
-            "pulled {} spans of {what} ({} bytes received in all)",
-            run.pulled.spans - before,
-            run.pulled.bytes
-        );
-    }
-}
-
-/// Also pulls the traces of `diff`'s two periods that `open` left out; the periods
-/// resolved against the whole source's span starts.
-pub fn pull_periods(run: &mut SourceRun, args: &crate::diff::DiffArgs) -> Result<(Window, Window)> {
+/// `diff`'s two periods resolved against the whole source's span starts (what it
+/// reads of them is found in ClickHouse: `SourceRun::period_rows`).
+pub fn periods(run: &SourceRun, args: &crate::diff::DiffArgs) -> Result<(Window, Window)> {
     let range = run
         .span_starts()
         .map_or((0, 0), |(lo, hi)| (lo, hi.saturating_add(1)));
-    let (bw, aw) = args.windows(range)?;
-    let before = run.pulled.spans;
-    run.pull_windows(
-        &[(bw.from_ns, bw.to_ns), (aw.from_ns, aw.to_ns)],
-        &|_, _| {},
-    )
-    .with_context(|| format!("reading the two periods' spans from {}", run.url().shown()))?;
-    said_pulled(run, before, "the two periods' traces");
-    Ok((bw, aw))
+    args.windows(range)
 }

@@ -109,7 +109,8 @@ pub struct CohortValue {
 }
 
 /// One period of a store as `diff` reads it: what starts in `[from, to)`. A cluster is
-/// a hash of the conversation, else of the trace (as `u64`).
+/// a hash of the conversation, else of the trace (as `u64`): the first 8 bytes of its
+/// MD5, big-endian, shifted right by one, which every engine computes alike.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeriodRows {
     pub traces: Vec<PeriodTrace>,
@@ -118,8 +119,19 @@ pub struct PeriodRows {
     pub calls: Vec<PeriodCall>,
 }
 
+impl PeriodRows {
+    /// The traces and calls in one order whatever order the engine returned them in,
+    /// so that what is computed over them in row order (a seeded cluster bootstrap) is
+    /// the same from every source. An operation's spans need no order: `diff` sorts
+    /// them by (duration, cluster).
+    pub fn canonical(&mut self) {
+        self.traces.sort_unstable();
+        self.calls.sort_unstable();
+    }
+}
+
 /// An analysed trace whose root starts in the period.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PeriodTrace {
     /// The root's service and operation, `service operation`.
     pub route: String,
@@ -142,7 +154,7 @@ pub struct PeriodOperation {
 
 /// An innermost LLM client call that starts in the period (a call wrapping another is
 /// the framework around it), with the server span directly below it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PeriodCall {
     /// Empty when the call names none.
     pub model: String,

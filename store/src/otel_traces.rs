@@ -383,9 +383,8 @@ impl Store {
     /// newest, and the other traces of their conversations), pulled as `RowBinary` a
     /// time window of about [`SPANS_PER_PULL`] spans at a time, into an in-memory
     /// store. `earlier`: what to read of the traces the shared results cover (with
-    /// [`Earlier::Everything`] their spans too, marked as analysed; the report and
-    /// `compare` need only results and what [`SourceRun::pushdown`] sums, `diff` also
-    /// the traces of its periods, see [`SourceRun::pull_windows`]).
+    /// [`Earlier::Everything`] their spans too, marked as analysed; the report,
+    /// `compare` and `diff` need only results and what [`SourceRun::pushdown`] finds).
     /// `progress(spans_done, spans)`.
     pub fn open_clickhouse(
         url: &ClickHouseUrl,
@@ -475,51 +474,6 @@ impl SourceRun {
     /// span would give it.
     pub fn span_starts(&self) -> Option<(i64, i64)> {
         self.starts
-    }
-
-    /// Also pulls the traces with a span starting in the windows `[from, to)` (what
-    /// `diff` reads of two periods, the server spans below a call that ends past the
-    /// window included) that this run did not pull.
-    pub fn pull_windows(
-        &mut self,
-        windows: &[(i64, i64)],
-        progress: &dyn Fn(u64, u64),
-    ) -> Result<(), StoreError> {
-        let any: Vec<String> = windows
-            .iter()
-            .map(|&(a, b)| {
-                format!(
-                    "(Timestamp >= fromUnixTimestamp64Nano(toInt64({a})) AND Timestamp < fromUnixTimestamp64Nano(toInt64({b})))"
-                )
-            })
-            .collect();
-        if any.is_empty() {
-            return Ok(());
-        }
-        let within = format!(
-            "TraceId IN (SELECT TraceId FROM {} WHERE {})",
-            self.layout.table,
-            any.join(" OR ")
-        );
-        self.pull_more(&within, progress)
-    }
-
-    /// Pulls the spans meeting `filter` that this run did not pull, recorded as
-    /// analysed (their results are the shared ones).
-    fn pull_more(&mut self, filter: &str, progress: &dyn Fn(u64, u64)) -> Result<(), StoreError> {
-        let Some(changed) = self.changed.clone() else {
-            return Ok(());
-        };
-        let filter = format!("({filter}) AND NOT ({changed})");
-        let layout = self.layout.clone();
-        let writer = self.store.writer(WriterConfig::default())?;
-        self.pull_where(&writer, &layout, Some(&filter), 0, progress)?;
-        writer.close()?;
-        // their results are the shared ones: a later update must not analyse them
-        // again without the rest of their conversations
-        self.mark_analysed()?;
-        self.pulled.bytes = self.ch.bytes().0;
-        Ok(())
     }
 
     /// Records every span in the store as analysed (a run whose watermark is the

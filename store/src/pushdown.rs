@@ -2,8 +2,9 @@
 //! come to the desktop: each cohort trace's distinct values for `compare` (`ARRAY
 //! JOIN` over the maps), the cohorts' critical-path time per operation for the report
 //! (the shared per-span results joined with the spans' names), and a row per analysed
-//! trace for the per-tenant view (its tenant, duration and tokens), all sent as
-//! `RowBinary`. Cohorts are ranked there (`row_number()` by duration, ties by trace
+//! trace for the per-tenant view (its tenant, duration and tokens), and what `diff`
+//! reads of a period (the analysed traces, the spans' durations per operation, the
+//! innermost LLM calls as the shared results keep them), all sent as `RowBinary`. Cohorts are ranked there (`row_number()` by duration, ties by trace
 //! id: the nearest ranks the local cohorts use). The answers are still the analysis
 //! core's: it reads these rows as it reads a local store's.
 //!
@@ -22,8 +23,8 @@ use crate::rowbinary::{Reader, Truncated};
 use crate::shared_results::SharedResults;
 use crate::{SourceRun, StoreError};
 use tailscope_model::samples::{
-    CohortRanks, CohortSpan, CohortTrace, CohortValue, KeyPresence, PeriodRows, TenantTrace,
-    ValueOn,
+    CohortRanks, CohortSpan, CohortTrace, CohortValue, KeyPresence, PeriodCall, PeriodOperation,
+    PeriodRows, PeriodTrace, TenantTrace, ValueOn,
 };
 
 /// A minute, in nanoseconds: the margin around a cohort's traces for spans that start
@@ -32,6 +33,20 @@ const MINUTE_NS: i64 = 60_000_000_000;
 
 fn bad(e: Truncated) -> StoreError {
     ClickHouseError::Format(e.to_string()).into()
+}
+
+/// ClickHouse SQL for the cluster of the text `key`: the number the local store
+/// computes (`query::periods`), the first 8 bytes of its MD5, big-endian, shifted right
+/// by one.
+fn cluster(key: &str) -> String {
+    format!("toUInt64(bitShiftRight(reinterpretAsUInt64(reverse(substring(MD5({key}), 1, 8))), 1))")
+}
+
+/// ClickHouse SQL: `Timestamp` in `[from, to)`.
+fn in_window(from: i64, to: i64) -> String {
+    format!(
+        "Timestamp >= fromUnixTimestamp64Nano(toInt64({from})) AND Timestamp < fromUnixTimestamp64Nano(toInt64({to}))"
+    )
 }
 
 /// The ranks of the cohort `c`, as a SQL predicate over `r`.
@@ -227,6 +242,114 @@ impl Pushdown<'_> {
 }
 
 impl Pushdown<'_> {
+    /// What `diff` reads of the period `[from, to)`, found in ClickHouse: the analysed
+    /// traces whose root starts in it (shared results), its spans' durations per
+    /// (service, name) (the exporter's table), its innermost LLM calls (the shared
+    /// results' calls), each with its cluster; no span comes to the desktop.
+    pub fn period_rows(&self, from: i64, to: i64) -> Result<PeriodRows, StoreError> {
+        let causes: Vec<String> = crate::CAUSE_COLUMNS
+            .iter()
+            .map(|c| format!("toInt64(ifNull(`{c}_ns`, 0))"))
+            .collect();
+        let traces = self.ch.query(&format!(
+            "SELECT toString(ifNull(route, '')), toInt64(duration_ns), {cl}, {causes} \
+             FROM {analysed} FINAL WHERE start_ns >= {from} AND start_ns < {to} FORMAT RowBinary",
+            cl = cluster("ifNull(conversation_id, trace_id)"),
+            causes = causes.join(", "),
+            analysed = self.shared.name("trace_analysis"),
+        ))?;
+        let traces = rows(&traces, |r| {
+            let route = r.string()?;
+            let duration_ns = r.i64()?;
+            let cluster = r.u64()?;
+            let mut by_cause_ns = [0; tailscope_model::Cause::COUNT];
+            for v in &mut by_cause_ns {
+                *v = r.i64()?;
+            }
+            Ok(PeriodTrace {
+                route,
+                duration_ns,
+                cluster,
+                by_cause_ns,
+            })
+        })?;
+        let window = in_window(from, to);
+        let operations = self.ch.query(&format!(
+            "WITH conv AS (SELECT trace_id, conversation_id FROM {analysed} FINAL \
+                           WHERE trace_id IN (SELECT TraceId FROM {table} WHERE {window})) \
+             SELECT toString(s.ServiceName), toString(s.SpanName), groupArray(toInt64(s.Duration)), \
+                    groupArray({cl}) \
+             FROM {table} AS s LEFT JOIN conv ON conv.trace_id = s.TraceId \
+             WHERE {window} GROUP BY 1, 2 FORMAT RowBinary",
+            cl = cluster("ifNull(conv.conversation_id, s.TraceId)"),
+            analysed = self.shared.name("trace_analysis"),
+            table = self.layout.table,
+        ))?;
+        let operations = rows(&operations, |r| {
+            let service = r.string()?;
+            let name = r.string()?;
+            let n = r.varint()?;
+            let durations_ns = (0..n).map(|_| r.i64()).collect::<Result<Vec<_>, _>>()?;
+            let n = r.varint()?;
+            let clusters = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+            Ok(PeriodOperation {
+                service,
+                name,
+                durations_ns,
+                clusters,
+            })
+        })?;
+        let calls = self.ch.query(&format!(
+            "WITH cur AS (SELECT trace_id, _run, route, conversation_id FROM {analysed} FINAL) \
+             SELECT c.model, c.server, toUInt8(isNotNull(cur.route)), toString(ifNull(cur.route, '')), \
+                    c.duration_ns, c.ttfc, c.output_tokens, c.input_tokens, c.cache_read, c.events, \
+                    toUInt8(c.stream), c.srv_ttft, c.srv_decode, {cl} \
+             FROM {calls} AS c INNER JOIN cur ON cur.trace_id = c.trace_id AND cur._run = c._run \
+             WHERE c.start_ns >= {from} AND c.start_ns < {to} FORMAT RowBinary",
+            cl = cluster("ifNull(cur.conversation_id, c.trace_id)"),
+            analysed = self.shared.name("trace_analysis"),
+            calls = self.shared.name("llm_calls"),
+        ))?;
+        let calls = rows(&calls, |r| {
+            let model = r.string()?;
+            let server = r.string()?;
+            let routed = r.u8()? == 1;
+            let route = r.string()?;
+            let duration_ns = r.i64()?;
+            let mut opt = || -> Result<Option<i64>, Truncated> {
+                Ok(if r.u8()? == 1 { None } else { Some(r.i64()?) })
+            };
+            let (ttfc, output, input, cache, events) = (opt()?, opt()?, opt()?, opt()?, opt()?);
+            let stream = r.u8()? == 1;
+            let mut opt = || -> Result<Option<i64>, Truncated> {
+                Ok(if r.u8()? == 1 { None } else { Some(r.i64()?) })
+            };
+            let (server_ttft_ns, server_decode_ns) = (opt()?, opt()?);
+            Ok(PeriodCall {
+                model,
+                server,
+                route: routed.then_some(route),
+                duration_ns,
+                time_to_first_chunk_ns: ttfc,
+                output_tokens: output,
+                input_tokens: input,
+                cache_read_tokens: cache,
+                event_count: events,
+                stream,
+                server_ttft_ns,
+                server_decode_ns,
+                cluster: r.u64()?,
+            })
+        })?;
+        Ok(PeriodRows {
+            traces,
+            operations,
+            calls,
+        })
+    }
+}
+
+impl Pushdown<'_> {
     /// Where the attribute `key` occurs in the span table (a key of letters, digits and
     /// `._-:/@`).
     pub fn key_presence(&self, key: &str) -> Result<KeyPresence, QueryError> {
@@ -364,7 +487,7 @@ impl TraceSource for SourceRun {
         Ok(SourceRun::span_starts(self))
     }
     fn period_rows(&self, from_ns: i64, to_ns: i64) -> Result<PeriodRows, QueryError> {
-        self.store.period_rows(from_ns, to_ns)
+        Ok(self.pushdown().period_rows(from_ns, to_ns)?)
     }
     fn replay_calls(
         &self,

@@ -29,6 +29,37 @@ const PER_TRACE: [&str; 4] = [
     "findings",
 ];
 
+/// The columns of `tailscope_llm_calls`: each analysed trace's innermost LLM client
+/// calls as `diff` reads them ([`crate::query::innermost_calls_sql`]), kept so that
+/// `diff` reads a period's calls in ClickHouse rather than pulling their spans.
+fn call_columns() -> Vec<Col> {
+    let col = |name: &str, ty: Ty, nullable: bool| Col {
+        name: name.to_owned(),
+        ty,
+        nullable,
+    };
+    let mut cols = vec![
+        col("trace_id", Ty::Str, false),
+        col("start_ns", Ty::I64, false),
+        col("model", Ty::Str, false),
+        col("server", Ty::Str, false),
+        col("duration_ns", Ty::I64, false),
+    ];
+    for name in [
+        "ttfc",
+        "output_tokens",
+        "input_tokens",
+        "cache_read",
+        "events",
+    ] {
+        cols.push(col(name, Ty::I64, true));
+    }
+    cols.push(col("stream", Ty::Bool, false));
+    cols.push(col("srv_ttft", Ty::I64, true));
+    cols.push(col("srv_decode", Ty::I64, true));
+    cols
+}
+
 /// A result table column's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ty {
@@ -138,10 +169,10 @@ const KEPT: &str = "tailscope_pull_";
 /// the shared ones), least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Earlier {
-    /// None of their results, only the latest run's fits (`compare`, which reads the
-    /// cohorts and the values in ClickHouse).
+    /// None of their results, only the latest run's fits (`compare` and `diff`, which
+    /// read their cohorts, values and periods in ClickHouse).
     Nothing,
-    /// Their per-trace results and findings (the text report, `diff`).
+    /// Their per-trace results and findings (the text report).
     Results,
     /// Also their critical-path sections (the JSON report).
     Sections,
@@ -208,6 +239,12 @@ impl<'a> SharedResults<'a> {
         ch.execute(&format!(
             "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, trace_id String, input_tokens Int64, output_tokens Int64) ENGINE = MergeTree ORDER BY (trace_id, _run)",
             s.name("trace_tokens")
+        ))?;
+        let body: Vec<String> = call_columns().iter().map(Col::clickhouse).collect();
+        ch.execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, {}) ENGINE = MergeTree ORDER BY (start_ns, trace_id, _run)",
+            s.name("llm_calls"),
+            body.join(", ")
         ))?;
         Ok(s)
     }
@@ -394,6 +431,8 @@ impl<'a> SharedResults<'a> {
         );
         self.save_table(store, "analysis_runs", &cols, &sql, run)?;
         self.save_tokens(store, ids, run)?;
+        let sql = crate::query::innermost_calls_sql(&format!("trace_id IN ({ids})"));
+        self.save_table(store, "llm_calls", &call_columns(), &sql, run)?;
         let mut w = Writer::default();
         w.u64(run);
         w.i64(read_upto_ns);

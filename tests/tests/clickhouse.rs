@@ -556,8 +556,10 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
         value_bytes > 0 && value_bytes < first_pull_bytes,
         "{value_bytes} bytes of values against {first_pull_bytes} of every span: {said}"
     );
-    // diff reads only the traces of its two periods (here the first half of the
-    // range, split in two)
+    // diff reads its two periods (here the first half of the range, split in two) in
+    // ClickHouse: the traces' shared results, the spans' durations per operation and
+    // the shared LLM calls; no span comes over, and what does is less than the first
+    // run's pull of every span
     let (first, last) = span_starts(db)?;
     let (q1, q2) = (first + (last - first) / 4, first + (last - first) / 2);
     let (before, after) = (format!("{first}..{q1}"), format!("{q1}..{q2}"));
@@ -566,11 +568,20 @@ fn shared_results_make_the_next_run_incremental() -> Result<()> {
     ];
     let (l, r) = both(db, &src, &periods);
     let (diffed, said) = run_both(&r)?;
-    assert_eq!(json(&diffed)?, json(&run(&l)?)?, "diff over shared results");
-    let period_spans = second_pull(&said).with_context(|| format!("no period pull in {said}"))?;
+    let local_diff = json(&run(&l)?)?;
+    assert_eq!(json(&diffed)?, local_diff, "diff over shared results");
     assert!(
-        period_spans > 0 && period_spans < spans_after,
-        "{period_spans} of {spans_after} spans pulled for the two periods: {said}"
+        local_diff["changes"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c["scope"] == "llm")),
+        "the periods' LLM calls are compared: {local_diff}"
+    );
+    assert_eq!(second_pull(&said), None, "{said}");
+    let period_bytes = number_after(&said, "bytes received)")
+        .with_context(|| format!("no count of the periods' rows in {said}"))?;
+    assert!(
+        period_bytes > 0 && period_bytes < first_pull_bytes,
+        "{period_bytes} bytes of the periods' rows against {first_pull_bytes} of every span: {said}"
     );
     // a command that reads spans gets those of the traces analysed before too, and
     // re-analyses none of them

@@ -11,6 +11,7 @@ mod tenants;
 mod traces;
 
 pub use cohorts::TailRow;
+pub(crate) use periods::innermost_calls_sql;
 pub use replays::{
     ReplayDetail, ReplayEvictionItem, ReplayItem, ReplaySideSummary, ReplayTurnItem,
     REPLAY_SUMMARY_COLUMNS,

@@ -9,8 +9,45 @@ use duckdb::arrow::datatypes::Int64Type;
 use duckdb::arrow::record_batch::RecordBatch;
 use tailscope_model::samples::{PeriodCall, PeriodOperation, PeriodRows, PeriodTrace};
 
-/// SQL for a row's cluster: a hash of its conversation, else of its trace, as BIGINT.
-const CLUSTER: &str = "(hash(coalesce(t.conversation_id, t.trace_id)) >> 1)::BIGINT";
+/// SQL for the cluster of the text `key` (a conversation, else a trace): the first 8
+/// bytes of its MD5, big-endian, shifted right by one, as BIGINT; ClickHouse computes
+/// the same number (`pushdown`), so both sources group and order the rows alike.
+fn cluster(key: &str) -> String {
+    format!("((('0x' || left(md5({key}), 16))::UBIGINT >> 1)::BIGINT)")
+}
+
+/// The innermost LLM client calls (a call wrapping another is the framework around
+/// it, in the whole trace) among the spans that meet `pred`, with the server span
+/// directly below each: `trace_id, start_ns, model, server, duration_ns, ttfc,
+/// output_tokens, input_tokens, cache_read, events, stream, srv_ttft, srv_decode`.
+/// What `diff` reads of a period's calls, and what a ClickHouse source keeps of them.
+pub(crate) fn innermost_calls_sql(pred: &str) -> String {
+    format!(
+        "WITH c AS (
+             SELECT trace_id, span_id, start_ns, model, server_address, duration_ns, time_to_first_chunk_ns,
+                    output_tokens, input_tokens, cache_read_tokens, event_count, stream
+             FROM spans WHERE op_class = 'llm' AND kind <> 'server' AND ({pred})),
+         wrappers AS (
+             SELECT DISTINCT trace_id, parent_span_id AS span_id FROM spans
+             WHERE op_class = 'llm' AND kind <> 'server' AND parent_span_id IS NOT NULL
+               AND trace_id IN (SELECT trace_id FROM c)),
+         srv AS (
+             SELECT trace_id, parent_span_id AS span_id, max(ttft_ns) AS ttft_ns, max(decode_ns) AS decode_ns
+             FROM spans WHERE op_class = 'llm' AND kind = 'server' AND parent_span_id IS NOT NULL
+               AND trace_id IN (SELECT trace_id FROM c)
+             GROUP BY ALL)
+         SELECT c.trace_id, c.start_ns::BIGINT AS start_ns, coalesce(c.model, '') AS model,
+                coalesce(c.server_address, '') AS server,
+                c.duration_ns::BIGINT AS duration_ns, c.time_to_first_chunk_ns::BIGINT AS ttfc,
+                c.output_tokens::BIGINT AS output_tokens, c.input_tokens::BIGINT AS input_tokens,
+                c.cache_read_tokens::BIGINT AS cache_read, c.event_count::BIGINT AS events,
+                coalesce(c.stream, false) AS stream,
+                srv.ttft_ns::BIGINT AS srv_ttft, srv.decode_ns::BIGINT AS srv_decode
+         FROM c
+         ANTI JOIN wrappers w ON w.trace_id = c.trace_id AND w.span_id = c.span_id
+         LEFT JOIN srv ON srv.trace_id = c.trace_id AND srv.span_id = c.span_id"
+    )
+}
 
 fn list<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a ListArray, StoreError> {
     b.column_by_name(name)
@@ -46,8 +83,9 @@ impl Store {
             .join(", ");
         let mut out = Vec::new();
         for b in self.query_arrow(&format!(
-            "SELECT t.route, t.duration_ns::BIGINT AS d, {CLUSTER} AS cl, {causes} FROM trace_analysis t
-             WHERE t.start_ns >= {from} AND t.start_ns < {to}"
+            "SELECT t.route, t.duration_ns::BIGINT AS d, {} AS cl, {causes} FROM trace_analysis t
+             WHERE t.start_ns >= {from} AND t.start_ns < {to}",
+            cluster("coalesce(t.conversation_id, t.trace_id)")
         ))? {
             let c = Columns::new(&b);
             let (route, d, cl) = (c.str("route")?, c.i64("d")?, c.i64("cl")?);
@@ -72,10 +110,14 @@ impl Store {
     fn period_operations(&self, from: i64, to: i64) -> Result<Vec<PeriodOperation>, QueryError> {
         let mut out = Vec::new();
         for b in self.query_arrow(&format!(
-            "SELECT s.service_name, s.name, list(s.duration_ns::BIGINT) AS d,
-                    list(coalesce({CLUSTER}, (hash(s.trace_id) >> 1)::BIGINT)) AS cl
-             FROM spans s LEFT JOIN trace_analysis t USING (trace_id)
-             WHERE s.start_ns >= {from} AND s.start_ns < {to} GROUP BY ALL"
+            // a cluster per trace, not per span
+            "WITH t AS (SELECT trace_id, {} AS cl FROM trace_analysis)
+             SELECT s.service_name, s.name, list(s.duration_ns::BIGINT) AS d,
+                    list(coalesce(t.cl, {})) AS cl
+             FROM spans s LEFT JOIN t USING (trace_id)
+             WHERE s.start_ns >= {from} AND s.start_ns < {to} GROUP BY ALL",
+            cluster("coalesce(conversation_id, trace_id)"),
+            cluster("s.trace_id")
         ))? {
             let c = Columns::new(&b);
             let (svc, name, d, cl) = (
@@ -115,30 +157,10 @@ impl Store {
     fn period_calls(&self, from: i64, to: i64) -> Result<Vec<PeriodCall>, QueryError> {
         let mut out = Vec::new();
         for b in self.query_arrow(&format!(
-            "WITH c AS (
-                 SELECT trace_id, span_id, model, server_address, duration_ns, time_to_first_chunk_ns,
-                        output_tokens, input_tokens, cache_read_tokens, event_count, stream
-                 FROM spans
-                 WHERE op_class = 'llm' AND kind <> 'server' AND start_ns >= {from} AND start_ns < {to}),
-             wrappers AS (
-                 SELECT DISTINCT trace_id, parent_span_id AS span_id FROM spans
-                 WHERE op_class = 'llm' AND kind <> 'server' AND parent_span_id IS NOT NULL
-                   AND start_ns >= {from} AND start_ns < {to}),
-             srv AS (
-                 SELECT trace_id, parent_span_id AS span_id, max(ttft_ns) AS ttft_ns, max(decode_ns) AS decode_ns
-                 FROM spans WHERE op_class = 'llm' AND kind = 'server' AND parent_span_id IS NOT NULL
-                 GROUP BY ALL)
-             SELECT coalesce(c.model, '') AS model, coalesce(c.server_address, '') AS server,
-                    c.duration_ns::BIGINT AS duration_ns, c.time_to_first_chunk_ns::BIGINT AS ttfc,
-                    c.output_tokens::BIGINT AS output_tokens, c.input_tokens::BIGINT AS input_tokens,
-                    c.cache_read_tokens::BIGINT AS cache_read, c.event_count::BIGINT AS events,
-                    coalesce(c.stream, false) AS stream,
-                    srv.ttft_ns::BIGINT AS srv_ttft, srv.decode_ns::BIGINT AS srv_decode,
-                    coalesce({CLUSTER}, (hash(c.trace_id) >> 1)::BIGINT) AS cl, t.route
-             FROM c
-             ANTI JOIN wrappers w ON w.trace_id = c.trace_id AND w.span_id = c.span_id
-             LEFT JOIN srv ON srv.trace_id = c.trace_id AND srv.span_id = c.span_id
-             LEFT JOIN trace_analysis t ON t.trace_id = c.trace_id"
+            "WITH calls AS ({})
+             SELECT c.*, {} AS cl, t.route FROM calls c LEFT JOIN trace_analysis t USING (trace_id)",
+            innermost_calls_sql(&format!("start_ns >= {from} AND start_ns < {to}")),
+            cluster("coalesce(t.conversation_id, c.trace_id)")
         ))? {
             let c = Columns::new(&b);
             let (model, server, route, stream) = (

@@ -30,7 +30,8 @@ impl Obs {
         self.values.is_empty()
     }
 
-    /// The values sorted, with dense cluster ids in the same order.
+    /// The values sorted (ties by cluster, so that any order of the same observations
+    /// gives the same result), with dense cluster ids in the same order.
     pub(super) fn sorted(&self) -> (Vec<f64>, Vec<u32>) {
         let mut pairs: Vec<(f64, u64)> = self
             .values
@@ -38,7 +39,7 @@ impl Obs {
             .copied()
             .zip(self.clusters.iter().copied())
             .collect();
-        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut ids: FastMap<u64, u32> = FastMap::default();
         let mut dense = Vec::with_capacity(pairs.len());
         let mut values = Vec::with_capacity(pairs.len());
@@ -121,7 +122,8 @@ impl Sample {
     /// server span's TTFT), decode time per output token after the first (the client's
     /// duration after its first chunk, else the server span's decode time), output
     /// tokens per streamed chunk, output tokens and cache reads over input tokens.
-    pub fn of(window: Window, rows: PeriodRows) -> Sample {
+    pub fn of(window: Window, mut rows: PeriodRows) -> Sample {
+        rows.canonical();
         let mut s = Sample {
             window: Some(window),
             ..Sample::default()
@@ -260,11 +262,17 @@ mod tests {
             from_ns: 0,
             to_ns: 10,
         };
+        // the same rows in another order (another engine's) give the same sample
+        let mut reversed = rows.clone();
+        reversed.traces.reverse();
+        reversed.calls.reverse();
         let s = Sample::of(w, rows);
+        assert_eq!(format!("{s:?}"), format!("{:?}", Sample::of(w, reversed)));
         assert_eq!((s.window, s.traces), (Some(w), 3));
         let chat = &s.routes[&("api".to_owned(), "POST /chat".to_owned())];
-        assert_eq!(chat.durations.values, [90.0, 70.0]);
-        assert_eq!(chat.durations.clusters, [1, 3]);
+        // in canonical order: by route, then duration
+        assert_eq!(chat.durations.values, [70.0, 90.0]);
+        assert_eq!(chat.durations.clusters, [3, 1]);
         assert_eq!(chat.causes.len(), 2 * CAUSES);
         assert_eq!(chat.causes[7..9], [40.0, 0.0]);
         assert!(s.routes.contains_key(&(String::new(), "cron".to_owned())));
@@ -273,10 +281,11 @@ mod tests {
             [5.0, 6.0]
         );
         let m = &s.llm[&("m".to_owned(), "srv".to_owned())];
-        assert_eq!(m.ttft_ns.values, [100.0, 70.0]);
-        assert_eq!(m.decode_ns_per_token.values, [90.0, 250.0]);
+        // calls in canonical order: the served one (no first chunk) first
+        assert_eq!(m.ttft_ns.values, [70.0, 100.0]);
+        assert_eq!(m.decode_ns_per_token.values, [250.0, 90.0]);
         assert_eq!(m.tokens_per_chunk.values, [11.0 / 5.0]);
-        assert_eq!(m.output_tokens.values, [11.0, 3.0]);
+        assert_eq!(m.output_tokens.values, [3.0, 11.0]);
         assert_eq!(
             (m.cache.as_slice(), m.cache_clusters.as_slice()),
             (&[200.0, 200.0][..], &[1][..])
