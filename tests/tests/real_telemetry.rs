@@ -48,15 +48,6 @@ const NO_GAPS: Gaps = Gaps {
     evicted_called_decode: 0,
 };
 
-const fn gaps(evictions: usize, queue: usize, cost: f64, decode: usize) -> Gaps {
-    Gaps {
-        evictions_unanswered: evictions,
-        queue_unanswered: queue,
-        max_cost_error: cost,
-        evicted_called_decode: decode,
-    }
-}
-
 /// What a package sends, so the checks know what to expect of it.
 struct Expect {
     name: &'static str,
@@ -84,17 +75,16 @@ const fn pkg(
     }
 }
 
-/// Every recorded stack (`tests/realtel/README.md` says what each one emits). The
-/// gaps: a 131 ms eviction in otel-genai (no cache reads, no first-token time) is not
-/// told from noise; one OpenLLMetry queue wait is costed 406 ms against 329 ms (its
-/// turn also lost part of its cached prefix to LRU pressure, and the linear latency
-/// model underprices that longer prefill). Costs the latency model cannot place (more
-/// than its linear estimate of the re-prefill, or a prefix unknown because the turns
-/// between report no token counts) are stated as a range, checked to cover the truth.
+/// Every recorded stack (`tests/realtel/README.md` says what each one emits), none with
+/// a known gap since the latency model prices prefill with the context it attends to
+/// (before: a 131 ms otel-genai eviction not told from noise, one OpenLLMetry queue wait
+/// costed 406 ms against 329 ms). Costs the latency model cannot place (more than its
+/// estimate of the re-prefill, or a prefix unknown because the turns between report no
+/// token counts) are stated as a range, checked to cover the truth.
 const PACKAGES: &[Expect] = &[
     pkg("openinference", Reads::Every, true, true, NO_GAPS),
-    pkg("otel-genai", Reads::None, false, true, gaps(1, 0, 0.15, 1)),
-    pkg("openllmetry", Reads::Every, true, true, gaps(0, 1, 0.15, 0)),
+    pkg("otel-genai", Reads::None, false, true, NO_GAPS),
+    pkg("openllmetry", Reads::Every, true, true, NO_GAPS),
     pkg("langchain", Reads::Every, true, true, NO_GAPS),
     pkg("vllm-stack", Reads::None, false, true, NO_GAPS),
     pkg("otel-genai-metrics", Reads::None, false, true, NO_GAPS),
@@ -806,11 +796,12 @@ fn write_amplification_fixture_is_found_on_its_planted_turns() {
 /// after the last rule change it checks). The tuned set is seed 12 (`fixtures/`).
 /// What must hold everywhere (no confident wrong primary cause, at most 2% of clean
 /// turns with a confident one, no eviction on a clean turn, queue on at most 5% of the
-/// calls) holds there too, and the planted causes answered are printed beside the
-/// tuned set's. Measured: seed 7 119 of 120 answered (tuned set: 118; 111, 116 and 116
-/// before the uncounted-turns rule, the duration model over unstreamed calls and
-/// residual waits judged against the median, and the waiting-and-missing metrics
-/// rule), seed 23 116 of 120; 0 confident and wrong on both.
+/// calls) holds there too, and at least as many planted causes are answered on each as
+/// were when this test was last changed (seed 7: 119 of 120, seed 23: 116 of 120; a
+/// change that answers fewer fails here, one that answers more can raise the floor).
+/// History on seed 7: 111, 116 and 116 before the uncounted-turns rule, the duration
+/// model over unstreamed calls and residual waits judged against the median, and the
+/// waiting-and-missing metrics rule; 0 confident and wrong on both seeds.
 #[test]
 fn held_out_recordings_are_not_confidently_wrong() {
     // TAILSCOPE_HELD_OUT=DIR: the same checks on another recording (the stacks in it)
@@ -830,12 +821,19 @@ fn held_out_recordings_are_not_confidently_wrong() {
             dir.display()
         );
         let seed23 = dir.ends_with("fixtures-seed23");
+        // the answered floor of this recording (none for another one)
+        let floor = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("fixtures-seed7") if other.is_none() => 119,
+            Some("fixtures-seed23") if other.is_none() => 116,
+            _ => 0,
+        };
+        let (mut dir_answered, mut dir_planted) = (0, 0);
         let present =
             |e: &&Expect| other.is_none() || dir.join(format!("{}.jsonl", e.name)).is_file();
         for e in PACKAGES.iter().filter(present) {
             let r = check_in(dir, e);
-            answered += r.evictions_answered + r.queue_answered;
-            planted += r.evictions_planted + r.queue_planted;
+            dir_answered += r.evictions_answered + r.queue_answered;
+            dir_planted += r.evictions_planted + r.queue_planted;
             println!(
                 "held-out {} {}: answered {}/{} (evictions {}/{}, queue {}/{}), cold {}/{}, confident wrong {}, clean confident {}/{}, false evictions {}, false queue {}",
                 dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
@@ -860,13 +858,10 @@ fn held_out_recordings_are_not_confidently_wrong() {
                     e.name, r.confident_wrong
                 ));
             }
-            // LlamaIndex: one clean turn with an inferred `decode` primary (also 1 of 50
-            // in the tuned set); 1 of 48 is just over 2%, a known gap written down. Seed
-            // 23 otel-genai-metrics: one clean turn's real 46 ms queue wait (the truth
-            // calls a turn clean below 50 ms) is called queue, 74 ms, measured by the
-            // server's waiting-requests gauge: 1 of 49, a known gap written down.
-            let allowed =
-                usize::from(e.name == "llama-index" || (seed23 && e.name == "otel-genai-metrics"));
+            // seed 23 otel-genai-metrics: one clean turn's real 46 ms queue wait (the
+            // truth calls a turn clean below 50 ms) is called queue, 74 ms, measured by
+            // the server's waiting-requests gauge: 1 of 49, a known gap written down
+            let allowed = usize::from(seed23 && e.name == "otel-genai-metrics");
             if r.clean_confident * 50 > r.clean && r.clean_confident > allowed {
                 failures.push(format!(
                     "{}: {} of {} clean turns confident",
@@ -880,6 +875,14 @@ fn held_out_recordings_are_not_confidently_wrong() {
                 ));
             }
         }
+        if dir_answered < floor {
+            failures.push(format!(
+                "{}: {dir_answered} of {dir_planted} planted causes answered, fewer than {floor}",
+                dir.display()
+            ));
+        }
+        answered += dir_answered;
+        planted += dir_planted;
     }
     println!("held-out: {answered} of {planted} planted evictions and queue delays answered");
     assert!(planted > 0);

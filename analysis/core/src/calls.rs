@@ -19,6 +19,8 @@ pub struct Sample {
     /// conversation (input − its input − its output); only for calls with no cache
     /// reads.
     pub assumed_uncached_tokens: Option<f64>,
+    /// The whole prompt, cached or not (the context new tokens attend to).
+    pub input_tokens: f64,
     pub output_tokens: f64,
     pub ttft_ns: Option<f64>,
     pub duration_ns: f64,
@@ -287,6 +289,7 @@ pub fn sample_with(
         assumed_uncached_tokens: read
             .is_none()
             .then(|| uncached_tokens(input, Some(assumed_prefix.unwrap_or(0))) as f64),
+        input_tokens: input as f64,
         output_tokens: output as f64,
         ttft_ns: first_chunk_ns(tree, call).map(|t| t as f64),
         duration_ns: s.duration_ns() as f64,

@@ -184,7 +184,10 @@ fn residual_cause(
         // nothing separates server waiting from the client's own work in the span
         alternatives.insert(Cause::Uninstrumented);
     }
-    let reprefill_ns = fit.map_or(0.0, |f| prefix as f64 * f.ns_per_uncached_token);
+    let reprefill_ns = fit.map_or(0.0, |f| {
+        let input = calls::input_tokens(tree, call).unwrap_or(prefix) as f64;
+        f.prefill_ns(input, input) - f.prefill_ns((input - prefix as f64).max(0.0), input)
+    });
     let eviction_likelier = can_be_eviction
         && reprefill_ns > 0.0
         && (0.5..=2.0).contains(&(residual_ns / reprefill_ns));
@@ -444,7 +447,7 @@ pub fn split_call(tree: &Tree, call: &Call, shape: &Shape<'_>) -> Split {
         let fit = model.ttft_fit(&m, &addr);
         let resid = match (fit, &sample) {
             (Some(f), Some(x)) => {
-                let resid = ttft as f64 - f.prefill_ns(f.uncached(x));
+                let resid = ttft as f64 - f.prefill_of(x);
                 if resid > f.material_residual_ns() {
                     resid
                 } else {
@@ -477,7 +480,7 @@ pub fn split_call(tree: &Tree, call: &Call, shape: &Shape<'_>) -> Split {
     }
     match (model.duration_fit(&m, &addr), &sample) {
         (Some(f), Some(x)) => {
-            let pre = f.prefill_ns(f.uncached(x));
+            let pre = f.prefill_of(x);
             let dec = f.decode_ns(x.output_tokens);
             let resid = dur as f64 - pre - dec;
             let material = resid > f.material_residual_ns();
@@ -808,6 +811,8 @@ mod tests {
             ns_per_uncached_token_ci: [0.09e6, 0.11e6],
             ns_per_output_token_ci: [3.8e6, 4.2e6],
             hypothesis_margin: 2.0,
+            ns_per_attention: 0.0,
+            ns_per_attention_ci: [0.0; 2],
         };
         let mut m = LatencyModel::default();
         m.duration.insert(("m".into(), "srv".into()), f);

@@ -146,11 +146,12 @@ pub fn measured_cost(
             "the call's duration beyond what the latency model expects with the prefix cached",
         )
     };
-    let resid = spent - fit.prefill_ns(actual);
+    let input = e.input_tokens as f64;
+    let resid = spent - fit.prefill_ns(actual, input);
     // the cost and its part beyond the model, had the cache held `held` tokens
     let cost_of = |held: i64| {
         let if_cached = (e.input_tokens - held).max(0) as f64;
-        let modelled = fit.prefill_ns(actual) - fit.prefill_ns(if_cached);
+        let modelled = fit.prefill_ns(actual, input) - fit.prefill_ns(if_cached, input);
         // a prefill that grows faster than linearly costs a long re-prefill up to about
         // twice the model's linear estimate; a larger residual is likelier a wait, left
         // to the call's residual (`causes::split_call`)
@@ -164,7 +165,7 @@ pub fn measured_cost(
         } else {
             0.0
         };
-        let cost = (spent - waited - fit.prefill_ns(if_cached)).clamp(0.0, spent.max(0.0));
+        let cost = (spent - waited - fit.prefill_ns(if_cached, input)).clamp(0.0, spent.max(0.0));
         (cost as i64, beyond.min(cost) as i64)
     };
     let (cost, beyond) = cost_of(e.cache_read_tokens + e.evicted_tokens);

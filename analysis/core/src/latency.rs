@@ -2,7 +2,10 @@
 //! the store: time to first token against uncached input tokens, and (for calls with no
 //! first-token time) duration against uncached input and output tokens. Robust to
 //! outliers: least squares, then calls far above the fit (queueing, evictions of other
-//! kinds) are trimmed by a MAD rule and the fit is repeated. When calls carry no cache
+//! kinds) are trimmed by a MAD rule and the fit is repeated. Over the calls kept, an
+//! attention term (new tokens × the context they attend to, see [`attention_work`])
+//! is added where it fits better, so a long re-prefill is priced above the short
+//! prefills the rates were fitted on. When calls carry no cache
 //! reads, two hypotheses are fitted: the provider caches the previous turn's prompt and
 //! answer (uncached = input minus that prefix), or it caches nothing (uncached = input);
 //! the one with the smaller residual spread is kept. Used to split a call that
@@ -14,11 +17,17 @@ use std::collections::HashMap;
 
 pub use crate::calls::Sample;
 
-/// `y = intercept + per_uncached * uncached (+ per_output * output)`.
+/// `y = intercept + per_uncached * uncached + per_attention * attention(uncached,
+/// input) (+ per_output * output)`: see [`attention_work`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Fit {
     pub intercept_ns: f64,
     pub ns_per_uncached_token: f64,
+    /// ns per (new token × context token it attends to): the part of prefill that
+    /// grows with the context, so a long re-prefill is priced above the linear rate
+    /// (0 when the data show no such growth, or for a fit stored before it was kept).
+    #[serde(default)]
+    pub ns_per_attention: f64,
     pub ns_per_output_token: f64,
     /// Robust spread of the kept residuals (1.4826 × MAD).
     pub sigma_ns: f64,
@@ -33,6 +42,8 @@ pub struct Fit {
     pub ns_per_uncached_token_ci: [f64; 2],
     #[serde(default)]
     pub ns_per_output_token_ci: [f64; 2],
+    #[serde(default)]
+    pub ns_per_attention_ci: [f64; 2],
     /// Residual spread of the other caching hypothesis over this one's (> 1: this one
     /// fits better); 1 when only one was tried. Near 1 the data cannot tell whether the
     /// provider caches the previous turn.
@@ -44,6 +55,20 @@ fn one() -> f64 {
     1.0
 }
 
+/// The attention work of a prefill, in (new token × context token) pairs: each of the
+/// `uncached` new tokens attends to the cached prefix and to the new tokens before it,
+/// `uncached · (cached + uncached / 2)` with `cached = input − uncached`. Transformer
+/// prefill costs a part linear in the new tokens and this part, so re-prefilling a
+/// long evicted prefix costs more per token than the short prefills of cached turns.
+pub fn attention_work(uncached: f64, input: f64) -> f64 {
+    let new = uncached.max(0.0);
+    new * ((input - new).max(0.0) + new / 2.0)
+}
+
+/// The attention regressor's scale in the fit (pairs per unit), so that the normal
+/// equations stay well conditioned beside token counts.
+const ATTENTION_UNIT: f64 = 1e3;
+
 impl Fit {
     /// The uncached-token count this fit reads off a sample.
     pub fn uncached(&self, s: &Sample) -> f64 {
@@ -53,8 +78,16 @@ impl Fit {
             s.uncached_tokens
         }
     }
-    pub fn prefill_ns(&self, uncached: f64) -> f64 {
-        (self.intercept_ns + self.ns_per_uncached_token * uncached).max(0.0)
+    /// Expected prefill of `uncached` new tokens of an `input`-token prompt.
+    pub fn prefill_ns(&self, uncached: f64, input: f64) -> f64 {
+        (self.intercept_ns
+            + self.ns_per_uncached_token * uncached
+            + self.ns_per_attention * attention_work(uncached, input))
+        .max(0.0)
+    }
+    /// Expected prefill of a sample under this fit's caching hypothesis.
+    pub fn prefill_of(&self, s: &Sample) -> f64 {
+        self.prefill_ns(self.uncached(s), s.input_tokens)
     }
     pub fn decode_ns(&self, output: f64) -> f64 {
         (self.ns_per_output_token * output).max(0.0)
@@ -68,6 +101,8 @@ impl Fit {
             "fit": kind,
             "intercept_ns": self.intercept_ns.round(),
             "ns_per_uncached_token": self.ns_per_uncached_token,
+            "ns_per_attention_pair": self.ns_per_attention,
+            "ns_per_attention_pair_ci95": self.ns_per_attention_ci,
             "ns_per_output_token": self.ns_per_output_token,
             "residual_sigma_ns": self.sigma_ns.round(),
             "ns_per_uncached_token_ci95": self.ns_per_uncached_token_ci,
@@ -138,6 +173,8 @@ struct Raw {
     calls: usize,
     kept: usize,
     ci: Vec<[f64; 2]>,
+    /// Which points the fit kept.
+    keep: Vec<bool>,
 }
 
 /// The nearest-rank median ([`tailscope_model::stats::median_of`]; 0 for none).
@@ -258,18 +295,74 @@ fn robust_fit(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Raw> {
         calls: points.len(),
         kept: keep.iter().filter(|k| **k).count(),
         ci,
+        keep,
+    })
+}
+
+/// A robust fit of `points` whose last column is the attention regressor: the calls
+/// to keep (which waited, which did not) are chosen by the robust fit without it, as
+/// before it existed, and the attention slope is then fitted over those calls only.
+/// It refines the shape of prefill (a long re-prefill costs more per token than the
+/// short prefills it was fitted on) and is kept only where every slope is positive
+/// and the kept calls' spread does not grow; else the fit is the one without it.
+fn robust_fit_with_attention(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Raw> {
+    let base_points: Vec<(Vec<f64>, f64)> = points
+        .iter()
+        .map(|(x, y)| (x[..slopes - 1].to_vec(), *y))
+        .collect();
+    let base = robust_fit(&base_points, slopes - 1)?;
+    let kept: Vec<&(Vec<f64>, f64)> = points
+        .iter()
+        .zip(&base.keep)
+        .filter(|(_, k)| **k)
+        .map(|(p, _)| p)
+        .collect();
+    let rows: Vec<(Vec<f64>, f64)> = kept
+        .iter()
+        .map(|(x, y)| {
+            let mut r = vec![1.0];
+            r.extend_from_slice(x);
+            (r, *y)
+        })
+        .collect();
+    let Some(coef) = least_squares(&rows, slopes + 1) else {
+        return Some(base);
+    };
+    if coef[1..].iter().any(|c| *c <= 0.0) {
+        return Some(base);
+    }
+    let mut res: Vec<f64> = rows
+        .iter()
+        .map(|(r, y)| y - r.iter().zip(&coef).map(|(a, b)| a * b).sum::<f64>())
+        .collect();
+    let med = median(&mut res);
+    let mut dev: Vec<f64> = res.iter().map(|r| (r - med).abs()).collect();
+    let sigma = 1.4826 * median(&mut dev);
+    if sigma > base.sigma {
+        return Some(base);
+    }
+    let ci = slope_intervals(&kept, slopes, &vec![true; slopes]);
+    Some(Raw {
+        coef,
+        sigma,
+        ci,
+        ..base
     })
 }
 
 impl Raw {
-    /// The fit, reading the coefficients at slope indices `uncached` and `output`
-    /// (`None`: not a regressor of this fit).
-    fn fit(&self, uncached: usize, output: Option<usize>) -> Fit {
+    /// The fit, reading the coefficients at slope indices `uncached`, `attention`
+    /// (scaled by [`ATTENTION_UNIT`]) and `output` (`None`: not a regressor of this
+    /// fit).
+    fn fit(&self, uncached: usize, attention: usize, output: Option<usize>) -> Fit {
         let c = |j: Option<usize>| j.and_then(|j| self.coef.get(j + 1)).copied().unwrap_or(0.0);
         let ci = |j: Option<usize>| j.and_then(|j| self.ci.get(j)).copied().unwrap_or([0.0; 2]);
+        let [alo, ahi] = ci(Some(attention));
         Fit {
             intercept_ns: self.coef[0],
             ns_per_uncached_token: c(Some(uncached)),
+            ns_per_attention: c(Some(attention)) / ATTENTION_UNIT,
+            ns_per_attention_ci: [alo / ATTENTION_UNIT, ahi / ATTENTION_UNIT],
             ns_per_output_token: c(output),
             sigma_ns: self.sigma,
             calls: self.calls,
@@ -348,6 +441,9 @@ impl LatencyModel {
                     s.uncached_tokens
                 }
             };
+            let att = |s: &Sample, assume: bool| {
+                attention_work(x(s, assume), s.input_tokens) / ATTENTION_UNIT
+            };
             let best = |fits: Vec<Fit>| {
                 let best = fits
                     .iter()
@@ -369,11 +465,11 @@ impl LatencyModel {
                     .filter_map(|&h| {
                         let pts: Vec<(Vec<f64>, f64)> = ss
                             .iter()
-                            .filter_map(|s| Some((vec![x(s, h)], s.ttft_ns?)))
+                            .filter_map(|s| Some((vec![x(s, h), att(s, h)], s.ttft_ns?)))
                             .collect();
-                        robust_fit(&pts, 1).map(|r| Fit {
+                        robust_fit_with_attention(&pts, 2).map(|r| Fit {
                             assumes_caching: h,
-                            ..r.fit(0, None)
+                            ..r.fit(0, 1, None)
                         })
                     })
                     .collect(),
@@ -397,11 +493,11 @@ impl LatencyModel {
                     .filter_map(|&h| {
                         let pts: Vec<(Vec<f64>, f64)> = for_duration
                             .iter()
-                            .map(|s| (vec![x(s, h), s.output_tokens], s.duration_ns))
+                            .map(|s| (vec![x(s, h), s.output_tokens, att(s, h)], s.duration_ns))
                             .collect();
-                        robust_fit(&pts, 2).map(|r| Fit {
+                        robust_fit_with_attention(&pts, 3).map(|r| Fit {
                             assumes_caching: h,
-                            ..r.fit(0, Some(1))
+                            ..r.fit(0, 2, Some(1))
                         })
                     })
                     .collect(),
@@ -434,6 +530,7 @@ mod tests {
             server: "s".into(),
             uncached_tokens: uncached,
             assumed_uncached_tokens: None,
+            input_tokens: uncached,
             output_tokens: output,
             ttft_ns: Some(prefill + queue_ms * 1e6),
             duration_ns: prefill + 4e6 * output + queue_ms * 1e6,
@@ -465,10 +562,10 @@ mod tests {
         // a queued call's residual is material, an ordinary one's is not
         let q = sample(500.0, 20.0, 300.0);
         assert!(!d.assumes_caching);
-        let resid = q.duration_ns - d.prefill_ns(500.0) - d.decode_ns(20.0);
+        let resid = q.duration_ns - d.prefill_ns(500.0, 500.0) - d.decode_ns(20.0);
         assert!(resid > d.material_residual_ns(), "{resid} {d:?}");
         let ok = sample(500.0, 20.0, 0.0);
-        let resid = ok.duration_ns - d.prefill_ns(500.0) - d.decode_ns(20.0);
+        let resid = ok.duration_ns - d.prefill_ns(500.0, 500.0) - d.decode_ns(20.0);
         assert!(resid.abs() < d.material_residual_ns());
     }
 
@@ -494,6 +591,7 @@ mod tests {
                         server: "s".into(),
                         uncached_tokens: unc,
                         assumed_uncached_tokens: None,
+                        input_tokens: unc,
                         output_tokens: out,
                         ttft_ns: None,
                         duration_ns: d,
@@ -532,6 +630,7 @@ mod tests {
                     server: "s".into(),
                     uncached_tokens: input,
                     assumed_uncached_tokens: Some(new),
+                    input_tokens: input,
                     output_tokens: out,
                     ttft_ns: None,
                     duration_ns: 5e6 + 0.1e6 * new + 4e6 * out,
@@ -545,9 +644,80 @@ mod tests {
         assert!((d.ns_per_uncached_token - 0.1e6).abs() < 0.01e6, "{d:?}");
         // no call of it looks queued
         for s in &ss {
-            let r = s.duration_ns - d.prefill_ns(d.uncached(s)) - d.decode_ns(s.output_tokens);
+            let r = s.duration_ns - d.prefill_of(s) - d.decode_ns(s.output_tokens);
             assert!(r < d.material_residual_ns(), "{r}");
         }
+    }
+
+    /// Prefill that grows with the context (attention): conversations whose cached
+    /// turns prefill a few hundred new tokens over a growing context, and first turns
+    /// that prefill 1-2k. The fit over the kept calls prices the re-prefill of a whole
+    /// 4k-token prompt within 10% of the truth, where the linear rate fitted on the
+    /// same calls falls short by more than that; a workload with no such growth keeps
+    /// no attention term that matters.
+    #[test]
+    fn prefill_that_grows_with_the_context_prices_a_long_reprefill() {
+        let truth = |u: f64, input: f64, c: f64| 5e6 + 60e3 * u + c * attention_work(u, input);
+        let calls = |c: f64| -> Vec<Sample> {
+            let mut rng = crate::stats::SplitMix64::new(7);
+            let mut ss = Vec::new();
+            for conv in 0..12 {
+                let mut input = 1000.0 + f64::from(conv * 97);
+                for turn in 0..8 {
+                    let u = if turn == 0 {
+                        input
+                    } else {
+                        150.0 + f64::from((conv * 31 + turn * 57) % 400)
+                    };
+                    if turn > 0 {
+                        input += u;
+                    }
+                    let jitter = 0.95 + 0.1 * (rng.next_u64() as f64 / u64::MAX as f64);
+                    // every seventh call waited in a queue
+                    let queued = if (conv + turn) % 7 == 0 { 300e6 } else { 0.0 };
+                    ss.push(Sample {
+                        model: "m".into(),
+                        server: "s".into(),
+                        uncached_tokens: u,
+                        assumed_uncached_tokens: None,
+                        input_tokens: input,
+                        output_tokens: 20.0,
+                        ttft_ns: Some(truth(u, input, c) * jitter + queued),
+                        duration_ns: truth(u, input, c) * jitter + queued + 80e6,
+                    });
+                }
+            }
+            ss
+        };
+        let ss = calls(12.0);
+        let f = *LatencyModel::fit(&ss).ttft_fit("m", "s").unwrap();
+        assert!(f.ns_per_attention > 0.0, "{f:?}");
+        let [lo, hi] = f.ns_per_attention_ci;
+        assert!(lo < hi && (lo..=hi).contains(&f.ns_per_attention), "{f:?}");
+        // the whole 4k prompt of a late turn prefilled again, against its cached prefill
+        let (input, u) = (4000.0, 300.0);
+        let want = truth(input, input, 12.0) - truth(u, input, 12.0);
+        let got = f.prefill_ns(input, input) - f.prefill_ns(u, input);
+        assert!((got - want).abs() < 0.1 * want, "{got} vs {want}: {f:?}");
+        // the linear rate fitted on the same calls (the fit before the attention term)
+        // misses it by more than 10%
+        let pts: Vec<(Vec<f64>, f64)> = ss
+            .iter()
+            .filter_map(|s| Some((vec![s.uncached_tokens], s.ttft_ns?)))
+            .collect();
+        let linear = robust_fit(&pts, 1).unwrap().fit(0, 1, None);
+        assert!(linear.ns_per_attention.abs() < f64::EPSILON);
+        let linear_got = linear.prefill_ns(input, input) - linear.prefill_ns(u, input);
+        assert!(
+            (linear_got - want).abs() > 0.1 * want,
+            "{linear_got} vs {want}: {linear:?}"
+        );
+        // no growth with the context: the attention term adds under 2% to that re-prefill
+        let flat = *LatencyModel::fit(&calls(0.0)).ttft_fit("m", "s").unwrap();
+        let want = truth(input, input, 0.0) - truth(u, input, 0.0);
+        let extra =
+            flat.ns_per_attention * (attention_work(input, input) - attention_work(u, input));
+        assert!(extra.abs() < 0.02 * want, "{extra} of {want}: {flat:?}");
     }
 
     #[test]
@@ -563,6 +733,7 @@ mod tests {
                 server: "s".into(),
                 uncached_tokens: f64::from(i) * 100.0,
                 assumed_uncached_tokens: None,
+                input_tokens: f64::from(i) * 100.0,
                 output_tokens: f64::from(10 - i + (i % 3) * 2),
                 ttft_ns: None,
                 duration_ns: 1e6 * f64::from(i) * 10.0,
@@ -593,6 +764,7 @@ mod tests {
                         server: "s".into(),
                         uncached_tokens: unc,
                         assumed_uncached_tokens: None,
+                        input_tokens: unc,
                         output_tokens: out,
                         ttft_ns: streamed.then_some(prefill),
                         duration_ns: prefill + per_out * out,

@@ -168,6 +168,7 @@ pub fn samples_of(rows: &[CallRow]) -> Vec<latency::Sample> {
                 assumed_uncached_tokens: read.is_none().then(|| {
                     calls::uncached_tokens(c.input_tokens, assumed.get(&c.span_id).copied()) as f64
                 }),
+                input_tokens: c.input_tokens as f64,
                 output_tokens: c.output_tokens as f64,
                 ttft_ns: *ttft_ns,
                 duration_ns: *duration_ns,
