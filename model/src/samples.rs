@@ -125,8 +125,18 @@ impl PeriodRows {
     /// the same from every source. An operation's spans need no order: `diff` sorts
     /// them by (duration, cluster).
     pub fn canonical(&mut self) {
-        self.traces.sort_unstable();
-        self.calls.sort_unstable();
+        // by cluster and duration first (numbers, nearly unique), the whole row for
+        // ties: the strings are compared only where those are equal
+        self.traces.sort_unstable_by(|a, b| {
+            (a.cluster, a.duration_ns)
+                .cmp(&(b.cluster, b.duration_ns))
+                .then_with(|| a.cmp(b))
+        });
+        self.calls.sort_unstable_by(|a, b| {
+            (a.cluster, a.duration_ns)
+                .cmp(&(b.cluster, b.duration_ns))
+                .then_with(|| a.cmp(b))
+        });
     }
 }
 

@@ -270,9 +270,9 @@ mod tests {
         assert_eq!(format!("{s:?}"), format!("{:?}", Sample::of(w, reversed)));
         assert_eq!((s.window, s.traces), (Some(w), 3));
         let chat = &s.routes[&("api".to_owned(), "POST /chat".to_owned())];
-        // in canonical order: by route, then duration
-        assert_eq!(chat.durations.values, [70.0, 90.0]);
-        assert_eq!(chat.durations.clusters, [3, 1]);
+        // in canonical order: by cluster, then duration
+        assert_eq!(chat.durations.values, [90.0, 70.0]);
+        assert_eq!(chat.durations.clusters, [1, 3]);
         assert_eq!(chat.causes.len(), 2 * CAUSES);
         assert_eq!(chat.causes[7..9], [40.0, 0.0]);
         assert!(s.routes.contains_key(&(String::new(), "cron".to_owned())));
@@ -281,11 +281,11 @@ mod tests {
             [5.0, 6.0]
         );
         let m = &s.llm[&("m".to_owned(), "srv".to_owned())];
-        // calls in canonical order: the served one (no first chunk) first
-        assert_eq!(m.ttft_ns.values, [70.0, 100.0]);
-        assert_eq!(m.decode_ns_per_token.values, [250.0, 90.0]);
+        // calls in canonical order: by cluster (the streamed one's is 1)
+        assert_eq!(m.ttft_ns.values, [100.0, 70.0]);
+        assert_eq!(m.decode_ns_per_token.values, [90.0, 250.0]);
         assert_eq!(m.tokens_per_chunk.values, [11.0 / 5.0]);
-        assert_eq!(m.output_tokens.values, [3.0, 11.0]);
+        assert_eq!(m.output_tokens.values, [11.0, 3.0]);
         assert_eq!(
             (m.cache.as_slice(), m.cache_clusters.as_slice()),
             (&[200.0, 200.0][..], &[1][..])
