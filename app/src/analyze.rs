@@ -158,7 +158,6 @@ pub fn run(db: &Path, args: &AnalyzeArgs) -> Result<()> {
 /// `analyze` over a ClickHouse source (already analysed and saved): the results from
 /// its in-memory store, the cohorts' critical time per operation summed in ClickHouse.
 pub fn run_on_source(run: &SourceRun, args: &AnalyzeArgs) -> Result<()> {
-    let before = run.bytes().0;
     let pushdown = run.pushdown();
     let sums = |c: &CohortRanks| pushdown.critical_time_of_ranks(c);
     let stdout = std::io::stdout();
@@ -170,13 +169,5 @@ pub fn run_on_source(run: &SourceRun, args: &AnalyzeArgs) -> Result<()> {
         args.format,
         true,
         &mut out,
-    )?;
-    if matches!(args.format, Format::Text) {
-        eprintln!(
-            "summed the cohorts' critical time per operation in {} ({} bytes received)",
-            run.url().shown(),
-            run.bytes().0 - before
-        );
-    }
-    Ok(())
+    )
 }

@@ -129,34 +129,26 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
         _ => tailscope_store::Earlier::Everything,
     };
     let run = source::open(url, earlier)?;
-    let periods = match &command {
-        Command::Diff(args) => Some(source::periods(&run, args)?),
-        _ => None,
-    };
     let store = run.store();
     let shown = PathBuf::from(url.shown());
     let done = match command {
-        Command::Analyze(args) => analyze::run_on_source(&run, &args),
+        Command::Analyze(args) if args.is_json() => analyze::run_on_source(&run, &args),
+        // the text report's cohorts' critical time per operation is summed there
+        Command::Analyze(args) => source::received_by(
+            &run,
+            "summed the cohorts' critical time per operation",
+            || analyze::run_on_source(&run, &args),
+        ),
         Command::Compare(args) => {
-            let before = run.bytes().0;
-            let out = compare::output(&run, &args)?;
-            eprintln!(
-                "counted in {} ({} bytes received)",
-                url.shown(),
-                run.bytes().0 - before
-            );
+            let out = source::received_by(&run, "counted", || compare::output(&run, &args))?;
             print!("{out}");
             Ok(())
         }
         Command::Diff(args) => {
-            let periods = periods.expect("resolved above");
-            let before = run.bytes().0;
-            let out = diff::output_in(&run, periods, &shown, &args)?;
-            eprintln!(
-                "the two periods read in {} ({} bytes received)",
-                url.shown(),
-                run.bytes().0 - before
-            );
+            let periods = source::periods(&run, &args)?;
+            let out = source::received_by(&run, "the two periods read", || {
+                diff::output_in(&run, periods, &shown, &args)
+            })?;
             print!("{out}");
             Ok(())
         }

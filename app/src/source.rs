@@ -75,6 +75,19 @@ pub fn open(url: &ClickHouseUrl, earlier: Earlier) -> Result<SourceRun> {
     Ok(run)
 }
 
+/// Runs `work` over the source and says on stderr what it did there (`what`) and the
+/// bytes it received for it.
+pub fn received_by<T>(run: &SourceRun, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let before = run.bytes().0;
+    let out = work()?;
+    eprintln!(
+        "{what} in {} ({} bytes received)",
+        run.url().shown(),
+        run.bytes().0 - before
+    );
+    Ok(out)
+}
+
 /// `diff`'s two periods resolved against the whole source's span starts (what it
 /// reads of them is found in ClickHouse: `SourceRun::period_rows`).
 pub fn periods(run: &SourceRun, args: &crate::diff::DiffArgs) -> Result<(Window, Window)> {

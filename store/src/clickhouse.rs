@@ -271,6 +271,13 @@ impl ClickHouse {
     }
 }
 
+/// ClickHouse SQL: the `DateTime64` column `column` in `[from_ns, to_ns)`.
+pub(crate) fn ns_window(column: &str, from_ns: i64, to_ns: i64) -> String {
+    format!(
+        "{column} >= fromUnixTimestamp64Nano(toInt64({from_ns})) AND {column} < fromUnixTimestamp64Nano(toInt64({to_ns}))"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,8 +34,8 @@ fn select(table: &str, kind: MetricKind, from_ns: i64, to_ns: i64) -> String {
         "SELECT ResourceAttributes, ScopeName, MetricName, MetricDescription, MetricUnit, Attributes, \
          toInt64(toUnixTimestamp64Nano(toDateTime64(StartTimeUnix, 9))), \
          toInt64(toUnixTimestamp64Nano(toDateTime64(TimeUnix, 9))), {extra} \
-         FROM {table} WHERE TimeUnix >= fromUnixTimestamp64Nano(toInt64({from_ns})) \
-         AND TimeUnix < fromUnixTimestamp64Nano(toInt64({to_ns})) FORMAT RowBinary"
+         FROM {table} WHERE {} FORMAT RowBinary",
+        crate::clickhouse::ns_window("TimeUnix", from_ns, to_ns)
     )
 }
 

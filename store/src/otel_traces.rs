@@ -94,7 +94,8 @@ impl Layout {
 fn window(from_ns: i64, to_ns: i64, also: Option<&str>) -> String {
     let also = also.map_or_else(String::new, |f| format!(" AND ({f})"));
     format!(
-        "WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64({from_ns})) AND Timestamp < fromUnixTimestamp64Nano(toInt64({to_ns})){also}"
+        "WHERE {}{also}",
+        crate::clickhouse::ns_window("Timestamp", from_ns, to_ns)
     )
 }
 

@@ -11,7 +11,7 @@
 //! [`SourceRun`] is a [`TraceSource`]: the reads that need the spans of the traces it
 //! analysed come from its in-memory store, the rest from ClickHouse.
 
-use crate::clickhouse::{ClickHouse, ClickHouseError};
+use crate::clickhouse::{ns_window, ClickHouse, ClickHouseError};
 use crate::columns::{value_json_text, value_text};
 use crate::otel_export::typed;
 use crate::otel_traces::Layout;
@@ -42,10 +42,12 @@ fn cluster(key: &str) -> String {
     format!("toUInt64(bitShiftRight(reinterpretAsUInt64(reverse(substring(MD5({key}), 1, 8))), 1))")
 }
 
-/// ClickHouse SQL: `Timestamp` in `[from, to)`.
-fn in_window(from: i64, to: i64) -> String {
-    format!(
-        "Timestamp >= fromUnixTimestamp64Nano(toInt64({from})) AND Timestamp < fromUnixTimestamp64Nano(toInt64({to}))"
+/// ClickHouse SQL: a span (`s`) starting within a minute of a cohort's `[from, to]`.
+fn around(from: i64, to: i64) -> String {
+    ns_window(
+        "s.Timestamp",
+        from.saturating_sub(MINUTE_NS),
+        to.saturating_add(MINUTE_NS),
     )
 }
 
@@ -176,12 +178,10 @@ impl Pushdown<'_> {
                if(lower(replaceOne(toString(s.StatusCode), 'STATUS_CODE_', '')) = 'error', [(toUInt8(1), '', '')], []), \
                arrayMap((k, x) -> (toUInt8(2), toString(k), toString(x)), mapKeys(s.SpanAttributes), mapValues(s.SpanAttributes)), \
                arrayMap((k, x) -> (toUInt8(3), toString(k), toString(x)), mapKeys(s.ResourceAttributes), mapValues(s.ResourceAttributes))) AS v \
-             WHERE s.Timestamp >= fromUnixTimestamp64Nano(toInt64({from})) \
-               AND s.Timestamp < fromUnixTimestamp64Nano(toInt64({to})){scope_keys} \
+             WHERE {window}{scope_keys} \
              FORMAT RowBinary",
             table = self.layout.table,
-            from = from.saturating_sub(MINUTE_NS),
-            to = to.saturating_add(MINUTE_NS),
+            window = around(from, to),
         ))?;
         rows(&out, |r| {
             let rank = usize::try_from(r.u64()?).unwrap_or(usize::MAX);
@@ -229,13 +229,11 @@ impl Pushdown<'_> {
              SELECT toString(s.ServiceName), toString(s.SpanName), \
                     toInt64(ifNull(sumIf(a.critical_ns, a.tail), 0)), toInt64(ifNull(sumIf(a.critical_ns, a.band), 0)) \
              FROM {table} AS s INNER JOIN a ON s.TraceId = a.trace_id AND s.SpanId = a.span_id \
-             WHERE s.Timestamp >= fromUnixTimestamp64Nano(toInt64({from})) \
-               AND s.Timestamp < fromUnixTimestamp64Nano(toInt64({to})) \
+             WHERE {window} \
              GROUP BY 1, 2 FORMAT RowBinary",
             spans = self.shared.name("span_analysis"),
             table = self.layout.table,
-            from = from.saturating_sub(MINUTE_NS),
-            to = to.saturating_add(MINUTE_NS),
+            window = around(from, to),
         ))?;
         rows(&out, |r| Ok((r.string()?, r.string()?, r.i64()?, r.i64()?)))
     }
@@ -273,7 +271,7 @@ impl Pushdown<'_> {
                 by_cause_ns,
             })
         })?;
-        let window = in_window(from, to);
+        let window = ns_window("Timestamp", from, to);
         let operations = self.ch.query(&format!(
             "WITH conv AS (SELECT trace_id, conversation_id FROM {analysed} FINAL \
                            WHERE trace_id IN (SELECT TraceId FROM {table} WHERE {window})) \
@@ -316,15 +314,10 @@ impl Pushdown<'_> {
             let routed = r.u8()? == 1;
             let route = r.string()?;
             let duration_ns = r.i64()?;
-            let mut opt = || -> Result<Option<i64>, Truncated> {
-                Ok(if r.u8()? == 1 { None } else { Some(r.i64()?) })
-            };
-            let (ttfc, output, input, cache, events) = (opt()?, opt()?, opt()?, opt()?, opt()?);
+            let (ttfc, output, input) = (r.opt_i64()?, r.opt_i64()?, r.opt_i64()?);
+            let (cache, events) = (r.opt_i64()?, r.opt_i64()?);
             let stream = r.u8()? == 1;
-            let mut opt = || -> Result<Option<i64>, Truncated> {
-                Ok(if r.u8()? == 1 { None } else { Some(r.i64()?) })
-            };
-            let (server_ttft_ns, server_decode_ns) = (opt()?, opt()?);
+            let (server_ttft_ns, server_decode_ns) = (r.opt_i64()?, r.opt_i64()?);
             Ok(PeriodCall {
                 model,
                 server,

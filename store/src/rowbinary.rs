@@ -78,6 +78,15 @@ impl<'a> Reader<'a> {
         Ok(f64::from_bits(self.u64()?))
     }
 
+    /// A `Nullable(Int64)`: the null flag, then the value unless null.
+    pub fn opt_i64(&mut self) -> Result<Option<i64>, Truncated> {
+        Ok(if self.u8()? == 1 {
+            None
+        } else {
+            Some(self.i64()?)
+        })
+    }
+
     pub fn u64(&mut self) -> Result<u64, Truncated> {
         let b = self.take(8, "a UInt64")?;
         let mut a = [0u8; 8];

@@ -33,11 +33,7 @@ const PER_TRACE: [&str; 4] = [
 /// calls as `diff` reads them ([`crate::query::innermost_calls_sql`]), kept so that
 /// `diff` reads a period's calls in ClickHouse rather than pulling their spans.
 fn call_columns() -> Vec<Col> {
-    let col = |name: &str, ty: Ty, nullable: bool| Col {
-        name: name.to_owned(),
-        ty,
-        nullable,
-    };
+    let col = Col::new;
     let mut cols = vec![
         col("trace_id", Ty::Str, false),
         col("start_ns", Ty::I64, false),
@@ -78,6 +74,14 @@ struct Col {
 }
 
 impl Col {
+    fn new(name: &str, ty: Ty, nullable: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            ty,
+            nullable,
+        }
+    }
+
     fn clickhouse(&self) -> String {
         let t = match self.ty {
             Ty::Str => "String",
@@ -162,6 +166,17 @@ fn local(cols: &[Col]) -> String {
         .join(", ")
 }
 
+/// The columns of `tailscope_trace_tokens`: each analysed trace's tokens as the
+/// per-tenant view counts them ([`crate::query::trace_tokens_sql`]), kept because a
+/// later run may not pull its spans again.
+fn token_columns() -> Vec<Col> {
+    vec![
+        Col::new("trace_id", Ty::Str, false),
+        Col::new("input_tokens", Ty::I64, false),
+        Col::new("output_tokens", Ty::I64, false),
+    ]
+}
+
 /// The name of a run's kept trace ids, before its run number.
 const KEPT: &str = "tailscope_pull_";
 
@@ -209,43 +224,42 @@ impl<'a> SharedResults<'a> {
     pub fn open(ch: &'a ClickHouse, store: &Store) -> Result<Self, StoreError> {
         let db = ch.url.database.clone();
         let s = Self { ch, db };
-        for table in PER_TRACE {
-            let cols = columns(store, table)?;
+        // a twin of `cols` with the run that wrote each row
+        let create = |table: &str, cols: &[Col], engine: &str| {
             let body: Vec<String> = cols.iter().map(Col::clickhouse).collect();
+            ch.execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, {}) ENGINE = {engine}",
+                s.name(table),
+                body.join(", ")
+            ))
+        };
+        for table in PER_TRACE {
             let engine = if table == "trace_analysis" {
                 "ReplacingMergeTree(_run) ORDER BY (trace_id)"
             } else {
                 "MergeTree ORDER BY (trace_id, _run)"
             };
-            ch.execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, {}) ENGINE = {engine}",
-                s.name(table),
-                body.join(", ")
-            ))?;
+            create(table, &columns(store, table)?, engine)?;
         }
-        let cols = columns(store, "analysis_runs")?;
-        let body: Vec<String> = cols.iter().map(Col::clickhouse).collect();
-        ch.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, {}) ENGINE = MergeTree ORDER BY (_run)",
-            s.name("analysis_runs"),
-            body.join(", ")
-        ))?;
+        create(
+            "analysis_runs",
+            &columns(store, "analysis_runs")?,
+            "MergeTree ORDER BY (_run)",
+        )?;
         ch.execute(&format!(
             "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, read_upto_ns Int64, traces UInt64, spans UInt64, finished DateTime64(9)) ENGINE = MergeTree ORDER BY (_run)",
             s.name("source_runs")
         ))?;
-        // each trace's tokens as the per-tenant view counts them (from its spans, which
-        // a later run may not pull again)
-        ch.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, trace_id String, input_tokens Int64, output_tokens Int64) ENGINE = MergeTree ORDER BY (trace_id, _run)",
-            s.name("trace_tokens")
-        ))?;
-        let body: Vec<String> = call_columns().iter().map(Col::clickhouse).collect();
-        ch.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (`_run` UInt64, {}) ENGINE = MergeTree ORDER BY (start_ns, trace_id, _run)",
-            s.name("llm_calls"),
-            body.join(", ")
-        ))?;
+        create(
+            "trace_tokens",
+            &token_columns(),
+            "MergeTree ORDER BY (trace_id, _run)",
+        )?;
+        create(
+            "llm_calls",
+            &call_columns(),
+            "MergeTree ORDER BY (start_ns, trace_id, _run)",
+        )?;
         Ok(s)
     }
 
@@ -430,7 +444,8 @@ impl<'a> SharedResults<'a> {
             local(&cols)
         );
         self.save_table(store, "analysis_runs", &cols, &sql, run)?;
-        self.save_tokens(store, ids, run)?;
+        let sql = crate::query::trace_tokens_sql(Some(ids));
+        self.save_table(store, "trace_tokens", &token_columns(), &sql, run)?;
         let sql = crate::query::innermost_calls_sql(&format!("trace_id IN ({ids})"));
         self.save_table(store, "llm_calls", &call_columns(), &sql, run)?;
         let mut w = Writer::default();
@@ -444,31 +459,6 @@ impl<'a> SharedResults<'a> {
             &w.buf,
         )?;
         Ok(traces)
-    }
-
-    /// Writes the tokens of the traces `ids` (a SQL set over the local store), counted
-    /// from their local spans as the per-tenant view counts them.
-    fn save_tokens(&self, store: &Store, ids: &str, run: u64) -> Result<(), StoreError> {
-        let mut w = Writer::default();
-        let mut rows = 0;
-        for b in store.query_arrow(&crate::query::trace_tokens_sql(Some(ids)))? {
-            let cols = crate::read::Columns::new(&b);
-            let (trace, input, output) = (cols.str("trace_id")?, cols.i64("i")?, cols.i64("o")?);
-            for r in 0..b.num_rows() {
-                w.u64(run);
-                w.str(trace.value(r));
-                w.i64(input.value(r));
-                w.i64(output.value(r));
-            }
-            rows += b.num_rows();
-        }
-        if rows > 0 {
-            self.ch.insert(
-                &format!("INSERT INTO {} FORMAT RowBinary", self.name("trace_tokens")),
-                &w.buf,
-            )?;
-        }
-        Ok(())
     }
 
     /// The tokens of the traces with current results (`trace_id, input_tokens,

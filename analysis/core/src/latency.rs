@@ -182,6 +182,21 @@ fn median(v: &mut [f64]) -> f64 {
     tailscope_model::stats::median_of(v).unwrap_or(0.0)
 }
 
+/// A least-squares row: 1 (the intercept), then the regressors of `x` at `cols`.
+fn design_row(x: &[f64], cols: &[usize]) -> Vec<f64> {
+    let mut r = Vec::with_capacity(cols.len() + 1);
+    r.push(1.0);
+    r.extend(cols.iter().map(|&j| x[j]));
+    r
+}
+
+/// The median of residuals `res` and their robust spread (1.4826 × MAD).
+fn median_and_spread(res: &mut [f64]) -> (f64, f64) {
+    let med = median(res);
+    let mut dev: Vec<f64> = res.iter().map(|r| (r - med).abs()).collect();
+    (med, 1.4826 * median(&mut dev))
+}
+
 /// Solves the normal equations of `y ~ 1 + x` columns (up to 3 unknowns); `None` when
 /// singular.
 fn least_squares(rows: &[(Vec<f64>, f64)], k: usize) -> Option<Vec<f64>> {
@@ -230,11 +245,7 @@ fn robust_fit(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Raw> {
             .iter()
             .zip(&keep)
             .filter(|(_, k)| **k)
-            .map(|((x, y), _)| {
-                let mut r = vec![1.0];
-                r.extend(cols.iter().map(|&j| x[j]));
-                (r, *y)
-            })
+            .map(|((x, y), _)| (design_row(x, &cols), *y))
             .collect();
         if rows.len() < MIN_CALLS.min(points.len()) / 2 + 2 {
             break;
@@ -261,9 +272,8 @@ fn robust_fit(points: &[(Vec<f64>, f64)], slopes: usize) -> Option<Raw> {
             .filter(|(_, k)| **k)
             .map(|((x, y), _)| y - pred(x))
             .collect();
-        let med = median(&mut res);
-        let mut dev: Vec<f64> = res.iter().map(|r| (r - med).abs()).collect();
-        sigma = 1.4826 * median(&mut dev);
+        let med;
+        (med, sigma) = median_and_spread(&mut res);
         // trim calls far above the fit (waiting, not work) and absurdly far below; a
         // call within half the materiality floor is kept whatever the spread, so a few
         // long prompts the fit misses at first (first turns, their high leverage) teach
@@ -317,13 +327,10 @@ fn robust_fit_with_attention(points: &[(Vec<f64>, f64)], slopes: usize) -> Optio
         .filter(|(_, k)| **k)
         .map(|(p, _)| p)
         .collect();
+    let all: Vec<usize> = (0..slopes).collect();
     let rows: Vec<(Vec<f64>, f64)> = kept
         .iter()
-        .map(|(x, y)| {
-            let mut r = vec![1.0];
-            r.extend_from_slice(x);
-            (r, *y)
-        })
+        .map(|(x, y)| (design_row(x, &all), *y))
         .collect();
     let Some(coef) = least_squares(&rows, slopes + 1) else {
         return Some(base);
@@ -335,9 +342,7 @@ fn robust_fit_with_attention(points: &[(Vec<f64>, f64)], slopes: usize) -> Optio
         .iter()
         .map(|(r, y)| y - r.iter().zip(&coef).map(|(a, b)| a * b).sum::<f64>())
         .collect();
-    let med = median(&mut res);
-    let mut dev: Vec<f64> = res.iter().map(|r| (r - med).abs()).collect();
-    let sigma = 1.4826 * median(&mut dev);
+    let (_, sigma) = median_and_spread(&mut res);
     if sigma > base.sigma {
         return Some(base);
     }
@@ -398,9 +403,7 @@ fn slope_intervals(kept: &[&(Vec<f64>, f64)], slopes: usize, active: &[bool]) ->
         let rows: Vec<(Vec<f64>, f64)> = (0..base.len())
             .map(|_| {
                 let (x, y) = base[rng.below(base.len())];
-                let mut r = vec![1.0];
-                r.extend(cols.iter().map(|&j| x[j]));
-                (r, *y)
+                (design_row(x, &cols), *y)
             })
             .collect();
         if let Some(sol) = least_squares(&rows, cols.len() + 1) {

@@ -16,21 +16,30 @@ fn cluster(key: &str) -> String {
     format!("((('0x' || left(md5({key}), 16))::UBIGINT >> 1)::BIGINT)")
 }
 
-/// The innermost LLM client calls (a call wrapping another is the framework around
-/// it, in the whole trace) among the spans that meet `pred`, with the server span
-/// directly below each: `trace_id, start_ns, model, server, duration_ns, ttfc,
+/// The innermost LLM client calls among the spans that meet `pred` (a call wrapping
+/// another in the same trace is the framework around it, not counted twice): their
+/// `trace_id`, `span_id` and the span columns `cols`. The one definition of the calls
+/// a trace made, for `diff`'s periods and the per-tenant view's tokens.
+pub(crate) fn innermost_llm_sql(cols: &str, pred: &str) -> String {
+    format!(
+        "WITH c AS (
+             SELECT trace_id, span_id, {cols} FROM spans
+             WHERE op_class = 'llm' AND kind <> 'server' AND ({pred})),
+         wrappers AS (
+             SELECT DISTINCT trace_id, parent_span_id AS span_id FROM spans
+             WHERE op_class = 'llm' AND kind <> 'server' AND parent_span_id IS NOT NULL
+               AND trace_id IN (SELECT trace_id FROM c))
+         SELECT c.* FROM c ANTI JOIN wrappers w ON w.trace_id = c.trace_id AND w.span_id = c.span_id"
+    )
+}
+
+/// The innermost LLM client calls among the spans that meet `pred`, with the server
+/// span directly below each: `trace_id, start_ns, model, server, duration_ns, ttfc,
 /// output_tokens, input_tokens, cache_read, events, stream, srv_ttft, srv_decode`.
 /// What `diff` reads of a period's calls, and what a ClickHouse source keeps of them.
 pub(crate) fn innermost_calls_sql(pred: &str) -> String {
     format!(
-        "WITH c AS (
-             SELECT trace_id, span_id, start_ns, model, server_address, duration_ns, time_to_first_chunk_ns,
-                    output_tokens, input_tokens, cache_read_tokens, event_count, stream
-             FROM spans WHERE op_class = 'llm' AND kind <> 'server' AND ({pred})),
-         wrappers AS (
-             SELECT DISTINCT trace_id, parent_span_id AS span_id FROM spans
-             WHERE op_class = 'llm' AND kind <> 'server' AND parent_span_id IS NOT NULL
-               AND trace_id IN (SELECT trace_id FROM c)),
+        "WITH c AS ({}),
          srv AS (
              SELECT trace_id, parent_span_id AS span_id, max(ttft_ns) AS ttft_ns, max(decode_ns) AS decode_ns
              FROM spans WHERE op_class = 'llm' AND kind = 'server' AND parent_span_id IS NOT NULL
@@ -43,9 +52,12 @@ pub(crate) fn innermost_calls_sql(pred: &str) -> String {
                 c.cache_read_tokens::BIGINT AS cache_read, c.event_count::BIGINT AS events,
                 coalesce(c.stream, false) AS stream,
                 srv.ttft_ns::BIGINT AS srv_ttft, srv.decode_ns::BIGINT AS srv_decode
-         FROM c
-         ANTI JOIN wrappers w ON w.trace_id = c.trace_id AND w.span_id = c.span_id
-         LEFT JOIN srv ON srv.trace_id = c.trace_id AND srv.span_id = c.span_id"
+         FROM c LEFT JOIN srv ON srv.trace_id = c.trace_id AND srv.span_id = c.span_id",
+        innermost_llm_sql(
+            "start_ns, model, server_address, duration_ns, time_to_first_chunk_ns, \
+             output_tokens, input_tokens, cache_read_tokens, event_count, stream",
+            pred
+        )
     )
 }
 

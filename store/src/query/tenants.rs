@@ -25,19 +25,15 @@ pub(crate) fn checked_key(key: &str) -> Result<&str, QueryError> {
 }
 
 /// Each trace's input and output tokens (`trace_id, i, o`): those of its innermost LLM
-/// client calls (a call wrapping another is the framework around it), over the local
-/// spans of the traces in `traces` (a SQL set of trace ids; `None`: every trace). The
-/// one definition of a trace's tokens for the per-tenant view, local or shared.
+/// client calls ([`super::periods::innermost_llm_sql`]), over the local spans of the
+/// traces in `traces` (a SQL set of trace ids; `None`: every trace). The one
+/// definition of a trace's tokens for the per-tenant view, local or shared.
 pub(crate) fn trace_tokens_sql(traces: Option<&str>) -> String {
-    let only = traces.map_or_else(String::new, |t| format!(" AND trace_id IN ({t})"));
+    let pred = traces.map_or_else(|| "true".to_owned(), |t| format!("trace_id IN ({t})"));
     format!(
-        "SELECT c.trace_id, sum(coalesce(c.input_tokens, 0))::BIGINT AS i, sum(coalesce(c.output_tokens, 0))::BIGINT AS o
-         FROM (SELECT trace_id, span_id, input_tokens, output_tokens FROM spans
-               WHERE op_class = 'llm' AND kind <> 'server'{only}) c
-         ANTI JOIN (SELECT DISTINCT trace_id, parent_span_id AS span_id FROM spans
-                    WHERE op_class = 'llm' AND kind <> 'server' AND parent_span_id IS NOT NULL{only}) w
-           ON w.trace_id = c.trace_id AND w.span_id = c.span_id
-         GROUP BY c.trace_id"
+        "SELECT trace_id, sum(coalesce(input_tokens, 0))::BIGINT AS i, sum(coalesce(output_tokens, 0))::BIGINT AS o
+         FROM ({}) GROUP BY trace_id",
+        super::periods::innermost_llm_sql("input_tokens, output_tokens", &pred)
     )
 }
 
