@@ -343,16 +343,37 @@ impl Pushdown<'_> {
 }
 
 impl Pushdown<'_> {
-    /// Where the attribute `key` occurs in the span table (a key of letters, digits and
-    /// `._-:/@`).
+    /// ClickHouse SQL: a span (`s`) starting within a minute of the analysed traces'
+    /// `[first start, last end]` (`false` when none is analysed): the time window of a
+    /// query over the spans of every analysed trace.
+    fn analysed_window(&self) -> Result<String, StoreError> {
+        let out = self.ch.query(&format!(
+            "SELECT toUInt64(count()), toInt64(ifNull(min(start_ns), 0)), \
+             toInt64(ifNull(max(start_ns + duration_ns), 0)) FROM {} FINAL FORMAT RowBinary",
+            self.shared.name("trace_analysis")
+        ))?;
+        let mut r = Reader::new(&out);
+        let n = r.u64().map_err(bad)?;
+        let (from, to) = (r.i64().map_err(bad)?, r.i64().map_err(bad)?);
+        Ok(if n == 0 {
+            "false".to_owned()
+        } else {
+            around(from, to)
+        })
+    }
+
+    /// Where the attribute `key` occurs on the spans of the analysed traces (a key of
+    /// letters, digits and `._-:/@`), within their time window.
     pub fn key_presence(&self, key: &str) -> Result<KeyPresence, QueryError> {
         let k = checked_key(key)?;
         let out = self
             .ch
             .query(&format!(
                 "SELECT toUInt8(countIf(mapContains(SpanAttributes, '{k}')) > 0), \
-             toUInt8(countIf(mapContains(ResourceAttributes, '{k}')) > 0) FROM {} FORMAT RowBinary",
-                self.layout.table
+             toUInt8(countIf(mapContains(ResourceAttributes, '{k}')) > 0) FROM {} AS s WHERE {} \
+             FORMAT RowBinary",
+                self.layout.table,
+                self.analysed_window()?
             ))
             .map_err(StoreError::from)?;
         let mut r = Reader::new(&out);
@@ -388,8 +409,9 @@ impl Pushdown<'_> {
                 format!(
                     "SELECT TraceId AS trace_id, \
                      if(countIf({s}) > 0, minIf(SpanAttributes['{k}'], {s}), minIf(ResourceAttributes['{k}'], {r})) AS tenant \
-                     FROM {} WHERE {s} OR {r} GROUP BY TraceId",
-                    self.layout.table
+                     FROM {} AS s WHERE ({s} OR {r}) AND {} GROUP BY TraceId",
+                    self.layout.table,
+                    self.analysed_window()?
                 )
             }
         };
