@@ -215,7 +215,7 @@ fn string(a: &StringArray, i: usize) -> String {
     }
 }
 
-fn opt_i64(a: &Int64Array, i: usize) -> Option<i64> {
+pub(crate) fn opt_i64(a: &Int64Array, i: usize) -> Option<i64> {
     opt(a, i, |i| a.value(i))
 }
 

@@ -38,7 +38,7 @@ pub use result::{
 };
 pub use tree::Tree;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use tailscope_model::{Cause, Span, SpanId};
 
 /// Wall time per stage of an analysis run, in the order the stages ran (a stage that
@@ -88,20 +88,44 @@ impl MetricSource for NoMetrics {
     }
 }
 
-fn group_by_trace(spans: Vec<Span>) -> Vec<Vec<Span>> {
-    let mut map: BTreeMap<tailscope_model::TraceId, Vec<Span>> = BTreeMap::new();
-    for s in spans {
-        map.entry(s.trace_id).or_default().push(s);
+/// The trees of `spans`' traces, in trace id order. Spans in trace order (as a store
+/// reads them) are moved once, into their trees' nodes; others are first put in that
+/// order (stably: a trace's spans keep their order).
+fn trees_by_trace(mut spans: Vec<Span>) -> Vec<Tree> {
+    if !spans.windows(2).all(|w| w[0].trace_id <= w[1].trace_id) {
+        spans.sort_by_key(|s| s.trace_id);
     }
-    map.into_values().collect()
+    let mut runs: Vec<usize> = Vec::new();
+    for (i, s) in spans.iter().enumerate() {
+        if i == 0 || spans[i - 1].trace_id != s.trace_id {
+            runs.push(0);
+        }
+        *runs.last_mut().expect("pushed above") += 1;
+    }
+    let mut rest = spans.into_iter();
+    runs.into_iter()
+        .map(|n| Tree::build_from(rest.by_ref().take(n)))
+        .collect()
 }
 
 /// A conversation id reached through a span link applies to the linking span's
 /// subtree (async sub-agents linked to the span that started them).
 fn adopt_linked_conversations(trees: &mut [Tree]) {
+    // the spans linked to from a span without a conversation (few, often none): only
+    // their conversations are looked up
+    let wanted: HashSet<SpanId> = trees
+        .iter()
+        .flat_map(|t| t.nodes.iter())
+        .filter(|n| n.span.promoted.conversation_id.is_none())
+        .flat_map(|n| n.span.links.iter().map(|l| l.span_id))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
     let known: HashMap<SpanId, String> = trees
         .iter()
         .flat_map(|t| t.nodes.iter())
+        .filter(|n| wanted.contains(&n.span.span_id))
         .filter_map(|n| Some((n.span.span_id, n.span.promoted.conversation_id.clone()?)))
         .collect();
     for tree in trees.iter_mut() {
@@ -188,7 +212,7 @@ pub fn compute(
     stages: &mut Stages,
 ) -> (Vec<TraceResult>, Vec<Finding>, usize) {
     let mut clock = std::time::Instant::now();
-    let mut trees: Vec<Tree> = group_by_trace(spans).into_iter().map(Tree::build).collect();
+    let mut trees: Vec<Tree> = trees_by_trace(spans);
     adopt_linked_conversations(&mut trees);
     stages.lap("trees", &mut clock);
     // (calls, wrappers) of each tree, found once

@@ -34,22 +34,30 @@ pub const SYNTHETIC_ROOT: SpanId = SpanId([0xff; 8]);
 
 impl Tree {
     /// Builds the tree of one trace's spans (any order).
-    pub fn build(mut spans: Vec<Span>) -> Tree {
-        spans.sort_by_key(|s| (s.start_ns, s.span_id));
-        let index: HashMap<SpanId, usize> = spans
+    pub fn build(spans: Vec<Span>) -> Tree {
+        Self::build_from(spans.into_iter())
+    }
+
+    /// [`Tree::build`] over the spans an iterator hands out: each span is moved once,
+    /// into its node (a span is most of a kilobyte; spans already in start order, as a
+    /// store reads them, are not moved again).
+    pub fn build_from(spans: impl ExactSizeIterator<Item = Span>) -> Tree {
+        let mut nodes: Vec<Node> = Vec::with_capacity(spans.len() + 1);
+        nodes.extend(spans.map(|span| Node {
+            span,
+            parent: None,
+            children: Vec::new(),
+            orphan: false,
+            skew_ns: 0,
+        }));
+        let key = |n: &Node| (n.span.start_ns, n.span.span_id);
+        if !nodes.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+            nodes.sort_by_key(key);
+        }
+        let index: HashMap<SpanId, usize> = nodes
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.span_id, i))
-            .collect();
-        let mut nodes: Vec<Node> = spans
-            .into_iter()
-            .map(|span| Node {
-                span,
-                parent: None,
-                children: Vec::new(),
-                orphan: false,
-                skew_ns: 0,
-            })
+            .map(|(i, n)| (n.span.span_id, i))
             .collect();
         let mut tops = Vec::new();
         let mut orphans = 0;
