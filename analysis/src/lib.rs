@@ -224,6 +224,25 @@ impl MetricSource for Metrics {
         Metrics::at(self, name, server, t)
     }
 
+    fn reads_times(&self) -> bool {
+        true
+    }
+
+    fn max_within(&self, name: &str, server: Option<&str>, from: i64, to: i64) -> Option<f64> {
+        let within = |s: &[(i64, f64)]| {
+            let lo = s.partition_point(|p| p.0 < from);
+            let hi = s.partition_point(|p| p.0 <= to);
+            s[lo..hi.max(lo)].iter().map(|p| p.1).reduce(f64::max)
+        };
+        match self.matching(name, server) {
+            Some(series) => series
+                .iter()
+                .filter_map(|s| within(&s.points))
+                .reduce(f64::max),
+            None => within(self.series.get(name)?),
+        }
+    }
+
     fn increase(&self, name: &str, server: Option<&str>, from: i64, to: i64) -> Option<f64> {
         Metrics::increase(self, name, server, from, to)
     }

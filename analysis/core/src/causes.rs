@@ -222,6 +222,13 @@ fn residual_cause(
     }
 }
 
+/// The share of the KV cache held by running requests at which the server is taken to
+/// be evicting cached prefixes to make room. Chosen on the otel-genai-metrics recordings
+/// of plan seeds 12, 7 and 23: queue waits that also lost part of their prefix saw
+/// 0.69-0.95 during the wait, waits that lost nothing 0.33-0.72; checked on seeds 31,
+/// 37, 41, 43, 47 and 53 (`tests/realtel/fixtures-metrics/`).
+const KV_PRESSURE: f64 = 0.65;
+
 /// What the inference server's metrics say of a call's unexplained wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ServerSays {
@@ -254,15 +261,41 @@ fn server_says(
         .into_iter()
         .filter_map(|t| metrics.at(gm::REQUESTS_WAITING, server, t))
         .collect();
+    // A gauge read during the wait counts this call among the waiting if it queued. One
+    // read only before the call arrived (a wait shorter than the scrape interval) says
+    // nothing of it: others waiting then may or may not have held it up, and nobody
+    // waiting then does not mean it did not queue. The metrics then do not settle it.
+    let waiting = match metrics.max_within(gm::REQUESTS_WAITING, server, s.start_ns, wait_end) {
+        Some(w) => w >= 1.0,
+        // a source that cannot say when its values were read: as of each instant
+        None if !metrics.reads_times() => samples.iter().any(|w| *w >= 1.0),
+        None => return None,
+    };
     if samples.is_empty() {
         return None;
     }
-    let waiting = samples.iter().any(|w| *w >= 1.0);
-    let missed = can_be_eviction && {
-        let queries = metrics.increase(gm::PREFIX_CACHE_QUERIES_RATE, server, s.start_ns, s.end_ns);
-        let hits = metrics.increase(gm::PREFIX_CACHE_HITS_RATE, server, s.start_ns, s.end_ns);
-        matches!((queries, hits), (Some(q), Some(h)) if q > 0.0 && h / q < 0.5)
+    let (queries, hits) = if can_be_eviction {
+        (
+            metrics.increase(gm::PREFIX_CACHE_QUERIES_RATE, server, s.start_ns, s.end_ns),
+            metrics.increase(gm::PREFIX_CACHE_HITS_RATE, server, s.start_ns, s.end_ns),
+        )
+    } else {
+        (None, None)
     };
+    // most lookups missed
+    let missed = matches!((queries, hits), (Some(q), Some(h)) if q > 0.0 && h / q < 0.5);
+    // Some lookups missed while most of the KV cache was held by running requests: the
+    // server was making room by evicting cached prefixes, so the call may have lost part
+    // of its own; with requests waiting too, the wait and a partial re-prefill are both
+    // possible, and the window's counters (every request's lookups) cannot tell them
+    // apart.
+    let pressed = waiting
+        && matches!((queries, hits), (Some(q), Some(h)) if q > h)
+        && [s.start_ns, (s.start_ns + wait_end) / 2, wait_end]
+            .into_iter()
+            .filter_map(|t| metrics.at(gm::KV_CACHE_USAGE, server, t))
+            .any(|u| u >= KV_PRESSURE);
+    let missed = missed || pressed;
     Some(match (waiting, missed) {
         (true, true) => ServerSays::WaitingAndCacheMiss,
         (true, false) => ServerSays::Waiting,
@@ -980,12 +1013,20 @@ mod tests {
     struct ServerMetrics {
         waiting: f64,
         hit_ratio: f64,
+        read_before_only: bool,
     }
 
     impl crate::MetricSource for ServerMetrics {
         fn at(&self, name: &str, server: Option<&str>, _: i64) -> Option<f64> {
             (name == tailscope_model::gpu_metrics::REQUESTS_WAITING && server == Some("srv"))
                 .then_some(self.waiting)
+        }
+        // the gauge was read during every wait unless `read_before_only`
+        fn max_within(&self, name: &str, server: Option<&str>, _: i64, _: i64) -> Option<f64> {
+            self.at(name, server, 0).filter(|_| !self.read_before_only)
+        }
+        fn reads_times(&self) -> bool {
+            true
         }
         fn increase(&self, name: &str, server: Option<&str>, a: i64, b: i64) -> Option<f64> {
             use tailscope_model::gpu_metrics as gm;
@@ -1021,6 +1062,7 @@ mod tests {
         let waiting = with(&ServerMetrics {
             waiting: 3.0,
             hit_ratio: 0.9,
+            read_before_only: false,
         });
         assert_eq!(
             waiting,
@@ -1029,6 +1071,7 @@ mod tests {
         let missed = with(&ServerMetrics {
             waiting: 0.0,
             hit_ratio: 0.1,
+            read_before_only: false,
         });
         assert_eq!(
             missed,
@@ -1037,6 +1080,7 @@ mod tests {
         let unclear = with(&ServerMetrics {
             waiting: 0.0,
             hit_ratio: 0.9,
+            read_before_only: false,
         });
         assert_eq!(unclear.len(), 1);
         assert_eq!(unclear[0].1, Evidence::Ambiguous);
@@ -1044,15 +1088,33 @@ mod tests {
         let both = with(&ServerMetrics {
             waiting: 3.0,
             hit_ratio: 0.1,
+            read_before_only: false,
         });
-        assert_eq!(
-            both,
-            vec![(
-                Cause::Queue,
-                Evidence::Ambiguous,
-                CauseSet::of(&[Cause::KvEviction])
-            )]
+        let queue_or_eviction = vec![(
+            Cause::Queue,
+            Evidence::Ambiguous,
+            CauseSet::of(&[Cause::KvEviction]),
+        )];
+        assert_eq!(both, queue_or_eviction);
+        // the gauge read only before the call arrived, requests waiting or not: the
+        // metrics do not settle it, and the answer is the one without them
+        let without = with(&ServerMetrics {
+            waiting: 0.0,
+            hit_ratio: 0.9,
+            read_before_only: true,
+        });
+        assert!(
+            without.iter().all(|s| s.1 == Evidence::Ambiguous),
+            "{without:?}"
         );
+        for waiting in [0.0, 3.0] {
+            let before = with(&ServerMetrics {
+                waiting,
+                hit_ratio: 0.9,
+                read_before_only: true,
+            });
+            assert_eq!(before, without);
+        }
     }
 
     /// With a first-token time and cache reads, waiting before the first token is the

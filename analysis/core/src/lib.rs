@@ -72,6 +72,18 @@ pub trait MetricSource {
     fn at(&self, name: &str, server: Option<&str>, t: i64) -> Option<f64>;
     /// Increase over `[from, to]` of a counter read as a per-second rate series.
     fn increase(&self, name: &str, server: Option<&str>, from: i64, to: i64) -> Option<f64>;
+    /// The largest value of series `name` among its points sampled within
+    /// `[from, to]` (their own times, not values carried forward); `None` when no point
+    /// lies there or the source cannot say.
+    fn max_within(&self, name: &str, server: Option<&str>, from: i64, to: i64) -> Option<f64> {
+        let _ = (name, server, from, to);
+        None
+    }
+    /// Whether [`MetricSource::max_within`] answers from the times values were read at
+    /// (its `None` then means no value was read in the window).
+    fn reads_times(&self) -> bool {
+        false
+    }
 }
 
 /// No metric evidence: every lookup is unknown.
