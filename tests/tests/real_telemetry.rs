@@ -811,7 +811,10 @@ fn write_amplification_fixture_is_found_on_its_planted_turns() {
 /// code before it: 11 and 10 of 12, 2 confident and wrong), and its other half (nobody
 /// waiting then does not rule a queue out) after a seed-43 queue wait called not the
 /// queue; seeds 41 (first analysed with the first half only), 47 and 53 only check
-/// them.
+/// them. Seed 41 then showed an eviction that also queued 225 ms given as a measured
+/// eviction of 526 ms (against 335): a miss measured with nobody waiting is taken as
+/// the re-prefill only up to twice its estimate (the band that already made an
+/// eviction the likelier cause without metrics), beyond it ambiguous with queue.
 #[test]
 fn held_out_recordings_are_not_confidently_wrong() {
     // TAILSCOPE_HELD_OUT=DIR: the same checks on another recording (the stacks in it)
@@ -843,7 +846,6 @@ fn held_out_recordings_are_not_confidently_wrong() {
             _ if other.is_some() => 0,
             Some("fixtures-seed7") => 120,
             Some("fixtures-seed23") => 119,
-            Some("seed41") => 11,
             Some(s) if metrics_seeds.contains(&s) => 12,
             _ => 0,
         };

@@ -190,7 +190,7 @@ fn residual_cause(
     });
     let eviction_likelier = can_be_eviction
         && reprefill_ns > 0.0
-        && (0.5..=2.0).contains(&(residual_ns / reprefill_ns));
+        && REPREFILL_BAND.contains(&(residual_ns / reprefill_ns));
     let cause = if eviction_likelier {
         Cause::KvEviction
     } else {
@@ -203,6 +203,15 @@ fn residual_cause(
         // is the wait and how much the re-prefill
         Some(ServerSays::WaitingAndCacheMiss) => {
             Attribution::ambiguous(Cause::Queue, CauseSet::of(&[Cause::KvEviction]))
+        }
+        // a re-prefill; time well beyond what re-prefilling the prefix costs is not
+        // explained by it (a wait the gauge's reads missed, or client work)
+        Some(ServerSays::CacheMiss)
+            if reprefill_ns > 0.0 && residual_ns > REPREFILL_BAND.end() * reprefill_ns =>
+        {
+            let mut rest = alternatives.without(Cause::KvEviction);
+            rest.insert(Cause::Queue);
+            Attribution::ambiguous(Cause::KvEviction, rest)
         }
         Some(ServerSays::CacheMiss) => Attribution::measured(Cause::KvEviction),
         Some(ServerSays::NoWait) => {
@@ -228,6 +237,12 @@ fn residual_cause(
 /// 0.69-0.95 during the wait, waits that lost nothing 0.33-0.72; checked on seeds 31,
 /// 37, 41, 43, 47 and 53 (`tests/realtel/fixtures-metrics/`).
 const KV_PRESSURE: f64 = 0.65;
+
+/// A wait of this many times the latency model's estimate of re-prefilling the cached
+/// prefix is about what a re-prefill costs: within it, a possible eviction is the
+/// likelier cause; beyond it, even with a cache miss measured, the rest is not
+/// explained by the re-prefill.
+const REPREFILL_BAND: std::ops::RangeInclusive<f64> = 0.5..=2.0;
 
 /// What the inference server's metrics say of a call's unexplained wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1076,6 +1091,28 @@ mod tests {
         assert_eq!(
             missed,
             vec![(Cause::KvEviction, Evidence::Measured, CauseSet::EMPTY)]
+        );
+        // a miss and nobody waiting, but the wait far beyond what re-prefilling the
+        // 2,500-token prefix costs: the rest is not the re-prefill's
+        let t_long = trace(llm_turn(500, 3000 * MS));
+        let long = {
+            let m = ServerMetrics {
+                waiting: 0.0,
+                hit_ratio: 0.1,
+                read_before_only: false,
+            };
+            let shape = Shape::new(&t_long, &ev, &model, &assumed).with_metrics(&m);
+            assign(&t_long, &critical_path(&t_long), &shape)
+                .into_iter()
+                .filter(|s| s.cause == Cause::KvEviction)
+                .map(|s| (s.evidence, s.alternatives))
+                .collect::<Vec<_>>()
+        };
+        assert!(!long.is_empty());
+        assert!(
+            long.iter()
+                .all(|(e, alt)| *e == Evidence::Ambiguous && alt.contains(Cause::Queue)),
+            "{long:?}"
         );
         let unclear = with(&ServerMetrics {
             waiting: 0.0,
