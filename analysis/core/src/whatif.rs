@@ -84,6 +84,18 @@ pub fn rewalk(tree: &Tree, change_of: &dyn Fn(usize) -> Option<Change>, seed: u6
             .filter(|k| k.2 > k.1)
             .collect();
         kids.sort_by_key(|k| (k.1, k.2, k.0));
+        // A child's re-walked time inside its parent: the share of it that lay inside
+        // (a server span that outlives the HTTP request carrying it, as a streamed
+        // response does, counts only its part within). An unchanged tree re-walks to
+        // its own durations.
+        let inside = |c: usize, (_, cs, ce): (usize, i64, i64)| {
+            let full = tree.nodes[c].span.duration_ns();
+            if full > ce - cs && full > 0 {
+                (dur[c] as f64 * (ce - cs) as f64 / full as f64).round() as i64
+            } else {
+                dur[c]
+            }
+        };
         let mut d = hi - lo;
         if !kids.is_empty() {
             // A child waits for every earlier sibling that had ended when it started
@@ -114,7 +126,7 @@ pub fn rewalk(tree: &Tree, change_of: &dyn Fn(usize) -> Option<Change>, seed: u6
                         ready + (cs - last_end)
                     }
                 };
-                end[k] = start[k] + dur[child];
+                end[k] = start[k] + inside(child, kids[k]);
             }
             let last_child_end = kids.iter().map(|k| k.2).max().unwrap_or(lo);
             let after = hi - last_child_end;
@@ -259,8 +271,31 @@ mod tests {
         ])
     }
 
+    /// A streamed call as the vLLM stack records it: chat 2 [0,142] → POST 3 [3,5]
+    /// (the request, answered with headers) → the server's llm_request 4 [3,140], which
+    /// outlives the POST carrying it.
+    fn streamed() -> Tree {
+        let mut s = vec![
+            span(1, None, 0, 143 * MS),
+            span(2, Some(1), 0, 142 * MS),
+            span(3, Some(2), 3 * MS, 5 * MS),
+            span(4, Some(3), 3 * MS, 140 * MS),
+        ];
+        s[2].kind = SpanKind::Client;
+        s[3].kind = SpanKind::Server;
+        trace(s)
+    }
+
     #[test]
     fn nothing_changed_is_the_same_trace() {
+        // a child sticking out of its parent counts only its part inside (it re-walked
+        // to 278 of 142 ms before: the server span's whole time inside the POST, then
+        // the chat's time after the POST on top)
+        let r = rewalk(&streamed(), &|_| None, 1);
+        assert_eq!((r.before_ns, r.after_ns), (143 * MS, 143 * MS));
+        let t = streamed();
+        let half = rewalk(&t, &on(&t, "s4", Change::SpeedUp(0.5)), 1);
+        assert!(half.after_ns <= half.before_ns, "{half:?}");
         for t in [sequential(), fan_out()] {
             let r = rewalk(&t, &|_| None, 1);
             assert_eq!(
