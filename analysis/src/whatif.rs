@@ -119,6 +119,17 @@ fn for_each_trace(
     keep: &dyn Fn(&TraceRow) -> bool,
     f: &mut dyn FnMut(&Tree, &TraceRow, &[Placed]),
 ) -> Result<(), AnalysisError> {
+    for_each_trace_or_row(store, keep, f, &mut |_| {})
+}
+
+/// [`for_each_trace`], and `spanless` for each analysed trace whose spans the store
+/// does not hold (a ClickHouse source pulls only the traces a change can touch).
+fn for_each_trace_or_row(
+    store: &Store,
+    keep: &dyn Fn(&TraceRow) -> bool,
+    f: &mut dyn FnMut(&Tree, &TraceRow, &[Placed]),
+    spanless: &mut dyn FnMut(&TraceRow),
+) -> Result<(), AnalysisError> {
     let mut after: Option<String> = None;
     loop {
         let rows = store.trace_rows_after(after.as_deref(), crate::json::PAGE)?;
@@ -149,6 +160,8 @@ fn for_each_trace(
                         .filter_map(|s| Some((*node.get(&s.span_id)?, *s)))
                         .collect();
                     f(&tree, r, &placed);
+                } else {
+                    spanless(r);
                 }
             }
         }
@@ -302,14 +315,31 @@ pub fn whatif(
             "a cause can be made faster (--speedup, --duration), not parallel or cached: target the operation instead".into(),
         ));
     }
-    let mut rewalks = Vec::new();
-    let mut after_causes = Vec::new();
-    for_each_trace(store, &|_| true, &mut |tree, row, sections| {
-        let changes = changes_of(tree, sections, target, change);
-        let r = rewalk(tree, &|i| changes[i], SEED);
-        after_causes.push(causes_after(tree, row, sections, &changes, &r));
-        rewalks.push(r);
-    })?;
+    let rewalks = std::cell::RefCell::new(Vec::new());
+    let after_causes = std::cell::RefCell::new(Vec::new());
+    for_each_trace_or_row(
+        store,
+        &|_| true,
+        &mut |tree, row, sections| {
+            let changes = changes_of(tree, sections, target, change);
+            let r = rewalk(tree, &|i| changes[i], SEED);
+            after_causes
+                .borrow_mut()
+                .push(causes_after(tree, row, sections, &changes, &r));
+            rewalks.borrow_mut().push(r);
+        },
+        // a trace without the target: an unchanged tree re-walks to its own duration
+        // (by construction), and keeps its time per cause
+        &mut |row| {
+            rewalks.borrow_mut().push(Rewalk {
+                before_ns: row.duration_ns,
+                after_ns: row.duration_ns,
+                touched: 0,
+            });
+            after_causes.borrow_mut().push(row.by_cause_ns);
+        },
+    )?;
+    let (rewalks, after_causes) = (rewalks.into_inner(), after_causes.into_inner());
     let summary = summarize(&rewalks, opts.percentile, SEED).ok_or_else(|| {
         AnalysisError::BadInput(
             "no analysed traces in the store: run `tailscope analyze` first".into(),

@@ -122,13 +122,20 @@ fn run_on_source(url: &ClickHouseUrl, command: Option<Command>) -> Result<()> {
     // operation summed in ClickHouse; compare nothing, its cohorts and values (per
     // tenant: a row per trace) come from ClickHouse; diff nothing, its periods' traces,
     // operations and calls come from ClickHouse; the other commands every span
+    // whatif with an operation, tool or model: the sections of every trace, and the
+    // spans only of those with a span it may name (the others keep their durations)
+    let only = match &command {
+        Command::Whatif(w) => w.span_match(),
+        _ => None,
+    };
     let earlier = match &command {
         Command::Analyze(a) if a.is_json() => tailscope_store::Earlier::Sections,
         Command::Compare(_) | Command::Diff(_) => tailscope_store::Earlier::Nothing,
         Command::Analyze(_) => tailscope_store::Earlier::Results,
+        Command::Whatif(_) if only.is_some() => tailscope_store::Earlier::Sections,
         _ => tailscope_store::Earlier::Everything,
     };
-    let run = source::open(url, earlier)?;
+    let run = source::open_matching(url, earlier, only.as_ref())?;
     let store = run.store();
     let shown = PathBuf::from(url.shown());
     let done = match command {

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 use tailscope_analysis::diff::Window;
 use tailscope_store::clickhouse::ClickHouseUrl;
-use tailscope_store::{Earlier, SourceRun, Store};
+use tailscope_store::{Earlier, SourceRun, SpanMatch, Store};
 
 /// Parses a `--source` value (clap's value parser).
 pub fn parse(s: &str) -> std::result::Result<ClickHouseUrl, String> {
@@ -21,6 +21,15 @@ pub fn parse(s: &str) -> std::result::Result<ClickHouseUrl, String> {
 /// what came over the network, analyses what it pulled and writes those results back
 /// to the source's shared result tables.
 pub fn open(url: &ClickHouseUrl, earlier: Earlier) -> Result<SourceRun> {
+    open_matching(url, earlier, None)
+}
+
+/// [`open`], pulling also the spans of the earlier traces that `only` may name.
+pub fn open_matching(
+    url: &ClickHouseUrl,
+    earlier: Earlier,
+    only: Option<&SpanMatch>,
+) -> Result<SourceRun> {
     let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template("pulling [{bar:30}] {pos}/{len} spans")
@@ -28,7 +37,7 @@ pub fn open(url: &ClickHouseUrl, earlier: Earlier) -> Result<SourceRun> {
             .progress_chars("=> "),
     );
     let t0 = Instant::now();
-    let run = Store::open_clickhouse(url, earlier, &|done, all| {
+    let run = Store::open_clickhouse_matching(url, earlier, only, &|done, all| {
         if bar.is_hidden() && done < all {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }

@@ -110,6 +110,32 @@ pub fn run(db: &Path, args: &WhatifArgs) -> Result<()> {
 }
 
 /// What `whatif` prints for an analysed store.
+impl WhatifArgs {
+    /// The spans a `--source` run must pull of the traces analysed before: those its
+    /// target may name (an operation's spans, or spans with the tool's or model's name
+    /// among their attribute values); `None`: every trace's (`--rank`, a cause, whose
+    /// sections are on every kind of span).
+    pub fn span_match(&self) -> Option<tailscope_store::SpanMatch> {
+        use tailscope_analysis::whatif::TargetKind;
+        use tailscope_store::SpanMatch;
+        let t = self.target.as_ref().filter(|_| !self.rank)?;
+        match t.kind {
+            TargetKind::Op => Some(match t.name.split_once(" · ") {
+                Some((service, name)) => SpanMatch::Named {
+                    service: Some(service.to_owned()),
+                    name: name.to_owned(),
+                },
+                None => SpanMatch::Named {
+                    service: None,
+                    name: t.name.clone(),
+                },
+            }),
+            TargetKind::Tool | TargetKind::Model => Some(SpanMatch::AttributeValue(t.name.clone())),
+            TargetKind::Cause => None,
+        }
+    }
+}
+
 pub fn output(store: &Store, args: &WhatifArgs) -> Result<String> {
     let opts = Options {
         percentile: args.percentile,

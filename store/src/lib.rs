@@ -38,7 +38,7 @@ pub use duckdb::arrow;
 pub use duckdb::arrow::record_batch::RecordBatch;
 pub use llm_calls::{CallCensus, CallSampleRow, LlmCallRow, ReplayCandidate};
 pub use otel_export::{ExporterTable, Pushed, ROWS_PER_INSERT};
-pub use otel_traces::{Pulled, SourceRun};
+pub use otel_traces::{Pulled, SourceRun, SpanMatch};
 pub use read::{SeriesPoint, Traces};
 pub use readonly::check_read_only;
 pub use replay::{ReplayEvictionRow, ReplayRows, ReplayRunRow, ReplayTurnRow};

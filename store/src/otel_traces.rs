@@ -337,6 +337,9 @@ pub struct SourceRun {
     starts: Option<(i64, i64)>,
     /// Spans in the whole table when the run opened.
     pub(crate) spans_total: u64,
+    /// The ingest watermark after the spans pulled only to be read (traces whose
+    /// results are the shared ones): spans past it were pulled to be analysed.
+    read_only_upto: Option<i64>,
 }
 
 impl Drop for SourceRun {
@@ -362,9 +365,15 @@ impl SourceRun {
     /// tables; the traces written.
     pub fn save(&self) -> Result<u64, StoreError> {
         let shared = SharedResults::open(&self.ch, &self.store)?;
+        // only the traces this run analysed: those pulled to be read keep their shared
+        // results (a command may have loaded only part of them)
+        let ids = match self.read_only_upto {
+            Some(w) => format!("SELECT DISTINCT trace_id FROM spans WHERE ingested_ns > {w}"),
+            None => "SELECT DISTINCT trace_id FROM spans".to_owned(),
+        };
         shared.save_from(
             &self.store,
-            "SELECT DISTINCT trace_id FROM spans",
+            &ids,
             self.run,
             self.read_upto_ns,
             self.pulled.spans,
@@ -374,6 +383,34 @@ impl SourceRun {
     /// Bytes (received, sent) so far.
     pub fn bytes(&self) -> (u64, u64) {
         self.ch.bytes()
+    }
+}
+
+/// Which of the traces analysed before a command needs the spans of: those with a span
+/// that may be the one it names (a superset: the command picks the spans it means from
+/// what it gets; the others' stored results stand for them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpanMatch {
+    /// A span of this name (of this service, when given).
+    Named {
+        service: Option<String>,
+        name: String,
+    },
+    /// A span with an attribute of this value (a tool's or a model's name).
+    AttributeValue(String),
+}
+
+impl SpanMatch {
+    /// The ClickHouse predicate over the exporter's span rows.
+    fn sql(&self) -> String {
+        let q = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+        match self {
+            SpanMatch::Named { service, name } => match service {
+                Some(svc) => format!("SpanName = {} AND ServiceName = {}", q(name), q(svc)),
+                None => format!("SpanName = {}", q(name)),
+            },
+            SpanMatch::AttributeValue(v) => format!("has(mapValues(SpanAttributes), {})", q(v)),
+        }
     }
 }
 
@@ -390,6 +427,18 @@ impl Store {
     pub fn open_clickhouse(
         url: &ClickHouseUrl,
         earlier: Earlier,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<SourceRun, StoreError> {
+        Self::open_clickhouse_matching(url, earlier, None, progress)
+    }
+
+    /// [`Store::open_clickhouse`], and with `only` also the spans of the traces
+    /// analysed before that have a span `only` may name (their results as `earlier`
+    /// says; [`Earlier::Everything`] pulls every such trace's spans without it).
+    pub fn open_clickhouse_matching(
+        url: &ClickHouseUrl,
+        earlier: Earlier,
+        only: Option<&SpanMatch>,
         progress: &dyn Fn(u64, u64),
     ) -> Result<SourceRun, StoreError> {
         let ch = ClickHouse::connect(url.clone())?;
@@ -422,22 +471,35 @@ impl Store {
             pulled,
             run,
             changed: changed.clone(),
+            read_only_upto: None,
             starts: everything.map(|e| (e.1, e.2)),
             spans_total: everything.map_or(0, |e| e.0),
         };
         let writer = src.store.writer(WriterConfig::default())?;
         let total = everything.map_or(0, |e| e.0);
         if let Some(changed) = &changed {
-            if earlier == Earlier::Everything {
+            if earlier == Earlier::Everything || only.is_some() {
                 // the traces the shared results cover, below the watermark the next
-                // analysis starts from: read, not analysed again
-                src.pull_where(
-                    &writer,
-                    &layout,
-                    Some(&format!("NOT ({changed})")),
-                    total,
-                    progress,
-                )?;
+                // analysis starts from: read, not analysed again (with `only`, those
+                // with a span it may name, found once over the table)
+                // (kept as a second table of this run, dropped once pulled)
+                let earlier_traces = match only {
+                    Some(m) => format!(
+                        "NOT ({changed}) AND {}",
+                        SharedResults::existing(&src.ch).keep_traces(
+                            &layout.table,
+                            &m.sql(),
+                            run + 1
+                        )?
+                    ),
+                    None => format!("NOT ({changed})"),
+                };
+                let pulled =
+                    src.pull_where(&writer, &layout, Some(&earlier_traces), total, progress);
+                if only.is_some() {
+                    SharedResults::existing(&src.ch).drop_kept(run + 1)?;
+                }
+                pulled?;
                 src.mark_analysed()?;
             }
             tracing::debug!("pulling the spans where {changed}");
@@ -480,10 +542,11 @@ impl SourceRun {
     /// Records every span in the store as analysed (a run whose watermark is the
     /// newest span, with the last fits): spans pulled for traces whose results are
     /// the shared ones.
-    fn mark_analysed(&self) -> Result<(), StoreError> {
+    fn mark_analysed(&mut self) -> Result<(), StoreError> {
         let Some(w) = self.store.ingest_watermark()? else {
             return Ok(());
         };
+        self.read_only_upto = Some(w);
         let (fits, fit_calls) = self.store.last_fits()?.unzip();
         self.store.record_run(&crate::RunRow {
             finished_ns: crate::append::now_ns(),
@@ -606,6 +669,20 @@ mod tests {
         ] {
             assert_eq!(typed(text.into()), want, "{text}");
         }
+    }
+
+    #[test]
+    fn span_matches_quote_their_names() {
+        let tool = SpanMatch::AttributeValue("it's a \\ tool".into());
+        assert_eq!(
+            tool.sql(),
+            "has(mapValues(SpanAttributes), 'it\\'s a \\\\ tool')"
+        );
+        let op = SpanMatch::Named {
+            service: Some("svc".into()),
+            name: "initialize".into(),
+        };
+        assert_eq!(op.sql(), "SpanName = 'initialize' AND ServiceName = 'svc'");
     }
 
     #[test]

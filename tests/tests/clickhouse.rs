@@ -169,7 +169,7 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
     let mid = a + (b - a) / 2;
     let before = format!("{a}..{mid}");
     let after = format!("{mid}..{}", b + 1);
-    let commands: [Vec<&str>; 7] = [
+    let commands: [Vec<&str>; 10] = [
         vec!["analyze", "--format", "json"],
         vec!["compare", "--format", "json"],
         // per tenant: the default key (none here: the root's service), a span
@@ -196,6 +196,35 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
             "diff", "--before", &before, "--after", &after, "--format", "json",
         ],
         vec!["whatif", "--rank", "--format", "json"],
+        // an operation, a tool and a model: only the traces with a span that may be
+        // it are pulled, the others keep their stored durations
+        vec![
+            "whatif",
+            "--target",
+            "op:initialize",
+            "--speedup",
+            "0.5",
+            "--format",
+            "json",
+        ],
+        vec![
+            "whatif",
+            "--target",
+            "tool:get_weather",
+            "--duration",
+            "10ms",
+            "--format",
+            "json",
+        ],
+        vec![
+            "whatif",
+            "--target",
+            "model:llama-3.1-8b-instruct",
+            "--speedup",
+            "0.3",
+            "--format",
+            "json",
+        ],
     ];
     for cmd in &commands {
         let (l, r) = both(db, &src, cmd);
@@ -207,6 +236,26 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
             cmd.join(" ")
         );
     }
+    // the MCP `initialize` spans are in a quarter of one stack's traces: whatif pulls
+    // those traces' spans only (with no lateness allowed: the recordings span minutes,
+    // all within the default 300 s of the newest span, so all would be pulled again)
+    let strict = format!("{src}?late_secs=0");
+    let out = Command::new(bin())
+        .args(["--source", &strict, "whatif", "--target", "op:initialize"])
+        .args(["--speedup", "0.5", "--format", "json"])
+        .output()?;
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    let pulled = number_after(&said, "spans").context("pulled spans")?;
+    let all = local[0]["n"].as_u64().unwrap_or(0);
+    let touched = json(&String::from_utf8_lossy(&out.stdout))?["affected_traces"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(touched > 0, "{said}");
+    assert!(
+        pulled > 0 && pulled * 5 < all,
+        "pulled {pulled} of {all}: {said}"
+    );
     let listed = run(&["--source", &src, "replay", "--list"])?;
     assert_eq!(
         listed,
