@@ -112,9 +112,9 @@ pub fn run(db: &Path, args: &WhatifArgs) -> Result<()> {
 /// What `whatif` prints for an analysed store.
 impl WhatifArgs {
     /// The spans a `--source` run must pull of the traces analysed before: those its
-    /// target may name (an operation's spans, or spans with the tool's or model's name
-    /// among their attribute values); `None`: every trace's (`--rank`, a cause, whose
-    /// sections are on every kind of span).
+    /// target may name (an operation's spans, spans with the tool's or model's name
+    /// among their attribute values, or a trace with a critical-path section of the
+    /// cause); `None`: every trace's (`--rank`).
     pub fn span_match(&self) -> Option<tailscope_store::SpanMatch> {
         use tailscope_analysis::whatif::TargetKind;
         use tailscope_store::SpanMatch;
@@ -131,7 +131,9 @@ impl WhatifArgs {
                 },
             }),
             TargetKind::Tool | TargetKind::Model => Some(SpanMatch::AttributeValue(t.name.clone())),
-            TargetKind::Cause => None,
+            // the traces whose stored critical path has a section of the cause
+            TargetKind::Cause => tailscope_model::Cause::parse(&t.name)
+                .map(|c| SpanMatch::Cause(c.as_str().to_owned())),
         }
     }
 }

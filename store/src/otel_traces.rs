@@ -398,13 +398,23 @@ pub enum SpanMatch {
     },
     /// A span with an attribute of this value (a tool's or a model's name).
     AttributeValue(String),
+    /// A trace whose shared critical path has a section of this cause.
+    Cause(String),
 }
 
 impl SpanMatch {
-    /// The ClickHouse predicate over the exporter's span rows.
-    fn sql(&self) -> String {
+    /// The ClickHouse predicate over the exporter's span rows (`shared`: the name of a
+    /// shared result table, where a cause's sections are).
+    fn sql(&self, shared: &dyn Fn(&str) -> String) -> String {
         let q = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
         match self {
+            SpanMatch::Cause(c) => format!(
+                "TraceId IN (SELECT trace_id FROM {} WHERE cause = {} AND (trace_id, _run) IN \
+                 (SELECT trace_id, _run FROM {} FINAL))",
+                shared("critical_path_sections"),
+                q(c),
+                shared("trace_analysis")
+            ),
             SpanMatch::Named { service, name } => match service {
                 Some(svc) => format!("SpanName = {} AND ServiceName = {}", q(name), q(svc)),
                 None => format!("SpanName = {}", q(name)),
@@ -484,14 +494,11 @@ impl Store {
                 // with a span it may name, found once over the table)
                 // (kept as a second table of this run, dropped once pulled)
                 let earlier_traces = match only {
-                    Some(m) => format!(
-                        "NOT ({changed}) AND {}",
-                        SharedResults::existing(&src.ch).keep_traces(
-                            &layout.table,
-                            &m.sql(),
-                            run + 1
-                        )?
-                    ),
+                    Some(m) => format!("NOT ({changed}) AND {}", {
+                        let shared = SharedResults::existing(&src.ch);
+                        let pred = m.sql(&|t| shared.name(t));
+                        shared.keep_traces(&layout.table, &pred, run + 1)?
+                    }),
                     None => format!("NOT ({changed})"),
                 };
                 let pulled =
@@ -673,16 +680,22 @@ mod tests {
 
     #[test]
     fn span_matches_quote_their_names() {
+        let shared = |t: &str| format!("`otel`.`tailscope_{t}`");
         let tool = SpanMatch::AttributeValue("it's a \\ tool".into());
         assert_eq!(
-            tool.sql(),
+            tool.sql(&shared),
             "has(mapValues(SpanAttributes), 'it\\'s a \\\\ tool')"
         );
         let op = SpanMatch::Named {
             service: Some("svc".into()),
             name: "initialize".into(),
         };
-        assert_eq!(op.sql(), "SpanName = 'initialize' AND ServiceName = 'svc'");
+        assert_eq!(
+            op.sql(&shared),
+            "SpanName = 'initialize' AND ServiceName = 'svc'"
+        );
+        let cause = SpanMatch::Cause("queue".into()).sql(&shared);
+        assert!(cause.contains("cause = 'queue'"), "{cause}");
     }
 
     #[test]

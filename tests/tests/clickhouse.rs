@@ -169,7 +169,7 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
     let mid = a + (b - a) / 2;
     let before = format!("{a}..{mid}");
     let after = format!("{mid}..{}", b + 1);
-    let commands: [Vec<&str>; 10] = [
+    let commands: [Vec<&str>; 11] = [
         vec!["analyze", "--format", "json"],
         vec!["compare", "--format", "json"],
         // per tenant: the default key (none here: the root's service), a span
@@ -196,8 +196,9 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
             "diff", "--before", &before, "--after", &after, "--format", "json",
         ],
         vec!["whatif", "--rank", "--format", "json"],
-        // an operation, a tool and a model: only the traces with a span that may be
-        // it are pulled, the others keep their stored durations
+        // an operation, a tool, a cause and a model: only the traces with a span that
+        // may be it (with a section of the cause) are pulled, the others keep their
+        // stored durations
         vec![
             "whatif",
             "--target",
@@ -213,6 +214,15 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
             "tool:get_weather",
             "--duration",
             "10ms",
+            "--format",
+            "json",
+        ],
+        vec![
+            "whatif",
+            "--target",
+            "cause:tool_cold_start",
+            "--speedup",
+            "0.8",
             "--format",
             "json",
         ],
@@ -236,26 +246,29 @@ fn clickhouse_source_gives_the_local_stores_answers() -> Result<()> {
             cmd.join(" ")
         );
     }
-    // the MCP `initialize` spans are in a quarter of one stack's traces: whatif pulls
-    // those traces' spans only (with no lateness allowed: the recordings span minutes,
-    // all within the default 300 s of the newest span, so all would be pulled again)
+    // the MCP `initialize` spans (and the cold starts they are) are in a quarter of
+    // one stack's traces: whatif pulls those traces' spans only (with no lateness
+    // allowed: the recordings span minutes, all within the default 300 s of the newest
+    // span, so all would be pulled again)
     let strict = format!("{src}?late_secs=0");
-    let out = Command::new(bin())
-        .args(["--source", &strict, "whatif", "--target", "op:initialize"])
-        .args(["--speedup", "0.5", "--format", "json"])
-        .output()?;
-    assert!(out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
-    let pulled = number_after(&said, "spans").context("pulled spans")?;
     let all = local[0]["n"].as_u64().unwrap_or(0);
-    let touched = json(&String::from_utf8_lossy(&out.stdout))?["affected_traces"]
-        .as_u64()
-        .unwrap_or(0);
-    assert!(touched > 0, "{said}");
-    assert!(
-        pulled > 0 && pulled * 5 < all,
-        "pulled {pulled} of {all}: {said}"
-    );
+    for target in ["op:initialize", "cause:tool_cold_start"] {
+        let out = Command::new(bin())
+            .args(["--source", &strict, "whatif", "--target", target])
+            .args(["--speedup", "0.5", "--format", "json"])
+            .output()?;
+        assert!(out.status.success(), "{target}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        let pulled = number_after(&said, "spans").context("pulled spans")?;
+        let touched = json(&String::from_utf8_lossy(&out.stdout))?["affected_traces"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(touched > 0, "{target}: {said}");
+        assert!(
+            pulled > 0 && pulled * 5 < all,
+            "{target}: pulled {pulled} of {all}: {said}"
+        );
+    }
     let listed = run(&["--source", &src, "replay", "--list"])?;
     assert_eq!(
         listed,
