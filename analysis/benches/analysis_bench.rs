@@ -195,6 +195,27 @@ fn json_report(store: &Store, baseline: bool, page: usize) -> Result<(Duration, 
     Ok((t.elapsed(), bytes, proc_status_kib("VmHWM")))
 }
 
+/// Peak RSS (KiB) of this bench run again with `--only json` over `db`: the streamed
+/// JSON report alone, in a process of its own. `None` if it could not run or say.
+fn fresh_json_peak(db: &std::path::Path, page: usize) -> Option<u64> {
+    let out = std::process::Command::new(std::env::current_exe().ok()?)
+        .arg("--db")
+        .arg(db)
+        .args(["--only", "json", "--page", &page.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "... peak RSS 181 MiB (a fresh process)"
+    let mib: u64 = text
+        .split("peak RSS ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(mib * 1024)
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -322,6 +343,15 @@ fn main() -> Result<()> {
             mib(peak)
         );
     }
+    // the JSON report's own memory: `analyze --format json` runs in its own process,
+    // and this one keeps what the runs before it allocated (the allocator does not give
+    // it back), so the report is also timed in a fresh one (`--only json`)
+    drop(store); // the child opens the store file itself
+    let fresh_peak = fresh_json_peak(&a.db, a.page);
+    println!(
+        "JSON report, streamed, in a fresh process: peak RSS {}",
+        mib(fresh_peak)
+    );
     let gb = 1024 * 1024;
     println!("\ntargets (issue 25, on 2 cores; first analysis < 3 s is for the README's ~1M-span store, < 6 s for 1.5M):");
     println!(
@@ -352,9 +382,10 @@ fn main() -> Result<()> {
         verdict(inc < Duration::from_millis(300))
     );
     println!(
-        "  JSON report < 300 MB peak: {} {}",
+        "  JSON report < 300 MB peak (a fresh process; {} in this one, after the runs): {} {}",
         mib(json_peak),
-        verdict(json_peak.is_some_and(|k| k < 300 * 1024))
+        mib(fresh_peak),
+        verdict(fresh_peak.is_some_and(|k| k < 300 * 1024))
     );
     println!(
         "  JSON report >= 100 MB/s: {:.0} MB/s {}",
