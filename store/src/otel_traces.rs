@@ -365,10 +365,15 @@ impl SourceRun {
     /// tables; the traces written.
     pub fn save(&self) -> Result<u64, StoreError> {
         let shared = SharedResults::open(&self.ch, &self.store)?;
-        // only the traces this run analysed: those pulled to be read keep their shared
-        // results (a command may have loaded only part of them)
+        // only the traces this run analysed: those pulled to be analysed, and those a
+        // refit refreshed (their rows carry the last run's watermark); those pulled only
+        // to be read keep their shared results (a command may have loaded part of them)
         let ids = match self.read_only_upto {
-            Some(w) => format!("SELECT DISTINCT trace_id FROM spans WHERE ingested_ns > {w}"),
+            Some(w) => format!(
+                "SELECT DISTINCT trace_id FROM spans WHERE ingested_ns > {w}
+                 UNION SELECT trace_id FROM trace_analysis WHERE analyzed_ns > {w}
+                   AND analyzed_ns = (SELECT max(watermark_ns) FROM analysis_runs)"
+            ),
             None => "SELECT DISTINCT trace_id FROM spans".to_owned(),
         };
         shared.save_from(
