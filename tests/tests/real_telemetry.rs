@@ -896,7 +896,7 @@ fn held_out_recordings_are_not_confidently_wrong() {
             // seed 59 llama-index: 4 of 50 clean turns get decode as a confident
             // (inferred) primary: the two calls' decode is about right (224 ms against
             // 200), but LlamaIndex's `_prepare_chat_with_tools` span (an LLM-kind span
-            // with no model or tokens) runs up to 146 ms before the second call, is
+            // with a model name but no tokens) runs up to 146 ms before the second call, is
             // read as a call of unknown phases (decode, ambiguous) and tips the
             // turn's decode past its usual size while the inferred part is the
             // majority: the known gap of issue 23, written down
