@@ -224,10 +224,6 @@ impl MetricSource for Metrics {
         Metrics::at(self, name, server, t)
     }
 
-    fn reads_times(&self) -> bool {
-        true
-    }
-
     fn max_within(&self, name: &str, server: Option<&str>, from: i64, to: i64) -> Option<f64> {
         let within = |s: &[(i64, f64)]| {
             let lo = s.partition_point(|p| p.0 < from);

@@ -83,6 +83,16 @@ impl std::str::FromStr for Target {
     }
 }
 
+impl Target {
+    /// An operation target's (service, span name): `service · name`, or a name alone.
+    pub fn op_parts(&self) -> (Option<&str>, &str) {
+        match self.name.split_once(" · ") {
+            Some((service, name)) => (Some(service), name),
+            None => (None, &self.name),
+        }
+    }
+}
+
 /// What `whatif` predicts for one change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WhatIf {
@@ -187,10 +197,10 @@ fn names(tree: &Tree, i: usize, target: &Target, cause_time: &HashMap<usize, i64
     let s = &tree.nodes[i].span;
     let p = &s.promoted;
     match target.kind {
-        TargetKind::Op => match target.name.split_once(" · ") {
-            Some((service, name)) => s.service_name == service && s.name == name,
-            None => s.name == target.name,
-        },
+        TargetKind::Op => {
+            let (service, name) = target.op_parts();
+            s.name == name && service.is_none_or(|svc| s.service_name == svc)
+        }
         TargetKind::Tool => p.tool_name.as_deref() == Some(target.name.as_str()),
         TargetKind::Model => {
             p.op_class == OpClass::Llm && p.model.as_deref() == Some(target.name.as_str())

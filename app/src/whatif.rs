@@ -109,7 +109,6 @@ pub fn run(db: &Path, args: &WhatifArgs) -> Result<()> {
     Ok(())
 }
 
-/// What `whatif` prints for an analysed store.
 impl WhatifArgs {
     /// The spans a `--source` run must pull of the traces analysed before: those its
     /// target may name (an operation's spans, spans with the tool's or model's name
@@ -120,16 +119,13 @@ impl WhatifArgs {
         use tailscope_store::SpanMatch;
         let t = self.target.as_ref().filter(|_| !self.rank)?;
         match t.kind {
-            TargetKind::Op => Some(match t.name.split_once(" · ") {
-                Some((service, name)) => SpanMatch::Named {
-                    service: Some(service.to_owned()),
+            TargetKind::Op => {
+                let (service, name) = t.op_parts();
+                Some(SpanMatch::Named {
+                    service: service.map(str::to_owned),
                     name: name.to_owned(),
-                },
-                None => SpanMatch::Named {
-                    service: None,
-                    name: t.name.clone(),
-                },
-            }),
+                })
+            }
             TargetKind::Tool | TargetKind::Model => Some(SpanMatch::AttributeValue(t.name.clone())),
             // the traces whose stored critical path has a section of the cause
             TargetKind::Cause => tailscope_model::Cause::parse(&t.name)
@@ -138,6 +134,7 @@ impl WhatifArgs {
     }
 }
 
+/// What `whatif` prints for an analysed store.
 pub fn output(store: &Store, args: &WhatifArgs) -> Result<String> {
     let opts = Options {
         percentile: args.percentile,

@@ -278,6 +278,12 @@ pub(crate) fn ns_window(column: &str, from_ns: i64, to_ns: i64) -> String {
     )
 }
 
+/// A ClickHouse string literal: its backslash escapes, where DuckDB's
+/// ([`crate::sql_lit`]) only doubles quotes.
+pub(crate) fn ch_lit(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

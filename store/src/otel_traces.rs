@@ -411,7 +411,7 @@ impl SpanMatch {
     /// The ClickHouse predicate over the exporter's span rows (`shared`: the name of a
     /// shared result table, where a cause's sections are).
     fn sql(&self, shared: &dyn Fn(&str) -> String) -> String {
-        let q = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+        let q = crate::clickhouse::ch_lit;
         match self {
             SpanMatch::Cause(c) => format!(
                 "TraceId IN (SELECT trace_id FROM {} WHERE cause = {} AND (trace_id, _run) IN \
@@ -495,15 +495,16 @@ impl Store {
         if let Some(changed) = &changed {
             if earlier == Earlier::Everything || only.is_some() {
                 // the traces the shared results cover, below the watermark the next
-                // analysis starts from: read, not analysed again (with `only`, those
-                // with a span it may name, found once over the table)
-                // (kept as a second table of this run, dropped once pulled)
+                // analysis starts from: read, not analysed again; with `only`, those
+                // with a span it may name, kept once in a second table of this run
+                // (dropped once pulled)
                 let earlier_traces = match only {
-                    Some(m) => format!("NOT ({changed}) AND {}", {
+                    Some(m) => {
                         let shared = SharedResults::existing(&src.ch);
                         let pred = m.sql(&|t| shared.name(t));
-                        shared.keep_traces(&layout.table, &pred, run + 1)?
-                    }),
+                        let kept = shared.keep_traces(&layout.table, &pred, run + 1)?;
+                        format!("NOT ({changed}) AND {kept}")
+                    }
                     None => format!("NOT ({changed})"),
                 };
                 let pulled =

@@ -138,20 +138,17 @@ impl<'a> Columns<'a> {
             .ok_or_else(|| StoreError::Schema(format!("column {name} is not {sql}")))
     }
 
-    /// A VARCHAR column the query may have left out (`None` then: every value empty).
-    fn str_or_none(&self, name: &str) -> Result<Option<&'a StringArray>, StoreError> {
-        match self.batch.column_by_name(name) {
-            None => Ok(None),
-            Some(_) => self.str(name).map(Some),
-        }
-    }
-
-    /// A BIGINT column the query may have left out.
-    fn i64_or_none(&self, name: &str) -> Result<Option<&'a Int64Array>, StoreError> {
-        match self.batch.column_by_name(name) {
-            None => Ok(None),
-            Some(_) => self.i64(name).map(Some),
-        }
+    /// A column the query may have left out (`None` then: every value empty), read
+    /// with `get` (e.g. [`Columns::str`]) where it is there.
+    fn if_there<T>(
+        &self,
+        name: &str,
+        get: impl Fn(&Self, &str) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.batch
+            .column_by_name(name)
+            .map(|_| get(self, name))
+            .transpose()
     }
 
     pub(crate) fn str(&self, name: &str) -> Result<&'a StringArray, StoreError> {
@@ -280,12 +277,9 @@ fn spans_of(
         c.str("parent_span_id")?,
     );
     // the columns analysis leaves out of its query are `None`
-    let flags = match b.column_by_name("flags") {
-        None => None,
-        Some(_) => Some(c.u32("flags")?),
-    };
+    let flags = c.if_there("flags", Columns::u32)?;
     let (state, name, kind) = (
-        c.str_or_none("trace_state")?,
+        c.if_there("trace_state", Columns::str)?,
         c.str("name")?,
         c.str("kind")?,
     );
@@ -293,13 +287,13 @@ fn spans_of(
         c.i64("start_ns")?,
         c.i64("end_ns")?,
         c.str("status_code")?,
-        c.str_or_none("status_message")?,
+        c.if_there("status_message", Columns::str)?,
     );
     let (resource, service, scope, scope_version) = (
         c.i64("resource_id")?,
         c.str("service_name")?,
         c.str("scope_name")?,
-        c.str_or_none("scope_version")?,
+        c.if_there("scope_version", Columns::str)?,
     );
     let strs: Vec<Option<&StringArray>> = [
         "op_class",
@@ -321,7 +315,7 @@ fn spans_of(
         "error_type",
     ]
     .iter()
-    .map(|n| c.str_or_none(n))
+    .map(|n| c.if_there(n, Columns::str))
     .collect::<Result<_, _>>()?;
     let ints: Vec<Option<&Int64Array>> = [
         "input_tokens",
@@ -339,7 +333,7 @@ fn spans_of(
         "resend_count",
     ]
     .iter()
-    .map(|n| c.i64_or_none(n))
+    .map(|n| c.if_there(n, Columns::i64))
     .collect::<Result<_, _>>()?;
     let (stream, cold) = (c.bool("stream")?, c.bool("cold_start")?);
     // no reserve per batch: a chunk's vector is sized for its own spans, and a batch

@@ -260,9 +260,10 @@ enum ServerSays {
     NoWait,
 }
 
-/// Reads the waiting-requests gauge over the first `residual_ns` of the call (at its
-/// start, middle and end) and the prefix-cache counters over the call, for the call's
-/// `server.address`. `None` when the store has no such metrics.
+/// Reads the waiting-requests gauge over the first `residual_ns` of the call (its reads
+/// within that wait), the KV cache's usage there and the prefix-cache counters over the
+/// call, for the call's `server.address`. `None` when the store has no such metrics, or
+/// no read of the gauge fell within the wait.
 fn server_says(
     s: &tailscope_model::Span,
     metrics: &dyn crate::MetricSource,
@@ -272,23 +273,17 @@ fn server_says(
     use tailscope_model::gpu_metrics as gm;
     let server = s.promoted.server_address.as_deref();
     let wait_end = s.start_ns + (residual_ns as i64).clamp(0, s.duration_ns());
-    let samples: Vec<f64> = [s.start_ns, (s.start_ns + wait_end) / 2, wait_end]
+    let gauge = [s.start_ns, (s.start_ns + wait_end) / 2, wait_end]
         .into_iter()
-        .filter_map(|t| metrics.at(gm::REQUESTS_WAITING, server, t))
-        .collect();
+        .any(|t| metrics.at(gm::REQUESTS_WAITING, server, t).is_some());
+    if !gauge {
+        return None;
+    }
     // A gauge read during the wait counts this call among the waiting if it queued. One
     // read only before the call arrived (a wait shorter than the scrape interval) says
     // nothing of it: others waiting then may or may not have held it up, and nobody
     // waiting then does not mean it did not queue. The metrics then do not settle it.
-    let waiting = match metrics.max_within(gm::REQUESTS_WAITING, server, s.start_ns, wait_end) {
-        Some(w) => w >= 1.0,
-        // a source that cannot say when its values were read: as of each instant
-        None if !metrics.reads_times() => samples.iter().any(|w| *w >= 1.0),
-        None => return None,
-    };
-    if samples.is_empty() {
-        return None;
-    }
+    let waiting = metrics.max_within(gm::REQUESTS_WAITING, server, s.start_ns, wait_end)? >= 1.0;
     let (queries, hits) = if can_be_eviction {
         (
             metrics.increase(gm::PREFIX_CACHE_QUERIES_RATE, server, s.start_ns, s.end_ns),
@@ -1039,9 +1034,6 @@ mod tests {
         // the gauge was read during every wait unless `read_before_only`
         fn max_within(&self, name: &str, server: Option<&str>, _: i64, _: i64) -> Option<f64> {
             self.at(name, server, 0).filter(|_| !self.read_before_only)
-        }
-        fn reads_times(&self) -> bool {
-            true
         }
         fn increase(&self, name: &str, server: Option<&str>, a: i64, b: i64) -> Option<f64> {
             use tailscope_model::gpu_metrics as gm;

@@ -74,15 +74,13 @@ pub trait MetricSource {
     fn increase(&self, name: &str, server: Option<&str>, from: i64, to: i64) -> Option<f64>;
     /// The largest value of series `name` among its points sampled within
     /// `[from, to]` (their own times, not values carried forward); `None` when no point
-    /// lies there or the source cannot say.
+    /// lies there. A source that cannot say when its values were read answers with the
+    /// largest of its values as of `from`, the middle and `to`.
     fn max_within(&self, name: &str, server: Option<&str>, from: i64, to: i64) -> Option<f64> {
-        let _ = (name, server, from, to);
-        None
-    }
-    /// Whether [`MetricSource::max_within`] answers from the times values were read at
-    /// (its `None` then means no value was read in the window).
-    fn reads_times(&self) -> bool {
-        false
+        [from, from + (to - from) / 2, to]
+            .into_iter()
+            .filter_map(|t| self.at(name, server, t))
+            .reduce(f64::max)
     }
 }
 
@@ -107,13 +105,10 @@ fn trees_by_trace(mut spans: Vec<Span>) -> Vec<Tree> {
     if !spans.windows(2).all(|w| w[0].trace_id <= w[1].trace_id) {
         spans.sort_by_key(|s| s.trace_id);
     }
-    let mut runs: Vec<usize> = Vec::new();
-    for (i, s) in spans.iter().enumerate() {
-        if i == 0 || spans[i - 1].trace_id != s.trace_id {
-            runs.push(0);
-        }
-        *runs.last_mut().expect("pushed above") += 1;
-    }
+    let runs: Vec<usize> = spans
+        .chunk_by(|a, b| a.trace_id == b.trace_id)
+        .map(<[Span]>::len)
+        .collect();
     let mut rest = spans.into_iter();
     runs.into_iter()
         .map(|n| Tree::build_from(rest.by_ref().take(n)))
